@@ -1,0 +1,45 @@
+# Two commands for a fresh machine with Python >= 3.11:
+#   make run    create .venv, install, start orch (embedded Redis, API, engine, workers) on examples/
+#   make test   create .venv, install, run the linters and the whole test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PROJECT ?= examples
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orch needs Python >= 3.11; run: make PY=python3.11 ...")'
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "installing orch and its dependencies into $(VENV) ..."
+	@$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/orch dev --project $(PROJECT)
+
+# promtool (from Debian's prometheus package) lets the metrics test check the exposition format;
+# fetched once, best effort: without it that one check is skipped and says so.
+.cache/tools/promtool:
+	@mkdir -p .cache/tools
+	@command -v promtool >/dev/null 2>&1 && ln -sf "$$(command -v promtool)" $@ || \
+	  (cd .cache/tools && apt-get download prometheus >/dev/null 2>&1 && \
+	   dpkg-deb -x prometheus_*.deb pkg && ln -sf pkg/usr/bin/promtool promtool && rm -f prometheus_*.deb) || \
+	  echo "note: promtool unavailable; the promtool check will be skipped"
+
+test: $(STAMP) .cache/tools/promtool
+	$(BIN)/ruff check orchestrator executors triggers tests bench
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check orchestrator executors triggers tests bench
+	$(BIN)/pip install -q mypy types-PyYAML && $(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache examples/.orch

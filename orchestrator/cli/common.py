@@ -1,0 +1,79 @@
+"""Pieces every command shares: the --project option, settings, logging, and error reporting."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import ConfigError, OrchestratorError
+from ..settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["die_with_parent", "fail", "handle_errors", "make_settings", "project_option", "setup_logging"]
+
+
+def project_option(fn: F) -> F:
+    """Add `--project DIR` (default: ORCH_PROJECT, else the current directory)."""
+    return click.option("--project", "-p", type=click.Path(file_okay=False, path_type=str), default=None,
+                        help="Automation project directory (rules/, workflows/). Env: ORCH_PROJECT.")(fn)
+
+
+def make_settings(project: str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, with the flags the user gave taking precedence."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if project is not None:
+        given["project"] = project
+    return Settings(**given)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    if level != "DEBUG":
+        for noisy in ("rq.worker", "rq.queue", "uvicorn.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `message` as an error and exit."""
+    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    raise SystemExit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn orch's own errors into a one-line message (one per issue for ConfigError) and exit code 1."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(click.style("error: ", fg="red", bold=True) + "the project has problems:", err=True)
+            for issue in exc.issues:
+                click.echo(f"  {issue}", err=True)
+            raise SystemExit(1) from None
+        except OrchestratorError as exc:
+            fail(str(exc))
+    return wrapper  # type: ignore[return-value]
+
+
+def die_with_parent() -> None:
+    """When `orch dev` started this process, exit with it even if it is killed (Linux)."""
+    parent = os.environ.get("ORCH_DEV_PARENT_PID")
+    if not parent:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        return
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        raise SystemExit(0)

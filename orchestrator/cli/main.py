@@ -1,0 +1,266 @@
+"""The `orch` command. Process commands (api, engine, worker, dev) are the one place where the core,
+`triggers/` and `executors/` are wired together; they import those packages lazily.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..connection import connect
+from ..errors import EventError
+from ..jsonutil import loads
+from ..state.keys import Keys
+from .common import die_with_parent, fail, handle_errors, make_settings, project_option, setup_logging
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="orch")
+def cli() -> None:
+    """orch: event-driven workflows on Redis.
+
+    Events (from apps, HTTP, this CLI) go to a Redis Stream; rules in the project's rules/*.yaml match
+    them to workflows in workflows/*.py; tasks run as RQ jobs in dependency order.
+
+    Start everything for a project with `orch dev --project DIR`.
+    """
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@project_option
+@click.option("--host", default=None, help="Interface to listen on. Env: ORCH_API_HOST (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on. Env: ORCH_API_PORT (default 8000).")
+@handle_errors
+def api(project: str | None, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API: POST /events, GET /runs, /healthz, /metrics."""
+    import uvicorn
+
+    from executors.queues import RQQueueInspector
+
+    from ..api.app import create_app
+
+    settings = make_settings(project, api_host=host, api_port=port)
+    setup_logging(settings.log_level)
+    die_with_parent()
+    client = connect(settings)
+    app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)))
+    click.echo(f"orch api listening on http://{settings.api_host}:{settings.api_port}", err=True)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+
+
+@cli.command()
+@project_option
+@handle_errors
+def engine(project: str | None) -> None:
+    """Match events to rules, start runs, and advance them as tasks finish."""
+    from executors.dispatch import RQDispatcher
+
+    from ..engine import Engine
+    from ..project import load_project
+
+    settings = make_settings(project)
+    setup_logging(settings.log_level)
+    die_with_parent()
+    loaded = load_project(settings.project_dir)
+    client = connect(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Engine(client, settings, loaded, RQDispatcher(client, settings)).run(stop)
+
+
+@cli.command()
+@project_option
+@click.option("--queues", "-q", default=None,
+              help="Comma-separated queues to serve. Default: every queue the project's tasks use.")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--name", default=None, help="Worker name (default: HOST-PID).")
+@handle_errors
+def worker(project: str | None, queues: str | None, burst: bool, name: str | None) -> None:
+    """Run tasks from the project's queues (SIGTERM: finish the current task, then exit)."""
+    from executors.worker import run_worker
+
+    from ..project import load_project
+
+    settings = make_settings(project)
+    setup_logging(settings.log_level)
+    die_with_parent()
+    loaded = load_project(settings.project_dir)
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else loaded.queues
+    run_worker(connect(settings), settings, loaded, names, burst=burst, name=name)
+
+
+@cli.command()
+@project_option
+@click.option("--host", default=None, help="Interface for the API. Env: ORCH_API_HOST (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port for the API. Env: ORCH_API_PORT (default 8000).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
+@handle_errors
+def dev(project: str | None, host: str | None, port: int | None, workers: int) -> None:
+    """Run everything for a project: Redis (unless ORCH_REDIS_URL is set), API, engine and workers.
+
+    Ctrl-C stops them all.
+    """
+    from .dev import run_dev
+
+    sys.exit(run_dev(make_settings(project, api_host=host, api_port=port), workers=workers))
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("type")
+@click.option("--data", "data_json", default=None, help="Event data as JSON.")
+@click.option("--data-file", type=click.File("rb"), default=None, help="Read the event data (JSON) from a file ('-': stdin).")
+@click.option("--source", default="/orch/cli", show_default=True, help="Event source.")
+@click.option("--subject", default=None, help="Event subject.")
+@click.option("--id", "event_id", default=None, help="Event id (default: a new one). Same source and id = same event.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@project_option
+@handle_errors
+def emit(type: str, data_json: str | None, data_file: Any, source: str, subject: str | None, event_id: str | None,
+         as_json: bool, project: str | None) -> None:
+    """Publish one event of TYPE (e.g. order.created) with JSON data; prints its id."""
+    from ..events.client import Client
+
+    if data_json is not None and data_file is not None:
+        fail("give --data or --data-file, not both")
+    raw = data_json.encode() if data_json is not None else data_file.read() if data_file is not None else None
+    try:
+        data = loads(raw) if raw is not None else None
+    except ValueError as exc:
+        fail(f"the event data is not valid JSON: {exc}")
+    with Client(settings=make_settings(project), source=source) as client:
+        try:
+            published = client.publish([{"type": type, "data": data, "subject": subject, "source": source,
+                                         **({"id": event_id} if event_id else {})}])[0]
+        except EventError as exc:
+            fail(str(exc))
+    if as_json:
+        from .output import print_json
+
+        print_json({"id": published.event_id, "entry_id": published.entry_id, "duplicate": published.duplicate})
+    elif published.duplicate:
+        click.echo(f"{published.event_id} (duplicate: already accepted, not published again)")
+    else:
+        click.echo(published.event_id)
+
+
+@cli.group()
+def events() -> None:
+    """Inspect events."""
+
+
+@events.command("list")
+@click.option("--limit", "-n", type=click.IntRange(1, 10000), default=20, show_default=True)
+@click.option("--type", "type_glob", default=None, help="Only types matching this glob, e.g. 'order.*'.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@project_option
+@handle_errors
+def events_list(limit: int, type_glob: str | None, as_json: bool, project: str | None) -> None:
+    """Recent events, newest first."""
+    from ..events.recent import recent_events
+    from .output import print_events, print_json
+
+    settings = make_settings(project)
+    found = recent_events(connect(settings), Keys(settings.key_prefix), limit=limit, type_glob=type_glob)
+    print_json(found) if as_json else print_events(found)
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def runs() -> None:
+    """Inspect workflow runs."""
+
+
+@runs.command("list")
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed"]), default=None)
+@click.option("--workflow", default=None, help="Only runs of this workflow.")
+@click.option("--limit", "-n", type=click.IntRange(1, 10000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@project_option
+@handle_errors
+def runs_list(status: str | None, workflow: str | None, limit: int, as_json: bool, project: str | None) -> None:
+    """Runs, newest first."""
+    from ..state.store import RunStore
+    from .output import print_json, print_runs
+
+    settings = make_settings(project)
+    store = RunStore(connect(settings), Keys(settings.key_prefix), retention_s=settings.run_retention_s)
+    found = store.list(status=status, workflow=workflow, limit=limit)
+    print_json(found) if as_json else print_runs(found)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@project_option
+@handle_errors
+def runs_show(run_id: str, as_json: bool, project: str | None) -> None:
+    """One run: its tasks, their states, durations, and results or errors."""
+    from ..state.store import RunStore
+    from .output import print_json, print_run
+
+    settings = make_settings(project)
+    store = RunStore(connect(settings), Keys(settings.key_prefix), retention_s=settings.run_retention_s)
+    run = store.get(run_id)
+    if run is None:
+        fail(f"no run {run_id!r} (it may have expired); list runs with `orch runs list`")
+        return
+    print_json(run.to_dict()) if as_json else print_run(run.to_dict())
+
+
+# -- project ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@project_option
+def validate(as_json: bool, project: str | None) -> None:
+    """Check the project's rules and workflows; errors name the file, line and field."""
+    from ..errors import ConfigError
+    from ..project import load_project
+    from .output import print_json
+
+    settings = make_settings(project)
+    try:
+        loaded = load_project(settings.project_dir)
+    except ConfigError as exc:
+        if as_json:
+            print_json({"ok": False, "issues": [{"file": str(i.file) if i.file else None, "line": i.line,
+                                                 "field": i.field, "message": i.message} for i in exc.issues]})
+        else:
+            for issue in exc.issues:
+                click.echo(str(issue), err=True)
+            click.echo(f"{len(exc.issues)} problem(s) in {settings.project_dir}", err=True)
+        raise SystemExit(1) from None
+    summary = {"ok": True, "project": str(loaded.root), "rules": [r.name for r in loaded.rules],
+               "workflows": {name: [n.name for n in wf.spec.nodes] for name, wf in loaded.workflows.items()},
+               "tasks": sorted(loaded.tasks), "queues": loaded.queues}
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(f"ok: {Path(loaded.root).name}: {len(loaded.rules)} rules, {len(loaded.workflows)} workflows, "
+               f"{len(loaded.tasks)} tasks")
+    for name, wf in loaded.workflows.items():
+        order = " -> ".join(", ".join(level) for level in wf.spec.levels())
+        click.echo(f"  workflow {name}: {order}")
+
+
+def main() -> None:
+    cli(prog_name="orch")

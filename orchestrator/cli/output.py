@@ -1,0 +1,105 @@
+"""Human output for the CLI: tables and run details. `--json` output bypasses all of this."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["console", "print_events", "print_json", "print_run", "print_runs"]
+
+# Piped output (no terminal) gets a wide fixed width so ids and results are never cut to 80 columns.
+console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+_STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "queued": "cyan", "pending": "dim",
+                 "skipped": "dim"}
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    moment = datetime.fromisoformat(value).astimezone()
+    today = datetime.now(UTC).astimezone().date()
+    return moment.strftime("%H:%M:%S" if moment.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _status(value: str) -> str:
+    style = _STATUS_STYLE.get(value, "")
+    return f"[{style}]{value}[/]" if style else value
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_runs(runs: list[dict[str, Any]]) -> None:
+    if not runs:
+        console.print("no runs yet")
+        return
+    table = Table(box=None, pad_edge=False)
+    table.add_column("RUN", no_wrap=True, min_width=24)
+    for column in ("WORKFLOW", "STATUS", "TASKS", "CREATED", "DURATION", "RULE"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    for run in runs:
+        duration = None
+        if run.get("finished_at"):
+            duration = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["created_at"])
+                        ).total_seconds()
+        table.add_row(run["id"], run["workflow"], _status(run["status"]), f"{run['tasks_done']}/{run['tasks_total']}",
+                      _when(run["created_at"]), _duration(duration), run["rule"])
+    console.print(table)
+
+
+def print_run(run: dict[str, Any]) -> None:
+    console.print(f"[bold]run[/] {run['id']}  {_status(run['status'])}")
+    console.print(f"  workflow  {run['workflow']} (version {run['version']})")
+    console.print(f"  rule      {run['rule']}")
+    console.print(f"  event     {run['event']['type']} id={run['event']['id']} source={run['event']['source']}")
+    console.print(f"  params    {_short(run['params'], 100)}")
+    console.print(f"  created   {_when(run['created_at'])}   finished {_when(run['finished_at'])}   "
+                  f"duration {_duration(run['duration_s'])}")
+    if run.get("error"):
+        console.print(f"  [red]error[/]     {run['error']}")
+    table = Table(box=None, pad_edge=False)
+    for column in ("TASK", "STATE", "TRY", "AFTER", "QUEUED", "STARTED", "DURATION"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("RESULT / ERROR", no_wrap=True, overflow="ellipsis")
+    for task in run["tasks"]:
+        outcome = task["error"].splitlines()[0] if task.get("error") else _short(task.get("result"))
+        table.add_row(task["node"], _status(task["state"]), str(task["attempt"]), ",".join(task["upstream"]) or "-",
+                      _when(task["queued_at"]), _when(task["started_at"]), _duration(task["duration_s"]),
+                      f"[red]{outcome}[/]" if task.get("error") else outcome)
+    console.print(table)
+
+
+def print_events(events: list[dict[str, Any]]) -> None:
+    if not events:
+        console.print("no events yet")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("TIME", "TYPE", "SOURCE", "ID", "SUBJECT"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("DATA", no_wrap=True, overflow="ellipsis")
+    for event in events:
+        table.add_row(_when(event.get("time")), event.get("type", ""), event.get("source", ""), event.get("id", ""),
+                      event.get("subject") or "-", _short(event.get("data"), 50))
+    console.print(table)

@@ -1,0 +1,128 @@
+"""Redis connections from Settings: where Redis is, whether it is good enough. No module-level clients."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .errors import RedisUnavailableError
+from .settings import Settings
+
+__all__ = [
+    "MIN_REDIS_VERSION",
+    "address_file",
+    "check_server",
+    "connect",
+    "read_address_file",
+    "redact_url",
+    "resolve_redis_url",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_REDIS_VERSION = (6, 2, 0)
+
+
+def address_file(settings: Settings) -> Path:
+    """The file in which `orch dev` records the Redis it started for this project."""
+    return settings.state_dir / "redis.json"
+
+
+def read_address_file(path: Path) -> dict[str, Any] | None:
+    """The embedded Redis record at `path`, or None when absent, unreadable or its owner is gone."""
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    owner = record.get("owner_pid")
+    if not isinstance(owner, int) or not _pid_alive(owner):
+        return None
+    return record
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    """`ORCH_REDIS_URL` if set, else the Redis that a running `orch dev` started for the same project."""
+    if settings.redis_url:
+        return settings.redis_url
+    record = read_address_file(address_file(settings))
+    if record and isinstance(record.get("url"), str):
+        return str(record["url"])
+    raise RedisUnavailableError(
+        f"no Redis configured for project {settings.project_dir}: start the stack with "
+        f"`orch dev --project {settings.project}` (it starts its own Redis), "
+        "or set ORCH_REDIS_URL=redis://HOST:6379/0"
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ':'}***@{host}"
+
+
+def connect(settings: Settings, *, check: bool = True) -> redis.Redis:
+    """A Redis client for `settings` (bytes responses, as RQ requires); checks the server unless told not to."""
+    url = resolve_redis_url(settings)
+    client = redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    if check:
+        check_server(client, url)
+    return client
+
+
+def check_server(client: redis.Redis, url: str = "") -> tuple[int, ...]:
+    """Refuse a Redis older than 6.2; warn about settings that lose data. Returns the server version."""
+    try:
+        info = client.info("server")
+    except redis.RedisError as exc:
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {redact_url(url) or 'the configured URL'}: {exc}. "
+            "Is it running? Check ORCH_REDIS_URL, or start `orch dev`."
+        ) from exc
+    version = parse_version(str(info.get("redis_version", "0")))
+    if version < MIN_REDIS_VERSION:
+        raise RedisUnavailableError(
+            f"Redis {'.'.join(map(str, version))} at {redact_url(url)} is too old: orch needs Redis >= 6.2 "
+            "(streams with XAUTOCLAIM, LMOVE). Upgrade Redis or use Valkey."
+        )
+    _warn_about_eviction(client)
+    return version
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _warn_about_eviction(client: redis.Redis) -> None:
+    try:
+        policy = client.config_get("maxmemory-policy").get(b"maxmemory-policy", b"noeviction")
+    except redis.ResponseError:  # CONFIG may be disabled on managed Redis
+        return
+    if policy not in (b"noeviction", "noeviction"):
+        log.warning(
+            "Redis maxmemory-policy is %s: under memory pressure Redis may evict events, runs or dedup keys. "
+            "Set maxmemory-policy noeviction for orch.",
+            policy.decode() if isinstance(policy, bytes) else policy,
+        )

@@ -1,0 +1,230 @@
+"""③ + ⑧ The engine process: read events and task records, commit their effects, keep the streams healthy.
+
+One step:
+    read     XREADGROUP on the events and results streams (batched, blocking)
+    plan     events -> matching rules -> run requests; records decoded          (pure)
+    commit   WATCH the runs, read them, apply the batch (pure), then MULTI:
+             run writes + job dispatches + XACK + metrics, EXEC; retried on a concurrent change
+Because the acknowledgement is in the same transaction as the runs and jobs it caused, a crash at any
+point either commits all of it or none of it; a redelivered entry finds its run and does nothing twice.
+
+Maintenance, every `engine_maintenance_interval_s`: dead-letter entries delivered too often, reclaim
+entries left pending by dead consumers (XAUTOCLAIM), trim streams below what every group still needs,
+and drop expired runs from the indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import redis
+
+from .. import faults
+from ..errors import EventError
+from ..events.envelope import event_from_mapping
+from ..events.stream import Entry, StreamConsumer, default_consumer_name, safe_trim
+from ..jsonutil import loads
+from ..metrics import EVENTS_DEAD_LETTERED, MetricsBatch
+from ..project import Project
+from ..settings import Settings
+from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
+from ..state.store import READ_RUNS_LUA, RunStore, pairs_to_fields
+from ..types import Dispatcher
+from ..workflows.advance import Change
+from ..workflows.records import TaskRecord
+from .batch import Batch, Outcome, apply_batch
+from .plan import plan_event
+
+__all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
+
+_TRIM_EVERY_S = 60.0
+_FORGET_CONSUMERS_IDLE_S = 86400.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    """Runs the engine loop for one project against one Redis."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, project: Project, dispatcher: Dispatcher, *,
+                 consumer: str | None = None, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._redis = client
+        self._settings = settings
+        self._project = project
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self.keys = Keys(settings.key_prefix)
+        self.store = RunStore(client, self.keys, retention_s=settings.run_retention_s)
+        self.consumer = StreamConsumer(client, [self.keys.events, self.keys.results], ENGINE_GROUP,
+                                       consumer or default_consumer_name("engine"),
+                                       batch_size=settings.engine_batch_size, block_s=settings.engine_block_s)
+        self._next_maintenance = 0.0
+        self._next_trim = 0.0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Process until `stop` is set; a Redis outage pauses the loop instead of ending it."""
+        self.consumer.ensure_groups()
+        log.info("engine %s: %d rules, %d workflows; reading %s", self.consumer.consumer,
+                 len(self._project.rules), len(self._project.workflows), ", ".join(self.consumer.streams))
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self.step()
+                self.maintain()
+                backoff = 0.5
+            except redis.ConnectionError as exc:
+                log.error("engine: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        log.info("engine %s: stopped", self.consumer.consumer)
+
+    def step(self, block: bool = True) -> int:
+        """Read one batch and commit it; returns the number of entries read."""
+        entries = self.consumer.read(block=block)
+        if entries:
+            faults.hit("engine.after_read")
+            self.process(entries)
+        return len(entries)
+
+    def process(self, entries: list[Entry], retried: bool = False) -> Outcome:
+        """Plan and commit `entries` (freshly read, or reclaimed when `retried`)."""
+        batch = self._plan(entries)
+        outcome = self._commit(batch, retried)
+        for change in outcome.changes:
+            self._log_change(change)
+        return outcome
+
+    # -- plan ----------------------------------------------------------------------------------
+
+    def _plan(self, entries: list[Entry]) -> Batch:
+        batch = Batch()
+        for entry in entries:
+            try:
+                if entry.stream == self.keys.events:
+                    self._plan_event(batch, entry)
+                else:
+                    batch.records.append((entry, TaskRecord.from_fields(entry.fields)))
+            except (EventError, ValueError, KeyError, TypeError) as exc:
+                self._dead_letter(entry, 1, f"undecodable entry: {type(exc).__name__}: {exc}")
+        return batch
+
+    def _plan_event(self, batch: Batch, entry: Entry) -> None:
+        event = event_from_mapping(loads(entry.fields[b"e"]))
+        requests, outcomes = plan_event(self._project, event)
+        for result, label in outcomes:
+            batch.add_evaluation(result.rule, label)
+            if label == "not_matched":
+                log.debug("event %s: rule %s did not match: %s", event.id, result.rule, result.reason)
+        if requests:
+            batch.requests.append((entry, requests))
+        else:
+            batch.settled.append(entry)
+
+    # -- commit --------------------------------------------------------------------------------
+
+    def _commit(self, batch: Batch, retried: bool) -> Outcome:
+        run_ids = batch.run_ids
+        keys = [self.keys.run(run_id) for run_id in run_ids]
+        with self._redis.pipeline(transaction=True) as pipe:
+            for attempt in range(1, 1000):
+                try:
+                    existing = self._read_runs(pipe, run_ids, keys)
+                    outcome = apply_batch(batch, existing, self._clock())
+                    pipe.multi()
+                    self._queue_writes(pipe, outcome, retried)
+                    faults.hit("engine.before_commit")
+                    pipe.execute()
+                    return outcome
+                except redis.WatchError:
+                    log.debug("engine: runs changed during commit (attempt %d), retrying", attempt)
+                    time.sleep(min(0.001 * attempt, 0.05))
+        raise RuntimeError("engine: could not commit a batch after 999 attempts")
+
+    def _read_runs(self, pipe: redis.client.Pipeline, run_ids: list[str],
+                   keys: list[str]) -> dict[str, dict[bytes, bytes]]:
+        if not keys:
+            return {}
+        pipe.watch(*keys)
+        replies = pipe.execute_command("EVAL", READ_RUNS_LUA, len(keys), *keys)
+        return {run_id: pairs_to_fields(flat) for run_id, flat in zip(run_ids, replies, strict=True)}
+
+    def _queue_writes(self, pipe: redis.client.Pipeline, outcome: Outcome, retried: bool) -> None:
+        for change in outcome.changes:
+            self.store.write_change(pipe, change)
+        dispatches = [d for change in outcome.changes for d in change.dispatches]
+        if dispatches:
+            self._dispatcher.dispatch(pipe, dispatches)
+        if outcome.ack:
+            self.consumer.ack(pipe, outcome.ack)
+            if retried:
+                pipe.hdel(self.keys.engine_errors, *[e.id for e in outcome.ack])
+        for entry, error in outcome.failed.items():
+            pipe.hset(self.keys.engine_errors, entry.id, error)
+        outcome.metrics.flush(pipe, self.keys)
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def maintain(self, force: bool = False) -> None:
+        """Dead-letter, reclaim and trim when their time has come (or now, when `force`)."""
+        now = time.monotonic()
+        if force or now >= self._next_maintenance:
+            self._next_maintenance = now + self._settings.engine_maintenance_interval_s
+            self._dead_letter_over_delivered()
+            claimed = self.consumer.claim_idle(self._settings.engine_claim_idle_s)
+            if claimed:
+                log.warning("engine: reclaimed %d entries left pending by a stopped consumer", len(claimed))
+                self.process(claimed, retried=True)
+        if force or now >= self._next_trim:
+            self._next_trim = now + _TRIM_EVERY_S
+            self.trim()
+
+    def trim(self) -> None:
+        trimmed = safe_trim(self._redis, self.keys.events, self._settings.events_retention_s)
+        trimmed += safe_trim(self._redis, self.keys.results, self._settings.results_retention_s)
+        self.store.trim_indexes(self._clock())
+        self.consumer.forget_idle_consumers(_FORGET_CONSUMERS_IDLE_S)
+        if trimmed:
+            log.info("engine: trimmed %d processed stream entries", trimmed)
+
+    def _dead_letter_over_delivered(self) -> None:
+        for stream, entry_id, deliveries in self.consumer.over_delivered(self._settings.engine_claim_idle_s,
+                                                                        self._settings.engine_max_deliveries):
+            reason = self._redis.hget(self.keys.engine_errors, entry_id)
+            text = reason.decode() if reason else "delivered too many times without being processed"
+            self._dead_letter(Entry(stream, entry_id, {}), deliveries, text)
+            self._redis.hdel(self.keys.engine_errors, entry_id)
+
+    def _dead_letter(self, entry: Entry, deliveries: int, reason: str) -> None:
+        log.error("engine: entry %s of %s dead-lettered after %d deliveries: %s", entry.id, entry.stream,
+                  deliveries, reason)
+        self.consumer.dead_letter(self.keys.dead_letters, entry.stream, entry.id, deliveries, reason,
+                                  DEAD_LETTER_MAXLEN)
+        metrics = MetricsBatch()
+        metrics.inc(EVENTS_DEAD_LETTERED, "events" if entry.stream == self.keys.events else "results")
+        pipe = self._redis.pipeline(transaction=False)
+        metrics.flush(pipe, self.keys)
+        pipe.execute()
+
+    # -- logging -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _log_change(change: Change) -> None:
+        run = change.run
+        if change.created:
+            log.info("run %s started: workflow %s, rule %s, event %s", run.id, run.workflow, run.rule, run.event.id)
+        for dispatch in change.dispatches:
+            log.debug("run %s: dispatched %s (attempt %d) to %s", run.id, dispatch.node, dispatch.attempt,
+                      dispatch.queue)
+        if change.finished:
+            log.info("run %s %s in %.3fs%s", run.id, run.status, run.duration_s or 0.0,
+                     f": {run.error}" if run.error else "")

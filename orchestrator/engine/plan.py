@@ -1,0 +1,55 @@
+"""③ From an event to the runs it should start: rule matching and parameter rendering. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import RuleError, WorkflowError
+from ..events.envelope import Event
+from ..project import Project
+from ..rules.match import event_view
+from ..rules.model import Match, MatchResult
+from ..workflows.runs import EventRef, derive_run_id
+from ..workflows.spec import WorkflowSpec
+
+__all__ = ["RunRequest", "plan_event"]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run an event asks for; `error` is set when its parameters could not be rendered."""
+
+    run_id: str
+    rule: str
+    spec: WorkflowSpec
+    event: EventRef
+    params: dict[str, Any] | None
+    error: str | None = None
+
+
+def plan_event(project: Project, event: Event) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
+    """The runs `event` starts, and each evaluated rule with its metric result (matched, not_matched, error)."""
+    evaluated = project.index.evaluate(event)
+    if not evaluated:
+        return [], []
+    view = event_view(event)
+    context = {"event": view, "data": view.get("data")}
+    ref = EventRef(event.id, event.source, event.type)
+    requests: list[RunRequest] = []
+    outcomes: list[tuple[MatchResult, str]] = []
+    for rule, result in evaluated:
+        if result.outcome is not Match.FULL:
+            outcomes.append((result, "not_matched"))
+            continue
+        spec = project.workflows[rule.workflow].spec
+        run_id = derive_run_id(rule.name, event.source, event.id)
+        try:
+            params = spec.bind_params(rule.params.render(context))
+        except (RuleError, WorkflowError) as exc:
+            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}"))
+            outcomes.append((result, "error"))
+            continue
+        requests.append(RunRequest(run_id, rule.name, spec, ref, params))
+        outcomes.append((result, "matched"))
+    return requests, outcomes

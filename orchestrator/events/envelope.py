@@ -1,0 +1,211 @@
+"""② The Event: a CloudEvents 1.0 envelope, validated once where it enters and immutable after.
+
+Required attributes: `specversion` ("1.0"), `id`, `source`, `type`. Optional: `subject`, `time`
+(RFC 3339 with an offset, kept in UTC), `datacontenttype`, `dataschema`, `data` (any JSON) or
+`data_base64`. Extension attributes (lowercase a-z/0-9, at most 20 characters, string/integer/boolean
+values) are kept in `extensions` and written back as top-level attributes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import EventError
+from ..jsonutil import JSONValueError, check_json
+
+__all__ = ["CORE_ATTRIBUTES", "Event", "event_from_mapping", "new_event_id"]
+
+CORE_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64"}
+)
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def new_event_id() -> str:
+    """A fresh, globally unique event id."""
+    return uuid.uuid4().hex
+
+
+class Event(BaseModel):
+    """A CloudEvents 1.0 event. Build one with `Event.new(...)` or `event_from_mapping(...)`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=256)
+    source: str = Field(min_length=1, max_length=1024)
+    type: str = Field(min_length=1, max_length=256)
+    subject: str | None = Field(default=None, min_length=1, max_length=1024)
+    time: AwareDatetime | None = None
+    datacontenttype: str | None = Field(default=None, min_length=1, max_length=256)
+    dataschema: str | None = Field(default=None, min_length=1, max_length=1024)
+    data: Any = None
+    data_base64: str | None = None
+    extensions: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_extensions(cls, values: Any) -> Any:
+        if not isinstance(values, Mapping):
+            return values
+        unknown = [key for key in values if key not in CORE_ATTRIBUTES and key != "extensions"]
+        if not unknown:
+            return values
+        extensions = dict(values.get("extensions") or {})
+        core = {}
+        for key, value in values.items():
+            if key in unknown:
+                extensions[key] = value
+            elif key != "extensions":
+                core[key] = value
+        core["extensions"] = extensions
+        return core
+
+    @field_validator("id", "source", "type", "subject")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        if value is not None and _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    @field_validator("data")
+    @classmethod
+    def _json_data(cls, value: Any) -> Any:
+        try:
+            check_json(value, "data")
+        except JSONValueError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("data_base64")
+    @classmethod
+    def _base64(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("is not valid base64") from None
+        return value
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _extension_names(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        for name, item in value.items():
+            if not isinstance(name, str) or not _EXTENSION_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a valid attribute name (extension attributes are 1-20 characters a-z, 0-9)"
+                )
+            if name in CORE_ATTRIBUTES:
+                raise ValueError(f"{name!r} is a core attribute, not an extension")
+            if not isinstance(item, str | int | bool) or isinstance(item, float):
+                raise ValueError(f"attribute {name!r} must be a string, integer or boolean")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind_of_data(self) -> Event:
+        if self.data is not None and self.data_base64 is not None:
+            raise ValueError("an event carries either data or data_base64, not both")
+        return self
+
+    @classmethod
+    def new(
+        cls,
+        type: str,
+        data: Any = None,
+        *,
+        source: str,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        extensions: Mapping[str, str | int | bool] | None = None,
+    ) -> Event:
+        """An event with a fresh id and the current time unless given; raises EventError when invalid."""
+        return event_from_mapping(
+            {
+                "type": type,
+                "source": source,
+                "id": id or new_event_id(),
+                "time": time or datetime.now(UTC),
+                "subject": subject,
+                "datacontenttype": datacontenttype,
+                "data": data,
+                "extensions": dict(extensions or {}),
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event in CloudEvents JSON format (structured mode): extensions as top-level attributes."""
+        out: dict[str, Any] = {"specversion": self.specversion, "id": self.id, "source": self.source, "type": self.type}
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.time is not None:
+            out["time"] = self.time.isoformat().replace("+00:00", "Z")
+        if self.datacontenttype is not None:
+            out["datacontenttype"] = self.datacontenttype
+        if self.dataschema is not None:
+            out["dataschema"] = self.dataschema
+        if self.data_base64 is not None:
+            out["data_base64"] = self.data_base64
+        elif self.data is not None:
+            out["data"] = self.data
+        out.update(self.extensions)
+        return out
+
+
+def event_from_mapping(values: Any, where: str = "") -> Event:
+    """Validate one CloudEvent given as a mapping; EventError names the first bad attribute.
+
+    `where` prefixes the attribute in messages, e.g. "events[3]" for a batch.
+    """
+    if not isinstance(values, Mapping):
+        raise EventError(f"{where or 'event'}: a CloudEvent must be a JSON object, got {type(values).__name__}")
+    try:
+        return Event.model_validate({k: v for k, v in values.items() if v is not None or k == "data"})
+    except ValidationError as exc:
+        raise _event_error(exc, where) from None
+
+
+def _event_error(exc: ValidationError, where: str) -> EventError:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if loc[:1] == ["extensions"] and len(loc) == 1:
+        field = "extensions"
+    elif loc[:1] == ["extensions"]:
+        field = loc[1]
+    else:
+        field = loc[0] if loc else "event"
+    prefix = f"{where}." if where else ""
+    if first["type"] == "missing":
+        message = f"missing required attribute '{prefix}{field}'"
+    elif first["type"] == "extra_forbidden":
+        message = f"unknown attribute '{prefix}{field}'"
+    else:
+        message = f"attribute '{prefix}{field}': {first['msg']}"
+        if first["type"] == "literal_error" and field == "specversion":
+            message = f"attribute '{prefix}specversion' must be \"1.0\" (got {first.get('input')!r})"
+    return EventError(message, field=field)

@@ -1,0 +1,232 @@
+"""Every Prometheus metric orch exports, and how it is recorded.
+
+Counters and histograms that several processes contribute to (publishers, engines, workers) live in
+Redis hashes, one per metric (`<prefix>:metrics:<name>`), updated in the same transaction as the state
+change they count; `RedisCollector` reads them at scrape time, so one scrape of any `orch api` sees the
+whole fleet and nothing is lost when a process restarts. Gauges (stream length, pending entries, lag,
+queue depths, runs in progress) are read live at scrape time. Names follow Prometheus conventions:
+`orch_` prefix, base units, `_total` on counters only, no unbounded labels.
+Nothing here touches Redis or a registry at import time.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from .state.keys import Keys
+
+__all__ = [
+    "ALL_METRICS",
+    "EVENTS_DEAD_LETTERED",
+    "EVENTS_RECEIVED",
+    "RULE_EVALUATIONS",
+    "RUNS_FINISHED",
+    "RUNS_STARTED",
+    "RUN_DURATION",
+    "TASKS_FINISHED",
+    "TASK_DURATION",
+    "TASK_WAIT",
+    "CounterDef",
+    "HistogramDef",
+    "MetricsBatch",
+    "QueueInspector",
+    "RedisCollector",
+]
+
+LABEL_SEP = "\x1f"
+BUCKET_SEP = "\x1e"
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class CounterDef:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HistogramDef:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = DURATION_BUCKETS_S
+
+
+EVENTS_RECEIVED = CounterDef(
+    "orch_events_received_total", "Events offered to orch, by trigger and result (accepted, duplicate, rejected).",
+    ("trigger", "result"))
+EVENTS_DEAD_LETTERED = CounterDef(
+    "orch_events_dead_lettered_total", "Stream entries moved to the dead-letter stream.", ("stream",))
+RULE_EVALUATIONS = CounterDef(
+    "orch_rule_evaluations_total", "Rules evaluated against an event of a type they listen to, by result.",
+    ("rule", "result"))
+RUNS_STARTED = CounterDef("orch_workflow_runs_started_total", "Workflow runs created.", ("workflow",))
+RUNS_FINISHED = CounterDef("orch_workflow_runs_finished_total", "Workflow runs finished, by status.",
+                           ("workflow", "status"))
+RUN_DURATION = HistogramDef("orch_workflow_run_duration_seconds", "Time from run creation to its end.",
+                            ("workflow", "status"))
+TASKS_FINISHED = CounterDef("orch_tasks_finished_total", "Task executions finished, by status.",
+                            ("workflow", "task", "status"))
+TASK_DURATION = HistogramDef("orch_task_duration_seconds", "Execution time of one task attempt.",
+                             ("workflow", "task", "status"))
+TASK_WAIT = HistogramDef("orch_task_wait_seconds", "Time from a task's dispatch to its start on a worker.",
+                         ("queue",))
+
+ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
+    EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
+    TASKS_FINISHED, TASK_DURATION, TASK_WAIT,
+)
+
+
+def counter_field(*labels: str) -> str:
+    """The hash field of one label combination."""
+    return LABEL_SEP.join(labels)
+
+
+class MetricsBatch:
+    """Increments gathered while a batch is planned, written with the batch's transaction."""
+
+    def __init__(self) -> None:
+        self._ints: Counter[tuple[str, str]] = Counter()
+        self._floats: Counter[tuple[str, str]] = Counter()
+
+    def inc(self, counter: CounterDef, *labels: str, n: int = 1) -> None:
+        self._ints[(counter.name, counter_field(*labels))] += n
+
+    def observe(self, histogram: HistogramDef, value_s: float, *labels: str) -> None:
+        base = counter_field(*labels)
+        index = next((i for i, bound in enumerate(histogram.buckets) if value_s <= bound), len(histogram.buckets))
+        self._ints[(histogram.name, f"{base}{BUCKET_SEP}{index}")] += 1
+        self._ints[(histogram.name, f"{base}{BUCKET_SEP}count")] += 1
+        self._floats[(histogram.name, f"{base}{BUCKET_SEP}sum")] += max(value_s, 0.0)
+
+    def flush(self, pipe: Any, keys: Keys) -> None:
+        """Queue the increments on `pipe` (a pipeline or transaction)."""
+        for (name, field), n in self._ints.items():
+            pipe.hincrby(keys.metric(name), field, n)
+        for (name, field), value in self._floats.items():
+            pipe.hincrbyfloat(keys.metric(name), field, value)
+
+    def merge(self, other: MetricsBatch) -> None:
+        """Add `other`'s increments to this batch."""
+        self._ints.update(other._ints)
+        self._floats.update(other._floats)
+
+    def __bool__(self) -> bool:
+        return bool(self._ints or self._floats)
+
+
+class QueueInspector(Protocol):
+    """Reads queue depths from the execution backend (implemented in executors/)."""
+
+    def queue_depths(self) -> Iterable[tuple[str, str, int]]:
+        """(queue, state, jobs) for every orch queue; states: queued, started, failed."""
+        ...
+
+
+class RedisCollector(Collector):
+    """Exports the Redis-held counters and histograms plus live gauges, at scrape time."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, queues: QueueInspector | None = None,
+                 version: str = "0") -> None:
+        self._redis = client
+        self._keys = keys
+        self._queues = queues
+        self._version = version
+
+    def collect(self) -> Iterator[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for metric in ALL_METRICS:
+            pipe.hgetall(self._keys.metric(metric.name))
+        hashes = pipe.execute()
+        for metric, raw in zip(ALL_METRICS, hashes, strict=True):
+            values = {k.decode(): v.decode() for k, v in raw.items()}
+            if isinstance(metric, CounterDef):
+                yield _counter_family(metric, values)
+            else:
+                yield _histogram_family(metric, values)
+        yield from self._gauges()
+
+    def _gauges(self) -> Iterator[Any]:
+        info = GaugeMetricFamily("orch_build_info", "orch build and environment.",
+                                 labels=["version", "python", "redis_version"])
+        server = self._redis.info("server")
+        info.add_metric([self._version, platform.python_version(), str(server.get("redis_version", ""))], 1)
+        yield info
+        yield from self._stream_gauges()
+        running = GaugeMetricFamily("orch_workflow_runs_in_progress", "Workflow runs not finished yet.")
+        running.add_metric([], self._redis.zcard(self._keys.runs_by_status("running")))
+        yield running
+        if self._queues is not None:
+            jobs = GaugeMetricFamily("orch_queue_jobs", "Jobs in each orch queue, by state.", labels=["queue", "state"])
+            for queue, state, count in self._queues.queue_depths():
+                jobs.add_metric([queue, state], count)
+            yield jobs
+
+    def _stream_gauges(self) -> Iterator[Any]:
+        length = GaugeMetricFamily("orch_stream_length", "Entries held in each stream.", labels=["stream"])
+        pending = GaugeMetricFamily("orch_stream_pending_entries", "Entries delivered to a consumer but not acknowledged.",
+                                    labels=["stream", "group"])
+        lag = GaugeMetricFamily("orch_stream_lag", "Entries not yet delivered to the group (Redis >= 7.0).",
+                                labels=["stream", "group"])
+        for name, stream in (("events", self._keys.events), ("results", self._keys.results),
+                             ("dead_letters", self._keys.dead_letters)):
+            length.add_metric([name], self._redis.xlen(stream))
+            for group in _groups(self._redis, stream):
+                group_name = group.get("name", b"").decode() if isinstance(group.get("name"), bytes) else str(group.get("name"))
+                pending.add_metric([name, group_name], int(group.get("pending", 0)))
+                if group.get("lag") is not None:
+                    lag.add_metric([name, group_name], int(group["lag"]))
+        yield length
+        yield pending
+        yield lag
+
+
+def _groups(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
+    try:
+        return list(client.xinfo_groups(stream))
+    except redis.ResponseError:  # no such stream yet
+        return []
+
+
+def _labels(field: str, width: int) -> list[str]:
+    parts = field.split(LABEL_SEP) if width else []
+    return parts if len(parts) == width else (parts + [""] * width)[:width]
+
+
+def _counter_family(metric: CounterDef, values: dict[str, str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(metric.name.removesuffix("_total"), metric.help, labels=list(metric.labels))
+    for field, value in sorted(values.items()):
+        family.add_metric(_labels(field, len(metric.labels)), float(value))
+    return family
+
+
+def _histogram_family(metric: HistogramDef, values: dict[str, str]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(metric.name, metric.help, labels=list(metric.labels))
+    series: dict[str, dict[str, str]] = {}
+    for field, value in values.items():
+        base, _, part = field.rpartition(BUCKET_SEP)
+        series.setdefault(base, {})[part] = value
+    for base, parts in sorted(series.items()):
+        family.add_metric(_labels(base, len(metric.labels)), _cumulative(metric.buckets, parts),
+                          float(parts.get("sum", 0)))
+    return family
+
+
+def _cumulative(bounds: Sequence[float], parts: dict[str, str]) -> list[tuple[str, float]]:
+    total = 0.0
+    buckets = []
+    for index, bound in enumerate([*bounds, float("inf")]):
+        total += float(parts.get(str(index), 0))
+        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
+    return buckets
+

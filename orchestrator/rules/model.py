@@ -1,0 +1,119 @@
+"""③ Rules: which events start which workflow, with which parameters.
+
+In a project's `rules/*.yaml`:
+
+    rules:
+      - name: process-new-orders          # unique in the project
+        type: order.created               # or a list; exact types or globs (order.*)
+        source: /shop/*                   # optional glob on the event source
+        match:                            # optional: all must equal (a list means any of)
+          data.region: eu
+          data.channel: [web, app]
+        workflow: process_order
+        params:                           # rendered from the event in Jinja2's sandbox
+          order_id: "{{ event.data.order_id }}"
+        enabled: true                     # optional
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .templates import ParamsTemplate
+
+__all__ = ["Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
+
+RULE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
+_PATH_PART = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class RuleConfig(BaseModel):
+    """One rule as written in YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=RULE_NAME)
+    type: str | list[str] = Field(description="Event type(s) the rule listens to: exact, or a glob like order.*")
+    source: str | None = Field(default=None, min_length=1, description="Glob the event source must match.")
+    match: dict[str, Any] = Field(default_factory=dict, description="Event field path -> required value(s).")
+    workflow: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    description: str | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _types(cls, value: str | list[str]) -> str | list[str]:
+        types = [value] if isinstance(value, str) else value
+        if not types or any(not t or not isinstance(t, str) for t in types):
+            raise ValueError("give at least one non-empty event type")
+        return value
+
+    @field_validator("match")
+    @classmethod
+    def _paths(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for path, expected in value.items():
+            if not all(_PATH_PART.match(part) for part in path.split(".")):
+                raise ValueError(f"{path!r} is not a field path like data.order.region")
+            for item in expected if isinstance(expected, list) else [expected]:
+                if isinstance(item, dict | list):
+                    raise ValueError(f"{path}: compare with a string, number, boolean or null (or a list of them)")
+        return value
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return (self.type,) if isinstance(self.type, str) else tuple(self.type)
+
+
+class Match(enum.Enum):
+    """How far a rule matched an event."""
+
+    NONE = "none"        # the event type is not one the rule listens to
+    PARTIAL = "partial"  # the type matched, a source or field condition did not (reason says which)
+    FULL = "full"
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    rule: str
+    outcome: Match
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`path` must equal one of `expected`."""
+
+    path: tuple[str, ...]
+    expected: tuple[Any, ...]
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A loaded rule: conditions split into paths, parameters compiled."""
+
+    name: str
+    types: tuple[str, ...]
+    source: str | None
+    conditions: tuple[Condition, ...]
+    workflow: str
+    params: ParamsTemplate
+    enabled: bool = True
+
+    @classmethod
+    def from_config(cls, config: RuleConfig) -> Rule:
+        conditions = tuple(
+            Condition(tuple(path.split(".")), tuple(expected) if isinstance(expected, list) else (expected,))
+            for path, expected in config.match.items()
+        )
+        return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
+                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled)

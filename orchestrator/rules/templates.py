@@ -1,0 +1,113 @@
+"""③ Rule parameters rendered from the event in Jinja2's immutable sandbox.
+
+A value that is exactly one expression, `"{{ event.data.total }}"`, keeps the expression's type (a
+number stays a number, a dict a dict). Any other string with `{{ }}` renders to a string. Values
+without templates pass through unchanged. Undefined names are errors (StrictUndefined), and event data
+is only ever a value in the context, never compiled as a template.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import RuleError
+from ..jsonutil import JSONValueError, check_json
+
+__all__ = ["MAX_RENDERED_BYTES", "ParamsTemplate", "TemplateCompileError"]
+
+MAX_RENDERED_BYTES = 64 * 1024
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+
+
+class TemplateCompileError(ValueError):
+    """A template in a rule does not compile; `path` is where inside the params it is."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+@functools.lru_cache(maxsize=1)
+def _env() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+@dataclass(frozen=True)
+class _Expr:
+    source: str
+    fn: Any
+
+
+@dataclass(frozen=True)
+class _Text:
+    source: str
+    template: jinja2.Template
+
+
+def _compile(value: Any, path: str) -> Any:
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        env = _env()
+        try:
+            single = _SINGLE_EXPRESSION.match(value)
+            if single and "{{" not in single["expr"] and "{%" not in single["expr"]:
+                return _Expr(value, env.compile_expression(single["expr"], undefined_to_none=False))
+            return _Text(value, env.from_string(value))
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateCompileError(path, f"template error: {exc.message}") from None
+    if isinstance(value, dict):
+        return {k: _compile(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compile(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _render(value: Any, context: Mapping[str, Any], path: str) -> Any:
+    if isinstance(value, _Expr):
+        try:
+            out = value.fn(**context)
+        except jinja2.TemplateError as exc:
+            raise RuleError(f"{path}: {exc}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RuleError(f"{path}: {type(exc).__name__}: {exc}") from None
+        if isinstance(out, jinja2.Undefined):
+            raise RuleError(f"{path}: {out._undefined_message}")
+        return out
+    if isinstance(value, _Text):
+        try:
+            text = value.template.render(**context)
+        except jinja2.TemplateError as exc:
+            raise RuleError(f"{path}: {exc}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RuleError(f"{path}: {type(exc).__name__}: {exc}") from None
+        if len(text) > MAX_RENDERED_BYTES:
+            raise RuleError(f"{path}: rendered value is {len(text)} characters, over {MAX_RENDERED_BYTES}")
+        return text
+    if isinstance(value, dict):
+        return {k: _render(v, context, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+class ParamsTemplate:
+    """A rule's `params`, compiled once when the rule is loaded."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.source = dict(params)
+        self._compiled = {k: _compile(v, f"params.{k}") for k, v in params.items()}
+
+    def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters for one event; RuleError names the parameter that failed."""
+        out = {k: _render(v, context, f"params.{k}") for k, v in self._compiled.items()}
+        try:
+            check_json(out, "params")
+        except JSONValueError as exc:
+            raise RuleError(str(exc)) from None
+        return out

@@ -1,0 +1,65 @@
+"""Typed settings: one `Settings` object, read from `ORCH_*` environment variables, passed explicitly.
+
+Precedence (highest first): keyword arguments (what CLI flags become) > environment variables > defaults.
+Durations carry their unit in the name (`*_s`), sizes in bytes (`*_bytes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+MiB = 1024 * 1024
+DAY_S = 86400.0
+
+
+class Settings(BaseSettings):
+    """Everything an orch process can be told from outside. Each field is `ORCH_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore", frozen=True)
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis to use, e.g. redis://127.0.0.1:6379/0. Unset: the Redis `orch dev` started for the project.",
+    )
+    project: Path = Field(default=Path("."), description="Directory of the automation project (rules/, workflows/).")
+    key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every Redis key.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    event_max_bytes: int = Field(default=MiB, gt=0, description="Largest accepted event or HTTP body.")
+    event_dedup_window_s: float = Field(default=DAY_S, gt=0, description="How long (source, id) pairs are remembered.")
+    events_retention_s: float = Field(default=7 * DAY_S, gt=0, description="Age after which processed events are trimmed.")
+    results_retention_s: float = Field(default=3600.0, gt=0, description="Age after which applied task results are trimmed.")
+
+    engine_batch_size: int = Field(default=500, gt=0)
+    engine_block_s: float = Field(default=1.0, gt=0, description="How long one engine read waits for new entries.")
+    engine_claim_idle_s: float = Field(default=60.0, gt=0, description="Idle time after which a pending entry is reclaimed.")
+    engine_maintenance_interval_s: float = Field(default=5.0, gt=0, description="Period of reclaim and trim passes.")
+    engine_max_deliveries: int = Field(default=5, gt=0, description="Deliveries before an entry is dead-lettered.")
+
+    run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
+    task_timeout_s: int = Field(default=600, gt=0, description="Default hard time limit of one task execution.")
+    job_result_ttl_s: int = Field(default=60, ge=0, description="How long RQ keeps a finished job (orch keeps its own).")
+    job_failure_ttl_s: int = Field(default=7 * 86400, ge=0, description="How long RQ keeps a failed job.")
+    worker_maintenance_interval_s: int = Field(default=60, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def project_dir(self) -> Path:
+        """The project directory, absolute."""
+        return self.project.expanduser().resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        """Where orch keeps local state for this project (embedded Redis data, its address)."""
+        return self.project_dir / ".orch"

@@ -1,0 +1,264 @@
+"""④ `@task` and `@workflow`: write a workflow as a plain function; orch deduces the order.
+
+    @task
+    def fetch_order(order_id: str) -> dict: ...
+
+    @task(queue="payments")
+    def charge(order: dict) -> dict: ...
+
+    @workflow
+    def process_order(order_id: str):
+        order = fetch_order(order_id)     # a reference to fetch_order's future result
+        charge(order)                     # so charge runs after fetch_order, with its result
+
+Inside a workflow function a task call returns a `TaskRef`; passing it (or an item of it, `order["id"]`)
+to another task makes the dependency. `task.with_options(after=[...], name=..., queue=...)` adds explicit
+dependencies or names a second call of the same task. The workflow function runs once, when it is
+decorated, to record the graph; the graph is validated then. Outside a workflow, calling a task calls
+the function, so tasks stay unit-testable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from ..errors import WorkflowError
+from ..jsonutil import JSONValueError, check_json
+from .spec import MISSING, QUEUE_NAME, TASK_NAME, NodeSpec, WorkflowSpec, build_spec, template_refs
+from .spec import ParamSpec as WorkflowParam
+
+__all__ = ["ParamRef", "Task", "TaskRef", "Workflow", "task", "workflow"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_building: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("orch_building", default=None)
+
+
+class _Ref:
+    """A value that exists only when the workflow runs: a task result or a parameter."""
+
+    def __init__(self, builder: _Builder, path: tuple[str | int, ...]) -> None:
+        self._builder = builder
+        self._path = path
+
+    def __bool__(self) -> bool:
+        raise WorkflowError(f"{self!r} has no value while the workflow is being defined: pass it to a task "
+                            "instead of testing it")
+
+    def __iter__(self) -> Any:
+        raise WorkflowError(f"{self!r} has no value while the workflow is being defined: pass it to a task "
+                            "instead of iterating over it")
+
+    def _template(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class TaskRef(_Ref):
+    """The future result of one task call inside a workflow (or an item of it)."""
+
+    def __init__(self, builder: _Builder, node: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(builder, path)
+        self.node = node
+
+    def __getitem__(self, key: str | int) -> TaskRef:
+        return TaskRef(self._builder, self.node, (*self._path, key))
+
+    def _template(self) -> dict[str, Any]:
+        return {"$ref": self.node, "path": list(self._path)}
+
+    def __repr__(self) -> str:
+        return f"<result of {self.node}{''.join(f'[{p!r}]' for p in self._path)}>"
+
+
+class ParamRef(_Ref):
+    """A workflow parameter (or an item of it), as seen while the workflow is being defined."""
+
+    def __init__(self, builder: _Builder, name: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(builder, path)
+        self.name = name
+
+    def __getitem__(self, key: str | int) -> ParamRef:
+        return ParamRef(self._builder, self.name, (*self._path, key))
+
+    def _template(self) -> dict[str, Any]:
+        return {"$param": self.name, "path": list(self._path)}
+
+    def __repr__(self) -> str:
+        return f"<parameter {self.name}{''.join(f'[{p!r}]' for p in self._path)}>"
+
+
+@dataclass
+class _Builder:
+    workflow: str
+    nodes: list[NodeSpec] = field(default_factory=list)
+    tasks: dict[str, Task[Any, Any]] = field(default_factory=dict)
+
+    def add(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, name: str | None,
+            after: Sequence[TaskRef | str], queue: str | None) -> TaskRef:
+        node = name or self._free_name(task.name)
+        where = f"workflow {self.workflow!r}: task {node!r}"
+        try:
+            bound = inspect.signature(task.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise WorkflowError(f"{where}: {exc}") from None
+        enc_args = tuple(self._encode(a, f"{where}: argument {i}") for i, a in enumerate(bound.args))
+        enc_kwargs = {k: self._encode(v, f"{where}: argument {k!r}") for k, v in bound.kwargs.items()}
+        upstream = set().union(*(template_refs(t) for t in (*enc_args, *enc_kwargs.values())))
+        for dep in after:
+            if isinstance(dep, TaskRef):
+                self._own(dep, where)
+                upstream.add(dep.node)
+            elif isinstance(dep, str):
+                upstream.add(dep)
+            else:
+                raise WorkflowError(f"{where}: after= takes task results or task names, got {type(dep).__name__}")
+        self.nodes.append(NodeSpec(name=node, task=task.name, queue=queue or task.queue, args=enc_args,
+                                   kwargs=enc_kwargs, upstream=tuple(sorted(upstream))))
+        self.tasks[task.name] = task
+        return TaskRef(self, node)
+
+    def _free_name(self, base: str) -> str:
+        taken = {n.name for n in self.nodes}
+        if base not in taken:
+            return base
+        suffix = 2
+        while f"{base}_{suffix}" in taken:
+            suffix += 1
+        return f"{base}_{suffix}"
+
+    def _own(self, ref: _Ref, where: str) -> None:
+        if ref._builder is not self:
+            raise WorkflowError(f"{where}: {ref!r} belongs to another workflow")
+
+    def _encode(self, value: Any, where: str) -> Any:
+        if isinstance(value, _Ref):
+            self._own(value, where)
+            return value._template()
+        if not _has_ref(value):
+            try:
+                check_json(value)
+            except JSONValueError as exc:
+                raise WorkflowError(f"{where}: {exc}") from None
+            return {"$lit": value}
+        if isinstance(value, list | tuple):
+            return {"$list": [self._encode(v, where) for v in value]}
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return {"$dict": {k: self._encode(v, where) for k, v in value.items()}}
+        raise WorkflowError(f"{where}: task results can be nested in lists and string-keyed dicts only")
+
+
+def _has_ref(value: Any) -> bool:
+    if isinstance(value, _Ref):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_has_ref(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_ref(v) for v in value.values())
+    return False
+
+
+class Task(Generic[P, R]):
+    """A registered unit of work. Called in a workflow it returns a TaskRef; elsewhere it runs."""
+
+    def __init__(self, fn: Callable[P, R], *, name: str | None = None, queue: str = "default") -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.queue = queue
+        if not TASK_NAME.match(self.name):
+            raise WorkflowError(f"invalid task name {self.name!r} (letters, digits, _ . and -)")
+        if not QUEUE_NAME.match(queue):
+            raise WorkflowError(f"task {self.name!r}: invalid queue name {queue!r}")
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        builder = _building.get()
+        if builder is None:
+            return self.fn(*args, **kwargs)
+        return builder.add(self, args, kwargs, name=None, after=(), queue=None)  # type: ignore[return-value]
+
+    def with_options(self, *, name: str | None = None, after: Sequence[TaskRef | str] = (),
+                     queue: str | None = None) -> Callable[..., TaskRef]:
+        """This task with call options: a node `name`, explicit `after` dependencies, another `queue`."""
+        def call(*args: Any, **kwargs: Any) -> TaskRef:
+            builder = _building.get()
+            if builder is None:
+                raise WorkflowError(f"{self.name}.with_options(...) can only be called inside a workflow")
+            return builder.add(self, args, kwargs, name=name, after=after, queue=queue)
+        return call
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+class Workflow:
+    """A workflow: its validated spec and the tasks it uses."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.__doc__ = fn.__doc__
+        if not TASK_NAME.match(self.name):
+            raise WorkflowError(f"invalid workflow name {self.name!r} (letters, digits, _ . and -)")
+        self.spec, self.tasks = _record(self.name, fn)
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}: {' '.join(n.name for n in self.spec.nodes)}>"
+
+
+def _record(name: str, fn: Callable[..., Any]) -> tuple[WorkflowSpec, dict[str, Task[Any, Any]]]:
+    builder = _Builder(name)
+    params, refs = [], {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise WorkflowError(f"workflow {name!r}: parameters must be named (no *{param.name} or **{param.name})")
+        default = MISSING if param.default is param.empty else param.default
+        if default is not MISSING:
+            try:
+                check_json(default)
+            except JSONValueError as exc:
+                raise WorkflowError(f"workflow {name!r}: default of {param.name!r}: {exc}") from None
+        params.append(WorkflowParam(param.name, default))
+        refs[param.name] = ParamRef(builder, param.name)
+    token = _building.set(builder)
+    try:
+        fn(**refs)
+    finally:
+        _building.reset(token)
+    return build_spec(name, params, builder.nodes), builder.tasks
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def task(*, name: str | None = None, queue: str = "default") -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(fn: Callable[P, R] | None = None, /, *, name: str | None = None,
+         queue: str = "default") -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Declare a task: `@task` or `@task(name="...", queue="...")`. Its result must be JSON."""
+    if fn is not None:
+        return Task(fn)
+    return lambda f: Task(f, name=name, queue=queue)
+
+
+@overload
+def workflow(fn: Callable[..., Any], /) -> Workflow: ...
+@overload
+def workflow(*, name: str | None = None) -> Callable[[Callable[..., Any]], Workflow]: ...
+def workflow(fn: Callable[..., Any] | None = None, /, *,
+             name: str | None = None) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
+    """Declare a workflow: `@workflow` or `@workflow(name="...")`. Its graph is recorded and validated now."""
+    if fn is not None:
+        return Workflow(fn)
+    return lambda f: Workflow(f, name=name)
+
+
+def collect(objects: Iterable[Any]) -> tuple[list[Task[Any, Any]], list[Workflow]]:
+    """The tasks and workflows among `objects` (e.g. a module's attributes)."""
+    tasks = [o for o in objects if isinstance(o, Task)]
+    workflows = [o for o in objects if isinstance(o, Workflow)]
+    return tasks, workflows

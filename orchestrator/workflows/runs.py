@@ -1,0 +1,171 @@
+"""④ Runs: the state of one workflow run and of each of its tasks, and how it is stored.
+
+A run's id is derived from (rule, event source, event id): a redelivered event finds its run already
+there. In Redis a run is one hash: `meta` (the run), `spec` (its workflow graph) and `t:<node>` (one
+field per task), so a task's update touches one field and a whole run is one read.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..jsonutil import dumps, loads
+from .spec import WorkflowSpec
+
+__all__ = [
+    "TERMINAL_STATES",
+    "EventRef",
+    "Run",
+    "RunStatus",
+    "TaskRun",
+    "TaskState",
+    "derive_run_id",
+    "job_id",
+]
+
+
+class TaskState(enum.StrEnum):
+    PENDING = "pending"      # waiting for upstream tasks
+    QUEUED = "queued"        # dispatched: an RQ job waits for a worker
+    RUNNING = "running"      # a worker started it
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"      # will not run because an upstream task failed or was skipped
+
+
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SKIPPED})
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def derive_run_id(rule: str, source: str, event_id: str) -> str:
+    """The run id for (rule, event): the same inputs always give the same id."""
+    return hashlib.blake2b(f"{rule}\x00{source}\x00{event_id}".encode(), digest_size=12).hexdigest()
+
+
+def job_id(run_id: str, node: str, attempt: int) -> str:
+    """The RQ job id of one attempt of one task of one run."""
+    return f"{run_id}-{node}-{attempt}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
+@dataclass
+class TaskRun:
+    """One task of one run."""
+
+    node: str
+    task: str
+    queue: str
+    state: TaskState = TaskState.PENDING
+    attempt: int = 0
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["state"] = str(self.state)
+        for name in ("queued_at", "started_at", "finished_at"):
+            out[name] = _iso(out[name])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskRun:
+        return cls(node=data["node"], task=data["task"], queue=data["queue"], state=TaskState(data["state"]),
+                   attempt=data.get("attempt", 0), queued_at=_dt(data.get("queued_at")),
+                   started_at=_dt(data.get("started_at")), finished_at=_dt(data.get("finished_at")),
+                   worker=data.get("worker"), result=data.get("result"), error=data.get("error"))
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """The event that started a run."""
+
+    id: str
+    source: str
+    type: str
+
+
+@dataclass
+class Run:
+    """One run of a workflow."""
+
+    id: str
+    workflow: str
+    rule: str
+    event: EventRef
+    params: dict[str, Any]
+    spec: WorkflowSpec
+    created_at: datetime
+    status: RunStatus = RunStatus.RUNNING
+    finished_at: datetime | None = None
+    error: str | None = None
+    tasks: dict[str, TaskRun] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        return (self.finished_at - self.created_at).total_seconds() if self.finished_at else None
+
+    def meta_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "workflow": self.workflow, "rule": self.rule, "event": asdict(self.event),
+                "params": self.params, "status": str(self.status), "created_at": _iso(self.created_at),
+                "finished_at": _iso(self.finished_at), "error": self.error, "version": self.spec.digest,
+                "tasks_total": len(self.tasks),
+                "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES)}
+
+    def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
+        """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
+        out: dict[str, bytes] = {}
+        if meta:
+            out["meta"] = dumps(self.meta_dict())
+        if spec:
+            out["spec"] = dumps(self.spec.to_dict())
+        for name in self.tasks if tasks is None else tasks:
+            out[f"t:{name}"] = dumps(self.tasks[name].to_dict())
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> Run:
+        meta = loads(fields[b"meta"])
+        spec = WorkflowSpec.from_dict(loads(fields[b"spec"]))
+        tasks = {}
+        for key, value in fields.items():
+            if key.startswith(b"t:"):
+                task = TaskRun.from_dict(loads(value))
+                tasks[task.node] = task
+        ordered = {n.name: tasks[n.name] for n in spec.nodes if n.name in tasks}
+        return cls(id=meta["id"], workflow=meta["workflow"], rule=meta["rule"], event=EventRef(**meta["event"]),
+                   params=meta["params"], spec=spec, created_at=_dt(meta["created_at"]) or datetime.now(UTC), status=RunStatus(meta["status"]),
+                   finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as shown by the API and `orch runs show --json`."""
+        out = self.meta_dict()
+        out["duration_s"] = self.duration_s
+        out["tasks"] = [{**t.to_dict(), "duration_s": t.duration_s, "upstream": list(self.spec.node(t.node).upstream)}
+                        for t in self.tasks.values()]
+        return out
