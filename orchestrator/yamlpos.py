@@ -55,6 +55,7 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Pat
             if key in out:
                 raise YamlError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
             out[key] = _build(loader, value_node, (*path, str(key)), lines)
+            lines[(*path, str(key))] = key_node.start_mark.line + 1  # the line naming the field
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]

@@ -1,0 +1,247 @@
+"""③ + ⑧ The engine against a real Redis and a real RQ worker (in-process, burst mode)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+from rq.job import Job, JobStatus
+
+from executors.dispatch import RQDispatcher, make_queue
+from executors.worker import run_worker
+from orchestrator import Client
+from orchestrator.engine import Engine
+from orchestrator.metrics import EVENTS_DEAD_LETTERED
+from orchestrator.project import Project, load_project
+from orchestrator.settings import Settings
+from orchestrator.workflows.runs import Run, RunStatus, TaskState, derive_run_id
+
+from ..helpers import EXAMPLES
+from ..projects import make_project
+
+
+class Stack:
+    """An engine and a burst worker sharing one project and one Redis."""
+
+    def __init__(self, r: redis.Redis, settings: Settings, project: Project, consumer: str = "engine-test") -> None:
+        self.r, self.settings, self.project = r, settings, project
+        self.engine = Engine(r, settings, project, RQDispatcher(r, settings), consumer=consumer)
+        self.engine.consumer.ensure_groups()
+
+    def emit(self, type: str, data: object, **attrs: object) -> str:
+        with Client(settings=self.settings, connection=self.r) as client:
+            return client.emit(type, data, **attrs)  # type: ignore[arg-type]
+
+    def drain(self, rounds: int = 20) -> None:
+        """Alternate engine steps and worker bursts until neither has anything left to do."""
+        for _ in range(rounds):
+            read = self.engine.step(block=False)
+            worked = run_worker(self.r, self.settings, self.project, self.project.queues, burst=True)
+            if not read and not worked:
+                return
+        raise AssertionError("the system did not settle")
+
+    def run(self, rule: str, source: str, event_id: str) -> Run:
+        run = self.engine.store.get(derive_run_id(rule, source, event_id))
+        assert run is not None, f"no run for rule {rule} and event {event_id}"
+        return run
+
+
+@pytest.fixture
+def stack(r: redis.Redis, settings: Settings) -> Stack:
+    return Stack(r, settings, load_project(EXAMPLES))
+
+
+def test_an_event_runs_its_workflow_in_dependency_order(stack: Stack) -> None:
+    event_id = stack.emit("order.created", {"order_id": "A-1", "amount": 42.5, "items": ["book", "pen"]},
+                          source="/shop")
+    stack.drain()
+
+    run = stack.run("process-new-orders", "/shop", event_id)
+    assert run.status is RunStatus.SUCCEEDED
+    tasks = run.tasks
+    assert all(t.state is TaskState.SUCCEEDED for t in tasks.values())
+    confirmation = tasks["send_confirmation"]
+    for upstream in ("charge_payment", "reserve_stock"):
+        assert tasks[upstream].finished_at <= confirmation.started_at  # type: ignore[operator]
+    assert confirmation.result == "order A-1: charged 42.50, reserved 2 item(s)"
+    assert tasks["charge_payment"].result == {"order_id": "A-1", "payment_id": "pay-A-1", "charged": 42.5}
+    assert run.params == {"order_id": "A-1", "amount": 42.5, "items": ["book", "pen"]}
+
+
+def test_events_no_rule_matches_are_acknowledged_without_a_run(stack: Stack, r: redis.Redis) -> None:
+    stack.emit("user.signup", {"email": "a@b", "plan": "free"}, source="/accounts")  # rule wants pro or team
+    stack.emit("nobody.listens", {}, source="/x")
+    stack.drain()
+    assert r.zcard("orch:runs") == 0
+    assert r.xpending("orch:events", "engine")["pending"] == 0
+    evaluations = r.hgetall("orch:metrics:orch_rule_evaluations_total")
+    assert evaluations == {b"welcome-paid-users\x1fnot_matched": b"1"}
+
+
+def test_a_redelivered_event_never_makes_a_second_run(stack: Stack, r: redis.Redis) -> None:
+    event_id = stack.emit("order.created", {"order_id": "A-2", "amount": 5}, source="/shop")
+    crashed = Engine(r, stack.settings, stack.project, RQDispatcher(r, stack.settings), consumer="crashed")
+    entries = crashed.consumer.read(block=False)  # read, then "crash" before committing
+    assert len(entries) == 1
+
+    stack.engine._settings = Settings(**{**stack.settings.model_dump(), "engine_claim_idle_s": 0.0001})
+    stack.engine.maintain(force=True)  # reclaims the dead consumer's entry and starts the run
+    stack.engine.process(entries, retried=True)  # the same entry once more, as after a second crash
+    stack.drain()
+
+    assert r.zcard("orch:runs") == 1
+    assert stack.run("process-new-orders", "/shop", event_id).status is RunStatus.SUCCEEDED
+    assert r.llen("rq:queue:orch.default") == 0
+    finished = r.hgetall("orch:metrics:orch_tasks_finished_total")
+    assert finished[b"process_order\x1fcharge_payment\x1fsucceeded"] == b"1", "each task ran exactly once"
+
+
+FAILING = {
+    "flaky": """
+        from orchestrator import task, workflow
+
+        @task
+        def extract(n: int) -> int:
+            return n
+
+        @task
+        def divide(n: int) -> float:
+            return 10 / n
+
+        @task
+        def publish(value: float) -> str:
+            return f"published {value}"
+
+        @task
+        def audit(n: int) -> str:
+            return f"audited {n}"
+
+        @workflow
+        def compute(n: int):
+            value = divide(extract(n))
+            publish(value)
+            audit(n)
+    """
+}
+FAILING_RULES = """
+    rules:
+      - name: compute
+        type: compute.requested
+        workflow: compute
+        params:
+          n: "{{ event.data.n }}"
+"""
+
+
+def test_a_failing_task_fails_the_run_and_skips_its_dependents(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    project = load_project(make_project(tmp_path, rules=FAILING_RULES, workflows=FAILING))
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
+    event_id = stack.emit("compute.requested", {"n": 0}, source="/calc")
+    stack.drain()
+
+    run = stack.run("compute", "/calc", event_id)
+    assert run.status is RunStatus.FAILED
+    assert run.error == "task divide failed: ZeroDivisionError: division by zero"
+    states = {name: t.state for name, t in run.tasks.items()}
+    assert states == {"extract": TaskState.SUCCEEDED, "divide": TaskState.FAILED, "audit": TaskState.SUCCEEDED,
+                      "publish": TaskState.SKIPPED}
+    assert "Traceback" in (run.tasks["divide"].error or "")
+    assert run.tasks["publish"].error == "upstream task divide failed"
+    failed = make_queue(r, "orch.default").failed_job_registry
+    assert failed.get_job_ids() == [f"{run.id}-divide-1"], "RQ records the failure too"
+
+
+def test_parameters_that_cannot_render_make_a_failed_run(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    rules = FAILING_RULES.replace("event.data.n", "event.data.missing")
+    project = load_project(make_project(tmp_path, rules=rules, workflows=FAILING))
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
+    event_id = stack.emit("compute.requested", {"n": 1}, source="/calc")
+    stack.drain()
+
+    run = stack.run("compute", "/calc", event_id)
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None and run.error.startswith("rule compute: params.n:") and "missing" in run.error
+    assert all(t.state is TaskState.SKIPPED for t in run.tasks.values())
+    assert r.hgetall("orch:metrics:orch_rule_evaluations_total") == {b"compute\x1ferror": b"1"}
+
+
+def test_an_undecodable_entry_is_dead_lettered_at_once(stack: Stack, r: redis.Redis) -> None:
+    r.xadd("orch:events", {"e": b"{not json"})
+    stack.drain()
+    (dead,) = r.xrange("orch:events:dead")
+    assert dead[1][b"reason"].startswith(b"undecodable entry")
+    assert dead[1][b"payload_e"] == b"{not json"
+    assert r.hget(f"orch:metrics:{EVENTS_DEAD_LETTERED.name}", "events") == b"1"
+    assert r.xpending("orch:events", "engine")["pending"] == 0
+
+
+def test_an_entry_that_keeps_failing_is_dead_lettered_with_its_error(stack: Stack, r: redis.Redis) -> None:
+    r.hset("orch:run:broken", "meta", b"{}")  # a run the engine cannot read
+    r.xadd("orch:results", {"r": b'{"kind":"started","run":"broken","node":"x","attempt":1,"at_s":0}'})
+    stack.engine._settings = Settings(**{**stack.settings.model_dump(), "engine_claim_idle_s": 0.0001,
+                                         "engine_max_deliveries": 3})
+    stack.engine.step(block=False)
+    for _ in range(3):
+        stack.engine.maintain(force=True)
+
+    (dead,) = r.xrange("orch:events:dead")
+    assert dead[1][b"stream"] == b"orch:results"
+    assert dead[1][b"reason"].startswith(b"KeyError")
+    assert r.xpending("orch:results", "engine")["pending"] == 0
+    assert r.hlen("orch:engine:errors") == 0
+
+
+def test_a_record_for_an_unknown_run_is_acknowledged_and_ignored(stack: Stack, r: redis.Redis) -> None:
+    r.xadd("orch:results", {"r": b'{"kind":"started","run":"gone","node":"x","attempt":1,"at_s":0}'})
+    stack.drain()
+    assert r.xpending("orch:results", "engine")["pending"] == 0
+
+
+def test_workers_refuse_jobs_that_call_anything_but_the_entry_point(stack: Stack, r: redis.Redis,
+                                                                   tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    job = make_queue(r, "orch.default").enqueue("os.system", f"touch {marker}")
+    stack.drain()
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED
+    assert "orch workers only run executors.runner.run_task" in (job.latest_result().exc_string or "")
+    assert not marker.exists()
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_workers_never_unpickle_job_data(stack: Stack, r: redis.Redis, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    data = zlib.compress(pickle.dumps(("executors.runner.run_task", None, [_Evil(marker)], {})))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    r.hset("rq:job:evil", mapping={"data": data, "status": "queued", "origin": "orch.default", "created_at": now,
+                                   "enqueued_at": now, "description": "evil"})
+    r.sadd("rq:queues", "rq:queue:orch.default")
+    r.rpush("rq:queue:orch.default", "evil")
+    stack.drain()
+    assert Job.fetch("evil", connection=r).get_status() == JobStatus.FAILED
+    assert not marker.exists()
+
+
+def test_a_task_the_worker_does_not_know_fails_the_run(stack: Stack, r: redis.Redis, tmp_path: Path) -> None:
+    event_id = stack.emit("user.signup", {"email": "a@b", "plan": "pro"}, source="/accounts")
+    stack.engine.step(block=False)
+    stranger = make_project(tmp_path, workflows={"other": "from orchestrator import task\n\n@task\ndef other(): pass\n"})
+    run_worker(r, stack.settings, load_project(stranger), ["default"], burst=True)
+    stack.drain()
+
+    run = stack.run("welcome-paid-users", "/accounts", event_id)
+    assert run.status is RunStatus.FAILED
+    assert "task 'send_welcome' is not defined in the project this worker loaded" in (run.error or "")
