@@ -1,6 +1,6 @@
 # Two commands for a fresh machine with Python >= 3.11:
 #   make run    create .venv, install, start orch (embedded Redis, API, engine, workers) on examples/
-#   make test   create .venv, install, run the linters and the whole test suite
+#   make test   create .venv, install, run the linters (ruff, mypy) and the whole test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,11 +32,12 @@ run: $(STAMP)
 
 test: $(STAMP) .cache/tools/promtool
 	$(BIN)/ruff check orchestrator executors triggers tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator executors triggers tests bench
-	$(BIN)/pip install -q mypy types-PyYAML && $(BIN)/mypy
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

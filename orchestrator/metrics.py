@@ -12,7 +12,7 @@ Nothing here touches Redis or a registry at import time.
 from __future__ import annotations
 
 import platform
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -97,7 +97,7 @@ class MetricsBatch:
 
     def __init__(self) -> None:
         self._ints: Counter[tuple[str, str]] = Counter()
-        self._floats: Counter[tuple[str, str]] = Counter()
+        self._floats: defaultdict[tuple[str, str], float] = defaultdict(float)
 
     def inc(self, counter: CounterDef, *labels: str, n: int = 1) -> None:
         self._ints[(counter.name, counter_field(*labels))] += n
@@ -119,7 +119,8 @@ class MetricsBatch:
     def merge(self, other: MetricsBatch) -> None:
         """Add `other`'s increments to this batch."""
         self._ints.update(other._ints)
-        self._floats.update(other._floats)
+        for key, value in other._floats.items():
+            self._floats[key] += value
 
     def __bool__(self) -> bool:
         return bool(self._ints or self._floats)

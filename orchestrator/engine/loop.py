@@ -82,7 +82,7 @@ class Engine:
                 self.step()
                 self.maintain()
                 backoff = 0.5
-            except redis.ConnectionError as exc:
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.error("engine: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
