@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,11 @@ def check_server(client: redis.Redis, url: str = "") -> tuple[int, ...]:
 
 
 def parse_version(text: str) -> tuple[int, ...]:
+    """"7.2.4-rc1" -> (7, 2, 4): the leading number of each of the first three parts."""
     parts = []
     for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
+        digits = re.match(r"\d*", piece)
+        parts.append(int(digits.group() or 0) if digits else 0)
     return tuple(parts)
 
 
