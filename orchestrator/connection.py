@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import redis
 
@@ -71,13 +72,20 @@ def resolve_redis_url(settings: Settings) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, safe to print."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    """The URL with any password (before the @ or as ?password=) replaced by `***`, safe to print."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if "@" not in parts.netloc and not any(k.lower() == "password" for k, _ in pairs):
         return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if user else ':'}***@{host}"
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, _, host = netloc.rpartition("@")
+        user = creds.split(":", 1)[0]
+        netloc = f"{user}:***@{host}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in pairs
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def connect(settings: Settings, *, check: bool = True) -> redis.Redis:

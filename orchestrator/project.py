@@ -163,7 +163,7 @@ def _check_rules(project: Project, configs: list[tuple[Path, int, Any, dict[Any,
                 issues.append(ConfigIssue(path, line_of(lines, (*base, *loc)), field_name, message))
             continue
         except TemplateCompileError as exc:
-            parts = tuple(p for p in exc.path.replace("[", ".").replace("]", "").split("."))
+            parts = tuple(str(p) if isinstance(p, str) else p for p in exc.parts)
             issues.append(ConfigIssue(path, line_of(lines, (*base, *parts)), f"rules[{index}].{exc.path}", str(exc)))
             continue
         if config.name in seen:

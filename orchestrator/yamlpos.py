@@ -43,19 +43,25 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
         loader.dispose()
 
 
+_PLAIN_COLLECTIONS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_COLLECTIONS:
+        raise YamlError(f"unsupported YAML tag {node.tag!r}", node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
-        out: dict[Any, Any] = {}
+        out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | bool | float) or key is None:
-                raise YamlError(f"mapping keys must be strings, got {key!r}", key_node.start_mark.line + 1)
+            if not isinstance(key, str):
+                raise YamlError(f"mapping keys must be strings, got {key!r} (quote it: '{key}')",
+                                key_node.start_mark.line + 1)
             if key in out:
                 raise YamlError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
-            out[key] = _build(loader, value_node, (*path, str(key)), lines)
-            lines[(*path, str(key))] = key_node.start_mark.line + 1  # the line naming the field
+            out[key] = _build(loader, value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1  # the line naming the field
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]

@@ -36,6 +36,7 @@ class Batch:
     requests: list[tuple[Entry, list[RunRequest]]] = field(default_factory=list)
     records: list[tuple[Entry, TaskRecord]] = field(default_factory=list)
     settled: list[Entry] = field(default_factory=list)  # entries with nothing to do but acknowledge
+    failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
 
     def add_evaluation(self, rule: str, result: str) -> None:
@@ -66,7 +67,7 @@ def apply_batch(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: date
     """Create the requested runs that do not exist yet and apply the records to their runs."""
     changes: dict[str, Change] = {}
     ack = list(batch.settled)
-    failed: dict[Entry, str] = {}
+    failed = dict(batch.failed)
     for entry, requests in batch.requests:
         for request in requests:
             if request.run_id not in changes and not existing.get(request.run_id):

@@ -120,7 +120,12 @@ class Engine:
 
     def _plan_event(self, batch: Batch, entry: Entry) -> None:
         event = event_from_mapping(loads(entry.fields[b"e"]))
-        requests, outcomes = plan_event(self._project, event)
+        try:
+            requests, outcomes = plan_event(self._project, event)
+        except Exception as exc:  # noqa: BLE001 - left pending: retried, then dead-lettered with this reason
+            log.exception("engine: cannot plan event %s (entry %s)", event.id, entry.id)
+            batch.failed[entry] = f"{type(exc).__name__}: {exc}"
+            return
         for result, label in outcomes:
             batch.add_evaluation(result.rule, label)
             if label == "not_matched":

@@ -29,13 +29,24 @@ from pydantic import (
 from ..errors import EventError
 from ..jsonutil import JSONValueError, check_json
 
-__all__ = ["CORE_ATTRIBUTES", "Event", "event_from_mapping", "new_event_id"]
+__all__ = ["CORE_ATTRIBUTES", "Event", "event_from_mapping", "extension_problem", "new_event_id"]
 
 CORE_ATTRIBUTES = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64"}
 )
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def extension_problem(name: Any, value: Any) -> str | None:
+    """What is wrong with extension attribute `name` = `value`, or None."""
+    if not isinstance(name, str) or not _EXTENSION_NAME.match(name):
+        return f"{name!r} is not a valid attribute name (extension attributes are 1-20 characters a-z, 0-9)"
+    if name in CORE_ATTRIBUTES:
+        return f"{name!r} is a core attribute, not an extension"
+    if not isinstance(value, str | int | bool) or isinstance(value, float):
+        return f"attribute {name!r} must be a string, integer or boolean"
+    return None
 
 
 def new_event_id() -> str:
@@ -115,14 +126,9 @@ class Event(BaseModel):
         if not isinstance(value, Mapping):
             return value
         for name, item in value.items():
-            if not isinstance(name, str) or not _EXTENSION_NAME.match(name):
-                raise ValueError(
-                    f"{name!r} is not a valid attribute name (extension attributes are 1-20 characters a-z, 0-9)"
-                )
-            if name in CORE_ATTRIBUTES:
-                raise ValueError(f"{name!r} is a core attribute, not an extension")
-            if not isinstance(item, str | int | bool) or isinstance(item, float):
-                raise ValueError(f"attribute {name!r} must be a string, integer or boolean")
+            problem = extension_problem(name, item)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -184,6 +190,16 @@ def event_from_mapping(values: Any, where: str = "") -> Event:
     """
     if not isinstance(values, Mapping):
         raise EventError(f"{where or 'event'}: a CloudEvent must be a JSON object, got {type(values).__name__}")
+    prefix = f"{where}." if where else ""
+    extensions = {k: v for k, v in values.items() if k not in CORE_ATTRIBUTES and k != "extensions"}
+    extensions.update(values.get("extensions") or {})
+    for name, value in extensions.items():
+        problem = extension_problem(name, value)
+        if problem:
+            raise EventError(f"{prefix}{problem}" if where else problem, field=str(name))
+    if values.get("data") is not None and values.get("data_base64") is not None:
+        raise EventError(f"attribute '{prefix}data_base64': an event carries either data or data_base64, not both",
+                         field="data_base64")
     try:
         return Event.model_validate({k: v for k, v in values.items() if v is not None or k == "data"})
     except ValidationError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from ..errors import EventError
+from ..errors import EventError, EventTooLargeError
 from ..jsonutil import loads
 from .envelope import Event, event_from_mapping
 
@@ -35,7 +35,7 @@ def parse_http_events(content_type: str | None, headers: Mapping[str, str], body
     """The events carried by one HTTP request; raises EventError with the HTTP status to answer."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == STRUCTURED:
-        return [event_from_mapping(_parse_json(body, "body"))]
+        return [_structured(_parse_json(body, "body"), "")]
     if media == BATCH:
         return _parse_batch(body)
     if "ce-specversion" in headers:
@@ -61,8 +61,16 @@ def _parse_batch(body: bytes) -> list[Event]:
         raise EventError(f"a batch must be a JSON array of CloudEvents, got {type(items).__name__}",
                          field="body", status_code=400)
     if len(items) > MAX_BATCH:
-        raise EventError(f"a batch holds at most {MAX_BATCH} events, got {len(items)}", field="body", status_code=413)
-    return [event_from_mapping(item, where=f"events[{i}]") for i, item in enumerate(items)]
+        raise EventTooLargeError(f"a batch holds at most {MAX_BATCH} events, got {len(items)}", field="body")
+    return [_structured(item, f"events[{i}]") for i, item in enumerate(items)]
+
+
+def _structured(values: Any, where: str) -> Event:
+    # The Event model defaults specversion for events built in Python; on the wire it is required.
+    if isinstance(values, dict) and "specversion" not in values:
+        prefix = f"{where}." if where else ""
+        raise EventError(f"missing required attribute '{prefix}specversion'", field="specversion")
+    return event_from_mapping(values, where=where)
 
 
 def _parse_binary(content_type: str | None, media: str, headers: Mapping[str, str], body: bytes) -> Event:

@@ -18,7 +18,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import RuleError
-from ..jsonutil import JSONValueError, check_json
+from ..jsonutil import JSONValueError, check_json, dumps
 
 __all__ = ["MAX_RENDERED_BYTES", "ParamsTemplate", "TemplateCompileError"]
 
@@ -26,11 +26,19 @@ MAX_RENDERED_BYTES = 64 * 1024
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
-class TemplateCompileError(ValueError):
-    """A template in a rule does not compile; `path` is where inside the params it is."""
+Path = tuple[str | int, ...]
 
-    def __init__(self, path: str, message: str) -> None:
-        self.path = path
+
+def _show(path: Path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+class TemplateCompileError(ValueError):
+    """A template in a rule does not compile; `parts` locate it inside the rule, `path` shows it."""
+
+    def __init__(self, parts: Path, message: str) -> None:
+        self.parts = parts
+        self.path = _show(parts)
         super().__init__(message)
 
 
@@ -51,7 +59,7 @@ class _Text:
     template: jinja2.Template
 
 
-def _compile(value: Any, path: str) -> Any:
+def _compile(value: Any, path: Path) -> Any:
     if isinstance(value, str) and ("{{" in value or "{%" in value):
         env = _env()
         try:
@@ -61,38 +69,48 @@ def _compile(value: Any, path: str) -> Any:
             return _Text(value, env.from_string(value))
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateCompileError(path, f"template error: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - Jinja evaluates constant expressions while compiling
+            raise TemplateCompileError(path, f"template error: {type(exc).__name__}: {exc}") from None
     if isinstance(value, dict):
-        return {k: _compile(v, f"{path}.{k}") for k, v in value.items()}
+        return {k: _compile(v, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_compile(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_compile(v, (*path, i)) for i, v in enumerate(value)]
     return value
 
 
-def _render(value: Any, context: Mapping[str, Any], path: str) -> Any:
-    if isinstance(value, _Expr):
-        try:
+def _evaluate(value: _Expr | _Text, context: Mapping[str, Any], where: str) -> Any:
+    # Templates are the rule author's code running on event data: any error they raise is the rule's.
+    try:
+        if isinstance(value, _Expr):
             out = value.fn(**context)
-        except jinja2.TemplateError as exc:
-            raise RuleError(f"{path}: {exc}") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise RuleError(f"{path}: {type(exc).__name__}: {exc}") from None
-        if isinstance(out, jinja2.Undefined):
-            raise RuleError(f"{path}: {out._undefined_message}")
-        return out
-    if isinstance(value, _Text):
+            if isinstance(out, jinja2.Undefined):
+                raise RuleError(f"{where}: {out._undefined_message}")
+            return out
+        return value.template.render(**context)
+    except RuleError:
+        raise
+    except jinja2.TemplateError as exc:
+        raise RuleError(f"{where}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise RuleError(f"{where}: {type(exc).__name__}: {exc}") from None
+
+
+def _render(value: Any, context: Mapping[str, Any], path: Path) -> Any:
+    if isinstance(value, _Expr | _Text):
+        where = _show(path)
+        out = _evaluate(value, context, where)
         try:
-            text = value.template.render(**context)
-        except jinja2.TemplateError as exc:
-            raise RuleError(f"{path}: {exc}") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise RuleError(f"{path}: {type(exc).__name__}: {exc}") from None
-        if len(text) > MAX_RENDERED_BYTES:
-            raise RuleError(f"{path}: rendered value is {len(text)} characters, over {MAX_RENDERED_BYTES}")
-        return text
+            check_json(out, where)
+        except JSONValueError as exc:
+            raise RuleError(str(exc)) from None
+        size = len(out.encode()) if isinstance(out, str) else len(dumps(out))
+        if size > MAX_RENDERED_BYTES:
+            raise RuleError(f"{where}: rendered value is {size} bytes, over the limit of {MAX_RENDERED_BYTES}")
+        return out
     if isinstance(value, dict):
-        return {k: _render(v, context, f"{path}.{k}") for k, v in value.items()}
+        return {k: _render(v, context, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_render(v, context, (*path, i)) for i, v in enumerate(value)]
     return value
 
 
@@ -101,13 +119,8 @@ class ParamsTemplate:
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.source = dict(params)
-        self._compiled = {k: _compile(v, f"params.{k}") for k, v in params.items()}
+        self._compiled = {k: _compile(v, ("params", k)) for k, v in params.items()}
 
     def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters for one event; RuleError names the parameter that failed."""
-        out = {k: _render(v, context, f"params.{k}") for k, v in self._compiled.items()}
-        try:
-            check_json(out, "params")
-        except JSONValueError as exc:
-            raise RuleError(str(exc)) from None
-        return out
+        return {k: _render(v, context, ("params", k)) for k, v in self._compiled.items()}

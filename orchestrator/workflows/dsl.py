@@ -54,6 +54,13 @@ class _Ref:
         raise WorkflowError(f"{self!r} has no value while the workflow is being defined: pass it to a task "
                             "instead of iterating over it")
 
+    def __str__(self) -> str:
+        raise WorkflowError(f"{self!r} has no value while the workflow is being defined: pass it to a task and "
+                            "build the string there")
+
+    def __format__(self, spec: str) -> str:
+        return self.__str__()
+
     def _template(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -216,7 +223,8 @@ def _record(name: str, fn: Callable[..., Any]) -> tuple[WorkflowSpec, dict[str, 
     params, refs = [], {}
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise WorkflowError(f"workflow {name!r}: parameters must be named (no *{param.name} or **{param.name})")
+            star = "*" if param.kind is param.VAR_POSITIONAL else "**"
+            raise WorkflowError(f"workflow {name!r}: parameters must be named, not {star}{param.name}")
         default = MISSING if param.default is param.empty else param.default
         if default is not MISSING:
             try:
