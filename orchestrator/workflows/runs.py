@@ -8,6 +8,7 @@ field per task), so a task's update touches one field and a whole run is one rea
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,12 @@ def job_id(run_id: str, node: str, attempt: int) -> str:
     return f"{run_id}-{node}-{attempt}"
 
 
+@functools.lru_cache(maxsize=512)
+def _spec_from_json(raw: bytes) -> WorkflowSpec:
+    # Runs of one workflow version share a spec; parse it once (specs are immutable).
+    return WorkflowSpec.from_dict(loads(raw))
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
@@ -87,11 +94,10 @@ class TaskRun:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["state"] = str(self.state)
-        for name in ("queued_at", "started_at", "finished_at"):
-            out[name] = _iso(out[name])
-        return out
+        return {"node": self.node, "task": self.task, "queue": self.queue, "state": str(self.state),
+                "attempt": self.attempt, "queued_at": _iso(self.queued_at), "started_at": _iso(self.started_at),
+                "finished_at": _iso(self.finished_at), "worker": self.worker, "result": self.result,
+                "error": self.error}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskRun:
@@ -151,7 +157,7 @@ class Run:
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Run:
         meta = loads(fields[b"meta"])
-        spec = WorkflowSpec.from_dict(loads(fields[b"spec"]))
+        spec = _spec_from_json(fields[b"spec"])
         tasks = {}
         for key, value in fields.items():
             if key.startswith(b"t:"):

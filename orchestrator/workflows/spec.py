@@ -12,6 +12,7 @@ Task arguments are stored as templates, resolved when the task is dispatched:
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import hashlib
 import re
@@ -91,10 +92,11 @@ class WorkflowSpec:
     nodes: tuple[NodeSpec, ...]
 
     def node(self, name: str) -> NodeSpec:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(name)
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, NodeSpec]:
+        return {node.name: node for node in self.nodes}
 
     @property
     def downstream(self) -> dict[str, list[str]]:
@@ -127,7 +129,7 @@ class WorkflowSpec:
         params = tuple(ParamSpec(p["name"], p.get("default", MISSING)) for p in data.get("params", ()))
         return cls(name=data["name"], params=params, nodes=tuple(NodeSpec.from_dict(n) for n in data["nodes"]))
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """A short fingerprint of the graph, to tell versions of a workflow apart."""
         return hashlib.blake2b(dumps(self.to_dict()), digest_size=6).hexdigest()
