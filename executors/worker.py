@@ -49,6 +49,9 @@ def run_worker(client: redis.Redis, settings: Settings, project: Project, queues
         maintenance_interval=settings.worker_maintenance_interval_s,
     )
     log.info("worker %s: serving queues %s with %d tasks", name, ", ".join(queues), len(project.tasks))
+    if not project.tasks:
+        log.warning("worker %s: no tasks in %s/workflows: every job will fail (is --project / ORCH_PROJECT right?)",
+                    name, project.root)
     # RQ logs several lines per job at INFO; orch's engine logs each run instead.
     rq_level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
     worked = worker.work(burst=burst, logging_level=rq_level, with_scheduler=False)

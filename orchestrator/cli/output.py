@@ -100,6 +100,6 @@ def print_events(events: list[dict[str, Any]]) -> None:
         table.add_column(column, no_wrap=True)
     table.add_column("DATA", no_wrap=True, overflow="ellipsis")
     for event in events:
-        table.add_row(_when(event.get("time")), event.get("type", ""), event.get("source", ""), event.get("id", ""),
+        table.add_row(_when(event.get("time") or event.get("received_at")), event.get("type", ""), event.get("source", ""), event.get("id", ""),
                       event.get("subject") or "-", _short(event.get("data"), 50))
     console.print(table)

@@ -76,6 +76,9 @@ class Engine:
         self.consumer.ensure_groups()
         log.info("engine %s: %d rules, %d workflows; reading %s", self.consumer.consumer,
                  len(self._project.rules), len(self._project.workflows), ", ".join(self.consumer.streams))
+        if not self._project.rules:
+            log.warning("engine: no rules in %s/rules: events will be acknowledged without starting runs "
+                        "(is --project / ORCH_PROJECT right?)", self._project.root)
         backoff = 0.5
         while not stop.is_set():
             try:

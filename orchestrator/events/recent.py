@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -16,7 +17,8 @@ _SCAN_FACTOR = 20
 
 
 def recent_events(client: redis.Redis, keys: Keys, *, limit: int = 50, type_glob: str | None = None) -> list[dict[str, Any]]:
-    """Up to `limit` events, newest first, each with its stream `entry_id`; optionally only matching types."""
+    """Up to `limit` events, newest first, each with its stream `entry_id` and `received_at` time;
+    optionally only those whose type matches `type_glob`."""
     out: list[dict[str, Any]] = []
     upper = "+"
     scanned = 0
@@ -29,7 +31,9 @@ def recent_events(client: redis.Redis, keys: Keys, *, limit: int = 50, type_glob
             event = loads(fields[b"e"])
             if type_glob and not fnmatchcase(str(event.get("type", "")), type_glob):
                 continue
-            out.append({"entry_id": entry_id.decode(), **event})
+            entry = entry_id.decode()
+            received = datetime.fromtimestamp(int(entry.partition("-")[0]) / 1000, UTC)
+            out.append({"entry_id": entry, "received_at": received.isoformat().replace("+00:00", "Z"), **event})
             if len(out) >= limit:
                 break
         last = rows[-1][0].decode()
