@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py --skip-peers    orch only
     .venv/bin/python bench/run.py --peers all     RQ (simple and fork), Celery and Dramatiq
     .venv/bin/python bench/run.py --profile       engine and workers under cProfile (slower; for where time goes)
+    .venv/bin/python bench/run.py --only webhook  the webhook phase alone (~10 s)
 
 Everything runs against a redis-server started here on a free loopback port, in a temporary
 directory, without persistence (like the peers), and stopped at the end: no other Redis is touched.
@@ -14,6 +15,10 @@ Phases, in order:
   1. ingest      `Client.emit_many` in calls of --chunk events, no engine running: events/s, Redis
                  memory per retained event (INFO used_memory delta: stream entry + dedup key), Redis
                  commands per event, CPU per event of the client and of redis-server.
+  1b. webhook    `orch api` alone, one `verify: github` endpoint: --hook-requests signed requests
+                 (distinct X-GitHub-Delivery) over --hook-connections keep-alive connections from a
+                 minimal asyncio client; requests/s answered 202 (each event in the stream), latency
+                 p50/p99, API CPU per request. Its keys use their own prefix and are dropped after.
   2. idle        `orch engine` + 2 `orch worker` on bench/project; one event at a time, each run
                  finished before the next: emit -> task started p50/p99 (the task's started_at from
                  its run), emit -> run succeeded, and where the time goes between the two.
@@ -32,8 +37,11 @@ the environment reach the engine and workers (handy for tuning), except those th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -74,8 +82,10 @@ PREFIX = "orch"              # the default key prefix, so keys read as documente
 INGEST_PREFIX = "bench-ingest"
 POLL_S = 0.002               # the peers poll their done counter every 2 ms too
 
-FULL = {"events": 100_000, "samples": 200, "n": 2000}
-QUICK = {"events": 10_000, "samples": 30, "n": 300}
+FULL = {"events": 100_000, "samples": 200, "n": 2000, "hook_requests": 20_000}
+QUICK = {"events": 10_000, "samples": 30, "n": 300, "hook_requests": 3000}
+HOOK_PREFIX = "bench-hooks"  # the webhook phase's keys, dropped after it
+HOOK_SECRET_ENV = "ORCH_BENCH_WEBHOOK_SECRET"
 
 
 class BenchError(RuntimeError):
@@ -140,10 +150,12 @@ class Stack:
             self._stop_redis()
         raise BenchError(f"could not start {binary}; see {self.tmp / 'redis.log'}")
 
-    def start_orch(self, role: str, *args: str, log_level: str | None = None) -> None:
+    def start_orch(self, role: str, *args: str, log_level: str | None = None,
+                   env_overrides: dict[str, str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if k != "ORCH_DEV_PARENT_PID"}
         env.update(ORCH_REDIS_URL=self.url, ORCH_PROJECT=str(PROJECT), ORCH_KEY_PREFIX=PREFIX,
                    PYTHONUNBUFFERED="1")
+        env.update(env_overrides or {})
         if log_level:
             env["ORCH_LOG_LEVEL"] = log_level
         logfile = self.tmp / f"{role}-{len(self.orch)}.log"
@@ -282,6 +294,94 @@ def phase_ingest(stack: Stack, events: int, chunk: int) -> dict[str, Any]:
             "commands_per_event": round(sum(delta.values()) / events, 3),
             "commands_per_event_by_command": per(delta, events),
             "event_json_bytes": event_bytes}
+
+
+# -- phase 1b: webhooks ----------------------------------------------------------------------------------
+
+
+def _hook_request(port: int, body: bytes, secret: bytes) -> bytes:
+    """One signed GitHub-style request, as raw HTTP/1.1 bytes (keep-alive)."""
+    signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    head = (f"POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: {uuid.uuid4()}\r\n"
+            f"X-Hub-Signature-256: sha256={signature}\r\n\r\n")
+    return head.encode() + body
+
+
+async def _hook_load(port: int, requests: list[bytes], connections: int) -> tuple[list[float], list[int]]:
+    """Send `requests` over `connections` keep-alive connections; (latencies in ms, status codes)."""
+    latencies: list[float] = []
+    statuses: list[int] = []
+    queue = iter(requests)
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for raw in queue:
+                t0 = time.perf_counter()
+                writer.write(raw)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                statuses.append(int(head.split(b" ", 2)[1]))
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return latencies, statuses
+
+
+def phase_webhook(stack: Stack, requests: int, connections: int = 16) -> dict[str, Any]:
+    """`orch api` alone with one github-verified endpoint: signed requests/s until each is in the stream."""
+    project = stack.tmp / "hooks-project"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns(".orch", "__pycache__"))
+    (project / "rules" / "hooks.yaml").write_text(
+        f"hooks:\n  - {{name: github, verify: github, secret_env: {HOOK_SECRET_ENV}}}\n")
+    secret = uuid.uuid4().hex
+    port = _free_port()
+    stack.start_orch("api", env_overrides={"ORCH_PROJECT": str(project), "ORCH_KEY_PREFIX": HOOK_PREFIX,
+                                           "ORCH_API_PORT": str(port), HOOK_SECRET_ENV: secret})
+    deadline = time.monotonic() + 60
+    while True:
+        stack.check_alive()
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"webhook: orch api did not listen within 60 s (logs: {stack.tmp})")
+        time.sleep(0.05)
+    payload = {"ref": "refs/heads/main", "repository": {"full_name": "acme/app", "id": 1},
+               "pusher": {"name": "octocat"}, "commits": [{"id": uuid.uuid4().hex, "message": "x" * 200}] * 4}
+    body = dumps(payload)
+    warm = [_hook_request(port, body, secret.encode()) for _ in range(300)]
+    timed = [_hook_request(port, body, secret.encode()) for _ in range(requests)]
+    log(f"webhook: {requests:,} signed github-style requests ({len(body)} B bodies) over {connections} "
+        "keep-alive connections to `orch api`")
+    asyncio.run(_hook_load(port, warm, connections))
+    api_pid = stack.orch[-1][1].pid
+    cpu_before = psutil.Process(api_pid).cpu_times()
+    t0 = time.perf_counter()
+    latencies, statuses = asyncio.run(_hook_load(port, timed, connections))
+    elapsed = time.perf_counter() - t0
+    cpu_after = psutil.Process(api_pid).cpu_times()
+    admin = redis.Redis.from_url(stack.url)
+    in_stream = admin.xlen(Keys(HOOK_PREFIX).events)
+    _drop_prefix(admin, HOOK_PREFIX)
+    admin.close()
+    stack.stop_orch()
+    bad = [code for code in statuses if code != 202]
+    if bad or in_stream != requests + len(warm):
+        raise BenchError(f"webhook: {len(bad)} non-202 answers ({sorted(set(bad))}); "
+                         f"{in_stream:,} of {requests + len(warm):,} events in the stream")
+    api_cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    log(f"webhook: {requests / elapsed:,.0f} requests/s")
+    return {"requests": requests, "connections": connections, "body_bytes": len(body),
+            "seconds": round(elapsed, 3), "requests_per_s": round(requests / elapsed, 1),
+            "latency_ms_p50": round(pct(latencies, 0.5), 3), "latency_ms_p99": round(pct(latencies, 0.99), 3),
+            "api_cpu_cores_busy": round(api_cpu / elapsed, 2),
+            "api_cpu_us_per_request": round(api_cpu * 1e6 / requests, 1)}
 
 
 # -- phases 2 and 3: engine and workers ----------------------------------------------------------------
@@ -550,8 +650,24 @@ def _target(ok: bool | None, text: str) -> str:
     return text if ok is None else f"{text}: {'met' if ok else 'NOT met'}"
 
 
+def _webhook_row(hook: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (f"webhook, signed github-style POST /hooks/{{name}} to 202 ({hook['connections']} connections; requests/s)",
+            _num(hook["requests_per_s"]), "–", "–", "reported")
+
+
+def _webhook_note(hook: dict[str, Any]) -> str:
+    return (f"Webhook: {hook['requests']:,} requests of {hook['body_bytes']} B, latency p50 / p99 "
+            f"{hook['latency_ms_p50']:.2f} / {hook['latency_ms_p99']:.2f} ms; `orch api` CPU "
+            f"{hook['api_cpu_cores_busy']:.2f} cores busy, {hook['api_cpu_us_per_request']:.0f} us per request "
+            "(verify, parse, publish script).")
+
+
 def table(results: dict[str, Any]) -> str:
     orch, sizes = results["orch"], results["sizes"]
+    if "ingest" not in orch:  # --only webhook
+        hook = orch["webhook"]
+        return "\n".join(["| metric | orch | RQ SimpleWorker | orch / RQ | target |", "|---|---:|---:|---:|---|",
+                          f"| {' | '.join(_webhook_row(hook))} |", "", _webhook_note(hook)])
     ingest, idle, sus = orch["ingest"], orch["idle"], orch["sustained"]
     rq = _peer(results, "rq-simple") or {}
     dramatiq = _peer(results, "dramatiq")
@@ -572,6 +688,7 @@ def table(results: dict[str, Any]) -> str:
         ("Redis commands per event (ingest)", _num(ingest["commands_per_event"], 2), "–", "–", "reported"),
         (f"Redis memory per retained event ({ingest['event_json_bytes']} B JSON, with dedup key; bytes)",
          _num(ingest["memory_bytes_per_event"]), "–", "–", "reported"),
+        *([_webhook_row(orch["webhook"])] if "webhook" in orch else []),
         ("Redis commands per workflow run (sustained, incl. its event)", _num(sus["commands_per_run"], 1), "–", "–",
          "reported"),
     ]
@@ -593,6 +710,7 @@ def table(results: dict[str, Any]) -> str:
               f"{ingest['memory_bytes_per_event_stream_entry']:.0f} B (the rest: its dedup key).",
               "Redis commands per event (ingest): "
               + ", ".join(f"{k} {v}" for k, v in ingest["commands_per_event_by_command"].items()) + "."]
+    lines += [_webhook_note(orch["webhook"])] if "webhook" in orch else []
     lines += _peers_table(results, sus["runs_per_s"], idle["start_ms_p50"])
     return "\n".join(lines)
 
@@ -638,6 +756,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help=f"peers to measure: rq-simple (default), all (= {ALL_PEERS}) or a comma-separated list")
     ap.add_argument("--events", type=int, help="ingest: events to emit (default 100,000; quick 10,000)")
     ap.add_argument("--chunk", type=int, default=5000, help="ingest: events per emit_many call (default 5,000)")
+    ap.add_argument("--hook-requests", type=int,
+                    help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
+    ap.add_argument("--hook-connections", type=int, default=16,
+                    help="webhook: concurrent keep-alive connections (default 16)")
+    ap.add_argument("--only", choices=["webhook"], default=None,
+                    help="run one phase only (webhook: orch api alone, signed requests/s)")
     ap.add_argument("--samples", type=int, help="idle latency samples (default 200; quick 30)")
     ap.add_argument("--n", type=int, help="sustained: events emitted at once, also the peers' N (default 2,000)")
     ap.add_argument("--workers", type=int, default=2, help="orch worker processes (default 2, like the peers)")
@@ -676,7 +800,11 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         stack.start_redis()
         results["meta"] = meta(args, stack.redis_version)
         log(f"bench: redis-server {stack.redis_version} at {stack.url} (data in {stack.tmp})")
+        if args.only == "webhook":
+            results["orch"] = {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections)}
+            return
         results["orch"] = {"ingest": phase_ingest(stack, sizes["events"], args.chunk)}
+        results["orch"]["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections)
         results["orch"].update(phase_orch(stack, args, sizes))
         stack.stop_orch()
         if stack.profile_dir is not None:

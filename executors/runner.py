@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from orchestrator.errors import TaskError
+from orchestrator.events.causation import caused_by
 from orchestrator.jsonutil import JSONValueError, check_json
 from orchestrator.state.keys import Keys
 from orchestrator.workflows.dsl import Task
@@ -59,7 +60,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_task(payload: dict[str, Any]) -> Any:
-    """Run one task attempt described by `payload` (run, node, task, attempt, args, kwargs)."""
+    """Run one task attempt described by `payload` (run, node, task, attempt, args, kwargs).
+
+    The task runs as the current cause (`caused_by(run, node)`): events it emits carry orchrun/orchtask.
+    """
     context = _context
     if context is None:
         raise TaskError("run_task called outside an orch worker (no project loaded)")
@@ -74,9 +78,10 @@ def run_task(payload: dict[str, Any]) -> Any:
         raise error
     context.report(TaskRecord(RecordKind.STARTED, **ids, at_s=start, worker=context.worker))
     try:
-        result = task.fn(*payload.get("args", ()), **payload.get("kwargs", {}))
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+        with caused_by(ids["run"], ids["node"]):  # events the task emits carry orchrun / orchtask
+            result = task.fn(*payload.get("args", ()), **payload.get("kwargs", {}))
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))  # copies the context: coroutines see the cause too
         try:
             check_json(result, "result")
         except JSONValueError as exc:

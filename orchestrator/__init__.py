@@ -2,7 +2,7 @@
 
 The data flow, and where each stage lives:
 
-    ① triggers/ · events.client      events from apps (Client.emit), HTTP (api), CLI, cron, webhooks, files
+    ① triggers/ · events.client      events from apps (Client.emit, AsyncClient), HTTP (api), CLI, cron, webhooks, files
     ② events/                        CloudEvents envelope, publish (dedup + XADD), consumer groups, trimming
     ③ rules/, engine/plan.py         rules matched to events; parameters rendered in Jinja2's sandbox
     ④ workflows/                     @task/@workflow -> WorkflowSpec (a validated DAG); runs and readiness
@@ -11,7 +11,7 @@ The data flow, and where each stage lives:
     ⑦ workflows/records.py           started / succeeded / failed, reported on the results stream
     ⑧ workflows/advance.py, engine/  results applied to runs; dependents dispatched; runs finish
 
-Public API: `emit`, `Client`, `Event`, `task`, `workflow`, `Settings`, and the errors.
+Public API: `emit`, `Client`, `AsyncClient`, `Event`, `task`, `workflow`, `schedule`, `Settings`, and the errors.
 """
 
 from .errors import (
@@ -24,14 +24,16 @@ from .errors import (
     TaskError,
     WorkflowError,
 )
-from .events.client import Client, emit
+from .events.client import AsyncClient, Client, emit
 from .events.envelope import Event
+from .schedules import ScheduleConfig, schedule
 from .settings import Settings
 from .workflows.dsl import Task, TaskRef, Workflow, task, workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "ConfigError",
     "CycleError",
@@ -40,6 +42,7 @@ __all__ = [
     "OrchestratorError",
     "RedisUnavailableError",
     "RuleError",
+    "ScheduleConfig",
     "Settings",
     "Task",
     "TaskError",
@@ -48,6 +51,7 @@ __all__ = [
     "WorkflowError",
     "__version__",
     "emit",
+    "schedule",
     "task",
     "workflow",
 ]

@@ -31,6 +31,8 @@ __all__ = [
     "RUNS_FINISHED",
     "RUNS_STARTED",
     "RUN_DURATION",
+    "SCHEDULE_OVERLAPS",
+    "SCHEDULE_TICKS",
     "TASKS_FINISHED",
     "TASK_DURATION",
     "TASK_WAIT",
@@ -80,10 +82,16 @@ TASK_DURATION = HistogramDef("orch_task_duration_seconds", "Execution time of on
                              ("workflow", "task", "status"))
 TASK_WAIT = HistogramDef("orch_task_wait_seconds", "Time from a task's dispatch to its start on a worker.",
                          ("queue",))
+SCHEDULE_TICKS = CounterDef(
+    "orch_schedule_ticks_total", "Cron ticks decided, by result: fired on time, caught_up after downtime, missed.",
+    ("schedule", "result"))
+SCHEDULE_OVERLAPS = CounterDef(
+    "orch_schedule_overlaps_total", "Ticks that found the schedule's previous run still running, by action taken "
+    "(skipped, queued, released).", ("schedule", "action"))
 
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
-    TASKS_FINISHED, TASK_DURATION, TASK_WAIT,
+    TASKS_FINISHED, TASK_DURATION, TASK_WAIT, SCHEDULE_TICKS, SCHEDULE_OVERLAPS,
 )
 
 

@@ -1,8 +1,9 @@
-"""An automation project: a directory with `rules/*.yaml` and Python `workflows/*.py`.
+"""An automation project: a directory with YAML in `rules/**/*.yaml` and Python `workflows/*.py`.
 
-`load_project(path)` imports the workflow modules (collecting their `@task`s and `@workflow`s), loads
-and checks every rule against them, and reports every problem at once as a ConfigError whose issues
-name the file, the line and the field.
+A YAML file holds any of four sections: `rules:` (event -> workflow), `schedules:` (cron),
+`hooks:` (webhook endpoints) and `watches:` (file watches). `load_project(path)` imports the workflow
+modules (collecting their `@task`s, `@workflow`s and `schedule(...)`s), loads and checks every section,
+and reports every problem at once as a ConfigError whose issues name the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ConfigError, ConfigIssue, OrchestratorError
+from .hooks import HookConfig
 from .rules.match import RuleIndex
 from .rules.model import Rule, RuleConfig
 from .rules.templates import TemplateCompileError
+from .schedules import ScheduleConfig
+from .watches import WatchConfig
 from .workflows.dsl import Task, Workflow, collect
 from .yamlpos import YamlError, line_of, load_with_lines
 
@@ -28,7 +32,10 @@ __all__ = ["Project", "load_project"]
 
 RULES_DIR = "rules"
 WORKFLOWS_DIR = "workflows"
-_SECTIONS = ("rules",)
+_SECTIONS = ("rules", "schedules", "hooks", "watches")
+_MODELS: dict[str, type[Any]] = {"schedules": ScheduleConfig, "hooks": HookConfig, "watches": WatchConfig}
+
+_Item = tuple[Path, int, Any, dict[Any, int]]
 
 
 @dataclass
@@ -40,6 +47,10 @@ class Project:
     workflows: dict[str, Workflow] = field(default_factory=dict)
     tasks: dict[str, Task[Any, Any]] = field(default_factory=dict)
     index: RuleIndex = field(default_factory=lambda: RuleIndex([]))
+    schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
+    hooks: dict[str, HookConfig] = field(default_factory=dict)
+    watches: dict[str, WatchConfig] = field(default_factory=dict)
+    python_schedules: list[tuple[Path, ScheduleConfig]] = field(default_factory=list, repr=False)
 
     @property
     def queues(self) -> list[str]:
@@ -48,8 +59,11 @@ class Project:
         return sorted(names, key=lambda q: (q != "default", q))
 
 
-def load_project(root: Path | str) -> Project:
-    """Load and check the project at `root`; raises ConfigError listing every problem."""
+def load_project(root: Path | str, *, watch_roots: tuple[Path, ...] = ()) -> Project:
+    """Load and check the project at `root`; raises ConfigError listing every problem.
+
+    File watches must stay inside the project directory or one of `watch_roots`.
+    """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise ConfigError([ConfigIssue(root, None, None, "project directory does not exist "
@@ -57,8 +71,13 @@ def load_project(root: Path | str) -> Project:
     project = Project(root)
     issues: list[ConfigIssue] = []
     _load_python(project, issues)
-    configs = _load_rule_files(project, issues)
-    _check_rules(project, configs, issues)
+    sections = _load_yaml_files(project, issues)
+    _check_rules(project, sections["rules"], issues)
+    context = {"project_root": project.root, "watch_roots": (project.root, *[Path(r) for r in watch_roots])}
+    for name, model in _MODELS.items():
+        found = _check_section(name, model, sections[name], context, issues)
+        getattr(project, name).update(found)
+    _check_python_schedules(project, issues)
     if issues:
         raise ConfigError(issues)
     project.index = RuleIndex(project.rules)
@@ -102,7 +121,9 @@ def _import_issue(path: Path, exc: BaseException) -> ConfigIssue:
 
 
 def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIssue]) -> None:
-    tasks, workflows = collect(list(objects))
+    objects = list(objects)
+    tasks, workflows = collect(objects)
+    project.python_schedules.extend((path, o) for o in objects if isinstance(o, ScheduleConfig))
     for wf in workflows:
         other = project.workflows.get(wf.name)
         if other is not None and other is not wf:
@@ -117,9 +138,9 @@ def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIss
         project.tasks[task.name] = task
 
 
-def _load_rule_files(project: Project, issues: list[ConfigIssue]) -> list[tuple[Path, int, Any, dict[Any, int]]]:
+def _load_yaml_files(project: Project, issues: list[ConfigIssue]) -> dict[str, list[_Item]]:
     folder = project.root / RULES_DIR
-    found: list[tuple[Path, int, Any, dict[Any, int]]] = []
+    found: dict[str, list[_Item]] = {name: [] for name in _SECTIONS}
     if not folder.is_dir():
         return found
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -132,23 +153,57 @@ def _load_rule_files(project: Project, issues: list[ConfigIssue]) -> list[tuple[
         if data is None:
             continue
         if not isinstance(data, dict):
-            issues.append(ConfigIssue(path, 1, None, "expected a mapping with a 'rules:' list"))
+            issues.append(ConfigIssue(path, 1, None, "expected a mapping with sections such as 'rules:'"))
             continue
         for key in data:
             if key not in _SECTIONS:
                 hint = _did_you_mean(str(key), _SECTIONS)
                 issues.append(ConfigIssue(path, line_of(lines, (str(key),)), str(key),
                                           f"unknown section{hint}; expected one of: {', '.join(_SECTIONS)}"))
-        rules = data.get("rules") or []
-        if not isinstance(rules, list):
-            issues.append(ConfigIssue(path, line_of(lines, ("rules",)), "rules", "must be a list of rules"))
-            continue
-        found.extend((path, i, item, lines) for i, item in enumerate(rules))
+        for section in _SECTIONS:
+            items = data.get(section) or []
+            if not isinstance(items, list):
+                issues.append(ConfigIssue(path, line_of(lines, (section,)), section,
+                                          f"must be a list of {section}"))
+                continue
+            found[section].extend((path, i, item, lines) for i, item in enumerate(items))
     return found
 
 
-def _check_rules(project: Project, configs: list[tuple[Path, int, Any, dict[Any, int]]],
-                 issues: list[ConfigIssue]) -> None:
+def _check_section(section: str, model: type[Any], items: list[_Item], context: dict[str, Any],
+                   issues: list[ConfigIssue]) -> dict[str, Any]:
+    """Validate the items of a `schedules:`, `hooks:` or `watches:` section; names must be unique."""
+    found: dict[str, Any] = {}
+    seen: dict[str, Path] = {}
+    for path, index, item, lines in items:
+        base = (section, index)
+        try:
+            config = model.model_validate(item, context=context)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(str(p) for p in error["loc"])
+                issues.append(ConfigIssue(path, line_of(lines, (*base, *loc)), _field(index, loc, section),
+                                          _pydantic_message(error, loc, model)))
+            continue
+        if config.name in seen:
+            issues.append(ConfigIssue(path, line_of(lines, (*base, "name")), f"{section}[{index}].name",
+                                      f"{section[:-1]} name {config.name!r} is already used in {seen[config.name]}"))
+            continue
+        seen[config.name] = path
+        found[config.name] = config
+    return found
+
+
+def _check_python_schedules(project: Project, issues: list[ConfigIssue]) -> None:
+    for path, config in project.python_schedules:
+        if config.name in project.schedules:
+            issues.append(ConfigIssue(path, None, "schedule", f"schedule name {config.name!r} is declared twice "
+                                      "(in Python and in YAML, or in two modules)"))
+            continue
+        project.schedules[config.name] = config
+
+
+def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssue]) -> None:
     seen: dict[str, Path] = {}
     for path, index, item, lines in configs:
         base = ("rules", index)
@@ -159,7 +214,7 @@ def _check_rules(project: Project, configs: list[tuple[Path, int, Any, dict[Any,
             for error in exc.errors():
                 loc = tuple(str(p) for p in error["loc"])
                 field_name = _field(index, loc)
-                message = _pydantic_message(error, loc)
+                message = _pydantic_message(error, loc, RuleConfig)
                 issues.append(ConfigIssue(path, line_of(lines, (*base, *loc)), field_name, message))
             continue
         except TemplateCompileError as exc:
@@ -202,17 +257,19 @@ def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int
     return ok
 
 
-def _field(index: int, loc: tuple[str, ...]) -> str:
-    return f"rules[{index}]" + "".join(f".{p}" for p in loc)
+def _field(index: int, loc: tuple[str, ...], section: str = "rules") -> str:
+    return f"{section}[{index}]" + "".join(f".{p}" for p in loc)
 
 
-def _pydantic_message(error: Any, loc: tuple[str, ...]) -> str:
+def _pydantic_message(error: Any, loc: tuple[str, ...], model: type[Any]) -> str:
     if error["type"] == "missing":
         return "required field is missing"
     if error["type"] == "extra_forbidden":
-        allowed = [n for n in RuleConfig.model_fields if n not in loc]
-        return f"unknown field{_did_you_mean(loc[-1], allowed)} (fields: {', '.join(RuleConfig.model_fields)})"
-    return str(error["msg"])
+        fields = list(model.model_fields)
+        allowed = [n for n in fields if n not in loc]
+        return f"unknown field{_did_you_mean(loc[-1], allowed)} (fields: {', '.join(fields)})"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
 
 
 def _did_you_mean(word: str, options: Any) -> str:

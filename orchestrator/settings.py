@@ -6,10 +6,13 @@ Durations carry their unit in the name (`*_s`), sizes in bytes (`*_bytes`).
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -49,10 +52,26 @@ class Settings(BaseSettings):
     job_failure_ttl_s: int = Field(default=7 * 86400, ge=0, description="How long RQ keeps a failed job.")
     worker_maintenance_interval_s: int = Field(default=60, gt=0)
 
+    watch_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(),
+        description="Directories file watches may watch besides the project directory: a list separated like "
+        "PATH (`/data/in:/srv/drop`) or a JSON list.",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("watch_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part for part in text.split(os.pathsep) if part.strip()]
 
     @property
     def project_dir(self) -> Path:

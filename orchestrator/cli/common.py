@@ -38,7 +38,7 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     if level != "DEBUG":
-        for noisy in ("rq.worker", "rq.queue", "uvicorn.access"):
+        for noisy in ("rq.worker", "rq.queue", "uvicorn.access", "watchfiles.main"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,8 +1,9 @@
 """`orch dev`: the whole system for one project in one process tree, for a first run and for development.
 
-Starts Redis (an embedded redis-server unless ORCH_REDIS_URL is set), then `orch api`, `orch engine`
-and N `orch worker` processes, prefixes their output with their role, restarts any that die, and on
-Ctrl-C (or SIGTERM) stops them in order (api, engine, workers, Redis). Children die with it even if it
+Starts Redis (an embedded redis-server unless ORCH_REDIS_URL is set), then `orch api`, `orch engine`,
+N `orch worker` processes and, when the project declares schedules or watches, `orch triggers`; prefixes
+their output with their role, restarts any that die, and on Ctrl-C (or SIGTERM) stops them in order
+(triggers, api, engine, workers, Redis). Children die with it even if it
 is killed outright (PR_SET_PDEATHSIG), and a Redis left by a crashed run is stopped on the next start.
 """
 
@@ -33,7 +34,7 @@ from ..settings import Settings
 
 __all__ = ["run_dev"]
 
-_COLORS = {"api": "cyan", "engine": "magenta", "worker": "yellow"}
+_COLORS = {"api": "cyan", "engine": "magenta", "worker": "yellow", "triggers": "blue"}
 _STOP_TIMEOUT_S = 15.0
 
 
@@ -53,13 +54,19 @@ def _step(message: str) -> None:
 
 def run_dev(settings: Settings, *, workers: int) -> int:
     """Run until interrupted; returns the exit code."""
-    project = load_project(settings.project_dir)
+    project = load_project(settings.project_dir, watch_roots=settings.watch_roots)
+    from triggers.webhooks import resolve_all
+
+    resolve_all(project.hooks, os.environ, project_root=project.root)  # a missing secret: say so now, not in a loop
     _step(f"project {settings.project_dir}: {len(project.rules)} rules, {len(project.workflows)} workflows, "
-          f"{len(project.tasks)} tasks")
+          f"{len(project.tasks)} tasks, {len(project.schedules)} schedules, {len(project.hooks)} webhooks, "
+          f"{len(project.watches)} watches")
     _check_port_free(settings.api_host, settings.api_port)
     embedded, url = _redis(settings)
     children = [Child("api", _argv("api")), Child("engine", _argv("engine"))]
     children += [Child(f"worker-{i + 1}" if workers > 1 else "worker", _argv("worker")) for i in range(workers)]
+    if project.schedules or project.watches:
+        children.append(Child("triggers", _argv("triggers")))
     env = {**os.environ, "ORCH_REDIS_URL": url, "ORCH_PROJECT": str(settings.project_dir),
            "ORCH_API_HOST": settings.api_host, "ORCH_API_PORT": str(settings.api_port),
            "ORCH_DEV_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
@@ -165,7 +172,7 @@ def _supervise(children: list[Child], env: dict[str, str], stop: threading.Event
 
 
 def _stop_all(children: list[Child]) -> None:
-    for role in ("api", "engine", "worker"):
+    for role in ("triggers", "api", "engine", "worker"):
         running = [(c.role, c.process) for c in children
                    if c.role.split("-")[0] == role and c.process is not None and c.process.poll() is None]
         for _, process in running:

@@ -43,19 +43,28 @@ def cli() -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on. Env: ORCH_API_PORT (default 8000).")
 @handle_errors
 def api(project: str | None, host: str | None, port: int | None) -> None:
-    """Serve the HTTP API: POST /events, GET /runs, /healthz, /metrics."""
+    """Serve the HTTP API: POST /events, POST /hooks/{name}, GET /runs, /healthz, /metrics."""
+    import os
+
     import uvicorn
 
     from executors.queues import RQQueueInspector
+    from triggers.webhooks import create_router, describe, resolve_all
 
     from ..api.app import create_app
+    from ..project import load_project
 
     settings = make_settings(project, api_host=host, api_port=port)
     setup_logging(settings.log_level)
     die_with_parent()
+    loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
+    secrets = resolve_all(loaded.hooks, os.environ, project_root=loaded.root)  # refuses empty secrets
+    routers = [create_router(loaded.hooks, secrets)] if loaded.hooks else []
     client = connect(settings)
-    app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)))
+    app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), routers=routers)
     click.echo(f"orch api listening on http://{settings.api_host}:{settings.api_port}", err=True)
+    for line in describe(loaded.hooks):
+        click.echo(f"  {line}", err=True)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
                 log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
 
@@ -73,7 +82,7 @@ def engine(project: str | None) -> None:
     settings = make_settings(project)
     setup_logging(settings.log_level)
     die_with_parent()
-    loaded = load_project(settings.project_dir)
+    loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
     client = connect(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,7 +106,7 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
     settings = make_settings(project)
     setup_logging(settings.log_level)
     die_with_parent()
-    loaded = load_project(settings.project_dir)
+    loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else loaded.queues
     run_worker(connect(settings), settings, loaded, names, burst=burst, name=name)
 
@@ -180,6 +189,51 @@ def events_list(limit: int, type_glob: str | None, as_json: bool, project: str |
     print_json(found) if as_json else print_events(found)
 
 
+@events.command("tail")
+@click.option("--type", "type_glob", default=None, help="Only types matching this glob, e.g. 'order.*'.")
+@click.option("--since", default=None, metavar="ID|DURATION",
+              help="Start after this stream entry id (0: the whole stream), or this long ago (30s, 5m, 2h, 1d). "
+                   "Default: only events that arrive from now on.")
+@click.option("--count", "-n", type=click.IntRange(min=1), default=None, help="Exit after printing N events.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event and line (NDJSON).")
+@project_option
+@handle_errors
+def events_tail(type_glob: str | None, since: str | None, count: int | None, as_json: bool,
+                project: str | None) -> None:
+    """Follow events as they arrive (Ctrl-C stops). Reads without joining the engine's consumer group."""
+    from ..events.tail import SinceError, follow, start_id
+    from .output import print_event_line, print_json_line
+
+    def interrupted(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    def retrying(exc: Exception, delay_s: float) -> None:
+        click.echo(f"Redis unavailable ({str(exc).rstrip('.')}); retrying in {delay_s:.1f} s", err=True)
+
+    settings = make_settings(project)
+    client = connect(settings)
+    stream = Keys(settings.key_prefix).events
+    try:
+        after = start_id(client, stream, since)
+    except SinceError as exc:
+        fail(str(exc), code=2)
+        return
+    signal.signal(signal.SIGTERM, interrupted)
+    click.echo(f"following {stream} after entry {after} (Ctrl-C stops)", err=True)
+    printer = print_json_line if as_json else print_event_line
+    try:
+        for event in follow(client, stream, after, type_glob=type_glob, count=count, on_retry=retrying):
+            printer(event)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silences the final flush
+    finally:
+        client.close()
+
+
 # -- runs ------------------------------------------------------------------------------------------
 
 
@@ -239,7 +293,7 @@ def validate(as_json: bool, project: str | None) -> None:
 
     settings = make_settings(project)
     try:
-        loaded = load_project(settings.project_dir)
+        loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
     except ConfigError as exc:
         if as_json:
             print_json({"ok": False, "issues": [{"file": str(i.file) if i.file else None, "line": i.line,
@@ -251,15 +305,32 @@ def validate(as_json: bool, project: str | None) -> None:
         raise SystemExit(1) from None
     summary = {"ok": True, "project": str(loaded.root), "rules": [r.name for r in loaded.rules],
                "workflows": {name: [n.name for n in wf.spec.nodes] for name, wf in loaded.workflows.items()},
-               "tasks": sorted(loaded.tasks), "queues": loaded.queues}
+               "tasks": sorted(loaded.tasks), "queues": loaded.queues, "schedules": sorted(loaded.schedules),
+               "hooks": sorted(loaded.hooks), "watches": sorted(loaded.watches)}
     if as_json:
         print_json(summary)
         return
     click.echo(f"ok: {Path(loaded.root).name}: {len(loaded.rules)} rules, {len(loaded.workflows)} workflows, "
-               f"{len(loaded.tasks)} tasks")
+               f"{len(loaded.tasks)} tasks, {len(loaded.schedules)} schedules, {len(loaded.hooks)} webhooks, "
+               f"{len(loaded.watches)} watches")
     for name, wf in loaded.workflows.items():
         order = " -> ".join(", ".join(level) for level in wf.spec.levels())
         click.echo(f"  workflow {name}: {order}")
+    for config in loaded.schedules.values():
+        click.echo(f"  schedule {config.name}: {config.cron} ({config.timezone})")
+    for kind, names in (("webhook", loaded.hooks), ("watch", loaded.watches)):
+        for name in names:
+            click.echo(f"  {kind} {name}")
+
+
+def _add_trigger_commands() -> None:
+    from .trigger_cmds import schedules, triggers
+
+    cli.add_command(triggers)
+    cli.add_command(schedules)
+
+
+_add_trigger_commands()
 
 
 def main() -> None:

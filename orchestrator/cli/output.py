@@ -9,8 +9,10 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["console", "print_events", "print_json", "print_run", "print_runs"]
+__all__ = ["EVENT_COLUMNS", "console", "event_cells", "print_event_line", "print_events", "print_json",
+           "print_json_line", "print_run", "print_runs"]
 
 # Piped output (no terminal) gets a wide fixed width so ids and results are never cut to 80 columns.
 console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
@@ -91,15 +93,42 @@ def print_run(run: dict[str, Any]) -> None:
     console.print(table)
 
 
+EVENT_COLUMNS = ("TIME", "TYPE", "SOURCE", "ID", "SUBJECT", "DATA")
+_ESCAPES = {**{i: f"\\x{i:02x}" for i in range(32)}, 9: "\\t", 10: "\\n", 13: "\\r", 127: "\\x7f"}
+
+
+def event_cells(event: dict[str, Any]) -> tuple[str, ...]:
+    """One event as the cells of `orch events list` and the fields of an `orch events tail` line."""
+    return (_when(event.get("time") or event.get("received_at")), str(event.get("type", "")),
+            str(event.get("source", "")), str(event.get("id", "")), str(event.get("subject") or "-"),
+            _short(event.get("data"), 50).translate(_ESCAPES))  # string data may hold newlines
+
+
 def print_events(events: list[dict[str, Any]]) -> None:
     if not events:
         console.print("no events yet")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("TIME", "TYPE", "SOURCE", "ID", "SUBJECT"):
+    for column in EVENT_COLUMNS[:-1]:
         table.add_column(column, no_wrap=True)
-    table.add_column("DATA", no_wrap=True, overflow="ellipsis")
+    table.add_column(EVENT_COLUMNS[-1], no_wrap=True, overflow="ellipsis")
     for event in events:
-        table.add_row(_when(event.get("time") or event.get("received_at")), event.get("type", ""), event.get("source", ""), event.get("id", ""),
-                      event.get("subject") or "-", _short(event.get("data"), 50))
+        table.add_row(*(Text(cell) for cell in event_cells(event)))  # Text: event data is never markup
     console.print(table)
+
+
+def print_event_line(event: dict[str, Any]) -> None:
+    """One event on one line, written at once (for `orch events tail`): the cells of `print_events`,
+    padded to typical widths so that consecutive lines mostly align."""
+    when, type_, source, event_id, subject, data = event_cells(event)
+    _write_line(f"{when}  {type_:<20}  {source:<16}  {event_id:<32}  {subject}  {data}")
+
+
+def print_json_line(value: Any) -> None:
+    """`value` as one line of JSON (NDJSON), written at once."""
+    _write_line(orjson.dumps(value).decode())
+
+
+def _write_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

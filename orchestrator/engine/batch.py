@@ -14,6 +14,7 @@ from ..metrics import (
     RUN_DURATION,
     RUNS_FINISHED,
     RUNS_STARTED,
+    SCHEDULE_OVERLAPS,
     TASK_DURATION,
     TASK_WAIT,
     TASKS_FINISHED,
@@ -24,7 +25,7 @@ from ..workflows.records import TaskRecord
 from ..workflows.runs import Run
 from .plan import RunRequest
 
-__all__ = ["Batch", "Outcome", "apply_batch"]
+__all__ = ["Batch", "Guard", "Outcome", "apply_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ class Batch:
     settled: list[Entry] = field(default_factory=list)  # entries with nothing to do but acknowledge
     failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
+
+    @property
+    def guards(self) -> list[str]:
+        """The schedule overlap guards the requested runs need."""
+        return sorted({r.guard for _, requests in self.requests for r in requests if r.guard})
 
     def add_evaluation(self, rule: str, result: str) -> None:
         self.evaluations.inc(RULE_EVALUATIONS, rule, result)
@@ -61,18 +67,33 @@ class Outcome:
     failed: dict[Entry, str]
     metrics: MetricsBatch
     ignored_records: int = 0
+    take: dict[str, str] = field(default_factory=dict)  # guard -> the run that now holds it
+    queue: dict[str, bytes] = field(default_factory=dict)  # guard -> the event held by queue-one
+    release: list[tuple[str, str]] = field(default_factory=list)  # (guard, run) of guarded runs that ended
 
 
-def apply_batch(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: datetime) -> Outcome:
-    """Create the requested runs that do not exist yet and apply the records to their runs."""
+@dataclass(frozen=True)
+class Guard:
+    """A schedule's overlap guard as read before the batch: the running run holding it, a held event."""
+
+    holder: str | None = None
+    queued: bool = False
+
+
+def apply_batch(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: datetime,
+                guards: dict[str, Guard] | None = None) -> Outcome:
+    """Create the requested runs that do not exist yet and apply the records to their runs.
+
+    A request guarded by its schedule's overlap policy while the schedule's previous run still runs is
+    skipped, or (queue-one) its event is held until that run ends; at most one event is held.
+    """
     changes: dict[str, Change] = {}
     ack = list(batch.settled)
     failed = dict(batch.failed)
-    for entry, requests in batch.requests:
-        for request in requests:
-            if request.run_id not in changes and not existing.get(request.run_id):
-                changes[request.run_id] = _create(request, now)
-        ack.append(entry)
+    metrics = MetricsBatch()
+    held = dict(guards or {})
+    outcome = Outcome([], ack, failed, metrics)
+    _start_runs(batch, existing, now, held, outcome, changes)
     ignored = 0
     for entry, record in batch.records:
         try:
@@ -91,10 +112,45 @@ def apply_batch(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: date
             log.exception("cannot apply record %s of run %s", entry.id, record.run)
             failed[entry] = f"{type(exc).__name__}: {exc}"
     dirty = [c for c in changes.values() if c.dirty]
-    metrics = MetricsBatch()
     metrics.merge(batch.evaluations)
     _count(dirty, metrics)
-    return Outcome(dirty, ack, failed, metrics, ignored)
+    outcome.release = [(c.run.guard, c.run.id) for c in dirty if c.finished and c.run.guard]
+    outcome.changes, outcome.ignored_records = dirty, ignored
+    return outcome
+
+
+def _start_runs(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: datetime, held: dict[str, Guard],
+                outcome: Outcome, changes: dict[str, Change]) -> None:
+    for entry, requests in batch.requests:
+        for request in requests:
+            if request.run_id in changes or existing.get(request.run_id):
+                continue
+            if request.guard and request.error is None:
+                if not _may_start(request, request.guard, held, outcome):
+                    continue
+                held[request.guard] = Guard(request.run_id, held.get(request.guard, Guard()).queued)
+                outcome.take[request.guard] = request.run_id
+            change = changes[request.run_id] = _create(request, now)
+            change.run.guard = request.guard if request.error is None else None
+        outcome.ack.append(entry)
+
+
+def _may_start(request: RunRequest, name: str, held: dict[str, Guard], outcome: Outcome) -> bool:
+    guard = held.get(name, Guard())
+    if guard.holder is None or guard.holder == request.run_id:
+        return True
+    schedule = name.split("/", 1)[0]
+    if request.overlap == "queue-one" and not guard.queued and request.raw is not None:
+        outcome.queue[name] = request.raw
+        held[name] = Guard(guard.holder, True)
+        outcome.metrics.inc(SCHEDULE_OVERLAPS, schedule, "queued")
+        log.info("schedule %s: run %s still running; event %s held until it ends", schedule, guard.holder,
+                 request.event.id)
+    else:
+        outcome.metrics.inc(SCHEDULE_OVERLAPS, schedule, "skipped")
+        log.info("schedule %s: run %s still running; event %s skipped (overlap: %s)", schedule, guard.holder,
+                 request.event.id, request.overlap)
+    return False
 
 
 def _create(request: RunRequest, now: datetime) -> Change:

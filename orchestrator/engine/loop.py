@@ -28,7 +28,7 @@ from ..errors import EventError
 from ..events.envelope import event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name, safe_trim
 from ..jsonutil import loads
-from ..metrics import EVENTS_DEAD_LETTERED, MetricsBatch
+from ..metrics import EVENTS_DEAD_LETTERED, SCHEDULE_OVERLAPS, MetricsBatch, counter_field
 from ..project import Project
 from ..settings import Settings
 from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
@@ -36,7 +36,7 @@ from ..state.store import READ_RUNS_LUA, RunStore, pairs_to_fields
 from ..types import Dispatcher
 from ..workflows.advance import Change
 from ..workflows.records import TaskRecord
-from .batch import Batch, Outcome, apply_batch
+from .batch import Batch, Guard, Outcome, apply_batch
 from .plan import plan_event
 
 __all__ = ["Engine"]
@@ -44,6 +44,32 @@ __all__ = ["Engine"]
 log = logging.getLogger(__name__)
 
 _TRIM_EVERY_S = 60.0
+
+# KEYS: per guard, its active key then its queued key. ARGV[1]: the run key prefix.
+# Returns per guard {holder run id or false, the holder's meta or false, 1 if an event is held}.
+_READ_GUARDS_LUA = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local holder = redis.call('GET', KEYS[i])
+  local meta = false
+  if holder then meta = redis.call('HGET', ARGV[1] .. holder, 'meta') end
+  out[#out + 1] = {holder, meta, redis.call('EXISTS', KEYS[i + 1])}
+end
+return out
+"""
+
+# KEYS: active key, queued key, events stream, overlaps metric hash. ARGV: the run that ended, metric field.
+# Frees the guard if that run held it and puts the held event (if any) back on the stream.
+_RELEASE_GUARD_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+local held = redis.call('GET', KEYS[2])
+if not held then return 1 end
+redis.call('XADD', KEYS[3], '*', 'e', held)
+redis.call('DEL', KEYS[2])
+redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+return 2
+"""
 _FORGET_CONSUMERS_IDLE_S = 86400.0
 
 
@@ -122,9 +148,10 @@ class Engine:
         return batch
 
     def _plan_event(self, batch: Batch, entry: Entry) -> None:
-        event = event_from_mapping(loads(entry.fields[b"e"]))
+        raw = entry.fields[b"e"]
+        event = event_from_mapping(loads(raw))
         try:
-            requests, outcomes = plan_event(self._project, event)
+            requests, outcomes = plan_event(self._project, event, raw)
         except Exception as exc:  # noqa: BLE001 - left pending: retried, then dead-lettered with this reason
             log.exception("engine: cannot plan event %s (entry %s)", event.id, entry.id)
             batch.failed[entry] = f"{type(exc).__name__}: {exc}"
@@ -143,11 +170,13 @@ class Engine:
     def _commit(self, batch: Batch, retried: bool) -> Outcome:
         run_ids = batch.run_ids
         keys = [self.keys.run(run_id) for run_id in run_ids]
+        guards = batch.guards
         with self._redis.pipeline(transaction=True) as pipe:
             for attempt in range(1, 1000):
                 try:
                     existing = self._read_runs(pipe, run_ids, keys)
-                    outcome = apply_batch(batch, existing, self._clock())
+                    held = self._read_guards(pipe, guards)
+                    outcome = apply_batch(batch, existing, self._clock(), held)
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
                     faults.hit("engine.before_commit")
@@ -166,7 +195,23 @@ class Engine:
         replies = pipe.execute_command("EVAL", READ_RUNS_LUA, len(keys), *keys)
         return {run_id: pairs_to_fields(flat) for run_id, flat in zip(run_ids, replies, strict=True)}
 
+    def _read_guards(self, pipe: redis.client.Pipeline, guards: list[str]) -> dict[str, Guard]:
+        if not guards:
+            return {}
+        keys = [k for g in guards for k in (self.keys.schedule_active(g), self.keys.schedule_queued(g))]
+        pipe.watch(*keys)
+        replies = pipe.execute_command("EVAL", _READ_GUARDS_LUA, len(keys), *keys, self.keys.run(""))
+        out = {}
+        for guard, (holder, meta, queued) in zip(guards, replies, strict=True):
+            running = bool(holder) and bool(meta) and loads(meta).get("status") == "running"
+            out[guard] = Guard(holder.decode() if running else None, bool(queued))
+        return out
+
     def _queue_writes(self, pipe: redis.client.Pipeline, outcome: Outcome, retried: bool) -> None:
+        for guard, run_id in outcome.take.items():
+            pipe.set(self.keys.schedule_active(guard), run_id)
+        for guard, raw in outcome.queue.items():
+            pipe.set(self.keys.schedule_queued(guard), raw, nx=True)
         for change in outcome.changes:
             self.store.write_change(pipe, change)
         dispatches = [d for change in outcome.changes for d in change.dispatches]
@@ -178,6 +223,10 @@ class Engine:
                 pipe.hdel(self.keys.engine_errors, *[e.id for e in outcome.ack])
         for entry, error in outcome.failed.items():
             pipe.hset(self.keys.engine_errors, entry.id, error)
+        for guard, run_id in outcome.release:
+            pipe.eval(_RELEASE_GUARD_LUA, 4, self.keys.schedule_active(guard), self.keys.schedule_queued(guard),
+                      self.keys.events, self.keys.metric(SCHEDULE_OVERLAPS.name), run_id,
+                      counter_field(guard.split("/", 1)[0], "released"))
         outcome.metrics.flush(pipe, self.keys)
 
     # -- maintenance ---------------------------------------------------------------------------

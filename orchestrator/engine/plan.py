@@ -13,7 +13,7 @@ from ..rules.model import Match, MatchResult
 from ..workflows.runs import EventRef, derive_run_id
 from ..workflows.spec import WorkflowSpec
 
-__all__ = ["RunRequest", "plan_event"]
+__all__ = ["RunRequest", "plan_event", "schedule_of"]
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,21 @@ class RunRequest:
     event: EventRef
     params: dict[str, Any] | None
     error: str | None = None
+    guard: str | None = None  # `<schedule>/<rule>` when the schedule limits overlapping runs
+    overlap: str = "allow"
+    raw: bytes | None = None  # the event as stored, kept when overlap is queue-one
 
 
-def plan_event(project: Project, event: Event) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
+def schedule_of(project: Project, event: Event) -> str | None:
+    """The project schedule an event is a tick of (by its source `/schedules/<name>`), if any."""
+    if not event.source.startswith("/schedules/"):
+        return None
+    name = event.source.removeprefix("/schedules/")
+    return name if name in project.schedules else None
+
+
+def plan_event(project: Project, event: Event,
+               raw: bytes | None = None) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
     """The runs `event` starts, and each evaluated rule with its metric result (matched, not_matched, error)."""
     evaluated = project.index.evaluate(event)
     if not evaluated:
@@ -36,6 +48,8 @@ def plan_event(project: Project, event: Event) -> tuple[list[RunRequest], list[t
     view = event_view(event)
     context = {"event": view, "data": view.get("data")}
     ref = EventRef(event.id, event.source, event.type)
+    schedule = schedule_of(project, event)
+    overlap = project.schedules[schedule].overlap if schedule else "allow"
     requests: list[RunRequest] = []
     outcomes: list[tuple[MatchResult, str]] = []
     for rule, result in evaluated:
@@ -50,6 +64,8 @@ def plan_event(project: Project, event: Event) -> tuple[list[RunRequest], list[t
             requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}"))
             outcomes.append((result, "error"))
             continue
-        requests.append(RunRequest(run_id, rule.name, spec, ref, params))
+        guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
+        requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
+                                   raw=raw if overlap == "queue-one" else None))
         outcomes.append((result, "matched"))
     return requests, outcomes

@@ -1,13 +1,17 @@
-"""① Custom events from applications: `Client.emit` / `emit_many`, and the module-level `emit()`.
+"""① Custom events from applications: `Client` (blocking), `AsyncClient` (asyncio) and `emit()`.
 
-    from orchestrator import Client, emit
+    from orchestrator import AsyncClient, Client, emit
 
     emit("order.created", {"order_id": "A-1"}, source="/shop")        # uses ORCH_REDIS_URL
     with Client("redis://localhost:6379/0", source="/shop") as client:
         client.emit_many([{"type": "order.created", "data": {"order_id": f"A-{i}"}} for i in range(1000)])
+    async with AsyncClient(source="/shop") as client:
+        await client.emit("order.created", {"order_id": "A-2"})
 
 `emit` returns once the event is durably in the stream (or was already accepted with the same
-source and id within the dedup window, in which case it is not published again).
+source and id within the dedup window, in which case it is not published again). Both clients build
+events the same way (`_EventFactory`): defaults for `id`, `time` and `source`, the same validation,
+and the causation attributes (`orchrun`, `orchtask`) when emitting from inside a task.
 """
 
 from __future__ import annotations
@@ -19,20 +23,61 @@ from types import TracebackType
 from typing import Any
 
 import redis
+import redis.asyncio
 
-from ..connection import connect
-from ..errors import EventError
+from ..connection import MIN_REDIS_VERSION, connect, parse_version, redact_url, resolve_redis_url
+from ..errors import EventError, RedisUnavailableError
 from ..settings import Settings
 from ..state.keys import Keys
+from .causation import with_cause
 from .envelope import Event, event_from_mapping, new_event_id
-from .publish import Published, Publisher
+from .publish import AsyncPublisher, Published, Publisher
 
-__all__ = ["DEFAULT_SOURCE", "Client", "emit"]
+__all__ = ["DEFAULT_SOURCE", "AsyncClient", "Client", "emit"]
 
 DEFAULT_SOURCE = "/orch/client"
 
+EventLike = Event | Mapping[str, Any]
 
-class Client:
+
+def _settings(redis_url: str | None, settings: Settings | None) -> Settings:
+    return settings or (Settings(redis_url=redis_url) if redis_url else Settings())
+
+
+class _EventFactory:
+    """Turns what `emit` / `emit_many` are given into validated Events; shared by both clients."""
+
+    source: str
+
+    def _event(self, type: str, data: Any, *, source: str | None, subject: str | None, id: str | None,
+               time: datetime | None, datacontenttype: str | None,
+               extensions: Mapping[str, str | int | bool] | None) -> Event:
+        merged = dict(extensions or {})
+        merged.update(with_cause(merged))
+        return Event.new(type, data, source=source or self.source, subject=subject, id=id, time=time,
+                         datacontenttype=datacontenttype, extensions=merged)
+
+    def _events(self, items: Iterable[EventLike]) -> list[Event]:
+        return [self._complete(item, i) for i, item in enumerate(items)]
+
+    def _complete(self, item: EventLike, index: int) -> Event:
+        if isinstance(item, Event):
+            cause = with_cause(item.extensions)
+            return item.model_copy(update={"extensions": {**item.extensions, **cause}}) if cause else item
+        if not isinstance(item, Mapping):
+            raise EventError(f"events[{index}]: expected an Event or a mapping, got {type(item).__name__}")
+        values = dict(item)
+        values.setdefault("id", new_event_id())
+        values.setdefault("source", self.source)
+        values.setdefault("time", datetime.now(UTC))
+        cause = with_cause(values)
+        nested = values.get("extensions")
+        if cause and (nested is None or isinstance(nested, Mapping)):
+            values["extensions"] = {**(nested or {}), **cause}
+        return event_from_mapping(values, where=f"events[{index}]")
+
+
+class Client(_EventFactory):
     """Publishes events to orch from any Python application. Thread-safe; reuse one per process."""
 
     def __init__(
@@ -43,7 +88,7 @@ class Client:
         connection: redis.Redis | None = None,
         source: str = DEFAULT_SOURCE,
     ) -> None:
-        self.settings = settings or (Settings(redis_url=redis_url) if redis_url else Settings())
+        self.settings = _settings(redis_url, settings)
         self._owns_connection = connection is None
         self._redis = connection if connection is not None else connect(self.settings)
         self.source = source
@@ -67,11 +112,11 @@ class Client:
         extensions: Mapping[str, str | int | bool] | None = None,
     ) -> str:
         """Publish one event and return its id. Raises EventError if it is invalid."""
-        event = Event.new(type, data, source=source or self.source, subject=subject, id=id, time=time,
-                          datacontenttype=datacontenttype, extensions=extensions)
+        event = self._event(type, data, source=source, subject=subject, id=id, time=time,
+                            datacontenttype=datacontenttype, extensions=extensions)
         return self._publisher.publish([event])[0].event_id
 
-    def emit_many(self, events: Iterable[Event | Mapping[str, Any]]) -> list[str]:
+    def emit_many(self, events: Iterable[EventLike]) -> list[str]:
         """Publish many events in pipelined batches and return their ids, in order.
 
         Each item is an Event or a mapping of CloudEvent attributes; `id`, `time` and `source` get
@@ -79,20 +124,9 @@ class Client:
         """
         return [p.event_id for p in self.publish(events)]
 
-    def publish(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Published]:
+    def publish(self, events: Iterable[EventLike]) -> list[Published]:
         """Like `emit_many`, with the stream entry id and whether each event was a duplicate."""
-        return self._publisher.publish([self._complete(item, i) for i, item in enumerate(events)])
-
-    def _complete(self, item: Event | Mapping[str, Any], index: int) -> Event:
-        if isinstance(item, Event):
-            return item
-        if not isinstance(item, Mapping):
-            raise EventError(f"events[{index}]: expected an Event or a mapping, got {type(item).__name__}")
-        values = dict(item)
-        values.setdefault("id", new_event_id())
-        values.setdefault("source", self.source)
-        values.setdefault("time", datetime.now(UTC))
-        return event_from_mapping(values, where=f"events[{index}]")
+        return self._publisher.publish(self._events(events))
 
     def close(self) -> None:
         """Release the connection pool if this client created it."""
@@ -105,6 +139,93 @@ class Client:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class AsyncClient(_EventFactory):
+    """`Client` for asyncio applications: the same events, validation and dedup, awaited.
+
+    Use one per event loop (its connections belong to the loop that first used them); close it with
+    `await client.aclose()` or `async with`. The server is checked (Redis >= 6.2) on first use.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        connection: redis.asyncio.Redis | None = None,
+        source: str = DEFAULT_SOURCE,
+    ) -> None:
+        self.settings = _settings(redis_url, settings)
+        self._owns_connection = connection is None
+        self._url = resolve_redis_url(self.settings) if connection is None else ""
+        self._redis = connection if connection is not None else redis.asyncio.Redis.from_url(
+            self._url, health_check_interval=30, socket_keepalive=True)
+        self._checked = connection is not None
+        self.source = source
+        self._publisher = AsyncPublisher(
+            self._redis,
+            Keys(self.settings.key_prefix),
+            dedup_window_s=self.settings.event_dedup_window_s,
+            max_bytes=self.settings.event_max_bytes,
+        )
+
+    async def emit(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        extensions: Mapping[str, str | int | bool] | None = None,
+    ) -> str:
+        """Publish one event and return its id. Raises EventError if it is invalid."""
+        event = self._event(type, data, source=source, subject=subject, id=id, time=time,
+                            datacontenttype=datacontenttype, extensions=extensions)
+        return (await self._publish([event]))[0].event_id
+
+    async def emit_many(self, events: Iterable[EventLike]) -> list[str]:
+        """Publish many events in pipelined batches and return their ids, in order (see `Client.emit_many`)."""
+        return [p.event_id for p in await self.publish(events)]
+
+    async def publish(self, events: Iterable[EventLike]) -> list[Published]:
+        """Like `emit_many`, with the stream entry id and whether each event was a duplicate."""
+        return await self._publish(self._events(events))
+
+    async def _publish(self, events: list[Event]) -> list[Published]:
+        if not self._checked:
+            await self._check_server()
+        return await self._publisher.publish(events)
+
+    async def _check_server(self) -> None:
+        where = redact_url(self._url)
+        try:
+            info = await self._redis.info("server")
+        except redis.RedisError as exc:
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {where}: {str(exc).rstrip('.')}. Is it running? Check ORCH_REDIS_URL, or start `orch dev`."
+            ) from exc
+        version = parse_version(str(info.get("redis_version", "0")))
+        if version < MIN_REDIS_VERSION:
+            raise RedisUnavailableError(
+                f"Redis {'.'.join(map(str, version))} at {where} is too old: orch needs Redis >= 6.2 "
+                "(streams with XAUTOCLAIM, LMOVE). Upgrade Redis or use Valkey.")
+        self._checked = True
+
+    async def aclose(self) -> None:
+        """Release the connection pool if this client created it."""
+        if self._owns_connection:
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
 
 
 _default: Client | None = None

@@ -21,9 +21,10 @@ from ..metrics import EVENTS_RECEIVED
 from ..state.keys import Keys
 from .envelope import Event
 
-__all__ = ["CHUNK", "AsyncPublisher", "Published", "Publisher", "dedup_digest", "encode_events"]
+__all__ = ["CHUNK", "PIPELINE", "AsyncPublisher", "Published", "Publisher", "dedup_digest", "encode_events"]
 
 CHUNK = 500  # events per script call: bounds how long one call holds Redis (~1 ms)
+PIPELINE = 20  # script calls per round trip when publishing more than one chunk
 _SCRIPT = resources.files("orchestrator.state").joinpath("scripts/publish.lua").read_text()
 
 
@@ -100,16 +101,16 @@ class Publisher(_Base):
             keys, args = calls[0]
             return self._parse(events, [self._script(keys=keys, args=args)])
         replies: list[list[bytes]] = []
-        for start in range(0, len(calls), 20):
+        for start in range(0, len(calls), PIPELINE):
             pipe = self._redis.pipeline(transaction=False)
-            for keys, args in calls[start:start + 20]:
+            for keys, args in calls[start:start + PIPELINE]:
                 self._script(keys=keys, args=args, client=pipe)
             replies.extend(pipe.execute())
         return self._parse(events, replies)
 
 
 class AsyncPublisher(_Base):
-    """Publishes events with an asyncio Redis client (the HTTP API's path)."""
+    """Publishes events with an asyncio Redis client (the HTTP API's and AsyncClient's path)."""
 
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, *, dedup_window_s: float, max_bytes: int,
                  trigger: str = "custom") -> None:
@@ -118,10 +119,17 @@ class AsyncPublisher(_Base):
         self._script = client.register_script(_SCRIPT)
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
-        """Append `events` (deduplicated) to the stream."""
+        """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
         if not events:
             return []
-        replies = []
-        for keys, args in self._calls(events):
-            replies.append(await self._script(keys=keys, args=args))
+        calls = self._calls(events)
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return self._parse(events, [await self._script(keys=keys, args=args)])
+        replies: list[list[bytes]] = []
+        for start in range(0, len(calls), PIPELINE):
+            pipe = self._redis.pipeline(transaction=False)
+            for keys, args in calls[start:start + PIPELINE]:
+                await self._script(keys=keys, args=args, client=pipe)  # queued: nothing is sent yet
+            replies.extend(await pipe.execute())
         return self._parse(events, replies)

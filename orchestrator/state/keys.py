@@ -16,6 +16,17 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:runs:status:<status>         | zset   | engine                | as above                                   |
 | <p>:runs:workflow:<name>         | zset   | engine                | as above                                   |
 | <p>:engine:errors                | hash   | engine                | field removed when its entry is settled    |
+| <p>:schedule:<name>:tick:<ms>    | string | orch triggers (Lua)   | fencing token of one tick: the replica     |
+|                                  |        |                       | that fired it; max(catchup window, 1 day)  |
+| <p>:schedule:<name>:last         | string | orch triggers (Lua)   | permanent: epoch ms of the newest tick     |
+|                                  |        |                       | decided (fired or counted missed)          |
+| <p>:schedule:<guard>:active      | string | engine (MULTI)        | run id of the running run of a schedule +  |
+|                                  |        |                       | rule with overlap skip/queue-one; deleted  |
+|                                  |        |                       | when that run finishes                     |
+| <p>:schedule:<guard>:queued      | string | engine (MULTI)        | the one event held by overlap queue-one;   |
+|                                  |        |                       | re-added to the stream when the run ends   |
+| <p>:watch:<name>:files           | hash   | orch triggers (file   | permanent: path -> "size:mtime_ns" of the  |
+|                                  |        | watcher), after XADD  | files last seen; delete it to re-announce  |
 | <p>:metrics:<metric name>        | hash   | engine, publishers    | permanent (counters)                       |
 
 Consumer group on both streams: `engine`.
@@ -68,6 +79,23 @@ class Keys:
     @property
     def engine_errors(self) -> str:
         return f"{self.prefix}:engine:errors"
+
+    def schedule_tick(self, schedule: str, tick_ms: int) -> str:
+        return f"{self.prefix}:schedule:{schedule}:tick:{tick_ms}"
+
+    def schedule_last(self, schedule: str) -> str:
+        return f"{self.prefix}:schedule:{schedule}:last"
+
+    def schedule_active(self, guard: str) -> str:
+        """`guard` is `<schedule>/<rule>`: overlap is enforced per schedule and rule."""
+        return f"{self.prefix}:schedule:{guard}:active"
+
+    def schedule_queued(self, guard: str) -> str:
+        return f"{self.prefix}:schedule:{guard}:queued"
+
+    def watch_files(self, watch: str) -> str:
+        """The last known state of a file watch's directory: relative path -> "size:mtime_ns"."""
+        return f"{self.prefix}:watch:{watch}:files"
 
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"

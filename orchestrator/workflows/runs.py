@@ -131,6 +131,7 @@ class Run:
     finished_at: datetime | None = None
     error: str | None = None
     tasks: dict[str, TaskRun] = field(default_factory=dict)
+    guard: str | None = None  # the schedule overlap guard this run holds while it runs
 
     @property
     def duration_s(self) -> float | None:
@@ -141,7 +142,8 @@ class Run:
                 "params": self.params, "status": str(self.status), "created_at": _iso(self.created_at),
                 "finished_at": _iso(self.finished_at), "error": self.error, "version": self.spec.digest,
                 "tasks_total": len(self.tasks),
-                "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES)}
+                "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES),
+                **({"guard": self.guard} if self.guard else {})}
 
     def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
         """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
@@ -166,7 +168,8 @@ class Run:
         ordered = {n.name: tasks[n.name] for n in spec.nodes if n.name in tasks}
         return cls(id=meta["id"], workflow=meta["workflow"], rule=meta["rule"], event=EventRef(**meta["event"]),
                    params=meta["params"], spec=spec, created_at=_dt(meta["created_at"]) or datetime.now(UTC), status=RunStatus(meta["status"]),
-                   finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered)
+                   finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered,
+                   guard=meta.get("guard"))
 
     def to_dict(self) -> dict[str, Any]:
         """The run as shown by the API and `orch runs show --json`."""

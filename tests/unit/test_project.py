@@ -58,8 +58,10 @@ def located(issue: ConfigIssue) -> tuple[str | None, int | None, str | None]:
 def test_the_examples_load_cleanly() -> None:
     project = load_project(EXAMPLES)
 
-    assert sorted(r.name for r in project.rules) == ["process-new-orders", "welcome-paid-users"]
-    assert sorted(project.workflows) == ["process_order", "welcome_user"]
+    assert {"process-new-orders", "welcome-paid-users", "build-nightly-digest"} <= {r.name for r in project.rules}
+    assert {"process_order", "welcome_user", "build_digest"} <= set(project.workflows)
+    assert {"nightly-digest", "weekly-cleanup"} <= set(project.schedules)
+    assert project.hooks and project.watches
     assert {"charge_payment", "reserve_stock", "send_confirmation", "send_welcome"} <= set(project.tasks)
     assert project.queues == ["default"]
     assert [r.name for r in project.index.candidates("user.signup")] == ["welcome-paid-users"]
@@ -275,7 +277,7 @@ def test_an_unknown_section_is_located(tmp_path: Path) -> None:
     issue = only_issue(tmp_path)
 
     assert (issue.line, issue.field) == (2, "rule")
-    assert issue.message == "unknown section (did you mean 'rules'?); expected one of: rules"
+    assert issue.message == "unknown section (did you mean 'rules'?); expected one of: rules, schedules, hooks, watches"
 
 
 def test_a_module_that_fails_on_import_is_located(tmp_path: Path) -> None:

@@ -1,0 +1,138 @@
+"""Pure parts of the application-facing event tools: causation, building events, `--since`, tail lines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import re
+import threading
+
+import pytest
+import redis
+
+from orchestrator import AsyncClient, Client, Event, EventError
+from orchestrator.cli.output import event_cells, print_event_line, print_json_line
+from orchestrator.events.causation import caused_by, current_cause, with_cause
+from orchestrator.events.tail import SinceError, event_record, parse_since
+
+NOW_S = 1_700_000_000.0
+NOWHERE = "redis://127.0.0.1:9/0"  # never contacted: building events needs no server
+
+
+def _client() -> Client:
+    return Client(connection=redis.Redis.from_url(NOWHERE), source="/app")
+
+
+def test_the_cause_is_set_only_inside_the_block_and_nests() -> None:
+    assert current_cause() is None
+    with caused_by("run-1", "charge") as outer:
+        assert current_cause() == outer
+        with caused_by("run-2", "notify"):
+            assert current_cause() is not None and current_cause().run_id == "run-2"  # type: ignore[union-attr]
+        assert current_cause() == outer
+    assert current_cause() is None
+
+
+def test_the_cause_follows_coroutines_but_not_plain_threads() -> None:
+    seen: list[object] = []
+    with caused_by("run-1", "charge"):
+        async def inside() -> object:
+            return current_cause()
+
+        seen.append(asyncio.run(inside()))
+        thread = threading.Thread(target=lambda: seen.append(current_cause()))
+        thread.start()
+        thread.join()
+        seen.append(contextvars.copy_context().run(current_cause))
+    assert [getattr(c, "node", None) for c in seen] == ["charge", None, "charge"]
+
+
+def test_with_cause_never_overrides_what_the_caller_set() -> None:
+    assert with_cause({"type": "x"}) == {}
+    with caused_by("run-1", "charge"):
+        assert with_cause({"type": "x"}) == {"orchrun": "run-1", "orchtask": "charge"}
+        assert with_cause({"orchrun": "mine"}) == {}
+        assert with_cause({"extensions": {"orchtask": "mine"}}) == {}
+
+
+def test_events_built_inside_a_cause_carry_it_in_every_form() -> None:
+    client = _client()
+    with caused_by("run-1", "charge"):
+        one = client._event("order.paid", {"n": 1}, source=None, subject=None, id=None, time=None,
+                            datacontenttype=None, extensions={"tenant": "acme"})
+        many = client._events([
+            {"type": "a"},
+            {"type": "b", "orchrun": "explicit"},
+            {"type": "c", "extensions": {"orchtask": "explicit"}},
+            Event.new("d", source="/elsewhere"),
+            Event.new("e", source="/elsewhere", extensions={"orchrun": "explicit"}),
+        ])
+    outside = client._events([{"type": "f"}])[0]
+
+    assert one.extensions == {"tenant": "acme", "orchrun": "run-1", "orchtask": "charge"}
+    assert one.to_dict()["orchrun"] == "run-1" and one.source == "/app"
+    assert [e.extensions for e in many] == [
+        {"orchrun": "run-1", "orchtask": "charge"},
+        {"orchrun": "explicit"},
+        {"orchtask": "explicit"},
+        {"orchrun": "run-1", "orchtask": "charge"},
+        {"orchrun": "explicit"},
+    ]
+    assert outside.extensions == {}
+
+
+def test_both_clients_build_the_same_events_and_name_the_bad_field() -> None:
+    sync, other = _client(), AsyncClient(NOWHERE, source="/app")
+    items = [{"type": "a", "id": "1", "time": "2024-01-01T00:00:00Z", "data": {"x": 1}}]
+    assert sync._events(items) == other._events(items)
+    for client in (sync, other):
+        with pytest.raises(EventError, match=r"events\[1\]\.type") as caught:
+            client._events([{"type": "ok"}, {"type": ""}])
+        assert caught.value.field == "type"
+        with pytest.raises(EventError, match="events\\[0\\]: expected an Event or a mapping, got int"):
+            client._events([3])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0", "0-0"),
+    ("1700000000000-7", "1700000000000-7"),
+    ("1700000000000", "1700000000000-0"),
+    ("30s", f"{int(NOW_S * 1000) - 30_000}-0"),
+    ("5m", f"{int(NOW_S * 1000) - 300_000}-0"),
+    ("1h30m", f"{int(NOW_S * 1000) - 5_400_000}-0"),
+    ("1.5h", f"{int(NOW_S * 1000) - 5_400_000}-0"),
+    ("2d", f"{int(NOW_S * 1000) - 172_800_000}-0"),
+    ("250ms", f"{int(NOW_S * 1000) - 250}-0"),
+    ("100000d", "0-0"),
+])
+def test_since_is_an_entry_id_or_a_duration_back_from_now(text: str, expected: str) -> None:
+    assert parse_since(text, NOW_S) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "5 minutes", "5m3", "-5m", "1700000000000-x", "$"])
+def test_a_bad_since_says_what_is_expected(text: str) -> None:
+    if text == "5":  # a bare number is an entry id (milliseconds), not a duration
+        assert parse_since(text, NOW_S) == "5-0"
+        return
+    with pytest.raises(SinceError, match="expected a stream entry id .* or a duration"):
+        parse_since(text, NOW_S)
+
+
+def test_a_tail_line_shows_the_cells_of_events_list(capsys: pytest.CaptureFixture[str]) -> None:
+    record = event_record("1700000000000-0", {b"e": b'{"specversion":"1.0","id":"e-1","source":"/shop",'
+                                                    b'"type":"order.created","data":{"order_id":"[b]A-1"},'
+                                                    b'"orchrun":"r1"}'})
+    assert record["received_at"] == "2023-11-14T22:13:20Z" and record["orchrun"] == "r1"
+
+    print_event_line(record)
+    print_json_line(record)
+    line, json_line = capsys.readouterr().out.splitlines()
+
+    cells = event_cells(record)
+    assert cells[1:] == ("order.created", "/shop", "e-1", "-", '{"order_id":"[b]A-1"}')
+    assert re.split(r"\s{2,}", line) == list(cells)
+    assert json_line.startswith('{"entry_id":"1700000000000-0",') and '"orchrun":"r1"' in json_line
+
+    print_event_line({**record, "data": "two\nlines\r\x00"})
+    (multi,) = capsys.readouterr().out.splitlines()
+    assert multi.endswith("two\\nlines\\r\\x00"), "one event, one line"

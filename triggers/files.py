@@ -1,0 +1,393 @@
+"""① File watches: changes in a project's watched directories become `file.*` events.
+
+`FileWatcher(client, settings, project.watches.values()).run(stop)` watches every enabled watch, one
+thread each, until `stop` (a `threading.Event`) is set. Event types: `file.added`, `file.modified`,
+`file.deleted` (prefix `file`, or the watch's `type_prefix`); source `/watches/<name>` (or `source`);
+subject and `data.path`: the path relative to the watched directory (posix); data also holds `watch`,
+`size` (bytes) and `mtime` (UTC ISO 8601), both null for a deletion.
+
+How nothing is lost or announced twice:
+
+* The last known state of every watch is a Redis hash, `<prefix>:watch:<name>:files`, relative path ->
+  `"size:mtime_ns"`. A change is what differs between that hash and the directory, so a watcher that
+  starts (or comes back after Redis was unreachable) first scans the directory and announces what was
+  added, modified or deleted while nobody watched, then follows notifications from watchfiles. Every
+  `resync_s` it scans again, in case the OS dropped a notification.
+* Debounce: a file is announced once no change to it was seen for the watch's `debounce_ms` (at the
+  latest after 10 windows of changes without pause), with its size and mtime at that moment, so a
+  burst of writes is one event.
+* Events are published first, then the hash is updated (one MULTI/EXEC). A crash in between announces
+  the change again on the next start; the event id is derived from (watch, path, kind, size:mtime_ns),
+  and the stream deduplicates on (source, id) within `ORCH_EVENT_DEDUP_WINDOW_S`, so the second
+  announcement is dropped. For the same reason several `orch triggers` replicas may watch the same
+  directory: they compute the same ids and only the first publish of each change gets through.
+* Consequence of the derived ids: a file that is deleted and comes back with exactly the same size and
+  mtime (to the nanosecond, e.g. restored with `cp -p`) within the dedup window is not announced again.
+* A watched directory that disappears (an unmounted share) is reported and waited for; its files are
+  not announced as deleted. Symlinks inside a watched directory are ignored (they could lead outside
+  the allowed roots), and so are names that are not valid UTF-8 or contain control characters.
+
+Write files atomically when you can (write `report.csv.tmp`, excluded by the watch's globs, then rename it
+to `report.csv`): a consumer may otherwise see a file that is still being written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import stat
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import redis
+import watchfiles
+
+from orchestrator.events.envelope import Event
+from orchestrator.events.publish import Published, Publisher
+from orchestrator.settings import Settings
+from orchestrator.state.keys import Keys
+from orchestrator.watches import WatchConfig
+
+__all__ = ["FileChange", "FileWatcher", "WatchRootGoneError", "change_event", "diff_states", "event_id", "scan"]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["added", "modified", "deleted"]
+COMMIT_CHUNK = 1000  # changes published, then recorded, per round: bounds what a crash re-announces
+MAX_WAIT_DEBOUNCES = 10  # a file changing without pause is announced after 10 debounce windows anyway
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_REDIS_GLOB = re.compile(r"([*?\[\]\\])")
+_LOGGED_PER_BATCH = 10
+
+
+class WatchRootGoneError(OSError):
+    """The watched directory itself is missing; the watcher waits for it instead of announcing deletions."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file that differs from the recorded state: `old`/`new` are "size:mtime_ns" or None."""
+
+    kind: Kind
+    path: str
+    old: str | None
+    new: str | None
+
+
+def signature(st: os.stat_result) -> str:
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def diff_states(stored: Mapping[str, str], current: Mapping[str, str]) -> list[FileChange]:
+    """What changed from `stored` to `current` (path -> signature), sorted by path."""
+    out = []
+    for path in sorted(stored.keys() | current.keys()):
+        old, new = stored.get(path), current.get(path)
+        if old == new:
+            continue
+        kind: Kind = "added" if old is None else "deleted" if new is None else "modified"
+        out.append(FileChange(kind, path, old, new))
+    return out
+
+
+def event_id(watch: str, change: FileChange) -> str:
+    """The id of the event announcing `change`: the same for every replica and every re-announcement."""
+    sig = change.new if change.new is not None else change.old
+    text = f"{watch}\x00{change.path}\x00{change.kind}\x00{sig}"
+    return "file-" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def change_event(watch: WatchConfig, change: FileChange, *, now: datetime) -> Event:
+    """The CloudEvent announcing `change`; its time is the file's mtime (`now` for a deletion)."""
+    size: int | None = None
+    mtime: str | None = None
+    when = now
+    if change.new is not None:
+        size_text, _, mtime_ns = change.new.partition(":")
+        size = int(size_text)
+        when = _EPOCH + timedelta(microseconds=int(mtime_ns) // 1000)
+        mtime = when.isoformat().replace("+00:00", "Z")
+    data = {"watch": watch.name, "path": change.path, "size": size, "mtime": mtime}
+    return Event.new(f"{watch.type_prefix}.{change.kind}", data, source=watch.event_source, subject=change.path,
+                     id=event_id(watch.name, change), time=when)
+
+
+def _acceptable(rel: str) -> bool:
+    """Whether a path can be announced: valid UTF-8, no control characters, fits the event's subject."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return len(rel) <= 1024 and not _CONTROL.search(rel)
+
+
+def scan(watch: WatchConfig, prefix: str = "") -> dict[str, str]:
+    """Every selected regular file at or under `prefix` ("" = the whole watch) -> its signature."""
+    out: dict[str, str] = {}
+    stack = [(watch.path / prefix if prefix else watch.path, prefix)]
+    while stack:
+        folder, rel_folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError as exc:
+            log.warning("watch %s: cannot read %s: %s", watch.name, folder, exc)
+            continue
+        for entry in entries:
+            rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if watch.recursive and not watch.excludes(rel):
+                        stack.append((Path(entry.path), rel))
+                elif entry.is_file(follow_symlinks=False) and watch.selects(rel) and _acceptable(rel):
+                    out[rel] = signature(entry.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue  # removed while we looked: the notification for it follows
+    return out
+
+
+class _Watch:
+    """One watch: its state in Redis, its scans and its watchfiles loop."""
+
+    def __init__(self, config: WatchConfig, client: redis.Redis, keys: Keys, settings: Settings, *,
+                 tick_ms: int, resync_s: float | None, max_backoff_s: float) -> None:
+        self.config = config
+        self.synced = threading.Event()
+        self._redis = client
+        self._key = keys.watch_files(config.name)
+        self._publisher = Publisher(client, keys, dedup_window_s=settings.event_dedup_window_s,
+                                    max_bytes=settings.event_max_bytes, trigger="file")
+        self._tick_ms = tick_ms
+        self._resync_s = resync_s
+        self._max_backoff_s = max_backoff_s
+        self._failures = 0
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch until `stop` is set; Redis outages and a missing directory are retried with backoff."""
+        name = self.config.name
+        while not stop.is_set():
+            try:
+                self._watch(stop)
+                continue
+            except redis.RedisError as exc:
+                problem = f"Redis unavailable ({exc})"
+            except WatchRootGoneError as exc:
+                problem = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a watch keeps going; the next start rescans
+                log.exception("watch %s: unexpected error", name)
+                problem = f"{type(exc).__name__}: {exc}"
+            delay = min(self._max_backoff_s, 0.2 * 2 ** self._failures) * random.uniform(0.8, 1.0)
+            self._failures = min(self._failures + 1, 20)
+            log.warning("watch %s: %s; rescanning in %.1f s", name, problem, delay)
+            stop.wait(delay)
+        log.info("watch %s: stopped", name)
+
+    def _watch(self, stop: threading.Event) -> None:
+        config = self.config
+        self._check_root()
+        changes = watchfiles.watch(
+            config.path, watch_filter=self._wanted, debounce=config.debounce_ms, step=min(50, config.debounce_ms),
+            stop_event=stop, rust_timeout=self._tick_ms, yield_on_timeout=True, raise_interrupt=False,
+            recursive=config.recursive, force_polling=True if config.poll_ms else None,
+            poll_delay_ms=config.poll_ms or 300, ignore_permission_denied=True)
+        quiet_s = config.debounce_ms / 1000
+        pending: dict[str, list[float]] = {}  # path -> [first, last] time a change to it was seen
+        last_sync: float | None = None
+        try:
+            for raw in changes:  # the first batch arrives once the OS watch is set up: then scan
+                now = time.monotonic()
+                for _change, path in raw:
+                    pending.setdefault(path, [now, now])[1] = now
+                if last_sync is None or (self._resync_s and now - last_sync >= self._resync_s):
+                    self.sync(initial=last_sync is None)
+                    last_sync = now
+                due = [p for p, (first, last) in pending.items()
+                       if now - last >= quiet_s or now - first >= MAX_WAIT_DEBOUNCES * quiet_s]
+                for path in due:
+                    del pending[path]
+                if due:
+                    self.apply(due)  # on an error the next start rescans, so pending paths are not lost
+        finally:
+            changes.close()
+
+    def _wanted(self, change: watchfiles.Change, path: str) -> bool:
+        """The watchfiles filter: drop excluded paths and files not included; keep dirs and deletions."""
+        rel = self._relative(path)
+        if rel is None:
+            return True
+        if self.config.excludes(rel) or (not self.config.recursive and "/" in rel):
+            return False
+        if change == watchfiles.Change.deleted:
+            return True
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                return True
+        except OSError:
+            return True
+        return self.config.selects(rel)
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def sync(self, *, initial: bool = False) -> int:
+        """Compare the whole directory with the recorded state and announce the difference."""
+        self._check_root()
+        changes, forget = self._reconcile("")
+        self._commit(changes, forget)
+        if initial:
+            counts = {k: sum(c.kind == k for c in changes) for k in ("added", "modified", "deleted")}
+            log.info("watch %s: watching %s; since the last run: %d added, %d modified, %d deleted",
+                     self.config.name, self.config.path, counts["added"], counts["modified"], counts["deleted"])
+        self._failures = 0
+        self.synced.set()
+        return len(changes)
+
+    def apply(self, paths: Iterable[str]) -> None:
+        """Announce what changed at the notified (absolute) paths."""
+        config = self.config
+        files: set[str] = set()
+        folders: set[str] = set()
+        for path in paths:
+            rel = self._relative(path)
+            if rel is None:
+                self._check_root()
+                continue
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+            except OSError:
+                is_dir = False
+            (folders if is_dir else files).add(rel)
+        names = sorted(files)
+        values = self._redis.hmget(self._key, names) if names else []
+        stored = {n: v.decode() for n, v in zip(names, values, strict=True) if v is not None}
+        current = {n: sig for n in names if (sig := self._signature(n)) is not None}
+        by_path = {c.path: c for c in diff_states(stored, current)}
+        if config.recursive:  # a vanished path that was not a known file may have been a directory
+            folders |= {n for n in names if n not in stored and n not in current and not os.path.lexists(
+                config.path / n)}
+        forget: list[str] = []
+        for prefix in _outermost(folders):
+            changes, stale = self._reconcile(prefix)
+            by_path.update((c.path, c) for c in changes)
+            forget.extend(stale)
+        self._commit([by_path[p] for p in sorted(by_path)], forget)
+
+    def _reconcile(self, prefix: str) -> tuple[list[FileChange], list[str]]:
+        """Changes at or under `prefix`, and recorded paths the watch no longer selects (to forget quietly)."""
+        if prefix:
+            match = _REDIS_GLOB.sub(r"\\\1", prefix) + "/*"
+            raw = dict(self._redis.hscan_iter(self._key, match=match, count=1000))
+        else:
+            raw = self._redis.hgetall(self._key)
+        stored = {k.decode(): v.decode() for k, v in raw.items()}
+        stale = [p for p in stored if not self.config.selects(p)]
+        for path in stale:
+            del stored[path]
+        return diff_states(stored, scan(self.config, prefix)), stale
+
+    def _commit(self, changes: Sequence[FileChange], forget: Sequence[str] = ()) -> None:
+        """Publish the events first, then record the new state (a crash in between re-announces; ids dedup)."""
+        if forget:
+            self._redis.hdel(self._key, *forget)
+        for start in range(0, len(changes), COMMIT_CHUNK):
+            chunk = changes[start:start + COMMIT_CHUNK]
+            now = datetime.now(UTC)
+            published = self._publisher.publish([change_event(self.config, c, now=now) for c in chunk])
+            pipe = self._redis.pipeline(transaction=True)
+            for change in chunk:
+                if change.new is None:
+                    pipe.hdel(self._key, change.path)
+                else:
+                    pipe.hset(self._key, change.path, change.new)
+            pipe.execute()
+            self._log(chunk, published)
+
+    def _log(self, chunk: Sequence[FileChange], published: Sequence[Published]) -> None:
+        prefix = self.config.type_prefix
+        for change, outcome in list(zip(chunk, published, strict=True))[:_LOGGED_PER_BATCH]:
+            size = f" ({change.new.partition(':')[0]} bytes)" if change.new else ""
+            seen = " (already published by another watcher or before a restart)" if outcome.duplicate else ""
+            log.info("watch %s: %s.%s %s%s%s", self.config.name, prefix, change.kind, change.path, size, seen)
+        if len(chunk) > _LOGGED_PER_BATCH:
+            log.info("watch %s: ... and %d more change(s)", self.config.name, len(chunk) - _LOGGED_PER_BATCH)
+
+    def _check_root(self) -> None:
+        if not self.config.path.is_dir():
+            raise WatchRootGoneError(f"directory {self.config.path} is missing (not announcing its files as deleted)")
+
+    def _signature(self, rel: str) -> str | None:
+        if not self.config.selects(rel) or not _acceptable(rel):
+            return None
+        try:
+            st = os.lstat(self.config.path / rel)
+        except OSError:
+            return None
+        return signature(st) if stat.S_ISREG(st.st_mode) else None
+
+    def _relative(self, path: str) -> str | None:
+        try:
+            rel = Path(path).relative_to(self.config.path).as_posix()
+        except ValueError:
+            return None
+        return None if rel == "." else rel
+
+
+def _outermost(folders: Iterable[str]) -> list[str]:
+    """The folders not inside another of them."""
+    out: list[str] = []
+    for folder in sorted(folders):
+        if not any(folder.startswith(f"{kept}/") for kept in out):
+            out.append(folder)
+    return out
+
+
+class FileWatcher:
+    """Runs a project's file watches: `FileWatcher(client, settings, project.watches.values()).run(stop)`.
+
+    `tick_ms` is how often a watch wakes up without notifications (to announce files whose debounce
+    window ended; it also bounds how long the first scan waits for the OS watch to be set up);
+    `resync_s` is the period of full rescans (None: only at start); `max_backoff_s` caps the wait
+    between retries when Redis or the directory is unavailable.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings, watches: Iterable[WatchConfig], *,
+                 tick_ms: int = 100, resync_s: float | None = 300.0, max_backoff_s: float = 30.0) -> None:
+        keys = Keys(settings.key_prefix)
+        self._watches = [_Watch(w, client, keys, settings, tick_ms=tick_ms, resync_s=resync_s,
+                                max_backoff_s=max_backoff_s) for w in watches if w.enabled]
+
+    @property
+    def names(self) -> list[str]:
+        """The enabled watches."""
+        return [w.config.name for w in self._watches]
+
+    def ready(self) -> bool:
+        """Whether every watch has caught up with its directory at least once (and is watching)."""
+        return all(w.synced.is_set() for w in self._watches)
+
+    def sync(self) -> int:
+        """Catch up once, without watching: announce what changed since the recorded state; returns how many."""
+        return sum(w.sync() for w in self._watches)
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch every enabled watch (a thread each) until `stop` is set; returns at once if there is none."""
+        if not self._watches:
+            log.info("no file watches enabled")
+            return
+        threads = [threading.Thread(target=w.run, args=(stop,), name=f"watch-{w.config.name}", daemon=True)
+                   for w in self._watches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()

@@ -1,0 +1,55 @@
+"""① Webhooks: `POST /hooks/{name}` endpoints declared under `hooks:` in a project's YAML.
+
+    verify.py    signature checks (github, stripe, slack, standard, token, none): pure, clock passed in
+    secrets.py   secrets from environment variables / files, read when `orch api` starts
+    mapping.py   body parsing and the request -> CloudEvent mapping: pure
+    router.py    the APIRouter `orch api` includes
+
+Order of work per request: endpoint known (404) -> body under `max_body_bytes` (413) -> signature over the
+raw bytes (401) -> body parsed (400 malformed JSON or NaN/Infinity, 415 content type, 422 not an object,
+too deep, or unmappable) -> published with dedup on (source, id) in one Lua script with the XADD -> 202.
+
+How a request becomes an event (source `/hooks/<name>` unless `source:` says otherwise; data = the JSON
+body; `type:`, `id:`, `subject:` templates on the endpoint override each default):
+
+    scheme    type                                      id (the dedup key)             subject
+    github    github.<X-GitHub-Event>[.<body.action>]    X-GitHub-Delivery              body.repository.full_name
+              e.g. github.pull_request.opened, github.push, github.ping
+    stripe    stripe.<body.type>                        body.id (evt_...)              body.data.object.id
+              e.g. stripe.checkout.session.completed
+    slack     slack.<body.event.type> (Events API),      body.event_id, else a hash     body.event.channel,
+              slack.<body.type> (interactivity),         of the signed timestamp        or the command
+              slack.command (slash commands)             and the body
+              url_verification is answered ({"challenge": ...}) and publishes nothing
+    standard  <name>.<body.type>, or <name>              webhook-id                     -
+    token     <name>.<body.type>, or <name>              a new id: no dedup unless      -
+    none                                                 `id:` is set
+
+Templates run in Jinja2's sandbox with `body` (also `data`), `headers` (lower-case names; never
+Authorization, Cookie or the token header) and `hook`; they are compiled from the project's YAML only.
+GitHub and Slack may also send `application/x-www-form-urlencoded` (a JSON `payload` field, or Slack's
+slash-command fields). Replays: a timestamp further than `tolerance_s` (300 s) from now is refused; a
+delivery id seen within the endpoint's dedup window (github 7 days, others 24 h, at least twice the
+tolerance) answers 202 with `"duplicate": true` and publishes nothing.
+"""
+
+from .mapping import Challenge, Rejected, build_event, parse_payload
+from .router import create_router, describe
+from .secrets import HookSecrets, resolve_all, resolve_secrets
+from .verify import SignatureError, Verified, standard_key, verify
+
+__all__ = [
+    "Challenge",
+    "HookSecrets",
+    "Rejected",
+    "SignatureError",
+    "Verified",
+    "build_event",
+    "create_router",
+    "describe",
+    "parse_payload",
+    "resolve_all",
+    "resolve_secrets",
+    "standard_key",
+    "verify",
+]

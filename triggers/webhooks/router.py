@@ -1,0 +1,170 @@
+"""`POST /hooks/{name}`: the APIRouter that `orch api` includes for a project's webhook endpoints.
+
+Per request: unknown or disabled endpoint -> 404 (listing the endpoints); body read under the endpoint's
+limit -> 413; signature checked on the raw bytes -> 401; body parsed and mapped -> 400/415/422; then one
+publish script (dedup on (source, id) + XADD) -> 202 once the event is in the stream, with
+`"duplicate": true` for a delivery seen within the dedup window; Redis down -> 503 with Retry-After (the
+app's handler). Each outcome counts in `orch_webhook_requests_total{hook,result}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from orchestrator.api.app import ApiState
+from orchestrator.api.routes import read_body
+from orchestrator.errors import EventError
+from orchestrator.events.publish import AsyncPublisher
+from orchestrator.hooks import HookConfig, Scheme
+
+from .mapping import Challenge, Rejected, build_event, parse_payload
+from .secrets import HookSecrets
+from .verify import SignatureError, verify
+
+__all__ = ["ENVELOPE_BYTES", "UNKNOWN_HOOK", "create_router", "describe"]
+
+log = logging.getLogger("orch.webhooks")
+
+ENVELOPE_BYTES = 64 * 1024   # room for the CloudEvent attributes around a body at the endpoint's limit
+UNKNOWN_HOOK = "(unknown)"   # the `hook` label of requests to no endpoint (names cannot hold parentheses)
+TRIGGER = "webhook"          # the `trigger` label of orch_events_received_total
+
+
+class _Hooks:
+    """The endpoints, their secrets and, once bound to an app's state, their publishers and counter."""
+
+    def __init__(self, hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSecrets],
+                 clock: Callable[[], float]) -> None:
+        self.configs = {name: c for name, c in hooks.items() if c.enabled}
+        self.disabled = sorted(name for name, c in hooks.items() if not c.enabled)
+        missing = [name for name in self.configs if name not in secrets]
+        if missing:
+            raise ValueError(f"no secrets resolved for webhook endpoint(s) {', '.join(missing)}")
+        self.keys = {name: secrets[name].keys for name in self.configs}
+        self.clock = clock
+        self.requests = Counter("orch_webhook_requests", "Webhook requests, by endpoint and outcome "
+                                "(accepted, duplicate, challenge, unauthorized, invalid, too_large, unknown_hook, "
+                                "unavailable).", ["hook", "result"], registry=None)
+        for name in self.configs:
+            for result in ("accepted", "duplicate", "unauthorized"):
+                self.requests.labels(name, result)
+        self.publishers: dict[str, AsyncPublisher] = {}
+        self._state: ApiState | None = None
+
+    def bind(self, state: ApiState) -> None:
+        """Publishers on the app's Redis client, the counter in the app's registry (once per app)."""
+        if self._state is state:
+            return
+        default_window = state.settings.event_dedup_window_s
+        self.publishers = {
+            name: AsyncPublisher(state.aredis, state.keys, dedup_window_s=config.dedup_window(default_window),
+                                 max_bytes=max(state.settings.event_max_bytes, config.max_body_bytes + ENVELOPE_BYTES),
+                                 trigger=TRIGGER)
+            for name, config in self.configs.items()
+        }
+        with contextlib.suppress(ValueError):  # already registered there
+            state.registry.register(self.requests)
+        self._state = state
+
+    def count(self, hook: str, result: str) -> None:
+        self.requests.labels(hook, result).inc()
+
+
+def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSecrets], *,
+                  clock: Callable[[], float] = time.time) -> APIRouter:
+    """The router serving `hooks` (enabled ones need their `secrets`; see `resolve_all`)."""
+    state = _Hooks(hooks, secrets, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.bind(app.state.orch)
+        yield
+
+    router = APIRouter(lifespan=lifespan, tags=["webhooks"])
+
+    @router.post("/hooks/{name}", status_code=202, summary="Receive a webhook (see the project's hooks:)")
+    async def receive(name: str, request: Request) -> JSONResponse:
+        config = state.configs.get(name)
+        if config is None:
+            state.count(UNKNOWN_HOOK, "unknown_hook")
+            return _not_found(name, state)
+        api: ApiState = request.app.state.orch
+        state.bind(api)
+        start = time.perf_counter()
+        try:
+            response = await _handle(state, config, request)
+        except redis.RedisError:
+            state.count(name, "unavailable")
+            raise  # the app answers 503 with Retry-After
+        if response.status_code == 202:
+            api.ingest_seconds.labels(TRIGGER).observe(time.perf_counter() - start)
+        return response
+
+    return router
+
+
+async def _handle(state: _Hooks, config: HookConfig, request: Request) -> JSONResponse:
+    name = config.name
+    try:
+        body = await read_body(request, config.max_body_bytes)
+        verified = verify(config.verify, request.headers, body, state.keys[name], now=state.clock(),
+                          tolerance_s=config.tolerance_s, header=config.header)
+        data = parse_payload(config, request.headers.get("content-type"), body)
+        outcome = build_event(config, request.headers, data, body, verified, datetime.fromtimestamp(state.clock(), UTC))
+    except SignatureError as exc:
+        state.count(name, "unauthorized")
+        log.debug("webhook %s: refused: %s", name, exc)
+        return JSONResponse({"error": str(exc), "hook": name}, status_code=401)
+    except Rejected as exc:
+        state.count(name, "invalid")
+        return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status)
+    except EventError as exc:
+        state.count(name, "too_large" if exc.status_code == 413 else "invalid")
+        return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status_code)
+    if isinstance(outcome, Challenge):
+        state.count(name, "challenge")
+        return JSONResponse(outcome.response, status_code=200)
+    try:
+        (published,) = await state.publishers[name].publish([outcome])
+    except EventError as exc:  # the event with its envelope is over the size limit
+        state.count(name, "too_large" if exc.status_code == 413 else "invalid")
+        return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status_code)
+    state.count(name, "duplicate" if published.duplicate else "accepted")
+    return JSONResponse(_accepted(outcome.type, outcome.source, published.event_id, published.duplicate),
+                        status_code=202)
+
+
+def _accepted(event_type: str, source: str, event_id: str, duplicate: bool) -> dict[str, Any]:
+    return {"id": event_id, "type": event_type, "source": source, "duplicate": duplicate}
+
+
+def _not_found(name: str, state: _Hooks) -> JSONResponse:
+    known = sorted(state.configs)
+    if name in state.disabled:
+        message = f"webhook endpoint {name!r} is disabled (enabled: false in the project)"
+    else:
+        listed = ", ".join(f"/hooks/{n}" for n in known) or "none (declare them under hooks: in the project's YAML)"
+        message = f"no webhook endpoint {name!r}; endpoints: {listed}"
+    return JSONResponse({"error": message, "hooks": known}, status_code=404)
+
+
+def describe(hooks: Mapping[str, HookConfig]) -> list[str]:
+    """One line per endpoint, for `orch api` to print at start (never a secret)."""
+    lines = []
+    for name, config in sorted(hooks.items()):
+        if not config.enabled:
+            lines.append(f"webhook POST /hooks/{name}: disabled")
+            continue
+        note = "  WARNING: unsigned requests are accepted" if config.verify is Scheme.NONE else ""
+        lines.append(f"webhook POST /hooks/{name} (verify: {config.verify}, events {config.event_source}){note}")
+    return lines
