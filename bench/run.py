@@ -16,7 +16,7 @@ Phases, in order:
                  memory per retained event (INFO used_memory delta: stream entry + dedup key), Redis
                  commands per event, CPU per event of the client and of redis-server.
   1b. webhook    `orch api` alone, one `verify: github` endpoint: --hook-requests signed requests
-                 (distinct X-GitHub-Delivery) over --hook-connections keep-alive connections from a
+                 (distinct bodies) over --hook-connections keep-alive connections from a
                  minimal asyncio client; requests/s answered 202 (each event in the stream), latency
                  p50/p99, API CPU per request. Its keys use their own prefix and are dropped after.
   2. idle        `orch engine` + 2 `orch worker` on bench/project; one event at a time, each run
@@ -354,9 +354,13 @@ def phase_webhook(stack: Stack, requests: int, connections: int = 16) -> dict[st
         time.sleep(0.05)
     payload = {"ref": "refs/heads/main", "repository": {"full_name": "acme/app", "id": 1},
                "pusher": {"name": "octocat"}, "commits": [{"id": uuid.uuid4().hex, "message": "x" * 200}] * 4}
-    body = dumps(payload)
-    warm = [_hook_request(port, body, secret.encode()) for _ in range(300)]
-    timed = [_hook_request(port, body, secret.encode()) for _ in range(requests)]
+    body = dumps(payload)  # each request gets its own `after` commit: events are deduplicated by body
+
+    def signed() -> bytes:
+        return _hook_request(port, dumps({**payload, "after": uuid.uuid4().hex}), secret.encode())
+
+    warm = [signed() for _ in range(300)]
+    timed = [signed() for _ in range(requests)]
     log(f"webhook: {requests:,} signed github-style requests ({len(body)} B bodies) over {connections} "
         "keep-alive connections to `orch api`")
     asyncio.run(_hook_load(port, warm, connections))

@@ -46,15 +46,41 @@ class RQDispatcher:
     def dispatch(self, pipe: Any, dispatches: Sequence[Dispatch]) -> None:
         for item in dispatches:
             queue = self._queue(item.queue)
-            payload = {"run": item.run_id, "workflow": item.workflow, "node": item.node, "task": item.task,
-                       "attempt": item.attempt, "args": item.args, "kwargs": item.kwargs}
+            timeout = item.timeout_s or self._settings.task_timeout_s
             job = queue.create_job(
                 ENTRYPOINT,
-                args=[payload],
+                args=[item.payload()],
                 job_id=item.job_id,
-                timeout=self._settings.task_timeout_s,
+                timeout=int(timeout) + 30,  # the runner stops the task at timeout_s; RQ's limit is a backstop
                 result_ttl=self._settings.job_result_ttl_s,
                 failure_ttl=self._settings.job_failure_ttl_s,
                 description=f"{item.workflow}.{item.node} (run {item.run_id}, attempt {item.attempt})",
             )
             queue.enqueue_job(job, pipeline=pipe)
+
+    def withdraw(self, pipe: Any, jobs: Sequence[tuple[str, str]]) -> None:
+        """Take (queue, job id) jobs of a cancelled run off their queues before a worker starts them."""
+        for queue, job_id in jobs:
+            pipe.lrem(self._queue(queue).key, 0, job_id)
+            pipe.delete(OrchJob.key_for(job_id))
+
+    def missing_jobs(self, job_ids: list[str]) -> set[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(OrchJob.key_for(job_id))
+        return {j for j, exists in zip(job_ids, pipe.execute(), strict=True) if not exists}
+
+    def recover(self) -> list[str]:
+        """Hand back the jobs of workers whose heartbeat is gone (executors/recovery.py); their ids.
+
+        Claimed-but-unstarted jobs go back to the front of their queues; started ones are marked failed
+        and reported (WorkerLost) for the engine to retry. A job claimed by a dead worker is back in its
+        queue within worker_heartbeat_ttl_s + the interval at which the engine calls this.
+        """
+        from .fastpath import Scripts
+        from .recovery import recover_dead_workers
+
+        scripts: Scripts | None = getattr(self, "_scripts", None)
+        if scripts is None:
+            scripts = self._scripts = Scripts(self._redis)
+        return recover_dead_workers(self._redis, self._keys, scripts)

@@ -1,101 +1,179 @@
 """⑥ + ⑦ The entry point every orch job calls, and the records it reports.
 
-`run_task(payload)` looks the task up by its registered name in the project the worker loaded,
-reports `started`, calls it with the arguments the engine resolved (upstream results included),
-checks the result is JSON, and reports `succeeded` or `failed` (then re-raises, so RQ records the
-failure too). Each report is one XADD to the results stream.
+`run_task(payload)` runs one task attempt. The payload (`Dispatch.payload()`) names the run, workflow,
+node, task, attempt, arguments, `kind`, `timeout_s` and idempotency `key`. The steps:
+
+1. resolve the kind: `python` looks the task up by its registered name in the project the worker
+   loaded (an unknown task is refused without running, `retryable=False`); `shell` and `http` take
+   their options from the keyword arguments (`executors/kinds/`);
+2. report `started`;
+3. run it inside the attempt's scope (`executors/context.py`): the task context current
+   (`orchestrator.context.current()`), the cause set (emitted events carry orchrun / orchtask), logs
+   and prints captured, and the time limit (`timeout_s`, else `ORCH_TASK_TIMEOUT_S`) enforced;
+4. check the result is JSON;
+5. report `succeeded` with the result, or `failed` with the error, its `error_type` and `retryable`
+   (`executors/kinds/errors.py`), both with the attempt's `logs`; a failure is re-raised so RQ
+   records it too.
+
+Each report is one XADD to the results stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import functools
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
+from orchestrator.context import TaskCancelled, TaskContext, TaskTimeout
 from orchestrator.errors import TaskError
-from orchestrator.events.causation import caused_by
+from orchestrator.events.client import Client
 from orchestrator.jsonutil import JSONValueError, check_json
+from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.workflows.dsl import Task
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
-__all__ = ["WorkerContext", "install", "run_task"]
+from .context import Attempt, LogBuffer, attempt_scope, task_logger
+from .kinds.errors import ResultNotJSON, TaskFailure, UnknownTaskError, classify
+from .kinds.http import run_http
+from .kinds.python import run_python
+from .kinds.shell import run_shell
+
+__all__ = ["KINDS", "WorkerContext", "install", "run_task"]
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 8000
+KINDS = ("python", "shell", "http")
+_SELF_LIMITED = ("shell",)  # kinds that enforce their time limit themselves (they must kill a process group)
 
 
 @dataclass
 class WorkerContext:
-    """What the entry point needs in a worker process: the tasks and where to report."""
+    """What the entry point needs in a worker process: the tasks and where to report.
+
+    `settings` gives the default time limit and how task events are published; without it they come
+    from the `ORCH_*` environment (with this context's key prefix).
+    """
 
     client: redis.Redis
     keys: Keys
     tasks: dict[str, Task[Any, Any]]
     worker: str
+    settings: Settings | None = None
+    _events: Client | None = field(default=None, init=False, repr=False)
 
     def report(self, record: TaskRecord) -> None:
         self.client.xadd(self.keys.results, record.to_fields())
+
+    def resolved_settings(self) -> Settings:
+        if self.settings is None:
+            self.settings = Settings(key_prefix=self.keys.prefix)
+        return self.settings
+
+    def events(self) -> Client:
+        """The Client tasks emit through: this worker's Redis connection, published like any event."""
+        if self._events is None:
+            self._events = Client(settings=self.resolved_settings(), connection=self.client)
+        return self._events
 
 
 _context: WorkerContext | None = None
 
 
-def install(context: WorkerContext) -> None:
+def install(context: WorkerContext | None) -> None:
     """Make `context` the one `run_task` uses in this process (done once by the worker bootstrap)."""
     global _context
     _context = context
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TaskError):  # orch's own, deliberate failures: the message says it all
+        return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
     text = f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))}"
     return text[:MAX_ERROR_CHARS]
 
 
-def run_task(payload: dict[str, Any]) -> Any:
-    """Run one task attempt described by `payload` (run, node, task, attempt, args, kwargs).
+def _timeout_s(payload: dict[str, Any], settings: Settings) -> float:
+    value = payload.get("timeout_s")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return float(settings.task_timeout_s)
 
-    The task runs as the current cause (`caused_by(run, node)`): events it emits carry orchrun/orchtask.
-    """
+
+def _attempt(payload: dict[str, Any], context: WorkerContext) -> Attempt:
+    logs = LogBuffer()
+    run, node, workflow = str(payload["run"]), str(payload["node"]), str(payload.get("workflow", ""))
+    timeout_s = _timeout_s(payload, context.resolved_settings())
+    ctx = TaskContext(run_id=run, workflow=workflow, task=str(payload["task"]), node=node,
+                      attempt=int(payload["attempt"]), key=str(payload.get("key") or f"{run}:{node}"),
+                      logger=task_logger(workflow or "task", node, logs), deadline=time.monotonic() + timeout_s,
+                      worker=context.worker, emitter=functools.partial(_emit, context))
+    return Attempt(ctx=ctx, kind=str(payload.get("kind") or "python"), args=list(payload.get("args") or ()),
+                   kwargs=dict(payload.get("kwargs") or {}), timeout_s=timeout_s, logs=logs)
+
+
+def _emit(context: WorkerContext, type: str, data: Any = None, **attributes: Any) -> str:
+    return context.events().emit(type, data, **attributes)
+
+
+def _runner(attempt: Attempt, context: WorkerContext, task_name: str) -> Callable[[Attempt], Any]:
+    """What runs this attempt; UnknownTaskError for a task or kind this worker does not have."""
+    if attempt.kind == "python":
+        task = context.tasks.get(task_name)
+        if task is None:
+            raise UnknownTaskError(f"task {task_name!r} is not defined in the project this worker loaded "
+                                   f"({len(context.tasks)} tasks); deploy the same project to workers and engine")
+        return functools.partial(run_python, task)
+    if attempt.kind == "shell":
+        return run_shell
+    if attempt.kind == "http":
+        return run_http
+    raise UnknownTaskError(f"task {task_name!r} has kind {attempt.kind!r}, which this worker cannot run "
+                           f"(kinds: {', '.join(KINDS)})")
+
+
+def _record(kind: RecordKind, attempt: Attempt, context: WorkerContext, **fields: Any) -> TaskRecord:
+    ctx = attempt.ctx
+    return TaskRecord(kind, run=ctx.run_id, node=ctx.node, attempt=ctx.attempt, at_s=time.time(),
+                      worker=context.worker, **fields)
+
+
+def run_task(payload: dict[str, Any]) -> Any:
+    """Run one task attempt described by `payload`; see the module docstring."""
     context = _context
     if context is None:
         raise TaskError("run_task called outside an orch worker (no project loaded)")
-    ids = {"run": payload["run"], "node": payload["node"], "attempt": int(payload["attempt"])}
-    task = context.tasks.get(payload["task"])
+    attempt = _attempt(payload, context)
     start = time.time()
-    if task is None:
-        error = TaskError(f"task {payload['task']!r} is not defined in the project this worker loaded "
-                          f"({len(context.tasks)} tasks); deploy the same project to workers and engine")
-        context.report(TaskRecord(RecordKind.FAILED, **ids, at_s=start, worker=context.worker, error=str(error),
-                                  duration_s=0.0))
-        raise error
-    context.report(TaskRecord(RecordKind.STARTED, **ids, at_s=start, worker=context.worker))
     try:
-        with caused_by(ids["run"], ids["node"]):  # events the task emits carry orchrun / orchtask
-            result = task.fn(*payload.get("args", ()), **payload.get("kwargs", {}))
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))  # copies the context: coroutines see the cause too
+        runner = _runner(attempt, context, str(payload["task"]))
+    except UnknownTaskError as exc:
+        context.report(_record(RecordKind.FAILED, attempt, context, error=str(exc), duration_s=0.0,
+                               error_type=exc.error_type, retryable=False))
+        raise
+    context.report(_record(RecordKind.STARTED, attempt, context))
+    try:
+        with attempt_scope(attempt, limit=attempt.kind not in _SELF_LIMITED):
+            result = runner(attempt)
         try:
             check_json(result, "result")
         except JSONValueError as exc:
-            raise TaskError(f"task {task.name} returned a value that is not JSON: {exc}") from None
-    except Exception as exc:
-        end = time.time()
-        context.report(TaskRecord(RecordKind.FAILED, **ids, at_s=end, worker=context.worker,
-                                  error=_describe(exc), duration_s=end - start))
+            raise ResultNotJSON(f"task {attempt.ctx.task} returned a value that is not JSON: {exc}") from None
+    except (Exception, TaskTimeout, TaskCancelled) as exc:
+        error_type, retryable = classify(exc)
+        context.report(_record(RecordKind.FAILED, attempt, context, error=_describe(exc),
+                               duration_s=time.time() - start, error_type=error_type, retryable=retryable,
+                               logs=attempt.logs.lines() or None))
+        if isinstance(exc, TaskTimeout | TaskCancelled):  # BaseExceptions: RQ gets an ordinary error
+            raise TaskFailure(str(exc), error_type=error_type) from exc
         raise
-    end = time.time()
-    context.report(TaskRecord(RecordKind.SUCCEEDED, **ids, at_s=end, worker=context.worker, result=result,
-                              duration_s=end - start))
+    context.report(_record(RecordKind.SUCCEEDED, attempt, context, result=result, duration_s=time.time() - start,
+                           logs=attempt.logs.lines() or None))
     return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable

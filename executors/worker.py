@@ -1,44 +1,335 @@
-"""`orch worker`: an RQ worker that runs orch jobs, graceful on SIGTERM.
+"""`orch worker`: runs orch's RQ jobs, on the fast path (default) or in RQ's own SimpleWorker.
 
-It loads the project (so tasks are found by registered name), installs the entry point's context and
-serves the project's queues. SIGTERM or Ctrl-C finishes the current task and exits (RQ's warm
-shutdown); a second signal stops at once.
+The fast path (engine "fast") claims jobs with the reliable-queue pattern and writes RQ's bookkeeping
+in one round trip per job (fastpath.py), heartbeats from a thread (heartbeat.py), can run the tasks of
+chosen queues in a forked child (forking.py), and hands back what it holds when it stops or finds it
+was presumed dead. Engine "rq" is RQ's stock SimpleWorker with orch's job class, plus the heartbeat.
+
+Signals: the first SIGTERM or SIGINT finishes the current task, puts the jobs claimed but not started
+back at the front of their queues, deregisters and returns; a second one stops at once: the task is
+interrupted (a forked child is killed), reported failed (WorkerLost) and its job marked failed in RQ,
+so the engine retries it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 import redis
 from rq import SimpleWorker
+from rq.job import Job, JobStatus
+from rq.queue import Queue
 
+from orchestrator.errors import OrchestratorError
 from orchestrator.project import Project
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.workflows.records import RecordKind, TaskRecord
 
+from . import forking
+from .context import cancel_running
+from .fastpath import ClaimedJob, Ledger, Scripts, queue_key
+from .heartbeat import Heartbeat, WorkerNameTaken, clone_client, default_name
+from .idle import IdleWait
 from .jobs import OrchJob
+from .recovery import LOST, release_worker, report_failed
 from .runner import WorkerContext, install
 from .serializer import JSONSerializer
 
-__all__ = ["OrchWorker", "run_worker"]
+__all__ = ["ENGINES", "FastWorker", "ForcedStop", "OrchWorker", "PipelinedContext", "run_worker"]
 
 log = logging.getLogger(__name__)
 
+ENGINES = ("fast", "rq")
+MAX_BATCH = 32          # most jobs a busy worker claims in one round trip
+BATCH_WINDOW_S = 0.05   # ... and at most about this much work held locally, by the recent job durations
+
+
+class ForcedStop(BaseException):
+    """A second stop signal: leave now (a BaseException, so a task's `except Exception` does not catch it)."""
+
+
+class FastWorker:
+    """The fast-path worker loop for one process."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, queues: list[str], name: str, *,
+                 fork_queues: tuple[str, ...] = (), pool: str = "", prefetch: int = 0) -> None:
+        self._client = client
+        self._prefetch = prefetch  # jobs claimed at a time; 0: adaptive (about BATCH_WINDOW_S of work)
+        self._settings = settings
+        self._keys = keys = Keys(settings.key_prefix)
+        self._name = name
+        self._queues = queues
+        self._rq_queues = [keys.queue_name(q) for q in queues]
+        self._queue_keys = [queue_key(q) for q in self._rq_queues]
+        self._forked = {keys.queue_name(q) for q in fork_queues}
+        self._scripts = Scripts(client)
+        self.ledger = Ledger(client, self._scripts, name, keys.worker_claimed(name),
+                             result_ttl_s=settings.job_result_ttl_s, failure_ttl_s=settings.job_failure_ttl_s)
+        self.heartbeat = Heartbeat(client, keys, settings, name, queues, engine="fast", pool=pool,
+                                   on_cancel=_stop_cancelled)
+        self.context: PipelinedContext | None = None  # the runner's, installed by run_worker
+        self._buffer: deque[ClaimedJob] = deque()
+        self._idle = IdleWait(client, self._queue_keys, keys.worker_claimed(name))
+        self._avg_job_s = 1.0  # claim one job at a time until jobs prove short
+        self._stopping = False
+        self._next_maintenance = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def run(self, burst: bool = False) -> bool:
+        """Serve the queues until stopped (or, with `burst`, until they are empty). True if any job ran.
+
+        Raises ForcedStop, after deregistering, when a second stop signal interrupted it."""
+        self._register()
+        worked = forced = False
+        try:
+            with self._signals():
+                while not self._stopping:
+                    try:
+                        ran = self._step(burst)
+                        if ran is None:
+                            break
+                        worked = worked or ran
+                    except (redis.ConnectionError, redis.TimeoutError) as exc:
+                        self._ride_out(exc)
+        except ForcedStop:
+            forced = True
+            raise
+        finally:
+            self._leave(forced)
+        return worked
+
+    def _register(self) -> None:
+        if self.heartbeat.previous_owner_alive():
+            raise WorkerNameTaken(f"a live worker is already named {self._name!r}; choose another --name")
+        # a dead worker of the same name (a restart) may have left jobs: hand them back, report its started ones
+        release_worker(self._client, self._keys, self._scripts, self._name,
+                       f"worker {self._name} died while running this task (it restarted)")
+        self.heartbeat.start()
+        log.info("worker %s: serving queues %s (fast path%s)", self._name, ", ".join(self._queues),
+                 f"; forking for {', '.join(sorted(self._forked))}" if self._forked else "")
+
+    def _leave(self, forced: bool) -> None:
+        self.heartbeat.activity.state = "stopping"
+        self._idle.close()  # the waiters stop claiming before the claimed list is released
+        self._buffer.clear()
+        self.heartbeat.stop()
+        client = clone_client(self._client, socket_timeout=5) if forced else self._client
+        reason = f"worker {self._name} was stopped at once while running this task"
+        try:
+            self.ledger.send(client=client)  # the last finish and record (a fresh connection if interrupted)
+            requeued = release_worker(client, self._keys, self._scripts, self._name, reason, error_type=LOST)
+            if requeued:
+                log.info("worker %s: %d claimed job(s) back in their queues", self._name, len(requeued))
+        except redis.RedisError as exc:
+            log.warning("worker %s: could not deregister (%s); recover() will hand back its jobs", self._name, exc)
+        finally:
+            if forced:
+                client.close()
+        log.info("worker %s: stopped%s", self._name, " at once" if forced else "")
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+
+    def _step(self, burst: bool) -> bool | None:
+        """Run the next job: True if one ran, False if none came, None when the queues are empty in burst mode."""
+        if self.heartbeat.needs_resync():
+            self._resync()
+        claimed = self._next(burst)
+        if claimed is None:
+            return None if burst else False
+        self._perform(claimed)
+        if time.monotonic() >= self._next_maintenance:
+            self._maintain()
+        return True
+
+    def _next(self, burst: bool) -> ClaimedJob | None:
+        if not self._buffer:
+            self._buffer.extend(self.ledger.claim(self._queue_keys, self._batch_size()))
+        if not self._buffer and not burst:
+            self.heartbeat.activity.state = "idle"
+            self._hold(self._idle.wait())
+        if self._buffer:
+            self._hold(self._idle.pause())
+            return self._buffer.popleft()
+        return None
+
+    def _hold(self, job_ids: list[str]) -> None:
+        """Take the jobs an idle wait delivered; after the first, top up the buffer in the same round trip."""
+        for job_id in job_ids:
+            top_up = self._batch_size() - 1 - len(self._buffer) if job_id == job_ids[-1] else 0
+            self._buffer.extend(self.ledger.fetch(job_id, self._queue_keys, max(0, top_up)))
+
+    def _batch_size(self) -> int:
+        if self._prefetch:
+            return self._prefetch
+        return max(1, min(MAX_BATCH, int(BATCH_WINDOW_S / max(self._avg_job_s, 1e-4))))
+
+    def _perform(self, claimed: ClaimedJob) -> None:
+        job = claimed.job
+        payload = claimed.payload
+        timeout_s = float(payload.get("timeout_s") or self._settings.task_timeout_s)
+        forked = claimed.origin in self._forked
+        if forked:  # the child reports for itself: the start must be in Redis before it forks
+            self.ledger.send(self.ledger.start_commands(claimed, timeout_s))
+        else:  # sent with the runner's `started` record (WorkerContext.report -> Ledger.report)
+            self.ledger.stage(self.ledger.start_commands(claimed, timeout_s))
+        self.heartbeat.activity.begin(claimed.id, payload, timeout_s)
+        began = time.monotonic()
+        error: str | None = None
+        try:
+            func = job.func  # OrchJob: the entry point or TaskError
+            _ = (job.success_callback, job.failure_callback, job.stopped_callback)  # OrchJob refuses any
+            if forked:
+                error = self._perform_forked(claimed, lambda: self._in_child(func, job), timeout_s)
+            else:
+                func(*job.args, **job.kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            error = "".join(traceback.format_exception(exc))
+            if not forked and not self.ledger.started_sent:
+                raise  # it never started: still only claimed, handed back once Redis is back (_ride_out)
+        except Exception as exc:
+            error = "".join(traceback.format_exception(exc))
+            log.debug("job %s failed: %s", claimed.id, exc)
+        finally:
+            self.heartbeat.activity.end(error is None)
+        duration_s = time.monotonic() - began
+        self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * duration_s
+        self.ledger.finish(claimed, error)
+
+    def _in_child(self, func: Any, job: OrchJob) -> None:
+        if self.context is not None:
+            self.context.ledger = None  # the child reports on its own connection, at once
+        func(*job.args, **job.kwargs)
+
+    def _perform_forked(self, claimed: ClaimedJob, call: Any, timeout_s: float) -> str | None:
+        outcome = forking.run_forked(call, timeout_s)
+        if outcome.report:
+            data = self._client.hget(f"{Job.redis_job_namespace_prefix}{claimed.id}", "data") or b""
+            report_failed(self._client, self._keys, self._name, [(claimed.id, data)], outcome.error or "",
+                          outcome.error_type)
+        return outcome.error
+
+    def _maintain(self) -> None:
+        self._next_maintenance = time.monotonic() + self._settings.worker_maintenance_interval_s
+        self.ledger.trim_registries(self._rq_queues)
+
+    def _resync(self) -> None:
+        """Presumed dead (heartbeat lapsed) or back from a Redis outage: hand back all held jobs, beat again."""
+        self.ledger.send()
+        self._idle.pause()
+        self._buffer.clear()
+        requeued, _ = self.ledger.release(self._keys.worker(self._name), self._keys.workers, "own")
+        self.heartbeat.resynced()
+        if requeued:
+            log.warning("worker %s: handed back %d job(s) it held but had not started", self._name, len(requeued))
+
+    def _ride_out(self, exc: Exception) -> None:
+        delay_s = 0.5
+        log.warning("worker %s: Redis unavailable (%s); retrying", self._name, exc)
+        while not self._stopping:
+            time.sleep(delay_s)
+            try:
+                self._resync()
+                log.info("worker %s: Redis is back", self._name)
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                delay_s = min(delay_s * 2, 30.0)
+
+    # -- signals ---------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
+            signal.signal(sig, self._on_signal)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            log.warning("worker %s: second %s: stopping at once", self._name, signal.Signals(signum).name)
+            forking.kill_current()
+            raise ForcedStop()
+        log.info("worker %s: %s: finishing the current task, then stopping (again: stop at once)", self._name,
+                 signal.Signals(signum).name)
+        self._stopping = True
+        self.heartbeat.activity.state = "stopping"
+
+
+@dataclass
+class PipelinedContext(WorkerContext):
+    """The runner's context in a fast-path worker: its records go out with the worker's own bookkeeping."""
+
+    ledger: Ledger | None = None
+
+    def report(self, record: TaskRecord) -> None:
+        if self.ledger is None:  # a forked child reports on its own connection
+            super().report(record)
+            return
+        self.ledger.report(self.keys.results, record.to_fields(), now=record.kind is RecordKind.STARTED)
+
 
 class OrchWorker(SimpleWorker):
-    """RQ's in-process worker with orch's job class: no fork per task."""
+    """RQ's in-process worker with orch's job class (`--engine rq`), reporting its current job to a heartbeat."""
 
     job_class = OrchJob
+    heartbeat_: Heartbeat | None = None
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+        if self.heartbeat_ is not None:
+            self.heartbeat_.activity.begin(job.id, payload, float(payload.get("timeout_s") or job.timeout or 0))
+        try:
+            super().execute_job(job, queue)
+        finally:
+            if self.heartbeat_ is not None:
+                self.heartbeat_.activity.end(job.get_status(refresh=False) == JobStatus.FINISHED)
 
 
 def run_worker(client: redis.Redis, settings: Settings, project: Project, queues: list[str], *,
-               burst: bool = False, name: str | None = None) -> bool:
+               burst: bool = False, name: str | None = None, engine: str = "fast",
+               fork_queues: tuple[str, ...] = (), pool: str = "", prefetch: int = 0) -> bool:
     """Serve `queues` until stopped (or, with `burst`, until they are empty). True if any job ran."""
+    if engine not in ENGINES:
+        raise OrchestratorError(f"unknown worker engine {engine!r} (engines: {', '.join(ENGINES)})")
+    if fork_queues and engine != "fast":
+        raise OrchestratorError("--fork-queues needs the fast engine (RQ's forking worker forks for every queue)")
     keys = Keys(settings.key_prefix)
-    name = name or f"{socket.gethostname()}-{os.getpid()}"
-    install(WorkerContext(client=client, keys=keys, tasks=dict(project.tasks), worker=name))
+    name = name or default_name()
+    if not project.tasks:
+        log.warning("worker %s: no tasks in %s/workflows: every job will fail (is --project / ORCH_PROJECT right?)",
+                    name, project.root)
+    if engine == "fast":
+        worker = FastWorker(client, settings, queues, name, fork_queues=fork_queues, pool=pool, prefetch=prefetch)
+        worker.context = PipelinedContext(client=client, keys=keys, tasks=dict(project.tasks), worker=name,
+                                          settings=settings, ledger=worker.ledger)
+        install(worker.context)
+        return worker.run(burst=burst)
+    install(WorkerContext(client=client, keys=keys, tasks=dict(project.tasks), worker=name, settings=settings))
+    return _run_rq(client, settings, keys, queues, name, burst, pool)
+
+
+def _run_rq(client: redis.Redis, settings: Settings, keys: Keys, queues: list[str], name: str, burst: bool,
+            pool: str) -> bool:
+    heartbeat = Heartbeat(client, keys, settings, name, queues, engine="rq", pool=pool, rq_registration=False,
+                          on_cancel=_stop_cancelled)
     worker = OrchWorker(
         [keys.queue_name(q) for q in queues],
         connection=client,
@@ -48,12 +339,21 @@ def run_worker(client: redis.Redis, settings: Settings, project: Project, queues
         default_result_ttl=settings.job_result_ttl_s,
         maintenance_interval=settings.worker_maintenance_interval_s,
     )
-    log.info("worker %s: serving queues %s with %d tasks", name, ", ".join(queues), len(project.tasks))
-    if not project.tasks:
-        log.warning("worker %s: no tasks in %s/workflows: every job will fail (is --project / ORCH_PROJECT right?)",
-                    name, project.root)
+    worker.heartbeat_ = heartbeat
+    log.info("worker %s: serving queues %s (RQ SimpleWorker)", name, ", ".join(queues))
+    heartbeat.start()
     # RQ logs several lines per job at INFO; orch's engine logs each run instead.
     rq_level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
-    worked = worker.work(burst=burst, logging_level=rq_level, with_scheduler=False)
+    try:
+        worked = worker.work(burst=burst, logging_level=rq_level, with_scheduler=False)
+    finally:
+        heartbeat.stop()
+        release_worker(client, keys, Scripts(client), name, f"worker {name} stopped while running this task")
     log.info("worker %s: stopped", name)
     return bool(worked)
+
+
+def _stop_cancelled(run_id: str) -> None:
+    """The heartbeat saw the running attempt's run cancelled: stop the attempt."""
+    if cancel_running(run_id, "its run was cancelled or timed out"):
+        log.info("run %s was cancelled: stopping its running task", run_id)

@@ -28,7 +28,7 @@ from .events.client import AsyncClient, Client, emit
 from .events.envelope import Event
 from .schedules import ScheduleConfig, schedule
 from .settings import Settings
-from .workflows.dsl import Task, TaskRef, Workflow, task, workflow
+from .workflows.dsl import Task, TaskRef, Workflow, call_http, run_shell, task, workflow
 
 __version__ = "0.1.0"
 
@@ -50,7 +50,9 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
+    "call_http",
     "emit",
+    "run_shell",
     "schedule",
     "task",
     "workflow",

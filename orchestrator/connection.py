@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -18,11 +19,14 @@ from .settings import Settings
 __all__ = [
     "MIN_REDIS_VERSION",
     "address_file",
+    "check_info",
     "check_server",
     "connect",
     "read_address_file",
     "redact_url",
     "resolve_redis_url",
+    "unreachable_error",
+    "warn_about_eviction",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,21 +102,39 @@ def connect(settings: Settings, *, check: bool = True) -> redis.Redis:
 
 
 def check_server(client: redis.Redis, url: str = "") -> tuple[int, ...]:
-    """Refuse a Redis older than 6.2; warn about settings that lose data. Returns the server version."""
+    """Refuse a Redis older than 6.2; warn about settings that lose data. Returns the server version.
+
+    `AsyncClient` does the same with awaited calls, through the same `check_info` and `warn_about_eviction`.
+    """
     try:
         info = client.info("server")
     except redis.RedisError as exc:
-        raise RedisUnavailableError(
-            f"cannot reach Redis at {redact_url(url) or 'the configured URL'}: {exc}. "
-            "Is it running? Check ORCH_REDIS_URL, or start `orch dev`."
-        ) from exc
+        raise unreachable_error(url, exc) from exc
+    version = check_info(info, url)
+    try:
+        policy = client.config_get("maxmemory-policy")
+    except redis.ResponseError:  # CONFIG may be disabled on managed Redis
+        policy = {}
+    warn_about_eviction(policy)
+    return version
+
+
+def unreachable_error(url: str, exc: Exception) -> RedisUnavailableError:
+    """The error for a Redis that does not answer, saying what to check."""
+    return RedisUnavailableError(
+        f"cannot reach Redis at {redact_url(url) or 'the configured URL'}: {str(exc).rstrip('.')}. "
+        "Is it running? Check ORCH_REDIS_URL, or start `orch dev`."
+    )
+
+
+def check_info(info: Mapping[str, Any], url: str = "") -> tuple[int, ...]:
+    """The version in an `INFO server` reply; RedisUnavailableError if it is older than 6.2."""
     version = parse_version(str(info.get("redis_version", "0")))
     if version < MIN_REDIS_VERSION:
         raise RedisUnavailableError(
             f"Redis {'.'.join(map(str, version))} at {redact_url(url)} is too old: orch needs Redis >= 6.2 "
             "(streams with XAUTOCLAIM, LMOVE). Upgrade Redis or use Valkey."
         )
-    _warn_about_eviction(client)
     return version
 
 
@@ -125,11 +147,9 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _warn_about_eviction(client: redis.Redis) -> None:
-    try:
-        policy = client.config_get("maxmemory-policy").get(b"maxmemory-policy", b"noeviction")
-    except redis.ResponseError:  # CONFIG may be disabled on managed Redis
-        return
+def warn_about_eviction(reply: Mapping[Any, Any]) -> None:
+    """Log a warning when a `CONFIG GET maxmemory-policy` reply says Redis may evict keys."""
+    policy = reply.get(b"maxmemory-policy", reply.get("maxmemory-policy", b"noeviction"))
     if policy not in (b"noeviction", "noeviction"):
         log.warning(
             "Redis maxmemory-policy is %s: under memory pressure Redis may evict events, runs or dedup keys. "

@@ -12,7 +12,7 @@
         # type: "shop.{{ body.kind }}"    # event type, subject, id from the request (Jinja2 sandbox)
         # subject: "{{ body.order.id }}"
         # id: "{{ headers['x-request-id'] }}"
-        # source: /hooks/github           # the events' source (default /hooks/<name>)
+        # source: /hooks/github           # the events' source, under /hooks/ (default /hooks/<name>)
         # enabled: true
 
 There is no default scheme: an endpoint without a signature check says `verify: none`. The model holds
@@ -40,13 +40,14 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from .events.sources import HOOKS, own_source_problem
 from .rules.templates import ParamsTemplate
 
 __all__ = ["GITHUB_DEDUP_WINDOW_S", "HOOK_NAME", "MAX_HOOK_BODY_BYTES", "HookConfig", "Scheme"]
 
 HOOK_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 MAX_HOOK_BODY_BYTES = 25 * 1024 * 1024   # GitHub's own cap on payloads
-GITHUB_DEDUP_WINDOW_S = 7 * 86400.0       # GitHub signs no timestamp: the delivery id is the only replay guard
+GITHUB_DEDUP_WINDOW_S = 7 * 86400.0       # GitHub signs no timestamp: the body digest is the only replay guard
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 _TEMPLATED = ("type", "subject", "id")
@@ -95,9 +96,9 @@ class HookConfig(BaseModel):
     subject: str | None = Field(default=None, min_length=1, max_length=1024,
                                 description="Template of the event subject.")
     id: str | None = Field(default=None, min_length=1, max_length=1024,
-                           description="Template of the event id, the dedup key (default: the delivery id).")
+                           description="Template of the event id, the dedup key (default: from the provider).")
     source: str | None = Field(default=None, min_length=1, max_length=1024,
-                               description="The events' source (default /hooks/<name>).")
+                               description="The events' source, under /hooks/ (default /hooks/<name>).")
     enabled: bool = True
     description: str | None = None
 
@@ -149,6 +150,8 @@ class HookConfig(BaseModel):
     def _printable(cls, value: str | None) -> str | None:
         if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise ValueError("must not contain control characters")
+        if value is not None and (problem := own_source_problem(value, HOOKS)):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ __all__ = [
     "TASKS_FINISHED",
     "TASK_DURATION",
     "TASK_WAIT",
+    "WEBHOOK_REQUESTS",
     "CounterDef",
     "HistogramDef",
     "MetricsBatch",
@@ -89,9 +90,13 @@ SCHEDULE_OVERLAPS = CounterDef(
     "orch_schedule_overlaps_total", "Ticks that found the schedule's previous run still running, by action taken "
     "(skipped, queued, released).", ("schedule", "action"))
 
+WEBHOOK_REQUESTS = CounterDef(
+    "orch_webhook_requests_total", "Webhook requests, by endpoint and outcome (accepted, duplicate, challenge, "
+    "unauthorized, invalid, too_large, unknown_hook, unavailable).", ("hook", "result"))
+
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
-    TASKS_FINISHED, TASK_DURATION, TASK_WAIT, SCHEDULE_TICKS, SCHEDULE_OVERLAPS,
+    TASKS_FINISHED, TASK_DURATION, TASK_WAIT, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS,
 )
 
 

@@ -1,9 +1,11 @@
-"""An automation project: a directory with YAML in `rules/**/*.yaml` and Python `workflows/*.py`.
+"""An automation project: a directory with YAML in `rules/**/*.yaml` and workflows in `workflows/*.py`
+(and `workflows/*.yaml`, see workflows/yamlflows.py).
 
 A YAML file holds any of four sections: `rules:` (event -> workflow), `schedules:` (cron),
 `hooks:` (webhook endpoints) and `watches:` (file watches). `load_project(path)` imports the workflow
 modules (collecting their `@task`s, `@workflow`s and `schedule(...)`s), loads and checks every section,
 and reports every problem at once as a ConfigError whose issues name the file, the line and the field.
+`load_hooks(path)` reads only the `hooks:` sections (what `orch api` serves), importing no Python.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from .rules.templates import TemplateCompileError
 from .schedules import ScheduleConfig
 from .watches import WatchConfig
 from .workflows.dsl import Task, Workflow, collect
+from .workflows.yamlflows import YamlWorkflow, load_yaml_workflows
 from .yamlpos import YamlError, line_of, load_with_lines
 
-__all__ = ["Project", "load_project"]
+__all__ = ["Location", "Project", "load_hooks", "load_project"]
 
 RULES_DIR = "rules"
 WORKFLOWS_DIR = "workflows"
@@ -36,6 +39,7 @@ _SECTIONS = ("rules", "schedules", "hooks", "watches")
 _MODELS: dict[str, type[Any]] = {"schedules": ScheduleConfig, "hooks": HookConfig, "watches": WatchConfig}
 
 _Item = tuple[Path, int, Any, dict[Any, int]]
+Location = tuple[Path, int | None]  # (YAML file, line) of a declaration
 
 
 @dataclass
@@ -44,12 +48,13 @@ class Project:
 
     root: Path
     rules: list[Rule] = field(default_factory=list)
-    workflows: dict[str, Workflow] = field(default_factory=dict)
+    workflows: dict[str, Workflow | YamlWorkflow] = field(default_factory=dict)
     tasks: dict[str, Task[Any, Any]] = field(default_factory=dict)
     index: RuleIndex = field(default_factory=lambda: RuleIndex([]))
     schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
     hooks: dict[str, HookConfig] = field(default_factory=dict)
     watches: dict[str, WatchConfig] = field(default_factory=dict)
+    hook_locations: dict[str, Location] = field(default_factory=dict)
     python_schedules: list[tuple[Path, ScheduleConfig]] = field(default_factory=list, repr=False)
 
     @property
@@ -59,29 +64,55 @@ class Project:
         return sorted(names, key=lambda q: (q != "default", q))
 
 
-def load_project(root: Path | str, *, watch_roots: tuple[Path, ...] = ()) -> Project:
+def load_project(root: Path | str, *, watch_roots: tuple[Path, ...] = (), check_watch_paths: bool = False) -> Project:
     """Load and check the project at `root`; raises ConfigError listing every problem.
 
-    File watches must stay inside the project directory or one of `watch_roots`.
+    With `check_watch_paths` (`orch triggers`, `orch validate`), every watched directory must exist on
+    this host, inside the project directory or one of `watch_roots`; other roles only need well-formed
+    paths (they never open the directories).
     """
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise ConfigError([ConfigIssue(root, None, None, "project directory does not exist "
-                                       "(pass --project DIR or set ORCH_PROJECT)")])
-    project = Project(root)
+    project = Project(_project_root(root))
     issues: list[ConfigIssue] = []
     _load_python(project, issues)
+    _load_yaml_workflows(project, issues)
     sections = _load_yaml_files(project, issues)
     _check_rules(project, sections["rules"], issues)
-    context = {"project_root": project.root, "watch_roots": (project.root, *[Path(r) for r in watch_roots])}
+    context = {"project_root": project.root, "watch_roots": (project.root, *[Path(r) for r in watch_roots]),
+               "check_watch_paths": check_watch_paths}
     for name, model in _MODELS.items():
-        found = _check_section(name, model, sections[name], context, issues)
+        where = project.hook_locations if name == "hooks" else None
+        found = _check_section(name, model, sections[name], context, issues, where)
         getattr(project, name).update(found)
     _check_python_schedules(project, issues)
     if issues:
         raise ConfigError(issues)
     project.index = RuleIndex(project.rules)
     return project
+
+
+def load_hooks(root: Path | str) -> tuple[dict[str, HookConfig], dict[str, Location]]:
+    """Only the webhook endpoints of the project at `root`, and where each is declared; no Python is imported.
+
+    Raises ConfigError for problems in `hooks:` sections and for YAML files that cannot be read (they may
+    declare endpoints); problems in other sections are for the roles that use them (`orch validate`).
+    """
+    project = Project(_project_root(root))
+    issues: list[ConfigIssue] = []
+    sections = _load_yaml_files(project, issues)
+    issues = [i for i in issues if i.field is None or i.field == "hooks"]
+    found = _check_section("hooks", HookConfig, sections["hooks"], {"project_root": project.root}, issues,
+                           project.hook_locations)
+    if issues:
+        raise ConfigError(issues)
+    return found, project.hook_locations
+
+
+def _project_root(root: Path | str) -> Path:
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError([ConfigIssue(path, None, None, "project directory does not exist "
+                                       "(pass --project DIR or set ORCH_PROJECT)")])
+    return path
 
 
 def _load_python(project: Project, issues: list[ConfigIssue]) -> None:
@@ -102,6 +133,13 @@ def _load_python(project: Project, issues: list[ConfigIssue]) -> None:
             _register(project, vars(module).values(), path, issues)
     finally:
         sys.path.remove(str(project.root))
+
+
+def _load_yaml_workflows(project: Project, issues: list[ConfigIssue]) -> None:
+    """Workflows declared in workflows/*.yaml, over the tasks the Python modules registered."""
+    found, problems = load_yaml_workflows(project.root / WORKFLOWS_DIR, project.tasks, project.workflows)
+    issues.extend(problems)
+    project.workflows.update((wf.name, wf) for wf in found)
 
 
 def _forget_modules(package: str) -> None:
@@ -171,8 +209,11 @@ def _load_yaml_files(project: Project, issues: list[ConfigIssue]) -> dict[str, l
 
 
 def _check_section(section: str, model: type[Any], items: list[_Item], context: dict[str, Any],
-                   issues: list[ConfigIssue]) -> dict[str, Any]:
-    """Validate the items of a `schedules:`, `hooks:` or `watches:` section; names must be unique."""
+                   issues: list[ConfigIssue], where: dict[str, Location] | None = None) -> dict[str, Any]:
+    """Validate the items of a `schedules:`, `hooks:` or `watches:` section; names must be unique.
+
+    `where`, when given, receives the file and line of each item kept.
+    """
     found: dict[str, Any] = {}
     seen: dict[str, Path] = {}
     for path, index, item, lines in items:
@@ -191,6 +232,8 @@ def _check_section(section: str, model: type[Any], items: list[_Item], context: 
             continue
         seen[config.name] = path
         found[config.name] = config
+        if where is not None:
+            where[config.name] = (path, line_of(lines, base))
     return found
 
 
@@ -234,7 +277,7 @@ def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int
     base = ("rules", index)
     workflow = project.workflows.get(config.workflow)
     if workflow is None:
-        known = ", ".join(sorted(project.workflows)) or "none found in workflows/*.py"
+        known = ", ".join(sorted(project.workflows)) or "none found in workflows/"
         hint = _did_you_mean(config.workflow, list(project.workflows))
         issues.append(ConfigIssue(path, line_of(lines, (*base, "workflow")), f"rules[{index}].workflow",
                                   f"unknown workflow {config.workflow!r}{hint} (workflows: {known})"))

@@ -45,12 +45,17 @@ class Settings(BaseSettings):
     engine_claim_idle_s: float = Field(default=60.0, gt=0, description="Idle time after which a pending entry is reclaimed.")
     engine_maintenance_interval_s: float = Field(default=5.0, gt=0, description="Period of reclaim and trim passes.")
     engine_max_deliveries: int = Field(default=5, gt=0, description="Deliveries before an entry is dead-lettered.")
+    engine_stall_s: float = Field(default=300.0, gt=0,
+                                  description="A task queued this long whose job vanished is failed (JobLost).")
 
     run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
     task_timeout_s: int = Field(default=600, gt=0, description="Default hard time limit of one task execution.")
     job_result_ttl_s: int = Field(default=60, ge=0, description="How long RQ keeps a finished job (orch keeps its own).")
     job_failure_ttl_s: int = Field(default=7 * 86400, ge=0, description="How long RQ keeps a failed job.")
     worker_maintenance_interval_s: int = Field(default=60, gt=0)
+    worker_heartbeat_s: float = Field(default=2.0, gt=0, description="How often a worker refreshes its heartbeat.")
+    worker_heartbeat_ttl_s: float = Field(default=10.0, gt=0,
+                                          description="A worker silent this long is dead: its tasks are retried.")
 
     watch_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         default=(),

@@ -23,6 +23,18 @@ class Dispatcher(Protocol):
         """Queue the jobs on `pipe`, a transaction after MULTI: they exist exactly when it commits."""
         ...
 
+    def withdraw(self, pipe: Any, jobs: Sequence[tuple[str, str]]) -> None:
+        """Queue on `pipe` the removal of (queue, job id) jobs that no worker has taken yet."""
+        ...
+
+    def missing_jobs(self, job_ids: list[str]) -> set[str]:
+        """The jobs among `job_ids` that no longer exist."""
+        ...
+
+    def recover(self) -> list[str]:
+        """Hand the jobs that dead workers had taken but not finished back to their queues; their ids."""
+        ...
+
 
 class EventSink(Protocol):
     """① Where triggers put the events they produce (orchestrator.events.publish.Publisher)."""

@@ -17,7 +17,10 @@ elsewhere (`watch_path_outside_roots`), a symlink leading outside (`watch_path_s
 that does not exist (`watch_path_missing`) and a file (`watch_path_not_directory`). The validated `path`
 is the directory's real, absolute path. A WatchConfig built in Python without that context resolves
 relative paths against the current directory and confines nothing (the roots are the project loader's
-policy for YAML). The watcher itself lives in `triggers/files.py`.
+policy for YAML). With `"check_watch_paths": False` in the context (every role but `orch triggers` and
+`orch validate`: the directory need not exist on their host) only malformed paths are refused; the
+watcher re-checks the same confinement (`WatchConfig.root_problem`) before every scan, so a directory
+swapped for a symlink after validation is not followed. The watcher itself lives in `triggers/files.py`.
 
 Globs: `*` and `?` stay inside one path component, `**` spans directories (`**/*.tmp` matches `a.tmp`
 and `x/y/a.tmp`), `[abc]` is a character class. A pattern without `/` is matched against the name of
@@ -35,8 +38,18 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from .events.sources import WATCHES, own_source_problem
 
 __all__ = ["WATCH_PATH_ERRORS", "WatchConfig", "check_watch_path", "compile_glob"]
 
@@ -105,7 +118,7 @@ class WatchConfig(BaseModel):
                                 description="Poll every N ms instead of OS notifications (network mounts).")
     enabled: bool = True
     source: str | None = Field(default=None, min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$",
-                               description="The events' source; default /watches/<name>.")
+                               description="The events' source, under /watches/; default /watches/<name>.")
     type_prefix: str = Field(default="file", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
                              description="Event types are <type_prefix>.added / .modified / .deleted.")
 
@@ -127,15 +140,49 @@ class WatchConfig(BaseModel):
             cleaned.append(text)
         return tuple(cleaned)
 
+    _roots: tuple[Path, ...] | None = PrivateAttr(default=None)  # the real roots `path` was confined to
+
     @field_validator("path", mode="before")
     @classmethod
     def _inside_roots(cls, value: Any, info: ValidationInfo) -> Any:
-        if not isinstance(value, str | os.PathLike) or not str(value).strip():
-            return value
+        if not isinstance(value, str | os.PathLike):
+            return value  # pydantic says what a path must be
+        text = str(value)
+        if not text.strip():
+            raise ValueError("must name a directory")
+        if "\x00" in text:
+            raise ValueError("must not contain a NUL character")
         context = info.context or {}
         project_root = Path(context.get("project_root") or Path.cwd())
-        roots: Sequence[Path] | None = context.get("watch_roots", (project_root,) if context else None)
-        return check_watch_path(Path(value), project_root, roots)
+        if not context.get("check_watch_paths", True):  # checked by `orch triggers` / `orch validate` only
+            return Path(os.path.realpath(_absolute(Path(value), project_root)))
+        return check_watch_path(Path(value), project_root, _roots_of(context))
+
+    @field_validator("source")
+    @classmethod
+    def _own_prefix(cls, value: str | None) -> str | None:
+        if value is not None and (problem := own_source_problem(value, WATCHES)):
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _remember_roots(self, info: ValidationInfo) -> WatchConfig:
+        roots = _roots_of(info.context or {})
+        self._roots = None if roots is None else tuple(Path(os.path.realpath(Path(r).expanduser())) for r in roots)
+        return self
+
+    def root_problem(self) -> str | None:
+        """Why the directory cannot be watched now, or None: it is missing, has become (or goes through) a
+        symlink since validation, or is outside the roots it was validated against."""
+        path = self.path
+        if not path.is_dir():
+            return f"directory {path} is missing (not announcing its files as deleted)"
+        real = Path(os.path.realpath(path))
+        if real != path:
+            return f"{path} now goes through a symlink to {real}: not watching it (watch the real directory)"
+        if self._roots is not None and not _under(real, self._roots):
+            return f"{path} is outside the allowed directories ({', '.join(map(str, self._roots))})"
+        return None
 
     @property
     def event_source(self) -> str:
@@ -164,6 +211,18 @@ class WatchConfig(BaseModel):
         return not self.excludes(rel)
 
 
+def _roots_of(context: dict[str, Any]) -> Sequence[Path] | None:
+    """The roots a validation context allows (None: confine nothing, for configs built in Python)."""
+    project_root = Path(context.get("project_root") or Path.cwd())
+    roots: Sequence[Path] | None = context.get("watch_roots", (project_root,) if context else None)
+    return roots
+
+
+def _absolute(given: Path, project_root: Path) -> Path:
+    absolute = given.expanduser()
+    return Path(os.path.normpath(absolute if absolute.is_absolute() else project_root / absolute))
+
+
 def _under(path: Path, roots: Sequence[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in roots)
 
@@ -177,10 +236,7 @@ def check_watch_path(given: Path, project_root: Path, roots: Sequence[Path] | No
 
     `roots=None` (a WatchConfig built in Python, without a validation context) confines nothing.
     """
-    absolute = given.expanduser()
-    if not absolute.is_absolute():
-        absolute = project_root / absolute
-    lexical = Path(os.path.normpath(absolute))
+    lexical = _absolute(given, project_root)
     if roots is None:
         roots = [Path(lexical.anchor)]
     real_roots = [Path(os.path.realpath(Path(r).expanduser())) for r in roots]

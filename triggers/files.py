@@ -17,18 +17,14 @@ How nothing is lost or announced twice:
   latest after 10 windows of changes without pause), with its size and mtime at that moment, so a
   burst of writes is one event.
 * Events are published first, then the hash is updated (one MULTI/EXEC). A crash in between announces
-  the change again on the next start; the event id is derived from (watch, path, kind, size:mtime_ns),
-  and the stream deduplicates on (source, id) within `ORCH_EVENT_DEDUP_WINDOW_S`, so the second
-  announcement is dropped. For the same reason several `orch triggers` replicas may watch the same
-  directory: they compute the same ids and only the first publish of each change gets through.
-* Consequence of the derived ids: a file that is deleted and comes back with exactly the same size and
-  mtime (to the nanosecond, e.g. restored with `cp -p`) within the dedup window is not announced again.
-* A watched directory that disappears (an unmounted share) is reported and waited for; its files are
-  not announced as deleted. Symlinks inside a watched directory are ignored (they could lead outside
-  the allowed roots), and so are names that are not valid UTF-8 or contain control characters.
-
-Write files atomically when you can (write `report.csv.tmp`, excluded by the watch's globs, then rename it
-to `report.csv`): a consumer may otherwise see a file that is still being written.
+  the change again on the next start, with the same event id (derived from watch, path, kind and
+  size:mtime_ns), which the stream drops as a duplicate of (source, id) within ORCH_EVENT_DEDUP_WINDOW_S;
+  so several replicas may watch one directory (and a file deleted and restored with the same size and
+  mtime within that window is not announced again).
+* A watched directory that disappears (an unmounted share), or is replaced by a symlink, is reported
+  and waited for; its files are not announced as deleted. Symlinks inside a watched directory are
+  ignored, and so is every path through one (watchfiles follows symlinked directories: they could lead
+  outside the allowed roots), and names that are not valid UTF-8 or contain control characters.
 """
 
 from __future__ import annotations
@@ -134,6 +130,8 @@ def scan(watch: WatchConfig, prefix: str = "") -> dict[str, str]:
     """Every selected regular file at or under `prefix` ("" = the whole watch) -> its signature."""
     out: dict[str, str] = {}
     stack = [(watch.path / prefix if prefix else watch.path, prefix)]
+    if prefix and os.path.realpath(stack[0][0]) != str(stack[0][0]):
+        return out  # through a symlink: nothing there is watched
     while stack:
         folder, rel_folder = stack.pop()
         try:
@@ -167,9 +165,7 @@ class _Watch:
         self._key = keys.watch_files(config.name)
         self._publisher = Publisher(client, keys, dedup_window_s=settings.event_dedup_window_s,
                                     max_bytes=settings.event_max_bytes, trigger="file")
-        self._tick_ms = tick_ms
-        self._resync_s = resync_s
-        self._max_backoff_s = max_backoff_s
+        self._tick_ms, self._resync_s, self._max_backoff_s = tick_ms, resync_s, max_backoff_s
         self._failures = 0
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -198,7 +194,7 @@ class _Watch:
         config = self.config
         self._check_root()
         changes = watchfiles.watch(
-            config.path, watch_filter=self._wanted, debounce=config.debounce_ms, step=min(50, config.debounce_ms),
+            config.path, watch_filter=None, debounce=self._tick_ms, step=min(50, self._tick_ms),
             stop_event=stop, rust_timeout=self._tick_ms, yield_on_timeout=True, raise_interrupt=False,
             recursive=config.recursive, force_polling=True if config.poll_ms else None,
             poll_delay_ms=config.poll_ms or 300, ignore_permission_denied=True)
@@ -208,8 +204,9 @@ class _Watch:
         try:
             for raw in changes:  # the first batch arrives once the OS watch is set up: then scan
                 now = time.monotonic()
-                for _change, path in raw:
-                    pending.setdefault(path, [now, now])[1] = now
+                for change, path in raw:  # filtered here: watchfiles yields no batch it filtered out whole,
+                    if self._wanted(change, path):  # and then nothing due would be announced
+                        pending.setdefault(path, [now, now])[1] = now
                 if last_sync is None or (self._resync_s and now - last_sync >= self._resync_s):
                     self.sync(initial=last_sync is None)
                     last_sync = now
@@ -223,11 +220,12 @@ class _Watch:
             changes.close()
 
     def _wanted(self, change: watchfiles.Change, path: str) -> bool:
-        """The watchfiles filter: drop excluded paths and files not included; keep dirs and deletions."""
+        """Drop excluded paths and files not included; keep dirs and deletions."""
         rel = self._relative(path)
         if rel is None:
             return True
-        if self.config.excludes(rel) or (not self.config.recursive and "/" in rel):
+        if self.config.excludes(rel) or (not self.config.recursive and "/" in rel) or self._first_link(rel) not in (
+                None, rel):  # under a symlink: only the link's own changes matter (see apply)
             return False
         if change == watchfiles.Change.deleted:
             return True
@@ -263,6 +261,9 @@ class _Watch:
             if rel is None:
                 self._check_root()
                 continue
+            if (link := self._first_link(rel)) is not None:  # files recorded under it are gone: forget them
+                folders.add(link)
+                continue
             try:
                 is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
             except OSError:
@@ -292,9 +293,8 @@ class _Watch:
             raw = self._redis.hgetall(self._key)
         stored = {k.decode(): v.decode() for k, v in raw.items()}
         stale = [p for p in stored if not self.config.selects(p)]
-        for path in stale:
-            del stored[path]
-        return diff_states(stored, scan(self.config, prefix)), stale
+        kept = {p: v for p, v in stored.items() if self.config.selects(p)}
+        return diff_states(kept, scan(self.config, prefix)), stale
 
     def _commit(self, changes: Sequence[FileChange], forget: Sequence[str] = ()) -> None:
         """Publish the events first, then record the new state (a crash in between re-announces; ids dedup)."""
@@ -322,12 +322,19 @@ class _Watch:
         if len(chunk) > _LOGGED_PER_BATCH:
             log.info("watch %s: ... and %d more change(s)", self.config.name, len(chunk) - _LOGGED_PER_BATCH)
 
-    def _check_root(self) -> None:
-        if not self.config.path.is_dir():
-            raise WatchRootGoneError(f"directory {self.config.path} is missing (not announcing its files as deleted)")
+    def _check_root(self) -> None:  # the confinement validation checked, again (the run loop waits)
+        if (problem := self.config.root_problem()) is not None:
+            raise WatchRootGoneError(problem)
+
+    def _first_link(self, rel: str) -> str | None:  # None if no symlink leads to `rel`, else the first one
+        if os.path.realpath(path := os.path.join(self.config.path, rel)) == path:
+            return None
+        parts = rel.split("/")
+        return next(("/".join(parts[:i]) for i in range(1, len(parts) + 1)
+                     if os.path.islink(os.path.join(self.config.path, *parts[:i]))), rel)
 
     def _signature(self, rel: str) -> str | None:
-        if not self.config.selects(rel) or not _acceptable(rel):
+        if not self.config.selects(rel) or not _acceptable(rel) or self._first_link(rel) is not None:
             return None
         try:
             st = os.lstat(self.config.path / rel)
@@ -343,8 +350,7 @@ class _Watch:
         return None if rel == "." else rel
 
 
-def _outermost(folders: Iterable[str]) -> list[str]:
-    """The folders not inside another of them."""
+def _outermost(folders: Iterable[str]) -> list[str]:  # the folders not inside another of them
     out: list[str] = []
     for folder in sorted(folders):
         if not any(folder.startswith(f"{kept}/") for kept in out):
@@ -356,9 +362,9 @@ class FileWatcher:
     """Runs a project's file watches: `FileWatcher(client, settings, project.watches.values()).run(stop)`.
 
     `tick_ms` is how often a watch wakes up without notifications (to announce files whose debounce
-    window ended; it also bounds how long the first scan waits for the OS watch to be set up);
-    `resync_s` is the period of full rescans (None: only at start); `max_backoff_s` caps the wait
-    between retries when Redis or the directory is unavailable.
+    window ended; it also bounds how long the first scan waits for the OS watch to be set up, and how
+    long watchfiles groups notifications); `resync_s` is the period of full rescans (None: only at
+    start); `max_backoff_s` caps the wait between retries when Redis or the directory is unavailable.
     """
 
     def __init__(self, client: redis.Redis, settings: Settings, watches: Iterable[WatchConfig], *,

@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import EventTooLargeError
 from ..events.http import parse_http_events
 from ..events.recent import recent_events
+from ..jsonutil import loads
 from ..metrics import EVENTS_RECEIVED, MetricsBatch
 from ..workflows.runs import RunStatus
 from .app import ApiState
@@ -90,6 +91,34 @@ def get_run(request: Request, run_id: str) -> Any:
         return JSONResponse({"error": f"no run {run_id!r} (it may have expired; list runs with GET /runs)"},
                             status_code=404)
     return run.to_dict()
+
+
+@router.post("/runs/{run_id}/{action}", status_code=202, tags=["runs"],
+             summary="Steer a run: cancel, retry (failed tasks), rerun (a new run; body {\"from\": task})")
+async def steer_run(request: Request, run_id: str, action: str) -> JSONResponse:
+    from ..state.steer import SteeringError
+    from ..state.steer import request as steer
+
+    state = _state(request)
+    if action not in ("cancel", "retry", "rerun"):
+        return JSONResponse({"error": f"unknown action {action!r}: use cancel, retry or rerun"}, status_code=404)
+    body = await read_body(request, 64 * 1024)
+    from_node = None
+    if body.strip():
+        try:
+            data = loads(body)
+        except ValueError as exc:
+            return JSONResponse({"error": f"the body is not valid JSON: {exc}"}, status_code=400)
+        if not isinstance(data, dict) or not isinstance(data.get("from", ""), str | None):
+            return JSONResponse({"error": "the body must be a JSON object like {\"from\": \"task\"}"},
+                                status_code=422)
+        from_node = data.get("from")
+    try:
+        steered = steer(state.redis, state.keys, state.runs, action, run_id, from_node=from_node,
+                        by=request.headers.get("x-orch-user", "api"))
+    except SteeringError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    return JSONResponse(steered.to_dict(), status_code=202)
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness: 200 when Redis answers")

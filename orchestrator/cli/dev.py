@@ -1,7 +1,7 @@
 """`orch dev`: the whole system for one project in one process tree, for a first run and for development.
 
 Starts Redis (an embedded redis-server unless ORCH_REDIS_URL is set), then `orch api`, `orch engine`,
-N `orch worker` processes and, when the project declares schedules or watches, `orch triggers`; prefixes
+a pool of N `orch worker` processes (`orch worker --concurrency N`) and, when the project declares schedules or watches, `orch triggers`; prefixes
 their output with their role, restarts any that die, and on Ctrl-C (or SIGTERM) stops them in order
 (triggers, api, engine, workers, Redis). Children die with it even if it
 is killed outright (PR_SET_PDEATHSIG), and a Redis left by a crashed run is stopped on the next start.
@@ -64,7 +64,7 @@ def run_dev(settings: Settings, *, workers: int) -> int:
     _check_port_free(settings.api_host, settings.api_port)
     embedded, url = _redis(settings)
     children = [Child("api", _argv("api")), Child("engine", _argv("engine"))]
-    children += [Child(f"worker-{i + 1}" if workers > 1 else "worker", _argv("worker")) for i in range(workers)]
+    children.append(Child("worker", [*_argv("worker"), "--concurrency", str(workers)]))  # a supervised pool
     if project.schedules or project.watches:
         children.append(Child("triggers", _argv("triggers")))
     env = {**os.environ, "ORCH_REDIS_URL": url, "ORCH_PROJECT": str(settings.project_dir),

@@ -52,18 +52,20 @@ def api(project: str | None, host: str | None, port: int | None) -> None:
     from triggers.webhooks import create_router, describe, resolve_all
 
     from ..api.app import create_app
-    from ..project import load_project
+    from ..project import load_hooks
 
     settings = make_settings(project, api_host=host, api_port=port)
     setup_logging(settings.log_level)
     die_with_parent()
-    loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
-    secrets = resolve_all(loaded.hooks, os.environ, project_root=loaded.root)  # refuses empty secrets
-    routers = [create_router(loaded.hooks, secrets)] if loaded.hooks else []
+    # Only the hooks: a broken rule or workflow is the engine's problem and must not take POST /events down.
+    hooks, locations = load_hooks(settings.project_dir)
+    secrets = resolve_all(hooks, os.environ, project_root=settings.project_dir,
+                          locations=locations)  # refuses empty secrets
+    routers = [create_router(hooks, secrets)] if hooks else []
     client = connect(settings)
     app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), routers=routers)
     click.echo(f"orch api listening on http://{settings.api_host}:{settings.api_port}", err=True)
-    for line in describe(loaded.hooks):
+    for line in describe(hooks):
         click.echo(f"  {line}", err=True)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
                 log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
@@ -95,11 +97,23 @@ def engine(project: str | None) -> None:
 @click.option("--queues", "-q", default=None,
               help="Comma-separated queues to serve. Default: every queue the project's tasks use.")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
-@click.option("--name", default=None, help="Worker name (default: HOST-PID).")
+@click.option("--name", default=None, help="Worker name (default: HOST-PID); with --concurrency, the pool's name.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=None,
+              help="Run N worker processes under a supervisor that restarts them and kills overrunning tasks.")
+@click.option("--engine", type=click.Choice(["fast", "rq"]), default="fast", show_default=True,
+              help="fast: orch's lean RQ-compatible loop; rq: RQ's stock SimpleWorker.")
+@click.option("--fork-queues", default=None, metavar="Q1,Q2",
+              help="Queues whose tasks each run in a forked child process, killed at their timeout.")
+@click.option("--kill-grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="With --concurrency: seconds past a task's timeout before its worker process is killed.")
+@click.option("--prefetch", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Jobs the fast engine claims at a time; 0: adaptive (about 50 ms of work, at most 32).")
+@click.option("--pool-name", default=None, hidden=True, help="Internal: set by a pool for its worker processes.")
 @handle_errors
-def worker(project: str | None, queues: str | None, burst: bool, name: str | None) -> None:
-    """Run tasks from the project's queues (SIGTERM: finish the current task, then exit)."""
-    from executors.worker import run_worker
+def worker(project: str | None, queues: str | None, burst: bool, name: str | None, concurrency: int | None,
+           engine: str, fork_queues: str | None, kill_grace: float, prefetch: int, pool_name: str | None) -> None:
+    """Run tasks from the project's queues (SIGTERM: finish the current task, then exit; twice: at once)."""
+    from executors.worker import ForcedStop, run_worker
 
     from ..project import load_project
 
@@ -108,7 +122,24 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else loaded.queues
-    run_worker(connect(settings), settings, loaded, names, burst=burst, name=name)
+    forked = tuple(q.strip() for q in (fork_queues or "").split(",") if q.strip())
+    if set(forked) - set(names):
+        fail(f"--fork-queues names queues this worker does not serve: {', '.join(sorted(set(forked) - set(names)))}")
+    if forked and engine != "fast":
+        fail("--fork-queues needs --engine fast (RQ's own forking worker forks for every queue)")
+    if concurrency is not None:
+        from executors.pool import Pool
+
+        args = ["--project", str(settings.project_dir), "--queues", ",".join(names), "--engine", engine,
+                "--prefetch", str(prefetch), *(["--fork-queues", ",".join(forked)] if forked else []),
+                *(["--burst"] if burst else [])]
+        pool = Pool(connect(settings), settings, args, concurrency, grace_s=kill_grace, burst=burst, name=name or "")
+        sys.exit(pool.run())
+    try:
+        run_worker(connect(settings), settings, loaded, names, burst=burst, name=name, engine=engine,
+                   fork_queues=forked, pool=pool_name or "", prefetch=prefetch)
+    except ForcedStop:
+        sys.exit(1)
 
 
 @cli.command()
@@ -243,7 +274,7 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed"]), default=None)
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), default=None)
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
 @click.option("--limit", "-n", type=click.IntRange(1, 10000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -293,7 +324,7 @@ def validate(as_json: bool, project: str | None) -> None:
 
     settings = make_settings(project)
     try:
-        loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
+        loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots, check_watch_paths=True)
     except ConfigError as exc:
         if as_json:
             print_json({"ok": False, "issues": [{"file": str(i.file) if i.file else None, "line": i.line,
@@ -324,13 +355,24 @@ def validate(as_json: bool, project: str | None) -> None:
 
 
 def _add_trigger_commands() -> None:
+    from .steer_cmds import add_steering_commands
     from .trigger_cmds import schedules, triggers
 
     cli.add_command(triggers)
     cli.add_command(schedules)
+    add_steering_commands(runs)
 
 
 _add_trigger_commands()
+
+
+def _add_worker_commands() -> None:
+    from .workers_cmd import workers
+
+    cli.add_command(workers)
+
+
+_add_worker_commands()
 
 
 def main() -> None:

@@ -71,26 +71,67 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def print_run(run: dict[str, Any]) -> None:
+def print_run(run: dict[str, Any], max_items: int = 10) -> None:
+    """A run, its tasks (items of a mapped task summarised beyond `max_items`) and earlier attempts."""
     console.print(f"[bold]run[/] {run['id']}  {_status(run['status'])}")
     console.print(f"  workflow  {run['workflow']} (version {run['version']})")
     console.print(f"  rule      {run['rule']}")
-    console.print(f"  event     {run['event']['type']} id={run['event']['id']} source={run['event']['source']}")
-    console.print(f"  params    {_short(run['params'], 100)}")
+    if run.get("rerun_of"):
+        console.print(f"  rerun of  {run['rerun_of']}")
+    console.print(Text(f"  event     {run['event']['type']} id={run['event']['id']} source={run['event']['source']}"))
+    console.print(Text(f"  params    {_short(run['params'], 100)}"))
     console.print(f"  created   {_when(run['created_at'])}   finished {_when(run['finished_at'])}   "
                   f"duration {_duration(run['duration_s'])}")
     if run.get("error"):
-        console.print(f"  [red]error[/]     {run['error']}")
+        console.print(Text("  error     ") + Text(run["error"], style="red"))
     table = Table(box=None, pad_edge=False)
     for column in ("TASK", "STATE", "TRY", "AFTER", "QUEUED", "STARTED", "DURATION"):
         table.add_column(column, no_wrap=True)
     table.add_column("RESULT / ERROR", no_wrap=True, overflow="ellipsis")
+    shown: dict[str, int] = {}
+    hidden: dict[str, dict[str, int]] = {}
     for task in run["tasks"]:
-        outcome = task["error"].splitlines()[0] if task.get("error") else _short(task.get("result"))
-        table.add_row(task["node"], _status(task["state"]), str(task["attempt"]), ",".join(task["upstream"]) or "-",
-                      _when(task["queued_at"]), _when(task["started_at"]), _duration(task["duration_s"]),
-                      f"[red]{outcome}[/]" if task.get("error") else outcome)
+        parent = task.get("parent")
+        if parent is not None:
+            shown[parent] = shown.get(parent, 0) + 1
+            if shown[parent] > max_items and task["state"] not in ("failed", "retrying"):
+                counts = hidden.setdefault(parent, {})
+                counts[task["state"]] = counts.get(task["state"], 0) + 1
+                continue
+        table.add_row(*_task_cells(task))
+    for parent, counts in hidden.items():
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        table.add_row(Text(f"{parent}[...]"), Text(f"{sum(counts.values())} more items: {summary}", style="dim"))
     console.print(table)
+    _print_attempts(run)
+
+
+def _task_cells(task: dict[str, Any]) -> list[Any]:
+    outcome = task["error"].splitlines()[0] if task.get("error") else _short(task.get("result"))
+    if task.get("items") is not None and task["state"] == "running":
+        outcome = f"{task['items']} items"
+    state = _status(task["state"])
+    if task.get("retry_at"):
+        state += f" (at {_when(task['retry_at'])})"
+    return [Text(task["node"]), state, str(task["attempt"]), ",".join(task["upstream"]) or "-",
+            _when(task["queued_at"]), _when(task["started_at"]), _duration(task["duration_s"]),
+            Text(outcome, style="red" if task.get("error") else "")]
+
+
+def _print_attempts(run: dict[str, Any]) -> None:
+    with_history = [t for t in run["tasks"] if t.get("history")]
+    if not with_history:
+        return
+    console.print("earlier attempts:")
+    for task in with_history:
+        for entry in task["history"]:
+            if "reused_from" in entry:
+                line = f"  {task['node']}: result reused from run {entry['reused_from']}"
+            else:
+                error = (entry.get("error") or "").strip().splitlines()
+                line = (f"  {task['node']} #{entry['attempt']} {entry['state']} {_when(entry.get('finished_at'))}"
+                        f" on {entry.get('worker') or '-'}: {error[0] if error else ''}")
+            console.print(Text(line))
 
 
 EVENT_COLUMNS = ("TIME", "TYPE", "SOURCE", "ID", "SUBJECT", "DATA")

@@ -34,7 +34,7 @@ def triggers(project: str | None) -> None:
     settings = make_settings(project)
     setup_logging(settings.log_level)
     die_with_parent()
-    loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
+    loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots, check_watch_paths=True)
     client = connect(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..errors import WorkflowError
 from ..events.stream import Entry
 from ..metrics import (
     RULE_EVALUATIONS,
@@ -20,9 +21,10 @@ from ..metrics import (
     TASKS_FINISHED,
     MetricsBatch,
 )
-from ..workflows.advance import Change, apply_record, failed_run, new_run
-from ..workflows.records import TaskRecord
+from ..workflows.advance import Change, Timer, apply_record, apply_timer, failed_run, new_run, settle
+from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
+from ..workflows.steering import cancel_run, rerun, retry_run
 from .plan import RunRequest
 
 __all__ = ["Batch", "Guard", "Outcome", "apply_batch"]
@@ -35,7 +37,8 @@ class Batch:
     """What the entries of one read ask for, in stream order."""
 
     requests: list[tuple[Entry, list[RunRequest]]] = field(default_factory=list)
-    records: list[tuple[Entry, TaskRecord]] = field(default_factory=list)
+    records: list[tuple[Entry, TaskRecord | ControlRecord]] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)  # due retries and run timeouts
     settled: list[Entry] = field(default_factory=list)  # entries with nothing to do but acknowledge
     failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
@@ -52,10 +55,12 @@ class Batch:
     def run_ids(self) -> list[str]:
         ids = {r.run_id for _, requests in self.requests for r in requests}
         ids.update(record.run for _, record in self.records)
+        ids.update(r.new_run for _, r in self.records if isinstance(r, ControlRecord) and r.new_run)
+        ids.update(t.run_id for t in self.timers)
         return sorted(ids)
 
     def __len__(self) -> int:
-        return len(self.requests) + len(self.records) + len(self.settled)
+        return len(self.requests) + len(self.records) + len(self.settled) + len(self.timers)
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Outcome:
     failed: dict[Entry, str]
     metrics: MetricsBatch
     ignored_records: int = 0
+    fired: list[str] = field(default_factory=list)  # timer members to remove
     take: dict[str, str] = field(default_factory=dict)  # guard -> the run that now holds it
     queue: dict[str, bytes] = field(default_factory=dict)  # guard -> the event held by queue-one
     release: list[tuple[str, str]] = field(default_factory=list)  # (guard, run) of guarded runs that ended
@@ -82,41 +88,75 @@ class Guard:
 
 def apply_batch(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: datetime,
                 guards: dict[str, Guard] | None = None) -> Outcome:
-    """Create the requested runs that do not exist yet and apply the records to their runs.
+    """Create the requested runs that do not exist yet, apply records, steering requests and due timers.
 
     A request guarded by its schedule's overlap policy while the schedule's previous run still runs is
     skipped, or (queue-one) its event is held until that run ends; at most one event is held.
     """
     changes: dict[str, Change] = {}
-    ack = list(batch.settled)
-    failed = dict(batch.failed)
     metrics = MetricsBatch()
     held = dict(guards or {})
-    outcome = Outcome([], ack, failed, metrics)
+    outcome = Outcome([], list(batch.settled), dict(batch.failed), metrics)
     _start_runs(batch, existing, now, held, outcome, changes)
-    ignored = 0
+    touched: dict[str, Change] = {}
     for entry, record in batch.records:
         try:
-            change = changes.get(record.run)
+            change = _change(record.run, changes, existing)
             if change is None:
-                fields = existing.get(record.run)
-                if not fields:
-                    ignored += 1
-                    log.warning("record for unknown run %s (task %s) ignored", record.run, record.node)
-                    ack.append(entry)
-                    continue
-                change = changes[record.run] = Change(Run.from_fields(fields))
-            apply_record(change, record, now)
-            ack.append(entry)
+                outcome.ignored_records += 1
+                log.warning("%s for unknown run %s ignored", _what(record), record.run)
+            elif isinstance(record, ControlRecord):
+                _steer(record, change, changes, existing, now)
+            elif apply_record(change, record, now, settle_now=False):
+                touched[change.run.id] = change
+            outcome.ack.append(entry)
         except Exception as exc:  # noqa: BLE001 - one bad record must not block the batch
-            log.exception("cannot apply record %s of run %s", entry.id, record.run)
-            failed[entry] = f"{type(exc).__name__}: {exc}"
+            log.exception("cannot apply %s of run %s (entry %s)", _what(record), record.run, entry.id)
+            outcome.failed[entry] = f"{type(exc).__name__}: {exc}"
+    for timer in batch.timers:
+        change = _change(timer.run_id, changes, existing)
+        outcome.fired.append(timer.member)
+        if change is not None and apply_timer(change, timer, now, settle_now=False):
+            touched[change.run.id] = change
+    for change in touched.values():
+        settle(change, now)
     dirty = [c for c in changes.values() if c.dirty]
     metrics.merge(batch.evaluations)
     _count(dirty, metrics)
     outcome.release = [(c.run.guard, c.run.id) for c in dirty if c.finished and c.run.guard]
-    outcome.changes, outcome.ignored_records = dirty, ignored
+    outcome.changes = dirty
     return outcome
+
+
+def _what(record: TaskRecord | ControlRecord) -> str:
+    if isinstance(record, ControlRecord):
+        return f"{record.action} request"
+    return f"record of task {record.node} (attempt {record.attempt})"
+
+
+def _change(run_id: str, changes: dict[str, Change], existing: dict[str, dict[bytes, bytes]]) -> Change | None:
+    change = changes.get(run_id)
+    if change is None:
+        fields = existing.get(run_id)
+        if not fields:
+            return None
+        change = changes[run_id] = Change(Run.from_fields(fields))
+    return change
+
+
+def _steer(record: ControlRecord, change: Change, changes: dict[str, Change],
+           existing: dict[str, dict[bytes, bytes]], now: datetime) -> None:
+    if record.action == "cancel":
+        if not cancel_run(change, now, record.by):
+            log.info("cancel of run %s ignored: it is %s", change.run.id, change.run.status)
+    elif record.action == "retry":
+        if not retry_run(change, now):
+            log.info("retry of run %s ignored: it is %s", change.run.id, change.run.status)
+    elif record.new_run and record.new_run not in changes and not existing.get(record.new_run):
+        try:
+            changes[record.new_run] = rerun(change.run, record.new_run, now, record.from_node)
+        except WorkflowError as exc:
+            log.warning("rerun of run %s refused: %s", change.run.id, exc)
 
 
 def _start_runs(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: datetime, held: dict[str, Guard],
@@ -156,7 +196,8 @@ def _may_start(request: RunRequest, name: str, held: dict[str, Guard], outcome: 
 def _create(request: RunRequest, now: datetime) -> Change:
     if request.error is not None or request.params is None:
         return failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now)
-    return new_run(request.run_id, request.spec, request.rule, request.event, request.params, now)
+    return new_run(request.run_id, request.spec, request.rule, request.event, request.params, now,
+                   request.event_data)
 
 
 def _count(changes: list[Change], metrics: MetricsBatch) -> None:
@@ -164,6 +205,8 @@ def _count(changes: list[Change], metrics: MetricsBatch) -> None:
         run = change.run
         if change.created:
             metrics.inc(RUNS_STARTED, run.workflow)
+        for task in change.retried:
+            metrics.inc(TASKS_FINISHED, run.workflow, task.task, "retried")
         if change.finished:
             metrics.inc(RUNS_FINISHED, run.workflow, str(run.status))
             metrics.observe(RUN_DURATION, run.duration_s or 0.0, run.workflow, str(run.status))

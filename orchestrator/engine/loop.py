@@ -34,16 +34,19 @@ from ..settings import Settings
 from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
 from ..state.store import READ_RUNS_LUA, RunStore, pairs_to_fields
 from ..types import Dispatcher
-from ..workflows.advance import Change
-from ..workflows.records import TaskRecord
+from ..workflows.advance import Change, Timer, attempt_member
+from ..workflows.records import ControlRecord, TaskRecord
 from .batch import Batch, Guard, Outcome, apply_batch
 from .plan import plan_event
+from .sweeper import lost_attempts, stalled_attempts
 
 __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
 _TRIM_EVERY_S = 60.0
+_STALL_SCAN_EVERY_S = 60.0
+_STALL_SCAN_RUNS = 1000  # running runs looked at per scan, oldest first
 
 # KEYS: per guard, its active key then its queued key. ARGV[1]: the run key prefix.
 # Returns per guard {holder run id or false, the holder's meta or false, 1 if an event is held}.
@@ -94,6 +97,7 @@ class Engine:
                                        batch_size=settings.engine_batch_size, block_s=settings.engine_block_s)
         self._next_maintenance = 0.0
         self._next_trim = 0.0
+        self._next_stall_scan = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -118,16 +122,34 @@ class Engine:
         log.info("engine %s: stopped", self.consumer.consumer)
 
     def step(self, block: bool = True) -> int:
-        """Read one batch and commit it; returns the number of entries read."""
-        entries = self.consumer.read(block=block)
+        """Fire due timers, then read one batch and commit it; returns the number of entries read."""
+        due, wait_s = self._due_timers()
+        if due:
+            self.process([], timers=due)
+        entries = self.consumer.read(block=block and not due, block_s=wait_s)
         if entries:
             faults.hit("engine.after_read")
             self.process(entries)
         return len(entries)
 
-    def process(self, entries: list[Entry], retried: bool = False) -> Outcome:
-        """Plan and commit `entries` (freshly read, or reclaimed when `retried`)."""
+    def _due_timers(self) -> tuple[list[Timer], float]:
+        """Timers due now, and how long the next read may block before the next one is due."""
+        now = self._clock()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrangebyscore(self.keys.timers, "-inf", int(now.timestamp() * 1000), start=0,
+                           num=self._settings.engine_batch_size, withscores=True)
+        pipe.zrange(self.keys.timers, 0, 0, withscores=True)
+        due, first = pipe.execute()
+        timers = [Timer.parse(m.decode(), datetime.fromtimestamp(score / 1000, UTC)) for m, score in due]
+        wait_s = self._settings.engine_block_s
+        if first:
+            wait_s = min(wait_s, max(0.001, first[0][1] / 1000 - now.timestamp()))
+        return timers, wait_s
+
+    def process(self, entries: list[Entry], retried: bool = False, timers: list[Timer] | None = None) -> Outcome:
+        """Plan and commit `entries` (freshly read, or reclaimed when `retried`) and due `timers`."""
         batch = self._plan(entries)
+        batch.timers = timers or []
         outcome = self._commit(batch, retried)
         for change in outcome.changes:
             self._log_change(change)
@@ -141,6 +163,8 @@ class Engine:
             try:
                 if entry.stream == self.keys.events:
                     self._plan_event(batch, entry)
+                elif b"c" in entry.fields:
+                    batch.records.append((entry, ControlRecord.from_fields(entry.fields)))
                 else:
                     batch.records.append((entry, TaskRecord.from_fields(entry.fields)))
             except (EventError, ValueError, KeyError, TypeError) as exc:
@@ -217,6 +241,7 @@ class Engine:
         dispatches = [d for change in outcome.changes for d in change.dispatches]
         if dispatches:
             self._dispatcher.dispatch(pipe, dispatches)
+        self._queue_bookkeeping(pipe, outcome)
         if outcome.ack:
             self.consumer.ack(pipe, outcome.ack)
             if retried:
@@ -229,6 +254,25 @@ class Engine:
                       counter_field(guard.split("/", 1)[0], "released"))
         outcome.metrics.flush(pipe, self.keys)
 
+    def _queue_bookkeeping(self, pipe: redis.client.Pipeline, outcome: Outcome) -> None:
+        """Timers, the in-flight attempts the sweeper watches, and cancel markers."""
+        timers = {t.member: int(t.due.timestamp() * 1000) for c in outcome.changes for t in c.timers}
+        if timers:
+            pipe.zadd(self.keys.timers, timers)
+        if outcome.fired:
+            pipe.zrem(self.keys.timers, *outcome.fired)
+        running = {m: w for c in outcome.changes for m, w in c.running.items()}
+        done = [m for c in outcome.changes for m in c.done if m not in running]
+        if running:
+            pipe.hset(self.keys.inflight, mapping=running)
+        if done:
+            pipe.hdel(self.keys.inflight, *done)
+        for change in outcome.changes:
+            if change.cancelled:
+                pipe.set(self.keys.cancel(change.run.id), 1, ex=int(self._settings.run_retention_s))
+            if change.withdrawn:
+                self._dispatcher.withdraw(pipe, change.withdrawn)
+
     # -- maintenance ---------------------------------------------------------------------------
 
     def maintain(self, force: bool = False) -> None:
@@ -236,6 +280,10 @@ class Engine:
         now = time.monotonic()
         if force or now >= self._next_maintenance:
             self._next_maintenance = now + self._settings.engine_maintenance_interval_s
+            scan = force or now >= self._next_stall_scan
+            if scan:
+                self._next_stall_scan = now + _STALL_SCAN_EVERY_S
+            self.sweep(scan_runs=scan)
             self._dead_letter_over_delivered()
             claimed = self.consumer.claim_idle(self._settings.engine_claim_idle_s)
             if claimed:
@@ -244,6 +292,38 @@ class Engine:
         if force or now >= self._next_trim:
             self._next_trim = now + _TRIM_EVERY_S
             self.trim()
+
+    def sweep(self, scan_runs: bool = False) -> int:
+        """Fail the attempts that will never report (their worker died, or, with `scan_runs`, their job
+        vanished) so their retry policy decides, and hand back to their queues the jobs dead workers had
+        taken but not started. Returns the number of attempts failed.
+        """
+        now = self._clock()
+        inflight = {k.decode(): v.decode() for k, v in self._redis.hgetall(self.keys.inflight).items()}
+        workers = sorted(set(inflight.values()))
+        pipe = self._redis.pipeline(transaction=False)
+        for worker in workers:
+            pipe.exists(self.keys.worker(worker))
+        alive = {w for w, exists in zip(workers, pipe.execute(), strict=True) if exists}
+        records = lost_attempts(inflight, alive, now, self._settings.worker_heartbeat_ttl_s)
+        if scan_runs:
+            running = self._redis.zrange(self.keys.runs_by_status("running"), 0, _STALL_SCAN_RUNS - 1)
+            runs = [r for r in (self.store.get(i.decode()) for i in running) if r is not None]
+            records += stalled_attempts(runs, now, self._settings.engine_stall_s, inflight,
+                                        self._dispatcher.missing_jobs)
+        for record in records:
+            log.warning("engine: run %s task %s attempt %d: %s", record.run, record.node, record.attempt,
+                        record.error)
+        if records:
+            self._commit(Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records]),
+                         retried=False)
+            lost = [attempt_member(r.run, r.node, r.attempt) for r in records if r.error_type == "WorkerLost"]
+            if lost:
+                self._redis.hdel(self.keys.inflight, *lost)  # also those their runs no longer knew
+        recovered = self._dispatcher.recover()
+        if recovered:
+            log.warning("engine: %d job(s) taken by dead workers handed back to their queues", len(recovered))
+        return len(records)
 
     def trim(self) -> None:
         trimmed = safe_trim(self._redis, self.keys.events, self._settings.events_retention_s)

@@ -29,6 +29,7 @@ class RunRequest:
     guard: str | None = None  # `<schedule>/<rule>` when the schedule limits overlapping runs
     overlap: str = "allow"
     raw: bytes | None = None  # the event as stored, kept when overlap is queue-one
+    event_data: Any = None  # the event's data, kept with the run
 
 
 def schedule_of(project: Project, event: Event) -> str | None:
@@ -66,6 +67,6 @@ def plan_event(project: Project, event: Event,
             continue
         guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
         requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
-                                   raw=raw if overlap == "queue-one" else None))
+                                   raw=raw if overlap == "queue-one" else None, event_data=event.data))
         outcomes.append((result, "matched"))
     return requests, outcomes

@@ -11,7 +11,8 @@
 `emit` returns once the event is durably in the stream (or was already accepted with the same
 source and id within the dedup window, in which case it is not published again). Both clients build
 events the same way (`_EventFactory`): defaults for `id`, `time` and `source`, the same validation,
-and the causation attributes (`orchrun`, `orchtask`) when emitting from inside a task.
+and the causation attributes (`orchrun`, `orchtask`) when emitting from inside a task. Sources under
+`/schedules/`, `/hooks/` and `/watches/` are refused (EventError): they belong to orch's own triggers.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ..connection import MIN_REDIS_VERSION, connect, parse_version, redact_url, resolve_redis_url
-from ..errors import EventError, RedisUnavailableError
+from ..connection import check_info, connect, resolve_redis_url, unreachable_error, warn_about_eviction
+from ..errors import EventError
 from ..settings import Settings
 from ..state.keys import Keys
 from .causation import with_cause
 from .envelope import Event, event_from_mapping, new_event_id
 from .publish import AsyncPublisher, Published, Publisher
+from .sources import check_custom_source
 
 __all__ = ["DEFAULT_SOURCE", "AsyncClient", "Client", "emit"]
 
@@ -54,11 +56,16 @@ class _EventFactory:
                extensions: Mapping[str, str | int | bool] | None) -> Event:
         merged = dict(extensions or {})
         merged.update(with_cause(merged))
-        return Event.new(type, data, source=source or self.source, subject=subject, id=id, time=time,
-                         datacontenttype=datacontenttype, extensions=merged)
+        event = Event.new(type, data, source=source or self.source, subject=subject, id=id, time=time,
+                          datacontenttype=datacontenttype, extensions=merged)
+        check_custom_source(event.source)
+        return event
 
     def _events(self, items: Iterable[EventLike]) -> list[Event]:
-        return [self._complete(item, i) for i, item in enumerate(items)]
+        events = [self._complete(item, i) for i, item in enumerate(items)]
+        for index, event in enumerate(events):
+            check_custom_source(event.source, f"events[{index}]" if len(events) > 1 else "")
+        return events
 
     def _complete(self, item: EventLike, index: int) -> Event:
         if isinstance(item, Event):
@@ -201,18 +208,17 @@ class AsyncClient(_EventFactory):
         return await self._publisher.publish(events)
 
     async def _check_server(self) -> None:
-        where = redact_url(self._url)
+        """`connection.check_server`, awaited: the same INFO check and eviction warning."""
         try:
             info = await self._redis.info("server")
         except redis.RedisError as exc:
-            raise RedisUnavailableError(
-                f"cannot reach Redis at {where}: {str(exc).rstrip('.')}. Is it running? Check ORCH_REDIS_URL, or start `orch dev`."
-            ) from exc
-        version = parse_version(str(info.get("redis_version", "0")))
-        if version < MIN_REDIS_VERSION:
-            raise RedisUnavailableError(
-                f"Redis {'.'.join(map(str, version))} at {where} is too old: orch needs Redis >= 6.2 "
-                "(streams with XAUTOCLAIM, LMOVE). Upgrade Redis or use Valkey.")
+            raise unreachable_error(self._url, exc) from exc
+        check_info(info, self._url)
+        try:
+            policy = await self._redis.config_get("maxmemory-policy")
+        except redis.ResponseError:  # CONFIG may be disabled on managed Redis
+            policy = {}
+        warn_about_eviction(policy)
         self._checked = True
 
     async def aclose(self) -> None:

@@ -5,6 +5,9 @@ The three modes are told apart by Content-Type:
 - batch: `application/cloudevents-batch+json`, a JSON array of structured events;
 - binary: any other type with `ce-*` headers; the body is the event's data and Content-Type its
   `datacontenttype`.
+
+These are `custom` events: sources under `/schedules/`, `/hooks/` and `/watches/`, which belong to orch's
+own triggers, are refused (422).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from urllib.parse import unquote
 from ..errors import EventError, EventTooLargeError
 from ..jsonutil import loads
 from .envelope import Event, event_from_mapping
+from .sources import check_custom_source
 
 __all__ = ["BATCH", "MAX_BATCH", "STRUCTURED", "parse_http_events"]
 
@@ -33,6 +37,13 @@ _MODES_HINT = (
 
 def parse_http_events(content_type: str | None, headers: Mapping[str, str], body: bytes) -> list[Event]:
     """The events carried by one HTTP request; raises EventError with the HTTP status to answer."""
+    events = _parse(content_type, headers, body)
+    for index, event in enumerate(events):
+        check_custom_source(event.source, f"events[{index}]" if len(events) > 1 else "")
+    return events
+
+
+def _parse(content_type: str | None, headers: Mapping[str, str], body: bytes) -> list[Event]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == STRUCTURED:
         return [_structured(_parse_json(body, "body"), "")]

@@ -73,17 +73,19 @@ class StreamConsumer:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    def read(self, block: bool = True) -> list[Entry]:
-        """New entries from all streams, waiting up to the block time when there are none."""
+    def read(self, block: bool = True, block_s: float | None = None) -> list[Entry]:
+        """New entries from all streams, waiting up to the block time (or `block_s`) when there are none."""
+        wait_ms = self._block_ms if block_s is None else max(1, int(block_s * 1000))
         reply = self._redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                       count=self._batch, block=self._block_ms if block else None)
+                                       count=self._batch, block=wait_ms if block else None)
         return _entries(reply)
 
     def ack(self, pipe: Any, entries: Iterable[Entry]) -> None:
         """Queue XACK of `entries` on `pipe` (the transaction that commits their effects)."""
         by_stream: dict[str, list[str]] = {}
         for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.id)
+            if entry.stream:  # entries made up by the engine itself (a lost worker's attempt) have none
+                by_stream.setdefault(entry.stream, []).append(entry.id)
         for stream, ids in by_stream.items():
             pipe.xack(stream, self.group, *ids)
 

@@ -8,22 +8,18 @@ after a lost connection it resumes after the last entry it returned.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
 import redis
 
-from ..jsonutil import loads
+from .recent import event_record, record_or_none
 
 __all__ = ["SinceError", "event_record", "follow", "parse_since", "start_id"]
-
-log = logging.getLogger(__name__)
 
 _ENTRY_ID = re.compile(r"^(\d+)(?:-(\d+))?$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -52,21 +48,21 @@ def parse_since(text: str, now_s: float) -> str:
 
 
 def start_id(client: redis.Redis, stream: str, since: str | None, now_s: float | None = None) -> str:
-    """The concrete entry id to read after: the stream's last entry for "from now" (None), else `--since`."""
+    """The concrete entry id to read after: the stream's last entry for "from now" (None), else `--since`.
+
+    A duration counts back from `now_s`, by default Redis's clock (`TIME`): entry ids are Redis's
+    milliseconds, and the host running the tail may be off.
+    """
     if since is not None:
-        return parse_since(since, time.time() if now_s is None else now_s)
+        if now_s is None:
+            seconds, micros = client.time()
+            now_s = int(seconds) + int(micros) / 1e6
+        return parse_since(since, now_s)
     last = client.xrevrange(stream, max="+", min="-", count=1)
     if not last:
         return "0-0"
     entry = last[0][0]
     return entry.decode() if isinstance(entry, bytes) else str(entry)
-
-
-def event_record(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """One stream entry as `orch events list --json` shows it: `entry_id`, `received_at`, the event."""
-    event = loads(fields[b"e"])
-    received = datetime.fromtimestamp(int(entry_id.partition("-")[0]) / 1000, UTC)
-    return {"entry_id": entry_id, "received_at": received.isoformat().replace("+00:00", "Z"), **event}
 
 
 def follow(
@@ -103,18 +99,10 @@ def follow(
         for _, entries in reply or []:
             for raw_id, fields in entries:
                 last = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                record = _record_or_none(last, fields)
+                record = record_or_none(last, fields)
                 if record is None or type_glob and not fnmatchcase(str(record.get("type", "")), type_glob):
                     continue
                 yield record
                 seen += 1
                 if count is not None and seen >= count:
                     return
-
-
-def _record_or_none(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] | None:
-    try:
-        return event_record(entry_id, fields)
-    except (KeyError, ValueError) as exc:  # not written by orch: show the rest of the stream anyway
-        log.warning("skipping stream entry %s: not an orch event (%s)", entry_id, exc)
-        return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,41 @@ def _render(value: Any, context: Mapping[str, Any], path: Path) -> Any:
     if isinstance(value, list):
         return [_render(v, context, (*path, i)) for i, v in enumerate(value)]
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_condition(source: str) -> Callable[[Mapping[str, Any]], bool]:
+    """A sandboxed boolean expression (`results.check.count > 0`, braces optional); ValueError if invalid.
+
+    Evaluating it raises RuleError when the expression fails (an undefined name, a type error).
+    """
+    text = source.strip()
+    single = _SINGLE_EXPRESSION.match(text)
+    if single:
+        text = single["expr"]
+    try:
+        fn = _env().compile_expression(text, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"invalid expression {source!r}: {exc.message}") from None
+
+    def evaluate(context: Mapping[str, Any]) -> bool:
+        return bool(_evaluate(_Expr(source, fn), context, f"condition {source!r}"))
+
+    return evaluate
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_value(source: str) -> Any:
+    """A compiled template string (`{{ expr }}` keeps the value's type); TemplateCompileError if invalid."""
+    return _compile(source, ())
+
+
+def render_value(source: str, context: Mapping[str, Any], where: str) -> Any:
+    """The JSON value of template `source` in `context`; RuleError says what failed."""
+    compiled = compile_value(source)
+    if isinstance(compiled, _Expr | _Text):
+        return _render(compiled, context, (where,))
+    return compiled
 
 
 class ParamsTemplate:

@@ -28,6 +28,18 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:watch:<name>:files           | hash   | orch triggers (file   | permanent: path -> "size:mtime_ns" of the  |
 |                                  |        | watcher), after XADD  | files last seen; delete it to re-announce  |
 | <p>:metrics:<metric name>        | hash   | engine, publishers    | permanent (counters)                       |
+| <p>:worker:<name>                | hash   | that worker           | heartbeat: TTL worker_heartbeat_ttl_s,     |
+|                                  |        |                       | refreshed every worker_heartbeat_s         |
+| <p>:workers                      | zset   | workers               | name -> last heartbeat (ms); stale entries |
+|                                  |        |                       | removed by `orch workers` and the engine   |
+| <p>:worker:<name>:claimed        | list   | that worker (LMOVE)   | job ids taken, not finished; handed back   |
+|                                  |        |                       | to their queue when the worker is dead     |
+| <p>:inflight                     | hash   | engine (MULTI)        | "run<US>node<US>attempt" -> worker, while  |
+|                                  |        |                       | an attempt runs; the sweeper's work list   |
+| <p>:timers                       | zset   | engine (MULTI)        | due time (ms) of retries and run timeouts; |
+|                                  |        |                       | removed when fired                         |
+| <p>:cancel:<run_id>              | string | engine (MULTI)        | set while a cancelled run's attempts may   |
+|                                  |        |                       | still run; run_retention_s                 |
 
 Consumer group on both streams: `engine`.
 """
@@ -96,6 +108,29 @@ class Keys:
     def watch_files(self, watch: str) -> str:
         """The last known state of a file watch's directory: relative path -> "size:mtime_ns"."""
         return f"{self.prefix}:watch:{watch}:files"
+
+    def worker(self, name: str) -> str:
+        """A worker's heartbeat: host, pid, queues, current task; expires unless refreshed."""
+        return f"{self.prefix}:worker:{name}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def worker_claimed(self, name: str) -> str:
+        """The jobs a worker has taken from its queues and not finished (reliable-queue pattern)."""
+        return f"{self.prefix}:worker:{name}:claimed"
+
+    @property
+    def inflight(self) -> str:
+        return f"{self.prefix}:inflight"
+
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}:timers"
+
+    def cancel(self, run_id: str) -> str:
+        return f"{self.prefix}:cancel:{run_id}"
 
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"

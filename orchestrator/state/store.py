@@ -25,7 +25,7 @@ for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
 return out
 """
 
-_TERMINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+_TERMINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 def _ms(value: datetime) -> int:
@@ -55,8 +55,13 @@ class RunStore:
             pipe.zadd(self.keys.runs, {run.id: created})
             pipe.zadd(self.keys.runs_by_workflow(run.workflow), {run.id: created})
             pipe.zadd(self.keys.runs_by_status(run.status), {run.id: created})
-        elif change.tasks or change.finished:
+        elif change.tasks or change.finished or change.reopened:
             pipe.hset(key, mapping=run.to_fields(change.tasks))
+            if change.reopened:  # a retried run: running again, kept until it finishes
+                pipe.zrem(self.keys.runs_by_status(RunStatus.FAILED), run.id)
+                pipe.zrem(self.keys.runs_by_status(RunStatus.CANCELLED), run.id)
+                pipe.zadd(self.keys.runs_by_status(RunStatus.RUNNING), {run.id: _ms(run.created_at)})
+                pipe.persist(key)
             if change.finished:
                 pipe.zrem(self.keys.runs_by_status(RunStatus.RUNNING), run.id)
                 pipe.zadd(self.keys.runs_by_status(run.status), {run.id: _ms(run.created_at)})

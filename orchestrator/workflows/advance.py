@@ -2,21 +2,42 @@
 
 No Redis here: the engine reads runs, calls these functions, and commits the resulting `Change`s in one
 transaction. The clock is passed in.
+
+What happens to a task, in order: it waits until its dependency policy says it may run (or never will:
+then it is skipped); its `when` condition may skip it; a mapped task expands into one task per item
+(`name[i]`), dispatched at most `max_parallel` at a time, and succeeds with the list of their results;
+each attempt is dispatched with a stable idempotency key; a failed attempt is retried after a backoff
+when its policy allows (a `Timer` the engine fires), else the task fails. The run ends when every task
+has, failed if any task failed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import TaskError
-from .dag import blocked_nodes, ready_nodes
+from ..errors import RuleError, TaskError
+from ..rules.templates import compile_condition
+from .policy import upstream_ready
 from .records import RecordKind, TaskRecord
-from .runs import TERMINAL_STATES, EventRef, Run, RunStatus, TaskRun, TaskState, job_id
-from .spec import WorkflowSpec, resolve
+from .runs import (
+    TERMINAL_STATES,
+    EventRef,
+    Run,
+    RunStatus,
+    TaskRun,
+    TaskState,
+    idempotency_key,
+    item_name,
+    job_id,
+)
+from .spec import NodeSpec, WorkflowSpec, resolve
 
-__all__ = ["Change", "Dispatch", "apply_record", "failed_run", "new_run"]
+__all__ = ["RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "failed_run", "new_run",
+           "settle"]
+
+RUN_TIMER = "*"  # the node name of a run's timeout timer
 
 
 @dataclass(frozen=True)
@@ -32,6 +53,39 @@ class Dispatch:
     job_id: str
     args: list[Any]
     kwargs: dict[str, Any]
+    kind: str = "python"  # python (a registered task) | shell | http
+    timeout_s: float | None = None  # None: the worker's default (ORCH_TASK_TIMEOUT_S)
+    key: str = ""  # the idempotency key: the same for every attempt of this task in this run
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON the entry point receives."""
+        return {"run": self.run_id, "workflow": self.workflow, "node": self.node, "task": self.task,
+                "attempt": self.attempt, "args": self.args, "kwargs": self.kwargs, "kind": self.kind,
+                "timeout_s": self.timeout_s, "key": self.key}
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Something the engine does later: dispatch a retry, or time a run out (node RUN_TIMER)."""
+
+    run_id: str
+    node: str
+    attempt: int
+    due: datetime
+
+    @property
+    def member(self) -> str:
+        return f"{self.run_id}\x1f{self.node}\x1f{self.attempt}"
+
+    @classmethod
+    def parse(cls, member: str, due: datetime) -> Timer:
+        run_id, node, attempt = member.split("\x1f")
+        return cls(run_id, node, int(attempt), due)
+
+
+def attempt_member(run_id: str, node: str, attempt: int) -> str:
+    """The key of one running attempt in the engine's in-flight hash."""
+    return f"{run_id}\x1f{node}\x1f{attempt}"
 
 
 @dataclass
@@ -44,106 +98,276 @@ class Change:
     dispatches: list[Dispatch] = field(default_factory=list)
     started: list[TaskRun] = field(default_factory=list)
     finished_tasks: list[TaskRun] = field(default_factory=list)
+    retried: list[TaskRun] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    running: dict[str, str] = field(default_factory=dict)  # attempt member -> worker, now in flight
+    done: set[str] = field(default_factory=set)  # attempt members no longer in flight
     finished: bool = False
+    reopened: bool = False  # a finished run running again (retry)
+    cancelled: bool = False  # set the run's cancel marker so workers stop its running attempts
+    withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) to take off queues
 
     @property
     def dirty(self) -> bool:
-        return self.created or bool(self.tasks) or self.finished
+        return self.created or bool(self.tasks) or self.finished or self.reopened
 
 
-def _skeleton(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-              now: datetime) -> Run:
+def skeleton(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
+             now: datetime, event_data: Any = None) -> Run:
     tasks = {n.name: TaskRun(node=n.name, task=n.task, queue=n.queue) for n in spec.nodes}
     return Run(id=run_id, workflow=spec.name, rule=rule, event=event, params=params, spec=spec,
-               created_at=now, tasks=tasks)
+               created_at=now, tasks=tasks, event_data=event_data)
 
 
 def new_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-            now: datetime) -> Change:
-    """A new run with its first tasks dispatched."""
-    change = Change(_skeleton(run_id, spec, rule, event, params, now), created=True)
-    _settle(change, now)
+            now: datetime, event_data: Any = None) -> Change:
+    """A new run with its first tasks dispatched (and its timeout set, if the workflow has one)."""
+    change = Change(skeleton(run_id, spec, rule, event, params, now, event_data), created=True)
+    if spec.timeout_s is not None:
+        change.timers.append(Timer(run_id, RUN_TIMER, 0, now + timedelta(seconds=spec.timeout_s)))
+    settle(change, now)
     return change
 
 
 def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, error: str, now: datetime) -> Change:
     """A run that failed before any task could start (its parameters could not be rendered)."""
-    run = _skeleton(run_id, spec, rule, event, {}, now)
+    run = skeleton(run_id, spec, rule, event, {}, now)
     for task in run.tasks.values():
         task.state, task.error = TaskState.SKIPPED, "the run failed before it started"
     run.status, run.error, run.finished_at = RunStatus.FAILED, error, now
     return Change(run, created=True, finished=True)
 
 
-def apply_record(change: Change, record: TaskRecord, now: datetime) -> bool:
-    """Apply one worker record to the run; False when it is stale or a duplicate (then nothing changes)."""
-    task = change.run.tasks.get(record.node)
-    if task is None or task.attempt != record.attempt or task.state in TERMINAL_STATES:
+def node_of(run: Run, task: TaskRun) -> NodeSpec:
+    return run.spec.node(task.parent or task.node)
+
+
+# -- records and timers ----------------------------------------------------------------------------------
+
+
+def apply_record(change: Change, record: TaskRecord, now: datetime, *, settle_now: bool = True) -> bool:
+    """Apply one worker record to the run; False when it is stale or a duplicate (then nothing changes).
+
+    With `settle_now=False` the caller settles the run once after applying all of a batch's records.
+    """
+    run = change.run
+    task = run.tasks.get(record.node)
+    if run.status is not RunStatus.RUNNING or task is None or task.attempt != record.attempt \
+            or task.state in TERMINAL_STATES:
         return False
     at = datetime.fromtimestamp(record.at_s, UTC)
+    member = attempt_member(run.id, task.node, task.attempt)
     if record.kind is RecordKind.STARTED:
         if task.state is not TaskState.QUEUED:
             return False
         task.state, task.started_at, task.worker = TaskState.RUNNING, at, record.worker
         change.started.append(task)
-    else:
-        if task.state not in (TaskState.QUEUED, TaskState.RUNNING):
-            return False
-        task.worker = record.worker or task.worker
-        task.finished_at = at
-        if task.started_at is None and record.duration_s is not None:
-            task.started_at = datetime.fromtimestamp(record.at_s - record.duration_s, UTC)
-        if record.kind is RecordKind.SUCCEEDED:
-            task.state, task.result = TaskState.SUCCEEDED, record.result
-        else:
-            task.state, task.error = TaskState.FAILED, record.error or "failed"
+        change.running[member] = record.worker
+        change.tasks.add(task.node)
+        return True
+    if task.state not in (TaskState.QUEUED, TaskState.RUNNING):
+        return False
+    change.done.add(member)
+    task.worker = record.worker or task.worker
+    task.finished_at = at
+    task.logs = record.logs
+    if task.started_at is None and record.duration_s is not None:
+        task.started_at = datetime.fromtimestamp(record.at_s - record.duration_s, UTC)
+    if record.kind is RecordKind.SUCCEEDED:
+        task.state, task.result, task.error, task.error_type = TaskState.SUCCEEDED, record.result, None, None
         change.finished_tasks.append(task)
-        _settle(change, now)
+    else:
+        task.error, task.error_type = record.error or "failed", record.error_type
+        _failed_attempt(change, task, record.retryable, now)
     change.tasks.add(task.node)
+    if settle_now:
+        settle(change, now)
     return True
 
 
-def _settle(change: Change, now: datetime) -> None:
-    """Dispatch what became ready, skip what can never run, and finish the run when nothing is left."""
+def _failed_attempt(change: Change, task: TaskRun, retryable: bool | None, now: datetime) -> None:
     run = change.run
+    policy = node_of(run, task).retry
+    task.state = TaskState.FAILED
+    if policy is None or not policy.should_retry(task.attempt, task.error_type, retryable):
+        change.finished_tasks.append(task)
+        return
+    task.history.append(task.attempt_summary())
+    delay = policy.delay_s(task.attempt, f"{run.id}:{task.node}")
+    task.state, task.retry_at = TaskState.RETRYING, now + timedelta(seconds=delay)
+    change.timers.append(Timer(run.id, task.node, task.attempt, task.retry_at))
+    change.retried.append(task)
+
+
+def apply_timer(change: Change, timer: Timer, now: datetime, *, settle_now: bool = True) -> bool:
+    """Fire a timer: dispatch the retry it waits for, or time the run out. False when it is stale."""
+    run = change.run
+    if run.status is not RunStatus.RUNNING:
+        return False
+    if timer.node == RUN_TIMER:
+        from .steering import stop_run
+
+        stop_run(change, now, RunStatus.FAILED, f"the run timed out after {run.spec.timeout_s:g}s")
+        return True
+    task = run.tasks.get(timer.node)
+    if task is None or task.state is not TaskState.RETRYING or task.attempt != timer.attempt:
+        return False
+    _dispatch(change, task, now)
+    if settle_now:
+        settle(change, now)
+    return True
+
+
+# -- readiness ---------------------------------------------------------------------------------------------
+
+
+def settle(change: Change, now: datetime) -> None:
+    """Start what became ready, skip what never will run, and finish the run when nothing is left."""
+    run = change.run
+    if run.status is not RunStatus.RUNNING:
+        return
     progressed = True
     while progressed:
         progressed = False
-        states = {name: t.state for name, t in run.tasks.items()}
-        for name in ready_nodes(run.spec, states):
-            _dispatch(change, run.tasks[name], now)
-            progressed = progressed or run.tasks[name].state is TaskState.FAILED
-        for name, upstream in blocked_nodes(run.spec, {n: t.state for n, t in run.tasks.items()}).items():
-            task = run.tasks[name]
-            reason = "failed" if run.tasks[upstream].state is TaskState.FAILED else "was skipped"
-            task.state, task.error, task.finished_at = TaskState.SKIPPED, f"upstream task {upstream} {reason}", now
-            change.tasks.add(name)
-            progressed = True
-    if run.status is RunStatus.RUNNING and all(t.state in TERMINAL_STATES for t in run.tasks.values()):
+        for node in run.spec.nodes:
+            task = run.tasks[node.name]
+            if task.state is TaskState.PENDING:
+                verdict = upstream_ready(node.depends, [str(run.tasks[up].state) for up in node.upstream])
+                if verdict is None:
+                    continue
+                if verdict:
+                    _start(change, node, task, now)
+                else:
+                    _skip(change, task, _skip_reason(run, node), now)
+                progressed = progressed or task.state in TERMINAL_STATES
+            elif task.state is TaskState.RUNNING and task.items is not None:
+                progressed = _advance_map(change, node, task, now) or progressed
+    if all(t.state in TERMINAL_STATES for t in run.tasks.values()):
         _finish(change, now)
+
+
+def _skip_reason(run: Run, node: NodeSpec) -> str:
+    if node.depends == "any_failed":
+        return "no upstream task failed"
+    up = next(u for u in node.upstream if run.tasks[u].state is not TaskState.SUCCEEDED)
+    state = run.tasks[up].state
+    return f"upstream task {up} {'failed' if state is TaskState.FAILED else f'was {state}'}"
+
+
+def _skip(change: Change, task: TaskRun, reason: str, now: datetime) -> None:
+    task.state, task.error, task.finished_at = TaskState.SKIPPED, reason, now
+    change.tasks.add(task.node)
+
+
+def _results(run: Run) -> dict[str, Any]:
+    """Results by task (None for a task without one), and the run's event as `$event` for templates."""
+    out: dict[str, Any] = {name: (t.result if t.state is TaskState.SUCCEEDED else None)
+                           for name, t in run.tasks.items() if t.parent is None}
+    out["$event"] = {"id": run.event.id, "source": run.event.source, "type": run.event.type, "data": run.event_data}
+    return out
+
+
+def _start(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -> None:
+    run = change.run
+    results = _results(run)
+    try:
+        condition = {"params": run.params, "event": results["$event"],
+                     "results": {k: v for k, v in results.items() if k != "$event"}}
+        if node.when is not None and not compile_condition(node.when)(condition):
+            _skip(change, task, f"condition is false: {node.when}", now)
+            return
+        if node.map_over is not None:
+            _expand(change, node, task, resolve(node.map_over, run.params, results), now)
+            return
+    except (RuleError, TaskError) as exc:
+        _fail_now(change, task, f"cannot start the task: {exc}", now)
+        return
+    _dispatch(change, task, now)
+
+
+def _fail_now(change: Change, task: TaskRun, error: str, now: datetime) -> None:
+    task.state, task.error, task.finished_at = TaskState.FAILED, error, now
+    change.tasks.add(task.node)
+    change.finished_tasks.append(task)
+
+
+# -- fan-out -----------------------------------------------------------------------------------------------
+
+
+def _expand(change: Change, node: NodeSpec, task: TaskRun, items: Any, now: datetime) -> None:
+    if not isinstance(items, list):
+        _fail_now(change, task, f"map over a {type(items).__name__}, not a list", now)
+        return
+    run = change.run
+    task.items, task.state, task.started_at = len(items), TaskState.RUNNING, now
+    change.tasks.add(task.node)
+    for index in range(len(items)):
+        child = TaskRun(node=item_name(node.name, index), task=node.task, queue=node.queue, parent=node.name,
+                        index=index)
+        run.tasks[child.node] = child
+        change.tasks.add(child.node)
+    _advance_map(change, node, task, now)
+
+
+def _advance_map(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -> bool:
+    """Dispatch more items (up to max_parallel); finish the mapped task when every item has. True if done."""
+    run = change.run
+    children = [run.tasks[item_name(node.name, i)] for i in range(task.items or 0)]
+    failed = next((c for c in children if c.state is TaskState.FAILED), None)
+    pending = [c for c in children if c.state is TaskState.PENDING]
+    if failed is not None:
+        for child in pending:  # fail fast: no new items once one failed
+            _skip(change, child, f"item {failed.index} failed", now)
+    else:
+        active = sum(1 for c in children if c.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRYING))
+        room = len(pending) if node.max_parallel is None else max(0, node.max_parallel - active)
+        for child in pending[:room]:
+            _dispatch(change, child, now)
+    if not all(c.state in TERMINAL_STATES for c in children):
+        return False
+    task.finished_at = now
+    if failed is not None:
+        first = (failed.error or "failed").strip().splitlines() or ["failed"]
+        task.state, task.error = TaskState.FAILED, f"item {failed.index} failed: {first[0]}"
+    elif any(c.state is not TaskState.SUCCEEDED for c in children):
+        task.state, task.error = TaskState.CANCELLED, "some items did not run"
+    else:
+        task.state, task.result = TaskState.SUCCEEDED, [c.result for c in children]
+    change.tasks.add(task.node)
+    change.finished_tasks.append(task)
+    return True
+
+
+# -- dispatch and finish -----------------------------------------------------------------------------------
 
 
 def _dispatch(change: Change, task: TaskRun, now: datetime) -> None:
     run = change.run
-    node = run.spec.node(task.node)
-    results = {name: t.result for name, t in run.tasks.items() if t.state is TaskState.SUCCEEDED}
+    node = node_of(run, task)
+    results = _results(run)
     change.tasks.add(task.node)
     try:
+        if task.parent is not None:
+            items = resolve(node.map_over, run.params, results)
+            results = {**results, "$item": items[task.index or 0]}
         args = [resolve(t, run.params, results) for t in node.args]
         kwargs = {k: resolve(t, run.params, results) for k, t in node.kwargs.items()}
-    except TaskError as exc:
-        task.state, task.error, task.finished_at = TaskState.FAILED, f"cannot build the task's arguments: {exc}", now
+    except (TaskError, IndexError, TypeError) as exc:
+        _fail_now(change, task, f"cannot build the task's arguments: {exc}", now)
         return
     task.attempt += 1
-    task.state, task.queued_at = TaskState.QUEUED, now
+    task.state, task.queued_at, task.retry_at = TaskState.QUEUED, now, None
+    task.started_at = task.finished_at = task.worker = task.error = task.error_type = task.logs = None
     change.dispatches.append(Dispatch(run_id=run.id, workflow=run.workflow, node=task.node, task=task.task,
                                       attempt=task.attempt, queue=task.queue,
-                                      job_id=job_id(run.id, task.node, task.attempt), args=args, kwargs=kwargs))
+                                      job_id=job_id(run.id, task.node, task.attempt), args=args, kwargs=kwargs,
+                                      kind=node.kind, timeout_s=node.timeout_s,
+                                      key=idempotency_key(run.id, task.node)))
 
 
 def _finish(change: Change, now: datetime) -> None:
     run = change.run
-    failed = [t for t in run.tasks.values() if t.state is TaskState.FAILED]
+    failed = [t for t in run.tasks.values() if t.state is TaskState.FAILED and t.parent is None]
     run.status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
     if failed:
         first = failed[0]

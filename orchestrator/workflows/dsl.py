@@ -12,8 +12,11 @@
         charge(order)                     # so charge runs after fetch_order, with its result
 
 Inside a workflow function a task call returns a `TaskRef`; passing it (or an item of it, `order["id"]`)
-to another task makes the dependency. `task.with_options(after=[...], name=..., queue=...)` adds explicit
-dependencies or names a second call of the same task. The workflow function runs once, when it is
+to another task makes the dependency. `task.with_options(after=[...], name=..., queue=..., retries=...,
+timeout_s=..., depends=..., when=...)` adds explicit dependencies, names a second call of the same task
+or sets its policies for this call (`@task(retries=3, timeout_s=60)` sets them for every call).
+`task.map(items, ...)` runs the task once per item of a list (a task result or a parameter), passing
+the item as its first argument; its result is the list of results, in order (fan-out and fan-in). The workflow function runs once, when it is
 decorated, to record the graph; the graph is validated then. Outside a workflow, calling a task calls
 the function, so tasks stay unit-testable.
 """
@@ -28,10 +31,11 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ..errors import WorkflowError
 from ..jsonutil import JSONValueError, check_json
+from .policy import RetryPolicy
 from .spec import MISSING, QUEUE_NAME, TASK_NAME, NodeSpec, WorkflowSpec, build_spec, template_refs
 from .spec import ParamSpec as WorkflowParam
 
-__all__ = ["ParamRef", "Task", "TaskRef", "Workflow", "task", "workflow"]
+__all__ = ["ParamRef", "Task", "TaskRef", "Workflow", "call_http", "run_shell", "task", "workflow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,16 +110,21 @@ class _Builder:
     tasks: dict[str, Task[Any, Any]] = field(default_factory=dict)
 
     def add(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, name: str | None,
-            after: Sequence[TaskRef | str], queue: str | None) -> TaskRef:
+            after: Sequence[TaskRef | str], queue: str | None, options: dict[str, Any] | None = None,
+            map_over: Any = None) -> TaskRef:
         node = name or self._free_name(task.name)
         where = f"workflow {self.workflow!r}: task {node!r}"
+        if map_over is not None:
+            args = (_ITEM, *args)
         try:
             bound = inspect.signature(task.fn).bind(*args, **kwargs)
         except TypeError as exc:
             raise WorkflowError(f"{where}: {exc}") from None
         enc_args = tuple(self._encode(a, f"{where}: argument {i}") for i, a in enumerate(bound.args))
         enc_kwargs = {k: self._encode(v, f"{where}: argument {k!r}") for k, v in bound.kwargs.items()}
+        enc_map = self._encode(map_over, f"{where}: map") if map_over is not None else None
         upstream = set().union(*(template_refs(t) for t in (*enc_args, *enc_kwargs.values())))
+        upstream |= template_refs(enc_map) if enc_map is not None else set()
         for dep in after:
             if isinstance(dep, TaskRef):
                 self._own(dep, where)
@@ -124,10 +133,36 @@ class _Builder:
                 upstream.add(dep)
             else:
                 raise WorkflowError(f"{where}: after= takes task results or task names, got {type(dep).__name__}")
-        self.nodes.append(NodeSpec(name=node, task=task.name, queue=queue or task.queue, args=enc_args,
-                                   kwargs=enc_kwargs, upstream=tuple(sorted(upstream))))
+        settings = {**task.options, **{k: v for k, v in (options or {}).items() if v is not None}}
+        try:
+            retry = RetryPolicy.from_value(settings.pop("retries", None))
+            spec = NodeSpec(name=node, task=task.name, queue=queue or task.queue, args=enc_args, kwargs=enc_kwargs,
+                            upstream=tuple(sorted(upstream)), retry=retry, map_over=enc_map, **settings)
+        except (TypeError, WorkflowError) as exc:
+            raise WorkflowError(f"{where}: {exc}") from None
+        self.nodes.append(spec)
         self.tasks[task.name] = task
         return TaskRef(self, node)
+
+    def add_builtin(self, kind: str, name: str, config: dict[str, Any], *, after: Sequence[TaskRef | str],
+                    queue: str | None, options: dict[str, Any]) -> TaskRef:
+        """A shell or http node: `config` (which may hold task results) becomes its keyword arguments."""
+        where = f"workflow {self.workflow!r}: task {name!r}"
+        if name in {n.name for n in self.nodes}:
+            raise WorkflowError(f"{where}: the name is already used in this workflow")
+        kwargs = {k: self._encode(v, f"{where}: {k}") for k, v in config.items() if v is not None}
+        upstream = set().union(*(template_refs(t) for t in kwargs.values())) if kwargs else set()
+        for dep in after:
+            upstream.add(dep.node if isinstance(dep, TaskRef) else dep)
+        settings = {k: v for k, v in options.items() if v is not None}
+        try:
+            retry = RetryPolicy.from_value(settings.pop("retries", None))
+            spec = NodeSpec(name=name, task=kind, queue=queue or "default", kwargs=kwargs,
+                            upstream=tuple(sorted(upstream)), kind=kind, retry=retry, **settings)
+        except (TypeError, WorkflowError) as exc:
+            raise WorkflowError(f"{where}: {exc}") from None
+        self.nodes.append(spec)
+        return TaskRef(self, name)
 
     def _free_name(self, base: str) -> str:
         taken = {n.name for n in self.nodes}
@@ -143,6 +178,8 @@ class _Builder:
             raise WorkflowError(f"{where}: {ref!r} belongs to another workflow")
 
     def _encode(self, value: Any, where: str) -> Any:
+        if value is _ITEM:
+            return {"$item": True, "path": []}
         if isinstance(value, _Ref):
             self._own(value, where)
             return value._template()
@@ -159,8 +196,16 @@ class _Builder:
         raise WorkflowError(f"{where}: task results can be nested in lists and string-keyed dicts only")
 
 
+class _Item:
+    def __repr__(self) -> str:
+        return "<the mapped item>"
+
+
+_ITEM: Any = _Item()
+
+
 def _has_ref(value: Any) -> bool:
-    if isinstance(value, _Ref):
+    if isinstance(value, _Ref) or value is _ITEM:
         return True
     if isinstance(value, list | tuple):
         return any(_has_ref(v) for v in value)
@@ -172,10 +217,14 @@ def _has_ref(value: Any) -> bool:
 class Task(Generic[P, R]):
     """A registered unit of work. Called in a workflow it returns a TaskRef; elsewhere it runs."""
 
-    def __init__(self, fn: Callable[P, R], *, name: str | None = None, queue: str = "default") -> None:
+    def __init__(self, fn: Callable[P, R], *, name: str | None = None, queue: str = "default",
+                 retries: int | dict[str, Any] | None = None, timeout_s: float | None = None) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.queue = queue
+        self.options: dict[str, Any] = {k: v for k, v in (("retries", retries), ("timeout_s", timeout_s))
+                                        if v is not None}
+        RetryPolicy.from_value(retries)
         if not TASK_NAME.match(self.name):
             raise WorkflowError(f"invalid task name {self.name!r} (letters, digits, _ . and -)")
         if not QUEUE_NAME.match(queue):
@@ -190,35 +239,69 @@ class Task(Generic[P, R]):
         return builder.add(self, args, kwargs, name=None, after=(), queue=None)  # type: ignore[return-value]
 
     def with_options(self, *, name: str | None = None, after: Sequence[TaskRef | str] = (),
-                     queue: str | None = None) -> Callable[..., TaskRef]:
-        """This task with call options: a node `name`, explicit `after` dependencies, another `queue`."""
-        def call(*args: Any, **kwargs: Any) -> TaskRef:
-            builder = _building.get()
-            if builder is None:
-                raise WorkflowError(f"{self.name}.with_options(...) can only be called inside a workflow")
-            return builder.add(self, args, kwargs, name=name, after=after, queue=queue)
-        return call
+                     queue: str | None = None, retries: int | dict[str, Any] | None = None,
+                     timeout_s: float | None = None, depends: str | None = None, when: str | None = None,
+                     max_parallel: int | None = None) -> _Call:
+        """This task with call options: a node `name`, explicit `after` dependencies, another `queue`,
+        `retries` (a count or {max_retries, backoff_s, factor, max_delay_s, jitter, on}), `timeout_s`,
+        `depends` (all_succeeded, all_finished, any_failed) and a `when` condition; `.map(...)` works too."""
+        options = {"retries": retries, "timeout_s": timeout_s, "depends": depends, "when": when,
+                   "max_parallel": max_parallel}
+        return _Call(self, name, after, queue, options)
+
+    def map(self, items: Any, *args: Any, **kwargs: Any) -> TaskRef:
+        """Run this task once per item of `items` (a list result or parameter): fan-out, then fan-in."""
+        return _Call(self, None, (), None, {}).map(items, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
 
 
+@dataclass
+class _Call:
+    """A task with call options, ready to be called (or mapped) inside a workflow."""
+
+    task: Task[Any, Any]
+    name: str | None
+    after: Sequence[TaskRef | str]
+    queue: str | None
+    options: dict[str, Any]
+
+    def _builder(self, what: str) -> _Builder:
+        builder = _building.get()
+        if builder is None:
+            raise WorkflowError(f"{self.task.name}.{what}(...) can only be called inside a workflow")
+        return builder
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TaskRef:
+        return self._builder("with_options").add(self.task, args, kwargs, name=self.name, after=self.after,
+                                                 queue=self.queue, options=self.options)
+
+    def map(self, items: Any, *args: Any, **kwargs: Any) -> TaskRef:
+        if not isinstance(items, _Ref) and not isinstance(items, list | tuple):
+            raise WorkflowError(f"{self.task.name}.map() takes a task result, a parameter or a list, "
+                                f"not {type(items).__name__}")
+        return self._builder("map").add(self.task, args, kwargs, name=self.name, after=self.after,
+                                        queue=self.queue, options=self.options, map_over=items)
+
+
 class Workflow:
     """A workflow: its validated spec and the tasks it uses."""
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, timeout_s: float | None = None) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.__doc__ = fn.__doc__
         if not TASK_NAME.match(self.name):
             raise WorkflowError(f"invalid workflow name {self.name!r} (letters, digits, _ . and -)")
-        self.spec, self.tasks = _record(self.name, fn)
+        self.spec, self.tasks = _record(self.name, fn, timeout_s)
 
     def __repr__(self) -> str:
         return f"<workflow {self.name}: {' '.join(n.name for n in self.spec.nodes)}>"
 
 
-def _record(name: str, fn: Callable[..., Any]) -> tuple[WorkflowSpec, dict[str, Task[Any, Any]]]:
+def _record(name: str, fn: Callable[..., Any],
+            timeout_s: float | None = None) -> tuple[WorkflowSpec, dict[str, Task[Any, Any]]]:
     builder = _Builder(name)
     params, refs = [], {}
     for param in inspect.signature(fn).parameters.values():
@@ -238,31 +321,60 @@ def _record(name: str, fn: Callable[..., Any]) -> tuple[WorkflowSpec, dict[str, 
         fn(**refs)
     finally:
         _building.reset(token)
-    return build_spec(name, params, builder.nodes), builder.tasks
+    return build_spec(name, params, builder.nodes, timeout_s=timeout_s), builder.tasks
 
 
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
-def task(*, name: str | None = None, queue: str = "default") -> Callable[[Callable[P, R]], Task[P, R]]: ...
-def task(fn: Callable[P, R] | None = None, /, *, name: str | None = None,
-         queue: str = "default") -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-    """Declare a task: `@task` or `@task(name="...", queue="...")`. Its result must be JSON."""
+def task(*, name: str | None = None, queue: str = "default", retries: int | dict[str, Any] | None = None,
+         timeout_s: float | None = None) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(fn: Callable[P, R] | None = None, /, *, name: str | None = None, queue: str = "default",
+         retries: int | dict[str, Any] | None = None,
+         timeout_s: float | None = None) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Declare a task: `@task` or `@task(name=, queue=, retries=, timeout_s=)`. Its result must be JSON."""
     if fn is not None:
         return Task(fn)
-    return lambda f: Task(f, name=name, queue=queue)
+    return lambda f: Task(f, name=name, queue=queue, retries=retries, timeout_s=timeout_s)
 
 
 @overload
 def workflow(fn: Callable[..., Any], /) -> Workflow: ...
 @overload
-def workflow(*, name: str | None = None) -> Callable[[Callable[..., Any]], Workflow]: ...
-def workflow(fn: Callable[..., Any] | None = None, /, *,
-             name: str | None = None) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
-    """Declare a workflow: `@workflow` or `@workflow(name="...")`. Its graph is recorded and validated now."""
+def workflow(*, name: str | None = None, timeout_s: float | None = None) -> Callable[[Callable[..., Any]], Workflow]: ...
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+             timeout_s: float | None = None) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
+    """Declare a workflow: `@workflow` or `@workflow(name=, timeout_s=)`. Its graph is recorded and validated now."""
     if fn is not None:
         return Workflow(fn)
-    return lambda f: Workflow(f, name=name)
+    return lambda f: Workflow(f, name=name, timeout_s=timeout_s)
+
+
+def _builtin_builder(function: str) -> _Builder:
+    builder = _building.get()
+    if builder is None:
+        raise WorkflowError(f"{function}(...) can only be called inside a workflow")
+    return builder
+
+
+def run_shell(name: str, command: str | list[Any], *, env: dict[str, Any] | None = None, cwd: str | None = None,
+              shell: bool = False, after: Sequence[TaskRef | str] = (), queue: str | None = None,
+              **options: Any) -> TaskRef:
+    """A `shell` task inside a workflow: `command` (a list, or a string split like a shell would) runs on a
+    worker; a non-zero exit fails it; its result is {exit_code, stdout, stderr}. Options as in with_options."""
+    return _builtin_builder("run_shell").add_builtin(
+        "shell", name, {"command": command, "env": env, "cwd": cwd, "shell": shell or None}, after=after,
+        queue=queue, options=options)
+
+
+def call_http(name: str, url: str | Any, *, method: str = "GET", headers: dict[str, Any] | None = None,
+              json: Any = None, params: dict[str, Any] | None = None, max_response_bytes: int | None = None,
+              after: Sequence[TaskRef | str] = (), queue: str | None = None, **options: Any) -> TaskRef:
+    """An `http` task inside a workflow: a request whose non-2xx answer fails it (5xx, 408, 429 and
+    connection errors may be retried); its result is {status, headers, body}. Options as in with_options."""
+    return _builtin_builder("call_http").add_builtin(
+        "http", name, {"url": url, "method": method, "headers": headers, "json": json, "params": params,
+                       "max_response_bytes": max_response_bytes}, after=after, queue=queue, options=options)
 
 
 def collect(objects: Iterable[Any]) -> tuple[list[Task[Any, Any]], list[Workflow]]:

@@ -1,7 +1,9 @@
 """⑦ Task records: what a worker reports about one attempt of one task, on the results stream.
 
 A worker appends a `started` record before calling the task and a `succeeded` or `failed` record after
-it; each is one XADD, so each report is atomic. The engine applies them to the run (⑧).
+it; each is one XADD, so each report is atomic. The engine applies them to the run (⑧). Steering
+commands (`orch runs cancel|retry|rerun`, and their HTTP routes) travel on the same stream as
+`ControlRecord`s (field `c`), so the engine stays the only writer of runs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from ..jsonutil import dumps, loads
 
-__all__ = ["RecordKind", "TaskRecord"]
+__all__ = ["ControlRecord", "RecordKind", "TaskRecord"]
 
 
 class RecordKind(enum.StrEnum):
@@ -34,6 +36,9 @@ class TaskRecord:
     result: Any = None
     error: str | None = None
     duration_s: float | None = None
+    error_type: str | None = None  # the exception's class name, matched by a retry policy's `on`
+    retryable: bool | None = None  # False: never retry (e.g. HTTP 4xx, unknown task); None: per policy
+    logs: list[str] | None = None  # the attempt's log lines (bounded by the worker)
 
     def to_fields(self) -> dict[str, bytes]:
         body = {"kind": str(self.kind), "run": self.run, "node": self.node, "attempt": self.attempt,
@@ -44,6 +49,9 @@ class TaskRecord:
             body["error"] = self.error
         if self.duration_s is not None:
             body["duration_s"] = self.duration_s
+        for name in ("error_type", "retryable", "logs"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
         return {"r": dumps(body)}
 
     @classmethod
@@ -51,4 +59,33 @@ class TaskRecord:
         body = loads(fields[b"r"])
         return cls(kind=RecordKind(body["kind"]), run=body["run"], node=body["node"], attempt=int(body["attempt"]),
                    at_s=float(body["at_s"]), worker=body.get("worker", ""), result=body.get("result"),
-                   error=body.get("error"), duration_s=body.get("duration_s"))
+                   error=body.get("error"), duration_s=body.get("duration_s"), error_type=body.get("error_type"),
+                   retryable=body.get("retryable"), logs=body.get("logs"))
+
+
+@dataclass(frozen=True)
+class ControlRecord:
+    """A request to steer a run: cancel it, retry its failed tasks, or rerun it as `new_run`."""
+
+    action: str  # "cancel" | "retry" | "rerun"
+    run: str
+    at_s: float
+    by: str = ""
+    new_run: str | None = None
+    from_node: str | None = None
+
+    def to_fields(self) -> dict[str, bytes]:
+        body = {"action": self.action, "run": self.run, "at_s": self.at_s, "by": self.by}
+        if self.new_run is not None:
+            body["new_run"] = self.new_run
+        if self.from_node is not None:
+            body["from_node"] = self.from_node
+        return {"c": dumps(body)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> ControlRecord:
+        body = loads(fields[b"c"])
+        if body["action"] not in ("cancel", "retry", "rerun"):
+            raise ValueError(f"unknown control action {body['action']!r}")
+        return cls(action=body["action"], run=body["run"], at_s=float(body["at_s"]), by=body.get("by", ""),
+                   new_run=body.get("new_run"), from_node=body.get("from_node"))

@@ -25,6 +25,8 @@ __all__ = [
     "TaskRun",
     "TaskState",
     "derive_run_id",
+    "idempotency_key",
+    "item_name",
     "job_id",
 ]
 
@@ -32,19 +34,22 @@ __all__ = [
 class TaskState(enum.StrEnum):
     PENDING = "pending"      # waiting for upstream tasks
     QUEUED = "queued"        # dispatched: an RQ job waits for a worker
-    RUNNING = "running"      # a worker started it
+    RUNNING = "running"      # a worker started it (for a mapped task: its items run)
+    RETRYING = "retrying"    # an attempt failed; the next one is dispatched at retry_at
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    SKIPPED = "skipped"      # will not run because an upstream task failed or was skipped
+    SKIPPED = "skipped"      # will not run: an upstream task failed or was skipped, or its condition is false
+    CANCELLED = "cancelled"  # the run was cancelled or timed out before the task finished
 
 
-TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SKIPPED})
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED})
 
 
 class RunStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 def derive_run_id(rule: str, source: str, event_id: str) -> str:
@@ -53,8 +58,18 @@ def derive_run_id(rule: str, source: str, event_id: str) -> str:
 
 
 def job_id(run_id: str, node: str, attempt: int) -> str:
-    """The RQ job id of one attempt of one task of one run."""
-    return f"{run_id}-{node}-{attempt}"
+    """The RQ job id of one attempt of one task of one run (item i of a mapped task `n[i]`: `n--i`)."""
+    return f"{run_id}-{node.replace('[', '--').rstrip(']')}-{attempt}"
+
+
+def idempotency_key(run_id: str, node: str) -> str:
+    """The same for every attempt of one task in one run: what a task uses to make effects exactly-once."""
+    return f"{run_id}:{node}"
+
+
+def item_name(parent: str, index: int) -> str:
+    """The task name of item `index` of mapped task `parent`."""
+    return f"{parent}[{index}]"
 
 
 @functools.lru_cache(maxsize=512)
@@ -86,6 +101,13 @@ class TaskRun:
     worker: str | None = None
     result: Any = None
     error: str | None = None
+    error_type: str | None = None
+    retry_at: datetime | None = None
+    logs: list[str] | None = None
+    parent: str | None = None  # for item i of a mapped task: the mapped task; `index` is i
+    index: int | None = None
+    items: int | None = None  # for a mapped task: how many items it has
+    history: list[dict[str, Any]] = field(default_factory=list)  # every earlier attempt, with its error
 
     @property
     def duration_s(self) -> float | None:
@@ -93,18 +115,36 @@ class TaskRun:
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    def attempt_summary(self) -> dict[str, Any]:
+        """This attempt as an entry of `history`."""
+        return {"attempt": self.attempt, "state": str(self.state), "worker": self.worker,
+                "queued_at": _iso(self.queued_at), "started_at": _iso(self.started_at),
+                "finished_at": _iso(self.finished_at), "error": self.error, "error_type": self.error_type,
+                **({"logs": self.logs} if self.logs else {})}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "task": self.task, "queue": self.queue, "state": str(self.state),
-                "attempt": self.attempt, "queued_at": _iso(self.queued_at), "started_at": _iso(self.started_at),
-                "finished_at": _iso(self.finished_at), "worker": self.worker, "result": self.result,
-                "error": self.error}
+        out = {"node": self.node, "task": self.task, "queue": self.queue, "state": str(self.state),
+               "attempt": self.attempt, "queued_at": _iso(self.queued_at), "started_at": _iso(self.started_at),
+               "finished_at": _iso(self.finished_at), "worker": self.worker, "result": self.result,
+               "error": self.error}
+        for name in ("error_type", "logs", "parent", "index", "items"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.retry_at is not None:
+            out["retry_at"] = _iso(self.retry_at)
+        if self.history:
+            out["history"] = self.history
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskRun:
         return cls(node=data["node"], task=data["task"], queue=data["queue"], state=TaskState(data["state"]),
                    attempt=data.get("attempt", 0), queued_at=_dt(data.get("queued_at")),
                    started_at=_dt(data.get("started_at")), finished_at=_dt(data.get("finished_at")),
-                   worker=data.get("worker"), result=data.get("result"), error=data.get("error"))
+                   worker=data.get("worker"), result=data.get("result"), error=data.get("error"),
+                   error_type=data.get("error_type"), retry_at=_dt(data.get("retry_at")), logs=data.get("logs"),
+                   parent=data.get("parent"), index=data.get("index"), items=data.get("items"),
+                   history=data.get("history", []))
 
 
 @dataclass(frozen=True)
@@ -131,7 +171,9 @@ class Run:
     finished_at: datetime | None = None
     error: str | None = None
     tasks: dict[str, TaskRun] = field(default_factory=dict)
+    event_data: Any = None  # the data of the event that started the run (for YAML workflows' templates)
     guard: str | None = None  # the schedule overlap guard this run holds while it runs
+    rerun_of: str | None = None  # the run this one re-runs
 
     @property
     def duration_s(self) -> float | None:
@@ -143,7 +185,8 @@ class Run:
                 "finished_at": _iso(self.finished_at), "error": self.error, "version": self.spec.digest,
                 "tasks_total": len(self.tasks),
                 "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES),
-                **({"guard": self.guard} if self.guard else {})}
+                **({"guard": self.guard} if self.guard else {}),
+                **({"rerun_of": self.rerun_of} if self.rerun_of else {})}
 
     def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
         """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
@@ -152,6 +195,7 @@ class Run:
             out["meta"] = dumps(self.meta_dict())
         if spec:
             out["spec"] = dumps(self.spec.to_dict())
+            out["event"] = dumps(self.event_data)
         for name in self.tasks if tasks is None else tasks:
             out[f"t:{name}"] = dumps(self.tasks[name].to_dict())
         return out
@@ -165,16 +209,24 @@ class Run:
             if key.startswith(b"t:"):
                 task = TaskRun.from_dict(loads(value))
                 tasks[task.node] = task
-        ordered = {n.name: tasks[n.name] for n in spec.nodes if n.name in tasks}
+        ordered = {}
+        for node in spec.nodes:
+            if node.name in tasks:
+                ordered[node.name] = tasks[node.name]
+                for index in range(tasks[node.name].items or 0):
+                    child = tasks.get(item_name(node.name, index))
+                    if child is not None:
+                        ordered[child.node] = child
         return cls(id=meta["id"], workflow=meta["workflow"], rule=meta["rule"], event=EventRef(**meta["event"]),
                    params=meta["params"], spec=spec, created_at=_dt(meta["created_at"]) or datetime.now(UTC), status=RunStatus(meta["status"]),
                    finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered,
-                   guard=meta.get("guard"))
+                   guard=meta.get("guard"), rerun_of=meta.get("rerun_of"),
+                   event_data=loads(fields[b"event"]) if b"event" in fields else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The run as shown by the API and `orch runs show --json`."""
         out = self.meta_dict()
         out["duration_s"] = self.duration_s
-        out["tasks"] = [{**t.to_dict(), "duration_s": t.duration_s, "upstream": list(self.spec.node(t.node).upstream)}
-                        for t in self.tasks.values()]
+        out["tasks"] = [{**t.to_dict(), "duration_s": t.duration_s,
+                         "upstream": list(self.spec.node(t.parent or t.node).upstream)} for t in self.tasks.values()]
         return out

@@ -8,6 +8,14 @@ Task arguments are stored as templates, resolved when the task is dispatched:
     {"$ref": node, "path": [...]}       the result of an upstream node (optionally an item inside it)
     {"$param": name, "path": [...]}     a workflow parameter
     {"$list": [t, ...]}, {"$dict": {k: t}}   containers holding references
+    {"$item": true, "path": [...]}      the item of a mapped task (fan-out), optionally an item inside it
+    {"$tmpl": "...", "refs": [node]}    a Jinja2 template (sandboxed) over `params`, `results`, `event` and
+                                        `item`, from YAML workflows; `refs` are the results it reads
+
+Options of a node beyond its call: `kind` (python, shell, http), `retry` (a RetryPolicy), `timeout_s`,
+`depends` (all_succeeded, all_finished, any_failed), `when` (a sandboxed Jinja2 expression over
+`params`, `results` and `event`; false skips the task), and `map_over` (a template giving a list: the task runs
+once per item, at most `max_parallel` at a time, and its result is the list of results in order).
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ from typing import Any
 
 from ..errors import CycleError, TaskError, WorkflowError
 from ..jsonutil import dumps
+from .policy import RetryPolicy, check_depends
 
 __all__ = [
     "NODE_NAME",
+    "check_node",
     "QUEUE_NAME",
     "TASK_NAME",
     "MISSING",
@@ -71,16 +81,43 @@ class NodeSpec:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     upstream: tuple[str, ...] = ()
+    kind: str = "python"
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = None
+    depends: str = "all_succeeded"
+    when: str | None = None
+    map_over: Any = None
+    max_parallel: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "task": self.task, "queue": self.queue, "args": list(self.args),
-                "kwargs": dict(self.kwargs), "upstream": list(self.upstream)}
+        out: dict[str, Any] = {"name": self.name, "task": self.task, "queue": self.queue, "args": list(self.args),
+                               "kwargs": dict(self.kwargs), "upstream": list(self.upstream)}
+        # options only when set, so the digest of a workflow without them does not change
+        if self.kind != "python":
+            out["kind"] = self.kind
+        if self.retry is not None:
+            out["retry"] = self.retry.to_dict()
+        if self.depends != "all_succeeded":
+            out["depends"] = self.depends
+        for name in ("timeout_s", "when", "map_over", "max_parallel"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodeSpec:
         return cls(name=data["name"], task=data["task"], queue=data.get("queue", "default"),
                    args=tuple(data.get("args", ())), kwargs=dict(data.get("kwargs", {})),
-                   upstream=tuple(data.get("upstream", ())))
+                   upstream=tuple(data.get("upstream", ())), kind=data.get("kind", "python"),
+                   retry=RetryPolicy.from_value(data.get("retry")), timeout_s=data.get("timeout_s"),
+                   depends=data.get("depends", "all_succeeded"), when=data.get("when"),
+                   map_over=data.get("map_over"), max_parallel=data.get("max_parallel"))
+
+    @property
+    def refs(self) -> set[str]:
+        """The upstream nodes its arguments and its map refer to."""
+        refs = set().union(*(template_refs(t) for t in (*self.args, *self.kwargs.values())))
+        return refs | (template_refs(self.map_over) if self.map_over is not None else set())
 
 
 @dataclass(frozen=True)
@@ -90,6 +127,7 @@ class WorkflowSpec:
     name: str
     params: tuple[ParamSpec, ...]
     nodes: tuple[NodeSpec, ...]
+    timeout_s: float | None = None  # the run fails (and its unfinished tasks are cancelled) after this
 
     def node(self, name: str) -> NodeSpec:
         return self._by_name[name]
@@ -118,16 +156,20 @@ class WorkflowSpec:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "params": [{"name": p.name, **({} if p.required else {"default": p.default})} for p in self.params],
             "nodes": [n.to_dict() for n in self.nodes],
         }
+        if self.timeout_s is not None:
+            out["timeout_s"] = self.timeout_s
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkflowSpec:
         params = tuple(ParamSpec(p["name"], p.get("default", MISSING)) for p in data.get("params", ()))
-        return cls(name=data["name"], params=params, nodes=tuple(NodeSpec.from_dict(n) for n in data["nodes"]))
+        return cls(name=data["name"], params=params, nodes=tuple(NodeSpec.from_dict(n) for n in data["nodes"]),
+                   timeout_s=data.get("timeout_s"))
 
     @functools.cached_property
     def digest(self) -> str:
@@ -157,6 +199,8 @@ def template_refs(template: Any) -> set[str]:
     if isinstance(template, dict):
         if "$ref" in template:
             return {template["$ref"]}
+        if "$tmpl" in template:
+            return set(template.get("refs", ()))
         if "$list" in template:
             return set().union(*(template_refs(t) for t in template["$list"])) if template["$list"] else set()
         if "$dict" in template:
@@ -175,8 +219,20 @@ def resolve(template: Any, params: Mapping[str, Any], results: Mapping[str, Any]
         return {k: resolve(t, params, results) for k, t in template["$dict"].items()}
     if "$ref" in template:
         return _follow(results[template["$ref"]], template.get("path", ()), f"result of {template['$ref']}")
+    if "$item" in template:
+        return _follow(results["$item"], template.get("path", ()), "the mapped item")
     if "$param" in template:
         return _follow(params[template["$param"]], template.get("path", ()), f"parameter {template['$param']}")
+    if "$tmpl" in template:
+        from ..errors import RuleError
+        from ..rules.templates import render_value
+
+        context = {"params": params, "results": {k: v for k, v in results.items() if not k.startswith("$")},
+                   "item": results.get("$item"), "event": results.get("$event")}
+        try:
+            return render_value(template["$tmpl"], context, "template")
+        except RuleError as exc:
+            raise TaskError(str(exc)) from None
     raise TaskError(f"unknown argument template {template!r}")
 
 
@@ -189,14 +245,15 @@ def _follow(value: Any, path: Iterable[Any], what: str) -> Any:
     return value
 
 
-def build_spec(name: str, params: Iterable[ParamSpec], nodes: Iterable[NodeSpec]) -> WorkflowSpec:
+def build_spec(name: str, params: Iterable[ParamSpec], nodes: Iterable[NodeSpec], *,
+               timeout_s: float | None = None) -> WorkflowSpec:
     """Validate names and dependencies and order the nodes; raises WorkflowError or CycleError."""
     nodes = list(nodes)
     if not nodes:
         raise WorkflowError(f"workflow {name!r} has no tasks")
     by_name: dict[str, NodeSpec] = {}
     for node in nodes:
-        _check_node(name, node)
+        check_node(name, node)
         if node.name in by_name:
             raise WorkflowError(f"workflow {name!r}: two tasks are named {node.name!r}")
         by_name[node.name] = node
@@ -211,12 +268,32 @@ def build_spec(name: str, params: Iterable[ParamSpec], nodes: Iterable[NodeSpec]
     except graphlib.CycleError as exc:
         cycle = list(exc.args[1])
         raise CycleError(name, cycle) from None
-    return WorkflowSpec(name=name, params=tuple(params), nodes=tuple(by_name[n] for n in order))
+    if timeout_s is not None and timeout_s <= 0:
+        raise WorkflowError(f"workflow {name!r}: timeout_s must be positive")
+    return WorkflowSpec(name=name, params=tuple(params), nodes=tuple(by_name[n] for n in order), timeout_s=timeout_s)
 
 
-def _check_node(workflow: str, node: NodeSpec) -> None:
+def check_node(workflow: str, node: NodeSpec) -> None:
     if not NODE_NAME.match(node.name):
         raise WorkflowError(f"workflow {workflow!r}: {node.name!r} is not a valid task name in a workflow "
                             "(letters, digits, _ and -, starting with a letter or _)")
+    where = f"workflow {workflow!r}: task {node.name!r}"
     if not QUEUE_NAME.match(node.queue):
-        raise WorkflowError(f"workflow {workflow!r}: task {node.name!r}: invalid queue name {node.queue!r}")
+        raise WorkflowError(f"{where}: invalid queue name {node.queue!r}")
+    if node.kind not in ("python", "shell", "http"):
+        raise WorkflowError(f"{where}: kind must be python, shell or http, not {node.kind!r}")
+    check_depends(node.depends, where)
+    if node.timeout_s is not None and node.timeout_s <= 0:
+        raise WorkflowError(f"{where}: timeout_s must be positive")
+    if node.max_parallel is not None and (node.max_parallel < 1 or node.map_over is None):
+        raise WorkflowError(f"{where}: max_parallel needs map_over and must be at least 1")
+    if node.when is not None:
+        from ..rules.templates import compile_condition
+
+        try:
+            compile_condition(node.when)
+        except ValueError as exc:
+            raise WorkflowError(f"{where}: when: {exc}") from None
+    missing = node.refs - set(node.upstream)
+    if missing:
+        raise WorkflowError(f"{where}: refers to {', '.join(sorted(missing))} without depending on it")

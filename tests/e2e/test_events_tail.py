@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,6 +120,19 @@ def test_since_an_entry_id_or_a_duration_reads_the_past(env: dict[str, str], cli
     lines = everything.stdout.splitlines()
     assert len(lines) == 2 and lines[0].split()[1:4] == ["a", "/e2e/tail", "1"]
     assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr
+
+
+def test_since_a_duration_counts_back_from_redis_clock_not_the_hosts(env: dict[str, str], client: Client,
+                                                                    tmp_path: Path) -> None:
+    # A host whose clock runs an hour ahead of Redis's (stream entry ids are Redis's milliseconds).
+    (tmp_path / "sitecustomize.py").write_text("import time\n_real = time.time\n"
+                                               "time.time = lambda: _real() + 3600.0\n")
+    skewed = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))}
+    client.publish([{"type": "a", "id": "1"}, {"type": "b", "id": "2"}])
+
+    recent = orch("events", "tail", "--since", "5m", "--count", "2", "--json", env=skewed, timeout=20)
+
+    assert [loads(line)["id"] for line in recent.stdout.splitlines()] == ["1", "2"]
 
 
 def test_sigterm_and_ctrl_c_exit_cleanly(env: dict[str, str], client: Client, server: RedisServer) -> None:

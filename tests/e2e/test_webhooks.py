@@ -133,7 +133,8 @@ def test_each_scheme_turns_a_signed_request_into_an_event_in_the_stream(hooked: 
     std_body = encode({"type": "invoice.paid", "data": {"id": 7}})
     shop_body = encode({"kind": "order", "order_id": "A-1"})
     sent = [
-        ("github", gh_body, github(gh_body, delivery="delivery-good"), "github.pull_request.opened", "delivery-good"),
+        ("github", gh_body, github(gh_body, delivery="delivery-good"), "github.pull_request.opened",
+         "github-" + hashlib.sha256(gh_body).hexdigest()),
         ("stripe", st_body, stripe(st_body), "stripe.invoice.paid", "evt_good"),
         ("slack", sl_body, slack(sl_body), "slack.app_mention", "Ev-good"),
         ("billing", std_body, standard(std_body, "msg_good"), "billing.invoice.paid", "msg_good"),
@@ -149,6 +150,7 @@ def test_each_scheme_turns_a_signed_request_into_an_event_in_the_stream(hooked: 
         assert reply["type"] == event_type and reply["duplicate"] is False and reply["source"] == f"/hooks/{name}"
         (event,) = [e for e in events(hooked, f"/hooks/{name}") if e["id"] == reply["id"]]
         assert event["type"] == event_type and event["data"] == json.loads(body)
+        assert event.get("githubdelivery") == ("delivery-good" if name == "github" else None)
         if event_id:
             assert reply["id"] == event_id
     assert [e["subject"] for e in events(hooked, "/hooks/shop")] == ["A-1"]
@@ -157,8 +159,8 @@ def test_each_scheme_turns_a_signed_request_into_an_event_in_the_stream(hooked: 
 def test_a_rotated_github_secret_verifies_too(hooked: Stack) -> None:
     body = encode(pull_request(2))
 
-    assert post(hooked, "github", body, github(body, event="push", secret=GITHUB_OLD)).status_code == 202
-    assert post(hooked, "github", body, github(body, event="push", secret="retired")).status_code == 401
+    assert post(hooked, "github", body, github(body, secret=GITHUB_OLD)).status_code == 202
+    assert post(hooked, "github", body, github(body, secret="retired")).status_code == 401
 
 
 def test_slack_url_verification_is_answered_and_publishes_nothing(hooked: Stack) -> None:
@@ -211,7 +213,7 @@ def test_a_replayed_delivery_is_a_2xx_duplicate_and_no_second_event(hooked: Stac
     st_body = encode({"id": "evt_replayed", "type": "invoice.paid"})
     std_body = encode({"type": "invoice.paid"})
     sl_body = b'{"type":"app_rate_limited","minute_rate_limited":1}'
-    gh_headers, std_headers, sl_headers = github(gh_body, event="push"), standard(std_body), slack(sl_body)
+    gh_headers, std_headers, sl_headers = github(gh_body), standard(std_body), slack(sl_body)
     for name, body, make in [("github", gh_body, lambda: gh_headers), ("stripe", st_body, lambda: stripe(st_body)),
                              ("billing", std_body, lambda: std_headers), ("slack", sl_body, lambda: sl_headers)]:
         replies = [post(hooked, name, body, make()) for _ in range(5)]
@@ -219,6 +221,21 @@ def test_a_replayed_delivery_is_a_2xx_duplicate_and_no_second_event(hooked: Stac
         assert [r.status_code for r in replies] == [202] * 5, name
         assert [r.json()["duplicate"] for r in replies] == [False, True, True, True, True], name
         assert len([e for e in events(hooked, f"/hooks/{name}") if e["id"] == replies[0].json()["id"]]) == 1
+
+
+def test_a_captured_github_request_replayed_with_a_fresh_delivery_id_is_a_duplicate(hooked: Stack) -> None:
+    body = encode(pull_request(5))
+    first = post(hooked, "github", body, github(body, delivery="delivery-original"))
+    # GitHub signs only the body: a replay may change X-GitHub-Delivery and X-GitHub-Event at will.
+    fresh_id = post(hooked, "github", body, github(body, delivery="delivery-forged"))
+    other_type = post(hooked, "github", body, github(body, event="issues", delivery="delivery-forged-2"))
+
+    assert first.status_code == fresh_id.status_code == 202
+    assert first.json()["duplicate"] is False and fresh_id.json()["duplicate"] is True
+    assert fresh_id.json()["id"] == first.json()["id"]
+    assert other_type.status_code == 422 and "X-GitHub-Event" in other_type.json()["error"]
+    (event,) = [e for e in events(hooked, "/hooks/github") if e["id"] == first.json()["id"]]
+    assert event["githubdelivery"] == "delivery-original"
 
 
 def test_bad_bodies_unknown_endpoints_and_oversize(hooked: Stack) -> None:
@@ -243,12 +260,25 @@ def test_bad_bodies_unknown_endpoints_and_oversize(hooked: Stack) -> None:
     assert hooked.http().get("/hooks/github").status_code == 405
 
 
-def test_requests_are_counted_in_metrics(hooked: Stack) -> None:
+def test_requests_are_counted_in_metrics(hooked: Stack, tmp_path: Path) -> None:
     body = encode(pull_request(4))
-    post(hooked, "github", body, github(body, event="push"))
+    post(hooked, "github", body, github(body))
     post(hooked, "github", body, github(body, secret="wrong"))
+    post(hooked, "nope", b"{}", {"Content-Type": "application/json"})
 
-    text = hooked.http().get("/metrics").text
+    # Another API process on the same Redis, which served none of these requests, reports them all.
+    port = free_port()
+    other = Processes({**hooked.env, "ORCH_API_PORT": str(port)}, tmp_path)
+    try:
+        other.start("api-2", "api")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "a second orch api to answer")
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        other.stop_all()
+    assert _sample(text, 'orch_webhook_requests_total{hook="github",result="accepted"}') >= 1
+    assert _sample(text, 'orch_webhook_requests_total{hook="github",result="unauthorized"}') >= 1
+    assert _sample(text, 'orch_webhook_requests_total{hook="(unknown)",result="unknown_hook"}') >= 1
+    assert _sample(text, 'orch_webhook_requests_total{hook="shop",result="duplicate"}') == 0  # shown from the start
 
     assert 'orch_webhook_requests_total{hook="github",result="accepted"}' in text
     assert 'orch_webhook_requests_total{hook="github",result="unauthorized"}' in text
@@ -290,6 +320,9 @@ def test_orch_api_refuses_to_start_when_a_secret_is_missing(hooked: Stack) -> No
 
     assert result.returncode != 0
     assert "'stripe'" in result.stderr and "STRIPE_WEBHOOK_SECRET is not set" in result.stderr
+    declared = hooked.project / "rules" / "hooks.yaml"
+    line = declared.read_text().splitlines().index("  - name: stripe") + 1
+    assert f"{declared}:{line}: hooks.stripe.secret_env: " in result.stderr
     assert SHOP_TOKEN not in result.stderr + result.stdout
 
 
@@ -312,6 +345,12 @@ def test_redis_down_gets_503_with_retry_after(tmp_path: Path) -> None:
         procs.stop_all()
         if server.process.poll() is None:
             server.stop()
+
+
+def _sample(text: str, series: str) -> float:
+    values = [float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith(series + " ")]
+    assert len(values) == 1, (series, text)
+    return values[0]
 
 
 def _answers(url: str) -> bool:

@@ -15,7 +15,7 @@ from orchestrator.events.causation import caused_by
 from orchestrator.jsonutil import loads
 from orchestrator.settings import Settings
 
-from ..helpers import free_port
+from ..helpers import RedisServer, free_port
 
 STREAM = "orch:events"
 
@@ -145,3 +145,36 @@ def test_an_unreachable_redis_is_a_clear_error() -> None:
 
     with pytest.raises(RedisUnavailableError, match="cannot reach Redis at redis://127.0.0.1:.* Is it running"):
         asyncio.run(main())
+
+
+def test_both_clients_warn_alike_about_a_server_that_may_evict(caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer("--maxmemory-policy", "allkeys-lru")
+    try:
+        async def main() -> None:
+            async with AsyncClient(server.url) as client:
+                await client.emit("x")
+
+        asyncio.run(main())
+        async_warnings = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+        caplog.clear()
+        with Client(server.url) as sync:
+            sync.emit("y")
+        sync_warnings = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    finally:
+        server.stop()
+
+    assert len(async_warnings) == 1 and "maxmemory-policy is allkeys-lru" in async_warnings[0]
+    assert async_warnings == sync_warnings
+
+
+def test_a_reserved_source_is_refused_and_nothing_published(settings: Settings, r: redis.Redis) -> None:
+    async def main() -> None:
+        async with AsyncClient(settings=settings) as client:
+            with pytest.raises(EventError, match=r"source '/schedules/nightly-digest': .*reserved") as caught:
+                await client.emit("schedule.fired", source="/schedules/nightly-digest")
+            assert caught.value.field == "source"
+            with pytest.raises(EventError, match=r"events\[1\]\.source"):
+                await client.emit_many([{"type": "ok"}, {"type": "file.added", "source": "/watches/inbox"}])
+
+    asyncio.run(main())
+    assert r.xlen(STREAM) == 0

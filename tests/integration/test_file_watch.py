@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from orchestrator.embedded_redis import find_redis_binary
@@ -254,3 +255,91 @@ def test_the_watcher_rides_out_a_redis_that_is_not_there_yet(settings: Settings,
             server.wait()
 
     assert events == [("file.added", "early.csv")]
+
+
+def test_a_symlinked_directory_inside_the_watch_leaks_nothing_from_outside(r: redis.Redis, settings: Settings,
+                                                                            tmp_path: Path) -> None:
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "there-before.txt").write_text("outside the watch\n")
+    inbox.mkdir()
+    (inbox / "link").symlink_to(Path("..") / "outside")  # watched/link -> ../outside: watchfiles follows it
+    with watching(r, settings, make_watch(inbox)):
+        (outside / "secret.txt").write_text("must not be announced\n")
+        (outside / "deep").mkdir()
+        (outside / "deep" / "more.txt").write_text("nor this\n")
+        time.sleep(0.4)
+        (outside / "secret.txt").unlink()
+        time.sleep(0.4)
+        (inbox / "marker.txt").write_text("inside\n")  # a change that is announced, after all the above
+        events = wait_for_events(r, 1)
+        time.sleep(0.3)
+
+    assert events == [("file.added", "marker.txt")] and summary(r) == events
+    assert r.hkeys(KEYS.watch_files("inbox")) == [b"marker.txt"]
+
+
+def test_files_under_a_directory_replaced_by_a_symlink_are_deleted_not_followed(
+        r: redis.Redis, settings: Settings, tmp_path: Path) -> None:
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.csv").write_text("outside\n")
+    with watching(r, settings, make_watch(inbox)):
+        (inbox / "sub").mkdir()
+        (inbox / "sub" / "a.csv").write_text("inside\n")
+        wait_for_events(r, 1)
+        (inbox / "sub" / "a.csv").unlink()
+        (inbox / "sub").rmdir()
+        (inbox / "sub").symlink_to(outside)
+        events = wait_for_events(r, 2)
+
+    assert events == [("file.added", "sub/a.csv"), ("file.deleted", "sub/a.csv")]
+
+
+def test_a_watched_directory_swapped_for_a_symlink_is_not_followed(r: redis.Redis, settings: Settings,
+                                                                   tmp_path: Path) -> None:
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.csv").write_text("outside\n")
+    with watching(r, settings, make_watch(inbox), max_backoff_s=0.2, resync_s=0.2):
+        (inbox / "a.csv").write_text("1\n")
+        wait_for_events(r, 1)
+        os.rename(inbox, tmp_path / "moved-away")
+        inbox.symlink_to(outside)  # the path validated now leads outside: rescans must not follow it
+        time.sleep(1.0)
+        (outside / "later.csv").write_text("outside too\n")
+        time.sleep(0.5)
+
+    assert summary(r) == [("file.added", "a.csv")]
+
+
+@pytest.mark.parametrize("busy", ["busy/*.log", "*.tmp"])
+def test_a_file_is_announced_one_debounce_window_after_its_last_change(
+        r: redis.Redis, settings: Settings, tmp_path: Path, busy: str) -> None:
+    # New files arriving without pause used to make watchfiles group notifications for a whole debounce
+    # window before the watcher started its own (a file written once waited two windows), and when all
+    # of them were excluded (*.tmp), watchfiles yielded nothing at all, so nothing was announced.
+    inbox = tmp_path / "inbox"
+    (inbox / "busy").mkdir(parents=True)
+    stop = threading.Event()
+
+    def keep_adding() -> None:
+        for i in range(100_000):
+            (inbox / busy.replace("*", str(i))).write_text("x")
+            if stop.wait(0.02):
+                return
+
+    with watching(r, settings, make_watch(inbox, debounce_ms=1000, exclude=["*.tmp"])):
+        time.sleep(0.3)  # quiet: the write below starts a new group of notifications
+        writer = threading.Thread(target=keep_adding, daemon=True)
+        started = time.time()
+        (inbox / "once.csv").write_text("written once\n")
+        writer.start()
+        try:
+            wait_for(lambda: ("file.added", "once.csv") in summary(r), 10, "once.csv to be announced")
+            took_s = time.time() - started
+        finally:
+            stop.set()
+            writer.join(2)
+
+    assert 0.9 <= took_s < 1.6, took_s

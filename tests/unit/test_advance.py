@@ -6,9 +6,11 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from orchestrator import task, workflow
 from orchestrator.workflows.advance import Change, Dispatch, apply_record, failed_run, new_run
-from orchestrator.workflows.dag import blocked_nodes, ready_nodes
+from orchestrator.workflows.policy import upstream_ready
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import EventRef, Run, RunStatus, TaskRun, TaskState, derive_run_id, job_id
 from orchestrator.workflows.spec import WorkflowSpec
@@ -98,7 +100,8 @@ def test_a_new_run_dispatches_only_its_roots_with_resolved_arguments() -> None:
 
     assert change.created and change.dirty and not change.finished
     assert change.dispatches == [Dispatch(run_id="run1", workflow="orders", node="fetch", task="fetch", attempt=1,
-                                          queue="default", job_id="run1-fetch-1", args=["A-1"], kwargs={})]
+                                          queue="default", job_id="run1-fetch-1", args=["A-1"], kwargs={},
+                                              key="run1:fetch")]
     assert states(change) == {"fetch": TaskState.QUEUED, "charge": TaskState.PENDING,
                               "reserve": TaskState.PENDING, "confirm": TaskState.PENDING,
                               "notify": TaskState.PENDING}
@@ -345,7 +348,7 @@ def test_to_fields_writes_only_the_given_tasks() -> None:
     run = start().run
 
     assert set(run.to_fields({"fetch"})) == {"meta", "t:fetch"}
-    assert set(run.to_fields(set(), meta=False, spec=True)) == {"spec"}
+    assert set(run.to_fields(set(), meta=False, spec=True)) == {"spec", "event"}
 
 
 def test_a_task_run_round_trips_through_a_dict() -> None:
@@ -371,20 +374,17 @@ def test_task_records_round_trip_through_stream_fields() -> None:
 # -- readiness ---------------------------------------------------------------------------------------
 
 
-def test_ready_nodes_are_pending_nodes_whose_upstreams_all_succeeded() -> None:
-    spec = orders.spec
-    current = {n.name: TaskState.PENDING for n in spec.nodes}
-
-    assert ready_nodes(spec, current) == ["fetch"]
-    current.update(fetch=TaskState.SUCCEEDED, charge=TaskState.SUCCEEDED, reserve=TaskState.RUNNING)
-    assert ready_nodes(spec, current) == []
-    current.update(reserve=TaskState.SUCCEEDED)
-    assert ready_nodes(spec, current) == ["confirm"]
-
-
-def test_blocked_nodes_name_the_upstream_that_blocks_them() -> None:
-    spec = orders.spec
-    current = {n.name: TaskState.PENDING for n in spec.nodes}
-    current.update(fetch=TaskState.SUCCEEDED, charge=TaskState.RUNNING, reserve=TaskState.FAILED)
-
-    assert blocked_nodes(spec, current) == {"confirm": "reserve", "notify": "confirm"}
+@pytest.mark.parametrize(("depends", "upstream", "verdict"), [
+    ("all_succeeded", [], True),
+    ("all_succeeded", ["succeeded", "running"], None),
+    ("all_succeeded", ["succeeded", "succeeded"], True),
+    ("all_succeeded", ["failed", "running"], False),
+    ("all_succeeded", ["skipped", "succeeded"], False),
+    ("all_finished", ["failed", "running"], None),
+    ("all_finished", ["failed", "skipped", "cancelled"], True),
+    ("any_failed", ["failed", "running"], True),
+    ("any_failed", ["succeeded", "running"], None),
+    ("any_failed", ["succeeded", "skipped"], False),
+])
+def test_upstream_readiness_per_dependency_policy(depends: str, upstream: list[str], verdict: bool | None) -> None:
+    assert upstream_ready(depends, upstream) is verdict

@@ -136,3 +136,18 @@ def test_a_tail_line_shows_the_cells_of_events_list(capsys: pytest.CaptureFixtur
     print_event_line({**record, "data": "two\nlines\r\x00"})
     (multi,) = capsys.readouterr().out.splitlines()
     assert multi.endswith("two\\nlines\\r\\x00"), "one event, one line"
+
+
+@pytest.mark.parametrize("source", ["/schedules/nightly-digest", "/hooks/github", "/watches/inbox"])
+def test_both_clients_refuse_sources_reserved_for_orchs_triggers(source: str) -> None:
+    for client in (_client(), AsyncClient(NOWHERE, source="/app")):
+        with pytest.raises(EventError, match="reserved for orch's") as one:
+            client._event("schedule.fired", None, source=source, subject=None, id=None, time=None,
+                          datacontenttype=None, extensions=None)
+        with pytest.raises(EventError, match=r"^events\[1\]\.source") as many:
+            client._events([{"type": "a"}, {"type": "b", "source": source}])
+        with pytest.raises(EventError, match="reserved"):
+            client._events([Event.new("c", source=source)])
+        assert one.value.field == many.value.field == "source" and one.value.status_code == 422
+    with pytest.raises(EventError, match="reserved"):
+        Client(connection=redis.Redis.from_url(NOWHERE), source=source).emit("x")

@@ -236,3 +236,25 @@ def test_an_unsupported_content_type_without_ce_headers_is_a_415() -> None:
 
     assert error.status_code == 415
     assert str(error).startswith("unsupported Content-Type 'application/json' without ce-* headers")
+
+
+# -- sources reserved for orch's own triggers --------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["/schedules/nightly-digest", "/hooks/github", "/watches/inbox"])
+def test_a_reserved_source_is_refused_in_every_mode(source: str) -> None:
+    structured = refused(STRUCTURED, {}, body({**EVENT, "source": source}))
+    binary = refused("application/json", {**CE_HEADERS, "ce-source": source}, body({"a": 1}))
+    batch = refused(BATCH, {}, body([EVENT, {**EVENT, "id": "e-2", "source": source}]))
+
+    for error in (structured, binary, batch):
+        assert (error.status_code, error.field) == (422, "source") and "reserved" in str(error)
+        assert source in str(error)
+    assert str(batch).startswith("events[1].source")
+
+
+@pytest.mark.parametrize("source", ["/schedules", "/my/schedules/x", "/hooksy", "/watch/inbox"])
+def test_sources_that_only_look_alike_are_accepted(source: str) -> None:
+    (event,) = parse_http_events(STRUCTURED, {}, body({**EVENT, "source": source}))
+
+    assert event.source == source

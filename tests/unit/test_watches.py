@@ -26,7 +26,7 @@ def watch_yaml(path: str, extra: str = "") -> str:
 
 def only_issue(root: Path, watch_roots: tuple[Path, ...] = ()) -> ConfigIssue:
     with pytest.raises(ConfigError) as caught:
-        load_project(root, watch_roots=watch_roots)
+        load_project(root, watch_roots=watch_roots, check_watch_paths=True)
     (issue,) = caught.value.issues
     return issue
 
@@ -56,7 +56,7 @@ def test_a_watch_inside_the_project_loads_with_its_defaults(layout: tuple[Path, 
     root, _ = layout
     (root / "rules" / "rules.yaml").write_text(watch_yaml("inbox"))
 
-    watch = load_project(root).watches["inbox"]
+    watch = load_project(root, check_watch_paths=True).watches["inbox"]
 
     assert watch.path == (root / "inbox").resolve()
     assert (watch.recursive, watch.debounce_ms, watch.enabled, watch.include, watch.exclude) == (
@@ -112,7 +112,7 @@ def test_an_extra_watch_root_allows_a_directory_outside_the_project(
     (root / "link").symlink_to(outside)
     (root / "rules" / "rules.yaml").write_text(watch_yaml(path.replace("OUTSIDE", str(outside))))
 
-    watch = load_project(root, watch_roots=(outside,)).watches["inbox"]
+    watch = load_project(root, watch_roots=(outside,), check_watch_paths=True).watches["inbox"]
 
     assert watch.path == (outside / "sub" if path.endswith("sub") else outside).resolve()
 
@@ -122,7 +122,7 @@ def test_a_symlink_inside_the_project_to_a_directory_inside_it_is_followed(layou
     (root / "alias").symlink_to(root / "inbox")
     (root / "rules" / "rules.yaml").write_text(watch_yaml("alias"))
 
-    assert load_project(root).watches["inbox"].path == (root / "inbox").resolve()
+    assert load_project(root, check_watch_paths=True).watches["inbox"].path == (root / "inbox").resolve()
 
 
 def test_other_watch_fields_are_checked_too(layout: tuple[Path, Path]) -> None:
@@ -225,3 +225,57 @@ def test_the_events_carry_path_size_and_mtime(tmp_path: Path) -> None:
     assert added["time"] == "2023-11-14T22:13:20.123456Z"
     assert deleted["type"] == "file.deleted" and deleted["time"] == "2030-01-01T00:00:00Z"
     assert deleted["data"] == {"watch": "inbox", "path": "sub/a.csv", "size": None, "mtime": None}
+
+
+# -- which roles check the paths on disk ----------------------------------------------------------
+
+
+def test_a_watch_on_a_missing_directory_loads_for_the_engine_but_not_for_validate(layout: tuple[Path, Path]) -> None:
+    root, _ = layout
+    (root / "rules" / "rules.yaml").write_text(watch_yaml("not-on-this-host"))
+
+    watch = load_project(root).watches["inbox"]  # engine, worker, api: they never open the directory
+    issue = only_issue(root)                     # orch validate, orch triggers
+
+    assert watch.path == root / "not-on-this-host"
+    assert (issue.line, issue.field) == (3, "watches[0].path") and "does not exist" in issue.message
+
+
+@pytest.mark.parametrize(("path", "says"), [("''", "must name a directory"), ('"in\\0box"', "NUL")])
+def test_without_path_checks_malformed_paths_are_still_refused(layout: tuple[Path, Path], path: str,
+                                                               says: str) -> None:
+    root, _ = layout
+    (root / "rules" / "rules.yaml").write_text(watch_yaml(path))
+
+    with pytest.raises(ConfigError) as caught:
+        load_project(root)
+
+    (issue,) = caught.value.issues
+    assert issue.field == "watches[0].path" and says in issue.message
+
+
+def test_the_watcher_re_checks_the_confinement_it_was_validated_with(layout: tuple[Path, Path]) -> None:
+    root, outside = layout
+    (root / "rules" / "rules.yaml").write_text(watch_yaml("inbox"))
+    watch = load_project(root, check_watch_paths=True).watches["inbox"]
+    unconfined = WatchConfig(name="w", path=outside)
+    assert watch.root_problem() is None and unconfined.root_problem() is None
+
+    (root / "inbox").rmdir()
+    assert "is missing" in (watch.root_problem() or "")
+    (root / "inbox").symlink_to(outside)  # swapped for a symlink after validation
+    assert "now goes through a symlink to" in (watch.root_problem() or "")
+    (root / "inbox").unlink()
+    (root / "inbox").mkdir()
+    assert watch.root_problem() is None
+
+
+@pytest.mark.parametrize(("source", "ok"), [("/watches/drop", True), ("/schedules/nightly", False),
+                                            ("/hooks/github", False), ("/my/source", False)])
+def test_a_watch_source_stays_under_watches(tmp_path: Path, source: str, ok: bool) -> None:
+    values = {"name": "w", "path": str(tmp_path), "source": source}
+    if ok:
+        assert WatchConfig.model_validate(values).event_source == source
+        return
+    with pytest.raises(ValidationError, match="must start with /watches/"):
+        WatchConfig.model_validate(values)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,7 @@ from pydantic import ValidationError
 from orchestrator.errors import ConfigError
 from orchestrator.events.envelope import Event
 from orchestrator.hooks import GITHUB_DEDUP_WINDOW_S, HookConfig, Scheme
-from orchestrator.project import load_project
+from orchestrator.project import load_hooks, load_project
 from triggers.webhooks.mapping import Challenge, Rejected, build_event, parse_payload
 from triggers.webhooks.secrets import resolve_all, resolve_secrets
 from triggers.webhooks.verify import Verified
@@ -168,19 +170,41 @@ def event_of(config: HookConfig, data: dict[str, Any], headers: dict[str, str] |
     return out
 
 
-def test_github_events_are_typed_by_header_and_action_and_keyed_by_delivery() -> None:
+def test_github_events_are_typed_by_header_and_action_and_keyed_by_a_digest_of_the_body() -> None:
     config = hook(verify="github", secret_env="S")
-    data = {"action": "opened", "repository": {"full_name": "acme/app"}, "number": 7}
+    data = {"action": "opened", "repository": {"full_name": "acme/app"}, "pull_request": {"number": 7}}
+    body = json.dumps(data).encode()
 
-    event = event_of(config, data, {"X-GitHub-Event": "pull_request"}, Verified(delivery_id="d-42"))
-    push = event_of(config, {"ref": "main"}, {"x-github-event": "push"}, Verified(delivery_id="d-43"))
+    event = event_of(config, data, {"X-GitHub-Event": "pull_request"}, Verified(delivery_id="d-42"), body)
+    push = event_of(config, {"ref": "main", "commits": []}, {"x-github-event": "push"}, Verified(delivery_id="d-43"))
+    undelivered = event_of(config, data, {"X-GitHub-Event": "pull_request"}, body=body)
 
-    assert (event.type, event.id, event.source, event.subject) == ("github.pull_request.opened", "d-42",
-                                                                  "/hooks/h", "acme/app")
+    assert (event.type, event.source, event.subject) == ("github.pull_request.opened", "/hooks/h", "acme/app")
+    assert event.id == "github-" + hashlib.sha256(body).hexdigest() == undelivered.id
+    assert event.extensions == {"githubdelivery": "d-42"} and undelivered.extensions == {}
     assert event.data == data and event.time == NOW
-    assert push.type == "github.push" and push.subject is None
-    with pytest.raises(Rejected, match="X-GitHub-Delivery"):
-        event_of(config, data, {"X-GitHub-Event": "push"})
+    assert push.type == "github.push" and push.subject is None and push.id != event.id
+
+
+def test_a_replayed_github_body_with_a_fresh_delivery_id_keeps_its_event_id() -> None:
+    config = hook(verify="github", secret_env="S")
+    data = {"action": "opened", "pull_request": {"number": 7}}
+    body = json.dumps(data).encode()
+
+    first = event_of(config, data, {"X-GitHub-Event": "pull_request"}, Verified(delivery_id="d-1"), body)
+    replay = event_of(config, data, {"X-GitHub-Event": "pull_request"}, Verified(delivery_id="forged-2"), body)
+
+    assert replay.id == first.id and replay.extensions == {"githubdelivery": "forged-2"}
+
+
+@pytest.mark.parametrize("kind, data", [("push", {"action": "opened", "pull_request": {}}),
+                                        ("pull_request", {"ref": "main", "commits": []}),
+                                        ("issues", {"action": "opened", "pull_request": {}})])
+def test_an_x_github_event_the_body_contradicts_is_refused(kind: str, data: dict[str, Any]) -> None:
+    with pytest.raises(Rejected) as caught:
+        event_of(hook(verify="github", secret_env="S"), data, {"X-GitHub-Event": kind})
+
+    assert caught.value.status == 422 and caught.value.field == "x-github-event" and kind in str(caught.value)
 
 
 def test_stripe_events_use_the_body_type_and_id() -> None:
@@ -265,3 +289,74 @@ def test_github_and_slack_forms_carry_json_in_payload_or_fields() -> None:
     assert parse_payload(github, None, b'{"a": 1}') == {"a": 1}
     with pytest.raises(Rejected, match="payload"):
         parse_payload(github, "application/x-www-form-urlencoded", b"a=1")
+
+
+# -- what orch api loads, and where secret errors point -------------------------------------------------
+
+
+def broken_project(root: Path) -> Path:
+    """Hooks beside a workflow module that raises on import and a rule naming no workflow."""
+    (root / "rules").mkdir(parents=True)
+    (root / "workflows").mkdir()
+    (root / "workflows" / "broken.py").write_text("import pathlib\n"
+                                                  "pathlib.Path(__file__).with_name('imported').touch()\n"
+                                                  "raise RuntimeError('this module must not be imported')\n")
+    (root / "rules" / "rules.yaml").write_text("rules:\n  - {name: r, type: t, workflow: nowhere}\nbogus: 1\n")
+    (root / "rules" / "hooks.yaml").write_text(textwrap.dedent("""\
+        # endpoints
+        hooks:
+          - name: gh
+            verify: github
+            secret_env: GH_SECRET
+          - name: files
+            verify: slack
+            secret_file: secrets/slack.txt
+        """))
+    return root
+
+
+def test_load_hooks_reads_only_the_hooks_and_imports_no_workflow(tmp_path: Path) -> None:
+    root = broken_project(tmp_path)
+
+    hooks, locations = load_hooks(root)
+
+    assert list(hooks) == ["gh", "files"] and hooks["files"].secret_file == root / "secrets" / "slack.txt"
+    assert locations == {"gh": (root / "rules" / "hooks.yaml", 3), "files": (root / "rules" / "hooks.yaml", 6)}
+    assert not (root / "workflows" / "imported").exists()
+    with pytest.raises(ConfigError):
+        load_project(root)  # the whole project is broken, for the roles that need it
+    assert (root / "workflows" / "imported").exists()
+
+
+def test_load_hooks_reports_problems_in_hooks_sections(tmp_path: Path) -> None:
+    root = broken_project(tmp_path)
+    (root / "rules" / "more.yaml").write_text("hooks:\n  - {name: gh, verify: github, secret_env: OTHER}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_hooks(root)
+
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line, issue.field) == (root / "rules" / "more.yaml", 2, "hooks[0].name")
+
+
+def test_a_missing_secret_names_the_file_and_line_that_declare_the_endpoint(tmp_path: Path) -> None:
+    root = broken_project(tmp_path)
+    hooks, locations = load_hooks(root)
+
+    with pytest.raises(ConfigError) as caught:
+        resolve_all(hooks, {}, project_root=root, locations=locations)
+
+    env, file = caught.value.issues
+    assert (env.file, env.line, env.field) == (root / "rules" / "hooks.yaml", 3, "hooks.gh.secret_env")
+    assert (file.file, file.line, file.field) == (root / "rules" / "hooks.yaml", 6, "hooks.files.secret_file")
+    assert str(env).startswith(f"{root / 'rules' / 'hooks.yaml'}:3: hooks.gh.secret_env: ")
+
+
+@pytest.mark.parametrize(("source", "ok"), [("/hooks/github-main", True), ("/schedules/nightly", False),
+                                            ("/watches/inbox", False), ("/github", False)])
+def test_a_hook_source_stays_under_hooks(source: str, ok: bool) -> None:
+    if ok:
+        assert hook(verify="none", source=source).event_source == source
+        return
+    ((loc, message),) = errors(verify="none", source=source)
+    assert loc == ("source",) and "must start with /hooks/" in message

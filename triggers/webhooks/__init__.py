@@ -13,8 +13,11 @@ How a request becomes an event (source `/hooks/<name>` unless `source:` says oth
 body; `type:`, `id:`, `subject:` templates on the endpoint override each default):
 
     scheme    type                                      id (the dedup key)             subject
-    github    github.<X-GitHub-Event>[.<body.action>]    X-GitHub-Delivery              body.repository.full_name
-              e.g. github.pull_request.opened, github.push, github.ping
+    github    github.<X-GitHub-Event>[.<body.action>]    github-<sha256 of the body>    body.repository.full_name
+              e.g. github.pull_request.opened, github.push, github.ping; X-GitHub-Delivery goes to the
+              `githubdelivery` extension attribute. GitHub signs only the body, so a captured request
+              replayed with a fresh delivery id is still a duplicate, and X-GitHub-Event must agree with
+              the body for the events whose payloads tell (push, pull_request, issues, ...: else 422)
     stripe    stripe.<body.type>                        body.id (evt_...)              body.data.object.id
               e.g. stripe.checkout.session.completed
     slack     slack.<body.event.type> (Events API),      body.event_id, else a hash     body.event.channel,
@@ -28,8 +31,8 @@ body; `type:`, `id:`, `subject:` templates on the endpoint override each default
 Templates run in Jinja2's sandbox with `body` (also `data`), `headers` (lower-case names; never
 Authorization, Cookie or the token header) and `hook`; they are compiled from the project's YAML only.
 GitHub and Slack may also send `application/x-www-form-urlencoded` (a JSON `payload` field, or Slack's
-slash-command fields). Replays: a timestamp further than `tolerance_s` (300 s) from now is refused; a
-delivery id seen within the endpoint's dedup window (github 7 days, others 24 h, at least twice the
+slash-command fields). Replays: a timestamp further than `tolerance_s` (300 s) from now is refused; an
+event id seen within the endpoint's dedup window (github 7 days, others 24 h, at least twice the
 tolerance) answers 202 with `"duplicate": true` and publishes nothing.
 """
 

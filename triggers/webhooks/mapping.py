@@ -20,12 +20,20 @@ from orchestrator.jsonutil import JSONValueError, check_json, loads
 
 from .verify import DEFAULT_TOKEN_HEADER, Verified
 
-__all__ = ["FORM", "Challenge", "Rejected", "build_event", "parse_payload"]
+__all__ = ["FORM", "GITHUB_DELIVERY", "GITHUB_PAYLOAD_KEYS", "Challenge", "Rejected", "build_event", "parse_payload"]
 
 FORM = "application/x-www-form-urlencoded"
 _FORM_SCHEMES = (Scheme.GITHUB, Scheme.SLACK)  # GitHub's "form" content type; Slack commands, interactivity
 _HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 MAX_FORM_FIELDS = 1000
+GITHUB_DELIVERY = "githubdelivery"  # the extension attribute carrying X-GitHub-Delivery (not signed)
+# A field every payload of these GitHub events has: a replayed body under another X-GitHub-Event is refused.
+GITHUB_PAYLOAD_KEYS = {
+    "push": "commits", "pull_request": "pull_request", "issues": "issue", "issue_comment": "comment",
+    "release": "release", "ping": "hook_id", "workflow_run": "workflow_run", "workflow_job": "workflow_job",
+    "check_run": "check_run", "check_suite": "check_suite", "deployment": "deployment",
+    "deployment_status": "deployment_status", "pull_request_review": "review",
+}
 
 
 class Rejected(Exception):
@@ -100,6 +108,9 @@ def build_event(config: HookConfig, headers: Mapping[str, str], data: dict[str, 
             raise Rejected(422, "a url_verification request without a string 'challenge'", "body.challenge")
         return Challenge({"challenge": challenge})
     event_type, event_id, subject = _defaults(config, lower, data, body, verified)
+    extensions: dict[str, str | int | bool] = {}
+    if config.verify is Scheme.GITHUB and verified.delivery_id:  # unsigned: kept for tracing only
+        extensions[GITHUB_DELIVERY] = verified.delivery_id[:256]
     if config.templates is not None:
         hidden = _HIDDEN_HEADERS | {(config.header or DEFAULT_TOKEN_HEADER).lower()}
         context = {"body": data, "data": data, "hook": config.name,
@@ -115,7 +126,8 @@ def build_event(config: HookConfig, headers: Mapping[str, str], data: dict[str, 
     if not event_type:
         raise Rejected(422, "cannot tell the event type: set `type:` on the endpoint", "type")
     return Event.new(event_type, data, source=config.event_source, subject=subject or None,
-                     id=event_id or new_event_id(), time=now, datacontenttype="application/json")
+                     id=event_id or new_event_id(), time=now, datacontenttype="application/json",
+                     extensions=extensions)
 
 
 def _text(value: Any, what: str) -> str | None:
@@ -131,15 +143,7 @@ def _defaults(config: HookConfig, headers: Mapping[str, str], data: dict[str, An
     """(type, id, subject) as the provider defines them; templates may override each."""
     body_type = data.get("type") if isinstance(data.get("type"), str) else None
     if config.verify is Scheme.GITHUB:
-        kind = headers.get("x-github-event", "").strip()
-        if not kind and config.type is None:
-            raise Rejected(400, "missing X-GitHub-Event header", "x-github-event")
-        if not verified.delivery_id and config.id is None:
-            raise Rejected(400, "missing X-GitHub-Delivery header (the delivery id dedups redeliveries)",
-                           "x-github-delivery")
-        action = data.get("action")
-        event_type = f"github.{kind}" + (f".{action}" if isinstance(action, str) and action else "")
-        return event_type, verified.delivery_id, _path(data, "repository", "full_name")
+        return _github(config, headers, data, body)
     if config.verify is Scheme.STRIPE:
         event_id = data.get("id") if isinstance(data.get("id"), str) else None
         if (body_type is None and config.type is None) or (event_id is None and config.id is None):
@@ -150,6 +154,24 @@ def _defaults(config: HookConfig, headers: Mapping[str, str], data: dict[str, An
     prefix = config.name
     event_type = f"{prefix}.{body_type}" if body_type else prefix
     return event_type, verified.delivery_id, None
+
+
+def _github(config: HookConfig, headers: Mapping[str, str], data: dict[str, Any],
+            body: bytes) -> tuple[str | None, str | None, str | None]:
+    # GitHub signs only the body: X-GitHub-Delivery and X-GitHub-Event can be changed by whoever replays a
+    # captured request. So the id (the dedup key) is a digest of the body, which a redelivery repeats, and
+    # the event header must agree with what the body holds where that is cheap to tell.
+    kind = headers.get("x-github-event", "").strip()
+    if not kind and config.type is None:
+        raise Rejected(400, "missing X-GitHub-Event header", "x-github-event")
+    hint = GITHUB_PAYLOAD_KEYS.get(kind)
+    if hint is not None and hint not in data:
+        raise Rejected(422, f"X-GitHub-Event {kind!r} does not match the body (a {kind} payload has a "
+                       f"{hint!r} field)", "x-github-event")
+    action = data.get("action")
+    event_type = f"github.{kind}" + (f".{action}" if isinstance(action, str) and action else "")
+    event_id = "github-" + hashlib.sha256(body).hexdigest()
+    return event_type, event_id, _path(data, "repository", "full_name")
 
 
 def _slack(data: dict[str, Any], body: bytes, verified: Verified,

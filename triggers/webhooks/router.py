@@ -4,11 +4,14 @@ Per request: unknown or disabled endpoint -> 404 (listing the endpoints); body r
 limit -> 413; signature checked on the raw bytes -> 401; body parsed and mapped -> 400/415/422; then one
 publish script (dedup on (source, id) + XADD) -> 202 once the event is in the stream, with
 `"duplicate": true` for a delivery seen within the dedup window; Redis down -> 503 with Retry-After (the
-app's handler). Each outcome counts in `orch_webhook_requests_total{hook,result}`.
+app's handler). Each outcome counts in `orch_webhook_requests_total{hook,result}`, a Redis hash like every
+other orch counter, so one scrape of any `orch api` sees every API process (`unavailable` is counted
+only when Redis takes the increment; it may not).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -19,13 +22,13 @@ from typing import Any
 import redis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter
 
 from orchestrator.api.app import ApiState
 from orchestrator.api.routes import read_body
 from orchestrator.errors import EventError
 from orchestrator.events.publish import AsyncPublisher
 from orchestrator.hooks import HookConfig, Scheme
+from orchestrator.metrics import WEBHOOK_REQUESTS, MetricsBatch
 
 from .mapping import Challenge, Rejected, build_event, parse_payload
 from .secrets import HookSecrets
@@ -41,7 +44,7 @@ TRIGGER = "webhook"          # the `trigger` label of orch_events_received_total
 
 
 class _Hooks:
-    """The endpoints, their secrets and, once bound to an app's state, their publishers and counter."""
+    """The endpoints, their secrets and, once bound to an app's state, their publishers and Redis."""
 
     def __init__(self, hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSecrets],
                  clock: Callable[[], float]) -> None:
@@ -52,17 +55,11 @@ class _Hooks:
             raise ValueError(f"no secrets resolved for webhook endpoint(s) {', '.join(missing)}")
         self.keys = {name: secrets[name].keys for name in self.configs}
         self.clock = clock
-        self.requests = Counter("orch_webhook_requests", "Webhook requests, by endpoint and outcome "
-                                "(accepted, duplicate, challenge, unauthorized, invalid, too_large, unknown_hook, "
-                                "unavailable).", ["hook", "result"], registry=None)
-        for name in self.configs:
-            for result in ("accepted", "duplicate", "unauthorized"):
-                self.requests.labels(name, result)
         self.publishers: dict[str, AsyncPublisher] = {}
         self._state: ApiState | None = None
 
     def bind(self, state: ApiState) -> None:
-        """Publishers on the app's Redis client, the counter in the app's registry (once per app)."""
+        """Publishers on the app's Redis client (once per app)."""
         if self._state is state:
             return
         default_window = state.settings.event_dedup_window_s
@@ -72,12 +69,33 @@ class _Hooks:
                                  trigger=TRIGGER)
             for name, config in self.configs.items()
         }
-        with contextlib.suppress(ValueError):  # already registered there
-            state.registry.register(self.requests)
         self._state = state
 
-    def count(self, hook: str, result: str) -> None:
-        self.requests.labels(hook, result).inc()
+    async def count(self, hook: str, result: str) -> None:
+        """Count one request in `orch_webhook_requests_total{hook,result}` (in Redis); never changes the answer."""
+        batch = MetricsBatch()
+        batch.inc(WEBHOOK_REQUESTS, hook, result)
+        # Redis just failed us once: do not hold the 503 for long on a second try.
+        await self._flush(batch, timeout_s=1.0 if result == "unavailable" else None)
+
+    async def prime(self) -> None:
+        """Show every endpoint's main series at 0 from the start (HINCRBY 0), so rates work at once."""
+        batch = MetricsBatch()
+        for name in self.configs:
+            for result in ("accepted", "duplicate", "unauthorized"):
+                batch.inc(WEBHOOK_REQUESTS, name, result, n=0)
+        await self._flush(batch, timeout_s=5.0)
+
+    async def _flush(self, batch: MetricsBatch, timeout_s: float | None) -> None:
+        state = self._state
+        if state is None or not batch:
+            return
+        pipe = state.aredis.pipeline(transaction=False)
+        batch.flush(pipe, state.keys)
+        try:
+            await asyncio.wait_for(pipe.execute(), timeout_s)
+        except (redis.RedisError, TimeoutError) as exc:  # counting must never hide the outcome
+            log.debug("webhook counter not updated: %s", exc)
 
 
 def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSecrets], *,
@@ -88,6 +106,7 @@ def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSec
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.bind(app.state.orch)
+        await state.prime()
         yield
 
     router = APIRouter(lifespan=lifespan, tags=["webhooks"])
@@ -96,7 +115,8 @@ def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSec
     async def receive(name: str, request: Request) -> JSONResponse:
         config = state.configs.get(name)
         if config is None:
-            state.count(UNKNOWN_HOOK, "unknown_hook")
+            state.bind(request.app.state.orch)
+            await state.count(UNKNOWN_HOOK, "unknown_hook")
             return _not_found(name, state)
         api: ApiState = request.app.state.orch
         state.bind(api)
@@ -104,7 +124,7 @@ def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSec
         try:
             response = await _handle(state, config, request)
         except redis.RedisError:
-            state.count(name, "unavailable")
+            await state.count(name, "unavailable")
             raise  # the app answers 503 with Retry-After
         if response.status_code == 202:
             api.ingest_seconds.labels(TRIGGER).observe(time.perf_counter() - start)
@@ -122,24 +142,24 @@ async def _handle(state: _Hooks, config: HookConfig, request: Request) -> JSONRe
         data = parse_payload(config, request.headers.get("content-type"), body)
         outcome = build_event(config, request.headers, data, body, verified, datetime.fromtimestamp(state.clock(), UTC))
     except SignatureError as exc:
-        state.count(name, "unauthorized")
+        await state.count(name, "unauthorized")
         log.debug("webhook %s: refused: %s", name, exc)
         return JSONResponse({"error": str(exc), "hook": name}, status_code=401)
     except Rejected as exc:
-        state.count(name, "invalid")
+        await state.count(name, "invalid")
         return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status)
     except EventError as exc:
-        state.count(name, "too_large" if exc.status_code == 413 else "invalid")
+        await state.count(name, "too_large" if exc.status_code == 413 else "invalid")
         return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status_code)
     if isinstance(outcome, Challenge):
-        state.count(name, "challenge")
+        await state.count(name, "challenge")
         return JSONResponse(outcome.response, status_code=200)
     try:
         (published,) = await state.publishers[name].publish([outcome])
     except EventError as exc:  # the event with its envelope is over the size limit
-        state.count(name, "too_large" if exc.status_code == 413 else "invalid")
+        await state.count(name, "too_large" if exc.status_code == 413 else "invalid")
         return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status_code)
-    state.count(name, "duplicate" if published.duplicate else "accepted")
+    await state.count(name, "duplicate" if published.duplicate else "accepted")
     return JSONResponse(_accepted(outcome.type, outcome.source, published.event_id, published.duplicate),
                         status_code=202)
 

@@ -1,0 +1,281 @@
+"""⑥ Around each task attempt: its context, its captured logs and its time limit.
+
+`attempt_scope` makes the attempt's `TaskContext` current (`orchestrator.context.current()`), sets the
+causation (`orchrun` / `orchtask` on emitted events), and captures into the attempt's `LogBuffer`:
+
+- every line of the context's `logger` (INFO and above), from any thread;
+- the records of any other logger that reach the root logger while the task runs in this context
+  (its own thread and the coroutines it awaits), e.g. `logging.getLogger(__name__)` in a task module;
+- what the task prints to stdout / stderr, when it runs in the main thread (they are swapped for the
+  attempt; the worker's own output is unchanged).
+
+The buffer keeps the last `MAX_LOG_LINES` lines and `MAX_LOG_BYTES` bytes; the worker sends them in the
+attempt's record.
+
+`time_limit` stops Python code at the deadline by raising `TaskTimeout` from a SIGALRM handler. It
+works in the main thread only (where the worker runs tasks); elsewhere there is no in-process limit and
+it says so in a log line. A task blocked in C code (a system call that retries, a C extension) does not
+see the signal: only the worker supervisor killing the process stops it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TextIO, cast
+
+from orchestrator.context import TASK_LOGGER, TaskCancelled, TaskContext, TaskTimeout, use
+from orchestrator.events.causation import caused_by
+
+__all__ = ["MAX_LOG_BYTES", "MAX_LOG_LINES", "Attempt", "LogBuffer", "attempt_scope", "task_logger", "time_limit"]
+
+log = logging.getLogger(__name__)
+
+MAX_LOG_LINES = 500
+MAX_LOG_BYTES = 64 * 1024
+MAX_LINE_CHARS = 4096
+FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+
+
+class LogBuffer:
+    """The last lines of an attempt's output, bounded in lines and bytes. Thread-safe."""
+
+    def __init__(self, max_lines: int = MAX_LOG_LINES, max_bytes: int = MAX_LOG_BYTES) -> None:
+        self.max_lines, self.max_bytes = max_lines, max_bytes
+        self._lines: deque[str] = deque()
+        self._bytes = 0
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        """Append `text`, one line per line in it; the oldest lines go when a bound is passed."""
+        with self._lock:
+            for line in text.splitlines() or [""]:
+                if len(line) > MAX_LINE_CHARS:
+                    line = line[:MAX_LINE_CHARS] + f"… ({len(line) - MAX_LINE_CHARS} more characters)"
+                self._lines.append(line)
+                self._bytes += len(line.encode("utf-8", "replace")) + 1
+                while self._lines and (len(self._lines) > self.max_lines or self._bytes > self.max_bytes):
+                    self._bytes -= len(self._lines.popleft().encode("utf-8", "replace")) + 1
+                    self.dropped += 1
+
+    def lines(self) -> list[str]:
+        """The kept lines, preceded by a note when earlier ones were dropped."""
+        with self._lock:
+            note = [f"… {self.dropped} earlier line(s) dropped"] if self.dropped else []
+            return note + list(self._lines)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One task attempt as the worker runs it: the payload's fields, resolved, and where its logs go."""
+
+    ctx: TaskContext
+    kind: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout_s: float
+    logs: LogBuffer
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: list[str] = field(default_factory=list)
+
+
+_running: Attempt | None = None  # the attempt this process runs now (one at a time per worker process)
+_interruptible = False  # whether a SIGALRM handler of time_limit is installed for it
+
+
+def cancel_running(run_id: str, reason: str) -> bool:
+    """Stop the running attempt if it belongs to `run_id` (called from the heartbeat thread)."""
+    attempt = _running
+    if attempt is None or attempt.ctx.run_id != run_id or attempt.cancelled.is_set():
+        return False
+    attempt.cancel_reason.append(reason)  # read by the SIGALRM handler and the shell kind
+    attempt.cancelled.set()
+    if _interruptible:
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
+    return True
+
+
+_capturing: ContextVar[LogBuffer | None] = ContextVar("orch_log_capture", default=None)
+
+
+class _BufferHandler(logging.Handler):
+    """Writes records to one attempt's buffer (attached to that attempt's task logger)."""
+
+    def __init__(self, buffer: LogBuffer) -> None:
+        super().__init__()
+        self.buffer = buffer
+        self.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.orch_captured = True  # the root handler below must not add it a second time
+        self.buffer.add(self.format(record))
+
+
+class _ContextHandler(logging.Handler):
+    """On the root logger: records logged in an attempt's context go to that attempt's buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        buffer = _capturing.get()
+        if buffer is not None and not getattr(record, "orch_captured", False):
+            buffer.add(self.format(record))
+
+
+_root_handler: _ContextHandler | None = None
+_root_lock = threading.Lock()
+
+
+def _install_root_handler() -> None:
+    # Installed on first use, not at import: the worker has configured logging by then (basicConfig
+    # does nothing once the root logger has a handler).
+    global _root_handler
+    with _root_lock:
+        if _root_handler is None:
+            _root_handler = _ContextHandler()
+            logging.getLogger().addHandler(_root_handler)
+
+
+def task_logger(workflow: str, node: str, buffer: LogBuffer) -> logging.Logger:
+    """A logger of its own for one attempt, `orch.task.<workflow>.<node>`, writing to `buffer`.
+
+    It is not registered with `logging.getLogger` (so two attempts of the same task in two threads
+    never share handlers, and it is garbage once the attempt ends); it propagates to `orch.task`.
+    """
+    logger = logging.Logger(f"{TASK_LOGGER}.{workflow}.{node}", logging.INFO)
+    logger.parent = logging.getLogger(TASK_LOGGER)
+    logger.addHandler(_BufferHandler(buffer))
+    return logger
+
+
+class _Tee(io.TextIOBase):
+    """A stdout / stderr that still writes to the original and also captures whole lines."""
+
+    def __init__(self, original: TextIO, buffer: LogBuffer, label: str) -> None:
+        self.original, self.buffer, self.label = original, buffer, label
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        written = self.original.write(text)
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self.buffer.add(f"{self.label}: {line}")
+        if len(self._partial) > MAX_LINE_CHARS:
+            self.buffer.add(f"{self.label}: {self._partial}")
+            self._partial = ""
+        return written
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def close_capture(self) -> None:
+        if self._partial:
+            self.buffer.add(f"{self.label}: {self._partial}")
+            self._partial = ""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.original.encoding
+
+    def isatty(self) -> bool:
+        return self.original.isatty()
+
+
+@contextmanager
+def _capture_output(buffer: LogBuffer) -> Iterator[None]:
+    if sys.stdout is None or sys.stderr is None:  # no console at all (a daemonized worker): nothing to tee
+        yield
+        return
+    out, err = _Tee(sys.stdout, buffer, "stdout"), _Tee(sys.stderr, buffer, "stderr")
+    sys.stdout, sys.stderr = cast(TextIO, out), cast(TextIO, err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out.original, err.original
+        out.close_capture()
+        err.close_capture()
+
+
+def _forget(attempt: Attempt) -> None:
+    global _running
+    if _running is attempt:
+        _running = None
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def time_limit(seconds: float | None, what: str, attempt: Attempt | None = None) -> Iterator[None]:
+    """Raise TaskTimeout in this thread after `seconds` (main thread only; a no-op elsewhere).
+
+    The previous SIGALRM handler and timer (RQ's job timeout, pytest-timeout) are put back afterwards,
+    the timer less the time spent here.
+    """
+    if seconds is None:
+        yield
+        return
+    if not _in_main_thread():
+        log.warning("%s: runs outside the main thread, so its %ss time limit is not enforced in-process "
+                    "(only the worker supervisor stops it)", what, seconds)
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        if attempt is not None and attempt.cancelled.is_set():
+            raise TaskCancelled(f"{what} was stopped: {(attempt.cancel_reason or ['its run was cancelled'])[0]}")
+        raise TaskTimeout(f"{what} exceeded its time limit of {seconds:g}s")
+
+    global _interruptible
+    previous = signal.signal(signal.SIGALRM, expire)
+    started = time.monotonic()
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    _interruptible = True
+    try:
+        yield
+    finally:
+        _interruptible = False
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            if outer > 0:
+                signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.001))
+
+
+@contextmanager
+def attempt_scope(attempt: Attempt, *, limit: bool) -> Iterator[None]:
+    """Run the block as `attempt`: its context current, its cause set, its output captured.
+
+    With `limit`, Python code in the block is also stopped at the attempt's time limit (kinds that
+    enforce their own limit, like shell, pass False).
+    """
+    ctx = attempt.ctx
+    _install_root_handler()
+    with ExitStack() as stack:
+        stack.enter_context(use(ctx))
+        stack.enter_context(caused_by(ctx.run_id, ctx.node))
+        token = _capturing.set(attempt.logs)
+        stack.callback(_capturing.reset, token)
+        if _in_main_thread():
+            stack.enter_context(_capture_output(attempt.logs))
+        if limit:
+            stack.enter_context(time_limit(attempt.timeout_s, f"task {ctx.node!r}", attempt))
+        global _running
+        _running = attempt
+        stack.callback(_forget, attempt)
+        yield

@@ -1,0 +1,296 @@
+"""The fast execution path's Redis side: claim jobs, mark them started and finished, hand them back.
+
+Jobs stay ordinary RQ jobs (`rq:job:<id>` hashes in `rq:queue:<name>` lists), so `rq info` and
+rq-dashboard keep working, but a worker spends far fewer commands per job than RQ's own:
+
+    claim    claim.lua moves up to N ids from the queues to `<p>:worker:<name>:claimed` (LMOVE each)
+             and returns their hashes (HGETALL each): the reliable-queue pattern, batched when busy;
+             an idle worker blocks in BLMOVE instead (see idle.py)
+    start    HSET status/started_at/worker_name + ZADD to RQ's StartedJobRegistry (rq:wip:<queue>)
+    finish   HSET status/ended_at (+exc_info), EXPIRE (result or failure TTL), ZADD to RQ's finished or
+             failed registry, ZREM rq:wip, LREM from the claimed list
+
+The runner's records ride along (Ledger.report): a job's start goes out with its `started` record,
+and its finish and `succeeded`/`failed` record with the next job's start or the next claim, so a busy
+worker pays about one round trip and 11 commands per job in all, the runner's records included (RQ
+3.0's SimpleWorker: about 60 commands over many round trips; tests/integration measures both).
+Within one round trip the commands are applied in order, and every prefix of them leaves a state
+recover() handles.
+A failure also gets RQ's result stream entry (`rq:results:<id>`, its traceback); a success does not
+(orch keeps each result in its run). Not done, unlike RQ's worker: no execution hashes, no worker
+counters per job (the heartbeat carries them), no dependents (orch jobs have none), no callbacks
+(OrchJob refuses them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+from rq.defaults import RQ_KEY_PREFIX
+from rq.exceptions import DeserializationError
+from rq.job import Job
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.results import Result
+from rq.utils import now, utcformat
+
+from .jobs import OrchJob
+from .serializer import JSONSerializer
+
+__all__ = ["RQ_PREFIX", "ClaimedJob", "Ledger", "Scripts", "decode_payload", "job_key", "queue_key", "registry_key",
+           "release"]
+
+log = logging.getLogger(__name__)
+
+RQ_PREFIX = RQ_KEY_PREFIX + ":"
+
+
+def job_key(job_id: str) -> str:
+    return Job.redis_job_namespace_prefix + job_id
+
+
+def queue_key(rq_queue: str) -> str:
+    return Queue.redis_queue_namespace_prefix + rq_queue
+
+
+def registry_key(kind: str, rq_queue: str) -> str:
+    """RQ's registry of `kind` (started, finished, failed) for an RQ queue name."""
+    registry = {"started": StartedJobRegistry, "finished": FinishedJobRegistry, "failed": FailedJobRegistry}[kind]
+    return str(registry.key_template.format(rq_queue))
+
+
+class Scripts:
+    """orch's Lua scripts for workers, loaded once per client and called by SHA (no SCRIPT EXISTS per call)."""
+
+    NAMES = ("claim", "release")
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._source = {n: resources.files("executors").joinpath(f"scripts/{n}.lua").read_text() for n in self.NAMES}
+        self._sha: dict[str, str] = {}
+
+    def sha(self, name: str) -> str:
+        if name not in self._sha:
+            self._sha[name] = str(self._client.script_load(self._source[name]))
+        return self._sha[name]
+
+    def forget(self) -> None:
+        """After NOSCRIPT (Redis restarted or flushed its scripts): load them again on next use."""
+        self._sha.clear()
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self._client.evalsha(self.sha(name), len(keys), *keys, *args)
+        except NoScriptError:
+            self.forget()
+            return self._client.evalsha(self.sha(name), len(keys), *keys, *args)
+
+
+@dataclass
+class ClaimedJob:
+    """A job taken from a queue: its RQ job (restored without a round trip) and where it came from."""
+
+    id: str
+    job: OrchJob
+    claimed_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def from_hash(cls, client: redis.Redis, job_id: str, fields: Sequence[bytes]) -> ClaimedJob:
+        job = OrchJob(job_id, connection=client, serializer=JSONSerializer)
+        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        return cls(job_id, job)
+
+    @property
+    def origin(self) -> str:
+        return str(self.job.origin)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The entry point's argument (empty if the job is not an orch job; OrchJob.func refuses those)."""
+        try:
+            args = self.job.args
+        except DeserializationError:  # not JSON: OrchJob.func refuses it, and the job fails
+            return {}
+        first = args[0] if args else None
+        return first if isinstance(first, dict) else {}
+
+
+class Ledger:
+    """Writes a worker's bookkeeping and its runner's records, batched into as few round trips as safe.
+
+    A job's start goes out with its `started` record; its `succeeded`/`failed` record and its finish
+    ride along with the next job's start or the next claim (microseconds later, or before any wait)."""
+
+    def __init__(self, client: redis.Redis, scripts: Scripts, worker: str, claimed_key: str, *,
+                 result_ttl_s: int, failure_ttl_s: int) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._worker = worker
+        self._claimed = claimed_key
+        self._result_ttl_s = result_ttl_s
+        self._failure_ttl_s = failure_ttl_s
+        self._pending: list[tuple[Any, ...]] = []  # finishes not yet sent: kept until Redis has them
+        self._staged: list[tuple[Any, ...]] = []  # the current job's start, sent with its `started` record
+        self.started_sent = False  # whether the current job's start has reached Redis
+
+    def stage(self, commands: Iterable[tuple[Any, ...]]) -> None:
+        """Hold the current job's start until the runner reports it started (one round trip for both)."""
+        self._staged = list(commands)
+        self.started_sent = False
+
+    def report(self, stream: str, fields: dict[str, Any], *, now: bool) -> None:
+        """A runner's record (XADD to `stream`): sent at once with what is pending and staged when `now`
+        (a `started` record must be in Redis before the task runs), else queued for the next send."""
+        command = ("XADD", stream, "*", *(item for pair in fields.items() for item in pair))
+        staged, self._staged = self._staged, []
+        if now:
+            self.send([*staged, command])
+            self.started_sent = True
+        else:
+            self._pending += [*staged, command]
+
+    def send(self, extra: Iterable[tuple[Any, ...]] = (), claim: tuple[Sequence[str], int] | None = None, *,
+             client: redis.Redis | None = None) -> list[Any]:
+        """Send pending finishes, then `extra` commands, then (optionally) a claim; the replies after the finishes.
+
+        On a connection error the pending finishes stay for the next call; `extra` and the claim do not
+        (the caller hands back what it holds, see FastWorker._resync)."""
+        commands = [*self._pending, *extra]
+        if claim is not None:
+            queues, count = claim
+            keys = [self._claimed, *queues]
+            commands.append(("EVALSHA", self._scripts.sha("claim"), len(keys), *keys, count,
+                             Job.redis_job_namespace_prefix))
+        if not commands:
+            return []
+        pipe = (client or self._client).pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies = pipe.execute(raise_on_error=False)
+        sent = len(self._pending)
+        self._pending.clear()
+        for reply in replies:
+            if isinstance(reply, NoScriptError):  # only the claim can be: the rest was applied, idempotent
+                self._scripts.forget()
+                return [*replies[sent:-1], *self.send(claim=claim)]
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies[sent:])
+
+    def claim(self, queues: Sequence[str], count: int) -> list[ClaimedJob]:
+        """Claim up to `count` jobs (sending pending finishes in the same round trip)."""
+        return self._claimed_jobs(self.send(claim=(queues, count))[-1])
+
+    def fetch(self, job_id: str, queues: Sequence[str] = (), top_up: int = 0) -> list[ClaimedJob]:
+        """The job an idle wait moved into the claimed list (nothing, and dropped, if its hash is gone),
+        followed by up to `top_up` more claimed in the same round trip."""
+        replies = self.send([("HGETALL", job_key(job_id))], claim=(queues, top_up) if top_up > 0 else None)
+        fields = replies[0]
+        if not fields:
+            self._client.lrem(self._claimed, -1, job_id)
+        first = [(job_id, [i for pair in fields.items() for i in pair])] if fields else []
+        return self._claimed_jobs([*first, *(replies[1] if top_up > 0 else [])])
+
+    def _claimed_jobs(self, reply: Any) -> list[ClaimedJob]:
+        jobs = []
+        for raw_id, fields in reply or []:
+            job_id = _text(raw_id)
+            try:
+                jobs.append(ClaimedJob.from_hash(self._client, job_id, fields))
+            except Exception as exc:  # a hash RQ could not read either: fail it rather than the worker
+                log.warning("job %s cannot be read (%s); marking it failed", job_id, exc)
+                self._pending.append(("HSET", job_key(job_id), "status", "failed", "ended_at", utcformat(now()),
+                                      "exc_info", f"orch worker {self._worker}: unreadable job hash: {exc}"))
+                self._pending.append(("LREM", self._claimed, -1, job_id))
+        return jobs
+
+    def start_commands(self, claimed: ClaimedJob, timeout_s: float) -> list[tuple[Any, ...]]:
+        """Mark the job started (RQ status and StartedJobRegistry), scored like RQ: until it may run."""
+        moment = now()
+        stamp = utcformat(moment)
+        claimed.job.started_at = moment
+        expires = int(moment.timestamp() + timeout_s) + 60
+        return [("HSET", job_key(claimed.id), "status", "started", "started_at", stamp, "last_heartbeat", stamp,
+                 "worker_name", self._worker),
+                ("ZADD", registry_key("started", claimed.origin), expires, f"{claimed.id}:{self._worker}")]
+
+    def finish(self, claimed: ClaimedJob, error: str | None = None) -> None:
+        """Queue the job's end (finished, or failed with `error`) for the next send."""
+        key = job_key(claimed.id)
+        stamp = utcformat(now())
+        if error is None:
+            ttl = claimed.job.result_ttl if claimed.job.result_ttl is not None else self._result_ttl_s
+            self._pending.append(("HSET", key, "status", "finished", "ended_at", stamp))
+            registry = registry_key("finished", claimed.origin)
+        else:
+            ttl = claimed.job.failure_ttl if claimed.job.failure_ttl is not None else self._failure_ttl_s
+            self._pending.append(("HSET", key, "status", "failed", "ended_at", stamp,
+                                  "exc_info", zlib.compress(error.encode())))
+            self._add_failure_result(claimed, error, ttl)
+            registry = registry_key("failed", claimed.origin)
+        if ttl == 0:
+            self._pending.append(("DEL", key))
+        elif ttl > 0:
+            self._pending.append(("EXPIRE", key, ttl))
+        if ttl != 0:
+            self._pending.append(("ZADD", registry, "+inf" if ttl < 0 else int(time.time()) + ttl, claimed.id))
+        self._pending.append(("ZREM", registry_key("started", claimed.origin), f"{claimed.id}:{self._worker}"))
+        self._pending.append(("LREM", self._claimed, -1, claimed.id))
+
+    def _add_failure_result(self, claimed: ClaimedJob, error: str, ttl: int) -> None:
+        """RQ's result stream entry for a failure (job.latest_result(), rq-dashboard); successes get none."""
+        result = Result(claimed.id, Result.Type.FAILED, self._client, exc_string=error, worker_name=self._worker,
+                        serializer=JSONSerializer)
+        fields = [item for pair in result.serialize().items() for item in pair]
+        stream = f"{RQ_PREFIX}results:{claimed.id}"  # Result.get_key
+        self._pending.append(("XADD", stream, "MAXLEN", 10, "*", *fields))
+        self._pending.append(("PERSIST", stream) if ttl < 0 else ("EXPIRE", stream, max(ttl, 1)))
+
+    def release(self, heartbeat_key: str, workers_key: str, mode: str, reason: str = "") -> tuple[list[str], list[Any]]:
+        """Run release.lua for this worker (see its header for the modes)."""
+        return release(self._client, self._scripts, self._worker, heartbeat_key, self._claimed, workers_key,
+                       mode, reason)
+
+    def trim_registries(self, rq_queues: Iterable[str]) -> None:
+        """Drop expired entries from RQ's finished and failed registries (RQ's workers do it in maintenance)."""
+        stamp = int(time.time())
+        pipe = self._client.pipeline(transaction=False)
+        for name in rq_queues:
+            pipe.zremrangebyscore(registry_key("finished", name), 0, stamp)
+            pipe.zremrangebyscore(registry_key("failed", name), 0, stamp)
+        pipe.execute()
+
+
+def release(client: redis.Redis, scripts: Scripts, worker: str, heartbeat_key: str, claimed_key: str,
+            workers_key: str, mode: str, reason: str = "") -> tuple[list[str], list[Any]]:
+    """Hand back what `worker` claimed (release.lua): (requeued ids, [(failed id, compressed data)])."""
+    moment = now()
+    args = [worker, mode, int(moment.timestamp()), utcformat(moment), reason, RQ_PREFIX]
+    requeued, failed = scripts.call("release", [heartbeat_key, claimed_key, workers_key], args)
+    return [_text(i) for i in requeued], [(_text(i), data) for i, data in failed]
+
+
+def decode_payload(data: bytes) -> dict[str, Any]:
+    """The entry point's argument from a job hash's compressed `data` field ({} if it is not an orch job)."""
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error:
+        raw = data
+    try:
+        _func, _instance, args, _kwargs = JSONSerializer.loads(raw)
+    except (ValueError, TypeError):
+        return {}
+    first = args[0] if args else None
+    return first if isinstance(first, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

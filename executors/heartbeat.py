@@ -1,0 +1,241 @@
+"""Worker heartbeats: who is alive, what it runs, since when.
+
+Every worker keeps `<p>:worker:<name>` (a hash: host, pid, queues, state, current job, run, node and
+its start and timeout, jobs done) alive with a TTL of `worker_heartbeat_ttl_s`, refreshed every
+`worker_heartbeat_s` by a background thread, and its name in the `<p>:workers` zset (score: last beat,
+ms). A task still running after PUBLISH_AFTER_S is published at once (`orch workers`, the pool's
+overrun check); shorter ones cost no extra beat. A long task does not stop the thread; a stopped or wedged process (SIGSTOP, a C call holding the
+GIL) does, and its key expires: the engine then treats its tasks as lost and recover() hands back the
+jobs it had claimed. A fast-path worker also keeps RQ's worker hash (`rq:worker:<name>`) so `rq info`
+lists it; RQ's own worker (`--engine rq`) keeps that itself.
+
+Each beat is one MULTI: EXISTS tells whether the key had lapsed meanwhile (the worker was declared
+dead: it must hand back what it holds before taking more, see Worker._resync).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq.version import VERSION as RQ_VERSION
+from rq.worker import BaseWorker
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.settings import Settings
+from orchestrator.state.keys import Keys
+
+__all__ = ["Activity", "Heartbeat", "WorkerNameTaken", "clone_client", "default_name"]
+
+log = logging.getLogger(__name__)
+
+PUBLISH_AFTER_S = 0.25  # a task running this long is published at once, not at the next beat
+
+
+class WorkerNameTaken(OrchestratorError):
+    """Another live worker already uses this name."""
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def clone_client(client: redis.Redis, **overrides: Any) -> redis.Redis:
+    """A client to the same server with a pool of its own (for another thread, or after a fork)."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, **overrides}
+    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+
+
+@dataclass
+class Activity:
+    """What a worker is doing, written by its main thread, read by the heartbeat thread."""
+
+    state: str = "idle"  # idle | busy | stopping
+    job: str = ""
+    run: str = ""
+    node: str = ""
+    task: str = ""
+    attempt: int = 0
+    job_started_at: float = 0.0  # epoch seconds
+    job_timeout_s: float = 0.0
+    done: int = 0
+    failed: int = 0
+    busy_s: float = 0.0
+
+    def begin(self, job_id: str, payload: dict[str, Any], timeout_s: float) -> None:
+        self.run, self.node = str(payload.get("run", "")), str(payload.get("node", ""))
+        self.task, self.attempt = str(payload.get("task", "")), int(payload.get("attempt") or 0)
+        self.job_started_at, self.job_timeout_s = time.time(), timeout_s
+        self.job, self.state = job_id, "busy"
+
+    def end(self, ok: bool) -> None:
+        self.busy_s += max(0.0, time.time() - self.job_started_at)
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        self.job, self.run, self.node, self.task, self.attempt = "", "", "", "", 0
+        self.job_started_at = self.job_timeout_s = 0.0
+        if self.state == "busy":
+            self.state = "idle"
+
+    def fields(self) -> dict[str, Any]:
+        return {"state": self.state, "job": self.job, "run": self.run, "node": self.node, "task": self.task,
+                "attempt": self.attempt, "job_started_at": self.job_started_at,
+                "job_timeout_s": self.job_timeout_s, "jobs_done": self.done, "jobs_failed": self.failed}
+
+
+class Heartbeat:
+    """Registers a worker, refreshes its heartbeat from a thread, and forgets it on request."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, name: str, queues: list[str], *,
+                 engine: str, pool: str = "", rq_registration: bool = True,
+                 on_cancel: Callable[[str], object] | None = None) -> None:
+        self._client = clone_client(client)  # its own connections: the main thread may be blocked in BLMOVE
+        self._keys = keys
+        self._name = name
+        self._queues = queues
+        self._rq_queues = [keys.queue_name(q) for q in queues]
+        self._period_s = settings.worker_heartbeat_s
+        self._ttl_ms = max(1, int(settings.worker_heartbeat_ttl_s * 1000))
+        # silent this long, the worker may have been presumed dead (its key about to expire, or expired)
+        ttl_s = settings.worker_heartbeat_ttl_s
+        self._stale_s = min(ttl_s, max(ttl_s / 2, 2 * settings.worker_heartbeat_s))
+        self._rq = rq_registration
+        self._static = {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "queues": ",".join(queues),
+                        "engine": engine, "pool": pool, "started_at": time.time()}
+        self.activity = Activity()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_ok = 0.0  # monotonic time of the last beat Redis accepted
+        self.lapsed = False  # a beat found the key gone: the worker was declared dead meanwhile
+        self._on_cancel = on_cancel  # told the run id when the running attempt's run was cancelled
+
+    @property
+    def key(self) -> str:
+        return self._keys.worker(self._name)
+
+    def previous_owner_alive(self) -> bool:
+        """Whether a live worker elsewhere holds this name (a dead one on this host, or this process, does not)."""
+        host, pid = self._client.hmget(self.key, ["host", "pid"])
+        if host is None:
+            return False
+        if host.decode() != self._static["host"]:
+            return True
+        return int(pid or 0) != os.getpid() and _pid_alive(int(pid or 0))
+
+    def start(self) -> None:
+        """Register (first beat, RQ's worker registry) and start the heartbeat thread."""
+        if self._rq:
+            rq_key = BaseWorker.redis_worker_namespace_prefix + self._name
+            pipe = self._client.pipeline()
+            pipe.delete(rq_key)
+            pipe.hset(rq_key, mapping={"birth": _rq_now(), "queues": ",".join(self._rq_queues), "pid": os.getpid(),
+                                       "hostname": self._static["host"], "ip_address": "", "version": RQ_VERSION,
+                                       "python_version": sys.version})
+            pipe.sadd(BaseWorker.redis_workers_keys, rq_key)
+            for rq_queue in self._rq_queues:
+                pipe.sadd(WORKERS_BY_QUEUE_KEY % rq_queue, rq_key)
+            pipe.execute()
+        self.beat()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{self._name}", daemon=True)
+        self._thread.start()
+
+    def beat(self) -> bool:
+        """Refresh the heartbeat now; False if it had lapsed (the worker was presumed dead)."""
+        activity = self.activity.fields()
+        run = str(activity["run"])
+        pipe = self._client.pipeline()
+        pipe.exists(self.key)
+        pipe.exists(self._keys.cancel(run) if run else self._keys.cancel("-"))
+        pipe.hset(self.key, mapping={**self._static, **activity, "heartbeat_at": time.time()})
+        pipe.pexpire(self.key, self._ttl_ms)
+        pipe.zadd(self._keys.workers, {self._name: int(time.time() * 1000)})
+        if self._rq:
+            rq_key = BaseWorker.redis_worker_namespace_prefix + self._name
+            pipe.hset(rq_key, mapping={"last_heartbeat": _rq_now(), "state": activity["state"],
+                                       "current_job": activity["job"], "successful_job_count": activity["jobs_done"],
+                                       "failed_job_count": activity["jobs_failed"],
+                                       "total_working_time": self.activity.busy_s})
+            pipe.pexpire(rq_key, self._ttl_ms)
+        replies = pipe.execute()
+        existed = bool(replies[0])
+        if run and replies[1] and self._on_cancel is not None:
+            self._on_cancel(run)
+        if not existed and self._last_ok:
+            self.lapsed = True
+            log.warning("worker %s: its heartbeat had expired (was the process stopped?); it was presumed dead",
+                        self._name)
+        self._last_ok = time.monotonic()
+        return existed
+
+    def needs_resync(self) -> bool:
+        """True when the worker may have been presumed dead: it must hand back what it holds before going on."""
+        return self.lapsed or time.monotonic() - self._last_ok > self._stale_s
+
+    def resynced(self) -> None:
+        self.beat()
+        self.lapsed = False
+
+    def stop(self) -> None:
+        """Stop the thread (the heartbeat key itself is removed by release.lua in 'gone' mode)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._rq:
+            try:
+                pipe = self._client.pipeline()
+                for rq_queue in self._rq_queues:
+                    pipe.srem(WORKERS_BY_QUEUE_KEY % rq_queue, BaseWorker.redis_worker_namespace_prefix + self._name)
+                pipe.execute()
+            except redis.RedisError:
+                pass
+        self._client.close()
+
+    def _loop(self) -> None:
+        last, published, failing = time.monotonic(), "", False
+        while not self._stop.wait(min(self._period_s, PUBLISH_AFTER_S)):  # a cancel is seen within a period
+            job = self.activity.job
+            news = job and job != published and time.time() - self.activity.job_started_at >= PUBLISH_AFTER_S
+            if not news and time.monotonic() - last < self._period_s:
+                continue
+            last = time.monotonic()
+            try:
+                self.beat()
+                published = job
+                if failing:
+                    log.info("worker %s: heartbeat sent again", self._name)
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("worker %s: heartbeat failed (%s); retrying every %g s", self._name, exc,
+                                self._period_s)
+                failing = True
+
+
+def _rq_now() -> str:
+    from rq.utils import now, utcformat
+
+    return utcformat(now())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

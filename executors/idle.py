@@ -1,0 +1,111 @@
+"""Waiting for work without polling: BLMOVE from the queues into the worker's claimed list.
+
+BLMOVE blocks on one list. A worker of one queue blocks in its main thread. A worker of several queues
+runs one waiter thread per queue (each with its own connection), armed only while the worker is idle:
+the first job to arrive wakes it, and a job a waiter takes after the worker found other work goes back
+to the front of its queue at once (LREM + LPUSH in one MULTI), so an idle wait never hoards jobs.
+Either way the id is in the claimed list from the moment it leaves the queue (the reliable-queue
+pattern): a worker that dies while waiting leaves nothing that recover() cannot find.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+
+import redis
+
+from .heartbeat import clone_client
+
+__all__ = ["IdleWait"]
+
+log = logging.getLogger(__name__)
+
+
+class IdleWait:
+    """Blocks up to `block_s` at a time until jobs arrive; returns their ids (already claimed)."""
+
+    def __init__(self, client: redis.Redis, queue_keys: Sequence[str], claimed_key: str, block_s: float = 1.0) -> None:
+        self._client = client
+        self._queues = list(queue_keys)
+        self._claimed = claimed_key
+        self._block_s = block_s
+        self._lock = threading.Lock()
+        self._armed = threading.Event()
+        self._closed = threading.Event()
+        self._handoff: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []  # started on the first wait, for several queues
+
+    def wait(self) -> list[str]:
+        """Wait up to `block_s` for a job; the ids of the jobs that arrived (often one, possibly none)."""
+        if len(self._queues) == 1:
+            job_id = self._client.blmove(self._queues[0], self._claimed, self._block_s, "LEFT", "RIGHT")
+            return [job_id.decode()] if job_id is not None else []
+        if not self._threads:
+            for key in self._queues:
+                thread = threading.Thread(target=self._waiter, args=(key,), name=f"wait-{key}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        self._armed.set()
+        try:
+            first = self._handoff.get(timeout=self._block_s)
+        except queue.Empty:
+            return []  # stay armed: the next wait() would arm again anyway
+        return [first, *self.pause()]
+
+    def pause(self) -> list[str]:
+        """Disarm (the worker has work); the ids delivered meanwhile, which the worker now holds."""
+        if not self._threads:
+            return []
+        with self._lock:
+            self._armed.clear()
+            return self._drain()
+
+    def close(self) -> list[str]:
+        """Stop the waiters (within `block_s`); ids delivered but not taken, still in the claimed list."""
+        self._closed.set()
+        with self._lock:
+            self._armed.clear()
+        for thread in self._threads:
+            thread.join(timeout=self._block_s + 5)
+        with self._lock:
+            return self._drain()
+
+    def _drain(self) -> list[str]:
+        ids = []
+        while True:
+            try:
+                ids.append(self._handoff.get_nowait())
+            except queue.Empty:
+                return ids
+
+    def _waiter(self, key: str) -> None:
+        client = clone_client(self._client)
+        delay_s = 0.1
+        try:
+            while not self._closed.is_set():
+                if not self._armed.wait(timeout=self._block_s):
+                    continue
+                try:
+                    job_id = client.blmove(key, self._claimed, self._block_s, "LEFT", "RIGHT")
+                    if job_id is not None:
+                        self._deliver(client, key, job_id.decode())
+                    delay_s = 0.1
+                except redis.RedisError as exc:
+                    log.warning("waiting on %s: %s; retrying in %.1f s", key, exc, delay_s)
+                    self._closed.wait(delay_s)
+                    delay_s = min(delay_s * 2, 10.0)
+        finally:
+            client.close()
+
+    def _deliver(self, client: redis.Redis, key: str, job_id: str) -> None:
+        with self._lock:
+            if self._armed.is_set() and not self._closed.is_set():
+                self._handoff.put(job_id)
+                return
+        pipe = client.pipeline()  # the worker is busy or leaving: the job goes back to the front of its queue
+        pipe.lrem(self._claimed, -1, job_id)
+        pipe.lpush(key, job_id)
+        pipe.execute()

@@ -1,0 +1,91 @@
+"""Handing back the jobs of dead workers (RQDispatcher.recover, pools, workers taking over a name).
+
+A fast-path worker moves each job id it takes into `<p>:worker:<name>:claimed` and removes it when the
+job ends, so the ids of a dead worker are all in that list. For every worker in `<p>:workers` whose
+heartbeat key is gone, release.lua (atomically, per worker):
+
+- puts every job the worker had claimed but not started back at the front of its queue: it never ran,
+  so nothing is retried or duplicated; it simply runs on another worker;
+- marks a job it had started as failed in RQ and appends a `failed` record (error_type `WorkerLost`)
+  for its attempt: the task may have run partly, and it is the engine's to retry under the task's
+  policy (a new attempt, a new job). The engine also sees the loss itself (the attempt's worker has no
+  heartbeat); whichever it applies first decides, the other is a report about a finished attempt, which
+  it ignores. The old job is never re-run, so a superseded attempt cannot run twice through recovery,
+  and an attempt whose `started` record never made it (killed in between) is still retried.
+
+Bound: a job claimed by a worker that dies is back in its queue within `worker_heartbeat_ttl_s` (the
+key expires) + `engine_maintenance_interval_s` (the engine calls recover()); sooner when a pool sees its
+child exit (it releases the child at once) or the worker itself stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from orchestrator.state.keys import Keys
+from orchestrator.workflows.records import RecordKind, TaskRecord
+
+from .fastpath import Scripts, decode_payload, release
+
+__all__ = ["LOST", "recover_dead_workers", "release_worker", "report_failed"]
+
+log = logging.getLogger(__name__)
+
+LOST = "WorkerLost"  # error_type of attempts whose worker died under them
+
+
+def recover_dead_workers(client: redis.Redis, keys: Keys, scripts: Scripts) -> list[str]:
+    """Release every registered worker whose heartbeat is gone; the ids of the jobs put back in queues."""
+    names = [n.decode() for n in client.zrange(keys.workers, 0, -1)]
+    if not names:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.exists(keys.worker(name))
+    alive = pipe.execute()
+    requeued: list[str] = []
+    for name, is_alive in zip(names, alive, strict=True):
+        if is_alive:
+            continue
+        reason = f"worker {name} stopped heartbeating while running this task (worker lost)"
+        ids, failed = release(client, scripts, name, keys.worker(name), keys.worker_claimed(name), keys.workers,
+                              "dead", reason)
+        report_failed(client, keys, name, failed, reason, LOST)
+        if ids or failed:
+            log.warning("worker %s is gone: %d job(s) back in their queues, %d started job(s) reported failed",
+                        name, len(ids), len(failed))
+        requeued += ids
+    return requeued
+
+
+def release_worker(client: redis.Redis, keys: Keys, scripts: Scripts, name: str, reason: str, *,
+                   error_type: str = LOST) -> list[str]:
+    """Release a worker known to be dead (or itself, leaving) and report its started jobs as failed."""
+    ids, failed = release(client, scripts, name, keys.worker(name), keys.worker_claimed(name), keys.workers,
+                          "gone", reason)
+    report_failed(client, keys, name, failed, reason, error_type)
+    return ids
+
+
+def report_failed(client: redis.Redis, keys: Keys, worker: str, jobs: Sequence[tuple[str, Any]], reason: str,
+                  error_type: str) -> None:
+    """Append a `failed` record for each (job id, compressed job data) whose runner could not report."""
+    records = []
+    for _job_id, data in jobs:
+        payload = decode_payload(data if isinstance(data, bytes) else str(data).encode())
+        if not {"run", "node", "attempt"} <= payload.keys():
+            continue
+        records.append(TaskRecord(RecordKind.FAILED, run=str(payload["run"]), node=str(payload["node"]),
+                                  attempt=int(payload["attempt"]), at_s=time.time(), worker=worker, error=reason,
+                                  error_type=error_type, duration_s=None))
+    if not records:
+        return
+    pipe = client.pipeline(transaction=False)
+    for record in records:
+        pipe.xadd(keys.results, record.to_fields())
+    pipe.execute()

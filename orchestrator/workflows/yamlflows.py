@@ -1,0 +1,368 @@
+"""④ YAML workflows: `workflows/*.yaml` beside the Python ones, compiled to the same WorkflowSpec.
+
+    workflows:
+      - name: nightly_report
+        params: [date, {name: region, default: eu}]
+        timeout_s: 3600
+        tasks:
+          - name: fetch
+            uses: fetch_orders                                   # a registered python @task
+            with: {date: "{{ params.date }}"}                    # its keyword arguments
+            retries: {max_retries: 3, backoff_s: 2}
+          - name: export
+            shell: ["./export.sh", "{{ results.fetch.path }}"]   # or {command, env, cwd, shell}
+          - name: notify
+            http: {method: POST, url: "https://example.invalid/hook", json: {n: "{{ results.fetch.count }}"}}
+            needs: [export]
+            when: "params.region == 'eu'"
+
+Each task has exactly one of `uses`, `shell` and `http`. A string holding `{{ }}` or `{% %}` is a sandboxed
+Jinja2 template over `params`, `results` (by task name), `event` and, in a task with `map`, `item`
+(yamlcheck.py); every other value is a JSON literal. The order is deduced from the templates: each
+`results.<task>` in `with`, `shell`, `http`, `map` and `when` is a dependency, as is each task in `needs`.
+The nodes are checked by the same node validator and `build_spec` as Python workflows; every problem
+becomes a ConfigIssue naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigIssue, CycleError, WorkflowError
+from ..yamlpos import YamlError, line_of, load_with_lines
+from .dsl import Task
+from .policy import DEPENDS, RetryPolicy
+from .spec import TASK_NAME, NodeSpec, ParamSpec, WorkflowSpec, build_spec, check_node
+from .yamlcheck import (
+    Invalid,
+    Parts,
+    Scope,
+    as_text,
+    bind,
+    did_you_mean,
+    encode,
+    encode_condition,
+    encode_map,
+    is_template,
+    params_of,
+    unknown_task,
+)
+
+__all__ = ["HTTP_KEYS", "SHELL_KEYS", "TASK_KEYS", "WORKFLOW_KEYS", "YamlWorkflow", "load_yaml_workflows"]
+
+WORKFLOW_KEYS = ("name", "description", "params", "timeout_s", "tasks")
+TASK_KEYS = ("name", "description", "uses", "shell", "http", "with", "map", "max_parallel", "needs", "depends",
+             "when", "retries", "timeout_s", "queue")
+SHELL_KEYS = ("command", "env", "cwd", "shell")
+HTTP_KEYS = ("url", "method", "headers", "params", "json", "max_response_bytes", "timeout_s", "follow_redirects",
+             "idempotency_key")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_KINDS = ("uses", "shell", "http")
+_ITEM = {"$item": True, "path": []}
+_OPTION_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("timeout_s", (int, float), "a number of seconds"), ("max_parallel", (int,), "a whole number"),
+    ("depends", (str,), f"one of {', '.join(DEPENDS)}"), ("queue", (str,), "a queue name"),
+    ("when", (str,), "an expression"))
+# which option a message of the shared node validator (spec.check_node) is about
+_OPTION_WORDS = (("max_parallel", "max_parallel"), ("timeout_s", "timeout_s"), ("depends", "depends"),
+                 ("when:", "when"), ("queue", "queue"), ("task name", "name"))
+
+_Call = tuple[str, str, dict[str, Any], dict[str, Any]]  # task, kind, kwargs, default options
+
+
+@dataclass
+class YamlWorkflow:
+    """A workflow declared in YAML; like a Python `Workflow`, its validated spec and the tasks it uses."""
+
+    name: str
+    spec: WorkflowSpec
+    tasks: dict[str, Task[Any, Any]]
+    file: Path
+    line: int | None
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name} ({self.file.name}): {' '.join(n.name for n in self.spec.nodes)}>"
+
+
+def load_yaml_workflows(folder: Path, tasks: Mapping[str, Task[Any, Any]],
+                        taken: Mapping[str, Any]) -> tuple[list[YamlWorkflow], list[ConfigIssue]]:
+    """The workflows of `folder/*.yaml` (and .yml) over the registered `tasks`, and every problem found.
+
+    `taken` holds the workflows declared already (in Python): a YAML workflow may not reuse their names.
+    Files whose name starts with `_` are skipped, like `_*.py` modules.
+    """
+    found: list[YamlWorkflow] = []
+    issues: list[ConfigIssue] = []
+    if not folder.is_dir():
+        return found, issues
+    known = dict(taken)
+    paths = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    for path in (p for p in paths if not p.name.startswith("_")):
+        compiler = _Compiler(path, tasks)
+        for wf in compiler.load(known):
+            known[wf.name] = wf
+            found.append(wf)
+        issues.extend(compiler.issues)
+    return found, issues
+
+
+class _Compiler:
+    """One YAML file: its workflows, and the issues found in it."""
+
+    def __init__(self, path: Path, tasks: Mapping[str, Task[Any, Any]]) -> None:
+        self.path, self.tasks = path, tasks
+        self.lines: dict[Any, int] = {}
+        self.issues: list[ConfigIssue] = []
+
+    def issue(self, parts: Parts, message: str) -> None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+        self.issues.append(ConfigIssue(self.path, line_of(self.lines, parts), where or None, message))
+
+    def check(self, fn: Callable[..., Any], *args: Any, default: Any = None) -> Any:
+        """`fn(*args)`, or `default` once the problem it raised is recorded."""
+        try:
+            return fn(*args)
+        except Invalid as exc:
+            self.issue(exc.parts, str(exc))
+            return default
+
+    def unknown_keys(self, parts: Parts, item: dict[str, Any], allowed: tuple[str, ...], what: str = "field") -> None:
+        for key in item:
+            if key not in allowed:
+                self.issue((*parts, key), f"unknown {what}{did_you_mean(key, allowed)} (expected: {', '.join(allowed)})")
+
+    def load(self, known: dict[str, Any]) -> list[YamlWorkflow]:
+        try:
+            data, self.lines = load_with_lines(self.path.read_text(encoding="utf-8"))
+        except (YamlError, UnicodeDecodeError) as exc:
+            self.issues.append(ConfigIssue(self.path, getattr(exc, "line", None), None, str(exc)))
+            return []
+        if data is None:
+            return []
+        if not isinstance(data, dict):
+            self.issue((), "expected a mapping with a 'workflows:' list")
+            return []
+        self.unknown_keys((), data, ("workflows",), "section")
+        items = data.get("workflows") or []
+        if not isinstance(items, list):
+            self.issue(("workflows",), "must be a list of workflows")
+            return []
+        out = []
+        for index, item in enumerate(items):
+            wf = self.workflow(("workflows", index), item, known)
+            if wf is not None:
+                known[wf.name] = wf
+                out.append(wf)
+        return out
+
+    # -- a workflow ------------------------------------------------------------------------------------------
+
+    def workflow(self, parts: Parts, item: Any, known: Mapping[str, Any]) -> YamlWorkflow | None:
+        if not isinstance(item, dict):
+            self.issue(parts, "a workflow is a mapping with name, params and tasks")
+            return None
+        before = len(self.issues)
+        self.unknown_keys(parts, item, WORKFLOW_KEYS)
+        name = self.check(_workflow_name, item, parts, known)
+        params = self.check(params_of, item.get("params"), (*parts, "params"))
+        timeout_s = self.check(_seconds, item, parts)
+        tasks = item.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            self.issue((*parts, "tasks"), "a workflow needs a non-empty list of tasks")
+            return None
+        names = self.task_names(parts, tasks)
+        param_names = None if params is None else {p.name for p in params}
+        built = [self.task(name or "?", (*parts, "tasks", i), t, Scope(names, param_names, "map" in t))
+                 for i, t in enumerate(tasks) if isinstance(t, dict) and isinstance(t.get("name"), str)]
+        if len(self.issues) > before:
+            return None
+        spec = self.check(_build, name, params, built, timeout_s, parts, names)
+        if spec is None:
+            return None
+        used = {n.task: self.tasks[n.task] for n in spec.nodes if n.kind == "python"}
+        return YamlWorkflow(name, spec, used, self.path, line_of(self.lines, parts))
+
+    def task_names(self, parts: Parts, tasks: list[Any]) -> dict[str, int]:
+        names: dict[str, int] = {}
+        for i, item in enumerate(tasks):
+            here = (*parts, "tasks", i)
+            if not isinstance(item, dict):
+                self.issue(here, "a task is a mapping with a name and one of uses, shell or http")
+            elif not isinstance(item.get("name"), str):
+                self.issue((*here, "name"), "every task needs a name (a string)")
+            elif item["name"] in names:
+                self.issue((*here, "name"), f"task name {item['name']!r} is already used in this workflow "
+                                            f"(tasks[{names[item['name']]}])")
+            else:
+                names[item["name"]] = i
+        return names
+
+    # -- a task ----------------------------------------------------------------------------------------------
+
+    def task(self, workflow: str, parts: Parts, item: dict[str, Any], scope: Scope) -> NodeSpec | None:
+        before = len(self.issues)
+        self.unknown_keys(parts, item, TASK_KEYS)
+        kinds = [k for k in _KINDS if k in item]
+        if len(kinds) != 1:
+            self.issue((*parts, kinds[1]) if kinds else parts,
+                       f"a task has exactly one of uses, shell or http (this one has {' and '.join(kinds) or 'none'})")
+            return None
+        if kinds[0] != "uses" and "with" in item:
+            self.issue((*parts, "with"), f"with: passes arguments to a uses: task; a {kinds[0]} task takes its "
+                                         f"options under {kinds[0]}:")
+        call = {"uses": self.uses, "shell": self.shell, "http": self.http}[kinds[0]]
+        built: _Call | None = self.check(call, item, parts, scope)
+        options = self.options(item, parts, scope)
+        if len(self.issues) > before or built is None:
+            return None
+        task_name, kind, kwargs, defaults = built
+        settings = {**defaults, **options}
+        retry = RetryPolicy.from_value(settings.pop("retries", None))  # @task(retries=...) is checked already
+        node = NodeSpec(name=item["name"], task=task_name, queue=settings.pop("queue", "default"), kwargs=kwargs,
+                        upstream=tuple(sorted(scope.refs)), kind=kind, retry=retry, **settings)
+        checked: NodeSpec | None = self.check(_check, workflow, node, parts, item)
+        return checked
+
+    def uses(self, item: dict[str, Any], parts: Parts, scope: Scope) -> _Call:
+        name = item["uses"]
+        if not isinstance(name, str) or name not in self.tasks:
+            known = ", ".join(sorted(self.tasks)) or "none: declare @task functions in workflows/*.py"
+            raise Invalid((*parts, "uses"), f"unknown task {name!r}{did_you_mean(str(name), self.tasks)} "
+                                            f"(tasks: {known})")
+        task = self.tasks[name]
+        given = item.get("with") or {}
+        if not isinstance(given, dict):
+            raise Invalid((*parts, "with"), "with: maps the task's parameters to values")
+        kwargs = {k: self.check(encode, v, (*parts, "with", k), scope) for k, v in given.items()}
+        item_param = bind(task, set(given), scope, parts, "with" in item)
+        if item_param is not None:
+            kwargs[item_param] = _ITEM
+        return task.name, "python", kwargs, {"queue": task.queue, **task.options}
+
+    def shell(self, item: dict[str, Any], parts: Parts, scope: Scope) -> _Call:
+        here = (*parts, "shell")
+        config = dict(item["shell"]) if isinstance(item["shell"], dict) else {"command": item["shell"]}
+        command_at = (*here, "command") if isinstance(item["shell"], dict) else here
+        self.unknown_keys(here, config, SHELL_KEYS, "shell option")
+        command = config.get("command")
+        if isinstance(command, list) and command and all(_argument(a) for a in command):
+            config["command"] = [as_text(a) if isinstance(a, str) else str(a) for a in command]  # always text
+        elif not (isinstance(command, str) and command.strip()):
+            raise Invalid(command_at, "a shell command is a non-empty string or list of strings")
+        if not isinstance(config.get("shell", False), bool):
+            raise Invalid((*here, "shell"), "shell: is true or false")
+        if config.get("shell") and isinstance(command, list):
+            raise Invalid((*here, "shell"), "shell: true takes a command string, not a list")
+        at = {"command": command_at}
+        kwargs = {k: encode(v, at.get(k, (*here, k)), scope) for k, v in config.items() if k in SHELL_KEYS}
+        return "shell", "shell", kwargs, {}
+
+    def http(self, item: dict[str, Any], parts: Parts, scope: Scope) -> _Call:
+        here = (*parts, "http")
+        config = item["http"] if isinstance(item["http"], dict) else {"url": item["http"]}
+        self.unknown_keys(here, config, HTTP_KEYS, "http option")
+        url, method = config.get("url"), config.get("method", "GET")
+        if not isinstance(url, str) or not (is_template(url) or url.lower().startswith(("http://", "https://"))):
+            raise Invalid((*here, "url") if "url" in config else here,
+                          "http needs a url: an http:// or https:// URL (or a template giving one)")
+        if not isinstance(method, str) or not (is_template(method) or method.upper() in HTTP_METHODS):
+            raise Invalid((*here, "method"), f"method must be one of {', '.join(HTTP_METHODS)}")
+        kwargs = {k: encode(v, (*here, k), scope) for k, v in config.items() if k in HTTP_KEYS}
+        return "http", "http", kwargs, {}
+
+    def options(self, item: dict[str, Any], parts: Parts, scope: Scope) -> dict[str, Any]:
+        """The node options the task sets: types checked here, values by the shared validators."""
+        out: dict[str, Any] = {}
+        for key, kinds, what in _OPTION_TYPES:
+            if key in item:
+                if isinstance(item[key], bool) or not isinstance(item[key], kinds):
+                    self.issue((*parts, key), f"{key} must be {what}")
+                else:
+                    out[key] = item[key]
+        if "retries" in item:
+            out["retries"] = self.check(_retry, item["retries"], (*parts, "retries"))
+        if "map" in item:
+            out["map_over"] = self.check(encode_map, item["map"], (*parts, "map"), scope)
+        if "when" in out:
+            self.check(encode_condition, out["when"], (*parts, "when"), scope)
+        self.check(_needs, item.get("needs"), (*parts, "needs"), scope)
+        return out
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _workflow_name(item: dict[str, Any], parts: Parts, known: Mapping[str, Any]) -> str:
+    name = item.get("name")
+    if not isinstance(name, str) or not TASK_NAME.match(name):
+        raise Invalid((*parts, "name"), "a workflow needs a name: letters, digits, _ . and -")
+    if name in known:
+        raise Invalid((*parts, "name"), f"workflow name {name!r} is already used {_origin(known[name])}")
+    return name
+
+
+def _origin(workflow: Any) -> str:
+    if isinstance(workflow, YamlWorkflow):
+        return f"in {workflow.file}:{workflow.line}"
+    try:
+        return f"by a Python workflow in {inspect.getsourcefile(workflow.fn)}"
+    except (AttributeError, TypeError):
+        return "by a Python workflow"
+
+
+def _seconds(item: dict[str, Any], parts: Parts) -> float | None:
+    value = item.get("timeout_s")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise Invalid((*parts, "timeout_s"), "timeout_s must be a number of seconds")
+    return value
+
+
+def _retry(value: Any, parts: Parts) -> RetryPolicy | None:
+    try:
+        return RetryPolicy.from_value(value)
+    except WorkflowError as exc:
+        raise Invalid(parts, str(exc)) from None
+
+
+def _needs(value: Any, parts: Parts, scope: Scope) -> None:
+    needs = [value] if isinstance(value, str) else [] if value is None else value
+    if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+        raise Invalid(parts, "needs: is a list of task names")
+    for i, name in enumerate(needs):
+        if name not in scope.tasks:
+            raise Invalid((*parts, i) if isinstance(value, list) else parts, unknown_task(name, scope.tasks))
+        scope.refs.add(name)
+
+
+def _argument(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _check(workflow: str, node: NodeSpec, parts: Parts, item: dict[str, Any]) -> NodeSpec:
+    """The node, checked by the validator `build_spec` runs on every node, Python or YAML."""
+    try:
+        check_node(workflow, node)
+    except WorkflowError as exc:
+        message = str(exc).removeprefix(f"workflow {workflow!r}: ").removeprefix(f"task {node.name!r}: ")
+        key = next((k for word, k in _OPTION_WORDS if word in message and k in item), None)
+        if key == "depends":
+            message += did_you_mean(str(item["depends"]), DEPENDS)
+        raise Invalid((*parts, key) if key else parts, message) from None
+    return node
+
+
+def _build(name: str, params: list[ParamSpec], built: list[NodeSpec | None], timeout_s: float | None,
+           parts: Parts, names: dict[str, int]) -> WorkflowSpec:
+    """The workflow, checked and ordered by `build_spec`, as Python workflows are."""
+    try:
+        return build_spec(name, params, [n for n in built if n is not None], timeout_s=timeout_s)
+    except CycleError as exc:
+        first = min((n for n in exc.cycle if n in names), key=names.__getitem__)
+        raise Invalid((*parts, "tasks", names[first]),
+                      f"{exc} (through results.<task> in templates and needs:)") from None
+    except WorkflowError as exc:
+        raise Invalid((*parts, "timeout_s") if "timeout_s" in str(exc) else parts, str(exc)) from None
