@@ -145,6 +145,18 @@ def test_a_failing_order_shows_its_error(stack: Stack) -> None:
     assert "failed" in orch("runs", "show", run["id"], env=stack.env).stdout
 
 
+def test_the_example_batch_retries_its_flaky_payments_and_fans_in(stack: Stack) -> None:
+    with Client(settings=Settings(redis_url=stack.redis.url), source="/e2e/batch") as client:
+        event_id = client.emit("payment.batch", {"batch_id": "B-1", "size": 7})
+    run = _wait_run(stack, "/e2e/batch", event_id, rule="settle-payment-batches")
+    tasks = {t["node"]: t for t in run["tasks"]}
+    assert run["status"] == "succeeded", run
+    assert tasks["summarize"]["result"] == {"payments": 7, "total": sum(10 + i for i in range(7))}
+    assert tasks["flag_failures"]["state"] == "skipped"
+    assert [tasks[f"settle[{i}]"]["attempt"] for i in range(7)] == [2, 1, 1, 2, 1, 1, 2]  # every third retried
+    assert tasks["settle[3]"]["history"][0]["error_type"] == "ConnectionError"
+
+
 def test_metrics_endpoint(stack: Stack) -> None:
     response = stack.http().get("/metrics")
     assert response.status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,3 +246,37 @@ def test_a_task_the_worker_does_not_know_fails_the_run(stack: Stack, r: redis.Re
     run = stack.run("welcome-paid-users", "/accounts", event_id)
     assert run.status is RunStatus.FAILED
     assert "task 'send_welcome' is not defined in the project this worker loaded" in (run.error or "")
+
+
+def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.Redis, redis_url: str,
+                                                                       tmp_path: Path) -> None:
+    project = load_project(make_project(tmp_path, rules="""\
+        rules:
+          - {name: r, type: t.x, workflow: one}
+        """, workflows={"one": """\
+        from orchestrator import task, workflow
+
+        @task(retries={"max_retries": 1, "backoff_s": 0})
+        def only() -> str:
+            return "done"
+
+        @workflow
+        def one():
+            only()
+        """}))
+    settings = Settings(redis_url=redis_url, project=tmp_path, engine_stall_s=0.01)
+    stack = Stack(r, settings, project)
+    event_id = stack.emit("t.x", None)
+    stack.engine.step(block=False)
+    r.delete(Job.key_for(f"{derive_run_id('r', '/orch/client', event_id)}-only-1"))  # the job is lost
+    for queue in project.queues:
+        r.delete(f"rq:queue:orch.{queue}")
+    time.sleep(0.05)  # older than engine_stall_s
+
+    assert stack.engine.sweep(scan_runs=True) == 1
+    stack.drain()
+
+    run = stack.run("r", "/orch/client", event_id)
+    task = run.tasks["only"]
+    assert run.status is RunStatus.SUCCEEDED and task.attempt == 2
+    assert task.history[0]["error_type"] == "JobLost"
