@@ -63,7 +63,7 @@ import redis
 from orchestrator import Client, Event, Settings
 from orchestrator.embedded_redis import find_redis_binary
 from orchestrator.jsonutil import dumps
-from orchestrator.state.keys import Keys
+from orchestrator.state.keys import ENGINE_GROUP, Keys
 from orchestrator.state.store import RunStore
 from orchestrator.workflows.runs import Run, RunStatus, derive_run_id
 
@@ -74,16 +74,23 @@ ORCH = Path(sys.executable).parent / "orch"
 PEERS = Path(os.environ.get("ORCH_BENCH_PEERS", ROOT.parent / "shared" / "peers" / "run.sh"))
 ALL_PEERS = "rq-simple,rq-fork,celery,dramatiq"
 
-RULE = "bench-noop"          # bench/project/rules/bench.yaml
+RULE = "bench-noop"          # bench/project/rules/bench.yaml: one no-op task
 EVENT_TYPE = "bench.noop"
 TASK_NODE = "noop"
+CHAIN_RULE = "bench-chain"   # a -> b, two no-op tasks
+CHAIN_EVENT = "bench.chain"
+FANOUT_RULE = "bench-fanout"  # items -> work.map(items) -> fan_in
+FANOUT_EVENT = "bench.fanout"
+ENGINES = ("fast", "rq")     # orch worker (the fast path), orch worker --engine rq (RQ's SimpleWorker)
 SOURCE = "/bench"
 PREFIX = "orch"              # the default key prefix, so keys read as documented in state/keys.py
 INGEST_PREFIX = "bench-ingest"
 POLL_S = 0.002               # the peers poll their done counter every 2 ms too
 
-FULL = {"events": 100_000, "samples": 200, "n": 2000, "hook_requests": 20_000}
-QUICK = {"events": 10_000, "samples": 30, "n": 300, "hook_requests": 3000}
+FULL = {"events": 100_000, "samples": 200, "hops": 200, "n": 2000, "fanout": 10_000, "fanout_rq": 10_000,
+        "hook_requests": 20_000}
+QUICK = {"events": 10_000, "samples": 30, "hops": 30, "n": 300, "fanout": 1000, "fanout_rq": 1000,
+         "hook_requests": 3000}
 HOOK_PREFIX = "bench-hooks"  # the webhook phase's keys, dropped after it
 HOOK_SECRET_ENV = "ORCH_BENCH_WEBHOOK_SECRET"
 
@@ -126,6 +133,8 @@ class Stack:
         self.redis_version = ""
         self.orch: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self.profile_dir: Path | None = None  # set: run the orch processes under cProfile, .prof files here
+        self.tag = ""  # prefix of the log and profile file names (the worker engine being measured)
+        self.started = 0
 
     def start_redis(self) -> str:
         binary, _ = find_redis_binary()
@@ -158,10 +167,12 @@ class Stack:
         env.update(env_overrides or {})
         if log_level:
             env["ORCH_LOG_LEVEL"] = log_level
-        logfile = self.tmp / f"{role}-{len(self.orch)}.log"
+        name = f"{self.tag}{role}-{self.started}"
+        self.started += 1
+        logfile = self.tmp / f"{name}.log"
         command = [str(ORCH), role, *args]
         if self.profile_dir is not None:
-            out_file = self.profile_dir / f"{role}-{len(self.orch)}.prof"
+            out_file = self.profile_dir / f"{name}.prof"
             command = [sys.executable, "-m", "cProfile", "-o", str(out_file), "-m", "orchestrator", role, *args]
         with logfile.open("wb") as out:
             proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -177,8 +188,12 @@ class Stack:
         out: dict[str, float] = {}
         for role, pid in pids:
             with contextlib.suppress(psutil.Error):
-                times = psutil.Process(pid).cpu_times()
-                out[role] = out.get(role, 0.0) + times.user + times.system
+                proc = psutil.Process(pid)
+                family = [proc] + (proc.children(recursive=True) if role != "bench" else [])  # a pool's workers
+                for member in family:
+                    with contextlib.suppress(psutil.Error):
+                        times = member.cpu_times()
+                        out[role] = out.get(role, 0.0) + times.user + times.system
         return out
 
     def check_alive(self) -> None:
@@ -230,7 +245,22 @@ def stats(client: redis.Redis) -> dict[str, Any]:
     info = client.execute_command("INFO", "memory", "stats", "commandstats")
     return {"used_memory": int(info["used_memory"]), "commands": int(info["total_commands_processed"]),
             "by_command": {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
-                           if k.startswith("cmdstat_")}}
+                           if k.startswith("cmdstat_")},
+            "usec_by_command": {k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in info.items()
+                                if k.startswith("cmdstat_")}}
+
+
+def usec_per(before: dict[str, Any], after: dict[str, Any], n: int, top: int = 6) -> dict[str, float]:
+    """Redis server time (INFO commandstats usec) per task, by command, the largest first."""
+    delta = {name: usec - before["usec_by_command"].get(name, 0) for name, usec in after["usec_by_command"].items()}
+    ranked = sorted(((k, v) for k, v in delta.items() if v > 0), key=lambda kv: -kv[1])[:top]
+    return {name: round(usec / n, 2) for name, usec in ranked}
+
+
+def _usec_per_call(before: dict[str, Any], after: dict[str, Any], name: str) -> float | None:
+    calls = after["by_command"].get(name, 0) - before["by_command"].get(name, 0)
+    usec = after["usec_by_command"].get(name, 0) - before["usec_by_command"].get(name, 0)
+    return round(usec / calls, 1) if calls > 0 else None
 
 
 def commands_between(before: dict[str, Any], after: dict[str, Any], own: dict[str, int]) -> dict[str, int]:
@@ -388,7 +418,7 @@ def phase_webhook(stack: Stack, requests: int, connections: int = 16) -> dict[st
             "api_cpu_us_per_request": round(api_cpu * 1e6 / requests, 1)}
 
 
-# -- phases 2 and 3: engine and workers ----------------------------------------------------------------
+# -- phases 2 to 5: engine and workers, once per worker engine ---------------------------------------------
 
 
 class Probe:
@@ -401,6 +431,7 @@ class Probe:
         self.own: dict[str, int] = {}
         self._succeeded = self.keys.runs_by_status(RunStatus.SUCCEEDED)
         self._failed = self.keys.runs_by_status(RunStatus.FAILED)
+        self._queue = f"rq:queue:{self.keys.queue_name('default')}"
 
     def _count(self, name: str, n: int = 1) -> None:
         self.own[name] = self.own.get(name, 0) + n
@@ -433,13 +464,31 @@ class Probe:
         self._count("scard")
         return int(self.redis.scard("rq:workers"))
 
+    def backlog(self) -> tuple[int, int, int]:
+        """(results records the engine has read, records written but not yet read, jobs waiting in the
+        default queue): how far the engine and the workers are behind. One round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.execute_command("XINFO", "GROUPS", self.keys.results)
+        pipe.llen(self._queue)
+        self._count("xinfo|groups")
+        self._count("llen")
+        groups, queued = pipe.execute()
+        for group in groups:
+            info = dict(zip(group[::2], group[1::2], strict=False)) if isinstance(group, list) else group
+            name = info.get(b"name", info.get("name"))
+            if name in (ENGINE_GROUP, ENGINE_GROUP.encode()):
+                read = info.get(b"entries-read", info.get("entries-read")) or 0
+                lag = info.get(b"lag", info.get("lag")) or 0
+                return int(read), int(lag), int(queued)
+        return 0, 0, int(queued)
 
-def emit_one(client: Client, n: int) -> tuple[str, float]:
+
+def emit_one(client: Client, n: int, *, event_type: str = EVENT_TYPE, rule: str = RULE) -> tuple[str, float]:
     """Emit one event; (its run id, the emit time in epoch seconds)."""
     event_id = uuid.uuid4().hex
     t = time.time()
-    client.emit(EVENT_TYPE, {"n": n}, id=event_id)
-    return derive_run_id(RULE, SOURCE, event_id), t
+    client.emit(event_type, {"n": n}, id=event_id)
+    return derive_run_id(rule, SOURCE, event_id), t
 
 
 def wait_run(stack: Stack, probe: Probe, run_id: str, timeout_s: float) -> Run:
@@ -459,24 +508,49 @@ def wait_run(stack: Stack, probe: Probe, run_id: str, timeout_s: float) -> Run:
     return run
 
 
-def start_orch(stack: Stack, workers: int, log_level: str | None, probe: Probe, client: Client) -> None:
-    log(f"idle: starting `orch engine` and {workers} `orch worker` on {PROJECT.relative_to(ROOT)}")
-    stack.start_orch("engine", log_level=log_level)
-    for _ in range(workers):
-        stack.start_orch("worker", log_level=log_level)
+def worker_args(engine: str) -> list[str]:
+    return ["--engine", "rq"] if engine == "rq" else []
+
+
+def start_orch(stack: Stack, engine: str, args: argparse.Namespace, probe: Probe, client: Client) -> str:
+    """The engine and `args.workers` worker processes of `engine`; returns how the workers were started."""
+    extra = worker_args(engine)
+    pool = engine == "fast" and args.pool
+    how = (f"orch worker --concurrency {args.workers}" if pool else
+           f"{args.workers} x orch worker{' ' + ' '.join(extra) if extra else ''}")
+    log(f"[{engine}] starting `orch engine` and {how} on {PROJECT.relative_to(ROOT)}")
+    stack.start_orch("engine", log_level=args.log_level)
+    if pool:
+        stack.start_orch("worker", *extra, "--concurrency", str(args.workers), log_level=args.log_level)
+    else:
+        for _ in range(args.workers):
+            stack.start_orch("worker", *extra, log_level=args.log_level)
     run_id, _ = emit_one(client, -1)
     wait_run(stack, probe, run_id, 90)
     deadline = time.monotonic() + 30
-    while probe.workers() < workers:
+    while probe.workers() < args.workers:
         stack.check_alive()
         if time.monotonic() > deadline:
-            raise BenchError(f"only {probe.workers()} of {workers} workers registered (logs: {stack.tmp})")
+            raise BenchError(f"only {probe.workers()} of {args.workers} workers registered (logs: {stack.tmp})")
         time.sleep(0.05)
     for i in range(10):  # every worker has run a job, every code path is warm
         wait_run(stack, probe, emit_one(client, -2 - i)[0], 30)
+    for i in range(3):
+        wait_run(stack, probe, emit_one(client, -20 - i, event_type=CHAIN_EVENT, rule=CHAIN_RULE)[0], 30)
+    wait_run(stack, probe, emit_one(client, 20, event_type=FANOUT_EVENT, rule=FANOUT_RULE)[0], 60)
+    return how
 
 
-def phase_idle(stack: Stack, probe: Probe, client: Client, samples: int) -> dict[str, Any]:
+def _ms_stats(series: dict[str, list[float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, values in series.items():
+        out[f"{name}_ms_p50"] = round(pct(values, 0.5), 3)
+        out[f"{name}_ms_p99"] = round(pct(values, 0.99), 3)
+    return out
+
+
+def phase_idle(stack: Stack, probe: Probe, client: Client, samples: int, engine: str) -> dict[str, Any]:
+    log(f"[{engine}] idle: {samples} events one at a time, each run finished before the next")
     series: dict[str, list[float]] = {"start": [], "succeeded": [], "created": [], "dispatch": [], "finish": []}
     for i in range(samples):
         run_id, t = emit_one(client, i)
@@ -491,12 +565,31 @@ def phase_idle(stack: Stack, probe: Probe, client: Client, samples: int) -> dict
         series["dispatch"].append((started - created) * 1000)   # queued -> a worker started the task
         series["finish"].append((finished - started) * 1000)    # started -> the engine finished the run
         if (i + 1) % 50 == 0 or i + 1 == samples:
-            log(f"idle: {i + 1}/{samples} samples, emit -> task start p50 {pct(series['start'], 0.5):.2f} ms")
-    out: dict[str, Any] = {"samples": samples}
-    for name, values in series.items():
-        out[f"{name}_ms_p50"] = round(pct(values, 0.5), 3)
-        out[f"{name}_ms_p99"] = round(pct(values, 0.99), 3)
+            log(f"[{engine}] idle: {i + 1}/{samples} samples, emit -> task start p50 {pct(series['start'], 0.5):.2f} ms")
+    out: dict[str, Any] = {"samples": samples, **_ms_stats(series)}
     out["start_ms_max"] = round(max(series["start"]), 3)
+    return out
+
+
+def phase_hop(stack: Stack, probe: Probe, client: Client, samples: int, engine: str) -> dict[str, Any]:
+    """Two-task chains a -> b at idle, one at a time: a's finished record (worker clock) -> b started."""
+    log(f"[{engine}] hop: {samples} chain runs (a -> b) one at a time, each finished before the next")
+    series: dict[str, list[float]] = {"hop": [], "engine": [], "pickup": [], "a_done_to_run_done": []}
+    for i in range(samples):
+        run_id, _ = emit_one(client, i, event_type=CHAIN_EVENT, rule=CHAIN_RULE)
+        run = wait_run(stack, probe, run_id, 30)
+        a, b = run.tasks["a"], run.tasks["b"]
+        if a.finished_at is None or b.queued_at is None or b.started_at is None or run.finished_at is None:
+            raise BenchError(f"chain run {run_id}: a's finish or b's queue/start time not recorded")
+        done, queued, started = a.finished_at.timestamp(), b.queued_at.timestamp(), b.started_at.timestamp()
+        series["hop"].append((started - done) * 1000)       # a done -> b started (both worker clocks)
+        series["engine"].append((queued - done) * 1000)     # a done -> the engine queued b
+        series["pickup"].append((started - queued) * 1000)  # b queued -> a worker started it
+        series["a_done_to_run_done"].append((run.finished_at.timestamp() - done) * 1000)
+        if (i + 1) % 50 == 0 or i + 1 == samples:
+            log(f"[{engine}] hop: {i + 1}/{samples} runs, a done -> b started p50 {pct(series['hop'], 0.5):.2f} ms")
+    out: dict[str, Any] = {"samples": samples, **_ms_stats(series)}
+    out["hop_ms_max"] = round(max(series["hop"]), 3)
     return out
 
 
@@ -508,10 +601,24 @@ def background_rate(admin: redis.Redis, seconds: float = 2.0) -> float:
     return round(sum(commands_between(before, after, {}).values()) / seconds, 1)
 
 
-def phase_sustained(stack: Stack, probe: Probe, client: Client, admin: redis.Redis, n: int) -> dict[str, Any]:
+def _cpu_report(cpu_before: dict[str, float], cpu_after: dict[str, float], elapsed: float,
+                n: int) -> dict[str, dict[str, float]]:
+    cpu = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
+    return {"cpu_cores_busy": {role: round(sec / elapsed, 2) for role, sec in cpu.items()},
+            "cpu_ms_per_task": {role: round(sec * 1000 / n, 3) for role, sec in cpu.items()}}
+
+
+def _engine_commits(delta: dict[str, int]) -> int:
+    """The engine's commits in a `commands_between` delta: each reads its runs with one plain EVAL (the
+    workers, RQ and the client call their scripts by EVALSHA; RQ also WATCHes, so WATCH would not do)."""
+    return delta.get("eval", 0)
+
+
+def phase_sustained(stack: Stack, probe: Probe, client: Client, admin: redis.Redis, n: int,
+                    engine: str) -> dict[str, Any]:
     base_ok, base_failed = probe.counts()
     events = [{"type": EVENT_TYPE, "data": {"n": i}} for i in range(n)]
-    log(f"sustained: emitting {n:,} events at once, then waiting for {n:,} runs to succeed")
+    log(f"[{engine}] sustained: emitting {n:,} events at once, then waiting for {n:,} runs to succeed")
     probe.own.clear()
     before, cpu_before = stats(admin), stack.cpu_seconds()
     t0 = time.time()
@@ -530,24 +637,25 @@ def phase_sustained(stack: Stack, probe: Probe, client: Client, admin: redis.Red
         elif now - last_change > 60:
             raise BenchError(f"sustained: stalled at {done:,}/{n:,} runs for 60s (logs: {stack.tmp})")
         if now >= next_report:
-            log(f"sustained: {done:,}/{n:,} runs succeeded")
+            log(f"[{engine}] sustained: {done:,}/{n:,} runs succeeded")
             stack.check_alive()
             next_report = now + 1.0
         if done < n:
             time.sleep(POLL_S)
     elapsed = time.time() - t0
     after, cpu_after = stats(admin), stack.cpu_seconds()
-    log(f"sustained: {n:,}/{n:,} runs succeeded in {elapsed:.2f}s")
-    cpu = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
+    log(f"[{engine}] sustained: {n:,}/{n:,} runs succeeded in {elapsed:.2f}s ({n / elapsed:,.0f}/s)")
     delta = commands_between(before, after, probe.own)
     last_finish = _last_finish(probe, event_ids)
+    commits = _engine_commits(delta)
     return {"runs": n, "seconds": round(elapsed, 3), "emit_seconds": round(emit_s, 3),
             "runs_per_s": round(n / elapsed, 1),
             "runs_per_s_by_last_finished_at": round(n / max(1e-6, last_finish - t0), 1),
             "commands_per_run": round(sum(delta.values()) / n, 2),
             "commands_per_run_by_command": per(delta, n),
-            "cpu_cores_busy": {role: round(sec / elapsed, 2) for role, sec in cpu.items()},
-            "cpu_ms_per_run": {role: round(sec * 1000 / n, 3) for role, sec in cpu.items()}}
+            "redis_usec_per_run_by_command": usec_per(before, after, n),
+            "engine_commits": commits, "runs_per_engine_commit": round(n / commits, 1) if commits else None,
+            **_cpu_report(cpu_before, cpu_after, elapsed, n)}
 
 
 def _last_finish(probe: Probe, event_ids: list[str]) -> float:
@@ -562,22 +670,136 @@ def _last_finish(probe: Probe, event_ids: list[str]) -> float:
     return latest
 
 
-def phase_orch(stack: Stack, args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, Any]:
+def phase_fanout(stack: Stack, probe: Probe, client: Client, admin: redis.Redis, n: int, engine: str,
+                 limit_s: float) -> dict[str, Any]:
+    """One run of items -> work.map(items) -> fan_in over `n` no-op items."""
+    log(f"[{engine}] fan-out: one bench_fanout run over {n:,} items (items -> work.map(items) -> fan_in)")
+    probe.own.clear()
+    read0, _, _ = probe.backlog()
+    before, cpu_before = stats(admin), stack.cpu_seconds()
+    run_id, t0 = emit_one(client, n, event_type=FANOUT_EVENT, rule=FANOUT_RULE)
+    max_lag = max_queued = 0
+    last_progress: tuple[int, int] = (-1, -1)
+    last_change = next_report = time.monotonic()
+    deadline = last_change + limit_s
+    timeline: list[dict[str, float | None]] = []  # every 2 s: progress, engine commits and CPU in the interval
+    snap, snap_cpu, snap_t, snap_read = before, cpu_before, time.time(), read0
+    status = None
+    while (status := probe.outcome(run_id)) is None:
+        now = time.monotonic()
+        read, lag, queued = probe.backlog()
+        max_lag, max_queued = max(max_lag, lag), max(max_queued, queued)
+        if (read, queued) != last_progress:
+            last_progress, last_change = (read, queued), now
+        if now >= next_report:
+            cur, cur_cpu, cur_t = stats(admin), stack.cpu_seconds(), time.time()
+            probe.own["info"] = probe.own.get("info", 0) + 1
+            commits = cur["by_command"].get("eval", 0) - snap["by_command"].get("eval", 0)
+            span_s = max(1e-6, cur_t - snap_t)
+            busy = {r: (cur_cpu.get(r, 0.0) - snap_cpu.get(r, 0.0)) / span_s for r in ("engine", "worker", "redis")}
+            timeline.append({"t_s": round(cur_t - t0, 2), "records_read": read - read0, "not_yet_read": lag,
+                             "queued": queued, "engine_commits": commits,
+                             "ms_per_commit": round(span_s * 1000 / commits, 1) if commits else None,
+                             "records_per_commit": round((read - snap_read) / commits, 1) if commits else None,
+                             **{f"{r}_cores": round(v, 2) for r, v in busy.items()}})
+            log(f"[{engine}] fan-out: {cur_t - t0:5.1f} s: results records read by the engine {read - read0:,} "
+                f"(not yet read: {lag:,}); jobs queued {queued:,}; engine {commits} commits"
+                + (f" ({span_s * 1000 / commits:.0f} ms each, {(read - snap_read) / commits:.0f} records each)"
+                   if commits else "")
+                + f"; cores busy: engine {busy['engine']:.2f}, workers {busy['worker']:.2f}, redis {busy['redis']:.2f}")
+            snap, snap_cpu, snap_t, snap_read = cur, cur_cpu, cur_t, read
+            stack.check_alive()
+            next_report = now + 2.0
+        if now > deadline or now - last_change > 60:
+            why = "stalled for 60 s" if now - last_change > 60 else f"not finished within {limit_s:.0f} s"
+            log(f"[{engine}] fan-out: {why}; skipped (logs: {stack.tmp})")
+            return {"items": n, "error": f"{why}: the engine had read {read - read0:,} results records "
+                    f"(~2 per item), {queued:,} jobs still queued", "seconds": round(time.time() - t0, 1),
+                    "timeline": timeline}
+        time.sleep(0.05)
+    t_end = time.time()
+    after, cpu_after = stats(admin), stack.cpu_seconds()
+    read_end, _, _ = probe.backlog()
+    run = probe.run(run_id)
+    if status != RunStatus.SUCCEEDED:
+        raise BenchError(f"fan-out run {run_id} {status}: {run.error}")
+    children = [t for t in run.tasks.values() if t.parent == "work"]
+    items_task, fan_in = run.tasks["items"], run.tasks["fan_in"]
+    if len(children) != n or any(c.queued_at is None or c.started_at is None or c.finished_at is None
+                                 for c in children) or fan_in.started_at is None or fan_in.queued_at is None \
+            or items_task.finished_at is None or run.finished_at is None:
+        raise BenchError(f"fan-out run {run_id}: {len(children)} items of {n}, or times not recorded")
+    if any(c.attempt != 1 for c in children):
+        log(f"[{engine}] fan-out: {sum(c.attempt != 1 for c in children)} items ran more than once")
+    first_queued = min(c.queued_at.timestamp() for c in children)  # type: ignore[union-attr]
+    last_queued = max(c.queued_at.timestamp() for c in children)  # type: ignore[union-attr]
+    first_started = min(c.started_at.timestamp() for c in children)  # type: ignore[union-attr]
+    last_finished = max(c.finished_at.timestamp() for c in children)  # type: ignore[union-attr]
+    fan_in_started, fan_in_queued = fan_in.started_at.timestamp(), fan_in.queued_at.timestamp()
+    items_done = items_task.finished_at.timestamp()
+    span = fan_in_started - first_queued
+    elapsed = t_end - t0
+    delta = commands_between(before, after, probe.own)
+    commits = _engine_commits(delta)
+    records = read_end - read0
+    cpu = _cpu_report(cpu_before, cpu_after, elapsed, n)
+    engine_cpu = cpu_after.get("engine", 0.0) - cpu_before.get("engine", 0.0)
+    log(f"[{engine}] fan-out: {n:,} items in {span:.2f} s ({n / span:,.0f} item task runs/s); run took "
+        f"{run.duration_s:.2f} s; {commits} engine commits")
+    return {
+        "items": n, "run": run_id, "seconds": round(elapsed, 3),
+        "item_runs_per_s": round(n / span, 1),
+        "item_runs_per_s_until_last_item_done": round(n / max(1e-6, last_finished - first_queued), 1),
+        "first_item_queued_to_fan_in_started_s": round(span, 3),
+        "run_duration_s": round(run.duration_s or 0.0, 3),
+        "emit_to_run_finished_s": round(run.finished_at.timestamp() - t0, 3),
+        "emit_to_items_done_s": round(items_done - t0, 3),
+        "items_done_to_first_item_queued_ms": round((first_queued - items_done) * 1000, 1),
+        "items_queued_spread_ms": round((last_queued - first_queued) * 1000, 1),
+        "first_item_queued_to_started_ms": round((first_started - first_queued) * 1000, 1),
+        "last_item_done_to_fan_in_queued_ms": round((fan_in_queued - last_finished) * 1000, 1),
+        "fan_in_queued_to_started_ms": round((fan_in_started - fan_in_queued) * 1000, 1),
+        "commands_per_item": round(sum(delta.values()) / n, 2),
+        "commands_per_item_by_command": per(delta, n),
+        "redis_usec_per_item_by_command": usec_per(before, after, n),
+        "results_records": records, "records_per_item": round(records / n, 2),
+        "engine_commits": commits,
+        "records_per_engine_commit": round(records / commits, 1) if commits else None,
+        "engine_ms_per_commit_wall": round(elapsed * 1000 / commits, 1) if commits else None,
+        "engine_cpu_ms_per_commit": round(engine_cpu * 1000 / commits, 1) if commits else None,
+        "redis_usec_per_read_runs_eval": _usec_per_call(before, after, "eval"),
+        "max_results_not_yet_read": max_lag, "max_jobs_queued": max_queued,
+        **cpu, "timeline": timeline,
+    }
+
+
+def phase_orch(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], engine: str) -> dict[str, Any]:
+    """Every engine-and-workers phase for one worker engine (`fast` or `rq`), on a flushed Redis."""
     admin = redis.Redis.from_url(stack.url)
+    admin.flushall()
     probe = Probe(stack.url)
+    out: dict[str, Any] = {}
     with Client(settings=Settings(redis_url=stack.url, key_prefix=PREFIX), source=SOURCE) as client:
-        start_orch(stack, args.workers, args.log_level, probe, client)
-        log(f"idle: {sizes['samples']} events one at a time, each run finished before the next")
-        idle = phase_idle(stack, probe, client, sizes["samples"])
-        background = background_rate(admin)
-        sustained = phase_sustained(stack, probe, client, admin, sizes["n"])
-        sustained["background_commands_per_s"] = background
+        out["workers"] = start_orch(stack, engine, args, probe, client)
+        if args.only != "fanout":
+            out["idle"] = phase_idle(stack, probe, client, sizes["samples"], engine)
+            out["hop"] = phase_hop(stack, probe, client, sizes["hops"], engine)
+            background = background_rate(admin)
+            out["sustained"] = phase_sustained(stack, probe, client, admin, sizes["n"], engine)
+            out["sustained"]["background_commands_per_s"] = background
+        fanout = sizes["fanout"] if engine == "fast" else sizes["fanout_rq"]
+        if fanout > 0:
+            out["fanout"] = phase_fanout(stack, probe, client, admin, fanout, engine, args.fanout_limit)
+        else:
+            out["fanout"] = {"items": 0, "error": "skipped (--fanout-rq 0)" if engine == "rq" else "skipped"}
+    stack.stop_orch()
     probe.redis.close()
     admin.close()
-    return {"idle": idle, "sustained": sustained}
+    return out
 
 
-# -- phase 4: peers ------------------------------------------------------------------------------------
+
+# -- peers ------------------------------------------------------------------------------------------------
 
 
 def run_peers(only: str, n: int, tmp: Path, limit_s: float = 3600) -> list[dict[str, Any]]:
@@ -632,6 +854,10 @@ def _stop_tree(proc: subprocess.Popen[Any]) -> None:
 
 # -- report --------------------------------------------------------------------------------------------
 
+PEER_LABELS = {"rq-simple": ("RQ SimpleWorker", "RQ"), "rq-fork": ("RQ fork", "RQ fork"),
+               "celery": ("Celery", "Celery"), "dramatiq": ("Dramatiq", "Dramatiq")}
+ENGINE_LABELS = {"fast": "orch fast path", "rq": "orch --engine rq"}
+
 
 def _num(value: float | None, digits: int = 0) -> str:
     if value is None:
@@ -650,13 +876,26 @@ def _peer(results: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((row for row in rows if row.get("peer") == name and "error" not in row), None)
 
 
+def _peers_ok(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for row in results.get("peers") or [] if "error" not in row]
+
+
+def _vs_peers(results: dict[str, Any], ours: float | None, field: str) -> str:
+    """'7.10x RQ, 0.81x Dramatiq': ours / each peer's `field`."""
+    if ours is None:
+        return "–"
+    parts = [f"{_ratio(ours, row.get(field))} {PEER_LABELS.get(row['peer'], (row['peer'], row['peer']))[1]}"
+             for row in _peers_ok(results) if row.get(field)]
+    return ", ".join(parts) or "–"
+
+
 def _target(ok: bool | None, text: str) -> str:
     return text if ok is None else f"{text}: {'met' if ok else 'NOT met'}"
 
 
-def _webhook_row(hook: dict[str, Any]) -> tuple[str, str, str, str, str]:
+def _webhook_row(hook: dict[str, Any]) -> tuple[str, str, str, str]:
     return (f"webhook, signed github-style POST /hooks/{{name}} to 202 ({hook['connections']} connections; requests/s)",
-            _num(hook["requests_per_s"]), "–", "–", "reported")
+            _num(hook["requests_per_s"]), "reported", "")
 
 
 def _webhook_note(hook: dict[str, Any]) -> str:
@@ -666,73 +905,222 @@ def _webhook_note(hook: dict[str, Any]) -> str:
             "(verify, parse, publish script).")
 
 
-def table(results: dict[str, Any]) -> str:
+def _get(data: dict[str, Any] | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _fanout_ok(orch: dict[str, Any], engine: str) -> dict[str, Any] | None:
+    fan = _get(orch, engine, "fanout")
+    return fan if fan and "error" not in fan else None
+
+
+def _cpu_cell(cpu: dict[str, float] | None) -> str:
+    if not cpu:
+        return "–"
+    return " / ".join(f"{cpu.get(role, 0.0):.3f}" for role in ("engine", "worker", "redis"))
+
+
+def main_table(results: dict[str, Any]) -> list[str]:
+    """The side-by-side table: orch's two worker engines, the peers, ratios, targets."""
     orch, sizes = results["orch"], results["sizes"]
-    if "ingest" not in orch:  # --only webhook
-        hook = orch["webhook"]
-        return "\n".join(["| metric | orch | RQ SimpleWorker | orch / RQ | target |", "|---|---:|---:|---:|---|",
-                          f"| {' | '.join(_webhook_row(hook))} |", "", _webhook_note(hook)])
-    ingest, idle, sus = orch["ingest"], orch["idle"], orch["sustained"]
-    rq = _peer(results, "rq-simple") or {}
+    fast, rq = orch.get("fast") or {}, orch.get("rq") or {}
+    peers = _peers_ok(results)
+    peer_heads = [PEER_LABELS.get(p["peer"], (p["peer"], ""))[0] for p in peers]
+    head = ["metric", ENGINE_LABELS["fast"], ENGINE_LABELS["rq"], "fast / rq", *peer_heads,
+            "fast vs peers", "--engine rq vs peers", "target"]
     dramatiq = _peer(results, "dramatiq")
-    rq_tps, rq_p50, rq_p99 = rq.get("tasks_per_s"), rq.get("idle_latency_ms_p50"), rq.get("idle_latency_ms_p99")
-    e2e_target = (_target(sus["runs_per_s"] >= dramatiq["tasks_per_s"], f">= Dramatiq ({dramatiq['tasks_per_s']:,.0f}/s)")
-                  if dramatiq and dramatiq.get("tasks_per_s") else ">= Dramatiq's tasks/s (`--peers all`)")
+    fan_f, fan_r = _fanout_ok(orch, "fast"), _fanout_ok(orch, "rq")
+
+    def row(metric: str, f: float | None, r: float | None, digits: int, peer_field: str | None,
+            target: str, lower_is_better: bool = False) -> list[str]:
+        peer_cells = [_num(p.get(peer_field), digits) if peer_field else "–" for p in peers]
+        return [metric, _num(f, digits), _num(r, digits), _ratio(f, r) if not lower_is_better else _ratio(f, r),
+                *peer_cells, _vs_peers(results, f, peer_field) if peer_field else "–",
+                _vs_peers(results, r, peer_field) if peer_field else "–", target]
+
+    e2e = _get(fast, "sustained", "runs_per_s")
+    e2e_target = (_target(e2e >= dramatiq["tasks_per_s"], f">= Dramatiq ({dramatiq['tasks_per_s']:,.0f}/s)")
+                  if dramatiq and e2e else ">= Dramatiq's tasks/s (`--peers all`)")
+    p50, p99 = _get(fast, "idle", "start_ms_p50"), _get(fast, "idle", "start_ms_p99")
+    hop50, hop99 = _get(fast, "hop", "hop_ms_p50"), _get(fast, "hop", "hop_ms_p99")
+    fan_rate = fan_f["item_runs_per_s"] if fan_f else None
+    fan_n_f = _get(fast, "fanout", "items") or 0
+    fan_n_r = _get(rq, "fanout", "items") or 0
+    fan_label = f"{fan_n_f:,}" if fan_n_f == fan_n_r or not fan_n_r else f"{fan_n_f:,} (rq: {fan_n_r:,})"
     rows = [
-        (f"end-to-end one-task workflows/s ({sizes['n']:,} events at once; RQ: tasks/s)",
-         _num(sus["runs_per_s"]), _num(rq_tps), _ratio(sus["runs_per_s"], rq_tps), e2e_target),
-        ("idle latency p50, emit -> task start (ms)", _num(idle["start_ms_p50"], 2), _num(rq_p50, 2),
-         _ratio(idle["start_ms_p50"], rq_p50), _target(idle["start_ms_p50"] <= 3, "<= 3 ms")),
-        ("idle latency p99, emit -> task start (ms)", _num(idle["start_ms_p99"], 2), _num(rq_p99, 2),
-         _ratio(idle["start_ms_p99"], rq_p99), _target(idle["start_ms_p99"] <= 10, "<= 10 ms")),
-        ("idle emit -> run succeeded, p50 / p99 (ms)",
-         f"{_num(idle['succeeded_ms_p50'], 2)} / {_num(idle['succeeded_ms_p99'], 2)}", "–", "–", "–"),
-        (f"ingest, Client.emit_many, {ingest['chunk']:,}/call (events/s)", _num(ingest["events_per_s"]), "–", "–",
-         _target(ingest["events_per_s"] >= 50_000, ">= 50,000/s")),
-        ("Redis commands per event (ingest)", _num(ingest["commands_per_event"], 2), "–", "–", "reported"),
-        (f"Redis memory per retained event ({ingest['event_json_bytes']} B JSON, with dedup key; bytes)",
-         _num(ingest["memory_bytes_per_event"]), "–", "–", "reported"),
-        *([_webhook_row(orch["webhook"])] if "webhook" in orch else []),
-        ("Redis commands per workflow run (sustained, incl. its event)", _num(sus["commands_per_run"], 1), "–", "–",
-         "reported"),
+        row(f"end-to-end one-task workflows/s, 2 worker processes ({sizes['n']:,} events at once; peers: raw "
+            "tasks/s, same N queued and drained)", e2e, _get(rq, "sustained", "runs_per_s"), 0, "tasks_per_s",
+            e2e_target),
+        row("idle latency p50, emit -> task start (ms; peers: enqueue -> start; orch / peer)", p50,
+            _get(rq, "idle", "start_ms_p50"), 2, "idle_latency_ms_p50",
+            _target(p50 <= 3 if p50 is not None else None, "<= 3 ms"), True),
+        row("idle latency p99, emit -> task start (ms)", p99, _get(rq, "idle", "start_ms_p99"), 2,
+            "idle_latency_ms_p99", _target(p99 <= 10 if p99 is not None else None, "<= 10 ms"), True),
+        row(f"hop latency p50, task a done -> dependent b started ({sizes['hops']} chains at idle; ms)", hop50,
+            _get(rq, "hop", "hop_ms_p50"), 2, None,
+            _target(hop50 <= 3 if hop50 is not None else None, "<= 3 ms (Hatchet ~30 ms)"), True),
+        row("hop latency p99 (ms)", hop99, _get(rq, "hop", "hop_ms_p99"), 2, None, "–", True),
+        row(f"fan-out, {fan_label} no-op items in one run: item task runs/s (first item queued -> fan-in "
+            "started; peers: raw tasks/s)", fan_rate, fan_r["item_runs_per_s"] if fan_r else None, 0,
+            "tasks_per_s", _target(fan_rate >= 2000 if fan_rate else None, ">= 2,000/s (>= 12x Prefect)")),
+        row("fan-out: whole run, created -> succeeded (s)", fan_f["run_duration_s"] if fan_f else None,
+            fan_r["run_duration_s"] if fan_r else None, 2, None, "–", True),
+        row("Redis commands per one-task workflow run (sustained, incl. its event)",
+            _get(fast, "sustained", "commands_per_run"), _get(rq, "sustained", "commands_per_run"), 1, None,
+            "reported", True),
+        row("Redis commands per fan-out item task (whole run / items)", fan_f["commands_per_item"] if fan_f else None,
+            fan_r["commands_per_item"] if fan_r else None, 1, None, "reported", True),
     ]
-    lines = ["| metric | orch | RQ SimpleWorker | orch / RQ | target |", "|---|---:|---:|---:|---|"]
-    lines += [f"| {' | '.join(row)} |" for row in rows]
-    lines += ["", "Idle latency breakdown (ms, p50 / p99): "
-              f"emit -> run created and task queued (engine) {idle['created_ms_p50']:.2f} / {idle['created_ms_p99']:.2f}; "
-              f"queued -> task started (RQ + worker) {idle['dispatch_ms_p50']:.2f} / {idle['dispatch_ms_p99']:.2f}; "
-              f"task started -> run succeeded (task, records, engine) {idle['finish_ms_p50']:.2f} / "
-              f"{idle['finish_ms_p99']:.2f}.",
-              f"CPU during sustained, cores busy of {os.cpu_count()} (ms per run): "
-              + ", ".join(f"{role} {sus['cpu_cores_busy'][role]:.2f} ({ms:.2f})"
-                          for role, ms in sus["cpu_ms_per_run"].items()) + ".",
-              "Redis commands per run (sustained): "
-              + ", ".join(f"{k} {v}" for k, v in sus["commands_per_run_by_command"].items()) + ".",
-              f"Ingest: CPU per event, client (this process) {ingest['cpu_us_per_event']['bench']:.1f} us, "
+    cpu_rows = [
+        ["CPU ms per run, sustained: engine / workers / redis", _cpu_cell(_get(fast, "sustained", "cpu_ms_per_task")),
+         _cpu_cell(_get(rq, "sustained", "cpu_ms_per_task")), "–", *["–"] * len(peers), "–", "–", "reported"],
+        ["CPU ms per item, fan-out: engine / workers / redis", _cpu_cell(fan_f["cpu_ms_per_task"] if fan_f else None),
+         _cpu_cell(fan_r["cpu_ms_per_task"] if fan_r else None), "–", *["–"] * len(peers), "–", "–", "reported"],
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (3 + len(peers)) + "---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows + cpu_rows]
+    for engine in ("fast", "rq"):
+        fan = _get(orch, engine, "fanout")
+        if fan and "error" in fan:
+            lines.append(f"\nFan-out with {ENGINE_LABELS[engine]} ({fan['items']:,} items): {fan['error']}.")
+    return lines
+
+
+def limits_table(results: dict[str, Any]) -> list[str]:
+    """Where the time goes: cores busy and CPU per task of each process, Redis commands per task."""
+    orch = results["orch"]
+    lines = ["", "What limits it (cores busy of "
+             f"{os.cpu_count()}, CPU per task in ms, Redis commands per task):", "",
+             "| phase | tasks/s | engine cores (ms/task) | workers cores (ms/task) | redis cores (ms/task) "
+             "| commands/task | engine commits (tasks/commit) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for engine in ("fast", "rq"):
+        data = orch.get(engine) or {}
+        for phase, rate_key, cmd_key in (("sustained", "runs_per_s", "commands_per_run"),
+                                         ("fanout", "item_runs_per_s", "commands_per_item")):
+            ph = data.get(phase)
+            if not ph or "error" in ph:
+                continue
+            busy, ms = ph["cpu_cores_busy"], ph["cpu_ms_per_task"]
+            cells = [f"{busy.get(r, 0.0):.2f} ({ms.get(r, 0.0):.3f})" for r in ("engine", "worker", "redis")]
+            commits = ph.get("engine_commits")
+            tasks = ph.get("runs") or ph.get("items")
+            per_commit_txt = f"{commits:,} ({tasks / commits:,.1f})" if commits else "–"
+            name = f"{ENGINE_LABELS[engine]}, {phase}" + (f" ({ph['items']:,} items)" if phase == "fanout" else "")
+            lines.append(f"| {name} | {_num(ph[rate_key])} | {' | '.join(cells)} | {ph[cmd_key]:.1f} | {per_commit_txt} |")
+    return lines
+
+
+def notes(results: dict[str, Any]) -> list[str]:
+    orch = results["orch"]
+    lines = [""]
+    for engine in ("fast", "rq"):
+        data = orch.get(engine)
+        if not data:
+            continue
+        label = ENGINE_LABELS[engine]
+        idle, hop, sus, fan = data.get("idle"), data.get("hop"), data.get("sustained"), data.get("fanout") or {}
+        lines.append(f"**{label}** ({data['workers']}):")
+        if idle and hop and sus:
+            lines += _latency_notes(idle, hop, sus)
+        if fan and "error" not in fan:
+            lines += _fanout_notes(fan)
+    return lines
+
+
+def _latency_notes(idle: dict[str, Any], hop: dict[str, Any], sus: dict[str, Any]) -> list[str]:
+    return [
+        f"- idle (ms, p50 / p99): emit -> run created and task queued (engine) {idle['created_ms_p50']:.2f} / "
+        f"{idle['created_ms_p99']:.2f}; queued -> task started (queue + worker) {idle['dispatch_ms_p50']:.2f} / "
+        f"{idle['dispatch_ms_p99']:.2f}; task started -> run succeeded {idle['finish_ms_p50']:.2f} / "
+        f"{idle['finish_ms_p99']:.2f}; emit -> run succeeded {idle['succeeded_ms_p50']:.2f} / "
+        f"{idle['succeeded_ms_p99']:.2f}.",
+        f"- hop (ms, p50 / p99): a done -> b queued (engine) {hop['engine_ms_p50']:.2f} / {hop['engine_ms_p99']:.2f}; "
+        f"b queued -> b started (queue + worker) {hop['pickup_ms_p50']:.2f} / {hop['pickup_ms_p99']:.2f}; "
+        f"max hop {hop['hop_ms_max']:.2f}.",
+        f"- sustained: {sus['runs']:,} runs in {sus['seconds']:.2f} s; {sus['engine_commits']:,} engine commits; "
+        f"background (idle) {sus['background_commands_per_s']:,.0f} commands/s; commands per run: "
+        + ", ".join(f"{k} {v}" for k, v in sus["commands_per_run_by_command"].items()) + ".",
+    ]
+
+
+def _fanout_notes(fan: dict[str, Any]) -> list[str]:
+    lines = [
+        f"- fan-out ({fan['items']:,} items): emit -> items task done {fan['emit_to_items_done_s']:.2f} s; "
+        f"items done -> first item queued {fan['items_done_to_first_item_queued_ms']:.0f} ms (all queued "
+        f"within {fan['items_queued_spread_ms']:.0f} ms); first item queued -> started "
+        f"{fan['first_item_queued_to_started_ms']:.0f} ms; last item done -> fan-in queued "
+        f"{fan['last_item_done_to_fan_in_queued_ms']:.0f} ms; item runs/s until the last item finished "
+        f"{fan['item_runs_per_s_until_last_item_done']:,.0f}.",
+        f"- fan-out engine: {fan['engine_commits']:,} commits for {fan['results_records']:,} results records "
+        f"({fan['records_per_item']:.1f} per item, {fan['records_per_engine_commit'] or 0:,.0f} per commit); "
+        f"{fan['engine_ms_per_commit_wall'] or 0:,.1f} ms per commit (wall), {fan['engine_cpu_ms_per_commit'] or 0:,.1f} "
+        f"ms engine CPU per commit; redis time per run-read EVAL {_num(fan['redis_usec_per_read_runs_eval'], 0)} us; "
+        f"at most {fan['max_results_not_yet_read']:,} records written but not yet read by the engine, "
+        f"{fan['max_jobs_queued']:,} jobs queued.",
+        "- fan-out commands per item: " + ", ".join(f"{k} {v}" for k, v in fan["commands_per_item_by_command"].items())
+        + "; redis us per item by command: "
+        + ", ".join(f"{k} {v}" for k, v in fan["redis_usec_per_item_by_command"].items()) + ".",
+    ]
+    timeline = [t for t in fan.get("timeline") or [] if t.get("engine_commits")]
+    if timeline:
+        lines.append("- fan-out timeline (every 2 s: s, records read, ms per engine commit, engine / workers / redis "
+                     "cores): " + "; ".join(
+                         f"{t['t_s']:.0f} s {t['records_read']:,} rec {t['ms_per_commit']:.0f} ms "
+                         f"{t['engine_cores']:.2f}/{t['worker_cores']:.2f}/{t['redis_cores']:.2f}" for t in timeline))
+    return lines
+
+
+def ingest_table(results: dict[str, Any]) -> list[str]:
+    orch = results["orch"]
+    ingest = orch["ingest"]
+    rows = [
+        (f"ingest, Client.emit_many, {ingest['chunk']:,}/call (events/s)", _num(ingest["events_per_s"]),
+         _target(ingest["events_per_s"] >= 50_000, ">= 50,000/s"), ""),
+        ("Redis commands per event (ingest)", _num(ingest["commands_per_event"], 2), "reported", ""),
+        (f"Redis memory per retained event ({ingest['event_json_bytes']} B JSON, with dedup key; bytes)",
+         _num(ingest["memory_bytes_per_event"]), "reported", ""),
+        *([_webhook_row(orch["webhook"])] if "webhook" in orch else []),
+    ]
+    lines = ["", "| ingest and API | orch | target |", "|---|---:|---|"]
+    lines += [f"| {r[0]} | {r[1]} | {r[2]} |" for r in rows]
+    lines += ["", f"Ingest: CPU per event, client (this process) {ingest['cpu_us_per_event']['bench']:.1f} us, "
               f"redis-server {ingest['cpu_us_per_event']['redis']:.1f} us; memory per event "
               f"{ingest['memory_bytes_per_event']:.0f} B, of which the stream entry "
-              f"{ingest['memory_bytes_per_event_stream_entry']:.0f} B (the rest: its dedup key).",
-              "Redis commands per event (ingest): "
+              f"{ingest['memory_bytes_per_event_stream_entry']:.0f} B (the rest: its dedup key). "
+              "Redis commands per event: "
               + ", ".join(f"{k} {v}" for k, v in ingest["commands_per_event_by_command"].items()) + "."]
     lines += [_webhook_note(orch["webhook"])] if "webhook" in orch else []
-    lines += _peers_table(results, sus["runs_per_s"], idle["start_ms_p50"])
-    return "\n".join(lines)
+    return lines
 
 
-def _peers_table(results: dict[str, Any], ours_tps: float, ours_p50: float) -> list[str]:
+def peers_note(results: dict[str, Any]) -> list[str]:
     peers = results.get("peers") or []
     if not peers:
         return ["", f"Peers: {results.get('peers_error') or 'skipped (--skip-peers)'}."]
-    lines = ["", "| peer (2 workers, no-op task) | tasks/s | idle p50 ms | idle p99 ms | orch / peer, tasks/s "
-             "| orch / peer, p50 |", "|---|---:|---:|---:|---:|---:|"]
+    out = []
     for row in peers:
         if "error" in row:
-            lines.append(f"| {row['peer']} | error: {row['error']} | | | | |")
-            continue
-        lines.append(f"| {row['peer']} ({row['tasks']:,} tasks) | {_num(row['tasks_per_s'])} | "
-                     f"{row['idle_latency_ms_p50']:.2f} | {row['idle_latency_ms_p99']:.2f} | "
-                     f"{_ratio(ours_tps, row['tasks_per_s'])} | {_ratio(ours_p50, row['idle_latency_ms_p50'])} |")
-    return lines
+            out.append(f"{row['peer']}: error: {row['error']}")
+        else:
+            out.append(f"{PEER_LABELS.get(row['peer'], (row['peer'], ''))[0]} {row['tasks']:,} tasks")
+    return ["", "Peers (../shared/peers/run.sh, 2 worker processes, same no-op task, same N; RQ fork: N/5): "
+            + "; ".join(out) + "."]
+
+
+def table(results: dict[str, Any]) -> str:
+    orch = results["orch"]
+    if not any(engine in orch for engine in ENGINES):  # --only webhook
+        hook = orch["webhook"]
+        return "\n".join(["| metric | orch | target |", "|---|---:|---|",
+                          f"| {' | '.join(_webhook_row(hook)[:3])} |", "", _webhook_note(hook)])
+    lines = main_table(results) + peers_note(results) + limits_table(results) + notes(results)
+    return "\n".join(lines + (ingest_table(results) if "ingest" in orch else []))
+    return "\n".join(lines)
+
 
 
 def meta(args: argparse.Namespace, redis_version: str) -> dict[str, Any]:
@@ -756,19 +1144,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="short smoke run (10,000 events, 30 samples, N=300)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout (table on stderr)")
     ap.add_argument("--skip-peers", action="store_true", help="do not measure the peers")
-    ap.add_argument("--peers", default="rq-simple",
-                    help=f"peers to measure: rq-simple (default), all (= {ALL_PEERS}) or a comma-separated list")
+    ap.add_argument("--peers", default=None,
+                    help=f"peers to measure: all (= {ALL_PEERS}; the default), rq-simple (the default with "
+                         "--quick) or a comma-separated list")
     ap.add_argument("--events", type=int, help="ingest: events to emit (default 100,000; quick 10,000)")
     ap.add_argument("--chunk", type=int, default=5000, help="ingest: events per emit_many call (default 5,000)")
     ap.add_argument("--hook-requests", type=int,
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
     ap.add_argument("--hook-connections", type=int, default=16,
                     help="webhook: concurrent keep-alive connections (default 16)")
-    ap.add_argument("--only", choices=["webhook"], default=None,
-                    help="run one phase only (webhook: orch api alone, signed requests/s)")
+    ap.add_argument("--only", choices=["webhook", "orch", "fanout"], default=None,
+                    help="run some phases only: webhook (orch api alone, signed requests/s), orch (the engine "
+                         "and worker phases, no ingest or webhook), fanout (the fan-out phase alone)")
     ap.add_argument("--samples", type=int, help="idle latency samples (default 200; quick 30)")
+    ap.add_argument("--hops", type=int, help="hop latency: two-task chain runs (default 200; quick 30)")
     ap.add_argument("--n", type=int, help="sustained: events emitted at once, also the peers' N (default 2,000)")
+    ap.add_argument("--fanout", type=int, help="fan-out: items of the one mapped run (default 10,000; quick 1,000)")
+    ap.add_argument("--fanout-rq", type=int,
+                    help="fan-out items with --engine rq workers (default: as --fanout; 0 skips it)")
+    ap.add_argument("--fanout-limit", type=float, default=240.0,
+                    help="fan-out: seconds after which an unfinished run is reported as skipped (default 240)")
+    ap.add_argument("--engines", default="fast,rq",
+                    help="worker engines to measure: fast (orch worker), rq (orch worker --engine rq); default both")
     ap.add_argument("--workers", type=int, default=2, help="orch worker processes (default 2, like the peers)")
+    ap.add_argument("--pool", action="store_true",
+                    help="fast path as one `orch worker --concurrency N` pool instead of N `orch worker` processes")
     ap.add_argument("--log-level", default=None, help="ORCH_LOG_LEVEL of the engine and workers (default: orch's)")
     ap.add_argument("--profile", action="store_true",
                     help="run the engine and workers under cProfile; .prof files in bench/results/profile-<time>/")
@@ -795,6 +1195,9 @@ def show_profile(path: Path, top: int = 25) -> None:
 
 
 def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, Any]) -> None:
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if not engines or any(e not in ENGINES for e in engines):
+        raise BenchError(f"--engines: choose among {', '.join(ENGINES)}, not {args.engines!r}")
     stack = Stack()
     if args.profile:
         stack.profile_dir = RESULTS / f"profile-{results['stamp']}"
@@ -807,12 +1210,17 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         if args.only == "webhook":
             results["orch"] = {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections)}
             return
-        results["orch"] = {"ingest": phase_ingest(stack, sizes["events"], args.chunk)}
-        results["orch"]["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections)
-        results["orch"].update(phase_orch(stack, args, sizes))
+        results["orch"] = {}
+        if args.only is None:
+            results["orch"]["ingest"] = phase_ingest(stack, sizes["events"], args.chunk)
+            results["orch"]["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections)
+        for engine in engines:
+            stack.tag = f"{engine}-"
+            results["orch"][engine] = phase_orch(stack, args, sizes, engine)
         stack.stop_orch()
         if stack.profile_dir is not None:
-            show_profile(stack.profile_dir / "engine-0.prof")
+            for path in sorted(stack.profile_dir.glob("*engine-*.prof")):
+                show_profile(path)
     except BenchError:
         failed = True
         raise
@@ -820,9 +1228,10 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         stack.close(keep_logs=args.keep_logs or failed)
         if args.keep_logs or failed:
             log(f"bench: process logs kept in {stack.tmp}")
-    if args.skip_peers:
+    if args.skip_peers or args.only in ("webhook", "fanout"):
         return
-    only = ALL_PEERS if args.peers == "all" else args.peers
+    peers = args.peers or ("rq-simple" if args.quick else "all")
+    only = ALL_PEERS if peers == "all" else peers
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-peers-"))
     try:
         results["peers"] = run_peers(only, sizes["n"], tmp)
@@ -836,6 +1245,8 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
+    if args.fanout is not None and args.fanout_rq is None:
+        args.fanout_rq = args.fanout
     sizes.update({k: v for k in sizes if (v := getattr(args, k)) is not None})
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _interrupt)

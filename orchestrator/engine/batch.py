@@ -86,7 +86,7 @@ class Guard:
     queued: bool = False
 
 
-def apply_batch(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: datetime,
+def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetime,
                 guards: dict[str, Guard] | None = None) -> Outcome:
     """Create the requested runs that do not exist yet, apply records, steering requests and due timers.
 
@@ -134,18 +134,20 @@ def _what(record: TaskRecord | ControlRecord) -> str:
     return f"record of task {record.node} (attempt {record.attempt})"
 
 
-def _change(run_id: str, changes: dict[str, Change], existing: dict[str, dict[bytes, bytes]]) -> Change | None:
+def _change(run_id: str, changes: dict[str, Change], existing: dict[str, Run | Exception]) -> Change | None:
     change = changes.get(run_id)
     if change is None:
-        fields = existing.get(run_id)
-        if not fields:
+        run = existing.get(run_id)
+        if run is None:
             return None
-        change = changes[run_id] = Change(Run.from_fields(fields))
+        if isinstance(run, Exception):
+            raise run  # a run that cannot be read: fails the entries about it, not the batch
+        change = changes[run_id] = Change(run)
     return change
 
 
 def _steer(record: ControlRecord, change: Change, changes: dict[str, Change],
-           existing: dict[str, dict[bytes, bytes]], now: datetime) -> None:
+           existing: dict[str, Run | Exception], now: datetime) -> None:
     if record.action == "cancel":
         if not cancel_run(change, now, record.by):
             log.info("cancel of run %s ignored: it is %s", change.run.id, change.run.status)
@@ -159,7 +161,7 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change],
             log.warning("rerun of run %s refused: %s", change.run.id, exc)
 
 
-def _start_runs(batch: Batch, existing: dict[str, dict[bytes, bytes]], now: datetime, held: dict[str, Guard],
+def _start_runs(batch: Batch, existing: dict[str, Run | Exception], now: datetime, held: dict[str, Guard],
                 outcome: Outcome, changes: dict[str, Change]) -> None:
     for entry, requests in batch.requests:
         for request in requests:

@@ -32,11 +32,13 @@ from ..metrics import EVENTS_DEAD_LETTERED, SCHEDULE_OVERLAPS, MetricsBatch, cou
 from ..project import Project
 from ..settings import Settings
 from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
-from ..state.store import READ_RUNS_LUA, RunStore, pairs_to_fields
+from ..state.store import RunStore
 from ..types import Dispatcher
 from ..workflows.advance import Change, Timer, attempt_member
 from ..workflows.records import ControlRecord, TaskRecord
+from ..workflows.runs import Run
 from .batch import Batch, Guard, Outcome, apply_batch
+from .cache import READ_RUNS_LUA, RunCache
 from .plan import plan_event
 from .sweeper import lost_attempts, stalled_attempts
 
@@ -98,6 +100,7 @@ class Engine:
         self._next_maintenance = 0.0
         self._next_trim = 0.0
         self._next_stall_scan = 0.0
+        self._cache = RunCache()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -205,19 +208,25 @@ class Engine:
                     self._queue_writes(pipe, outcome, retried)
                     faults.hit("engine.before_commit")
                     pipe.execute()
-                    return outcome
                 except redis.WatchError:
+                    self._cache.forget(run_ids)  # the batch mutated them: read them afresh
                     log.debug("engine: runs changed during commit (attempt %d), retrying", attempt)
                     time.sleep(min(0.001 * attempt, 0.05))
+                    continue
+                except BaseException:
+                    self._cache.forget(run_ids)
+                    raise
+                self._cache.committed(outcome.changes)
+                return outcome
         raise RuntimeError("engine: could not commit a batch after 999 attempts")
 
     def _read_runs(self, pipe: redis.client.Pipeline, run_ids: list[str],
-                   keys: list[str]) -> dict[str, dict[bytes, bytes]]:
+                   keys: list[str]) -> dict[str, Run | Exception]:
         if not keys:
             return {}
         pipe.watch(*keys)
-        replies = pipe.execute_command("EVAL", READ_RUNS_LUA, len(keys), *keys)
-        return {run_id: pairs_to_fields(flat) for run_id, flat in zip(run_ids, replies, strict=True)}
+        replies = pipe.execute_command("EVAL", READ_RUNS_LUA, len(keys), *keys, *self._cache.versions(run_ids))
+        return self._cache.resolve(run_ids, replies)
 
     def _read_guards(self, pipe: redis.client.Pipeline, guards: list[str]) -> dict[str, Guard]:
         if not guards:

@@ -16,14 +16,7 @@ from ..workflows.advance import Change
 from ..workflows.runs import Run, RunStatus
 from .keys import Keys
 
-__all__ = ["READ_RUNS_LUA", "RunStore"]
-
-# KEYS: run hashes. Returns HGETALL of each, in order (an empty list for a missing run).
-READ_RUNS_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
-return out
-"""
+__all__ = ["RunStore", "pairs_to_fields"]
 
 _TERMINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
@@ -50,13 +43,14 @@ class RunStore:
     def write_change(self, pipe: Any, change: Change) -> None:
         run, key = change.run, self.keys.run(change.run.id)
         if change.created:
-            pipe.hset(key, mapping=run.to_fields(spec=True))
+            pipe.hset(key, mapping={**run.to_fields(spec=True), "v": 1})
             created = _ms(run.created_at)
             pipe.zadd(self.keys.runs, {run.id: created})
             pipe.zadd(self.keys.runs_by_workflow(run.workflow), {run.id: created})
             pipe.zadd(self.keys.runs_by_status(run.status), {run.id: created})
         elif change.tasks or change.finished or change.reopened:
             pipe.hset(key, mapping=run.to_fields(change.tasks))
+            pipe.hincrby(key, "v", 1)
             if change.reopened:  # a retried run: running again, kept until it finishes
                 pipe.zrem(self.keys.runs_by_status(RunStatus.FAILED), run.id)
                 pipe.zrem(self.keys.runs_by_status(RunStatus.CANCELLED), run.id)

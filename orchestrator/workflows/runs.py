@@ -174,6 +174,7 @@ class Run:
     event_data: Any = None  # the data of the event that started the run (for YAML workflows' templates)
     guard: str | None = None  # the schedule overlap guard this run holds while it runs
     rerun_of: str | None = None  # the run this one re-runs
+    version: int = 0  # the hash's `v`: incremented by every write (the engine's cache checks it)
 
     @property
     def duration_s(self) -> float | None:
@@ -221,7 +222,8 @@ class Run:
                    params=meta["params"], spec=spec, created_at=_dt(meta["created_at"]) or datetime.now(UTC), status=RunStatus(meta["status"]),
                    finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered,
                    guard=meta.get("guard"), rerun_of=meta.get("rerun_of"),
-                   event_data=loads(fields[b"event"]) if b"event" in fields else None)
+                   event_data=loads(fields[b"event"]) if b"event" in fields else None,
+                   version=int(fields.get(b"v", 0)))
 
     def to_dict(self) -> dict[str, Any]:
         """The run as shown by the API and `orch runs show --json`."""

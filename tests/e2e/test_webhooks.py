@@ -181,7 +181,7 @@ def test_slack_url_verification_is_answered_and_publishes_nothing(hooked: Stack)
 
 def test_bad_missing_and_stale_signatures_get_401_and_no_event(hooked: Stack) -> None:
     body = encode({"id": "evt_bad", "type": "invoice.paid", "action": "opened", "event_id": "Ev-bad"})
-    stale, future = int(time.time()) - 301, int(time.time()) + 301
+    stale, future = int(time.time()) - 400, int(time.time()) + 400  # clear of the 300 s tolerance on a slow box
     before = len(events(hooked, "/hooks/stripe")) + len(events(hooked, "/hooks/slack"))
     cases = [
         ("github", github(body, secret="wrong")),
