@@ -1,12 +1,15 @@
 """orch benchmarks, side by side with peers measured in the same run (`make bench`).
 
-    .venv/bin/python bench/run.py                 full run (about a minute on 2 cores)
-    .venv/bin/python bench/run.py --quick         short smoke run (~15 s)
+    .venv/bin/python bench/run.py                 full run (about 3 minutes on 2 cores, peers included)
+    .venv/bin/python bench/run.py --quick         short smoke run (~40 s; peers: RQ SimpleWorker only)
     .venv/bin/python bench/run.py --json          JSON on stdout (the table goes to stderr)
     .venv/bin/python bench/run.py --skip-peers    orch only
-    .venv/bin/python bench/run.py --peers all     RQ (simple and fork), Celery and Dramatiq
+    .venv/bin/python bench/run.py --peers rq-simple   one peer (default: all = RQ simple and fork, Celery, Dramatiq)
+    .venv/bin/python bench/run.py --engines fast  orch's fast worker path only (default: fast,rq)
     .venv/bin/python bench/run.py --profile       engine and workers under cProfile (slower; for where time goes)
     .venv/bin/python bench/run.py --only webhook  the webhook phase alone (~10 s)
+    .venv/bin/python bench/run.py --only orch     the engine and worker phases, no ingest or webhook
+    .venv/bin/python bench/run.py --only fanout --engines fast --fanout 10000 --profile   the fan-out alone
 
 Everything runs against a redis-server started here on a free loopback port, in a temporary
 directory, without persistence (like the peers), and stopped at the end: no other Redis is touched.
@@ -19,19 +22,31 @@ Phases, in order:
                  (distinct bodies) over --hook-connections keep-alive connections from a
                  minimal asyncio client; requests/s answered 202 (each event in the stream), latency
                  p50/p99, API CPU per request. Its keys use their own prefix and are dropped after.
-  2. idle        `orch engine` + 2 `orch worker` on bench/project; one event at a time, each run
-                 finished before the next: emit -> task started p50/p99 (the task's started_at from
-                 its run), emit -> run succeeded, and where the time goes between the two.
-  3. sustained   N events emitted at once; one-task workflows/s from the first emit until the last
-                 run succeeded (ZCARD of the succeeded index, polled every 2 ms); Redis commands per
-                 run; CPU of each process.
-  4. peers       ../shared/peers/run.sh (RQ SimpleWorker by default; ORCH_BENCH_PEERS to use
-                 another script), same N, for the ratios.
+  Then, once per worker engine (--engines; Redis flushed between them): `orch engine` + --workers
+  worker processes on bench/project, `orch worker` (the fast path; --pool: one `orch worker
+  --concurrency N`) or `orch worker --engine rq` (RQ's SimpleWorker):
+  2. idle        one bench_one event at a time, each run finished before the next: emit -> task
+                 started p50/p99 (the task's started_at from its run), emit -> run succeeded, and
+                 where the time goes between the two.
+  2b. hop        --hops bench_chain runs (a -> b, no-op tasks) one at a time: task a's finished_at
+                 (its worker's record) -> task b's started_at, p50/p99, split at b's queued_at.
+  3. sustained   N bench_one events emitted at once; one-task workflows/s from the first emit until
+                 the last run succeeded (ZCARD of the succeeded index, polled every 2 ms); Redis
+                 commands per run; CPU of each process.
+  3b. fan-out    one bench_fanout run, items -> work.map(items) -> fan_in over --fanout no-op items
+                 (--fanout-rq with --engine rq): item task runs/s from the first item queued to the
+                 fan-in started, the run's duration, Redis commands and CPU per item, engine commits
+                 (one plain EVAL each) and a 2 s timeline of engine progress and CPU. A run not done
+                 within --fanout-limit seconds is reported as skipped.
+  4. peers       ../shared/peers/run.sh (ORCH_BENCH_PEERS to use another script), same N, for the
+                 ratios: all four by default, RQ SimpleWorker only with --quick.
 
 Redis commands are counted from INFO commandstats, commands run inside Lua scripts included, this
-script's own polling excluded. Percentiles use the peers' definition (sorted[int(n * q)]). Results
-are printed as a Markdown table and saved to bench/results/<timestamp>.json. ORCH_* variables in
-the environment reach the engine and workers (handy for tuning), except those this script sets.
+script's own polling excluded. CPU is psutil's user + system time of each process; "other
+processes" is the rest of the machine's busy time meanwhile (other users: noise). Percentiles use
+the peers' definition (sorted[int(n * q)]). Results are printed as Markdown tables and saved to
+bench/results/<timestamp>.json. ORCH_* variables in the environment reach the engine and workers
+(handy for tuning), except those this script sets.
 """
 
 from __future__ import annotations
@@ -181,7 +196,8 @@ class Stack:
         self.orch.append((role, proc, logfile))
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) so far of redis-server, the engine, the workers and this process."""
+        """CPU time (user + system) so far of redis-server, the engine, the workers (a pool's included) and
+        this process; `machine`: the busy time of every CPU, whoever used it (to see other load)."""
         pids = [("bench", os.getpid())] + [(role, proc.pid) for role, proc, _ in self.orch]
         if self.redis_proc is not None:
             pids.append(("redis", self.redis_proc.pid))
@@ -194,6 +210,9 @@ class Stack:
                     with contextlib.suppress(psutil.Error):
                         times = member.cpu_times()
                         out[role] = out.get(role, 0.0) + times.user + times.system
+        machine = psutil.cpu_times()
+        out["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0) - getattr(machine, "guest", 0.0) \
+            - getattr(machine, "guest_nice", 0.0)
         return out
 
     def check_alive(self) -> None:
@@ -604,6 +623,8 @@ def background_rate(admin: redis.Redis, seconds: float = 2.0) -> float:
 def _cpu_report(cpu_before: dict[str, float], cpu_after: dict[str, float], elapsed: float,
                 n: int) -> dict[str, dict[str, float]]:
     cpu = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
+    if "machine" in cpu:  # what the rest of the machine used meanwhile (other users' processes: noise)
+        cpu["other"] = max(0.0, cpu["machine"] - sum(v for r, v in cpu.items() if r != "machine"))
     return {"cpu_cores_busy": {role: round(sec / elapsed, 2) for role, sec in cpu.items()},
             "cpu_ms_per_task": {role: round(sec * 1000 / n, 3) for role, sec in cpu.items()}}
 
@@ -680,8 +701,8 @@ def phase_fanout(stack: Stack, probe: Probe, client: Client, admin: redis.Redis,
     run_id, t0 = emit_one(client, n, event_type=FANOUT_EVENT, rule=FANOUT_RULE)
     max_lag = max_queued = 0
     last_progress: tuple[int, int] = (-1, -1)
-    last_change = next_report = time.monotonic()
-    deadline = last_change + limit_s
+    last_change = time.monotonic()
+    next_report, deadline = last_change + 2.0, last_change + limit_s
     timeline: list[dict[str, float | None]] = []  # every 2 s: progress, engine commits and CPU in the interval
     snap, snap_cpu, snap_t, snap_read = before, cpu_before, time.time(), read0
     status = None
@@ -696,17 +717,19 @@ def phase_fanout(stack: Stack, probe: Probe, client: Client, admin: redis.Redis,
             probe.own["info"] = probe.own.get("info", 0) + 1
             commits = cur["by_command"].get("eval", 0) - snap["by_command"].get("eval", 0)
             span_s = max(1e-6, cur_t - snap_t)
-            busy = {r: (cur_cpu.get(r, 0.0) - snap_cpu.get(r, 0.0)) / span_s for r in ("engine", "worker", "redis")}
+            busy = {r: (cur_cpu.get(r, 0.0) - snap_cpu.get(r, 0.0)) / span_s for r in cur_cpu}
+            busy["other"] = max(0.0, busy.get("machine", 0.0) - sum(v for r, v in busy.items() if r != "machine"))
             timeline.append({"t_s": round(cur_t - t0, 2), "records_read": read - read0, "not_yet_read": lag,
                              "queued": queued, "engine_commits": commits,
                              "ms_per_commit": round(span_s * 1000 / commits, 1) if commits else None,
                              "records_per_commit": round((read - snap_read) / commits, 1) if commits else None,
-                             **{f"{r}_cores": round(v, 2) for r, v in busy.items()}})
+                             **{f"{r}_cores": round(busy[r], 2) for r in ("engine", "worker", "redis", "other")}})
             log(f"[{engine}] fan-out: {cur_t - t0:5.1f} s: results records read by the engine {read - read0:,} "
                 f"(not yet read: {lag:,}); jobs queued {queued:,}; engine {commits} commits"
                 + (f" ({span_s * 1000 / commits:.0f} ms each, {(read - snap_read) / commits:.0f} records each)"
                    if commits else "")
-                + f"; cores busy: engine {busy['engine']:.2f}, workers {busy['worker']:.2f}, redis {busy['redis']:.2f}")
+                + f"; cores busy: engine {busy['engine']:.2f}, workers {busy['worker']:.2f}, redis {busy['redis']:.2f}"
+                f", other processes {busy['other']:.2f}")
             snap, snap_cpu, snap_t, snap_read = cur, cur_cpu, cur_t, read
             stack.check_alive()
             next_report = now + 2.0
@@ -750,6 +773,7 @@ def phase_fanout(stack: Stack, probe: Probe, client: Client, admin: redis.Redis,
         "items": n, "run": run_id, "seconds": round(elapsed, 3),
         "item_runs_per_s": round(n / span, 1),
         "item_runs_per_s_until_last_item_done": round(n / max(1e-6, last_finished - first_queued), 1),
+        "item_runs_per_s_first_started_to_last_done": round(n / max(1e-6, last_finished - first_started), 1),
         "first_item_queued_to_fan_in_started_s": round(span, 3),
         "run_duration_s": round(run.duration_s or 0.0, 3),
         "emit_to_run_finished_s": round(run.finished_at.timestamp() - t0, 3),
@@ -996,7 +1020,8 @@ def limits_table(results: dict[str, Any]) -> list[str]:
     lines = ["", "What limits it (cores busy of "
              f"{os.cpu_count()}, CPU per task in ms, Redis commands per task):", "",
              "| phase | tasks/s | engine cores (ms/task) | workers cores (ms/task) | redis cores (ms/task) "
-             "| commands/task | engine commits (tasks/commit) |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| other processes, cores | commands/task | engine commits (tasks/commit) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for engine in ("fast", "rq"):
         data = orch.get(engine) or {}
         for phase, rate_key, cmd_key in (("sustained", "runs_per_s", "commands_per_run"),
@@ -1006,6 +1031,7 @@ def limits_table(results: dict[str, Any]) -> list[str]:
                 continue
             busy, ms = ph["cpu_cores_busy"], ph["cpu_ms_per_task"]
             cells = [f"{busy.get(r, 0.0):.2f} ({ms.get(r, 0.0):.3f})" for r in ("engine", "worker", "redis")]
+            cells.append(f"{busy.get('other', 0.0):.2f}")
             commits = ph.get("engine_commits")
             tasks = ph.get("runs") or ph.get("items")
             per_commit_txt = f"{commits:,} ({tasks / commits:,.1f})" if commits else "–"
@@ -1051,10 +1077,11 @@ def _fanout_notes(fan: dict[str, Any]) -> list[str]:
     lines = [
         f"- fan-out ({fan['items']:,} items): emit -> items task done {fan['emit_to_items_done_s']:.2f} s; "
         f"items done -> first item queued {fan['items_done_to_first_item_queued_ms']:.0f} ms (all queued "
-        f"within {fan['items_queued_spread_ms']:.0f} ms); first item queued -> started "
-        f"{fan['first_item_queued_to_started_ms']:.0f} ms; last item done -> fan-in queued "
-        f"{fan['last_item_done_to_fan_in_queued_ms']:.0f} ms; item runs/s until the last item finished "
-        f"{fan['item_runs_per_s_until_last_item_done']:,.0f}.",
+        f"within {fan['items_queued_spread_ms']:.0f} ms); first item queued -> first item started "
+        f"{fan['first_item_queued_to_started_ms']:,.0f} ms (the engine's commit that queues every item); first "
+        f"item started -> last item done {fan['item_runs_per_s_first_started_to_last_done']:,.0f} items/s; last "
+        f"item done -> fan-in queued {fan['last_item_done_to_fan_in_queued_ms']:.0f} ms, -> started "
+        f"{fan['fan_in_queued_to_started_ms']:.0f} ms later.",
         f"- fan-out engine: {fan['engine_commits']:,} commits for {fan['results_records']:,} results records "
         f"({fan['records_per_item']:.1f} per item, {fan['records_per_engine_commit'] or 0:,.0f} per commit); "
         f"{fan['engine_ms_per_commit_wall'] or 0:,.1f} ms per commit (wall), {fan['engine_cpu_ms_per_commit'] or 0:,.1f} "
@@ -1065,12 +1092,14 @@ def _fanout_notes(fan: dict[str, Any]) -> list[str]:
         + "; redis us per item by command: "
         + ", ".join(f"{k} {v}" for k, v in fan["redis_usec_per_item_by_command"].items()) + ".",
     ]
-    timeline = [t for t in fan.get("timeline") or [] if t.get("engine_commits")]
+    timeline = [t for t in fan.get("timeline") or [] if t["t_s"] >= 1.0]
     if timeline:
-        lines.append("- fan-out timeline (every 2 s: s, records read, ms per engine commit, engine / workers / redis "
-                     "cores): " + "; ".join(
-                         f"{t['t_s']:.0f} s {t['records_read']:,} rec {t['ms_per_commit']:.0f} ms "
-                         f"{t['engine_cores']:.2f}/{t['worker_cores']:.2f}/{t['redis_cores']:.2f}" for t in timeline))
+        lines.append("- fan-out timeline, every 2 s (time; results records the engine read; engine commits in the "
+                     "interval, ms each; cores busy engine / workers / redis / other processes): " + "; ".join(
+                         f"{t['t_s']:.0f} s: {t['records_read']:,} rec, {t['engine_commits']:.0f} commits"
+                         + (f" ({t['ms_per_commit']:.0f} ms)" if t["ms_per_commit"] else "")
+                         + f", {t['engine_cores']:.2f}/{t['worker_cores']:.2f}/{t['redis_cores']:.2f}/"
+                         f"{t.get('other_cores') or 0:.2f}" for t in timeline))
     return lines
 
 
@@ -1132,7 +1161,7 @@ def meta(args: argparse.Namespace, redis_version: str) -> dict[str, Any]:
     return {"started": datetime.now().astimezone().isoformat(timespec="seconds"),
             "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "redis": redis_version, "args": vars(args),
+            "redis": redis_version, "args": vars(args), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
             "orch_env": {k: v for k, v in os.environ.items() if k.startswith("ORCH_")}}
 
 
@@ -1267,7 +1296,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
-    report = f"{table(results)}\n\nWall time: {results['seconds']:.0f} s. Saved {path.relative_to(ROOT)}."
+    load = results.get("meta", {}).get("loadavg_start")
+    report = (f"{table(results)}\n\nWall time: {results['seconds']:.0f} s; load average at the start "
+              f"{' / '.join(map(str, load or []))} (1 / 5 / 15 min). Saved {path.relative_to(ROOT)}.")
     if args.json:
         log(report)
         print(json.dumps(results, indent=2))

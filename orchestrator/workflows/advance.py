@@ -261,8 +261,10 @@ def _skip(change: Change, task: TaskRun, reason: str, now: datetime) -> None:
 
 def _results(run: Run) -> dict[str, Any]:
     """Results by task (None for a task without one), and the run's event as `$event` for templates."""
-    out: dict[str, Any] = {name: (t.result if t.state is TaskState.SUCCEEDED else None)
-                           for name, t in run.tasks.items() if t.parent is None}
+    out: dict[str, Any] = {}
+    for node in run.spec.nodes:
+        task = run.tasks[node.name]
+        out[node.name] = task.result if task.state is TaskState.SUCCEEDED else None
     out["$event"] = {"id": run.event.id, "source": run.event.source, "type": run.event.type, "data": run.event_data}
     return out
 
@@ -312,17 +314,24 @@ def _expand(change: Change, node: NodeSpec, task: TaskRun, items: Any, now: date
 def _advance_map(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -> bool:
     """Dispatch more items (up to max_parallel); finish the mapped task when every item has. True if done."""
     run = change.run
-    children = [run.tasks[item_name(node.name, i)] for i in range(task.items or 0)]
+    children = run.items_of(node.name)
     failed = next((c for c in children if c.state is TaskState.FAILED), None)
     pending = [c for c in children if c.state is TaskState.PENDING]
     if failed is not None:
         for child in pending:  # fail fast: no new items once one failed
             _skip(change, child, f"item {failed.index} failed", now)
-    else:
+    elif pending:
         active = sum(1 for c in children if c.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRYING))
         room = len(pending) if node.max_parallel is None else max(0, node.max_parallel - active)
-        for child in pending[:room]:
-            _dispatch(change, child, now)
+        results = _results(run)  # once for all the items dispatched now, not once per item
+        try:
+            items = resolve(node.map_over, run.params, results)
+        except TaskError as exc:
+            items, results = [], {}
+            for child in pending[:room]:
+                _fail_now(change, child, f"cannot build the task's arguments: {exc}", now)
+        for child in pending[:room] if items else []:
+            _dispatch(change, child, now, {**results, "$item": items[child.index or 0]})
     if not all(c.state in TERMINAL_STATES for c in children):
         return False
     task.finished_at = now
@@ -341,15 +350,17 @@ def _advance_map(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -
 # -- dispatch and finish -----------------------------------------------------------------------------------
 
 
-def _dispatch(change: Change, task: TaskRun, now: datetime) -> None:
+def _dispatch(change: Change, task: TaskRun, now: datetime, results: dict[str, Any] | None = None) -> None:
+    """Queue the task's next attempt; `results` (with `$item` for an item) saves recomputing them."""
     run = change.run
     node = node_of(run, task)
-    results = _results(run)
     change.tasks.add(task.node)
     try:
-        if task.parent is not None:
-            items = resolve(node.map_over, run.params, results)
-            results = {**results, "$item": items[task.index or 0]}
+        if results is None:
+            results = _results(run)
+            if task.parent is not None:
+                items = resolve(node.map_over, run.params, results)
+                results = {**results, "$item": items[task.index or 0]}
         args = [resolve(t, run.params, results) for t in node.args]
         kwargs = {k: resolve(t, run.params, results) for k, t in node.kwargs.items()}
     except (TaskError, IndexError, TypeError) as exc:

@@ -175,6 +175,15 @@ class Run:
     guard: str | None = None  # the schedule overlap guard this run holds while it runs
     rerun_of: str | None = None  # the run this one re-runs
     version: int = 0  # the hash's `v`: incremented by every write (the engine's cache checks it)
+    _items: dict[str, list[TaskRun]] = field(default_factory=dict, repr=False, compare=False)
+
+    def items_of(self, parent: str) -> list[TaskRun]:
+        """The item tasks of mapped task `parent`, in order (kept: a fan-out asks for them every batch)."""
+        found = self._items.get(parent)
+        count = self.tasks[parent].items or 0
+        if found is None or len(found) != count:
+            found = self._items[parent] = [self.tasks[item_name(parent, i)] for i in range(count)]
+        return found
 
     @property
     def duration_s(self) -> float | None:
