@@ -38,7 +38,7 @@ def flag_failures(batch_id: str) -> str:
     return f"batch {batch_id} needs a look"
 
 
-@workflow(timeout_s=600)
+@workflow(timeout_s=600, concurrency=2)  # at most two batches settle at once; more wait, queued
 def settle_batch(batch_id: str, size: int = 8):
     payments = load_batch(batch_id, size)
     settled = settle.with_options(max_parallel=5).map(payments)

@@ -274,7 +274,7 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), default=None)
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]), default=None)
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
 @click.option("--limit", "-n", type=click.IntRange(1, 10000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

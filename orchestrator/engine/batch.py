@@ -21,7 +21,16 @@ from ..metrics import (
     TASKS_FINISHED,
     MetricsBatch,
 )
-from ..workflows.advance import Change, Timer, apply_record, apply_timer, failed_run, new_run, settle
+from ..workflows.advance import (
+    Change,
+    Timer,
+    apply_record,
+    apply_timer,
+    failed_run,
+    new_run,
+    settle,
+    start_queued,
+)
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
 from ..workflows.steering import cancel_run, rerun, retry_run
@@ -42,6 +51,12 @@ class Batch:
     settled: list[Entry] = field(default_factory=list)  # entries with nothing to do but acknowledge
     failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """Workflows with a concurrency limit that requested runs belong to, with their limit."""
+        return {r.spec.name: r.spec.concurrency for _, requests in self.requests for r in requests
+                if r.spec.concurrency is not None}
 
     @property
     def guards(self) -> list[str]:
@@ -76,6 +91,9 @@ class Outcome:
     take: dict[str, str] = field(default_factory=dict)  # guard -> the run that now holds it
     queue: dict[str, bytes] = field(default_factory=dict)  # guard -> the event held by queue-one
     release: list[tuple[str, str]] = field(default_factory=list)  # (guard, run) of guarded runs that ended
+    occupy: list[tuple[str, str]] = field(default_factory=list)  # (workflow, run) taking a concurrency slot
+    wait: list[tuple[str, str, datetime]] = field(default_factory=list)  # (workflow, run, created) queued
+    vacate: list[tuple[str, str]] = field(default_factory=list)  # (workflow, run) of limited runs that ended
 
 
 @dataclass(frozen=True)
@@ -87,17 +105,18 @@ class Guard:
 
 
 def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetime,
-                guards: dict[str, Guard] | None = None) -> Outcome:
+                guards: dict[str, Guard] | None = None, free: dict[str, int] | None = None) -> Outcome:
     """Create the requested runs that do not exist yet, apply records, steering requests and due timers.
 
     A request guarded by its schedule's overlap policy while the schedule's previous run still runs is
-    skipped, or (queue-one) its event is held until that run ends; at most one event is held.
+    skipped, or (queue-one) its event is held until that run ends; at most one event is held. A run of a
+    workflow with a concurrency limit takes one of its `free` slots, or is created queued.
     """
     changes: dict[str, Change] = {}
     metrics = MetricsBatch()
     held = dict(guards or {})
     outcome = Outcome([], list(batch.settled), dict(batch.failed), metrics)
-    _start_runs(batch, existing, now, held, outcome, changes)
+    _start_runs(batch, existing, now, held, outcome, changes, dict(free or {}))
     touched: dict[str, Change] = {}
     for entry, record in batch.records:
         try:
@@ -124,6 +143,7 @@ def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetim
     metrics.merge(batch.evaluations)
     _count(dirty, metrics)
     outcome.release = [(c.run.guard, c.run.id) for c in dirty if c.finished and c.run.guard]
+    outcome.vacate = [(c.run.workflow, c.run.id) for c in dirty if c.finished and c.run.spec.concurrency]
     outcome.changes = dirty
     return outcome
 
@@ -151,6 +171,9 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change],
     if record.action == "cancel":
         if not cancel_run(change, now, record.by):
             log.info("cancel of run %s ignored: it is %s", change.run.id, change.run.status)
+    elif record.action == "start":
+        if not start_queued(change, now):
+            log.info("start of queued run %s ignored: it is %s", change.run.id, change.run.status)
     elif record.action == "retry":
         if not retry_run(change, now):
             log.info("retry of run %s ignored: it is %s", change.run.id, change.run.status)
@@ -162,7 +185,7 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change],
 
 
 def _start_runs(batch: Batch, existing: dict[str, Run | Exception], now: datetime, held: dict[str, Guard],
-                outcome: Outcome, changes: dict[str, Change]) -> None:
+                outcome: Outcome, changes: dict[str, Change], free: dict[str, int]) -> None:
     for entry, requests in batch.requests:
         for request in requests:
             if request.run_id in changes or existing.get(request.run_id):
@@ -172,7 +195,15 @@ def _start_runs(batch: Batch, existing: dict[str, Run | Exception], now: datetim
                     continue
                 held[request.guard] = Guard(request.run_id, held.get(request.guard, Guard()).queued)
                 outcome.take[request.guard] = request.run_id
-            change = changes[request.run_id] = _create(request, now)
+            queued = False
+            if request.spec.concurrency is not None and request.error is None:
+                queued = free.get(request.spec.name, 0) <= 0
+                if queued:
+                    outcome.wait.append((request.spec.name, request.run_id, now))
+                else:
+                    free[request.spec.name] -= 1
+                    outcome.occupy.append((request.spec.name, request.run_id))
+            change = changes[request.run_id] = _create(request, now, queued)
             change.run.guard = request.guard if request.error is None else None
         outcome.ack.append(entry)
 
@@ -195,11 +226,11 @@ def _may_start(request: RunRequest, name: str, held: dict[str, Guard], outcome: 
     return False
 
 
-def _create(request: RunRequest, now: datetime) -> Change:
+def _create(request: RunRequest, now: datetime, queued: bool = False) -> Change:
     if request.error is not None or request.params is None:
         return failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now)
     return new_run(request.run_id, request.spec, request.rule, request.event, request.params, now,
-                   request.event_data)
+                   request.event_data, queued=queued)
 
 
 def _count(changes: list[Change], metrics: MetricsBatch) -> None:

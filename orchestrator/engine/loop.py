@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib import resources
 
 import redis
 
@@ -34,9 +35,10 @@ from ..settings import Settings
 from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
-from ..workflows.advance import Change, Timer, attempt_member
+from ..workflows.advance import Change, Timer
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
+from ..workflows.work import attempt_member
 from .batch import Batch, Guard, Outcome, apply_batch
 from .cache import READ_RUNS_LUA, RunCache
 from .plan import plan_event
@@ -46,35 +48,12 @@ __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
+_SCRIPTS = resources.files("orchestrator.state").joinpath("scripts")
+_READ_GUARDS_LUA = _SCRIPTS.joinpath("read_guards.lua").read_text()  # run under WATCH, before MULTI
+
 _TRIM_EVERY_S = 60.0
 _STALL_SCAN_EVERY_S = 60.0
 _STALL_SCAN_RUNS = 1000  # running runs looked at per scan, oldest first
-
-# KEYS: per guard, its active key then its queued key. ARGV[1]: the run key prefix.
-# Returns per guard {holder run id or false, the holder's meta or false, 1 if an event is held}.
-_READ_GUARDS_LUA = """
-local out = {}
-for i = 1, #KEYS, 2 do
-  local holder = redis.call('GET', KEYS[i])
-  local meta = false
-  if holder then meta = redis.call('HGET', ARGV[1] .. holder, 'meta') end
-  out[#out + 1] = {holder, meta, redis.call('EXISTS', KEYS[i + 1])}
-end
-return out
-"""
-
-# KEYS: active key, queued key, events stream, overlaps metric hash. ARGV: the run that ended, metric field.
-# Frees the guard if that run held it and puts the held event (if any) back on the stream.
-_RELEASE_GUARD_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-local held = redis.call('GET', KEYS[2])
-if not held then return 1 end
-redis.call('XADD', KEYS[3], '*', 'e', held)
-redis.call('DEL', KEYS[2])
-redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
-return 2
-"""
 _FORGET_CONSUMERS_IDLE_S = 86400.0
 
 
@@ -101,6 +80,8 @@ class Engine:
         self._next_trim = 0.0
         self._next_stall_scan = 0.0
         self._cache = RunCache()
+        self._release_guard = client.register_script(_SCRIPTS.joinpath("release_guard.lua").read_text())
+        self._next_queued = client.register_script(_SCRIPTS.joinpath("next_queued.lua").read_text())
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -203,7 +184,8 @@ class Engine:
                 try:
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
-                    outcome = apply_batch(batch, existing, self._clock(), held)
+                    free = self._read_slots(pipe, batch.limits)
+                    outcome = apply_batch(batch, existing, self._clock(), held, free)
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
                     faults.hit("engine.before_commit")
@@ -227,6 +209,14 @@ class Engine:
         pipe.watch(*keys)
         replies = pipe.execute_command("EVAL", READ_RUNS_LUA, len(keys), *keys, *self._cache.versions(run_ids))
         return self._cache.resolve(run_ids, replies)
+
+    def _read_slots(self, pipe: redis.client.Pipeline, limits: dict[str, int]) -> dict[str, int]:
+        """Free slots of each workflow with a concurrency limit (its running set, watched)."""
+        if not limits:
+            return {}
+        keys = {wf: self.keys.workflow_running(wf) for wf in limits}
+        pipe.watch(*keys.values())
+        return {wf: limit - int(pipe.scard(keys[wf])) for wf, limit in limits.items()}
 
     def _read_guards(self, pipe: redis.client.Pipeline, guards: list[str]) -> dict[str, Guard]:
         if not guards:
@@ -257,10 +247,18 @@ class Engine:
                 pipe.hdel(self.keys.engine_errors, *[e.id for e in outcome.ack])
         for entry, error in outcome.failed.items():
             pipe.hset(self.keys.engine_errors, entry.id, error)
+        for workflow, run_id in outcome.occupy:
+            pipe.sadd(self.keys.workflow_running(workflow), run_id)
+        for workflow, run_id, created in outcome.wait:
+            pipe.zadd(self.keys.workflow_queued(workflow), {run_id: int(created.timestamp() * 1000)})
+        for workflow, run_id in outcome.vacate:
+            self._next_queued(keys=[self.keys.workflow_running(workflow), self.keys.workflow_queued(workflow),
+                                    self.keys.results], args=[run_id, self.keys.run(""), self._clock().timestamp()],
+                              client=pipe)
         for guard, run_id in outcome.release:
-            pipe.eval(_RELEASE_GUARD_LUA, 4, self.keys.schedule_active(guard), self.keys.schedule_queued(guard),
-                      self.keys.events, self.keys.metric(SCHEDULE_OVERLAPS.name), run_id,
-                      counter_field(guard.split("/", 1)[0], "released"))
+            self._release_guard(keys=[self.keys.schedule_active(guard), self.keys.schedule_queued(guard),
+                                      self.keys.events, self.keys.metric(SCHEDULE_OVERLAPS.name)],
+                                args=[run_id, counter_field(guard.split("/", 1)[0], "released")], client=pipe)
         outcome.metrics.flush(pipe, self.keys)
 
     def _queue_bookkeeping(self, pipe: redis.client.Pipeline, outcome: Outcome) -> None:

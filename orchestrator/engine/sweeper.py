@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
-from ..workflows.advance import attempt_member
 from ..workflows.records import RecordKind, TaskRecord
 from ..workflows.runs import Run, TaskState, job_id
+from ..workflows.work import attempt_member
 
 __all__ = ["lost_attempts", "stalled_attempts"]
 

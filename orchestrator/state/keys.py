@@ -38,6 +38,9 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 |                                  |        |                       | an attempt runs; the sweeper's work list   |
 | <p>:timers                       | zset   | engine (MULTI)        | due time (ms) of retries and run timeouts; |
 |                                  |        |                       | removed when fired                         |
+| <p>:workflow:<name>:running      | set    | engine (MULTI, Lua)   | runs holding a slot of a workflow with a   |
+|                                  |        |                       | concurrency limit; removed when they end   |
+| <p>:workflow:<name>:queued       | zset   | engine (MULTI, Lua)   | runs waiting for a slot (created ms)       |
 | <p>:cancel:<run_id>              | string | engine (MULTI)        | set while a cancelled run's attempts may   |
 |                                  |        |                       | still run; run_retention_s                 |
 
@@ -128,6 +131,14 @@ class Keys:
     @property
     def timers(self) -> str:
         return f"{self.prefix}:timers"
+
+    def workflow_running(self, workflow: str) -> str:
+        """The runs holding a slot of a workflow with a concurrency limit."""
+        return f"{self.prefix}:workflow:{workflow}:running"
+
+    def workflow_queued(self, workflow: str) -> str:
+        """The runs waiting for a slot, oldest first (score: created, ms)."""
+        return f"{self.prefix}:workflow:{workflow}:queued"
 
     def cancel(self, run_id: str) -> str:
         return f"{self.prefix}:cancel:{run_id}"

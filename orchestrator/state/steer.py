@@ -68,7 +68,7 @@ def request(client: redis.Redis, keys: Keys, store: RunStore, action: str, run_i
 
 
 def _check(action: str, run: Run, from_node: str | None) -> None:
-    if action == "cancel" and run.status is not RunStatus.RUNNING:
+    if action == "cancel" and run.status not in (RunStatus.RUNNING, RunStatus.QUEUED):
         raise SteeringError(f"run {run.id} has already finished ({run.status}); there is nothing to cancel")
     if action == "retry" and run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise SteeringError(f"run {run.id} is {run.status}: only failed or cancelled runs can be retried "
@@ -88,7 +88,7 @@ def wait_for(store: RunStore, steered: Steered, timeout_s: float, finished: bool
     while time.monotonic() < deadline:
         run = store.get(target)
         applied = applied or (run is not None and _applied(steered, run))
-        if run is not None and applied and (not finished or run.status is not RunStatus.RUNNING):
+        if run is not None and applied and (not finished or run.status not in (RunStatus.RUNNING, RunStatus.QUEUED)):
             return run
         time.sleep(0.05)
     return None
@@ -96,7 +96,7 @@ def wait_for(store: RunStore, steered: Steered, timeout_s: float, finished: bool
 
 def _applied(steered: Steered, run: Run) -> bool:
     if steered.action == "cancel":
-        return run.status is not RunStatus.RUNNING
+        return run.status not in (RunStatus.RUNNING, RunStatus.QUEUED)
     if steered.action == "retry":
         return bool(run.finished_at != steered.finished_at)
     return True  # rerun: the new run exists

@@ -48,7 +48,7 @@ class RunStore:
             pipe.zadd(self.keys.runs, {run.id: created})
             pipe.zadd(self.keys.runs_by_workflow(run.workflow), {run.id: created})
             pipe.zadd(self.keys.runs_by_status(run.status), {run.id: created})
-        elif change.tasks or change.finished or change.reopened:
+        elif change.tasks or change.finished or change.reopened or change.promoted:
             pipe.hset(key, mapping=run.to_fields(change.tasks))
             pipe.hincrby(key, "v", 1)
             if change.reopened:  # a retried run: running again, kept until it finishes
@@ -56,8 +56,12 @@ class RunStore:
                 pipe.zrem(self.keys.runs_by_status(RunStatus.CANCELLED), run.id)
                 pipe.zadd(self.keys.runs_by_status(RunStatus.RUNNING), {run.id: _ms(run.created_at)})
                 pipe.persist(key)
+            if change.promoted:  # a queued run got its slot
+                pipe.zrem(self.keys.runs_by_status(RunStatus.QUEUED), run.id)
+                pipe.zadd(self.keys.runs_by_status(RunStatus.RUNNING), {run.id: _ms(run.created_at)})
             if change.finished:
                 pipe.zrem(self.keys.runs_by_status(RunStatus.RUNNING), run.id)
+                pipe.zrem(self.keys.runs_by_status(RunStatus.QUEUED), run.id)
                 pipe.zadd(self.keys.runs_by_status(run.status), {run.id: _ms(run.created_at)})
         if change.finished:
             pipe.expire(key, int(self._retention_s))

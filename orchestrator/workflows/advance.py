@@ -33,60 +33,10 @@ from .runs import (
     job_id,
 )
 from .spec import NodeSpec, WorkflowSpec, resolve
+from .work import RUN_TIMER, Dispatch, Timer, attempt_member
 
 __all__ = ["RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "failed_run", "new_run",
-           "settle"]
-
-RUN_TIMER = "*"  # the node name of a run's timeout timer
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """One task attempt to hand to the executor."""
-
-    run_id: str
-    workflow: str
-    node: str
-    task: str
-    attempt: int
-    queue: str
-    job_id: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    kind: str = "python"  # python (a registered task) | shell | http
-    timeout_s: float | None = None  # None: the worker's default (ORCH_TASK_TIMEOUT_S)
-    key: str = ""  # the idempotency key: the same for every attempt of this task in this run
-
-    def payload(self) -> dict[str, Any]:
-        """The JSON the entry point receives."""
-        return {"run": self.run_id, "workflow": self.workflow, "node": self.node, "task": self.task,
-                "attempt": self.attempt, "args": self.args, "kwargs": self.kwargs, "kind": self.kind,
-                "timeout_s": self.timeout_s, "key": self.key}
-
-
-@dataclass(frozen=True)
-class Timer:
-    """Something the engine does later: dispatch a retry, or time a run out (node RUN_TIMER)."""
-
-    run_id: str
-    node: str
-    attempt: int
-    due: datetime
-
-    @property
-    def member(self) -> str:
-        return f"{self.run_id}\x1f{self.node}\x1f{self.attempt}"
-
-    @classmethod
-    def parse(cls, member: str, due: datetime) -> Timer:
-        run_id, node, attempt = member.split("\x1f")
-        return cls(run_id, node, int(attempt), due)
-
-
-def attempt_member(run_id: str, node: str, attempt: int) -> str:
-    """The key of one running attempt in the engine's in-flight hash."""
-    return f"{run_id}\x1f{node}\x1f{attempt}"
-
+           "settle", "start_queued"]
 
 @dataclass
 class Change:
@@ -104,12 +54,13 @@ class Change:
     done: set[str] = field(default_factory=set)  # attempt members no longer in flight
     finished: bool = False
     reopened: bool = False  # a finished run running again (retry)
+    promoted: bool = False  # a queued run that got its slot and started
     cancelled: bool = False  # set the run's cancel marker so workers stop its running attempts
     withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) to take off queues
 
     @property
     def dirty(self) -> bool:
-        return self.created or bool(self.tasks) or self.finished or self.reopened
+        return self.created or bool(self.tasks) or self.finished or self.reopened or self.promoted
 
 
 def skeleton(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
@@ -120,13 +71,31 @@ def skeleton(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params
 
 
 def new_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-            now: datetime, event_data: Any = None) -> Change:
-    """A new run with its first tasks dispatched (and its timeout set, if the workflow has one)."""
+            now: datetime, event_data: Any = None, *, queued: bool = False) -> Change:
+    """A new run with its first tasks dispatched (and its timeout set, if the workflow has one); with
+    `queued`, a run that waits for a slot of its workflow's concurrency limit (`start_queued` starts it)."""
     change = Change(skeleton(run_id, spec, rule, event, params, now, event_data), created=True)
-    if spec.timeout_s is not None:
-        change.timers.append(Timer(run_id, RUN_TIMER, 0, now + timedelta(seconds=spec.timeout_s)))
-    settle(change, now)
+    if queued:
+        change.run.status = RunStatus.QUEUED
+        return change
+    _begin(change, now)
     return change
+
+
+def start_queued(change: Change, now: datetime) -> bool:
+    """Start a run that waited for a slot; False when it is no longer waiting (e.g. cancelled)."""
+    if change.run.status is not RunStatus.QUEUED:
+        return False
+    change.run.status, change.promoted = RunStatus.RUNNING, True
+    _begin(change, now)
+    return True
+
+
+def _begin(change: Change, now: datetime) -> None:
+    spec = change.run.spec
+    if spec.timeout_s is not None:
+        change.timers.append(Timer(change.run.id, RUN_TIMER, 0, now + timedelta(seconds=spec.timeout_s)))
+    settle(change, now)
 
 
 def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, error: str, now: datetime) -> Change:

@@ -288,20 +288,21 @@ class _Call:
 class Workflow:
     """A workflow: its validated spec and the tasks it uses."""
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, timeout_s: float | None = None) -> None:
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, timeout_s: float | None = None,
+                 concurrency: int | None = None) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.__doc__ = fn.__doc__
         if not TASK_NAME.match(self.name):
             raise WorkflowError(f"invalid workflow name {self.name!r} (letters, digits, _ . and -)")
-        self.spec, self.tasks = _record(self.name, fn, timeout_s)
+        self.spec, self.tasks = _record(self.name, fn, timeout_s, concurrency)
 
     def __repr__(self) -> str:
         return f"<workflow {self.name}: {' '.join(n.name for n in self.spec.nodes)}>"
 
 
-def _record(name: str, fn: Callable[..., Any],
-            timeout_s: float | None = None) -> tuple[WorkflowSpec, dict[str, Task[Any, Any]]]:
+def _record(name: str, fn: Callable[..., Any], timeout_s: float | None = None,
+            concurrency: int | None = None) -> tuple[WorkflowSpec, dict[str, Task[Any, Any]]]:
     builder = _Builder(name)
     params, refs = [], {}
     for param in inspect.signature(fn).parameters.values():
@@ -321,7 +322,7 @@ def _record(name: str, fn: Callable[..., Any],
         fn(**refs)
     finally:
         _building.reset(token)
-    return build_spec(name, params, builder.nodes, timeout_s=timeout_s), builder.tasks
+    return build_spec(name, params, builder.nodes, timeout_s=timeout_s, concurrency=concurrency), builder.tasks
 
 
 @overload
@@ -341,13 +342,14 @@ def task(fn: Callable[P, R] | None = None, /, *, name: str | None = None, queue:
 @overload
 def workflow(fn: Callable[..., Any], /) -> Workflow: ...
 @overload
-def workflow(*, name: str | None = None, timeout_s: float | None = None) -> Callable[[Callable[..., Any]], Workflow]: ...
-def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-             timeout_s: float | None = None) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
-    """Declare a workflow: `@workflow` or `@workflow(name=, timeout_s=)`. Its graph is recorded and validated now."""
+def workflow(*, name: str | None = None, timeout_s: float | None = None,
+             concurrency: int | None = None) -> Callable[[Callable[..., Any]], Workflow]: ...
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, timeout_s: float | None = None,
+             concurrency: int | None = None) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
+    """Declare a workflow: `@workflow` or `@workflow(name=, timeout_s=, concurrency=)`; recorded and checked now."""
     if fn is not None:
         return Workflow(fn)
-    return lambda f: Workflow(f, name=name, timeout_s=timeout_s)
+    return lambda f: Workflow(f, name=name, timeout_s=timeout_s, concurrency=concurrency)
 
 
 def _builtin_builder(function: str) -> _Builder:

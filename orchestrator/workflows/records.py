@@ -67,7 +67,7 @@ class TaskRecord:
 class ControlRecord:
     """A request to steer a run: cancel it, retry its failed tasks, or rerun it as `new_run`."""
 
-    action: str  # "cancel" | "retry" | "rerun"
+    action: str  # "cancel" | "retry" | "rerun" | "start" (the engine's own: a queued run got its slot)
     run: str
     at_s: float
     by: str = ""
@@ -85,7 +85,7 @@ class ControlRecord:
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> ControlRecord:
         body = loads(fields[b"c"])
-        if body["action"] not in ("cancel", "retry", "rerun"):
+        if body["action"] not in ("cancel", "retry", "rerun", "start"):
             raise ValueError(f"unknown control action {body['action']!r}")
         return cls(action=body["action"], run=body["run"], at_s=float(body["at_s"]), by=body.get("by", ""),
                    new_run=body.get("new_run"), from_node=body.get("from_node"))

@@ -46,6 +46,7 @@ TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SK
 
 
 class RunStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for a slot: its workflow's concurrency limit is reached
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -128,6 +128,7 @@ class WorkflowSpec:
     params: tuple[ParamSpec, ...]
     nodes: tuple[NodeSpec, ...]
     timeout_s: float | None = None  # the run fails (and its unfinished tasks are cancelled) after this
+    concurrency: int | None = None  # at most this many runs of the workflow run at once; others wait, queued
 
     def node(self, name: str) -> NodeSpec:
         return self._by_name[name]
@@ -163,13 +164,15 @@ class WorkflowSpec:
         }
         if self.timeout_s is not None:
             out["timeout_s"] = self.timeout_s
+        if self.concurrency is not None:
+            out["concurrency"] = self.concurrency
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkflowSpec:
         params = tuple(ParamSpec(p["name"], p.get("default", MISSING)) for p in data.get("params", ()))
         return cls(name=data["name"], params=params, nodes=tuple(NodeSpec.from_dict(n) for n in data["nodes"]),
-                   timeout_s=data.get("timeout_s"))
+                   timeout_s=data.get("timeout_s"), concurrency=data.get("concurrency"))
 
     @functools.cached_property
     def digest(self) -> str:
@@ -246,7 +249,7 @@ def _follow(value: Any, path: Iterable[Any], what: str) -> Any:
 
 
 def build_spec(name: str, params: Iterable[ParamSpec], nodes: Iterable[NodeSpec], *,
-               timeout_s: float | None = None) -> WorkflowSpec:
+               timeout_s: float | None = None, concurrency: int | None = None) -> WorkflowSpec:
     """Validate names and dependencies and order the nodes; raises WorkflowError or CycleError."""
     nodes = list(nodes)
     if not nodes:
@@ -270,7 +273,11 @@ def build_spec(name: str, params: Iterable[ParamSpec], nodes: Iterable[NodeSpec]
         raise CycleError(name, cycle) from None
     if timeout_s is not None and timeout_s <= 0:
         raise WorkflowError(f"workflow {name!r}: timeout_s must be positive")
-    return WorkflowSpec(name=name, params=tuple(params), nodes=tuple(by_name[n] for n in order), timeout_s=timeout_s)
+    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
+                                    or concurrency < 1):
+        raise WorkflowError(f"workflow {name!r}: concurrency must be a whole number >= 1")
+    return WorkflowSpec(name=name, params=tuple(params), nodes=tuple(by_name[n] for n in order), timeout_s=timeout_s,
+                        concurrency=concurrency)
 
 
 def check_node(workflow: str, node: NodeSpec) -> None:

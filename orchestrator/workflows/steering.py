@@ -15,8 +15,9 @@ import hashlib
 from datetime import datetime
 
 from ..errors import WorkflowError
-from .advance import Change, attempt_member, settle, skeleton
+from .advance import Change, settle, skeleton
 from .runs import TERMINAL_STATES, Run, RunStatus, TaskRun, TaskState, job_id
+from .work import attempt_member
 
 __all__ = ["cancel_run", "rerun", "rerun_id", "retry_run", "stop_run"]
 
@@ -38,8 +39,8 @@ def stop_run(change: Change, now: datetime, status: RunStatus, reason: str) -> N
 
 
 def cancel_run(change: Change, now: datetime, by: str = "") -> bool:
-    """Cancel a running run; False (nothing changes) when it has already finished."""
-    if change.run.status is not RunStatus.RUNNING:
+    """Cancel a running or queued run; False (nothing changes) when it has already finished."""
+    if change.run.status not in (RunStatus.RUNNING, RunStatus.QUEUED):
         return False
     stop_run(change, now, RunStatus.CANCELLED, f"cancelled{f' by {by}' if by else ''}")
     return True

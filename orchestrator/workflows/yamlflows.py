@@ -54,7 +54,7 @@ from .yamlcheck import (
 
 __all__ = ["HTTP_KEYS", "SHELL_KEYS", "TASK_KEYS", "WORKFLOW_KEYS", "YamlWorkflow", "load_yaml_workflows"]
 
-WORKFLOW_KEYS = ("name", "description", "params", "timeout_s", "tasks")
+WORKFLOW_KEYS = ("name", "description", "params", "timeout_s", "concurrency", "tasks")
 TASK_KEYS = ("name", "description", "uses", "shell", "http", "with", "map", "max_parallel", "needs", "depends",
              "when", "retries", "timeout_s", "queue")
 SHELL_KEYS = ("command", "env", "cwd", "shell")
@@ -180,7 +180,7 @@ class _Compiler:
                  for i, t in enumerate(tasks) if isinstance(t, dict) and isinstance(t.get("name"), str)]
         if len(self.issues) > before:
             return None
-        spec = self.check(_build, name, params, built, timeout_s, parts, names)
+        spec = self.check(_build, name, params, built, timeout_s, parts, names, item.get("concurrency"))
         if spec is None:
             return None
         used = {n.task: self.tasks[n.task] for n in spec.nodes if n.kind == "python"}
@@ -356,13 +356,15 @@ def _check(workflow: str, node: NodeSpec, parts: Parts, item: dict[str, Any]) ->
 
 
 def _build(name: str, params: list[ParamSpec], built: list[NodeSpec | None], timeout_s: float | None,
-           parts: Parts, names: dict[str, int]) -> WorkflowSpec:
+           parts: Parts, names: dict[str, int], concurrency: Any = None) -> WorkflowSpec:
     """The workflow, checked and ordered by `build_spec`, as Python workflows are."""
     try:
-        return build_spec(name, params, [n for n in built if n is not None], timeout_s=timeout_s)
+        return build_spec(name, params, [n for n in built if n is not None], timeout_s=timeout_s,
+                          concurrency=concurrency)
     except CycleError as exc:
         first = min((n for n in exc.cycle if n in names), key=names.__getitem__)
         raise Invalid((*parts, "tasks", names[first]),
                       f"{exc} (through results.<task> in templates and needs:)") from None
     except WorkflowError as exc:
-        raise Invalid((*parts, "timeout_s") if "timeout_s" in str(exc) else parts, str(exc)) from None
+        field = next((f for f in ("timeout_s", "concurrency") if f in str(exc)), None)
+        raise Invalid((*parts, field) if field else parts, str(exc)) from None

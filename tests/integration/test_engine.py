@@ -280,3 +280,65 @@ def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.
     task = run.tasks["only"]
     assert run.status is RunStatus.SUCCEEDED and task.attempt == 2
     assert task.history[0]["error_type"] == "JobLost"
+
+
+def test_a_workflow_concurrency_limit_queues_runs_until_a_slot_frees(r: redis.Redis, redis_url: str,
+                                                                      tmp_path: Path) -> None:
+    project = load_project(make_project(tmp_path, rules="""\
+        rules:
+          - {name: r, type: t.x, workflow: one_at_a_time}
+        """, workflows={"limited": """\
+        from orchestrator import task, workflow
+
+        @task
+        def step() -> str:
+            return "done"
+
+        @workflow(concurrency=1)
+        def one_at_a_time():
+            step()
+        """}))
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
+    ids = [stack.emit("t.x", None) for _ in range(3)]
+    stack.engine.step(block=False)
+    runs = [stack.run("r", "/orch/client", i) for i in ids]
+    assert [str(run.status) for run in runs] == ["running", "queued", "queued"]
+    assert r.smembers("orch:workflow:one_at_a_time:running") == {runs[0].id.encode()}
+    queued = stack.engine.store.list(status="queued")
+    assert sorted(q["id"] for q in queued) == sorted(run.id for run in runs[1:])
+
+    stack.drain()
+
+    done = [stack.run("r", "/orch/client", i) for i in ids]
+    assert [str(run.status) for run in done] == ["succeeded"] * 3
+    spans = sorted((run.tasks["step"].queued_at, run.finished_at) for run in done)
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))  # never two at once
+    assert r.scard("orch:workflow:one_at_a_time:running") == 0
+
+
+def test_cancelling_a_queued_run_does_not_take_a_slot(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    from orchestrator.state.steer import request
+
+    project = load_project(make_project(tmp_path, rules="""\
+        rules:
+          - {name: r, type: t.x, workflow: one_at_a_time}
+        """, workflows={"limited": """\
+        from orchestrator import task, workflow
+
+        @task
+        def step() -> str:
+            return "done"
+
+        @workflow(concurrency=1)
+        def one_at_a_time():
+            step()
+        """}))
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
+    ids = [stack.emit("t.x", None) for _ in range(3)]
+    stack.engine.step(block=False)
+    second = stack.run("r", "/orch/client", ids[1])
+    request(r, stack.engine.keys, stack.engine.store, "cancel", second.id)
+    stack.drain()
+
+    statuses = [str(stack.run("r", "/orch/client", i).status) for i in ids]
+    assert statuses == ["succeeded", "cancelled", "succeeded"]
