@@ -157,6 +157,16 @@ def test_the_example_batch_retries_its_flaky_payments_and_fans_in(stack: Stack) 
     assert tasks["settle[3]"]["history"][0]["error_type"] == "ConnectionError"
 
 
+def test_the_example_deploy_check_calls_http_and_runs_a_command(stack: Stack) -> None:
+    with Client(settings=Settings(redis_url=stack.redis.url), source="/e2e/deploy") as client:
+        event_id = client.emit("deploy.finished", {"service": "api", "url": f"{stack.api}/healthz"})
+    run = _wait_run(stack, "/e2e/deploy", event_id, rule="check-finished-deploys")
+    tasks = {t["node"]: t for t in run["tasks"]}
+    assert run["status"] == "succeeded", run
+    assert tasks["health"]["result"]["status"] == 200 and tasks["health"]["result"]["body"]["status"] == "ok"
+    assert tasks["summarize_deploy"]["result"] == "api: HTTP 200, deploy of api checked"
+
+
 def test_metrics_endpoint(stack: Stack) -> None:
     response = stack.http().get("/metrics")
     assert response.status_code == 200
