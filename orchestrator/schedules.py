@@ -16,7 +16,8 @@ this module maps each wall time to real instants with these rules (the DST polic
 * Fire times are strictly increasing. `orch schedules next` marks every tick a DST change moves,
   repeats or merges.
 
-Expressions: five crontab fields (minute hour day month weekday, weekday 0 or 7 = Sunday as in cron),
+Expressions: five crontab fields (minute hour day month weekday, weekday 0 or 7 = Sunday as in cron; as in
+cron, a restricted day of month and a restricted weekday match when either does),
 six fields with seconds first, or a macro (@hourly, @daily, @midnight, @weekly, @monthly, @yearly).
 """
 
@@ -33,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RESERVED_DATA_KEYS", "CronSchedule", "ScheduleConfig", "Tick", "parse_cron", "schedule"]
+__all__ = ["RESERVED_DATA_KEYS", "CronSchedule", "ScheduleConfig", "Tick", "parse_cron", "parse_cron_any", "schedule"]
 
 _MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
            "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
@@ -74,7 +75,17 @@ def _crontab_weekdays(field: str) -> str:
 
 
 def parse_cron(expr: str) -> CronTrigger:
-    """A CronTrigger over naive wall-clock time (zone UTC) for a crontab expression; ValueError if invalid."""
+    """A CronTrigger over naive wall-clock time (zone UTC) for a crontab expression; ValueError if invalid.
+
+    (When both day of month and weekday are restricted, cron fires on either; see `parse_cron_any`.)
+    """
+    return parse_cron_any(expr)[0]
+
+
+def parse_cron_any(expr: str) -> list[CronTrigger]:
+    """The triggers whose union is the expression: two when both day of month and weekday are restricted,
+    because crontab fires when *either* matches (`0 0 1 * mon`: every 1st and every Monday) while
+    APScheduler's CronTrigger needs both."""
     text = _MACROS.get(expr.strip().lower(), expr.strip())
     fields = text.split()
     if len(fields) == 5:
@@ -83,9 +94,11 @@ def parse_cron(expr: str) -> CronTrigger:
         raise ValueError(f"cron expression {expr!r} has {len(text.split())} fields; expected 5 (minute hour day "
                          "month weekday), 6 (with seconds first) or a macro such as @daily")
     second, minute, hour, day, month, weekdays = fields
+    restricted = day not in ("*", "?") and weekdays not in ("*", "?")
+    variants = [(day, "*"), ("*", weekdays)] if restricted else [(day, weekdays)]
     try:
-        return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                           day_of_week=_crontab_weekdays(weekdays), timezone=UTC)
+        return [CronTrigger(second=second, minute=minute, hour=hour, day=d, month=month,
+                            day_of_week=_crontab_weekdays(w), timezone=UTC) for d, w in variants]
     except ValueError as exc:
         raise ValueError(f"cron expression {expr!r}: {exc}") from None
 
@@ -105,14 +118,15 @@ class CronSchedule:
     def __init__(self, expr: str, timezone: str | tzinfo = "UTC") -> None:
         self.expr = expr
         self.zone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
-        self._trigger = parse_cron(expr)
-        hour = next(str(f) for f in self._trigger.fields if f.name == "hour")
+        self._triggers = parse_cron_any(expr)
+        hour = next(str(f) for f in self._triggers[0].fields if f.name == "hour")
         self.hourly = hour.startswith("*")  # `*` or `*/n`: repeated wall times fire twice
 
     def _next_wall(self, wall: datetime) -> datetime | None:
         """The first matching wall time strictly after `wall` (naive)."""
-        found = self._trigger.get_next_fire_time(None, wall.replace(tzinfo=UTC) + _ONE_US)
-        return found.replace(tzinfo=None) if found is not None else None
+        start = wall.replace(tzinfo=UTC) + _ONE_US
+        found = [f for f in (t.get_next_fire_time(None, start) for t in self._triggers) if f is not None]
+        return min(found).replace(tzinfo=None) if found else None
 
     def _instants(self, wall: datetime) -> list[tuple[datetime, str | None]]:
         first = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)

@@ -60,7 +60,9 @@ def decide(config: ScheduleConfig, cursor: datetime, now: datetime) -> tuple[lis
     grace = timedelta(seconds=config.misfire_grace_s)
     late: list[Tick] = []
     decisions: list[Decision] = []
+    scanned = 0
     for tick in config.trigger.ticks(cursor, until=now, limit=MAX_SCAN):
+        scanned += 1
         if now - tick.at <= grace:
             decisions.extend(_late(config, late, now))
             late = []
@@ -68,6 +70,9 @@ def decide(config: ScheduleConfig, cursor: datetime, now: datetime) -> tuple[lis
         else:
             late.append(tick)
         cursor = tick.at
+    if scanned == MAX_SCAN and late and config.catchup != "all":
+        # more missed ticks follow (a long outage): count these as missed, decide "latest" at the real end
+        return [Decision(late[-1], "missed", len(late) - 1)], cursor
     decisions.extend(_late(config, late, now))
     return decisions, cursor
 
@@ -135,6 +140,9 @@ class CronRunner:
                 backoff = 0.5
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.error("cron: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                wait, backoff = backoff, min(backoff * 2, 10.0)
+            except Exception:  # noqa: BLE001 - READONLY after a failover, OOM, a bug: keep trying, say so
+                log.exception("cron: could not fire due ticks; retrying in %.1fs", backoff)
                 wait, backoff = backoff, min(backoff * 2, 10.0)
             stop.wait(min(max(wait, 0.0), MAX_WAIT_S))
         log.info("cron %s: stopped", self.replica)

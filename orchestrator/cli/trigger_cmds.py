@@ -44,13 +44,18 @@ def triggers(project: str | None) -> None:
     if not cron.schedules and not watches:
         click.echo(f"orch triggers: no enabled schedules or watches in {loaded.root}/rules; waiting for a stop "
                    "signal (declare them under schedules: or watches: in a rules/*.yaml file)", err=True)
-    threads = [threading.Thread(target=cron.run, args=(stop,), name="cron", daemon=True)]
+    threads = [threading.Thread(target=cron.run, args=(stop,), name="cron", daemon=True)] if cron.schedules else []
     if watches:
         watcher = FileWatcher(client, settings, watches)
         threads.append(threading.Thread(target=watcher.run, args=(stop,), name="files", daemon=True))
     for thread in threads:
         thread.start()
-    stop.wait()
+    while not stop.wait(1.0):
+        dead = [t.name for t in threads if not t.is_alive()]
+        if dead:  # never fire nothing while looking alive: exit, so a supervisor restarts us
+            click.echo(f"orch triggers: the {', '.join(dead)} thread stopped unexpectedly; exiting", err=True)
+            stop.set()
+            raise SystemExit(1)
     for thread in threads:
         thread.join(timeout=10)
 

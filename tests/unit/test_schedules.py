@@ -166,6 +166,12 @@ def test_crontab_weekdays_count_from_sunday() -> None:
         == ["Sat", "Sun"]
 
 
+def test_day_of_month_and_weekday_match_when_either_does_as_in_cron() -> None:
+    # 2026-06-01 is a Monday; cron fires on every 1st and every Monday
+    days = [f"{t.at:%a %d}" for t in CronSchedule("0 0 1 * mon", "UTC").ticks(utc(2026, 6, 1, 12), limit=5)]
+    assert days == ["Mon 08", "Mon 15", "Mon 22", "Mon 29", "Wed 01"]
+
+
 def test_macros_and_seconds() -> None:
     assert [f"{t.at:%H:%M:%S}" for t in CronSchedule("@hourly", "UTC").ticks(utc(2026, 1, 1, 0, 10), limit=2)] == \
         ["01:00:00", "02:00:00"]
@@ -253,3 +259,18 @@ def test_catchup_all_is_bounded_by_its_window() -> None:
     # ticks 1..4 are older than the 5 s window: counted missed before the first caught-up tick (5)
     assert [(d.result, d.tick.at.second, d.missed_before) for d in decisions][:2] == [("caught_up", 5, 4),
                                                                                       ("caught_up", 6, 0)]
+
+
+def test_a_long_outage_is_counted_missed_in_chunks_and_latest_fires_once_at_the_end(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import triggers.cron as cron
+
+    monkeypatch.setattr(cron, "MAX_SCAN", 4)
+    config = every_second(catchup="latest")
+    first, cursor = decide(config, utc(2026, 1, 1), utc(2026, 1, 1, 0, 0, 10))
+    assert [(d.result, d.tick.at.second, d.missed_before) for d in first] == [("missed", 4, 3)]
+    second, cursor = decide(config, cursor, utc(2026, 1, 1, 0, 0, 10))
+    third, _ = decide(config, cursor, utc(2026, 1, 1, 0, 0, 10))
+    # ticks 5-8: 5-7 are late (the newest of them is the "latest"), 8 is within the 2 s grace
+    assert [(d.result, d.tick.at.second, d.missed_before) for d in second] == [("caught_up", 7, 2), ("fired", 8, 0)]
+    assert [(d.result, d.tick.at.second) for d in third] == [("fired", 9), ("fired", 10)]
