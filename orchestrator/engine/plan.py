@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import RuleError, WorkflowError
 from ..events.envelope import Event
+from ..jsonutil import dumps, loads
 from ..project import Project
 from ..rules.match import event_view
 from ..rules.model import Match, MatchResult
@@ -32,6 +33,16 @@ class RunRequest:
     event_data: Any = None  # the event's data, kept with the run
 
 
+HELD_FOR = "orchheldfor"  # extension of a tick queue-one held: the one rule it goes back to
+
+
+def _held(raw: bytes, rule: str) -> bytes:
+    """The stored event, marked so that when it comes back only `rule` considers it again."""
+    body = loads(raw)
+    body[HELD_FOR] = rule
+    return dumps(body)
+
+
 def schedule_of(project: Project, event: Event) -> str | None:
     """The project schedule an event is a tick of (by its source `/schedules/<name>`), if any."""
     if not event.source.startswith("/schedules/"):
@@ -44,6 +55,9 @@ def plan_event(project: Project, event: Event,
                raw: bytes | None = None) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
     """The runs `event` starts, and each evaluated rule with its metric result (matched, not_matched, error)."""
     evaluated = project.index.evaluate(event)
+    held_for = event.extensions.get(HELD_FOR) if schedule_of(project, event) else None
+    if held_for is not None:  # a tick held by queue-one for one rule, back when its previous run ended
+        evaluated = [(rule, result) for rule, result in evaluated if rule.name == held_for]
     if not evaluated:
         return [], []
     view = event_view(event)
@@ -66,7 +80,8 @@ def plan_event(project: Project, event: Event,
             outcomes.append((result, "error"))
             continue
         guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
+        held = _held(raw, rule.name) if overlap == "queue-one" and raw is not None else None
         requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
-                                   raw=raw if overlap == "queue-one" else None, event_data=event.data))
+                                   raw=held, event_data=event.data))
         outcomes.append((result, "matched"))
     return requests, outcomes

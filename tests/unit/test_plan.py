@@ -1,0 +1,41 @@
+"""③ Planning an event: a tick that queue-one held goes back to the one rule it was held for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.engine.plan import HELD_FOR, plan_event
+from orchestrator.events.envelope import event_from_mapping
+from orchestrator.jsonutil import dumps, loads
+from orchestrator.project import load_project
+
+from ..projects import make_project
+
+
+def test_a_held_tick_is_planned_for_its_rule_only(tmp_path: Path) -> None:
+    project = load_project(make_project(tmp_path, rules="""\
+        schedules:
+          - {name: tick, cron: "* * * * *", overlap: queue-one}
+        rules:
+          - {name: a, type: schedule.fired, source: /schedules/tick, workflow: flow}
+          - {name: b, type: schedule.fired, source: /schedules/tick, workflow: flow}
+        """, workflows={"flows": """\
+        from orchestrator import task, workflow
+
+        @task
+        def step() -> None:
+            return None
+
+        @workflow
+        def flow():
+            step()
+        """}))
+    body = {"specversion": "1.0", "id": "tick@1", "source": "/schedules/tick", "type": "schedule.fired"}
+
+    requests, _ = plan_event(project, event_from_mapping(body), dumps(body))
+    assert [r.rule for r in requests] == ["a", "b"]
+    held = {r.rule: loads(r.raw or b"{}")[HELD_FOR] for r in requests}
+    assert held == {"a": "a", "b": "b"}
+
+    again, _ = plan_event(project, event_from_mapping({**body, HELD_FOR: "b"}))
+    assert [r.rule for r in again] == ["b"]
