@@ -41,6 +41,7 @@ log = logging.getLogger("orch.webhooks")
 ENVELOPE_BYTES = 64 * 1024   # room for the CloudEvent attributes around a body at the endpoint's limit
 UNKNOWN_HOOK = "(unknown)"   # the `hook` label of requests to no endpoint (names cannot hold parentheses)
 TRIGGER = "webhook"          # the `trigger` label of orch_events_received_total
+COUNT_FLUSH_S = 0.2          # request counts reach Redis this long after the first one of a burst
 
 
 class _Hooks:
@@ -57,6 +58,8 @@ class _Hooks:
         self.clock = clock
         self.publishers: dict[str, AsyncPublisher] = {}
         self._state: ApiState | None = None
+        self._pending = MetricsBatch()  # request counts not yet written to Redis
+        self._flusher: asyncio.Task[None] | None = None
 
     def bind(self, state: ApiState) -> None:
         """Publishers on the app's Redis client (once per app)."""
@@ -72,11 +75,23 @@ class _Hooks:
         self._state = state
 
     async def count(self, hook: str, result: str) -> None:
-        """Count one request in `orch_webhook_requests_total{hook,result}` (in Redis); never changes the answer."""
-        batch = MetricsBatch()
-        batch.inc(WEBHOOK_REQUESTS, hook, result)
-        # Redis just failed us once: do not hold the 503 for long on a second try.
-        await self._flush(batch, timeout_s=1.0 if result == "unavailable" else None)
+        """Count one request in `orch_webhook_requests_total{hook,result}`; never changes or delays the answer.
+
+        Counts gather in memory and go to Redis (where every API process's scrape sees them) in one
+        pipeline every COUNT_FLUSH_S, so a request costs no extra round trip.
+        """
+        self._pending.inc(WEBHOOK_REQUESTS, hook, result)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(COUNT_FLUSH_S)
+        await self.flush_counts()
+
+    async def flush_counts(self) -> None:
+        batch, self._pending = self._pending, MetricsBatch()
+        if not await self._flush(batch, timeout_s=2.0):
+            self._pending.merge(batch)  # Redis unavailable: keep them for the next flush
 
     async def prime(self) -> None:
         """Show every endpoint's main series at 0 from the start (HINCRBY 0), so rates work at once."""
@@ -86,16 +101,19 @@ class _Hooks:
                 batch.inc(WEBHOOK_REQUESTS, name, result, n=0)
         await self._flush(batch, timeout_s=5.0)
 
-    async def _flush(self, batch: MetricsBatch, timeout_s: float | None) -> None:
+    async def _flush(self, batch: MetricsBatch, timeout_s: float | None) -> bool:
+        """Write `batch`; False when Redis did not take it."""
         state = self._state
         if state is None or not batch:
-            return
+            return True
         pipe = state.aredis.pipeline(transaction=False)
         batch.flush(pipe, state.keys)
         try:
             await asyncio.wait_for(pipe.execute(), timeout_s)
         except (redis.RedisError, TimeoutError) as exc:  # counting must never hide the outcome
             log.debug("webhook counter not updated: %s", exc)
+            return False
+        return True
 
 
 def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSecrets], *,
@@ -108,6 +126,7 @@ def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSec
         state.bind(app.state.orch)
         await state.prime()
         yield
+        await state.flush_counts()  # what the last requests counted
 
     router = APIRouter(lifespan=lifespan, tags=["webhooks"])
 
