@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import redis
 from rq.version import VERSION as RQ_VERSION
 from rq.worker import BaseWorker
@@ -132,7 +133,8 @@ class Heartbeat:
             return False
         if host.decode() != self._static["host"]:
             return True
-        return int(pid or 0) != os.getpid() and _pid_alive(int(pid or 0))
+        owner = int(pid or 0)
+        return owner != os.getpid() and owner > 0 and psutil.pid_exists(owner)
 
     def start(self) -> None:
         """Register (first beat, RQ's worker registry) and start the heartbeat thread."""
@@ -228,14 +230,3 @@ def _rq_now() -> str:
 
     return utcformat(now())
 
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

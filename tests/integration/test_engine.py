@@ -282,9 +282,9 @@ def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.
     assert task.history[0]["error_type"] == "JobLost"
 
 
-def test_a_workflow_concurrency_limit_queues_runs_until_a_slot_frees(r: redis.Redis, redis_url: str,
-                                                                      tmp_path: Path) -> None:
-    project = load_project(make_project(tmp_path, rules="""\
+def _one_at_a_time(root: Path) -> Project:
+    """A project whose workflow runs at most once at a time (concurrency=1), started by t.x events."""
+    return load_project(make_project(root, rules="""\
         rules:
           - {name: r, type: t.x, workflow: one_at_a_time}
         """, workflows={"limited": """\
@@ -298,6 +298,11 @@ def test_a_workflow_concurrency_limit_queues_runs_until_a_slot_frees(r: redis.Re
         def one_at_a_time():
             step()
         """}))
+
+
+def test_a_workflow_concurrency_limit_queues_runs_until_a_slot_frees(r: redis.Redis, redis_url: str,
+                                                                      tmp_path: Path) -> None:
+    project = _one_at_a_time(tmp_path)
     stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
     ids = [stack.emit("t.x", None) for _ in range(3)]
     stack.engine.step(block=False)
@@ -319,20 +324,7 @@ def test_a_workflow_concurrency_limit_queues_runs_until_a_slot_frees(r: redis.Re
 def test_cancelling_a_queued_run_does_not_take_a_slot(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
     from orchestrator.state.steer import request
 
-    project = load_project(make_project(tmp_path, rules="""\
-        rules:
-          - {name: r, type: t.x, workflow: one_at_a_time}
-        """, workflows={"limited": """\
-        from orchestrator import task, workflow
-
-        @task
-        def step() -> str:
-            return "done"
-
-        @workflow(concurrency=1)
-        def one_at_a_time():
-            step()
-        """}))
+    project = _one_at_a_time(tmp_path)
     stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
     ids = [stack.emit("t.x", None) for _ in range(3)]
     stack.engine.step(block=False)
