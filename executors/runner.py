@@ -7,7 +7,7 @@ node, task, attempt, arguments, `kind`, `timeout_s` and idempotency `key`. The s
    loaded (an unknown task is refused without running, `retryable=False`); `shell` and `http` take
    their options from the keyword arguments (`executors/kinds/`);
 2. report `started`;
-3. run it inside the attempt's scope (`executors/context.py`): the task context current
+3. run it inside the attempt's scope (`executors/attempt.py`): the task context current
    (`orchestrator.context.current()`), the cause set (emitted events carry orchrun / orchtask), logs
    and prints captured, and the time limit (`timeout_s`, else `ORCH_TASK_TIMEOUT_S`) enforced;
 4. check the result is JSON;
@@ -39,7 +39,7 @@ from orchestrator.state.keys import Keys
 from orchestrator.workflows.dsl import Task
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
-from .context import Attempt, LogBuffer, attempt_scope, task_logger
+from .attempt import Attempt, LogBuffer, attempt_scope, task_logger
 from .kinds.errors import ResultNotJSON, TaskFailure, UnknownTaskError, classify
 from .kinds.http import run_http
 from .kinds.python import run_python

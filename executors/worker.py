@@ -37,7 +37,7 @@ from orchestrator.state.keys import Keys
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
 from . import forking
-from .context import cancel_running
+from .attempt import cancel_running
 from .fastpath import ClaimedJob, Ledger, Scripts, queue_key
 from .heartbeat import Heartbeat, WorkerNameTaken, clone_client, default_name
 from .idle import IdleWait

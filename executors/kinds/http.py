@@ -37,7 +37,7 @@ import httpx
 from orchestrator.context import TaskTimeout
 from orchestrator.jsonutil import loads
 
-from ..context import Attempt
+from ..attempt import Attempt
 from .errors import HTTPStatusError, InvalidTaskOptions, ResponseTooLarge, TaskFailure
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HTTPOptions", "response_body", "run_http"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.workflows.dsl import Task
 
-from ..context import Attempt
+from ..attempt import Attempt
 
 __all__ = ["run_python"]
 

@@ -40,7 +40,7 @@ import psutil
 
 from orchestrator.context import TaskCancelled, TaskTimeout
 
-from ..context import Attempt, LogBuffer
+from ..attempt import Attempt, LogBuffer
 from .errors import InvalidTaskOptions, ShellExitError
 
 __all__ = ["KILL_GRACE_S", "OUTPUT_TAIL_BYTES", "ShellOptions", "command_env", "run_shell"]

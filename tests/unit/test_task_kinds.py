@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from executors.context import Attempt, LogBuffer, attempt_scope, task_logger, time_limit
+from executors.attempt import Attempt, LogBuffer, attempt_scope, task_logger, time_limit
 from executors.kinds.errors import (
     HTTPStatusError,
     InvalidTaskOptions,
