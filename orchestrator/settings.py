@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         "PATH (`/data/in:/srv/drop`) or a JSON list.",
     )
 
+    http_allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Destinations the http task kind may reach although the default policy refuses them "
+        "(loopback, link-local, private and unique-local addresses): host names (`api.internal`, "
+        "`*.corp.example`), IP addresses or CIDR blocks, separated by commas, or a JSON list.",
+    )
+    api_auth: Literal["token", "none"] = Field(
+        default="token",
+        description="`token`: every route but /healthz and /hooks/* needs `Authorization: Bearer <token>` with "
+        "the route's scope; `none`: no authentication (refused unless `orch api` listens on loopback).",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
@@ -77,6 +89,16 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)
         return [part for part in text.split(os.pathsep) if part.strip()]
+
+    @field_validator("http_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @property
     def project_dir(self) -> Path:
