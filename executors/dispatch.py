@@ -77,7 +77,8 @@ class RQDispatcher:
         and reported (WorkerLost) for the engine to retry. A job claimed by a dead worker is back in its
         queue within worker_heartbeat_ttl_s + the interval at which the engine calls this.
         """
-        from .fastpath import Scripts
+        from orchestrator.state.lua import Scripts
+
         from .recovery import recover_dead_workers
 
         scripts: Scripts | None = getattr(self, "_scripts", None)

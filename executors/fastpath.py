@@ -29,7 +29,6 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import redis
@@ -42,10 +41,12 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.results import Result
 from rq.utils import now, utcformat
 
+from orchestrator.state.lua import Scripts
+
 from .jobs import OrchJob
 from .serializer import JSONSerializer
 
-__all__ = ["RQ_PREFIX", "ClaimedJob", "Ledger", "Scripts", "decode_payload", "job_key", "queue_key", "registry_key",
+__all__ = ["RQ_PREFIX", "ClaimedJob", "Ledger", "decode_payload", "job_key", "queue_key", "registry_key",
            "release"]
 
 log = logging.getLogger(__name__)
@@ -65,33 +66,6 @@ def registry_key(kind: str, rq_queue: str) -> str:
     """RQ's registry of `kind` (started, finished, failed) for an RQ queue name."""
     registry = {"started": StartedJobRegistry, "finished": FinishedJobRegistry, "failed": FailedJobRegistry}[kind]
     return str(registry.key_template.format(rq_queue))
-
-
-class Scripts:
-    """orch's Lua scripts for workers, loaded once per client and called by SHA (no SCRIPT EXISTS per call)."""
-
-    NAMES = ("claim", "release")
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._source = {n: resources.files("executors").joinpath(f"scripts/{n}.lua").read_text() for n in self.NAMES}
-        self._sha: dict[str, str] = {}
-
-    def sha(self, name: str) -> str:
-        if name not in self._sha:
-            self._sha[name] = str(self._client.script_load(self._source[name]))
-        return self._sha[name]
-
-    def forget(self) -> None:
-        """After NOSCRIPT (Redis restarted or flushed its scripts): load them again on next use."""
-        self._sha.clear()
-
-    def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return self._client.evalsha(self.sha(name), len(keys), *keys, *args)
-        except NoScriptError:
-            self.forget()
-            return self._client.evalsha(self.sha(name), len(keys), *keys, *args)
 
 
 @dataclass

@@ -30,8 +30,8 @@ import redis
 
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.state.lua import Scripts
 
-from .fastpath import Scripts
 from .recovery import LOST, release_worker
 
 __all__ = ["Pool"]

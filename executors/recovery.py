@@ -28,9 +28,10 @@ from typing import Any
 import redis
 
 from orchestrator.state.keys import Keys
+from orchestrator.state.lua import Scripts
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
-from .fastpath import Scripts, decode_payload, release
+from .fastpath import decode_payload, release
 
 __all__ = ["LOST", "recover_dead_workers", "release_worker", "report_failed"]
 

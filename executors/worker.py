@@ -34,11 +34,12 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.project import Project
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.state.lua import Scripts
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
 from . import forking
 from .attempt import cancel_running
-from .fastpath import ClaimedJob, Ledger, Scripts, queue_key
+from .fastpath import ClaimedJob, Ledger, queue_key
 from .heartbeat import Heartbeat, WorkerNameTaken, clone_client, default_name
 from .idle import IdleWait
 from .jobs import OrchJob

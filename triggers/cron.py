@@ -24,7 +24,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 import redis
@@ -35,13 +34,13 @@ from orchestrator.jsonutil import dumps
 from orchestrator.metrics import EVENTS_RECEIVED, SCHEDULE_TICKS
 from orchestrator.schedules import ScheduleConfig, Tick
 from orchestrator.settings import Settings
+from orchestrator.state import lua
 from orchestrator.state.keys import Keys
 
 __all__ = ["CronRunner", "Decision", "decide", "tick_event"]
 
 log = logging.getLogger(__name__)
 
-_SCRIPT = resources.files("orchestrator.state").joinpath("scripts/fire_tick.lua").read_text()
 MAX_SCAN = 100_000  # ticks examined per schedule per pass (a long outage of a per-second schedule)
 MAX_WAIT_S = 1.0  # the longest sleep between passes: bounds how late a replica notices others' progress
 
@@ -118,7 +117,7 @@ class CronRunner:
         self._keys = Keys(settings.key_prefix)
         self.schedules = [s for s in schedules if s.enabled]
         self.replica = replica or f"triggers-{socket.gethostname()}-{os.getpid()}"
-        self._script = client.register_script(_SCRIPT)
+        self._script = lua.register(client, "fire_tick")
         self._cursor: dict[str, datetime] = {}
         self.fired = 0
 

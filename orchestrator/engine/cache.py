@@ -1,7 +1,7 @@
 """The engine's cache of runs it recently wrote, so a batch re-reads a big run only when it changed.
 
 Every write of a run increments its hash field `v`. Before a batch, the engine sends the versions it
-holds; the read script answers "unchanged" for those (an HGET instead of an HGETALL, and no parsing), and
+holds; the read script (read_runs.lua) answers "unchanged" for those (an HGET instead of an HGETALL, and no parsing), and
 the whole hash for the others. Cached runs are mutated by the batch that applies to them, so after a
 failed or aborted commit their entries are dropped and read afresh. Only this engine's committed writes
 update the cache; another engine's write bumps `v`, which invalidates it.
@@ -17,18 +17,7 @@ from ..state.store import pairs_to_fields
 from ..workflows.advance import Change
 from ..workflows.runs import Run, RunStatus
 
-__all__ = ["READ_RUNS_LUA", "RunCache"]
-
-# KEYS: run hashes; ARGV: the version the engine holds of each ('' for none). Per run: 1 when the held
-# version is current, else HGETALL (an empty list for a missing run).
-READ_RUNS_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  if ARGV[i] ~= '' and redis.call('HGET', key, 'v') == ARGV[i] then out[i] = 1
-  else out[i] = redis.call('HGETALL', key) end
-end
-return out
-"""
+__all__ = ["RunCache"]
 
 
 class RunCache:

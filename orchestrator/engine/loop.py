@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import resources
 
 import redis
 
@@ -32,6 +31,7 @@ from ..jsonutil import loads
 from ..metrics import EVENTS_DEAD_LETTERED, SCHEDULE_OVERLAPS, MetricsBatch, counter_field
 from ..project import Project
 from ..settings import Settings
+from ..state import lua
 from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
@@ -40,16 +40,13 @@ from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
 from ..workflows.work import attempt_member
 from .batch import Batch, Guard, Outcome, apply_batch
-from .cache import READ_RUNS_LUA, RunCache
+from .cache import RunCache
 from .plan import plan_event
 from .sweeper import lost_attempts, stalled_attempts
 
 __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
-
-_SCRIPTS = resources.files("orchestrator.state").joinpath("scripts")
-_READ_GUARDS_LUA = _SCRIPTS.joinpath("read_guards.lua").read_text()  # run under WATCH, before MULTI
 
 _TRIM_EVERY_S = 60.0
 _STALL_SCAN_EVERY_S = 60.0
@@ -80,8 +77,8 @@ class Engine:
         self._next_trim = 0.0
         self._next_stall_scan = 0.0
         self._cache = RunCache()
-        self._release_guard = client.register_script(_SCRIPTS.joinpath("release_guard.lua").read_text())
-        self._next_queued = client.register_script(_SCRIPTS.joinpath("next_queued.lua").read_text())
+        self._release_guard = lua.register(client, "release_guard")
+        self._next_queued = lua.register(client, "next_queued")
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -207,7 +204,7 @@ class Engine:
         if not keys:
             return {}
         pipe.watch(*keys)
-        replies = pipe.execute_command("EVAL", READ_RUNS_LUA, len(keys), *keys, *self._cache.versions(run_ids))
+        replies = pipe.execute_command("EVAL", lua.source("read_runs"), len(keys), *keys, *self._cache.versions(run_ids))
         return self._cache.resolve(run_ids, replies)
 
     def _read_slots(self, pipe: redis.client.Pipeline, limits: dict[str, int]) -> dict[str, int]:
@@ -223,7 +220,7 @@ class Engine:
             return {}
         keys = [k for g in guards for k in (self.keys.schedule_active(g), self.keys.schedule_queued(g))]
         pipe.watch(*keys)
-        replies = pipe.execute_command("EVAL", _READ_GUARDS_LUA, len(keys), *keys, self.keys.run(""))
+        replies = pipe.execute_command("EVAL", lua.source("read_guards"), len(keys), *keys, self.keys.run(""))
         out = {}
         for guard, (holder, meta, queued) in zip(guards, replies, strict=True):
             running = bool(holder) and bool(meta) and loads(meta).get("status") == "running"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
@@ -18,6 +17,7 @@ import redis.asyncio
 from ..errors import EventTooLargeError
 from ..jsonutil import dumps
 from ..metrics import EVENTS_RECEIVED
+from ..state import lua
 from ..state.keys import Keys
 from .envelope import Event
 
@@ -25,7 +25,6 @@ __all__ = ["CHUNK", "PIPELINE", "AsyncPublisher", "Published", "Publisher", "ded
 
 CHUNK = 500  # events per script call: bounds how long one call holds Redis (~1 ms)
 PIPELINE = 20  # script calls per round trip when publishing more than one chunk
-_SCRIPT = resources.files("orchestrator.state").joinpath("scripts/publish.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class Publisher(_Base):
                  trigger: str = "custom") -> None:
         super().__init__(keys, dedup_window_s=dedup_window_s, max_bytes=max_bytes, trigger=trigger)
         self._redis = client
-        self._script = client.register_script(_SCRIPT)
+        self._script = lua.register(client, "publish")
 
     def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
@@ -116,7 +115,7 @@ class AsyncPublisher(_Base):
                  trigger: str = "custom") -> None:
         super().__init__(keys, dedup_window_s=dedup_window_s, max_bytes=max_bytes, trigger=trigger)
         self._redis = client
-        self._script = client.register_script(_SCRIPT)
+        self._script = lua.register(client, "publish")
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""

@@ -17,8 +17,10 @@ ARGV[8]  the JSON CloudEvent (unused when missed)
 
 Returns {1, entry id} when this call decided the tick, {0, 'taken'} when another replica did, and
 {0, 'stale'} when a newer tick was already decided: a replica that was paused or partitioned can never
-fire a tick that is older than what the schedule has done since.
+fire a tick that is older than what the schedule has done since. The event goes out through the same
+publish step as every other event (lib/publish_one.lua).
 ]]
+--@include publish_one
 local tick = tonumber(ARGV[1])
 local last = tonumber(redis.call('GET', KEYS[3]) or '-1')
 if tick <= last then return {0, 'stale'} end
@@ -28,7 +30,10 @@ local missed = tonumber(ARGV[7])
 if missed > 0 then redis.call('HINCRBY', KEYS[5], ARGV[5] .. '\31missed', missed) end
 redis.call('HINCRBY', KEYS[5], ARGV[5] .. '\31' .. ARGV[6], 1)
 if ARGV[6] == 'missed' then return {1, ''} end
-local entry = redis.call('XADD', KEYS[1], '*', 'e', ARGV[8])
-redis.call('SET', KEYS[4], entry, 'EX', ARGV[3])
+local entry = publish_one(KEYS[1], KEYS[4], ARGV[3], ARGV[8])
+if string.sub(entry, 1, 1) == '=' then
+  redis.call('HINCRBY', KEYS[6], 'cron\31duplicate', 1)
+  return {1, string.sub(entry, 2)}
+end
 redis.call('HINCRBY', KEYS[6], 'cron\31accepted', 1)
 return {1, entry}

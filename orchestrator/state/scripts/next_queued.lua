@@ -1,4 +1,16 @@
---[[ next_queued.lua: KEYS: a workflow's running set, its queued zset, the results stream. ARGV: the run that ended, the run key prefix, now (s). If that run held a slot, give it to the oldest run still queued: a `start` control record.
+--[[ next_queued.lua: a run of a workflow with a concurrency limit ended; give its slot to the oldest
+run still waiting.
+
+KEYS[1]  the workflow's running set, <p>:workflow:<name>:running
+KEYS[2]  its queued zset, <p>:workflow:<name>:queued (score: created, ms)
+KEYS[3]  the results stream
+ARGV[1]  the run that ended
+ARGV[2]  the run key prefix, <p>:run:
+ARGV[3]  now, epoch seconds
+
+Returns 1 when a queued run got the slot (it joins the running set, and a `start` control record for it
+goes on the results stream, for the engine to start it), else 0 (the run held no slot, or none waits).
+Queued entries whose run is no longer `queued` (cancelled, expired) are dropped on the way.
 ]]
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 while true do

@@ -8,24 +8,15 @@ ARGV[2]    the trigger label of these events (e.g. "custom")
 ARGV[3..]  one JSON CloudEvent per event
 
 Returns, per event, the new stream entry id, or "=" .. the entry id of the earlier event with the same
-(source, id). The dedup key and its entry are written together: a crash can never leave a key that
-would turn a client's retry into a lost event.
+(source, id) (see lib/publish_one.lua).
 ]]
-local window = tonumber(ARGV[1])
+--@include publish_one
 local accepted, duplicates = 0, 0
 local out = {}
 for i = 3, #ARGV do
-  local dedup = KEYS[i]
-  local seen = redis.call('GET', dedup)
-  if seen then
-    out[#out + 1] = '=' .. seen
-    duplicates = duplicates + 1
-  else
-    local entry = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
-    redis.call('SET', dedup, entry, 'EX', window)
-    out[#out + 1] = entry
-    accepted = accepted + 1
-  end
+  local entry = publish_one(KEYS[1], KEYS[i], ARGV[1], ARGV[i])
+  out[#out + 1] = entry
+  if string.sub(entry, 1, 1) == '=' then duplicates = duplicates + 1 else accepted = accepted + 1 end
 end
 if accepted > 0 then redis.call('HINCRBY', KEYS[2], ARGV[2] .. '\31accepted', accepted) end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[2], ARGV[2] .. '\31duplicate', duplicates) end

@@ -1,0 +1,79 @@
+"""Every Lua script orch runs, from one place: `orchestrator/state/scripts/*.lua`.
+
+    publish.lua        events in: dedup on (source, id) + XADD (every publisher, webhooks included)
+    fire_tick.lua      one cron tick, decided once across replicas, published like any event
+    read_runs.lua      the engine reads a batch's runs under WATCH (skipping the ones it holds)
+    read_guards.lua    the engine reads schedule overlap guards under WATCH
+    release_guard.lua  a guarded run ended: free the guard, re-publish the event queue-one held
+    next_queued.lua    a limited run ended: its slot goes to the oldest queued run
+    claim.lua          a worker takes jobs from its queues into its claimed list (reliable queue)
+    release.lua        a worker's claimed jobs go back (or fail, with their WorkerLost records)
+
+Each starts with a header stating its KEYS, ARGV and what it returns (a test checks). A line
+`--@include NAME` inserts `scripts/lib/NAME.lua`, a snippet defining local functions: the publish step
+(dedup + XADD) is written once, in lib/publish_one.lua, and used by publish.lua and fire_tick.lua.
+
+How to call them:
+    register(client, name)   a redis-py Script for a sync or asyncio client: EVALSHA, loading the script
+                             on NOSCRIPT; queued on a pipeline, it is loaded before the pipeline runs
+    source(name)             the text, for EVAL under WATCH (before MULTI), which never meets NOSCRIPT
+    Scripts(client)          SHAs loaded once per client, for callers that send raw EVALSHA commands in
+                             their own pipelines (the worker's Ledger), with `forget()` after NOSCRIPT
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+__all__ = ["NAMES", "Scripts", "register", "source"]
+
+NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "release_guard", "next_queued", "claim", "release")
+_INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
+
+
+def _read(relative: str) -> str:
+    return resources.files("orchestrator.state").joinpath(f"scripts/{relative}").read_text(encoding="utf-8")
+
+
+@functools.cache
+def source(name: str) -> str:
+    """The full text of script `name`, its `--@include` lines replaced by the snippets they name."""
+    if name not in NAMES:
+        raise KeyError(f"no Lua script {name!r} (scripts: {', '.join(NAMES)})")
+    return _INCLUDE.sub(lambda m: _read(f"lib/{m['name']}.lua").rstrip("\n"), _read(f"{name}.lua"))
+
+
+def register(client: Any, name: str) -> Any:
+    """Script `name` registered on `client` (redis.Redis or redis.asyncio.Redis)."""
+    return client.register_script(source(name))
+
+
+class Scripts:
+    """Scripts loaded (SCRIPT LOAD) once per client and called by SHA: no SCRIPT EXISTS per call."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._sha: dict[str, str] = {}
+
+    def sha(self, name: str) -> str:
+        if name not in self._sha:
+            self._sha[name] = str(self._client.script_load(source(name)))
+        return self._sha[name]
+
+    def forget(self) -> None:
+        """After NOSCRIPT (Redis restarted or flushed its scripts): load them again on next use."""
+        self._sha.clear()
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self._client.evalsha(self.sha(name), len(keys), *keys, *args)
+        except NoScriptError:
+            self.forget()
+            return self._client.evalsha(self.sha(name), len(keys), *keys, *args)
