@@ -135,8 +135,10 @@ class Ledger:
              client: redis.Redis | None = None) -> list[Any]:
         """Send pending finishes, then `extra` commands, then (optionally) a claim; the replies after the finishes.
 
-        On a connection error the pending finishes stay for the next call; `extra` and the claim do not
-        (the caller hands back what it holds, see FastWorker._resync)."""
+        Pending finishes that Redis did not apply stay pending for the next call: all of them on a
+        connection error, the refused ones on error replies (OOM, READONLY; they are idempotent, so
+        sending them again is safe, and a result record is never dropped). `extra` and the claim do not
+        stay (the caller hands back what it holds, see FastWorker._resync)."""
         commands = [*self._pending, *extra]
         if claim is not None:
             queues, count = claim
@@ -150,7 +152,7 @@ class Ledger:
             pipe.execute_command(*command)
         replies = pipe.execute(raise_on_error=False)
         sent = len(self._pending)
-        self._pending.clear()
+        self._pending = [c for c, r in zip(self._pending, replies[:sent], strict=True) if isinstance(r, Exception)]
         for reply in replies:
             if isinstance(reply, NoScriptError):  # only the claim can be: the rest was applied, idempotent
                 self._scripts.forget()

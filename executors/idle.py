@@ -17,6 +17,9 @@ from collections.abc import Sequence
 
 import redis
 
+from orchestrator.backoff import RideOut
+from orchestrator.state.keys import Keys
+
 from .heartbeat import clone_client
 
 __all__ = ["IdleWait"]
@@ -27,8 +30,10 @@ log = logging.getLogger(__name__)
 class IdleWait:
     """Blocks up to `block_s` at a time until jobs arrive; returns their ids (already claimed)."""
 
-    def __init__(self, client: redis.Redis, queue_keys: Sequence[str], claimed_key: str, block_s: float = 1.0) -> None:
+    def __init__(self, client: redis.Redis, queue_keys: Sequence[str], claimed_key: str, keys: Keys,
+                 block_s: float = 1.0) -> None:
         self._client = client
+        self._keys = keys  # where the waiter threads count the Redis errors they ride out
         self._queues = list(queue_keys)
         self._claimed = claimed_key
         self._block_s = block_s
@@ -83,7 +88,7 @@ class IdleWait:
 
     def _waiter(self, key: str) -> None:
         client = clone_client(self._client)
-        delay_s = 0.1
+        ride = RideOut("worker", log, self._keys)  # the main thread's errors reach the worker loop instead
         try:
             while not self._closed.is_set():
                 if not self._armed.wait(timeout=self._block_s):
@@ -92,11 +97,9 @@ class IdleWait:
                     job_id = client.blmove(key, self._claimed, self._block_s, "LEFT", "RIGHT")
                     if job_id is not None:
                         self._deliver(client, key, job_id.decode())
-                    delay_s = 0.1
+                    ride.ok(client)
                 except redis.RedisError as exc:
-                    log.warning("waiting on %s: %s; retrying in %.1f s", key, exc, delay_s)
-                    self._closed.wait(delay_s)
-                    delay_s = min(delay_s * 2, 10.0)
+                    self._closed.wait(ride.failed(exc))
         finally:
             client.close()
 

@@ -30,6 +30,7 @@ from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 
+from orchestrator.backoff import Backoff, RideOut
 from orchestrator.errors import OrchestratorError
 from orchestrator.project import Project
 from orchestrator.settings import Settings
@@ -81,7 +82,8 @@ class FastWorker:
                                    on_cancel=_stop_cancelled)
         self.context: PipelinedContext | None = None  # the runner's, installed by run_worker
         self._buffer: deque[ClaimedJob] = deque()
-        self._idle = IdleWait(client, self._queue_keys, keys.worker_claimed(name))
+        self._ride = RideOut("worker", log, keys, Backoff(max_s=30.0))
+        self._idle = IdleWait(client, self._queue_keys, keys.worker_claimed(name), keys)
         self._avg_job_s = 1.0  # claim one job at a time until jobs prove short
         self._stopping = False
         self._next_maintenance = 0.0
@@ -102,7 +104,8 @@ class FastWorker:
                         if ran is None:
                             break
                         worked = worked or ran
-                    except (redis.ConnectionError, redis.TimeoutError) as exc:
+                        self._ride.ok(self._client)
+                    except redis.RedisError as exc:  # away, OOM, READONLY, BUSY...: hand back, wait, go on
                         self._ride_out(exc)
         except ForcedStop:
             forced = True
@@ -195,7 +198,7 @@ class FastWorker:
                 error = self._perform_forked(claimed, lambda: self._in_child(func, job), timeout_s)
             else:
                 func(*job.args, **job.kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
             error = "".join(traceback.format_exception(exc))
             if not forked and not self.ledger.started_sent:
                 raise  # it never started: still only claimed, handed back once Redis is back (_ride_out)
@@ -235,17 +238,17 @@ class FastWorker:
         if requeued:
             log.warning("worker %s: handed back %d job(s) it held but had not started", self._name, len(requeued))
 
-    def _ride_out(self, exc: Exception) -> None:
-        delay_s = 0.5
-        log.warning("worker %s: Redis unavailable (%s); retrying", self._name, exc)
+    def _ride_out(self, exc: redis.RedisError) -> None:
+        """Wait until Redis takes the worker's bookkeeping again, handing back what it held."""
+        delay_s = self._ride.failed(exc)
         while not self._stopping:
             time.sleep(delay_s)
             try:
                 self._resync()
-                log.info("worker %s: Redis is back", self._name)
+                self._ride.ok(self._client)
                 return
-            except (redis.ConnectionError, redis.TimeoutError):
-                delay_s = min(delay_s * 2, 30.0)
+            except redis.RedisError as again:
+                delay_s = self._ride.failed(again)
 
     # -- signals ---------------------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ __all__ = [
     "ALL_METRICS",
     "EVENTS_DEAD_LETTERED",
     "EVENTS_RECEIVED",
+    "REDIS_ERRORS",
     "RULE_EVALUATIONS",
     "RUNS_FINISHED",
     "RUNS_STARTED",
@@ -94,9 +95,14 @@ WEBHOOK_REQUESTS = CounterDef(
     "orch_webhook_requests_total", "Webhook requests, by endpoint and outcome (accepted, duplicate, challenge, "
     "unauthorized, invalid, too_large, unknown_hook, unavailable).", ("hook", "result"))
 
+REDIS_ERRORS = CounterDef(
+    "orch_redis_errors_total", "Redis errors a long-running process rode out (it backed off and carried on), by "
+    "role and error (connection, timeout, oom, readonly, busy, loading, noperm, contention, other).",
+    ("role", "error"))
+
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
-    TASKS_FINISHED, TASK_DURATION, TASK_WAIT, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS,
+    TASKS_FINISHED, TASK_DURATION, TASK_WAIT, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
 )
 
 

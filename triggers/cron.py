@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from orchestrator.backoff import RideOut
 from orchestrator.events.envelope import Event
 from orchestrator.events.publish import dedup_digest
 from orchestrator.jsonutil import dumps
@@ -132,17 +133,16 @@ class CronRunner:
             return
         log.info("cron %s: %d schedules: %s", self.replica, len(self.schedules),
                  ", ".join(f"{s.name} ({s.cron} {s.timezone})" for s in self.schedules))
-        backoff = 0.5
+        ride = RideOut("cron", log, self._keys)
         while not stop.is_set():
             try:
                 wait = self.step()
-                backoff = 0.5
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.error("cron: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
-                wait, backoff = backoff, min(backoff * 2, 10.0)
-            except Exception:  # noqa: BLE001 - READONLY after a failover, OOM, a bug: keep trying, say so
-                log.exception("cron: could not fire due ticks; retrying in %.1fs", backoff)
-                wait, backoff = backoff, min(backoff * 2, 10.0)
+                ride.ok(self._redis)
+            except redis.RedisError as exc:  # away, READONLY after a failover, OOM...: missed ticks follow catchup
+                wait = ride.failed(exc)
+            except Exception:  # noqa: BLE001 - a bug in one schedule must not stop the others: keep trying, say so
+                wait = ride.backoff.next_s()
+                log.exception("cron: could not fire due ticks; retrying in %.1fs", wait)
             stop.wait(min(max(wait, 0.0), MAX_WAIT_S))
         log.info("cron %s: stopped", self.replica)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import re
 import stat
 import threading
@@ -46,6 +45,7 @@ from typing import Literal
 import redis
 import watchfiles
 
+from orchestrator.backoff import Backoff, RideOut
 from orchestrator.events.envelope import Event
 from orchestrator.events.publish import Published, Publisher
 from orchestrator.settings import Settings
@@ -165,8 +165,8 @@ class _Watch:
         self._key = keys.watch_files(config.name)
         self._publisher = Publisher(client, keys, dedup_window_s=settings.event_dedup_window_s,
                                     max_bytes=settings.event_max_bytes, trigger="file")
-        self._tick_ms, self._resync_s, self._max_backoff_s = tick_ms, resync_s, max_backoff_s
-        self._failures = 0
+        self._tick_ms, self._resync_s = tick_ms, resync_s
+        self._ride = RideOut("watch", log, keys, Backoff(initial_s=0.2, max_s=max_backoff_s))
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -177,15 +177,15 @@ class _Watch:
             try:
                 self._watch(stop)
                 continue
-            except redis.RedisError as exc:
-                problem = f"Redis unavailable ({exc})"
+            except redis.RedisError as exc:  # the next start rescans, so nothing is lost meanwhile
+                stop.wait(self._ride.failed(exc))
+                continue
             except WatchRootGoneError as exc:
                 problem = str(exc)
             except Exception as exc:  # noqa: BLE001 - a watch keeps going; the next start rescans
                 log.exception("watch %s: unexpected error", name)
                 problem = f"{type(exc).__name__}: {exc}"
-            delay = min(self._max_backoff_s, 0.2 * 2 ** self._failures) * random.uniform(0.8, 1.0)
-            self._failures = min(self._failures + 1, 20)
+            delay = self._ride.backoff.next_s()
             log.warning("watch %s: %s; rescanning in %.1f s", name, problem, delay)
             stop.wait(delay)
         log.info("watch %s: stopped", name)
@@ -247,7 +247,7 @@ class _Watch:
             counts = {k: sum(c.kind == k for c in changes) for k in ("added", "modified", "deleted")}
             log.info("watch %s: watching %s; since the last run: %d added, %d modified, %d deleted",
                      self.config.name, self.config.path, counts["added"], counts["modified"], counts["deleted"])
-        self._failures = 0
+        self._ride.ok(self._redis)  # a good scan ends an outage: the backoff starts over
         self.synced.set()
         return len(changes)
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import redis
 
 from .. import faults
+from ..backoff import RideOut
 from ..errors import EventError
 from ..events.envelope import event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name, safe_trim
@@ -77,6 +78,8 @@ class Engine:
         self._next_trim = 0.0
         self._next_stall_scan = 0.0
         self._cache = RunCache()
+        self._ride = RideOut("engine", log, self.keys)
+        self._unfinished: list[Entry] = []
         self._release_guard = lua.register(client, "release_guard")
         self._next_queued = lua.register(client, "next_queued")
 
@@ -90,16 +93,13 @@ class Engine:
         if not self._project.rules:
             log.warning("engine: no rules in %s/rules: events will be acknowledged without starting runs "
                         "(is --project / ORCH_PROJECT right?)", self._project.root)
-        backoff = 0.5
         while not stop.is_set():
             try:
                 self.step()
                 self.maintain()
-                backoff = 0.5
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.error("engine: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                self._ride.ok(self._redis)
+            except redis.RedisError as exc:  # away, OOM, READONLY, BUSY, contention...: back off, carry on
+                stop.wait(self._ride.failed(exc))
         log.info("engine %s: stopped", self.consumer.consumer)
 
     def step(self, block: bool = True) -> int:
@@ -107,10 +107,12 @@ class Engine:
         due, wait_s = self._due_timers()
         if due:
             self.process([], timers=due)
-        entries = self.consumer.read(block=block and not due, block_s=wait_s)
+        entries = self._unfinished or self.consumer.read(block=block and not due, block_s=wait_s)
         if entries:
             faults.hit("engine.after_read")
+            self._unfinished = entries  # a Redis error before the commit: these go first next time
             self.process(entries)
+            self._unfinished = []
         return len(entries)
 
     def _due_timers(self) -> tuple[list[Timer], float]:
@@ -197,7 +199,8 @@ class Engine:
                     raise
                 self._cache.committed(outcome.changes)
                 return outcome
-        raise RuntimeError("engine: could not commit a batch after 999 attempts")
+        raise redis.WatchError("engine: could not commit a batch after 999 attempts (other engines kept "
+                               "changing its runs); it is retried")
 
     def _read_runs(self, pipe: redis.client.Pipeline, run_ids: list[str],
                    keys: list[str]) -> dict[str, Run | Exception]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from ..backoff import Backoff
 from .recent import event_record, record_or_none
 
 __all__ = ["SinceError", "event_record", "follow", "parse_since", "start_id"]
@@ -81,21 +82,22 @@ def follow(
     (`on_retry(error, delay_s)` is told), resuming after the last entry read."""
     if count is not None and count <= 0:
         return
-    last, seen, backoff = after, 0, 0.2
+    last, seen = after, 0
+    backoff = Backoff(initial_s=0.2, max_s=_MAX_BACKOFF_S, jitter=0.0)
     block_ms = max(1, int(block_s * 1000))
     while stop is None or not stop.is_set():
         try:
             reply = client.xread({stream: last}, count=_READ_COUNT, block=block_ms)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            delay_s = backoff.next_s()
             if on_retry is not None:
-                on_retry(exc, backoff)
+                on_retry(exc, delay_s)
             if stop is None:
-                time.sleep(backoff)
-            elif stop.wait(backoff):
+                time.sleep(delay_s)
+            elif stop.wait(delay_s):
                 return
-            backoff = min(_MAX_BACKOFF_S, backoff * 2)
             continue
-        backoff = 0.2
+        backoff.reset()
         for _, entries in reply or []:
             for raw_id, fields in entries:
                 last = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
