@@ -11,7 +11,8 @@ The data flow, and where each stage lives:
     ⑦ workflows/records.py           started / succeeded / failed, reported on the results stream
     ⑧ workflows/advance.py, engine/  results applied to runs; dependents dispatched; runs finish
 
-Public API: `emit`, `Client`, `AsyncClient`, `Event`, `task`, `workflow`, `schedule`, `Settings`, and the errors.
+Public API: `emit`, `Client`, `AsyncClient`, `Event`, `task`, `workflow`, `Settings`, and the errors
+(schedules declared in Python: `triggers.cron.schedule`).
 """
 
 from .errors import (
@@ -26,7 +27,6 @@ from .errors import (
 )
 from .events.client import AsyncClient, Client, emit
 from .events.envelope import Event
-from .schedules import ScheduleConfig, schedule
 from .settings import Settings
 from .workflows.dsl import Task, TaskRef, Workflow, call_http, run_shell, task, workflow
 
@@ -42,7 +42,6 @@ __all__ = [
     "OrchestratorError",
     "RedisUnavailableError",
     "RuleError",
-    "ScheduleConfig",
     "Settings",
     "Task",
     "TaskError",
@@ -53,7 +52,6 @@ __all__ = [
     "call_http",
     "emit",
     "run_shell",
-    "schedule",
     "task",
     "workflow",
 ]

@@ -15,8 +15,11 @@ Never raised for control flow; never raised with `assert`.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -29,6 +32,8 @@ __all__ = [
     "RuleError",
     "TaskError",
     "WorkflowError",
+    "did_you_mean",
+    "pydantic_message",
 ]
 
 
@@ -103,3 +108,21 @@ class CycleError(WorkflowError):
 
 class TaskError(OrchestratorError):
     """A task cannot be run or its outcome cannot be recorded."""
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the option closest to a misspelt `word`, else ``."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def pydantic_message(error: Any, loc: tuple[str, ...], model: type[Any]) -> str:
+    """One pydantic validation error of a config item as the message of a ConfigIssue."""
+    if error["type"] == "missing":
+        return "required field is missing"
+    if error["type"] == "extra_forbidden":
+        fields = list(model.model_fields)
+        allowed = [n for n in fields if n not in loc]
+        return f"unknown field{did_you_mean(loc[-1], allowed)} (fields: {', '.join(fields)})"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,45 +1,56 @@
 """An automation project: a directory with YAML in `rules/**/*.yaml` and workflows in `workflows/*.py`
 (and `workflows/*.yaml`, see workflows/yamlflows.py).
 
-A YAML file holds any of four sections: `rules:` (event -> workflow), `schedules:` (cron),
-`hooks:` (webhook endpoints) and `watches:` (file watches). `load_project(path)` imports the workflow
-modules (collecting their `@task`s, `@workflow`s and `schedule(...)`s), loads and checks every section,
-and reports every problem at once as a ConfigError whose issues name the file, the line and the field.
-`load_hooks(path)` reads only the `hooks:` sections (what `orch api` serves), importing no Python.
+A YAML file holds `rules:` (event -> workflow) and the sections of the triggers, each a `Section` the
+caller passes in: `schedules:` (cron), `hooks:` (webhook endpoints), `watches:` (file watches), whose
+models live beside their runtimes in `triggers/` (the core never imports them; the process entry
+points wire them in, see orchestrator/cli/wiring.py). `load_project(path, sections=...)` imports the
+workflow modules (collecting their `@task`s, `@workflow`s and items of a section's `python_type`, such
+as `schedule(...)`), loads and checks every section, and reports every problem at once as a ConfigError
+whose issues name the file, the line and the field. `load_sections(path, sections)` reads only the given
+sections (what `orch api` serves: `hooks:`), importing no Python.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, ConfigIssue, OrchestratorError
-from .hooks import HookConfig
+from .errors import ConfigError, ConfigIssue, OrchestratorError, did_you_mean, pydantic_message
 from .rules.match import RuleIndex
 from .rules.model import Rule, RuleConfig
 from .rules.templates import TemplateCompileError
-from .schedules import ScheduleConfig
-from .watches import WatchConfig
 from .workflows.dsl import Task, Workflow, collect
 from .workflows.yamlflows import YamlWorkflow, load_yaml_workflows
 from .yamlpos import YamlError, line_of, load_with_lines
 
-__all__ = ["Location", "Project", "load_hooks", "load_project"]
+__all__ = ["Location", "Project", "Section", "load_project", "load_sections"]
 
 RULES_DIR = "rules"
 WORKFLOWS_DIR = "workflows"
-_SECTIONS = ("rules", "schedules", "hooks", "watches")
-_MODELS: dict[str, type[Any]] = {"schedules": ScheduleConfig, "hooks": HookConfig, "watches": WatchConfig}
 
 _Item = tuple[Path, int, Any, dict[Any, int]]
 Location = tuple[Path, int | None]  # (YAML file, line) of a declaration
+CrossCheck = Callable[[Mapping[str, Any]], list[tuple[str, str, str]]]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A YAML section besides `rules:`, declared by a trigger: items validated by `model` (a pydantic model
+    with a unique `name`). Objects of `python_type` assigned to module-level names in workflow modules are
+    items too; `check` finds problems between items: (item name, field, message)."""
+
+    name: str
+    model: type[Any]
+    python_type: type[Any] | None = None
+    check: CrossCheck | None = None
 
 
 @dataclass
@@ -51,11 +62,24 @@ class Project:
     workflows: dict[str, Workflow | YamlWorkflow] = field(default_factory=dict)
     tasks: dict[str, Task[Any, Any]] = field(default_factory=dict)
     index: RuleIndex = field(default_factory=lambda: RuleIndex([]))
-    schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
-    hooks: dict[str, HookConfig] = field(default_factory=dict)
-    watches: dict[str, WatchConfig] = field(default_factory=dict)
-    hook_locations: dict[str, Location] = field(default_factory=dict)
-    python_schedules: list[tuple[Path, ScheduleConfig]] = field(default_factory=list, repr=False)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> item name -> config
+    locations: dict[tuple[str, str], Location] = field(default_factory=dict)  # (section, item) -> where
+    python_items: list[tuple[Path, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def schedules(self) -> dict[str, Any]:
+        """Cron schedules by name (triggers/cron; the engine applies their overlap policy)."""
+        return self.sections.get("schedules", {})
+
+    @property
+    def hooks(self) -> dict[str, Any]:
+        """Webhook endpoints by name (triggers/webhooks)."""
+        return self.sections.get("hooks", {})
+
+    @property
+    def watches(self) -> dict[str, Any]:
+        """File watches by name (triggers/files)."""
+        return self.sections.get("watches", {})
 
     @property
     def queues(self) -> list[str]:
@@ -64,47 +88,47 @@ class Project:
         return sorted(names, key=lambda q: (q != "default", q))
 
 
-def load_project(root: Path | str, *, watch_roots: tuple[Path, ...] = (), check_watch_paths: bool = False) -> Project:
-    """Load and check the project at `root`; raises ConfigError listing every problem.
-
-    With `check_watch_paths` (`orch triggers`, `orch validate`), every watched directory must exist on
-    this host, inside the project directory or one of `watch_roots`; other roles only need well-formed
-    paths (they never open the directories).
-    """
+def load_project(root: Path | str, *, sections: Sequence[Section] = (),
+                 context: Mapping[str, Any] | None = None) -> Project:
+    """Load and check the project at `root`, with the trigger `sections` it may declare; raises ConfigError
+    listing every problem. `context` reaches the sections' validators (with `project_root` added)."""
     project = Project(_project_root(root))
     issues: list[ConfigIssue] = []
-    _load_python(project, issues)
+    _load_python(project, sections, issues)
     _load_yaml_workflows(project, issues)
-    sections = _load_yaml_files(project, issues)
-    _check_rules(project, sections["rules"], issues)
-    context = {"project_root": project.root, "watch_roots": (project.root, *[Path(r) for r in watch_roots]),
-               "check_watch_paths": check_watch_paths}
-    for name, model in _MODELS.items():
-        where = project.hook_locations if name == "hooks" else None
-        found = _check_section(name, model, sections[name], context, issues, where)
-        getattr(project, name).update(found)
-    _check_python_schedules(project, issues)
+    found = _load_yaml_files(project, issues, sections)
+    _check_rules(project, found["rules"], issues)
+    full_context = {**(context or {}), "project_root": project.root}
+    for section in sections:
+        project.sections[section.name] = _check_section(section, found[section.name], full_context, issues,
+                                                        project.locations)
+        _add_python_items(project, section, issues)
+        _cross_check(project, section, issues)
     if issues:
         raise ConfigError(issues)
     project.index = RuleIndex(project.rules)
     return project
 
 
-def load_hooks(root: Path | str) -> tuple[dict[str, HookConfig], dict[str, Location]]:
-    """Only the webhook endpoints of the project at `root`, and where each is declared; no Python is imported.
-
-    Raises ConfigError for problems in `hooks:` sections and for YAML files that cannot be read (they may
-    declare endpoints); problems in other sections are for the roles that use them (`orch validate`).
+def load_sections(root: Path | str, sections: Sequence[Section],
+                  context: Mapping[str, Any] | None = None) -> Project:
+    """Only the given sections of the project at `root` (and where each item is declared); no Python is
+    imported. Raises ConfigError for problems in those sections and for YAML files that cannot be read
+    (they may declare items); problems in other sections are for the roles that use them (`orch validate`).
     """
     project = Project(_project_root(root))
     issues: list[ConfigIssue] = []
-    sections = _load_yaml_files(project, issues)
-    issues = [i for i in issues if i.field is None or i.field == "hooks"]
-    found = _check_section("hooks", HookConfig, sections["hooks"], {"project_root": project.root}, issues,
-                           project.hook_locations)
+    found = _load_yaml_files(project, issues, sections)
+    wanted = {s.name for s in sections}
+    issues = [i for i in issues if i.field is None or i.field in wanted]
+    full_context = {**(context or {}), "project_root": project.root}
+    for section in sections:
+        project.sections[section.name] = _check_section(section, found[section.name], full_context, issues,
+                                                        project.locations)
+        _cross_check(project, section, issues)
     if issues:
         raise ConfigError(issues)
-    return found, project.hook_locations
+    return project
 
 
 def _project_root(root: Path | str) -> Path:
@@ -115,7 +139,7 @@ def _project_root(root: Path | str) -> Path:
     return path
 
 
-def _load_python(project: Project, issues: list[ConfigIssue]) -> None:
+def _load_python(project: Project, sections: Sequence[Section], issues: list[ConfigIssue]) -> None:
     folder = project.root / WORKFLOWS_DIR
     if not folder.is_dir():
         return
@@ -130,7 +154,7 @@ def _load_python(project: Project, issues: list[ConfigIssue]) -> None:
             except Exception as exc:  # noqa: BLE001 - any error in user code becomes a located issue
                 issues.append(_import_issue(path, exc))
                 continue
-            _register(project, vars(module).values(), path, issues)
+            _register(project, vars(module).values(), path, issues, sections)
     finally:
         sys.path.remove(str(project.root))
 
@@ -158,10 +182,12 @@ def _import_issue(path: Path, exc: BaseException) -> ConfigIssue:
     return ConfigIssue(path, line, None, f"{kind}{exc}")
 
 
-def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIssue]) -> None:
+def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIssue],
+              sections: Sequence[Section]) -> None:
     objects = list(objects)
     tasks, workflows = collect(objects)
-    project.python_schedules.extend((path, o) for o in objects if isinstance(o, ScheduleConfig))
+    types = tuple(s.python_type for s in sections if s.python_type is not None)
+    project.python_items.extend((path, o) for o in objects if types and isinstance(o, types))
     for wf in workflows:
         other = project.workflows.get(wf.name)
         if other is not None and other is not wf:
@@ -176,9 +202,11 @@ def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIss
         project.tasks[task.name] = task
 
 
-def _load_yaml_files(project: Project, issues: list[ConfigIssue]) -> dict[str, list[_Item]]:
+def _load_yaml_files(project: Project, issues: list[ConfigIssue],
+                     sections: Sequence[Section]) -> dict[str, list[_Item]]:
+    names = ("rules", *(s.name for s in sections))
     folder = project.root / RULES_DIR
-    found: dict[str, list[_Item]] = {name: [] for name in _SECTIONS}
+    found: dict[str, list[_Item]] = {name: [] for name in names}
     if not folder.is_dir():
         return found
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -194,11 +222,11 @@ def _load_yaml_files(project: Project, issues: list[ConfigIssue]) -> dict[str, l
             issues.append(ConfigIssue(path, 1, None, "expected a mapping with sections such as 'rules:'"))
             continue
         for key in data:
-            if key not in _SECTIONS:
-                hint = _did_you_mean(str(key), _SECTIONS)
+            if key not in names:
+                hint = did_you_mean(str(key), names)
                 issues.append(ConfigIssue(path, line_of(lines, (str(key),)), str(key),
-                                          f"unknown section{hint}; expected one of: {', '.join(_SECTIONS)}"))
-        for section in _SECTIONS:
+                                          f"unknown section{hint}; expected one of: {', '.join(names)}"))
+        for section in names:
             items = data.get(section) or []
             if not isinstance(items, list):
                 issues.append(ConfigIssue(path, line_of(lines, (section,)), section,
@@ -208,12 +236,10 @@ def _load_yaml_files(project: Project, issues: list[ConfigIssue]) -> dict[str, l
     return found
 
 
-def _check_section(section: str, model: type[Any], items: list[_Item], context: dict[str, Any],
-                   issues: list[ConfigIssue], where: dict[str, Location] | None = None) -> dict[str, Any]:
-    """Validate the items of a `schedules:`, `hooks:` or `watches:` section; names must be unique.
-
-    `where`, when given, receives the file and line of each item kept.
-    """
+def _check_section(spec: Section, items: list[_Item], context: dict[str, Any], issues: list[ConfigIssue],
+                   where: dict[tuple[str, str], Location]) -> dict[str, Any]:
+    """Validate the items of a section; names must be unique. `where` receives each item's file and line."""
+    section, model = spec.name, spec.model
     found: dict[str, Any] = {}
     seen: dict[str, Path] = {}
     for path, index, item, lines in items:
@@ -224,7 +250,7 @@ def _check_section(section: str, model: type[Any], items: list[_Item], context: 
             for error in exc.errors():
                 loc = tuple(str(p) for p in error["loc"])
                 issues.append(ConfigIssue(path, line_of(lines, (*base, *loc)), _field(index, loc, section),
-                                          _pydantic_message(error, loc, model)))
+                                          pydantic_message(error, loc, model)))
             continue
         if config.name in seen:
             issues.append(ConfigIssue(path, line_of(lines, (*base, "name")), f"{section}[{index}].name",
@@ -232,18 +258,31 @@ def _check_section(section: str, model: type[Any], items: list[_Item], context: 
             continue
         seen[config.name] = path
         found[config.name] = config
-        if where is not None:
-            where[config.name] = (path, line_of(lines, base))
+        where[(section, config.name)] = (path, line_of(lines, base))
     return found
 
 
-def _check_python_schedules(project: Project, issues: list[ConfigIssue]) -> None:
-    for path, config in project.python_schedules:
-        if config.name in project.schedules:
-            issues.append(ConfigIssue(path, None, "schedule", f"schedule name {config.name!r} is declared twice "
-                                      "(in Python and in YAML, or in two modules)"))
+def _add_python_items(project: Project, section: Section, issues: list[ConfigIssue]) -> None:
+    """Items of `section` declared in Python (e.g. `schedule(...)` in a workflow module)."""
+    found = project.sections[section.name]
+    for path, item in project.python_items:
+        if section.python_type is None or not isinstance(item, section.python_type):
             continue
-        project.schedules[config.name] = config
+        if item.name in found:
+            issues.append(ConfigIssue(path, None, section.name, f"{section.name[:-1]} name {item.name!r} is declared "
+                                      "twice (in Python and in YAML, or in two modules)"))
+            continue
+        found[item.name] = item
+        project.locations[(section.name, item.name)] = (path, None)
+
+
+def _cross_check(project: Project, section: Section, issues: list[ConfigIssue]) -> None:
+    """Problems between the items of a section (e.g. two webhooks claiming one event source)."""
+    if section.check is None:
+        return
+    for name, field_name, message in section.check(project.sections[section.name]):
+        path, line = project.locations.get((section.name, name), (None, None))
+        issues.append(ConfigIssue(path, line, f"{section.name}.{name}.{field_name}", message))
 
 
 def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssue]) -> None:
@@ -257,7 +296,7 @@ def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssu
             for error in exc.errors():
                 loc = tuple(str(p) for p in error["loc"])
                 field_name = _field(index, loc)
-                message = _pydantic_message(error, loc, RuleConfig)
+                message = pydantic_message(error, loc, RuleConfig)
                 issues.append(ConfigIssue(path, line_of(lines, (*base, *loc)), field_name, message))
             continue
         except TemplateCompileError as exc:
@@ -278,7 +317,7 @@ def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int
     workflow = project.workflows.get(config.workflow)
     if workflow is None:
         known = ", ".join(sorted(project.workflows)) or "none found in workflows/"
-        hint = _did_you_mean(config.workflow, list(project.workflows))
+        hint = did_you_mean(config.workflow, list(project.workflows))
         issues.append(ConfigIssue(path, line_of(lines, (*base, "workflow")), f"rules[{index}].workflow",
                                   f"unknown workflow {config.workflow!r}{hint} (workflows: {known})"))
         return False
@@ -286,7 +325,7 @@ def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int
     ok = True
     for name in config.params:
         if name not in params:
-            hint = _did_you_mean(name, list(params))
+            hint = did_you_mean(name, list(params))
             issues.append(ConfigIssue(path, line_of(lines, (*base, "params", name)), f"rules[{index}].params.{name}",
                                       f"workflow {workflow.name!r} has no parameter {name!r}{hint} "
                                       f"(parameters: {', '.join(params) or 'none'})"))
@@ -302,19 +341,3 @@ def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int
 
 def _field(index: int, loc: tuple[str, ...], section: str = "rules") -> str:
     return f"{section}[{index}]" + "".join(f".{p}" for p in loc)
-
-
-def _pydantic_message(error: Any, loc: tuple[str, ...], model: type[Any]) -> str:
-    if error["type"] == "missing":
-        return "required field is missing"
-    if error["type"] == "extra_forbidden":
-        fields = list(model.model_fields)
-        allowed = [n for n in fields if n not in loc]
-        return f"unknown field{_did_you_mean(loc[-1], allowed)} (fields: {', '.join(fields)})"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
-
-
-def _did_you_mean(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

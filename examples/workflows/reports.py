@@ -5,7 +5,8 @@
 Schedules can also be declared in Python: assign `schedule(...)` to a module-level name.
 """
 
-from orchestrator import schedule, task, workflow
+from orchestrator import task, workflow
+from triggers.cron import schedule
 
 weekly_cleanup = schedule("weekly-cleanup", "0 4 * * sun", timezone="America/New_York", catchup="skip")
 

@@ -29,8 +29,9 @@ from ..connection import check_server, redact_url
 from ..embedded_redis import EmbeddedRedis, start_embedded_redis
 from ..errors import OrchestratorError
 from ..jsonutil import dumps, loads
-from ..project import Project, load_project
+from ..project import Project
 from ..settings import Settings
+from .wiring import load_project
 
 __all__ = ["run_dev"]
 

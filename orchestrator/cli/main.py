@@ -49,10 +49,10 @@ def api(project: str | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from executors.queues import RQQueueInspector
-    from triggers.webhooks import create_router, describe, resolve_all
+    from triggers.webhooks import load_hooks, resolve_all
+    from triggers.webhooks.router import create_router, describe
 
     from ..api.app import create_app
-    from ..project import load_hooks
 
     settings = make_settings(project, api_host=host, api_port=port)
     setup_logging(settings.log_level)
@@ -79,7 +79,7 @@ def engine(project: str | None) -> None:
     from executors.dispatch import RQDispatcher
 
     from ..engine import Engine
-    from ..project import load_project
+    from .wiring import load_project
 
     settings = make_settings(project)
     setup_logging(settings.log_level)
@@ -115,7 +115,7 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
     """Run tasks from the project's queues (SIGTERM: finish the current task, then exit; twice: at once)."""
     from executors.worker import ForcedStop, run_worker
 
-    from ..project import load_project
+    from .wiring import load_project
 
     settings = make_settings(project)
     setup_logging(settings.log_level)
@@ -319,8 +319,8 @@ def runs_show(run_id: str, as_json: bool, project: str | None) -> None:
 def validate(as_json: bool, project: str | None) -> None:
     """Check the project's rules and workflows; errors name the file, line and field."""
     from ..errors import ConfigError
-    from ..project import load_project
     from .output import print_json
+    from .wiring import load_project
 
     settings = make_settings(project)
     try:

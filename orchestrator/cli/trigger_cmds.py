@@ -5,14 +5,16 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..connection import connect
-from ..schedules import ScheduleConfig
 from ..state.keys import Keys
 from .common import die_with_parent, fail, handle_errors, make_settings, project_option, setup_logging
+
+if TYPE_CHECKING:
+    from triggers.cron import ScheduleConfig
 
 __all__ = ["schedules", "triggers"]
 
@@ -29,7 +31,7 @@ def triggers(project: str | None) -> None:
     from triggers.cron import CronRunner
     from triggers.files import FileWatcher
 
-    from ..project import load_project
+    from .wiring import load_project
 
     settings = make_settings(project)
     setup_logging(settings.log_level)
@@ -66,7 +68,7 @@ def schedules() -> None:
 
 
 def _load(project: str | None) -> dict[str, ScheduleConfig]:
-    from ..project import load_project
+    from .wiring import load_project
 
     settings = make_settings(project)
     return load_project(settings.project_dir, watch_roots=settings.watch_roots).schedules

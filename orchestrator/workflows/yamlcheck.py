@@ -9,7 +9,6 @@ become `$list` / `$dict`. Problems raise `Invalid` with the path of the value in
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from collections.abc import Iterable, Mapping
@@ -20,12 +19,13 @@ import jinja2
 import jinja2.meta
 from jinja2 import nodes
 
+from ..errors import did_you_mean
 from ..jsonutil import JSONValueError, check_json
 from ..rules.templates import TemplateCompileError, compile_condition, compile_value
 from .dsl import Task
 from .spec import MISSING, ParamSpec
 
-__all__ = ["Invalid", "Parts", "Scope", "as_text", "bind", "did_you_mean", "encode", "encode_condition", "encode_map",
+__all__ = ["Invalid", "Parts", "Scope", "as_text", "bind", "encode", "encode_condition", "encode_map",
            "is_template", "params_of", "unknown_task"]
 
 Parts = tuple[str | int, ...]
@@ -222,7 +222,3 @@ def _unknown_name(name: str, allowed: Iterable[str]) -> str:
     hint = " (event data is event.data)" if name == "data" else did_you_mean(name, allowed)
     return f"unknown name {name!r}{hint} (templates here see {', '.join(sorted(allowed))})"
 
-
-def did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

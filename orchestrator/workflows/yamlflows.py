@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigIssue, CycleError, WorkflowError
+from ..errors import ConfigIssue, CycleError, WorkflowError, did_you_mean
 from ..yamlpos import YamlError, line_of, load_with_lines
 from .dsl import Task
 from .policy import DEPENDS, RetryPolicy
@@ -43,7 +43,6 @@ from .yamlcheck import (
     Scope,
     as_text,
     bind,
-    did_you_mean,
     encode,
     encode_condition,
     encode_map,

@@ -9,10 +9,9 @@ import redis
 
 from orchestrator.jsonutil import loads
 from orchestrator.metrics import SCHEDULE_TICKS, counter_field
-from orchestrator.schedules import ScheduleConfig
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
-from triggers.cron import CronRunner, Decision
+from triggers.cron import CronRunner, Decision, ScheduleConfig
 
 from ..helpers import EXAMPLES, wait_for
 

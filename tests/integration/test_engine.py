@@ -16,9 +16,10 @@ from rq.job import Job, JobStatus
 from executors.dispatch import RQDispatcher, make_queue
 from executors.worker import run_worker
 from orchestrator import Client
+from orchestrator.cli.wiring import load_project
 from orchestrator.engine import Engine
 from orchestrator.metrics import EVENTS_DEAD_LETTERED
-from orchestrator.project import Project, load_project
+from orchestrator.project import Project
 from orchestrator.settings import Settings
 from orchestrator.workflows.runs import Run, RunStatus, TaskState, derive_run_id
 

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from executors.queues import RQQueueInspector
+from orchestrator.cli.wiring import load_project
 from orchestrator.metrics import RedisCollector
-from orchestrator.project import load_project
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 

@@ -23,9 +23,9 @@ from executors.kinds.errors import TaskFailure
 from executors.runner import WorkerContext, install, run_task
 from executors.worker import run_worker
 from orchestrator import task
+from orchestrator.cli.wiring import load_project
 from orchestrator.context import current
 from orchestrator.events.recent import recent_events
-from orchestrator.project import load_project
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.workflows.advance import Dispatch
@@ -103,8 +103,9 @@ TASKS = [charge, charge_async, sleepy, sleepy_async, swallows_errors, quick, ref
 
 @pytest.fixture
 def worker(r: redis.Redis, settings: Settings) -> Iterator[WorkerContext]:
+    local = settings.model_copy(update={"http_allow": ("127.0.0.1",)})  # the test servers are on loopback
     context = WorkerContext(client=r, keys=Keys(settings.key_prefix), tasks={t.name: t for t in TASKS},
-                            worker="test-worker", settings=settings)
+                            worker="test-worker", settings=local)
     install(context)
     yield context
     install(None)

@@ -18,7 +18,8 @@ import redis
 from executors.dispatch import RQDispatcher
 from executors.fastpath import job_key, queue_key
 from executors.worker import run_worker
-from orchestrator.project import Project, load_project
+from orchestrator.cli.wiring import load_project
+from orchestrator.project import Project
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.workflows.advance import Dispatch

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.cli.wiring import load_project
 from orchestrator.engine.plan import HELD_FOR, plan_event
 from orchestrator.events.envelope import event_from_mapping
 from orchestrator.jsonutil import dumps, loads
-from orchestrator.project import load_project
 
 from ..projects import make_project
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cli.wiring import load_project
 from orchestrator.errors import ConfigError, ConfigIssue
-from orchestrator.project import load_project
 
 from ..helpers import EXAMPLES
 

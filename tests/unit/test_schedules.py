@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.cli.wiring import load_project
 from orchestrator.errors import ConfigError
-from orchestrator.project import load_project
-from orchestrator.schedules import CronSchedule, ScheduleConfig, parse_cron
-from triggers.cron import decide
+from triggers.cron import CronSchedule, ScheduleConfig, decide, parse_cron
 
 from ..projects import make_project
 
@@ -214,7 +213,7 @@ def test_schedule_errors_name_file_line_and_field(tmp_path: Path) -> None:
 
 def test_schedules_declared_in_python_join_the_project(tmp_path: Path) -> None:
     make_project(tmp_path, workflows={"jobs": """\
-        from orchestrator.schedules import schedule
+        from triggers.cron import schedule
 
         nightly = schedule("nightly", "30 2 * * *", timezone="Europe/Berlin", catchup="latest")
         """})
@@ -263,7 +262,7 @@ def test_catchup_all_is_bounded_by_its_window() -> None:
 
 def test_a_long_outage_is_counted_missed_in_chunks_and_latest_fires_once_at_the_end(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import triggers.cron as cron
+    import triggers.cron.runner as cron
 
     monkeypatch.setattr(cron, "MAX_SCAN", 4)
     config = every_second(catchup="latest")

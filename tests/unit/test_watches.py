@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.cli.wiring import load_project
 from orchestrator.errors import ConfigError, ConfigIssue
-from orchestrator.project import load_project
 from orchestrator.settings import Settings
-from orchestrator.watches import WatchConfig
-from triggers.files import FileChange, change_event, diff_states, event_id
+from triggers.files.config import WatchConfig
+from triggers.files.watcher import FileChange, change_event, diff_states, event_id
 
 from ..projects import make_project
 

@@ -13,10 +13,11 @@ from urllib.parse import urlencode
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.cli.wiring import load_project
 from orchestrator.errors import ConfigError
 from orchestrator.events.envelope import Event
-from orchestrator.hooks import GITHUB_DEDUP_WINDOW_S, HookConfig, Scheme
-from orchestrator.project import load_hooks, load_project
+from triggers.webhooks import load_hooks
+from triggers.webhooks.config import GITHUB_DEDUP_WINDOW_S, HookConfig, Scheme
 from triggers.webhooks.mapping import Challenge, Rejected, build_event, parse_payload
 from triggers.webhooks.secrets import resolve_all, resolve_secrets
 from triggers.webhooks.verify import Verified
@@ -94,6 +95,38 @@ def test_a_hooks_section_with_mistakes_is_reported_with_file_line_and_field(tmp_
     found = {(i.line, i.field) for i in caught.value.issues}
     assert (8, "hooks[1].tolerance_s") in found
     assert any(field == "hooks[2].verify" for _, field in found)
+
+
+@pytest.mark.parametrize("loader", [load_project, load_hooks], ids=["project", "api"])
+def test_an_unsigned_endpoint_cannot_claim_the_source_of_a_signed_one(tmp_path: Path, loader: Any) -> None:
+    """Rules on `source: /hooks/github` trust it to mean "verified by the github endpoint"."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "hooks.yaml").write_text(textwrap.dedent("""\
+        hooks:
+          - name: github
+            verify: github
+            secret_env: GH_SECRET
+          - name: open
+            verify: none
+            source: /hooks/github
+        """))
+
+    with pytest.raises(ConfigError) as caught:
+        loader(tmp_path)
+
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line, issue.field) == (tmp_path / "rules" / "hooks.yaml", 5, "hooks.open.source")
+    assert "already the source of webhook 'github'" in issue.message
+
+
+def test_a_default_source_counts_too(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "hooks.yaml").write_text(
+        "hooks:\n  - {name: open, verify: none, source: /hooks/stripe}\n"
+        "  - {name: stripe, verify: stripe, secret_env: S}\n")
+
+    with pytest.raises(ConfigError, match="'/hooks/stripe' is already the source of webhook 'open'"):
+        load_project(tmp_path)
 
 
 def test_validating_a_project_does_not_need_the_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from orchestrator.hooks import Scheme
+from triggers.webhooks.config import Scheme
 from triggers.webhooks.verify import SignatureError, Verified, standard_key, verify
 
 from ..helpers import ROOT

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from orchestrator import run_shell, task, workflow
+from orchestrator.cli.wiring import load_project
 from orchestrator.errors import ConfigError, ConfigIssue
-from orchestrator.project import load_project
 from orchestrator.workflows.policy import RetryPolicy
 from orchestrator.workflows.spec import WorkflowSpec, resolve
 from orchestrator.workflows.yamlflows import YamlWorkflow, load_yaml_workflows

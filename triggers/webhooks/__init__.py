@@ -1,9 +1,11 @@
 """① Webhooks: `POST /hooks/{name}` endpoints declared under `hooks:` in a project's YAML.
 
+    config.py    the endpoint model (`hooks:`), its project section, `load_hooks`
     verify.py    signature checks (github, stripe, slack, standard, token, none): pure, clock passed in
     secrets.py   secrets from environment variables / files, read when `orch api` starts
     mapping.py   body parsing and the request -> CloudEvent mapping: pure
-    router.py    the APIRouter `orch api` includes
+    router.py    the APIRouter `orch api` includes (import it from triggers.webhooks.router: this package
+                 stays importable without the web stack, for the roles that only load the project)
 
 Order of work per request: endpoint known (404) -> body under `max_body_bytes` (413) -> signature over the
 raw bytes (401) -> body parsed (400 malformed JSON or NaN/Infinity, 415 content type, 422 not an object,
@@ -36,20 +38,22 @@ event id seen within the endpoint's dedup window (github 7 days, others 24 h, at
 tolerance) answers 202 with `"duplicate": true` and publishes nothing.
 """
 
+from .config import SECTION, HookConfig, Scheme, load_hooks
 from .mapping import Challenge, Rejected, build_event, parse_payload
-from .router import create_router, describe
 from .secrets import HookSecrets, resolve_all, resolve_secrets
 from .verify import SignatureError, Verified, standard_key, verify
 
 __all__ = [
+    "SECTION",
     "Challenge",
+    "HookConfig",
     "HookSecrets",
     "Rejected",
+    "Scheme",
     "SignatureError",
     "Verified",
     "build_event",
-    "create_router",
-    "describe",
+    "load_hooks",
     "parse_payload",
     "resolve_all",
     "resolve_secrets",

@@ -15,9 +15,9 @@ from urllib.parse import parse_qsl
 
 from orchestrator.errors import RuleError
 from orchestrator.events.envelope import Event, new_event_id
-from orchestrator.hooks import HookConfig, Scheme
 from orchestrator.jsonutil import JSONValueError, check_json, loads
 
+from .config import HookConfig, Scheme
 from .verify import DEFAULT_TOKEN_HEADER, Verified
 
 __all__ = ["FORM", "GITHUB_DELIVERY", "GITHUB_PAYLOAD_KEYS", "Challenge", "Rejected", "build_event", "parse_payload"]

@@ -27,9 +27,9 @@ from orchestrator.api.app import ApiState
 from orchestrator.api.routes import read_body
 from orchestrator.errors import EventError
 from orchestrator.events.publish import AsyncPublisher
-from orchestrator.hooks import HookConfig, Scheme
 from orchestrator.metrics import WEBHOOK_REQUESTS, MetricsBatch
 
+from .config import HookConfig, Scheme
 from .mapping import Challenge, Rejected, build_event, parse_payload
 from .secrets import HookSecrets
 from .verify import SignatureError, verify

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, ConfigIssue
-from orchestrator.hooks import HookConfig, Scheme
 
+from .config import HookConfig, Scheme
 from .verify import standard_key
 
 __all__ = ["HookSecrets", "resolve_all", "resolve_secrets"]

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.hooks import Scheme
+from .config import Scheme
 
 __all__ = ["DEFAULT_TOKEN_HEADER", "SignatureError", "Verified", "standard_key", "verify"]
 

@@ -20,7 +20,7 @@ relative paths against the current directory and confines nothing (the roots are
 policy for YAML). With `"check_watch_paths": False` in the context (every role but `orch triggers` and
 `orch validate`: the directory need not exist on their host) only malformed paths are refused; the
 watcher re-checks the same confinement (`WatchConfig.root_problem`) before every scan, so a directory
-swapped for a symlink after validation is not followed. The watcher itself lives in `triggers/files.py`.
+swapped for a symlink after validation is not followed. The watcher itself is watcher.py.
 
 Globs: `*` and `?` stay inside one path component, `**` spans directories (`**/*.tmp` matches `a.tmp`
 and `x/y/a.tmp`), `[abc]` is a character class. A pattern without `/` is matched against the name of
@@ -49,9 +49,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .events.sources import WATCHES, own_source_problem
+from orchestrator.events.sources import WATCHES, own_source_problem
+from orchestrator.project import Section
 
-__all__ = ["WATCH_PATH_ERRORS", "WatchConfig", "check_watch_path", "compile_glob"]
+__all__ = ["SECTION", "WATCH_PATH_ERRORS", "WatchConfig", "check_watch_path", "compile_glob"]
 
 WATCH_PATH_ERRORS = (
     "watch_path_escapes",
@@ -262,3 +263,6 @@ def check_watch_path(given: Path, project_root: Path, roots: Sequence[Path] | No
                      f"{real} is not a directory: watch the directory that holds it and select the file with "
                      f"include: [{real.name!r}]")
     return real
+
+
+SECTION = Section("watches", WatchConfig)

@@ -17,14 +17,17 @@
 
 There is no default scheme: an endpoint without a signature check says `verify: none`. The model holds
 only the *names* of secrets (environment variables, a file); their values are read when `orch api`
-starts (`triggers/webhooks/secrets.py`), so `orch validate` needs none of them. Verification, mapping
-and the HTTP route live in `triggers/webhooks/`.
+starts (secrets.py), so `orch validate` needs none of them. Verification, mapping and the HTTP route
+live beside this module. Each endpoint's event source is its own: rules on `source: /hooks/github`
+rely on it meaning "verified by the github endpoint", so two endpoints may not share one (the check is
+`SECTION.check`, run by the project loader).
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +43,12 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .events.sources import HOOKS, own_source_problem
-from .rules.templates import ParamsTemplate
+from orchestrator.events.sources import HOOKS, own_source_problem
+from orchestrator.project import Location, Section, load_sections
+from orchestrator.rules.templates import ParamsTemplate
 
-__all__ = ["GITHUB_DEDUP_WINDOW_S", "HOOK_NAME", "MAX_HOOK_BODY_BYTES", "HookConfig", "Scheme"]
+__all__ = ["GITHUB_DEDUP_WINDOW_S", "HOOK_NAME", "MAX_HOOK_BODY_BYTES", "SECTION", "HookConfig", "Scheme",
+           "load_hooks"]
 
 HOOK_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 MAX_HOOK_BODY_BYTES = 25 * 1024 * 1024   # GitHub's own cap on payloads
@@ -207,3 +212,29 @@ def _fail(field: str, message: str) -> None:
     detail = InitErrorDetails(type=PydanticCustomError("value_error", "{message}", {"message": message}),
                               loc=(field,), input=None)
     raise ValidationError.from_exception_data("HookConfig", [detail])
+
+
+def _unique_sources(hooks: Mapping[str, HookConfig]) -> list[tuple[str, str, str]]:
+    """Endpoints whose event source another endpoint already has: (name, field, message)."""
+    problems: list[tuple[str, str, str]] = []
+    owner: dict[str, str] = {}
+    for name in sorted(hooks):
+        source = hooks[name].event_source
+        if source in owner:
+            problems.append((name, "source", f"source {source!r} is already the source of webhook "
+                             f"{owner[source]!r}: each endpoint needs its own (rules trust a source to mean "
+                             "that endpoint's verification); set source: to another /hooks/... path"))
+        else:
+            owner[source] = name
+    return problems
+
+
+SECTION = Section("hooks", HookConfig, check=_unique_sources)
+
+
+def load_hooks(root: Path | str) -> tuple[dict[str, HookConfig], dict[str, Location]]:
+    """Only the webhook endpoints of the project at `root`, and where each is declared; no Python is
+    imported (what `orch api` serves; a broken rule or workflow module never takes the webhooks down)."""
+    project = load_sections(root, [SECTION])
+    return project.hooks, {name: where for (section, name), where in project.locations.items()
+                           if section == SECTION.name}

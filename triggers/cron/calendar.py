@@ -1,7 +1,4 @@
-"""Cron schedules: the configuration model and the pure fire-time calculation, DST included.
-
-Declared in a project's YAML (`schedules:`) or in Python (`orchestrator.schedule(...)` in a workflow
-module). The `orch triggers` processes (`triggers/cron.py`) publish one `schedule.fired` event per tick.
+"""Cron fire times: the pure calculation, DST included (the model is in config.py, the firing in runner.py).
 
 Fire times: APScheduler's CronTrigger computes the matching *wall-clock* times of the schedule's zone;
 this module maps each wall time to real instants with these rules (the DST policy):
@@ -23,23 +20,18 @@ six fields with seconds first, or a macro (@hourly, @daily, @midnight, @weekly, 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from functools import cached_property
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RESERVED_DATA_KEYS", "CronSchedule", "ScheduleConfig", "Tick", "parse_cron", "parse_cron_any", "schedule"]
+__all__ = ["CronSchedule", "Tick", "parse_cron", "parse_cron_any"]
 
 _MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
            "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-RESERVED_DATA_KEYS = ("schedule", "scheduled_at", "scheduled_at_local", "timezone", "fired_at", "missed", "dst")
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -207,68 +199,3 @@ class CronSchedule:
                 return
             yield tick
             after, count = tick.at, count + 1
-
-
-class ScheduleConfig(BaseModel):
-    """One cron schedule: each tick publishes a `schedule.fired` event (source `/schedules/<name>`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=200)
-    cron: str = Field(description="Crontab expression (5 fields, or 6 with seconds first, or @daily etc.).")
-    timezone: str = Field(default="UTC", description="IANA zone the expression is read in, e.g. Europe/Berlin.")
-    data: dict[str, Any] = Field(default_factory=dict, description="Extra event data, merged into every tick's.")
-    enabled: bool = True
-    type: str = Field(default="schedule.fired", min_length=1, description="Event type of the ticks.")
-    catchup: Literal["skip", "latest", "all"] = Field(
-        default="skip", description="Ticks missed while no `orch triggers` ran: none, the latest one, or each.")
-    catchup_window_s: float = Field(default=86400.0, gt=0, description="With catchup all: how far back to go.")
-    misfire_grace_s: float = Field(default=30.0, gt=0,
-                                   description="A tick fired later than this after its time counts as missed.")
-    overlap: Literal["allow", "skip", "queue-one"] = Field(
-        default="allow", description="May a tick start a run while the schedule's previous run still runs?")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as UTC or Europe/Berlin") from None
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        parse_cron(value)
-        return value
-
-    @field_validator("data")
-    @classmethod
-    def _data(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(set(value) & set(RESERVED_DATA_KEYS))
-        if clash:
-            raise ValueError(f"keys {', '.join(clash)} are set by orch on every tick; rename them")
-        return value
-
-    @model_validator(mode="after")
-    def _type(self) -> ScheduleConfig:
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", self.type):
-            raise ValueError(f"type {self.type!r} may only hold letters, digits and . _ : -")
-        return self
-
-    @cached_property
-    def trigger(self) -> CronSchedule:
-        return CronSchedule(self.cron, self.timezone)
-
-    @property
-    def source(self) -> str:
-        return f"/schedules/{self.name}"
-
-
-def schedule(name: str, cron: str, *, timezone: str = "UTC", **options: Any) -> ScheduleConfig:
-    """Declare a schedule in Python: assign the result to a module-level name in `workflows/*.py`.
-
-        nightly = schedule("nightly-report", "0 3 * * *", timezone="Europe/Berlin", catchup="latest")
-    """
-    return ScheduleConfig(name=name, cron=cron, timezone=timezone, **options)

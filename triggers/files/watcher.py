@@ -50,7 +50,8 @@ from orchestrator.events.envelope import Event
 from orchestrator.events.publish import Published, Publisher
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
-from orchestrator.watches import WatchConfig
+
+from .config import WatchConfig
 
 __all__ = ["FileChange", "FileWatcher", "WatchRootGoneError", "change_event", "diff_states", "event_id", "scan"]
 

@@ -33,10 +33,12 @@ from orchestrator.events.envelope import Event
 from orchestrator.events.publish import dedup_digest
 from orchestrator.jsonutil import dumps
 from orchestrator.metrics import EVENTS_RECEIVED, SCHEDULE_TICKS
-from orchestrator.schedules import ScheduleConfig, Tick
 from orchestrator.settings import Settings
 from orchestrator.state import lua
 from orchestrator.state.keys import Keys
+
+from .calendar import Tick
+from .config import ScheduleConfig
 
 __all__ = ["CronRunner", "Decision", "decide", "tick_event"]
 
