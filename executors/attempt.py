@@ -36,6 +36,8 @@ from typing import Any, TextIO, cast
 from orchestrator.context import TASK_LOGGER, TaskCancelled, TaskContext, TaskTimeout, use
 from orchestrator.events.causation import caused_by
 
+from .kinds.egress import EgressPolicy
+
 __all__ = ["MAX_LOG_BYTES", "MAX_LOG_LINES", "Attempt", "LogBuffer", "attempt_scope", "task_logger", "time_limit"]
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class Attempt:
     logs: LogBuffer
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: list[str] = field(default_factory=list)
+    egress: EgressPolicy = field(default_factory=EgressPolicy.default)
 
 
 _running: Attempt | None = None  # the attempt this process runs now (one at a time per worker process)

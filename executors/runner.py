@@ -40,6 +40,7 @@ from orchestrator.workflows.dsl import Task
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
 from .attempt import Attempt, LogBuffer, attempt_scope, task_logger
+from .kinds.egress import EgressPolicy
 from .kinds.errors import ResultNotJSON, TaskFailure, UnknownTaskError, classify
 from .kinds.http import run_http
 from .kinds.python import run_python
@@ -68,6 +69,7 @@ class WorkerContext:
     worker: str
     settings: Settings | None = None
     _events: Client | None = field(default=None, init=False, repr=False)
+    _egress: EgressPolicy | None = field(default=None, init=False, repr=False)
 
     def report(self, record: TaskRecord) -> None:
         self.client.xadd(self.keys.results, record.to_fields())
@@ -76,6 +78,12 @@ class WorkerContext:
         if self.settings is None:
             self.settings = Settings(key_prefix=self.keys.prefix)
         return self.settings
+
+    def egress(self) -> EgressPolicy:
+        """Where http tasks may connect: global addresses plus `ORCH_HTTP_ALLOW` (built once)."""
+        if self._egress is None:
+            self._egress = EgressPolicy.from_entries(self.resolved_settings().http_allow)
+        return self._egress
 
     def events(self) -> Client:
         """The Client tasks emit through: this worker's Redis connection, published like any event."""
@@ -116,7 +124,7 @@ def _attempt(payload: dict[str, Any], context: WorkerContext) -> Attempt:
                       logger=task_logger(workflow or "task", node, logs), deadline=time.monotonic() + timeout_s,
                       worker=context.worker, emitter=functools.partial(_emit, context))
     return Attempt(ctx=ctx, kind=str(payload.get("kind") or "python"), args=list(payload.get("args") or ()),
-                   kwargs=dict(payload.get("kwargs") or {}), timeout_s=timeout_s, logs=logs)
+                   kwargs=dict(payload.get("kwargs") or {}), timeout_s=timeout_s, logs=logs, egress=context.egress())
 
 
 def _emit(context: WorkerContext, type: str, data: Any = None, **attributes: Any) -> str:

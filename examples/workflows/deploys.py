@@ -2,8 +2,11 @@
 
     health (http, retried) ──> record (shell) ──> summarize_deploy
 
-Try it while `make run` serves the API on 127.0.0.1:8000:
+The URL comes from the event, so the http task only reaches what the egress policy allows: globally
+routable addresses, plus ORCH_HTTP_ALLOW. To check the API `make run` serves on 127.0.0.1:8000, allow
+loopback for the workers (`ORCH_HTTP_ALLOW=127.0.0.1 make run`), then:
     orch emit deploy.finished --project examples --data '{"service": "api", "url": "http://127.0.0.1:8000/healthz"}'
+Without it the health task fails at once with DestinationRefused, saying so.
 """
 
 from orchestrator import call_http, run_shell, task, workflow

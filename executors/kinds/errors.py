@@ -7,7 +7,8 @@
         ├── ResultNotJSON        the task returned something that is not JSON (never retried)
         ├── ShellExitError       a shell command exited non-zero (`exit_code`)
         ├── HTTPStatusError      a non-2xx response (`status`; 4xx but 408/429 never retried)
-        └── ResponseTooLarge     an HTTP body over `max_response_bytes` (never retried)
+        ├── ResponseTooLarge     an HTTP body over `max_response_bytes` (never retried)
+        └── DestinationRefused   an http task's destination is refused by the egress policy (never retried)
     TaskTimeout (orchestrator.context, a BaseException)   the attempt ran past its time limit
 
 Any other exception a task raises is reported with its class name; `retryable` is taken from its
@@ -21,6 +22,7 @@ from orchestrator.context import TaskCancelled, TaskTimeout
 from orchestrator.errors import TaskError
 
 __all__ = [
+    "DestinationRefused",
     "HTTPStatusError",
     "InvalidTaskOptions",
     "ResponseTooLarge",
@@ -73,6 +75,16 @@ class HTTPStatusError(TaskFailure):
 
 
 class ResponseTooLarge(TaskFailure):
+    retryable = False
+
+
+class DestinationRefused(TaskFailure):
+    """An http task's destination is refused: see `executors.kinds.egress`.
+
+    A loopback, private or other non-global address not in ORCH_HTTP_ALLOW, or a scheme other than
+    http(s). The message names the host, the address and why.
+    """
+
     retryable = False
 
 

@@ -21,6 +21,13 @@ A non-2xx status fails with HTTPStatusError: 4xx are final (`retryable=False`), 
 which, like 5xx, may be retried. Network errors (refused, reset, timed out) fail with httpx's class
 name as error type (ConnectError, ReadTimeout, ...) and may be retried; an invalid URL is final. A body
 over `max_response_bytes` fails with ResponseTooLarge. Logs name the URL without its query string.
+
+Destinations: every connection, redirects included, goes through the attempt's egress policy
+(`executors.kinds.egress`): by default only globally routable addresses, checked on the address the
+name resolved to, which is the one connected to; `ORCH_HTTP_ALLOW` opens host names, IPs and CIDR
+blocks. A refused destination fails with DestinationRefused (final). The client ignores the
+environment (`trust_env=False`): an HTTP(S)_PROXY would make the connection for us, out of the
+policy's sight, and a `.netrc` would add credentials nobody asked for.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ from orchestrator.context import TaskTimeout
 from orchestrator.jsonutil import loads
 
 from ..attempt import Attempt
-from .errors import HTTPStatusError, InvalidTaskOptions, ResponseTooLarge, TaskFailure
+from .egress import EgressTransport
+from .errors import DestinationRefused, HTTPStatusError, InvalidTaskOptions, ResponseTooLarge, TaskFailure
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HTTPOptions", "response_body", "run_http"]
 
@@ -170,10 +178,14 @@ def run_http(attempt: Attempt) -> dict[str, Any]:
     what = f"{options.method} {_shown(options.url)}"
     started = time.monotonic()
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=options.follow_redirects, verify=_tls()) as client:
+        transport = EgressTransport(attempt.egress, verify=_tls())
+        with httpx.Client(transport=transport, timeout=timeout_s, follow_redirects=options.follow_redirects,
+                          trust_env=False) as client:
             with client.stream(options.method, options.url, headers=headers, params=options.params,
                                json=options.json) as response:
                 body = _read(response, options.max_response_bytes, deadline, what)
+    except DestinationRefused as exc:
+        raise DestinationRefused(f"{what}: {exc}") from None
     except _FINAL_TRANSPORT_ERRORS as exc:
         raise TaskFailure(f"{what}: {exc}", error_type=type(exc).__name__, retryable=False) from exc
     except httpx.TransportError as exc:

@@ -146,6 +146,7 @@ def _has_engine_group(client: redis.Redis) -> bool:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One running deployment of the example project, shared by the tests of a module."""
-    running = start_stack(tmp_path_factory.mktemp("stack"), workers=2)
+    # the example deploy check calls the stack's own API, on loopback: the workers must be allowed to
+    running = start_stack(tmp_path_factory.mktemp("stack"), workers=2, ORCH_HTTP_ALLOW="127.0.0.1")
     yield running
     stop_stack(running)
