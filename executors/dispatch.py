@@ -1,7 +1,10 @@
 """⑤ RQDispatcher: each task attempt becomes one RQ job, queued inside the engine's transaction.
 
-The job id is `<run>-<node>-<attempt>`, its only argument a JSON payload naming the task, so the job
-is an ordinary RQ job (`rq info` and rq-dashboard see it) that calls nothing but the entry point.
+The job id is `<run>-<node>-<attempt>`, its only argument a JSON payload of identifiers and values
+(`Dispatch.payload`: workflow, version, node, run, attempt, args), so the job is an ordinary RQ job
+(`rq info` and rq-dashboard see it) that calls nothing but the entry point and says nothing about what
+to run. Its `meta` repeats run, node and attempt in plain JSON (RQ compresses the payload), so that
+release.lua can write the record of an attempt whose worker died in the same step that fails its job.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class RQDispatcher:
                 result_ttl=self._settings.job_result_ttl_s,
                 failure_ttl=self._settings.job_failure_ttl_s,
                 description=f"{item.workflow}.{item.node} (run {item.run_id}, attempt {item.attempt})",
+                meta={"run": item.run_id, "node": item.node, "attempt": item.attempt},
             )
             queue.enqueue_job(job, pipeline=pipe)
 

@@ -41,12 +41,13 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.results import Result
 from rq.utils import now, utcformat
 
+from orchestrator.state.keys import Keys
 from orchestrator.state.lua import Scripts
 
 from .jobs import OrchJob
 from .serializer import JSONSerializer
 
-__all__ = ["RQ_PREFIX", "ClaimedJob", "Ledger", "decode_payload", "job_key", "queue_key", "registry_key",
+__all__ = ["RQ_PREFIX", "ClaimedJob", "Ledger", "job_key", "queue_key", "registry_key",
            "release"]
 
 log = logging.getLogger(__name__)
@@ -230,10 +231,9 @@ class Ledger:
         self._pending.append(("XADD", stream, "MAXLEN", 10, "*", *fields))
         self._pending.append(("PERSIST", stream) if ttl < 0 else ("EXPIRE", stream, max(ttl, 1)))
 
-    def release(self, heartbeat_key: str, workers_key: str, mode: str, reason: str = "") -> tuple[list[str], list[Any]]:
+    def release(self, keys: Keys, mode: str, reason: str = "") -> tuple[list[str], list[str]]:
         """Run release.lua for this worker (see its header for the modes)."""
-        return release(self._client, self._scripts, self._worker, heartbeat_key, self._claimed, workers_key,
-                       mode, reason)
+        return release(self._client, self._scripts, keys, self._worker, mode, reason)
 
     def trim_registries(self, rq_queues: Iterable[str]) -> None:
         """Drop expired entries from RQ's finished and failed registries (RQ's workers do it in maintenance)."""
@@ -245,27 +245,16 @@ class Ledger:
         pipe.execute()
 
 
-def release(client: redis.Redis, scripts: Scripts, worker: str, heartbeat_key: str, claimed_key: str,
-            workers_key: str, mode: str, reason: str = "") -> tuple[list[str], list[Any]]:
-    """Hand back what `worker` claimed (release.lua): (requeued ids, [(failed id, compressed data)])."""
+def release(client: redis.Redis, scripts: Scripts, keys: Keys, worker: str, mode: str, reason: str = "",
+            error_type: str = "WorkerLost") -> tuple[list[str], list[str]]:
+    """Hand back what `worker` claimed (release.lua): (requeued ids, ids of started jobs marked failed,
+    whose `failed` records the script appended in the same step)."""
     moment = now()
-    args = [worker, mode, int(moment.timestamp()), utcformat(moment), reason, RQ_PREFIX]
-    requeued, failed = scripts.call("release", [heartbeat_key, claimed_key, workers_key], args)
-    return [_text(i) for i in requeued], [(_text(i), data) for i, data in failed]
+    args = [worker, mode, int(moment.timestamp()), utcformat(moment), reason, RQ_PREFIX, error_type]
+    script_keys = [keys.worker(worker), keys.worker_claimed(worker), keys.workers, keys.results]
+    requeued, failed = scripts.call("release", script_keys, args)
+    return [_text(i) for i in requeued], [_text(i) for i in failed]
 
-
-def decode_payload(data: bytes) -> dict[str, Any]:
-    """The entry point's argument from a job hash's compressed `data` field ({} if it is not an orch job)."""
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error:
-        raw = data
-    try:
-        _func, _instance, args, _kwargs = JSONSerializer.loads(raw)
-    except (ValueError, TypeError):
-        return {}
-    first = args[0] if args else None
-    return first if isinstance(first, dict) else {}
 
 
 def _text(value: Any) -> str:

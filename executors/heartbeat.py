@@ -73,9 +73,10 @@ class Activity:
     failed: int = 0
     busy_s: float = 0.0
 
-    def begin(self, job_id: str, payload: dict[str, Any], timeout_s: float) -> None:
+    def begin(self, job_id: str, payload: dict[str, Any], task: str, timeout_s: float) -> None:
+        attempt = payload.get("attempt")
         self.run, self.node = str(payload.get("run", "")), str(payload.get("node", ""))
-        self.task, self.attempt = str(payload.get("task", "")), int(payload.get("attempt") or 0)
+        self.task, self.attempt = task, attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0
         self.job_started_at, self.job_timeout_s = time.time(), timeout_s
         self.job, self.state = job_id, "busy"
 

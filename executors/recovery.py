@@ -7,8 +7,9 @@ heartbeat key is gone, release.lua (atomically, per worker):
 - puts every job the worker had claimed but not started back at the front of its queue: it never ran,
   so nothing is retried or duplicated; it simply runs on another worker;
 - marks a job it had started as failed in RQ and appends a `failed` record (error_type `WorkerLost`)
-  for its attempt: the task may have run partly, and it is the engine's to retry under the task's
-  policy (a new attempt, a new job). The engine also sees the loss itself (the attempt's worker has no
+  for its attempt, in the same script (from the job's `meta`: no window in which the job is failed
+  and its record not yet written): the task may have run partly, and it is the engine's to retry
+  under the task's policy (a new attempt, a new job). The engine also sees the loss itself (the attempt's worker has no
   heartbeat); whichever it applies first decides, the other is a report about a finished attempt, which
   it ignores. The old job is never re-run, so a superseded attempt cannot run twice through recovery,
   and an attempt whose `started` record never made it (killed in between) is still retried.
@@ -23,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 
@@ -31,7 +31,7 @@ from orchestrator.state.keys import Keys
 from orchestrator.state.lua import Scripts
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
-from .fastpath import decode_payload, release
+from .fastpath import release
 
 __all__ = ["LOST", "recover_dead_workers", "release_worker", "report_failed"]
 
@@ -54,9 +54,7 @@ def recover_dead_workers(client: redis.Redis, keys: Keys, scripts: Scripts) -> l
         if is_alive:
             continue
         reason = f"worker {name} stopped heartbeating while running this task (worker lost)"
-        ids, failed = release(client, scripts, name, keys.worker(name), keys.worker_claimed(name), keys.workers,
-                              "dead", reason)
-        report_failed(client, keys, name, failed, reason, LOST)
+        ids, failed = release(client, scripts, keys, name, "dead", reason, LOST)
         if ids or failed:
             log.warning("worker %s is gone: %d job(s) back in their queues, %d started job(s) reported failed",
                         name, len(ids), len(failed))
@@ -66,27 +64,19 @@ def recover_dead_workers(client: redis.Redis, keys: Keys, scripts: Scripts) -> l
 
 def release_worker(client: redis.Redis, keys: Keys, scripts: Scripts, name: str, reason: str, *,
                    error_type: str = LOST) -> list[str]:
-    """Release a worker known to be dead (or itself, leaving) and report its started jobs as failed."""
-    ids, failed = release(client, scripts, name, keys.worker(name), keys.worker_claimed(name), keys.workers,
-                          "gone", reason)
-    report_failed(client, keys, name, failed, reason, error_type)
+    """Release a worker known to be dead (or itself, leaving): its started jobs fail, with their records."""
+    ids, _ = release(client, scripts, keys, name, "gone", reason, error_type)
     return ids
 
 
-def report_failed(client: redis.Redis, keys: Keys, worker: str, jobs: Sequence[tuple[str, Any]], reason: str,
+def report_failed(client: redis.Redis, keys: Keys, worker: str, attempts: Sequence[tuple[str, str, int]], reason: str,
                   error_type: str) -> None:
-    """Append a `failed` record for each (job id, compressed job data) whose runner could not report."""
-    records = []
-    for _job_id, data in jobs:
-        payload = decode_payload(data if isinstance(data, bytes) else str(data).encode())
-        if not {"run", "node", "attempt"} <= payload.keys():
-            continue
-        records.append(TaskRecord(RecordKind.FAILED, run=str(payload["run"]), node=str(payload["node"]),
-                                  attempt=int(payload["attempt"]), at_s=time.time(), worker=worker, error=reason,
-                                  error_type=error_type, duration_s=None))
-    if not records:
-        return
+    """Append a `failed` record for each (run, node, attempt) whose runner could not report (a forked
+    child that died)."""
     pipe = client.pipeline(transaction=False)
-    for record in records:
+    for run, node, attempt in attempts:
+        record = TaskRecord(RecordKind.FAILED, run=run, node=node, attempt=attempt, at_s=time.time(), worker=worker,
+                            error=reason, error_type=error_type, duration_s=None)
         pipe.xadd(keys.results, record.to_fields())
-    pipe.execute()
+    if attempts:
+        pipe.execute()

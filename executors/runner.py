@@ -1,15 +1,17 @@
 """⑥ + ⑦ The entry point every orch job calls, and the records it reports.
 
-`run_task(payload)` runs one task attempt. The payload (`Dispatch.payload()`) names the run, workflow,
-node, task, attempt, arguments, `kind`, `timeout_s` and idempotency `key`. The steps:
+`run_task(payload)` runs one task attempt. The payload (`Dispatch.payload()`) only names the attempt
+(workflow, version, node, run, attempt) and carries the values of the node's slots; the steps:
 
-1. resolve the kind: `python` looks the task up by its registered name in the project the worker
-   loaded (an unknown task is refused without running, `retryable=False`); `shell` and `http` take
-   their options from the keyword arguments (`executors/kinds/`);
+1. find the work in the worker's own project (`executors/catalog.py`): the workflow by name and
+   version, the node, its kind (`python`: a registered `@task`; `shell`; `http`), its literal arguments
+   with the job's values in their slots, and its time limit (the node's `timeout_s`, else
+   `ORCH_TASK_TIMEOUT_S`). A payload the project does not define is refused, reported failed and final,
+   and nothing runs;
 2. report `started`;
 3. run it inside the attempt's scope (`executors/attempt.py`): the task context current
    (`orchestrator.context.current()`), the cause set (emitted events carry orchrun / orchtask), logs
-   and prints captured, and the time limit (`timeout_s`, else `ORCH_TASK_TIMEOUT_S`) enforced;
+   and prints captured, and the time limit enforced;
 4. check the result is JSON;
 5. report `succeeded` with the result, or `failed` with the error, its `error_type` and `retryable`
    (`executors/kinds/errors.py`), both with the attempt's `logs`; a failure is re-raised so RQ
@@ -36,10 +38,10 @@ from orchestrator.events.client import Client
 from orchestrator.jsonutil import JSONValueError, check_json
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
-from orchestrator.workflows.dsl import Task
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
 from .attempt import Attempt, LogBuffer, attempt_scope, task_logger
+from .catalog import Catalog, JobPayload, Work
 from .kinds.egress import EgressPolicy
 from .kinds.errors import ResultNotJSON, TaskFailure, UnknownTaskError, classify
 from .kinds.http import run_http
@@ -57,15 +59,15 @@ _SELF_LIMITED = ("shell",)  # kinds that enforce their time limit themselves (th
 
 @dataclass
 class WorkerContext:
-    """What the entry point needs in a worker process: the tasks and where to report.
+    """What the entry point needs in a worker process: the project's workflows and tasks, and where to report.
 
-    `settings` gives the default time limit and how task events are published; without it they come
+    `settings` gives the http kind's allowlist and how task events are published; without it they come
     from the `ORCH_*` environment (with this context's key prefix).
     """
 
     client: redis.Redis
     keys: Keys
-    tasks: dict[str, Task[Any, Any]]
+    catalog: Catalog
     worker: str
     settings: Settings | None = None
     _events: Client | None = field(default=None, init=False, repr=False)
@@ -108,42 +110,30 @@ def _describe(exc: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def _timeout_s(payload: dict[str, Any], settings: Settings) -> float:
-    value = payload.get("timeout_s")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return float(settings.task_timeout_s)
-
-
-def _attempt(payload: dict[str, Any], context: WorkerContext) -> Attempt:
+def _attempt(work: Work, context: WorkerContext) -> Attempt:
     logs = LogBuffer()
-    run, node, workflow = str(payload["run"]), str(payload["node"]), str(payload.get("workflow", ""))
-    timeout_s = _timeout_s(payload, context.resolved_settings())
-    ctx = TaskContext(run_id=run, workflow=workflow, task=str(payload["task"]), node=node,
-                      attempt=int(payload["attempt"]), key=str(payload.get("key") or f"{run}:{node}"),
-                      logger=task_logger(workflow or "task", node, logs), deadline=time.monotonic() + timeout_s,
-                      worker=context.worker, emitter=functools.partial(_emit, context))
-    return Attempt(ctx=ctx, kind=str(payload.get("kind") or "python"), args=list(payload.get("args") or ()),
-                   kwargs=dict(payload.get("kwargs") or {}), timeout_s=timeout_s, logs=logs, egress=context.egress())
+    job = work.job
+    ctx = TaskContext(run_id=job.run, workflow=job.workflow, task=work.task, node=job.node, attempt=job.attempt,
+                      key=work.key, logger=task_logger(job.workflow, job.node, logs),
+                      deadline=time.monotonic() + work.timeout_s, worker=context.worker,
+                      emitter=functools.partial(_emit, context))
+    return Attempt(ctx=ctx, kind=work.kind, args=work.args, kwargs=work.kwargs, timeout_s=work.timeout_s, logs=logs,
+                   egress=context.egress())
 
 
 def _emit(context: WorkerContext, type: str, data: Any = None, **attributes: Any) -> str:
     return context.events().emit(type, data, **attributes)
 
 
-def _runner(attempt: Attempt, context: WorkerContext, task_name: str) -> Callable[[Attempt], Any]:
-    """What runs this attempt; UnknownTaskError for a task or kind this worker does not have."""
-    if attempt.kind == "python":
-        task = context.tasks.get(task_name)
-        if task is None:
-            raise UnknownTaskError(f"task {task_name!r} is not defined in the project this worker loaded "
-                                   f"({len(context.tasks)} tasks); deploy the same project to workers and engine")
-        return functools.partial(run_python, task)
-    if attempt.kind == "shell":
+def _runner(work: Work, context: WorkerContext) -> Callable[[Attempt], Any]:
+    """What runs this attempt (the catalog checked that a python task is registered)."""
+    if work.kind == "python":
+        return functools.partial(run_python, context.catalog.tasks[work.task])
+    if work.kind == "shell":
         return run_shell
-    if attempt.kind == "http":
+    if work.kind == "http":
         return run_http
-    raise UnknownTaskError(f"task {task_name!r} has kind {attempt.kind!r}, which this worker cannot run "
+    raise UnknownTaskError(f"task {work.job.node!r} has kind {work.kind!r}, which this worker cannot run "
                            f"(kinds: {', '.join(KINDS)})")
 
 
@@ -153,19 +143,29 @@ def _record(kind: RecordKind, attempt: Attempt, context: WorkerContext, **fields
                       worker=context.worker, **fields)
 
 
+def _refused(payload: Any, context: WorkerContext, exc: TaskFailure) -> None:
+    log.error("job refused, nothing was run: %s", exc)
+    named = JobPayload.identify(payload)
+    if named is not None:  # the engine learns why (a forged job naming nothing has no run to tell)
+        run, node, attempt = named
+        context.report(TaskRecord(RecordKind.FAILED, run=run, node=node, attempt=attempt, at_s=time.time(),
+                                  worker=context.worker, error=f"{type(exc).__name__}: {exc}", duration_s=0.0,
+                                  error_type=exc.error_type, retryable=False))
+
+
 def run_task(payload: dict[str, Any]) -> Any:
     """Run one task attempt described by `payload`; see the module docstring."""
     context = _context
     if context is None:
         raise TaskError("run_task called outside an orch worker (no project loaded)")
-    attempt = _attempt(payload, context)
     start = time.time()
     try:
-        runner = _runner(attempt, context, str(payload["task"]))
-    except UnknownTaskError as exc:
-        context.report(_record(RecordKind.FAILED, attempt, context, error=str(exc), duration_s=0.0,
-                               error_type=exc.error_type, retryable=False))
+        work = context.catalog.work(payload)
+        runner = _runner(work, context)
+    except TaskFailure as exc:  # the project does not define this job: nothing runs
+        _refused(payload, context, exc)
         raise
+    attempt = _attempt(work, context)
     context.report(_record(RecordKind.STARTED, attempt, context))
     try:
         with attempt_scope(attempt, limit=attempt.kind not in _SELF_LIMITED):

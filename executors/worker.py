@@ -40,6 +40,7 @@ from orchestrator.workflows.records import RecordKind, TaskRecord
 
 from . import forking
 from .attempt import cancel_running
+from .catalog import Catalog, JobPayload
 from .fastpath import ClaimedJob, Ledger, queue_key
 from .heartbeat import Heartbeat, WorkerNameTaken, clone_client, default_name
 from .idle import IdleWait
@@ -182,13 +183,13 @@ class FastWorker:
     def _perform(self, claimed: ClaimedJob) -> None:
         job = claimed.job
         payload = claimed.payload
-        timeout_s = float(payload.get("timeout_s") or self._settings.task_timeout_s)
+        task, timeout_s = self.context.catalog.describe(payload) if self.context else ("", 0.0)
         forked = claimed.origin in self._forked
         if forked:  # the child reports for itself: the start must be in Redis before it forks
             self.ledger.send(self.ledger.start_commands(claimed, timeout_s))
         else:  # sent with the runner's `started` record (WorkerContext.report -> Ledger.report)
             self.ledger.stage(self.ledger.start_commands(claimed, timeout_s))
-        self.heartbeat.activity.begin(claimed.id, payload, timeout_s)
+        self.heartbeat.activity.begin(claimed.id, payload, task, timeout_s)
         began = time.monotonic()
         error: str | None = None
         try:
@@ -218,10 +219,9 @@ class FastWorker:
 
     def _perform_forked(self, claimed: ClaimedJob, call: Any, timeout_s: float) -> str | None:
         outcome = forking.run_forked(call, timeout_s)
-        if outcome.report:
-            data = self._client.hget(f"{Job.redis_job_namespace_prefix}{claimed.id}", "data") or b""
-            report_failed(self._client, self._keys, self._name, [(claimed.id, data)], outcome.error or "",
-                          outcome.error_type)
+        named = JobPayload.identify(claimed.payload)
+        if outcome.report and named is not None:
+            report_failed(self._client, self._keys, self._name, [named], outcome.error or "", outcome.error_type)
         return outcome.error
 
     def _maintain(self) -> None:
@@ -233,7 +233,7 @@ class FastWorker:
         self.ledger.send()
         self._idle.pause()
         self._buffer.clear()
-        requeued, _ = self.ledger.release(self._keys.worker(self._name), self._keys.workers, "own")
+        requeued, _ = self.ledger.release(self._keys, "own")
         self.heartbeat.resynced()
         if requeued:
             log.warning("worker %s: handed back %d job(s) it held but had not started", self._name, len(requeued))
@@ -295,11 +295,13 @@ class OrchWorker(SimpleWorker):
 
     job_class = OrchJob
     heartbeat_: Heartbeat | None = None
+    catalog: Catalog | None = None
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
-        if self.heartbeat_ is not None:
-            self.heartbeat_.activity.begin(job.id, payload, float(payload.get("timeout_s") or job.timeout or 0))
+        if self.heartbeat_ is not None and self.catalog is not None:
+            task, timeout_s = self.catalog.describe(payload)
+            self.heartbeat_.activity.begin(job.id, payload, task, timeout_s)
         try:
             super().execute_job(job, queue)
         finally:
@@ -320,18 +322,19 @@ def run_worker(client: redis.Redis, settings: Settings, project: Project, queues
     if not project.tasks:
         log.warning("worker %s: no tasks in %s/workflows: every job will fail (is --project / ORCH_PROJECT right?)",
                     name, project.root)
+    catalog = Catalog((w.spec for w in project.workflows.values()), project.tasks, settings.task_timeout_s)
     if engine == "fast":
         worker = FastWorker(client, settings, queues, name, fork_queues=fork_queues, pool=pool, prefetch=prefetch)
-        worker.context = PipelinedContext(client=client, keys=keys, tasks=dict(project.tasks), worker=name,
+        worker.context = PipelinedContext(client=client, keys=keys, catalog=catalog, worker=name,
                                           settings=settings, ledger=worker.ledger)
         install(worker.context)
         return worker.run(burst=burst)
-    install(WorkerContext(client=client, keys=keys, tasks=dict(project.tasks), worker=name, settings=settings))
-    return _run_rq(client, settings, keys, queues, name, burst, pool)
+    install(WorkerContext(client=client, keys=keys, catalog=catalog, worker=name, settings=settings))
+    return _run_rq(client, settings, keys, queues, name, burst, pool, catalog)
 
 
 def _run_rq(client: redis.Redis, settings: Settings, keys: Keys, queues: list[str], name: str, burst: bool,
-            pool: str) -> bool:
+            pool: str, catalog: Catalog) -> bool:
     heartbeat = Heartbeat(client, keys, settings, name, queues, engine="rq", pool=pool, rq_registration=False,
                           on_cancel=_stop_cancelled)
     worker = OrchWorker(
@@ -344,6 +347,7 @@ def _run_rq(client: redis.Redis, settings: Settings, keys: Keys, queues: list[st
         maintenance_interval=settings.worker_maintenance_interval_s,
     )
     worker.heartbeat_ = heartbeat
+    worker.catalog = catalog
     log.info("worker %s: serving queues %s (RQ SimpleWorker)", name, ", ".join(queues))
     heartbeat.start()
     # RQ logs several lines per job at INFO; orch's engine logs each run instead.

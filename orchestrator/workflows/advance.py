@@ -28,10 +28,10 @@ from .runs import (
     RunStatus,
     TaskRun,
     TaskState,
-    idempotency_key,
     item_name,
     job_id,
 )
+from .slots import collect
 from .spec import NodeSpec, WorkflowSpec, resolve
 from .work import RUN_TIMER, Dispatch, Timer, attempt_member
 
@@ -330,19 +330,17 @@ def _dispatch(change: Change, task: TaskRun, now: datetime, results: dict[str, A
             if task.parent is not None:
                 items = resolve(node.map_over, run.params, results)
                 results = {**results, "$item": items[task.index or 0]}
-        args = [resolve(t, run.params, results) for t in node.args]
-        kwargs = {k: resolve(t, run.params, results) for k, t in node.kwargs.items()}
+        values = collect(node, run.params, results)
     except (TaskError, IndexError, TypeError) as exc:
         _fail_now(change, task, f"cannot build the task's arguments: {exc}", now)
         return
     task.attempt += 1
     task.state, task.queued_at, task.retry_at = TaskState.QUEUED, now, None
     task.started_at = task.finished_at = task.worker = task.error = task.error_type = task.logs = None
-    change.dispatches.append(Dispatch(run_id=run.id, workflow=run.workflow, node=task.node, task=task.task,
-                                      attempt=task.attempt, queue=task.queue,
-                                      job_id=job_id(run.id, task.node, task.attempt), args=args, kwargs=kwargs,
-                                      kind=node.kind, timeout_s=node.timeout_s,
-                                      key=idempotency_key(run.id, task.node)))
+    change.dispatches.append(Dispatch(run_id=run.id, workflow=run.workflow, version=run.spec.digest, node=task.node,
+                                      task=task.task, attempt=task.attempt, queue=task.queue,
+                                      job_id=job_id(run.id, task.node, task.attempt), args=values,
+                                      timeout_s=node.timeout_s))
 
 
 def _finish(change: Change, now: datetime) -> None:

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["RUN_TIMER", "Dispatch", "Timer", "attempt_member"]
+__all__ = ["PAYLOAD_FIELDS", "RUN_TIMER", "Dispatch", "Timer", "attempt_member"]
 
 RUN_TIMER = "*"  # the node name of a run's timeout timer
+
+
+PAYLOAD_FIELDS = ("workflow", "version", "node", "run", "attempt", "args")
 
 
 @dataclass(frozen=True)
@@ -17,22 +20,19 @@ class Dispatch:
 
     run_id: str
     workflow: str
+    version: str  # the digest of the run's workflow spec: the worker runs only versions it loaded
     node: str
     task: str
     attempt: int
     queue: str
     job_id: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    kind: str = "python"  # python (a registered task) | shell | http
-    timeout_s: float | None = None  # None: the worker's default (ORCH_TASK_TIMEOUT_S)
-    key: str = ""  # the idempotency key: the same for every attempt of this task in this run
+    args: list[Any]  # the values of the node's slots (slots.py), nothing else of the task
+    timeout_s: float | None = None  # for the executor's own backstop; the worker takes it from its spec
 
     def payload(self) -> dict[str, Any]:
-        """The JSON the entry point receives."""
-        return {"run": self.run_id, "workflow": self.workflow, "node": self.node, "task": self.task,
-                "attempt": self.attempt, "args": self.args, "kwargs": self.kwargs, "kind": self.kind,
-                "timeout_s": self.timeout_s, "key": self.key}
+        """The JSON the entry point receives: identifiers and values, never what to run (PAYLOAD_FIELDS)."""
+        return {"workflow": self.workflow, "version": self.version, "node": self.node, "run": self.run_id,
+                "attempt": self.attempt, "args": self.args}
 
 
 @dataclass(frozen=True)

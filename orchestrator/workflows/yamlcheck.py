@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from ..rules.templates import TemplateCompileError, compile_condition, compile_v
 from .dsl import Task
 from .spec import MISSING, ParamSpec
 
-__all__ = ["Invalid", "Parts", "Scope", "as_text", "bind", "encode", "encode_condition", "encode_map",
+__all__ = ["Invalid", "Parts", "Scope", "as_text", "bind", "split_command", "encode", "encode_condition", "encode_map",
            "is_template", "params_of", "unknown_task"]
 
 Parts = tuple[str | int, ...]
@@ -99,6 +100,25 @@ def encode_condition(source: str, parts: Parts, scope: Scope) -> str:
     _template("{{ " + (single["expr"] if single else source) + " }}", parts,
               Scope(scope.tasks, scope.params, refs=scope.refs), _CONDITION_NAMES)
     return source
+
+
+_BLOCK = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+
+
+def split_command(text: str, parts: Parts) -> list[str]:
+    """A command string split like a shell would (shlex), each template kept whole inside one argument,
+    so a rendered value is always one argv element, whatever spaces or quotes it holds."""
+    blocks: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        blocks.append(match.group())
+        return f"\x00{len(blocks) - 1}\x00"
+
+    try:
+        pieces = shlex.split(_BLOCK.sub(hold, text))
+    except ValueError as exc:
+        raise Invalid(parts, f"cannot split the command like a shell would: {exc}") from None
+    return [re.sub(r"\x00(\d+)\x00", lambda m: blocks[int(m.group(1))], piece) for piece in pieces]
 
 
 def as_text(value: str) -> str:

@@ -48,6 +48,7 @@ from .yamlcheck import (
     encode_map,
     is_template,
     params_of,
+    split_command,
     unknown_task,
 )
 
@@ -68,7 +69,8 @@ _OPTION_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("when", (str,), "an expression"))
 # which option a message of the shared node validator (spec.check_node) is about
 _OPTION_WORDS = (("max_parallel", "max_parallel"), ("timeout_s", "timeout_s"), ("depends", "depends"),
-                 ("when:", "when"), ("queue", "queue"), ("task name", "name"))
+                 ("when:", "when"), ("queue", "queue"), ("task name", "name"), ("/bin/sh", "shell"),
+                 ("program to run", "shell"), ("env must", "shell"), ("shell must", "shell"))
 
 _Call = tuple[str, str, dict[str, Any], dict[str, Any]]  # task, kind, kwargs, default options
 
@@ -248,6 +250,9 @@ class _Compiler:
         command_at = (*here, "command") if isinstance(item["shell"], dict) else here
         self.unknown_keys(here, config, SHELL_KEYS, "shell option")
         command = config.get("command")
+        split = isinstance(command, str) and is_template(command) and config.get("shell") is not True
+        if split and isinstance(command, str):  # each template one whole argv element, whatever its value holds
+            command = split_command(command, command_at)
         if isinstance(command, list) and command and all(_argument(a) for a in command):
             config["command"] = [as_text(a) if isinstance(a, str) else str(a) for a in command]  # always text
         elif not (isinstance(command, str) and command.strip()):
@@ -257,7 +262,10 @@ class _Compiler:
         if config.get("shell") and isinstance(command, list):
             raise Invalid((*here, "shell"), "shell: true takes a command string, not a list")
         at = {"command": command_at}
-        kwargs = {k: encode(v, at.get(k, (*here, k)), scope) for k, v in config.items() if k in SHELL_KEYS}
+        kwargs = {k: encode(v, at.get(k, (*here, k)), scope) for k, v in config.items()
+                  if k in SHELL_KEYS and not (split and k == "command")}
+        if split:  # problems in the pieces are located at the string they came from
+            kwargs["command"] = {"$list": [encode(piece, command_at, scope) for piece in config["command"]]}
         return "shell", "shell", kwargs, {}
 
     def http(self, item: dict[str, Any], parts: Parts, scope: Scope) -> _Call:

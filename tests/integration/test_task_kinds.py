@@ -18,6 +18,8 @@ import psutil
 import pytest
 import redis
 
+from executors import runner
+from executors.catalog import Catalog
 from executors.dispatch import RQDispatcher
 from executors.kinds.errors import TaskFailure
 from executors.runner import WorkerContext, install, run_task
@@ -30,6 +32,7 @@ from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.workflows.advance import Dispatch
 from orchestrator.workflows.records import RecordKind, TaskRecord
+from orchestrator.workflows.spec import NodeSpec, build_spec
 
 from ..helpers import free_port, wait_for
 from ..projects import make_project
@@ -104,17 +107,26 @@ TASKS = [charge, charge_async, sleepy, sleepy_async, swallows_errors, quick, ref
 @pytest.fixture
 def worker(r: redis.Redis, settings: Settings) -> Iterator[WorkerContext]:
     local = settings.model_copy(update={"http_allow": ("127.0.0.1",)})  # the test servers are on loopback
-    context = WorkerContext(client=r, keys=Keys(settings.key_prefix), tasks={t.name: t for t in TASKS},
-                            worker="test-worker", settings=local)
+    catalog = Catalog((), {t.name: t for t in TASKS}, settings.task_timeout_s)
+    context = WorkerContext(client=r, keys=Keys(settings.key_prefix), catalog=catalog, worker="test-worker",
+                            settings=local)
     install(context)
     yield context
     install(None)
 
 
 def payload(task: str, *, kind: str = "python", args: list[Any] | None = None, kwargs: dict[str, Any] | None = None,
-            timeout_s: float | None = None, attempt: int = 1, key: str = "key-1", node: str | None = None) -> dict[str, Any]:
-    return {"run": "run-1", "workflow": "wf", "node": node or task, "task": task, "attempt": attempt,
-            "args": args or [], "kwargs": kwargs or {}, "kind": kind, "timeout_s": timeout_s, "key": key}
+            timeout_s: float | None = None, attempt: int = 1, node: str | None = None) -> dict[str, Any]:
+    """The job of a one-task workflow `wf` whose arguments are written out (so the job carries no values);
+    the workflow version is added to the installed worker's catalog, as a worker loads its project."""
+    step = NodeSpec(name=node or task, task=task, kind=kind, args=tuple({"$lit": a} for a in args or ()),
+                    kwargs={k: {"$lit": v} for k, v in (kwargs or {}).items()}, timeout_s=timeout_s)
+    spec = build_spec("wf", (), [step])
+    context = runner._context
+    assert context is not None
+    context.catalog.add(spec)
+    return {"workflow": "wf", "version": spec.digest, "node": step.name, "run": "run-1", "attempt": attempt,
+            "args": []}
 
 
 def records(r: redis.Redis) -> list[TaskRecord]:
@@ -137,7 +149,7 @@ def attempt(r: redis.Redis, body: dict[str, Any]) -> TaskRecord:
 
 def test_a_python_task_sees_its_context_and_its_logs_and_events_are_kept(worker: WorkerContext,
                                                                           r: redis.Redis) -> None:
-    result = run_task(payload("charge", args=["A-1"], attempt=2, key="run-1:charge"))
+    result = run_task(payload("charge", args=["A-1"], attempt=2))
 
     assert result == {"attempt": 2, "key": "run-1:charge", "run": "run-1", "workflow": "wf", "node": "charge",
                       "event": "run-1:charge:charged"}
@@ -166,7 +178,7 @@ def test_a_coroutine_task_sees_its_context(worker: WorkerContext, r: redis.Redis
 
 
 def test_an_unknown_task_is_refused_for_good_without_starting(worker: WorkerContext, r: redis.Redis) -> None:
-    with pytest.raises(TaskFailure, match="not defined"):
+    with pytest.raises(TaskFailure, match="not registered"):
         run_task(payload("nope"))
 
     (failed,) = records(r)
@@ -207,7 +219,7 @@ def test_a_python_task_is_stopped_at_its_time_limit_and_the_next_one_runs(worker
 
 
 def test_the_default_time_limit_comes_from_the_settings(r: redis.Redis, redis_url: str) -> None:
-    install(WorkerContext(client=r, keys=Keys("orch"), tasks={"sleepy": sleepy}, worker="w",
+    install(WorkerContext(client=r, keys=Keys("orch"), catalog=Catalog((), {"sleepy": sleepy}, 1.0), worker="w",
                           settings=Settings(redis_url=redis_url, task_timeout_s=1)))
     try:
         failed = attempt(r, payload("sleepy", args=[10]))
@@ -221,7 +233,7 @@ def test_an_rq_worker_survives_a_timed_out_task_and_runs_the_next(r: redis.Redis
                                                                  tmp_path: Path) -> None:
     project = load_project(make_project(tmp_path, workflows={"tasks": """
         import time
-        from orchestrator import task
+        from orchestrator import task, workflow
 
         @task
         def sleepy(seconds: float) -> str:
@@ -231,10 +243,16 @@ def test_an_rq_worker_survives_a_timed_out_task_and_runs_the_next(r: redis.Redis
         @task
         def quick() -> str:
             return "done"
+
+        @workflow
+        def wf():
+            sleepy.with_options(timeout_s=0.3)(10)
+            quick()
     """}))
-    jobs = [Dispatch(run_id="run-1", workflow="wf", node=name, task=name, attempt=1, queue="default",
-                     job_id=f"run-1-{name}-1", args=args, kwargs={}, timeout_s=timeout_s, key=f"run-1:{name}")
-            for name, args, timeout_s in (("sleepy", [10], 0.3), ("quick", [], None))]
+    version = project.workflows["wf"].spec.digest
+    jobs = [Dispatch(run_id="run-1", workflow="wf", version=version, node=name, task=name, attempt=1,
+                     queue="default", job_id=f"run-1-{name}-1", args=[], timeout_s=timeout_s)
+            for name, timeout_s in (("sleepy", 0.3), ("quick", None))]
     with r.pipeline() as pipe:
         pipe.multi()
         RQDispatcher(r, settings).dispatch(pipe, jobs)
@@ -266,8 +284,8 @@ def test_a_shell_command_runs_with_its_output_in_the_result_and_the_logs(worker:
     done = shell(r, command=["/bin/sh", "-c", script], env={"GREETING": "hi"})
 
     assert done.kind is RecordKind.SUCCEEDED, done.error
-    assert done.result == {"exit_code": 0, "stdout": "hello\nstep key-1 hi unset\n", "stderr": "oops\n"}
-    assert {"stdout: hello", "stderr: oops", "stdout: step key-1 hi unset"} <= set(done.logs or [])
+    assert done.result == {"exit_code": 0, "stdout": "hello\nstep run-1:step hi unset\n", "stderr": "oops\n"}
+    assert {"stdout: hello", "stderr: oops", "stdout: step run-1:step hi unset"} <= set(done.logs or [])
 
 
 def test_a_command_string_is_split_without_a_shell_unless_asked(worker: WorkerContext, r: redis.Redis) -> None:
@@ -375,7 +393,7 @@ def server() -> Iterator[str]:
 
 
 def http(r: redis.Redis, **options: Any) -> TaskRecord:
-    return attempt(r, payload("call", kind="http", kwargs=options, timeout_s=5, key="run-1:call"))
+    return attempt(r, payload("call", kind="http", kwargs=options, timeout_s=5))
 
 
 def test_an_http_task_returns_the_parsed_json_response(worker: WorkerContext, r: redis.Redis, server: str) -> None:

@@ -66,6 +66,27 @@ WORKFLOWS = {
         @workflow
         def all_of_them():
             noop()
+
+        # one workflow per task, its arguments parameters: a job carries their values (its slots)
+        @workflow
+        def call_noop(value=None):
+            noop(value)
+
+        @workflow
+        def call_pid():
+            pid.with_options(timeout_s=0.5)()
+
+        @workflow
+        def call_nap(seconds):
+            nap(seconds)
+
+        @workflow
+        def call_stubborn(seconds):
+            stubborn.with_options(timeout_s=0.5)(seconds)
+
+        @workflow
+        def call_die():
+            die()
     """
 }
 KEYS = Keys()
@@ -84,10 +105,12 @@ def fast_settings(redis_url: str, project: Project) -> Settings:
 
 def dispatch(r: redis.Redis, settings: Settings, tasks: list[tuple[str, list[Any]]], *, queue: str = "default",
              prefix: str = "run", timeout_s: float | None = None) -> list[Dispatch]:
-    """Queue one job per (task, args) the way the engine does: RQDispatcher.dispatch inside a MULTI."""
-    items = [Dispatch(run_id=f"{prefix}{i:04d}", workflow="all_of_them", node=name, task=name, attempt=1,
-                      queue=queue, job_id=job_id(f"{prefix}{i:04d}", name, 1), args=args, kwargs={},
-                      timeout_s=timeout_s, key=f"{prefix}{i:04d}:{name}")
+    """Queue one job per (task, args) of workflow call_<task> the way the engine does: RQDispatcher.dispatch
+    inside a MULTI (a task the project lacks gets a version no worker has)."""
+    versions = {name: wf.spec.digest for name, wf in load_project(settings.project).workflows.items()}
+    items = [Dispatch(run_id=f"{prefix}{i:04d}", workflow=f"call_{name}", version=versions.get(f"call_{name}", "0"),
+                      node=name, task=name, attempt=1, queue=queue, job_id=job_id(f"{prefix}{i:04d}", name, 1),
+                      args=args, timeout_s=timeout_s)
              for i, (name, args) in enumerate(tasks)]
     with r.pipeline() as pipe:
         pipe.multi()

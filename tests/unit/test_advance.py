@@ -99,9 +99,9 @@ def test_a_new_run_dispatches_only_its_roots_with_resolved_arguments() -> None:
     change = start()
 
     assert change.created and change.dirty and not change.finished
-    assert change.dispatches == [Dispatch(run_id="run1", workflow="orders", node="fetch", task="fetch", attempt=1,
-                                          queue="default", job_id="run1-fetch-1", args=["A-1"], kwargs={},
-                                              key="run1:fetch")]
+    assert change.dispatches == [Dispatch(run_id="run1", workflow="orders", version=change.run.spec.digest,
+                                          node="fetch", task="fetch", attempt=1, queue="default",
+                                          job_id="run1-fetch-1", args=["A-1"])]
     assert states(change) == {"fetch": TaskState.QUEUED, "charge": TaskState.PENDING,
                               "reserve": TaskState.PENDING, "confirm": TaskState.PENDING,
                               "notify": TaskState.PENDING}

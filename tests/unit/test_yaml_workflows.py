@@ -281,6 +281,14 @@ def test_an_unknown_result_reference_is_located(tmp_path: Path) -> None:
     ("- {name: fetch, shell: echo}\n", ("tasks[1].name", 8), "task name 'fetch' is already used"),
     ("- {name: e, shell: [echo, {a: 1}]}\n", ("tasks[1].shell", 8), "a shell command is a non-empty string"),
     ("- {name: e, shell: {command: echo, cmd: x}}\n", ("tasks[1].shell.cmd", 8), "unknown shell option"),
+    ("- {name: e, shell: {command: 'echo {{ params.date }}', shell: true}}\n", ("tasks[1].shell", 8),
+     "a command run by /bin/sh (shell: true) may not hold values"),
+    ("- {name: e, shell: ['{{ params.date }}', x]}\n", ("tasks[1].shell", 8), "the program to run"),
+    ("- {name: e, shell: '{{ params.date }} x'}\n", ("tasks[1].shell", 8), "the program to run"),
+    ("- {name: e, shell: {command: env, env: '{{ params.date }}'}}\n", ("tasks[1].shell", 8),
+     "env must be a mapping written out"),
+    ("- {name: e, shell: \"echo 'unbalanced {{ params.date }}\"}\n", ("tasks[1].shell", 8),
+     "cannot split the command like a shell would: No closing quotation"),
     ("- {name: e, shell: echo, with: {a: 1}}\n", ("tasks[1].with", 8), "with: passes arguments to a uses: task"),
     ("- {name: e, http: {url: ftp://x}}\n", ("tasks[1].http.url", 8), "http needs a url"),
     ("- {name: e, http: {url: 'https://x', method: FETCH}}\n", ("tasks[1].http.method", 8), "method must be one of"),
@@ -400,3 +408,23 @@ def test_invalid_yaml_is_located(tmp_path: Path) -> None:
     (issue,) = issues_of(tmp_path, "workflows:\n  - name: [\n")
 
     assert issue.line is not None and issue.message.startswith("invalid YAML")
+
+
+def test_a_command_string_with_templates_keeps_each_value_in_one_argument(tmp_path: Path) -> None:
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "w.yaml").write_text(textwrap.dedent("""\
+        workflows:
+          - name: greet
+            params: [who]
+            tasks:
+              - name: hello
+                shell: "printf '%s|' 'hi there' {{ params.who }} done"
+              - name: quiet
+                shell: {command: 'printf %s "$WHO"', shell: true, env: {WHO: "{{ params.who }}"}}
+        """))
+    spec = load_yaml_workflows(tmp_path / "workflows", {}, {})[0][0].spec
+
+    hello = spec.node("hello").kwargs["command"]
+    assert [list(t) for t in hello["$list"]] == [["$lit"], ["$lit"], ["$lit"], ["$tmpl", "refs"], ["$lit"]]
+    assert [t.get("$lit") for t in hello["$list"]] == ["printf", "%s|", "hi there", None, "done"]
+    assert spec.node("quiet").kwargs["command"] == {"$lit": 'printf %s "$WHO"'}

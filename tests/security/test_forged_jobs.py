@@ -1,0 +1,139 @@
+"""A job is data in Redis; anyone who can write one must not be able to make a worker run anything.
+
+Real jobs are made by the engine from a real event, then copied and forged the way an attacker with
+write access to Redis would: the command written into every place of the job hash that could carry one
+(the payload's fields, its values, the RQ function, the job's meta and description). A real worker then
+takes them from the queue. Nothing forged runs: the marker files the forged commands would create never
+appear, and each refusal is reported.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from executors.fastpath import job_key, queue_key
+from executors.worker import run_worker
+from orchestrator.cli.wiring import load_project
+from orchestrator.jsonutil import dumps, loads
+from orchestrator.settings import Settings
+from orchestrator.workflows.records import RecordKind, TaskRecord
+from orchestrator.workflows.runs import RunStatus
+
+from ..inproc import Stack
+from ..projects import make_project
+
+RULES = """
+rules:
+  - {name: stamp, type: stamp.requested, workflow: stamp, params: {}}
+  - {name: echo, type: echo.requested, workflow: echo, params: {text: "{{ data.text }}"}}
+"""
+
+
+def workflows(marker: Path) -> dict[str, str]:
+    return {"flows": f"""
+        from orchestrator import run_shell, workflow
+
+        @workflow
+        def stamp():
+            run_shell("touch", ["touch", "{marker}"])
+
+        @workflow
+        def echo(text: str):
+            run_shell("say", ["echo", text])
+    """}
+
+
+@pytest.fixture
+def stack(r: redis.Redis, settings: Settings, tmp_path: Path) -> Stack:
+    project = load_project(make_project(tmp_path / "project", rules=RULES, workflows=workflows(tmp_path / "legit")))
+    return Stack(r, settings.model_copy(update={"project": project.root}), project)
+
+
+def queued_job(stack: Stack, event_type: str, data: Any) -> dict[bytes, bytes]:
+    """Emit, let the engine dispatch (no worker yet), and return the job hash it made."""
+    stack.emit(event_type, data, source="/test")
+    stack.engine.step(block=False)
+    (job_id,) = stack.r.lrange(queue_key("orch.default"), 0, -1)
+    fields: dict[bytes, bytes] = stack.r.hgetall(job_key(job_id.decode()))
+    stack.r.delete(queue_key("orch.default"))  # the real one is not run: only forgeries are
+    return fields
+
+
+def payload_of(fields: dict[bytes, bytes]) -> tuple[str, list[Any], dict[str, Any], dict[str, Any]]:
+    func, instance, args, kwargs = loads(zlib.decompress(fields[b"data"]))
+    return func, args, kwargs, args[0]
+
+
+def enqueue(r: redis.Redis, fields: dict[bytes, bytes], job_id: str, *, func: str | None = None,
+            payload: dict[str, Any] | None = None, rq_kwargs: dict[str, Any] | None = None) -> None:
+    original, args, kwargs, _ = payload_of(fields)
+    data = [func or original, None, [payload] if payload is not None else args, rq_kwargs or kwargs]
+    forged = {**fields, b"data": zlib.compress(dumps(data)), b"status": b"queued"}
+    r.hset(job_key(job_id), mapping=forged)
+    r.rpush(queue_key("orch.default"), job_id)
+
+
+def records(r: redis.Redis) -> list[TaskRecord]:
+    return [TaskRecord.from_fields(f) for _, f in r.xrange("orch:results") if b"r" in f]
+
+
+def test_a_command_written_into_every_place_of_a_real_job_never_runs(stack: Stack, tmp_path: Path) -> None:
+    fields = queued_job(stack, "stamp.requested", {})
+    _, _, _, real = payload_of(fields)
+    assert set(real) == {"workflow", "version", "node", "run", "attempt", "args"}, "a job names, it never says"
+    pwned = tmp_path / "pwned"
+    command = ["touch", str(pwned)]
+    forged_payload = {**real, "args": command, "kind": "shell", "task": "shell", "command": command,
+                      "kwargs": {"command": command}, "shell": True, "timeout_s": 1}
+    everywhere = {**fields, b"description": f"touch {pwned}".encode(),
+                  b"meta": dumps({**loads(fields[b"meta"]), "command": command})}
+    enqueue(stack.r, everywhere, "forged-everywhere", payload=forged_payload)
+    enqueue(stack.r, fields, "forged-values", payload={**real, "args": command})
+    enqueue(stack.r, fields, "forged-kwargs", rq_kwargs={"command": command, "kind": "shell"})
+    enqueue(stack.r, fields, "forged-function", func="os.system", payload=f"touch {pwned}")  # type: ignore[arg-type]
+    enqueue(stack.r, fields, "forged-version", payload={**real, "version": "000000000000"})
+    enqueue(stack.r, fields, "forged-workflow", payload={**real, "workflow": "echo", "args": [f"; touch {pwned}"]})
+
+    run_worker(stack.r, stack.settings, stack.project, ["default"], burst=True)
+
+    assert not pwned.exists(), "a forged command ran"
+    assert not (tmp_path / "legit").exists(), "a forged job ran the real command"
+    statuses = {j: stack.r.hget(job_key(j), "status") for j in (
+        "forged-everywhere", "forged-values", "forged-kwargs", "forged-function", "forged-version", "forged-workflow")}
+    assert set(statuses.values()) == {b"failed"}, statuses
+    refused = {r.error_type for r in records(stack.r) if r.kind is RecordKind.FAILED}
+    assert {"ForgedJob", "UnknownWorkflowVersion"} <= refused
+    assert not [r for r in records(stack.r) if r.kind is RecordKind.STARTED], "nothing was started"
+
+
+def test_the_same_job_unforged_runs_its_own_command(stack: Stack, tmp_path: Path) -> None:
+    """The control: the job copied as it was does run (so the forgeries above failed for their forging)."""
+    fields = queued_job(stack, "stamp.requested", {})
+    enqueue(stack.r, fields, fields[b"id"].decode() if b"id" in fields else "copy")
+
+    run_worker(stack.r, stack.settings, stack.project, ["default"], burst=True)
+    stack.drain()
+
+    assert (tmp_path / "legit").exists()
+    (run_id,) = [m.decode() for m in stack.r.zrange("orch:runs", 0, -1)]
+    run = stack.engine.store.get(run_id)
+    assert run is not None and run.status is RunStatus.SUCCEEDED
+
+
+def test_values_in_a_forged_job_stay_data(stack: Stack, tmp_path: Path) -> None:
+    """A value sits only where the spec put a slot: one argv element, however it is written."""
+    fields = queued_job(stack, "echo.requested", {"text": "hello"})
+    _, _, _, real = payload_of(fields)
+    pwned = tmp_path / "pwned"
+    enqueue(stack.r, fields, "forged-text", payload={**real, "args": [f"$(touch {pwned}); `touch {pwned}`"]})
+
+    run_worker(stack.r, stack.settings, stack.project, ["default"], burst=True)
+
+    assert not pwned.exists()
+    (done,) = [r for r in records(stack.r) if r.kind is RecordKind.SUCCEEDED]
+    assert done.result["stdout"] == f"$(touch {pwned}); `touch {pwned}`\n"
