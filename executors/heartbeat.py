@@ -10,7 +10,9 @@ jobs it had claimed. A fast-path worker also keeps RQ's worker hash (`rq:worker:
 lists it; RQ's own worker (`--engine rq`) keeps that itself.
 
 Each beat is one MULTI: EXISTS tells whether the key had lapsed meanwhile (the worker was declared
-dead: it must hand back what it holds before taking more, see Worker._resync).
+dead: it must hand back what it holds before taking more, see Worker._resync), and the run's cancel
+marker says whether the running attempt was cancelled (the marker names the last cancelled attempt of
+each node, so a retry's later attempts are not stopped by an earlier cancel).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from orchestrator.errors import OrchestratorError
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.workflows.lifecycle import cancels
 
 __all__ = ["Activity", "Heartbeat", "WorkerNameTaken", "clone_client", "default_name"]
 
@@ -157,10 +160,10 @@ class Heartbeat:
     def beat(self) -> bool:
         """Refresh the heartbeat now; False if it had lapsed (the worker was presumed dead)."""
         activity = self.activity.fields()
-        run = str(activity["run"])
+        run, node, attempt = str(activity["run"]), str(activity["node"]), int(activity["attempt"])
         pipe = self._client.pipeline()
         pipe.exists(self.key)
-        pipe.exists(self._keys.cancel(run) if run else self._keys.cancel("-"))
+        pipe.hget(self._keys.cancel(run or "-"), node or "-")
         pipe.hset(self.key, mapping={**self._static, **activity, "heartbeat_at": time.time()})
         pipe.pexpire(self.key, self._ttl_ms)
         pipe.zadd(self._keys.workers, {self._name: int(time.time() * 1000)})
@@ -173,7 +176,8 @@ class Heartbeat:
             pipe.pexpire(rq_key, self._ttl_ms)
         replies = pipe.execute()
         existed = bool(replies[0])
-        if run and replies[1] and self._on_cancel is not None:
+        marker = int(replies[1]) if replies[1] is not None and replies[1].isdigit() else None
+        if run and cancels(marker, attempt) and self._on_cancel is not None:
             self._on_cancel(run)
         if not existed and self._last_ok:
             self.lapsed = True

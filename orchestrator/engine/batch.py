@@ -1,10 +1,14 @@
 """③ + ⑧ One engine batch: the runs its events ask for and the task records it carries, applied to the
 runs as they are in Redis. Pure: the engine reads the runs, calls `apply_batch`, and commits the result.
+
+Where a run starts, is steered or ends, the step is lifecycle.py's (with the slots, guards and cancel
+markers it takes and frees); what happens to tasks is advance.py's.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,22 +25,15 @@ from ..metrics import (
     TASKS_FINISHED,
     MetricsBatch,
 )
-from ..workflows.advance import (
-    Change,
-    Timer,
-    apply_record,
-    apply_timer,
-    failed_run,
-    new_run,
-    settle,
-    start_queued,
-)
+from ..workflows import lifecycle
+from ..workflows.advance import Change, Timer, apply_record, apply_timer, settle
+from ..workflows.lifecycle import Effects, Resources, RunRequest
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
-from ..workflows.steering import cancel_run, rerun, retry_run
-from .plan import RunRequest
+from ..workflows.spec import WorkflowSpec
+from ..workflows.work import RUN_TIMER
 
-__all__ = ["Batch", "Guard", "Outcome", "apply_batch"]
+__all__ = ["Batch", "Outcome", "apply_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +49,15 @@ class Batch:
     failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
 
-    @property
-    def limits(self) -> dict[str, int]:
-        """Workflows with a concurrency limit that requested runs belong to, with their limit."""
-        return {r.spec.name: r.spec.concurrency for _, requests in self.requests for r in requests
-                if r.spec.concurrency is not None}
+    def limits(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, int]:
+        """Workflows with a concurrency limit whose slots this batch may take, with their limit: those of
+        requested runs, of retried runs, and of reruns (the workflow's current version)."""
+        specs = [r.spec for _, requests in self.requests for r in requests]
+        for _, record in self.records:
+            run = existing.get(record.run)
+            if isinstance(record, ControlRecord) and record.action in ("retry", "rerun") and isinstance(run, Run):
+                specs.append(run.spec if record.action == "retry" else current.get(run.workflow, run.spec))
+        return {s.name: s.concurrency for s in specs if s.concurrency is not None}
 
     @property
     def guards(self) -> list[str]:
@@ -80,43 +81,57 @@ class Batch:
 
 @dataclass
 class Outcome:
-    """The result of applying a batch: changed runs, entries to acknowledge, entries that failed."""
+    """The result of applying a batch: changed runs, entries to acknowledge, entries that failed, and what
+    the runs' lifecycle steps take and free."""
 
     changes: list[Change]
     ack: list[Entry]
     failed: dict[Entry, str]
     metrics: MetricsBatch
+    effects: Effects = field(default_factory=Effects)
     ignored_records: int = 0
     fired: list[str] = field(default_factory=list)  # timer members to remove
-    take: dict[str, str] = field(default_factory=dict)  # guard -> the run that now holds it
-    queue: dict[str, bytes] = field(default_factory=dict)  # guard -> the event held by queue-one
-    release: list[tuple[str, str]] = field(default_factory=list)  # (guard, run) of guarded runs that ended
-    occupy: list[tuple[str, str]] = field(default_factory=list)  # (workflow, run) taking a concurrency slot
-    wait: list[tuple[str, str, datetime]] = field(default_factory=list)  # (workflow, run, created) queued
-    vacate: list[tuple[str, str]] = field(default_factory=list)  # (workflow, run) of limited runs that ended
-
-
-@dataclass(frozen=True)
-class Guard:
-    """A schedule's overlap guard as read before the batch: the running run holding it, a held event."""
-
-    holder: str | None = None
-    queued: bool = False
 
 
 def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetime,
-                guards: dict[str, Guard] | None = None, free: dict[str, int] | None = None) -> Outcome:
+                resources: Resources | None = None, current: Mapping[str, WorkflowSpec] | None = None) -> Outcome:
     """Create the requested runs that do not exist yet, apply records, steering requests and due timers.
 
-    A request guarded by its schedule's overlap policy while the schedule's previous run still runs is
-    skipped, or (queue-one) its event is held until that run ends; at most one event is held. A run of a
-    workflow with a concurrency limit takes one of its `free` slots, or is created queued.
+    `resources` are the free slots and overlap guards read for the batch; `current` the workflows' current
+    versions (a rerun uses them).
     """
     changes: dict[str, Change] = {}
-    metrics = MetricsBatch()
-    held = dict(guards or {})
-    outcome = Outcome([], list(batch.settled), dict(batch.failed), metrics)
-    _start_runs(batch, existing, now, held, outcome, changes, dict(free or {}))
+    outcome = Outcome([], list(batch.settled), dict(batch.failed), MetricsBatch())
+    resources = resources or Resources()
+    for entry, requests in batch.requests:
+        for request in requests:
+            if request.run_id not in changes and not existing.get(request.run_id):
+                change = lifecycle.create(request, now, resources, outcome.effects)
+                if change is not None:
+                    changes[request.run_id] = change
+        outcome.ack.append(entry)
+    touched = _apply_records(batch, existing, changes, now, resources, current or {}, outcome)
+    for timer in batch.timers:
+        change = _change(timer.run_id, changes, existing)
+        outcome.fired.append(timer.member)
+        if change is None:
+            continue
+        if timer.node == RUN_TIMER:
+            lifecycle.timeout(change, now)
+        elif apply_timer(change, timer, now, settle_now=False):
+            touched[change.run.id] = change
+    for change in touched.values():
+        settle(change, now)
+    dirty = [c for c in changes.values() if c.dirty]
+    lifecycle.ended(dirty, outcome.effects)
+    outcome.metrics.merge(batch.evaluations)
+    _count(dirty, outcome)
+    outcome.changes = dirty
+    return outcome
+
+
+def _apply_records(batch: Batch, existing: dict[str, Run | Exception], changes: dict[str, Change], now: datetime,
+                   resources: Resources, current: Mapping[str, WorkflowSpec], outcome: Outcome) -> dict[str, Change]:
     touched: dict[str, Change] = {}
     for entry, record in batch.records:
         try:
@@ -125,27 +140,14 @@ def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetim
                 outcome.ignored_records += 1
                 log.warning("%s for unknown run %s ignored", _what(record), record.run)
             elif isinstance(record, ControlRecord):
-                _steer(record, change, changes, existing, now)
+                _steer(record, change, changes, existing, now, resources, current, outcome.effects)
             elif apply_record(change, record, now, settle_now=False):
                 touched[change.run.id] = change
             outcome.ack.append(entry)
         except Exception as exc:  # noqa: BLE001 - one bad record must not block the batch
             log.exception("cannot apply %s of run %s (entry %s)", _what(record), record.run, entry.id)
             outcome.failed[entry] = f"{type(exc).__name__}: {exc}"
-    for timer in batch.timers:
-        change = _change(timer.run_id, changes, existing)
-        outcome.fired.append(timer.member)
-        if change is not None and apply_timer(change, timer, now, settle_now=False):
-            touched[change.run.id] = change
-    for change in touched.values():
-        settle(change, now)
-    dirty = [c for c in changes.values() if c.dirty]
-    metrics.merge(batch.evaluations)
-    _count(dirty, metrics)
-    outcome.release = [(c.run.guard, c.run.id) for c in dirty if c.finished and c.run.guard]
-    outcome.vacate = [(c.run.workflow, c.run.id) for c in dirty if c.finished and c.run.spec.concurrency]
-    outcome.changes = dirty
-    return outcome
+    return touched
 
 
 def _what(record: TaskRecord | ControlRecord) -> str:
@@ -166,74 +168,32 @@ def _change(run_id: str, changes: dict[str, Change], existing: dict[str, Run | E
     return change
 
 
-def _steer(record: ControlRecord, change: Change, changes: dict[str, Change],
-           existing: dict[str, Run | Exception], now: datetime) -> None:
+def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], existing: dict[str, Run | Exception],
+           now: datetime, resources: Resources, current: Mapping[str, WorkflowSpec], effects: Effects) -> None:
+    run = change.run
     if record.action == "cancel":
-        if not cancel_run(change, now, record.by):
-            log.info("cancel of run %s ignored: it is %s", change.run.id, change.run.status)
+        done = lifecycle.cancel(change, now, record.by)
     elif record.action == "start":
-        if not start_queued(change, now):
-            log.info("start of queued run %s ignored: it is %s", change.run.id, change.run.status)
+        done = lifecycle.start(change, now)
     elif record.action == "retry":
-        if not retry_run(change, now):
-            log.info("retry of run %s ignored: it is %s", change.run.id, change.run.status)
+        done = lifecycle.retry(change, now, resources, effects)
     elif record.new_run and record.new_run not in changes and not existing.get(record.new_run):
         try:
-            changes[record.new_run] = rerun(change.run, record.new_run, now, record.from_node)
+            changes[record.new_run] = lifecycle.rerun(run, record.new_run, now, resources, effects,
+                                                      spec=current.get(run.workflow), from_node=record.from_node)
         except WorkflowError as exc:
-            log.warning("rerun of run %s refused: %s", change.run.id, exc)
-
-
-def _start_runs(batch: Batch, existing: dict[str, Run | Exception], now: datetime, held: dict[str, Guard],
-                outcome: Outcome, changes: dict[str, Change], free: dict[str, int]) -> None:
-    for entry, requests in batch.requests:
-        for request in requests:
-            if request.run_id in changes or existing.get(request.run_id):
-                continue
-            if request.guard and request.error is None:
-                if not _may_start(request, request.guard, held, outcome):
-                    continue
-                held[request.guard] = Guard(request.run_id, held.get(request.guard, Guard()).queued)
-                outcome.take[request.guard] = request.run_id
-            queued = False
-            if request.spec.concurrency is not None and request.error is None:
-                queued = free.get(request.spec.name, 0) <= 0
-                if queued:
-                    outcome.wait.append((request.spec.name, request.run_id, now))
-                else:
-                    free[request.spec.name] -= 1
-                    outcome.occupy.append((request.spec.name, request.run_id))
-            change = changes[request.run_id] = _create(request, now, queued)
-            change.run.guard = request.guard if request.error is None else None
-        outcome.ack.append(entry)
-
-
-def _may_start(request: RunRequest, name: str, held: dict[str, Guard], outcome: Outcome) -> bool:
-    guard = held.get(name, Guard())
-    if guard.holder is None or guard.holder == request.run_id:
-        return True
-    schedule = name.split("/", 1)[0]
-    if request.overlap == "queue-one" and not guard.queued and request.raw is not None:
-        outcome.queue[name] = request.raw
-        held[name] = Guard(guard.holder, True)
-        outcome.metrics.inc(SCHEDULE_OVERLAPS, schedule, "queued")
-        log.info("schedule %s: run %s still running; event %s held until it ends", schedule, guard.holder,
-                 request.event.id)
+            log.warning("rerun of run %s refused: %s", run.id, exc)
+        return
     else:
-        outcome.metrics.inc(SCHEDULE_OVERLAPS, schedule, "skipped")
-        log.info("schedule %s: run %s still running; event %s skipped (overlap: %s)", schedule, guard.holder,
-                 request.event.id, request.overlap)
-    return False
+        return
+    if not done:
+        log.info("%s of run %s ignored: it is %s", record.action, run.id, run.status)
 
 
-def _create(request: RunRequest, now: datetime, queued: bool = False) -> Change:
-    if request.error is not None or request.params is None:
-        return failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now)
-    return new_run(request.run_id, request.spec, request.rule, request.event, request.params, now,
-                   request.event_data, queued=queued)
-
-
-def _count(changes: list[Change], metrics: MetricsBatch) -> None:
+def _count(changes: list[Change], outcome: Outcome) -> None:
+    metrics = outcome.metrics
+    for schedule, action in outcome.effects.overlaps:
+        metrics.inc(SCHEDULE_OVERLAPS, schedule, action)
     for change in changes:
         run = change.run
         if change.created:

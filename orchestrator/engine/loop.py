@@ -37,10 +37,11 @@ from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
 from ..workflows.advance import Change, Timer
+from ..workflows.lifecycle import Guard, Resources
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
 from ..workflows.work import attempt_member
-from .batch import Batch, Guard, Outcome, apply_batch
+from .batch import Batch, Outcome, apply_batch
 from .cache import RunCache
 from .plan import plan_event
 from .sweeper import lost_attempts, stalled_attempts
@@ -78,6 +79,7 @@ class Engine:
         self._next_trim = 0.0
         self._next_stall_scan = 0.0
         self._cache = RunCache()
+        self._current = {name: wf.spec for name, wf in project.workflows.items()}  # what the workers run
         self._ride = RideOut("engine", log, self.keys)
         self._unfinished: list[Entry] = []
         self._release_guard = lua.register(client, "release_guard")
@@ -183,8 +185,8 @@ class Engine:
                 try:
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
-                    free = self._read_slots(pipe, batch.limits)
-                    outcome = apply_batch(batch, existing, self._clock(), held, free)
+                    free = self._read_slots(pipe, batch.limits(existing, self._current))
+                    outcome = apply_batch(batch, existing, self._clock(), Resources(free, held), self._current)
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
                     faults.hit("engine.before_commit")
@@ -231,9 +233,10 @@ class Engine:
         return out
 
     def _queue_writes(self, pipe: redis.client.Pipeline, outcome: Outcome, retried: bool) -> None:
-        for guard, run_id in outcome.take.items():
+        effects = outcome.effects
+        for guard, run_id in effects.take.items():
             pipe.set(self.keys.schedule_active(guard), run_id)
-        for guard, raw in outcome.queue.items():
+        for guard, raw in effects.queue.items():
             pipe.set(self.keys.schedule_queued(guard), raw, nx=True)
         for change in outcome.changes:
             self.store.write_change(pipe, change)
@@ -247,15 +250,15 @@ class Engine:
                 pipe.hdel(self.keys.engine_errors, *[e.id for e in outcome.ack])
         for entry, error in outcome.failed.items():
             pipe.hset(self.keys.engine_errors, entry.id, error)
-        for workflow, run_id in outcome.occupy:
+        for workflow, run_id in effects.occupy:
             pipe.sadd(self.keys.workflow_running(workflow), run_id)
-        for workflow, run_id, created in outcome.wait:
-            pipe.zadd(self.keys.workflow_queued(workflow), {run_id: int(created.timestamp() * 1000)})
-        for workflow, run_id in outcome.vacate:
+        for workflow, run_id, since in effects.wait:
+            pipe.zadd(self.keys.workflow_queued(workflow), {run_id: int(since.timestamp() * 1000)})
+        for workflow, run_id in effects.vacate:
             self._next_queued(keys=[self.keys.workflow_running(workflow), self.keys.workflow_queued(workflow),
                                     self.keys.results], args=[run_id, self.keys.run(""), self._clock().timestamp()],
                               client=pipe)
-        for guard, run_id in outcome.release:
+        for guard, run_id in effects.release:
             self._release_guard(keys=[self.keys.schedule_active(guard), self.keys.schedule_queued(guard),
                                       self.keys.events, self.keys.metric(SCHEDULE_OVERLAPS.name)],
                                 args=[run_id, counter_field(guard.split("/", 1)[0], "released")], client=pipe)
@@ -275,8 +278,10 @@ class Engine:
         if done:
             pipe.hdel(self.keys.inflight, *done)
         for change in outcome.changes:
-            if change.cancelled:
-                pipe.set(self.keys.cancel(change.run.id), 1, ex=int(self._settings.run_retention_s))
+            if change.cancel_attempts:  # workers stop these attempts (and no later one: a retry's)
+                marker = self.keys.cancel(change.run.id)
+                pipe.hset(marker, mapping=change.cancel_attempts)
+                pipe.expire(marker, int(self._settings.run_retention_s))
             if change.withdrawn:
                 self._dispatcher.withdraw(pipe, change.withdrawn)
 

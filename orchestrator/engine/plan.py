@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from ..errors import RuleError, WorkflowError
 from ..events.envelope import Event
 from ..jsonutil import dumps, loads
 from ..project import Project
 from ..rules.match import event_view
 from ..rules.model import Match, MatchResult
+from ..workflows.lifecycle import RunRequest
 from ..workflows.runs import EventRef, derive_run_id
-from ..workflows.spec import WorkflowSpec
 
 __all__ = ["RunRequest", "plan_event", "schedule_of"]
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """A run an event asks for; `error` is set when its parameters could not be rendered."""
-
-    run_id: str
-    rule: str
-    spec: WorkflowSpec
-    event: EventRef
-    params: dict[str, Any] | None
-    error: str | None = None
-    guard: str | None = None  # `<schedule>/<rule>` when the schedule limits overlapping runs
-    overlap: str = "allow"
-    raw: bytes | None = None  # the event as stored, kept when overlap is queue-one
-    event_data: Any = None  # the event's data, kept with the run
 
 
 HELD_FOR = "orchheldfor"  # extension of a tick queue-one held: the one rule it goes back to

@@ -15,6 +15,9 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:runs                         | zset   | engine                | entries older than run_retention_s removed |
 | <p>:runs:status:<status>         | zset   | engine                | as above                                   |
 | <p>:runs:workflow:<name>         | zset   | engine                | as above                                   |
+| <p>:runs:workflow:<name>:<status>| zset   | engine                | as above (runs of one workflow and status) |
+| <p>:runs:workflows               | set    | engine                | workflows that have run indexes (trimmed   |
+|                                  |        |                       | without scanning the keyspace)             |
 | <p>:engine:errors                | hash   | engine                | field removed when its entry is settled    |
 | <p>:schedule:<name>:tick:<ms>    | string | orch triggers (Lua)   | fencing token of one tick: the replica     |
 |                                  |        |                       | that fired it; max(catchup window, 1 day)  |
@@ -41,8 +44,9 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:workflow:<name>:running      | set    | engine (MULTI, Lua)   | runs holding a slot of a workflow with a   |
 |                                  |        |                       | concurrency limit; removed when they end   |
 | <p>:workflow:<name>:queued       | zset   | engine (MULTI, Lua)   | runs waiting for a slot (created ms)       |
-| <p>:cancel:<run_id>              | string | engine (MULTI)        | set while a cancelled run's attempts may   |
-|                                  |        |                       | still run; run_retention_s                 |
+| <p>:cancel:<run_id>              | hash   | engine (MULTI)        | node -> last attempt workers must stop (a  |
+|                                  |        |                       | cancelled or timed-out run's); later       |
+|                                  |        |                       | attempts (a retry's) run; run_retention_s  |
 
 Consumer group on both streams: `engine`.
 """
@@ -90,6 +94,14 @@ class Keys:
 
     def runs_by_workflow(self, workflow: str) -> str:
         return f"{self.prefix}:runs:workflow:{workflow}"
+
+    def runs_by_workflow_status(self, workflow: str, status: str) -> str:
+        return f"{self.prefix}:runs:workflow:{workflow}:{status}"
+
+    @property
+    def run_workflows(self) -> str:
+        """The workflows that have run indexes: what index trimming walks, instead of the keyspace."""
+        return f"{self.prefix}:runs:workflows"
 
     @property
     def engine_errors(self) -> str:

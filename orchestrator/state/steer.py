@@ -16,9 +16,9 @@ from typing import Any
 import redis
 
 from ..errors import OrchestratorError
+from ..workflows.lifecycle import rerun_id
 from ..workflows.records import ControlRecord
 from ..workflows.runs import Run, RunStatus
-from ..workflows.steering import rerun_id
 from .keys import Keys
 from .store import RunStore
 

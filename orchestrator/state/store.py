@@ -42,29 +42,31 @@ class RunStore:
 
     def write_change(self, pipe: Any, change: Change) -> None:
         run, key = change.run, self.keys.run(change.run.id)
+        created = _ms(run.created_at)
         if change.created:
             pipe.hset(key, mapping={**run.to_fields(spec=True), "v": 1})
-            created = _ms(run.created_at)
             pipe.zadd(self.keys.runs, {run.id: created})
             pipe.zadd(self.keys.runs_by_workflow(run.workflow), {run.id: created})
-            pipe.zadd(self.keys.runs_by_status(run.status), {run.id: created})
-        elif change.tasks or change.finished or change.reopened or change.promoted:
+            pipe.sadd(self.keys.run_workflows, run.workflow)
+        elif change.dirty:
             pipe.hset(key, mapping=run.to_fields(change.tasks))
             pipe.hincrby(key, "v", 1)
-            if change.reopened:  # a retried run: running again, kept until it finishes
-                pipe.zrem(self.keys.runs_by_status(RunStatus.FAILED), run.id)
-                pipe.zrem(self.keys.runs_by_status(RunStatus.CANCELLED), run.id)
-                pipe.zadd(self.keys.runs_by_status(RunStatus.RUNNING), {run.id: _ms(run.created_at)})
-                pipe.persist(key)
-            if change.promoted:  # a queued run got its slot
-                pipe.zrem(self.keys.runs_by_status(RunStatus.QUEUED), run.id)
-                pipe.zadd(self.keys.runs_by_status(RunStatus.RUNNING), {run.id: _ms(run.created_at)})
-            if change.finished:
-                pipe.zrem(self.keys.runs_by_status(RunStatus.RUNNING), run.id)
-                pipe.zrem(self.keys.runs_by_status(RunStatus.QUEUED), run.id)
-                pipe.zadd(self.keys.runs_by_status(run.status), {run.id: _ms(run.created_at)})
-        if change.finished:
+        if change.was is not run.status:
+            self._move(pipe, run, change.was, created)
+
+    def _move(self, pipe: Any, run: Run, was: RunStatus | None, created_ms: int) -> None:
+        """The run's status changed (or it is new): move it between the status indexes; a run that
+        finished expires after the retention, one running again (a retry) is kept."""
+        if was is not None:
+            pipe.zrem(self.keys.runs_by_status(was), run.id)
+            pipe.zrem(self.keys.runs_by_workflow_status(run.workflow, was), run.id)
+        pipe.zadd(self.keys.runs_by_status(run.status), {run.id: created_ms})
+        pipe.zadd(self.keys.runs_by_workflow_status(run.workflow, run.status), {run.id: created_ms})
+        key = self.keys.run(run.id)
+        if run.status in _TERMINAL_STATUSES:
             pipe.expire(key, int(self._retention_s))
+        elif was in _TERMINAL_STATUSES:
+            pipe.persist(key)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -72,14 +74,19 @@ class RunStore:
         fields = self._redis.hgetall(self.keys.run(run_id))
         return Run.from_fields(fields) if fields else None
 
+    def index(self, *, status: str | None = None, workflow: str | None = None) -> str:
+        """The index holding exactly the runs of `status` and/or `workflow` (all runs without either)."""
+        if status and workflow:
+            return self.keys.runs_by_workflow_status(workflow, status)
+        if status:
+            return self.keys.runs_by_status(status)
+        return self.keys.runs_by_workflow(workflow) if workflow else self.keys.runs
+
     def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Summaries of the newest runs, optionally of one status and/or workflow."""
-        index = (self.keys.runs_by_status(status) if status else
-                 self.keys.runs_by_workflow(workflow) if workflow else self.keys.runs)
+        """Summaries of the newest runs, optionally of one status and/or workflow: one index read, whatever
+        the filters (an entry whose run expired meanwhile is skipped)."""
         out: list[dict[str, Any]] = []
-        for meta in self._metas(index):
-            if (status and meta["status"] != status) or (workflow and meta["workflow"] != workflow):
-                continue
+        for meta in self._metas(self.index(status=status, workflow=workflow), page=limit):
             out.append(meta)
             if len(out) >= limit:
                 break
@@ -100,12 +107,16 @@ class RunStore:
             start += page
 
     def trim_indexes(self, now: datetime) -> int:
-        """Drop index entries of runs created before the retention window (their hashes expire on their own)."""
+        """Drop index entries of finished runs created before the retention window (their hashes expire on
+        their own). Work grows with the workflows, never with the keyspace: no SCAN."""
         cutoff = _ms(now) - int(self._retention_s * 1000)
+        workflows = sorted(w.decode() for w in self._redis.smembers(self.keys.run_workflows))
         pipe = self._redis.pipeline(transaction=False)
         pipe.zremrangebyscore(self.keys.runs, "-inf", cutoff)
         for status in _TERMINAL_STATUSES:
             pipe.zremrangebyscore(self.keys.runs_by_status(status), "-inf", cutoff)
-        for key in self._redis.scan_iter(match=self.keys.runs_by_workflow("*"), count=500):
-            pipe.zremrangebyscore(key, "-inf", cutoff)
+            for workflow in workflows:
+                pipe.zremrangebyscore(self.keys.runs_by_workflow_status(workflow, status), "-inf", cutoff)
+        for workflow in workflows:
+            pipe.zremrangebyscore(self.keys.runs_by_workflow(workflow), "-inf", cutoff)
         return sum(int(n) for n in pipe.execute())

@@ -23,7 +23,6 @@ from .policy import upstream_ready
 from .records import RecordKind, TaskRecord
 from .runs import (
     TERMINAL_STATES,
-    EventRef,
     Run,
     RunStatus,
     TaskRun,
@@ -32,15 +31,18 @@ from .runs import (
     job_id,
 )
 from .slots import collect
-from .spec import NodeSpec, WorkflowSpec, resolve
+from .spec import NodeSpec, resolve
 from .work import RUN_TIMER, Dispatch, Timer, attempt_member
 
-__all__ = ["RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "failed_run", "new_run",
-           "settle", "start_queued"]
+__all__ = ["RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "settle"]
+
 
 @dataclass
 class Change:
-    """What one batch did to one run: fields to write, work to dispatch, and facts for metrics."""
+    """What one batch did to one run: fields to write, work to dispatch, and facts for metrics.
+
+    `was` is the run's status when the batch read it (None for a run the batch created): the store
+    moves the run between its status indexes when it differs from the status at the end."""
 
     run: Run
     created: bool = False
@@ -53,58 +55,17 @@ class Change:
     running: dict[str, str] = field(default_factory=dict)  # attempt member -> worker, now in flight
     done: set[str] = field(default_factory=set)  # attempt members no longer in flight
     finished: bool = False
-    reopened: bool = False  # a finished run running again (retry)
-    promoted: bool = False  # a queued run that got its slot and started
-    cancelled: bool = False  # set the run's cancel marker so workers stop its running attempts
+    cancel_attempts: dict[str, int] = field(default_factory=dict)  # node -> last attempt workers must stop
     withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) to take off queues
+    was: RunStatus | None = None
+
+    def __post_init__(self) -> None:
+        if not self.created and self.was is None:
+            self.was = self.run.status
 
     @property
     def dirty(self) -> bool:
-        return self.created or bool(self.tasks) or self.finished or self.reopened or self.promoted
-
-
-def skeleton(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-             now: datetime, event_data: Any = None) -> Run:
-    tasks = {n.name: TaskRun(node=n.name, task=n.task, queue=n.queue) for n in spec.nodes}
-    return Run(id=run_id, workflow=spec.name, rule=rule, event=event, params=params, spec=spec,
-               created_at=now, tasks=tasks, event_data=event_data)
-
-
-def new_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-            now: datetime, event_data: Any = None, *, queued: bool = False) -> Change:
-    """A new run with its first tasks dispatched (and its timeout set, if the workflow has one); with
-    `queued`, a run that waits for a slot of its workflow's concurrency limit (`start_queued` starts it)."""
-    change = Change(skeleton(run_id, spec, rule, event, params, now, event_data), created=True)
-    if queued:
-        change.run.status = RunStatus.QUEUED
-        return change
-    _begin(change, now)
-    return change
-
-
-def start_queued(change: Change, now: datetime) -> bool:
-    """Start a run that waited for a slot; False when it is no longer waiting (e.g. cancelled)."""
-    if change.run.status is not RunStatus.QUEUED:
-        return False
-    change.run.status, change.promoted = RunStatus.RUNNING, True
-    _begin(change, now)
-    return True
-
-
-def _begin(change: Change, now: datetime) -> None:
-    spec = change.run.spec
-    if spec.timeout_s is not None:
-        change.timers.append(Timer(change.run.id, RUN_TIMER, 0, now + timedelta(seconds=spec.timeout_s)))
-    settle(change, now)
-
-
-def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, error: str, now: datetime) -> Change:
-    """A run that failed before any task could start (its parameters could not be rendered)."""
-    run = skeleton(run_id, spec, rule, event, {}, now)
-    for task in run.tasks.values():
-        task.state, task.error = TaskState.SKIPPED, "the run failed before it started"
-    run.status, run.error, run.finished_at = RunStatus.FAILED, error, now
-    return Change(run, created=True, finished=True)
+        return self.created or bool(self.tasks) or self.finished or self.was is not self.run.status
 
 
 def node_of(run: Run, task: TaskRun) -> NodeSpec:
@@ -169,15 +130,11 @@ def _failed_attempt(change: Change, task: TaskRun, retryable: bool | None, now: 
 
 
 def apply_timer(change: Change, timer: Timer, now: datetime, *, settle_now: bool = True) -> bool:
-    """Fire a timer: dispatch the retry it waits for, or time the run out. False when it is stale."""
+    """Fire a retry timer: dispatch the attempt it waits for. False when it is stale. (A run's timeout
+    timer, node RUN_TIMER, is lifecycle.timeout's.)"""
     run = change.run
-    if run.status is not RunStatus.RUNNING:
+    if run.status is not RunStatus.RUNNING or timer.node == RUN_TIMER:
         return False
-    if timer.node == RUN_TIMER:
-        from .steering import stop_run
-
-        stop_run(change, now, RunStatus.FAILED, f"the run timed out after {run.spec.timeout_s:g}s")
-        return True
     task = run.tasks.get(timer.node)
     if task is None or task.state is not TaskState.RETRYING or task.attempt != timer.attempt:
         return False

@@ -95,6 +95,24 @@ def commands(word: str):
 @workflow(timeout_s=1)
 def too_slow():
     slow(30)
+
+
+@task
+def patient(first_s: float) -> int:
+    """Slow on its first attempt only: a retry's attempt outlives a heartbeat or two, then succeeds."""
+    ctx = current()
+    time.sleep(first_s if ctx.attempt == 1 else 1.5)
+    return ctx.attempt
+
+
+@workflow
+def patient_flow(first_s: float):
+    patient(first_s)
+
+
+@workflow(timeout_s=3)
+def patient_timed(first_s: float):
+    patient(first_s)
 '''
 
 RULES = """\
@@ -105,6 +123,8 @@ rules:
   - {name: fan, type: test.fan, workflow: fan, params: {n: "{{ data.n }}"}}
   - {name: commands, type: test.shell, workflow: commands, params: {word: "{{ data.word }}"}}
   - {name: too-slow, type: test.too_slow, workflow: too_slow}
+  - {name: patient, type: test.patient, workflow: patient_flow, params: {first_s: "{{ data.first_s }}"}}
+  - {name: patient-timed, type: test.patient_timed, workflow: patient_timed, params: {first_s: "{{ data.first_s }}"}}
 """
 
 
@@ -207,3 +227,22 @@ def test_a_run_that_outlives_its_timeout_fails_and_cancels_its_tasks(stack: Stac
     assert run["status"] == "failed" and run["error"] == "the run timed out after 1s"
     assert task_of(run, "slow")["state"] == "cancelled"
     assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize("how", ["cancelled", "timed out"])
+def test_a_retried_run_is_not_stopped_again_by_the_cancel_that_ended_it(stack: Stack, how: str) -> None:
+    """The cancel marker once named the run, so the heartbeat killed the retried attempt too."""
+    kind = "test.patient" if how == "cancelled" else "test.patient_timed"
+    run_id = emit(stack, kind, {"first_s": 30})
+    wait_for(lambda: task_of(orch_json("runs", "show", run_id, env=stack.env), "patient")["state"] == "running", 20,
+             "the first attempt to start")
+    if how == "cancelled":
+        orch("runs", "cancel", run_id, env=stack.env)
+    ended = finished(stack, run_id, 20)
+    assert ended["status"] == ("cancelled" if how == "cancelled" else "failed")
+
+    retried = orch_json("runs", "retry", run_id, "--wait", env=stack.env)
+
+    assert retried["status"] == "succeeded", retried
+    patient = task_of(retried["result"], "patient")
+    assert (patient["state"], patient["attempt"], patient["result"]) == ("succeeded", 2, 2)

@@ -309,3 +309,34 @@ def test_cancelling_a_queued_run_does_not_take_a_slot(r: redis.Redis, redis_url:
 
     statuses = [str(stack.run("r", "/orch/client", i).status) for i in ids]
     assert statuses == ["succeeded", "cancelled", "succeeded"]
+
+
+@pytest.mark.parametrize("action", ["retry", "rerun"])
+def test_a_retry_or_rerun_waits_for_a_slot_like_a_new_run(r: redis.Redis, redis_url: str, tmp_path: Path,
+                                                          action: str) -> None:
+    """Slots used to be taken only by new runs: a retried or rerun run ran beside a running one."""
+    from orchestrator.state.steer import request
+
+    project = _one_at_a_time(tmp_path)
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
+    first, second = stack.emit("t.x", None), stack.emit("t.x", None)
+    stack.engine.step(block=False)
+    cancelled = stack.run("r", "/orch/client", first)
+    request(r, stack.engine.keys, stack.engine.store, "cancel", cancelled.id)
+    stack.engine.step(block=False)  # the cancel frees the slot: a `start` record for the second run...
+    stack.engine.step(block=False)  # ...which starts it
+    holder = stack.run("r", "/orch/client", second)
+    assert str(holder.status) == "running"
+
+    steered = request(r, stack.engine.keys, stack.engine.store, action, cancelled.id)
+    stack.engine.step(block=False)
+
+    waiting = stack.engine.store.get(steered.new_run or cancelled.id)
+    assert waiting is not None and str(waiting.status) == "queued", "it must wait for the running run's slot"
+    assert r.smembers("orch:workflow:one_at_a_time:running") == {holder.id.encode()}
+    assert [q["id"] for q in stack.engine.store.list(status="queued", workflow="one_at_a_time")] == [waiting.id]
+    stack.drain()
+    done = stack.engine.store.get(waiting.id)
+    assert done is not None and str(done.status) == "succeeded"
+    assert done.tasks["step"].queued_at >= stack.run("r", "/orch/client", second).finished_at  # type: ignore[operator]
+    assert r.scard("orch:workflow:one_at_a_time:running") == 0

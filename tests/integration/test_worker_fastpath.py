@@ -311,3 +311,22 @@ def test_a_worker_presumed_dead_while_stopped_hands_back_what_it_held_and_runs_n
         assert [x.kind for x in by_run[f"run{i:04d}"]] == [RecordKind.STARTED, RecordKind.SUCCEEDED], "once each"
     assert [x.kind for x in by_run["run0000"]][-2:] == [RecordKind.FAILED, RecordKind.SUCCEEDED], (
         "the nap was reported lost, then (it was only stopped) finished: the engine ignores the stale report")
+
+
+def test_a_dead_workers_started_job_fails_with_its_record_in_one_step(r: redis.Redis, fast_settings: Settings) -> None:
+    """release.lua alone (no second round trip) both fails the job and writes its attempt's WorkerLost record."""
+    from executors.fastpath import release
+    from orchestrator.state.lua import Scripts
+
+    (item,) = dispatch(r, fast_settings, [("nap", [30])])
+    r.lmove(queue_key("orch.default"), KEYS.worker_claimed("ghost"), "LEFT", "RIGHT")  # claimed by "ghost"...
+    r.hset(job_key(item.job_id), "status", "started")  # ...which started it, then died without a heartbeat
+    r.zadd(KEYS.workers, {"ghost": 1})
+
+    requeued, failed = release(r, Scripts(r), KEYS, "ghost", "dead", "worker ghost was lost")
+
+    assert (requeued, failed) == ([], [item.job_id])
+    assert r.hget(job_key(item.job_id), "status") == b"failed"
+    (record,) = records(r)[item.run_id]
+    assert (record.kind, record.node, record.attempt, record.error_type, record.worker) == (
+        RecordKind.FAILED, "nap", 1, "WorkerLost", "ghost")

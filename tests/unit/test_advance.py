@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from orchestrator import task, workflow
-from orchestrator.workflows.advance import Change, Dispatch, apply_record, failed_run, new_run
+from orchestrator.workflows.advance import Change, Dispatch, apply_record
+from orchestrator.workflows.lifecycle import failed_run, new_run
 from orchestrator.workflows.policy import upstream_ready
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import EventRef, Run, RunStatus, TaskRun, TaskState, derive_run_id, job_id

@@ -1,4 +1,4 @@
-"""④ ⑧ Retries with backoff, dependency policies, conditions, fan-out, run timeouts and steering. Pure."""
+"""④ ⑧ Retries with backoff, dependency policies, conditions and fan-out. Pure (run timeouts and steering: test_lifecycle)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from orchestrator import WorkflowError, task, workflow
-from orchestrator.workflows.advance import RUN_TIMER, Change, Timer, apply_record, apply_timer, new_run
+from orchestrator.workflows.advance import Change, Timer, apply_record, apply_timer
+from orchestrator.workflows.lifecycle import new_run
 from orchestrator.workflows.policy import RetryPolicy
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import EventRef, Run, RunStatus, TaskState
 from orchestrator.workflows.spec import WorkflowSpec
-from orchestrator.workflows.steering import cancel_run, rerun, retry_run
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 EVENT = EventRef(id="e-1", source="/test", type="test")
@@ -246,47 +246,3 @@ def test_a_stored_run_keeps_the_items_of_a_mapped_task_in_order() -> None:
     run_ok(change, "listing", [5, 6])
     stored = Run.from_fields({k.encode(): v for k, v in change.run.to_fields(spec=True).items()})
     assert list(stored.tasks) == ["listing", "double", "double[0]", "double[1]", "total"]
-
-
-# -- run timeout and steering ------------------------------------------------------------------------------
-
-
-@workflow(timeout_s=60)
-def timed(x: int) -> None:
-    plain(plain.with_options(name="first")(x))
-
-
-def test_a_run_times_out_and_cancels_what_is_left() -> None:
-    change = start(timed.spec, x=1)
-    assert change.timers == [Timer("r", RUN_TIMER, 0, at(60))]
-    report(change, "first", RecordKind.STARTED)
-    later = Change(change.run)
-    assert apply_timer(later, Timer("r", RUN_TIMER, 0, at(60)), at(60))
-    assert later.run.status is RunStatus.FAILED and later.run.error == "the run timed out after 60s"
-    assert states(later) == {"first": "cancelled", "plain": "cancelled"}
-    assert later.done == {"r\x1ffirst\x1f1"} and later.cancelled
-
-
-def test_cancel_then_retry_then_rerun() -> None:
-    change = start(timed.spec, x=1)
-    assert cancel_run(change, at(1), "alice")
-    assert change.run.status is RunStatus.CANCELLED and change.run.error == "cancelled by alice"
-    assert not cancel_run(change, at(2))
-
-    again = Change(change.run)
-    assert retry_run(again, at(3))
-    assert again.reopened and again.run.status is RunStatus.RUNNING
-    assert [(d.node, d.attempt) for d in again.dispatches] == [("first", 2)]
-    assert again.run.tasks["first"].history[0]["state"] == "cancelled"
-    run_ok(again, "first", 5, seconds=4)
-    run_ok(again, "plain", 5, seconds=5)
-    assert again.run.status is RunStatus.SUCCEEDED and not retry_run(Change(again.run), at(6))
-
-    copy = rerun(again.run, "r2", at(7), from_node="plain")
-    assert copy.created and copy.run.rerun_of == "r" and copy.run.id == "r2"
-    assert states(copy) == {"first": "succeeded", "plain": "queued"}
-    assert copy.dispatches[0].args == [5]
-    full = rerun(again.run, "r3", at(7))
-    assert states(full) == {"first": "queued", "plain": "pending"}
-    with pytest.raises(WorkflowError, match="has no task 'nope'"):
-        rerun(again.run, "r4", at(7), from_node="nope")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from orchestrator import task, workflow
 from orchestrator.engine.sweeper import lost_attempts, stalled_attempts
-from orchestrator.workflows.advance import new_run
+from orchestrator.workflows.lifecycle import new_run
 from orchestrator.workflows.runs import EventRef
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
