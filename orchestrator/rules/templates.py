@@ -4,21 +4,27 @@ A value that is exactly one expression, `"{{ event.data.total }}"`, keeps the ex
 number stays a number, a dict a dict). Any other string with `{{ }}` renders to a string. Values
 without templates pass through unchanged. Undefined names are errors (StrictUndefined), and event data
 is only ever a value in the context, never compiled as a template.
+
+Rendering is bounded while it runs (sandbox.py, limits.py): each render has a deadline and a budget of loop
+iterations and calls, no operation may build a value over MAX_VALUE_CHARS, and text is counted as it is
+produced, stopping at MAX_RENDERED_BYTES. Exceeding a limit is a RuleError for that event, like any other
+template failure.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import RuleError
 from ..jsonutil import JSONValueError, check_json, dumps
+from .limits import HINT, MAX_VALUE_CHARS, measure, render_budget
+from .sandbox import BoundedSandbox
 
 __all__ = ["MAX_RENDERED_BYTES", "ParamsTemplate", "TemplateCompileError"]
 
@@ -43,8 +49,8 @@ class TemplateCompileError(ValueError):
 
 
 @functools.lru_cache(maxsize=1)
-def _env() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+def _env() -> BoundedSandbox:
+    return BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -78,34 +84,59 @@ def _compile(value: Any, path: Path) -> Any:
     return value
 
 
+def _render_text(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+    """The template's text, counted as it is produced: a loop that emits too much stops at the limit."""
+    chunks: list[str] = []
+    size = 0
+    stream = cast(Generator[str, None, None], template.generate(**context))
+    try:
+        for chunk in stream:
+            size += len(chunk)  # characters, never more than its UTF-8 bytes (_check_rendered counts those)
+            if size > MAX_RENDERED_BYTES:
+                raise RuleError(f"rendered value is over the limit of {MAX_RENDERED_BYTES} bytes "
+                                f"(stopped after {size} characters); {HINT}")
+            chunks.append(chunk)
+    finally:
+        stream.close()
+    return "".join(chunks)
+
+
 def _evaluate(value: _Expr | _Text, context: Mapping[str, Any], where: str) -> Any:
     # Templates are the rule author's code running on event data: any error they raise is the rule's.
+    with render_budget():
+        try:
+            out = value.fn(**context) if isinstance(value, _Expr) else _render_text(value.template, context)
+        except RuleError as exc:  # a limit of the sandbox: say which template hit it
+            raise RuleError(f"{where}: {exc}") from None
+        except jinja2.TemplateError as exc:
+            raise RuleError(f"{where}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise RuleError(f"{where}: {type(exc).__name__}: {exc}") from None
+    if isinstance(out, jinja2.Undefined):
+        raise RuleError(f"{where}: {out._undefined_message}")
+    return out
+
+
+def _check_rendered(out: Any, where: str) -> None:
+    # Measured first: check_json and dumps walk a list that holds itself many times over once per copy.
+    if not isinstance(out, str) and measure(out) > MAX_VALUE_CHARS:
+        raise RuleError(f"{where}: rendered value is more than {MAX_VALUE_CHARS} characters, "
+                        f"over the limit of {MAX_RENDERED_BYTES} bytes; {HINT}")
     try:
-        if isinstance(value, _Expr):
-            out = value.fn(**context)
-            if isinstance(out, jinja2.Undefined):
-                raise RuleError(f"{where}: {out._undefined_message}")
-            return out
-        return value.template.render(**context)
-    except RuleError:
-        raise
-    except jinja2.TemplateError as exc:
-        raise RuleError(f"{where}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001
-        raise RuleError(f"{where}: {type(exc).__name__}: {exc}") from None
+        check_json(out, where)
+    except JSONValueError as exc:
+        raise RuleError(str(exc)) from None
+    size = len(out.encode()) if isinstance(out, str) else len(dumps(out))
+    if size > MAX_RENDERED_BYTES:
+        raise RuleError(f"{where}: rendered value is {size} bytes, over the limit of {MAX_RENDERED_BYTES}")
 
 
 def _render(value: Any, context: Mapping[str, Any], path: Path) -> Any:
     if isinstance(value, _Expr | _Text):
         where = _show(path)
-        out = _evaluate(value, context, where)
-        try:
-            check_json(out, where)
-        except JSONValueError as exc:
-            raise RuleError(str(exc)) from None
-        size = len(out.encode()) if isinstance(out, str) else len(dumps(out))
-        if size > MAX_RENDERED_BYTES:
-            raise RuleError(f"{where}: rendered value is {size} bytes, over the limit of {MAX_RENDERED_BYTES}")
+        with render_budget():
+            out = _evaluate(value, context, where)
+            _check_rendered(out, where)
         return out
     if isinstance(value, dict):
         return {k: _render(v, context, (*path, k)) for k, v in value.items()}
@@ -157,5 +188,6 @@ class ParamsTemplate:
         self._compiled = {k: _compile(v, ("params", k)) for k, v in params.items()}
 
     def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        """The parameters for one event; RuleError names the parameter that failed."""
-        return {k: _render(v, context, ("params", k)) for k, v in self._compiled.items()}
+        """The parameters for one event, all rendered within one budget; RuleError names the one that failed."""
+        with render_budget():
+            return {k: _render(v, context, ("params", k)) for k, v in self._compiled.items()}
