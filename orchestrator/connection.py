@@ -1,30 +1,39 @@
-"""Redis connections from Settings: where Redis is, whether it is good enough. No module-level clients."""
+"""Redis connections from Settings: where Redis is, whether it is good enough. No module-level clients.
+
+Whether a server is good enough is decided once, without I/O, by `server_check` (a generator that
+yields the commands to send and reads their replies); `check_server` (blocking) and `check_server_async`
+(asyncio) are its shells and only send the commands.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psutil
 import redis
+import redis.asyncio
 
 from .errors import RedisUnavailableError
 from .settings import Settings
 
 __all__ = [
     "MIN_REDIS_VERSION",
+    "Command",
     "address_file",
     "check_info",
     "check_server",
+    "check_server_async",
     "connect",
     "read_address_file",
     "redact_url",
     "resolve_redis_url",
+    "server_check",
     "unreachable_error",
     "warn_about_eviction",
 ]
@@ -95,22 +104,60 @@ def connect(settings: Settings, *, check: bool = True) -> redis.Redis:
     return client
 
 
+Command = tuple[str, ...]  # a Redis command and its arguments, as `execute_command` takes them
+
+
+def server_check(url: str = "") -> Generator[Command, Any, tuple[int, ...]]:
+    """Refuse a Redis older than 6.2; warn about settings that lose data. Returns the server version.
+
+    The sans-I/O core of the check: it yields each command to send (arguments of `execute_command`) and
+    is sent back its reply, or the RedisError that sending it raised. `check_server` and
+    `check_server_async` only perform the calls.
+    """
+    info = yield ("INFO", "server")
+    if isinstance(info, redis.RedisError):
+        raise unreachable_error(url, info) from info
+    version = check_info(info, url)
+    policy = yield ("CONFIG GET", "maxmemory-policy")
+    if isinstance(policy, redis.ResponseError):  # CONFIG may be disabled on managed Redis
+        policy = {}
+    elif isinstance(policy, redis.RedisError):
+        raise policy
+    warn_about_eviction(policy)
+    return version
+
+
 def check_server(client: redis.Redis, url: str = "") -> tuple[int, ...]:
     """Refuse a Redis older than 6.2; warn about settings that lose data. Returns the server version.
 
-    `AsyncClient` does the same with awaited calls, through the same `check_info` and `warn_about_eviction`.
+    The blocking shell of `server_check`: it sends the commands and hands back their replies.
     """
+    steps = server_check(url)
     try:
-        info = client.info("server")
-    except redis.RedisError as exc:
-        raise unreachable_error(url, exc) from exc
-    version = check_info(info, url)
+        command = next(steps)
+        while True:
+            try:
+                reply = client.execute_command(*command)
+            except redis.RedisError as exc:
+                reply = exc
+            command = steps.send(reply)
+    except StopIteration as done:
+        return cast("tuple[int, ...]", done.value)
+
+
+async def check_server_async(client: redis.asyncio.Redis, url: str = "") -> tuple[int, ...]:
+    """`check_server` for an asyncio client (AsyncClient, on first use): `server_check`, awaited."""
+    steps = server_check(url)
     try:
-        policy = client.config_get("maxmemory-policy")
-    except redis.ResponseError:  # CONFIG may be disabled on managed Redis
-        policy = {}
-    warn_about_eviction(policy)
-    return version
+        command = next(steps)
+        while True:
+            try:
+                reply = await client.execute_command(*command)
+            except redis.RedisError as exc:
+                reply = exc
+            command = steps.send(reply)
+    except StopIteration as done:
+        return cast("tuple[int, ...]", done.value)
 
 
 def unreachable_error(url: str, exc: Exception) -> RedisUnavailableError:

@@ -13,6 +13,11 @@ source and id within the dedup window, in which case it is not published again).
 events the same way (`_EventFactory`): defaults for `id`, `time` and `source`, the same validation,
 and the causation attributes (`orchrun`, `orchtask`) when emitting from inside a task. Sources under
 `/schedules/`, `/hooks/` and `/watches/` are refused (EventError): they belong to orch's own triggers.
+
+Everything but I/O is written once, in `_ClientCore` (settings, publisher options, building events)
+and in the cores under it (`publish.Planner`, `connection.server_check`). `Client` and `AsyncClient`
+are shells: their `emit`, `emit_many` and `publish` hand the core's events to one I/O method,
+`_publish`, and differ only in awaiting it.
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 import redis.asyncio
 
-from ..connection import check_info, connect, resolve_redis_url, unreachable_error, warn_about_eviction
+from ..connection import check_server_async, connect, resolve_redis_url
 from ..errors import EventError
 from ..settings import Settings
 from ..state.keys import Keys
@@ -40,10 +45,6 @@ __all__ = ["DEFAULT_SOURCE", "AsyncClient", "Client", "emit"]
 DEFAULT_SOURCE = "/orch/client"
 
 EventLike = Event | Mapping[str, Any]
-
-
-def _settings(redis_url: str | None, settings: Settings | None) -> Settings:
-    return settings or (Settings(redis_url=redis_url) if redis_url else Settings())
 
 
 class _EventFactory:
@@ -84,7 +85,27 @@ class _EventFactory:
         return event_from_mapping(values, where=f"events[{index}]")
 
 
-class Client(_EventFactory):
+class _PublisherOptions(TypedDict):
+    keys: Keys
+    dedup_window_s: float
+    max_bytes: int
+
+
+class _ClientCore(_EventFactory):
+    """What both clients hold and decide without I/O: their settings, default source and publisher."""
+
+    def __init__(self, redis_url: str | None, settings: Settings | None, *, source: str,
+                 owns_connection: bool) -> None:
+        self.settings = settings or (Settings(redis_url=redis_url) if redis_url else Settings())
+        self.source = source
+        self._owns_connection = owns_connection
+
+    def _publisher_options(self) -> _PublisherOptions:
+        return {"keys": Keys(self.settings.key_prefix), "dedup_window_s": self.settings.event_dedup_window_s,
+                "max_bytes": self.settings.event_max_bytes}
+
+
+class Client(_ClientCore):
     """Publishes events to orch from any Python application. Thread-safe; reuse one per process."""
 
     def __init__(
@@ -95,16 +116,9 @@ class Client(_EventFactory):
         connection: redis.Redis | None = None,
         source: str = DEFAULT_SOURCE,
     ) -> None:
-        self.settings = _settings(redis_url, settings)
-        self._owns_connection = connection is None
+        super().__init__(redis_url, settings, source=source, owns_connection=connection is None)
         self._redis = connection if connection is not None else connect(self.settings)
-        self.source = source
-        self._publisher = Publisher(
-            self._redis,
-            Keys(self.settings.key_prefix),
-            dedup_window_s=self.settings.event_dedup_window_s,
-            max_bytes=self.settings.event_max_bytes,
-        )
+        self._publisher = Publisher(self._redis, **self._publisher_options())
 
     def emit(
         self,
@@ -121,7 +135,7 @@ class Client(_EventFactory):
         """Publish one event and return its id. Raises EventError if it is invalid."""
         event = self._event(type, data, source=source, subject=subject, id=id, time=time,
                             datacontenttype=datacontenttype, extensions=extensions)
-        return self._publisher.publish([event])[0].event_id
+        return self._publish([event])[0].event_id
 
     def emit_many(self, events: Iterable[EventLike]) -> list[str]:
         """Publish many events in pipelined batches and return their ids, in order.
@@ -133,7 +147,10 @@ class Client(_EventFactory):
 
     def publish(self, events: Iterable[EventLike]) -> list[Published]:
         """Like `emit_many`, with the stream entry id and whether each event was a duplicate."""
-        return self._publisher.publish(self._events(events))
+        return self._publish(self._events(events))
+
+    def _publish(self, events: list[Event]) -> list[Published]:
+        return self._publisher.publish(events)
 
     def close(self) -> None:
         """Release the connection pool if this client created it."""
@@ -148,7 +165,7 @@ class Client(_EventFactory):
         self.close()
 
 
-class AsyncClient(_EventFactory):
+class AsyncClient(_ClientCore):
     """`Client` for asyncio applications: the same events, validation and dedup, awaited.
 
     Use one per event loop (its connections belong to the loop that first used them); close it with
@@ -163,19 +180,12 @@ class AsyncClient(_EventFactory):
         connection: redis.asyncio.Redis | None = None,
         source: str = DEFAULT_SOURCE,
     ) -> None:
-        self.settings = _settings(redis_url, settings)
-        self._owns_connection = connection is None
+        super().__init__(redis_url, settings, source=source, owns_connection=connection is None)
         self._url = resolve_redis_url(self.settings) if connection is None else ""
         self._redis = connection if connection is not None else redis.asyncio.Redis.from_url(
             self._url, health_check_interval=30, socket_keepalive=True)
         self._checked = connection is not None
-        self.source = source
-        self._publisher = AsyncPublisher(
-            self._redis,
-            Keys(self.settings.key_prefix),
-            dedup_window_s=self.settings.event_dedup_window_s,
-            max_bytes=self.settings.event_max_bytes,
-        )
+        self._publisher = AsyncPublisher(self._redis, **self._publisher_options())
 
     async def emit(
         self,
@@ -204,22 +214,9 @@ class AsyncClient(_EventFactory):
 
     async def _publish(self, events: list[Event]) -> list[Published]:
         if not self._checked:
-            await self._check_server()
+            await check_server_async(self._redis, self._url)
+            self._checked = True
         return await self._publisher.publish(events)
-
-    async def _check_server(self) -> None:
-        """`connection.check_server`, awaited: the same INFO check and eviction warning."""
-        try:
-            info = await self._redis.info("server")
-        except redis.RedisError as exc:
-            raise unreachable_error(self._url, exc) from exc
-        check_info(info, self._url)
-        try:
-            policy = await self._redis.config_get("maxmemory-policy")
-        except redis.ResponseError:  # CONFIG may be disabled on managed Redis
-            policy = {}
-        warn_about_eviction(policy)
-        self._checked = True
 
     async def aclose(self) -> None:
         """Release the connection pool if this client created it."""

@@ -1,13 +1,21 @@
 """② Publishing events: dedup on (source, id) and XADD in one Lua script, in batches.
 
-`Publisher` (blocking redis-py) and `AsyncPublisher` (redis.asyncio) share the preparation and the
-reply parsing; only the call differs. An event counts as accepted once the script returned.
+A sans-I/O core under two thin shells, the way h11 sits under httpx:
+
+    Planner.plan(events) -> Plan    pure: encode the events, one script call per CHUNK of them, the calls
+                                    grouped into round trips (a lone call goes direct, more go pipelined,
+                                    PIPELINE calls per round trip)
+    Plan.outcome(replies)           pure: the script's replies, in order, read as one Published per event
+    Publisher, AsyncPublisher       I/O only: send each round trip with redis-py or redis.asyncio
+
+Everything that can fail without Redis (an event over the size limit) fails in `plan`, before anything
+is sent. An event counts as accepted once the script returned.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +29,24 @@ from ..state import lua
 from ..state.keys import Keys
 from .envelope import Event
 
-__all__ = ["CHUNK", "PIPELINE", "AsyncPublisher", "Published", "Publisher", "dedup_digest", "encode_events"]
+__all__ = [
+    "CHUNK",
+    "PIPELINE",
+    "AsyncPublisher",
+    "Plan",
+    "Planner",
+    "Published",
+    "Publisher",
+    "RoundTrip",
+    "dedup_digest",
+    "encode_events",
+]
 
 CHUNK = 500  # events per script call: bounds how long one call holds Redis (~1 ms)
 PIPELINE = 20  # script calls per round trip when publishing more than one chunk
+
+Call = tuple[list[str], list[Any]]  # one call of publish.lua: its KEYS and ARGV
+Reply = list[Any]  # what one call returns: an entry id per event, "=" before it for a duplicate
 
 
 @dataclass(frozen=True)
@@ -34,6 +56,32 @@ class Published:
     event_id: str
     entry_id: str
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """Script calls sent together: one direct call, or (`pipelined`) up to PIPELINE in one pipeline."""
+
+    calls: list[Call]
+    pipelined: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What publishing `events` sends, round trip by round trip, and how to read what comes back."""
+
+    events: Sequence[Event]
+    round_trips: list[RoundTrip]
+
+    def outcome(self, replies: Iterable[Reply]) -> list[Published]:
+        """One Published per event, from the replies of every call in the plan, in order."""
+        flat = [item for reply in replies for item in reply]
+        out = []
+        for event, raw in zip(self.events, flat, strict=True):
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            duplicate = text.startswith("=")
+            out.append(Published(event.id, text[1:] if duplicate else text, duplicate))
+        return out
 
 
 def dedup_digest(source: str, event_id: str) -> str:
@@ -54,35 +102,32 @@ def encode_events(events: Sequence[Event], max_bytes: int) -> list[bytes]:
     return encoded
 
 
-class _Base:
+class Planner:
+    """The sans-I/O core of both publishers: turns events into a Plan, for one deployment's keys."""
+
     def __init__(self, keys: Keys, *, dedup_window_s: float, max_bytes: int, trigger: str) -> None:
         self._keys = keys
         self._window = str(max(1, int(dedup_window_s)))
         self._max_bytes = max_bytes
         self._trigger = trigger
 
-    def _calls(self, events: Sequence[Event]) -> list[tuple[list[str], list[Any]]]:
+    def plan(self, events: Sequence[Event]) -> Plan:
+        """The round trips that publish `events` (none for no events); raises EventTooLargeError."""
         payloads = encode_events(events, self._max_bytes)
-        calls = []
-        for start in range(0, len(events), CHUNK):
-            chunk = events[start:start + CHUNK]
-            keys = [self._keys.events, self._keys.metric(EVENTS_RECEIVED.name)]
-            keys += [self._keys.dedup(dedup_digest(e.source, e.id)) for e in chunk]
-            calls.append((keys, [self._window, self._trigger, *payloads[start:start + CHUNK]]))
-        return calls
+        calls = [self._call(events[start:start + CHUNK], payloads[start:start + CHUNK])
+                 for start in range(0, len(events), CHUNK)]
+        if len(calls) == 1:
+            return Plan(events, [RoundTrip(calls, pipelined=False)])
+        return Plan(events, [RoundTrip(calls[start:start + PIPELINE], pipelined=True)
+                             for start in range(0, len(calls), PIPELINE)])
 
-    @staticmethod
-    def _parse(events: Sequence[Event], replies: list[list[bytes]]) -> list[Published]:
-        flat = [item for reply in replies for item in reply]
-        out = []
-        for event, raw in zip(events, flat, strict=True):
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
-            duplicate = text.startswith("=")
-            out.append(Published(event.id, text[1:] if duplicate else text, duplicate))
-        return out
+    def _call(self, chunk: Sequence[Event], payloads: list[bytes]) -> Call:
+        keys = [self._keys.events, self._keys.metric(EVENTS_RECEIVED.name)]
+        keys += [self._keys.dedup(dedup_digest(e.source, e.id)) for e in chunk]
+        return keys, [self._window, self._trigger, *payloads]
 
 
-class Publisher(_Base):
+class Publisher(Planner):
     """Publishes events with a blocking Redis client."""
 
     def __init__(self, client: redis.Redis, keys: Keys, *, dedup_window_s: float, max_bytes: int,
@@ -93,22 +138,20 @@ class Publisher(_Base):
 
     def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
-        if not events:
-            return []
-        calls = self._calls(events)
-        if len(calls) == 1:
-            keys, args = calls[0]
-            return self._parse(events, [self._script(keys=keys, args=args)])
-        replies: list[list[bytes]] = []
-        for start in range(0, len(calls), PIPELINE):
-            pipe = self._redis.pipeline(transaction=False)
-            for keys, args in calls[start:start + PIPELINE]:
-                self._script(keys=keys, args=args, client=pipe)
-            replies.extend(pipe.execute())
-        return self._parse(events, replies)
+        plan = self.plan(events)
+        return plan.outcome([reply for trip in plan.round_trips for reply in self._send(trip)])
+
+    def _send(self, trip: RoundTrip) -> list[Reply]:
+        if not trip.pipelined:
+            ((keys, args),) = trip.calls
+            return [self._script(keys=keys, args=args)]
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in trip.calls:
+            self._script(keys=keys, args=args, client=pipe)
+        return list(pipe.execute())
 
 
-class AsyncPublisher(_Base):
+class AsyncPublisher(Planner):
     """Publishes events with an asyncio Redis client (the HTTP API's and AsyncClient's path)."""
 
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, *, dedup_window_s: float, max_bytes: int,
@@ -119,16 +162,14 @@ class AsyncPublisher(_Base):
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
-        if not events:
-            return []
-        calls = self._calls(events)
-        if len(calls) == 1:
-            keys, args = calls[0]
-            return self._parse(events, [await self._script(keys=keys, args=args)])
-        replies: list[list[bytes]] = []
-        for start in range(0, len(calls), PIPELINE):
-            pipe = self._redis.pipeline(transaction=False)
-            for keys, args in calls[start:start + PIPELINE]:
-                await self._script(keys=keys, args=args, client=pipe)  # queued: nothing is sent yet
-            replies.extend(await pipe.execute())
-        return self._parse(events, replies)
+        plan = self.plan(events)
+        return plan.outcome([reply for trip in plan.round_trips for reply in await self._send(trip)])
+
+    async def _send(self, trip: RoundTrip) -> list[Reply]:
+        if not trip.pipelined:
+            ((keys, args),) = trip.calls
+            return [await self._script(keys=keys, args=args)]
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in trip.calls:
+            await self._script(keys=keys, args=args, client=pipe)  # queued on the pipeline: nothing is sent yet
+        return list(await pipe.execute())

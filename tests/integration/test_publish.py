@@ -51,6 +51,17 @@ def test_emit_many_publishes_large_batches_in_order(settings: Settings, r: redis
     assert [loads(fields[b"e"])["id"] for _, fields in entries] == ids
 
 
+def test_more_than_20_chunks_take_two_round_trips_and_come_back_in_order(settings: Settings,
+                                                                         r: redis.Redis) -> None:
+    repeated, last = Event.new("bench.item", source="/bench", id="r"), Event.new("bench.last", source="/bench")
+    with Client(settings=settings) as client:
+        published = client.publish([repeated] * 10_000 + [last])  # 21 chunks: the last one alone in a pipeline
+
+    assert [p.duplicate for p in published] == [False] + [True] * 9_999 + [False]
+    assert {p.entry_id for p in published[:-1]} == {published[0].entry_id}
+    assert [loads(fields[b"e"])["id"] for _, fields in r.xrange(STREAM)] == ["r", last.id]
+
+
 def test_a_batch_with_one_invalid_event_publishes_nothing(settings: Settings, r: redis.Redis) -> None:
     with Client(settings=settings) as client, pytest.raises(EventError, match=r"events\[1\]"):
         client.emit_many([{"type": "ok", "data": 1}, {"type": "", "data": 2}])

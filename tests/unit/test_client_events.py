@@ -1,4 +1,5 @@
-"""Pure parts of the application-facing event tools: causation, building events, `--since`, tail lines."""
+"""Pure parts of the application-facing event tools: causation, building events, publish plans, `--since`,
+tail lines."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import redis
 
 from orchestrator import AsyncClient, Client, Event, EventError
 from orchestrator.cli.output import event_cells, print_event_line, print_json_line
+from orchestrator.errors import EventTooLargeError
 from orchestrator.events.causation import caused_by, current_cause, with_cause
+from orchestrator.events.publish import Planner, Published, dedup_digest
 from orchestrator.events.tail import SinceError, event_record, parse_since
+from orchestrator.jsonutil import loads
+from orchestrator.state.keys import Keys
 
 NOW_S = 1_700_000_000.0
 NOWHERE = "redis://127.0.0.1:9/0"  # never contacted: building events needs no server
@@ -21,6 +26,10 @@ NOWHERE = "redis://127.0.0.1:9/0"  # never contacted: building events needs no s
 
 def _client() -> Client:
     return Client(connection=redis.Redis.from_url(NOWHERE), source="/app")
+
+
+def _planner(max_bytes: int = 65_536) -> Planner:
+    return Planner(Keys("orch"), dedup_window_s=120.9, max_bytes=max_bytes, trigger="custom")
 
 
 def test_the_cause_is_set_only_inside_the_block_and_nests() -> None:
@@ -151,3 +160,56 @@ def test_both_clients_refuse_sources_reserved_for_orchs_triggers(source: str) ->
         assert one.value.field == many.value.field == "source" and one.value.status_code == 422
     with pytest.raises(EventError, match="reserved"):
         Client(connection=redis.Redis.from_url(NOWHERE), source=source).emit("x")
+
+
+def test_one_event_is_one_direct_script_call() -> None:
+    event = Event.new("order.created", {"order_id": "A-1"}, source="/shop", id="e-1")
+    plan = _planner().plan([event])
+
+    (trip,) = plan.round_trips
+    assert not trip.pipelined
+    ((keys, args),) = trip.calls
+    assert keys == ["orch:events", "orch:metrics:orch_events_received_total",
+                    f"orch:dedup:{dedup_digest('/shop', 'e-1')}"]
+    assert args[:2] == ["120", "custom"] and loads(args[2]) == event.to_dict()
+
+
+@pytest.mark.parametrize(("count", "round_trips"), [
+    (0, []),
+    (1, [(False, [1])]),
+    (500, [(False, [500])]),
+    (501, [(True, [500, 1])]),
+    (10_500, [(True, [500] * 20), (True, [500])]),
+])
+def test_events_go_500_to_a_call_and_20_calls_to_a_pipelined_round_trip(
+        count: int, round_trips: list[tuple[bool, list[int]]]) -> None:
+    distinct = [Event.new("bench.item", {"n": i}, source="/bench", id=str(i)) for i in range(501)]
+    # beyond 501, repeats: they keep the test fast, and the plan never compares events
+    events = distinct[:count] + distinct[-1:] * (count - 501)
+    plan = _planner().plan(events)
+
+    assert [(trip.pipelined, [len(args) - 2 for _, args in trip.calls]) for trip in plan.round_trips] == round_trips
+    sent = [loads(payload)["id"] for trip in plan.round_trips for _, args in trip.calls for payload in args[2:]]
+    assert sent == [e.id for e in events], "every event once, in order"
+    assert all(len(keys) == len(args) for trip in plan.round_trips for keys, args in trip.calls)
+
+
+def test_an_event_over_the_limit_fails_the_plan_before_anything_is_sent() -> None:
+    events = [Event.new("small", source="/s"), Event.new("big", {"blob": "x" * 2000}, source="/s")]
+    with pytest.raises(EventTooLargeError, match=r"events\[1\] is \d+ bytes, over the limit of 1000") as caught:
+        _planner(max_bytes=1000).plan(events)
+    assert caught.value.field == "events[1]"
+
+
+def test_replies_are_read_in_order_across_calls_and_duplicates_are_marked() -> None:
+    events = [Event.new("t", source="/s", id=str(i)) for i in range(3)]
+    plan = _planner().plan(events)
+
+    outcome = plan.outcome([[b"1700000000000-0", b"=1699999999999-3"], ["1700000000000-1"]])
+
+    assert outcome == [Published("0", "1700000000000-0", duplicate=False),
+                       Published("1", "1699999999999-3", duplicate=True),
+                       Published("2", "1700000000000-1", duplicate=False)]
+    assert _planner().plan([]).outcome([]) == []
+    with pytest.raises(ValueError, match="shorter"):
+        plan.outcome([[b"1700000000000-0"]])

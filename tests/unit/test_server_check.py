@@ -1,26 +1,36 @@
-"""Refusing a Redis that is too old, before anything is written to it."""
+"""Refusing a Redis that is too old, before anything is written to it: `server_check` fed replies, no server."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+import redis
 
-from orchestrator.connection import check_server, parse_version
+from orchestrator.connection import Command, parse_version, server_check
 from orchestrator.errors import RedisUnavailableError
 
+URL = "redis://:secret@h:1/0"
+INFO = ("INFO", "server")
+POLICY = ("CONFIG GET", "maxmemory-policy")
 
-class _Answers:
-    """Stands in for a server's INFO and CONFIG replies (what check_server reads, nothing more)."""
 
-    def __init__(self, version: str, policy: bytes = b"noeviction") -> None:
-        self.version, self.policy = version, policy
+def _check(*replies: Any, asked: list[Command] | None = None) -> tuple[int, ...]:
+    """Run the check, answering its commands with `replies` in turn; `asked` collects the commands."""
+    asked = [] if asked is None else asked
+    steps = server_check(URL)
+    asked.append(next(steps))
+    try:
+        for reply in replies:
+            asked.append(steps.send(reply))
+    except StopIteration as done:
+        version: tuple[int, ...] = done.value
+        return version
+    raise AssertionError(f"the check still asks for {asked[-1]} after {len(replies)} replies")
 
-    def info(self, section: str) -> dict[str, Any]:
-        return {"redis_version": self.version}
 
-    def config_get(self, name: str) -> dict[bytes, bytes]:
-        return {b"maxmemory-policy": self.policy}
+def _info(version: str) -> dict[str, Any]:
+    return {"redis_version": version, "redis_mode": "standalone"}
 
 
 @pytest.mark.parametrize(("text", "expected"), [("7.0.15", (7, 0, 15)), ("6.2.14", (6, 2, 14)),
@@ -29,15 +39,46 @@ def test_versions_parse(text: str, expected: tuple[int, ...]) -> None:
     assert parse_version(text) == expected
 
 
-def test_a_redis_older_than_6_2_is_refused_with_what_to_do() -> None:
-    with pytest.raises(RedisUnavailableError, match=r"Redis 6\.0\.16 at redis://h:1/0 is too old: orch needs Redis >= 6\.2"):
-        check_server(_Answers("6.0.16"), "redis://h:1/0")  # type: ignore[arg-type]
+def test_the_check_asks_for_the_version_then_the_eviction_policy(caplog: pytest.LogCaptureFixture) -> None:
+    asked: list[Command] = []
+    assert _check(_info("6.2.0"), {b"maxmemory-policy": b"noeviction"}, asked=asked) == (6, 2, 0)
+    assert asked == [INFO, POLICY]
+    assert "maxmemory-policy" not in caplog.text
 
 
-def test_6_2_and_later_are_accepted() -> None:
-    assert check_server(_Answers("6.2.0"), "redis://h:1/0") == (6, 2, 0)  # type: ignore[arg-type]
+def test_a_redis_older_than_6_2_is_refused_with_what_to_do_before_anything_else() -> None:
+    asked: list[Command] = []
+    with pytest.raises(RedisUnavailableError,
+                       match=r"Redis 6\.0\.16 at redis://:\*\*\*@h:1/0 is too old: orch needs Redis >= 6\.2"):
+        _check(_info("6.0.16"), asked=asked)
+    assert asked == [INFO]
 
 
-def test_an_evicting_server_is_accepted_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    check_server(_Answers("7.0.15", b"allkeys-lru"), "redis://h:1/0")  # type: ignore[arg-type]
+def test_a_redis_that_does_not_answer_is_named_without_its_password() -> None:
+    refused = redis.ConnectionError("Error 111 connecting to h:1. Connection refused.")
+    asked: list[Command] = []
+    with pytest.raises(RedisUnavailableError) as caught:
+        _check(refused, asked=asked)
+    assert str(caught.value) == ("cannot reach Redis at redis://:***@h:1/0: Error 111 connecting to h:1. "
+                                 "Connection refused. Is it running? Check ORCH_REDIS_URL, or start `orch dev`.")
+    assert caught.value.__cause__ is refused and asked == [INFO]
+
+
+@pytest.mark.parametrize("policy", [{b"maxmemory-policy": b"allkeys-lru"}, {"maxmemory-policy": "allkeys-lru"}])
+def test_an_evicting_server_is_accepted_with_a_warning(policy: dict[Any, Any],
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    assert _check(_info("7.0.15"), policy) == (7, 0, 15)
     assert "maxmemory-policy is allkeys-lru" in caplog.text
+
+
+def test_a_managed_redis_that_refuses_config_is_accepted_without_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert _check(_info("7.2.4"), redis.ResponseError("unknown command 'CONFIG'")) == (7, 2, 4)
+    assert "maxmemory-policy" not in caplog.text
+
+
+def test_a_connection_lost_while_reading_the_policy_is_not_taken_for_managed_redis() -> None:
+    lost = redis.ConnectionError("Connection closed by server.")
+    with pytest.raises(redis.ConnectionError) as caught:
+        _check(_info("7.2.4"), lost)
+    assert caught.value is lost
