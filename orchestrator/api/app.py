@@ -1,23 +1,30 @@
 """`orch api`: the HTTP face of orch. The app factory wires state once; routes stay thin.
 
-    POST /events          CloudEvents in structured, binary or batch mode -> 202 {"ids": [...]}
-    GET  /events          recent events, newest first
-    GET  /runs            runs, newest first (?status=&workflow=&limit=)
-    GET  /runs/{id}       one run with its tasks, states, timings, results and errors
-    GET  /healthz         200 when Redis answers, 503 otherwise
-    GET  /metrics         Prometheus text format
+    POST /events          CloudEvents in structured, binary or batch mode -> 202 {"ids": [...]}  events:write
+    GET  /events          recent events, newest first                                          events:read
+    GET  /runs            runs, newest first (?status=&workflow=&limit=)                       runs:read
+    GET  /runs/{id}       one run with its tasks, states, timings, results and errors          runs:read
+    POST /runs/{id}/...   cancel, retry, rerun                                                 runs:steer
+    GET  /metrics         Prometheus text format                                               metrics:read
+    GET  /openapi.json    the OpenAPI schema                                                   any token
+    GET  /healthz         200 when Redis answers, 503 otherwise                                public
+    POST /hooks/{name}    webhooks (triggers/webhooks), authenticated by their signatures       signature
+
+Roles (`orch api --role`): `all` serves everything; `operator` everything but /hooks; `hooks` only
+/hooks/{name} and /healthz, so webhooks can be exposed to the internet without the operator API.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 
@@ -29,9 +36,12 @@ from ..metrics import QueueInspector, RedisCollector
 from ..settings import Settings
 from ..state.keys import Keys
 from ..state.store import RunStore
+from .auth import ANY_TOKEN, AuthError, Verifier, auth_error, scoped
 from .middleware import RequestMetrics
 
-__all__ = ["ApiState", "create_app"]
+__all__ = ["ROLES", "ApiState", "create_app"]
+
+ROLES = ("all", "operator", "hooks")
 
 
 @dataclass
@@ -46,13 +56,43 @@ class ApiState:
     runs: RunStore
     registry: CollectorRegistry
     ingest_seconds: Histogram
+    auth: Verifier
 
 
-def create_app(settings: Settings, *, queues: QueueInspector | None = None,
-               routers: Sequence[APIRouter] = ()) -> FastAPI:
-    """The orch HTTP app for `settings`; `routers` are extra routes wired in by the entry point."""
+def create_app(settings: Settings, *, queues: QueueInspector | None = None, role: str = "all",
+               hooks: APIRouter | None = None) -> FastAPI:
+    """The orch HTTP app for `settings` and `role`; `hooks` is the webhook router the entry point built."""
     from . import routes
 
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+    state = _state(settings, queues)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.aredis.aclose()
+        state.redis.close()
+
+    app = FastAPI(title="orch", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, description="Event-driven workflow orchestrator: events in, runs out.")
+    app.state.orch = state
+    app.add_middleware(RequestMetrics, histogram=_request_histogram(state.registry))
+    if role != "hooks":
+        app.include_router(routes.router)
+        app.include_router(_openapi_router(app))
+    else:
+        app.add_api_route("/healthz", routes.healthz, methods=["GET"], tags=["health"],
+                          summary="Liveness: 200 when Redis answers", openapi_extra={"x-orch-scope": "public"})
+    if hooks is not None and role != "operator":
+        app.include_router(hooks)
+    for kind, handler in ((EventError, _event_error), (redis.RedisError, _redis_error),
+                          (RequestValidationError, _invalid), (AuthError, auth_error)):
+        app.add_exception_handler(kind, handler)
+    return app
+
+
+def _state(settings: Settings, queues: QueueInspector | None) -> ApiState:
     url = resolve_redis_url(settings)
     keys = Keys(settings.key_prefix)
     sync_redis = redis.Redis.from_url(url, health_check_interval=30)
@@ -60,42 +100,44 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None,
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     registry.register(RedisCollector(sync_redis, keys, queues, version=__version__))
-    request_seconds = Histogram("http_server_request_duration_seconds", "HTTP requests served by orch api.",
-                                ["method", "route", "status_code"], registry=registry)
-    state = ApiState(
-        settings=settings,
-        keys=keys,
-        redis=sync_redis,
-        aredis=async_redis,
+    return ApiState(
+        settings=settings, keys=keys, redis=sync_redis, aredis=async_redis,
         publisher=AsyncPublisher(async_redis, keys, dedup_window_s=settings.event_dedup_window_s,
                                  max_bytes=settings.event_max_bytes),
-        runs=RunStore(sync_redis, keys, retention_s=settings.run_retention_s),
-        registry=registry,
+        runs=RunStore(sync_redis, keys, retention_s=settings.run_retention_s), registry=registry,
         ingest_seconds=Histogram("orch_event_ingest_duration_seconds",
                                  "Time to accept events over HTTP, from request to durable XADD.", ["trigger"],
                                  registry=registry),
+        auth=Verifier(async_redis, keys, disabled=settings.api_auth == "none"),
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await async_redis.aclose()
-        sync_redis.close()
 
-    app = FastAPI(title="orch", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Event-driven workflow orchestrator: events in, runs out.")
-    app.state.orch = state
-    app.add_middleware(RequestMetrics, histogram=request_seconds)
-    app.include_router(routes.router)
-    for router in routers:
-        app.include_router(router)
-    app.add_exception_handler(EventError, _event_error)
-    app.add_exception_handler(redis.RedisError, _redis_error)
-    return app
+def _request_histogram(registry: CollectorRegistry) -> Histogram:
+    return Histogram("http_server_request_duration_seconds", "HTTP requests served by orch api.",
+                     ["method", "route", "status_code"], registry=registry)
+
+
+def _openapi_router(app: FastAPI) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/openapi.json", tags=["health"], summary="The OpenAPI schema of this API", include_in_schema=False,
+                **scoped(ANY_TOKEN))
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    return router
 
 
 async def _event_error(request: Request, exc: Any) -> JSONResponse:
     return JSONResponse({"error": str(exc), "field": exc.field}, status_code=exc.status_code)
+
+
+async def _invalid(request: Request, exc: Any) -> JSONResponse:
+    problems = exc.errors()
+    first = problems[0] if problems else {}
+    field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header"))
+    text = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in problems[:5])
+    return JSONResponse({"error": f"invalid request: {text}", "field": field or None}, status_code=422)
 
 
 async def _redis_error(request: Request, exc: Any) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Thin HTTP handlers over events, runs, health and metrics."""
+"""Thin HTTP handlers over events, runs, health and metrics, each with its scope (auth.py) and its
+documented answers (schemas.py)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,38 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
 from ..errors import EventTooLargeError
-from ..events.http import parse_http_events
+from ..events.http import BATCH, STRUCTURED, parse_http_events
 from ..events.recent import recent_events
 from ..jsonutil import loads
 from ..metrics import EVENTS_RECEIVED, MetricsBatch
 from ..workflows.runs import RunStatus
 from .app import ApiState
+from .auth import PUBLIC, principal_of, scoped
+from .schemas import Accepted, Health, Steered, errors
 
 router = APIRouter()
+
+_EVENT = {"type": "object", "description": "A CloudEvent 1.0 (specversion, id, source, type required)",
+          "required": ["specversion", "id", "source", "type"],
+          "properties": {k: {"type": "string"} for k in ("specversion", "id", "source", "type", "subject", "time")}}
+_EVENTS_BODY = {"requestBody": {"required": True, "description": "Structured mode: one CloudEvent; batch mode: "
+                                "a JSON array of them; binary mode: the data, with ce-* headers", "content": {
+    STRUCTURED: {"schema": _EVENT},
+    BATCH: {"schema": {"type": "array", "items": _EVENT, "maxItems": 1000}},
+    "application/json": {"schema": {}, "description": "binary mode: needs ce-specversion, ce-id, ce-source, ce-type"},
+}}}
+_STEER_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"from": {"type": "string", "description": "rerun: reuse what does not "
+                                              "depend on this task"}}}}}}}
 
 
 def _state(request: Request) -> ApiState:
     state: ApiState = request.app.state.orch
     return state
+
+
+def _merge(scope: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    return {**scope, "openapi_extra": {**scope.get("openapi_extra", {}), **extra}}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -40,8 +60,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/events", status_code=202, tags=["events"],
-             summary="Accept CloudEvents (structured, binary or batch mode)")
+@router.post("/events", status_code=202, tags=["events"], response_model=Accepted,
+             summary="Accept CloudEvents (structured, binary or batch mode)",
+             responses=errors(400, 401, 403, 413, 415, 422, 503), **_merge(scoped("events:write"), _EVENTS_BODY))
 async def post_events(request: Request) -> JSONResponse:
     state = _state(request)
     start = time.perf_counter()
@@ -70,21 +91,25 @@ async def _count_rejected(state: ApiState) -> None:
         pass
 
 
-@router.get("/events", tags=["events"], summary="Recent events, newest first")
+@router.get("/events", tags=["events"], summary="Recent events, newest first", response_model=list[dict[str, Any]],
+            responses=errors(401, 403, 422, 503), **scoped("events:read"))
 def get_events(request: Request, limit: int = Query(50, ge=1, le=1000),
-               type: str | None = Query(None, description="only events whose type matches this glob")) -> Any:
+               type: str | None = Query(None, max_length=256,
+                                        description="only events whose type matches this glob")) -> Any:
     state = _state(request)
     return recent_events(state.redis, state.keys, limit=limit, type_glob=type)
 
 
-@router.get("/runs", tags=["runs"], summary="Runs, newest first")
-def get_runs(request: Request, status: RunStatus | None = None, workflow: str | None = None,
-             limit: int = Query(50, ge=1, le=1000)) -> Any:
+@router.get("/runs", tags=["runs"], summary="Runs, newest first", response_model=list[dict[str, Any]],
+            responses=errors(401, 403, 422, 503), **scoped("runs:read"))
+def get_runs(request: Request, status: RunStatus | None = None,
+             workflow: str | None = Query(None, max_length=128), limit: int = Query(50, ge=1, le=1000)) -> Any:
     state = _state(request)
     return state.runs.list(status=str(status) if status else None, workflow=workflow, limit=limit)
 
 
-@router.get("/runs/{run_id}", tags=["runs"], summary="One run with its tasks")
+@router.get("/runs/{run_id}", tags=["runs"], summary="One run with its tasks", response_model=dict[str, Any],
+            responses=errors(401, 403, 404, 422, 503), **scoped("runs:read"))
 def get_run(request: Request, run_id: str) -> Any:
     run = _state(request).runs.get(run_id)
     if run is None:
@@ -93,8 +118,10 @@ def get_run(request: Request, run_id: str) -> Any:
     return run.to_dict()
 
 
-@router.post("/runs/{run_id}/{action}", status_code=202, tags=["runs"],
-             summary="Steer a run: cancel, retry (failed tasks), rerun (a new run; body {\"from\": task})")
+@router.post("/runs/{run_id}/{action}", status_code=202, tags=["runs"], response_model=Steered,
+             summary="Steer a run: cancel, retry (failed tasks), rerun (a new run; body {\"from\": task})",
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503, e404="No such run, or an unknown action"),
+             **_merge(scoped("runs:steer"), _STEER_BODY))
 async def steer_run(request: Request, run_id: str, action: str) -> JSONResponse:
     from ..state.steer import SteeringError
     from ..state.steer import request as steer
@@ -115,13 +142,15 @@ async def steer_run(request: Request, run_id: str, action: str) -> JSONResponse:
         from_node = data.get("from")
     try:
         steered = steer(state.redis, state.keys, state.runs, action, run_id, from_node=from_node,
-                        by=request.headers.get("x-orch-user", "api"))
+                        by=principal_of(request).name)
     except SteeringError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     return JSONResponse(steered.to_dict(), status_code=202)
 
 
-@router.get("/healthz", tags=["health"], summary="Liveness: 200 when Redis answers")
+@router.get("/healthz", tags=["health"], summary="Liveness: 200 when Redis answers", response_model=Health,
+            responses={503: {"model": Health, "description": "Redis does not answer",
+                             "headers": {"Retry-After": {"schema": {"type": "integer"}}}}}, **scoped(PUBLIC))
 async def healthz(request: Request) -> JSONResponse:
     state = _state(request)
     try:
@@ -133,6 +162,12 @@ async def healthz(request: Request) -> JSONResponse:
                          "redis": {"ok": True, "version": info.get("redis_version")}})
 
 
-@router.get("/metrics", tags=["health"], summary="Prometheus metrics")
+@router.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text format 0.0.4"}, **errors(401, 403, 503)},
+            **scoped("metrics:read"))
 def metrics(request: Request) -> Response:
     return Response(generate_latest(_state(request).registry), media_type=CONTENT_TYPE_LATEST)
+
+
+__all__ = ["read_body", "router"]

@@ -31,6 +31,8 @@ from ..errors import OrchestratorError
 from ..jsonutil import dumps, loads
 from ..project import Project
 from ..settings import Settings
+from .api_cmd import check_auth_mode
+from .devtoken import dev_token, token_file
 from .wiring import load_project
 
 __all__ = ["run_dev"]
@@ -62,8 +64,10 @@ def run_dev(settings: Settings, *, workers: int) -> int:
     _step(f"project {settings.project_dir}: {len(project.rules)} rules, {len(project.workflows)} workflows, "
           f"{len(project.tasks)} tasks, {len(project.schedules)} schedules, {len(project.hooks)} webhooks, "
           f"{len(project.watches)} watches")
+    check_auth_mode(settings)
     _check_port_free(settings.api_host, settings.api_port)
     embedded, url = _redis(settings)
+    token = dev_token(settings, url) if settings.api_auth == "token" else None
     children = [Child("api", _argv("api")), Child("engine", _argv("engine"))]
     children.append(Child("worker", [*_argv("worker"), "--concurrency", str(workers)]))  # a supervised pool
     if project.schedules or project.watches:
@@ -78,7 +82,7 @@ def run_dev(settings: Settings, *, workers: int) -> int:
         for child in children:
             _start(child, env)
         if _wait_healthy(settings, children, stop):
-            _banner(settings, url, embedded, project, workers)
+            _banner(settings, url, embedded, project, workers, token)
         _supervise(children, env, stop)
     finally:
         _step("stopping...")
@@ -112,7 +116,7 @@ def _redis(settings: Settings) -> tuple[EmbeddedRedis | None, str]:
         return None, settings.redis_url
     _step("starting an embedded Redis...")
     embedded = start_embedded_redis(settings.state_dir)
-    _step(f"Redis {embedded.version} ({embedded.binary}, from {embedded.origin}) at {embedded.url}, "
+    _step(f"Redis {embedded.version} ({embedded.binary}, from {embedded.origin}) at {redact_url(embedded.url)}, "
           f"data in {embedded.data_dir}")
     return embedded, embedded.url
 
@@ -218,33 +222,52 @@ def _sample(project: Project) -> dict[str, Any] | None:
     return None
 
 
-def _banner(settings: Settings, url: str, embedded: EmbeddedRedis | None, project: Project, workers: int) -> None:
+def _token_lines(settings: Settings, token: str | None) -> tuple[list[str], str]:
+    """The banner's lines about the API token, and the curl header that sends it."""
+    if token is None:
+        return ["  API auth   none (ORCH_API_AUTH=none, loopback only)"], ""
+    path = shlex.quote(_relative(token_file(settings)))
+    return ([f"  API token  {token}", f"             admin scope; kept in {path} (mode 0600), reused next time"],
+            f" -H \"Authorization: Bearer $(cat {path})\"")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _banner(settings: Settings, url: str, embedded: EmbeddedRedis | None, project: Project, workers: int,
+            token: str | None) -> None:
     api = f"http://{_client_host(settings.api_host)}:{settings.api_port}"
     orch, proj = _orch_command(), shlex.quote(_project_arg(settings))
     sample = _sample(project) or {"type": project.rules[0].types[0] if project.rules else "example.event",
                                   "source": "/demo", "data": {}}
     data = dumps(sample.get("data", {})).decode()
     source = str(sample.get("source", "/demo"))
+    token_lines, auth = _token_lines(settings, token)
     lines = [
         "",
         click.style("orch is running", bold=True, fg="green") + f" ({workers} worker process(es)); Ctrl-C stops everything",
         f"  API        {api}",
+        *token_lines,
         f"  health     {api}/healthz",
         f"  metrics    {api}/metrics",
         f"  runs       {api}/runs",
-        f"  Redis      {url}" + ("  (embedded; other orch commands with --project find it)" if embedded else ""),
+        f"  Redis      {redact_url(url)}" + ("  (embedded, password in .orch/; other orch commands with --project "
+                                             "find it)" if embedded else ""),
         "",
         "Trigger the example workflow, from another terminal:",
         f"  {orch} emit {shlex.quote(sample['type'])} --project {proj} --source {shlex.quote(source)} "
         f"--data {shlex.quote(data)}",
-        f"  curl -i -X POST {api}/events -H 'Content-Type: application/json' -H 'ce-specversion: 1.0' "
+        f"  curl -i -X POST {api}/events{auth} -H 'Content-Type: application/json' -H 'ce-specversion: 1.0' "
         f"-H {shlex.quote('ce-type: ' + sample['type'])} -H {shlex.quote('ce-source: ' + source)} "
         f"-H \"ce-id: demo-$(date +%s%N)\" -d {shlex.quote(data)}",
         "Then look at the runs:",
         f"  {orch} runs list --project {proj}",
         f"  {orch} runs show RUN_ID --project {proj}",
-        f"  curl -s {api}/runs",
+        f"  curl -s {api}/runs{auth}",
         "",
     ]
     click.echo("\n".join(lines))
-

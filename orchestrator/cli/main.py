@@ -39,40 +39,6 @@ def cli() -> None:
 
 @cli.command()
 @project_option
-@click.option("--host", default=None, help="Interface to listen on. Env: ORCH_API_HOST (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to listen on. Env: ORCH_API_PORT (default 8000).")
-@handle_errors
-def api(project: str | None, host: str | None, port: int | None) -> None:
-    """Serve the HTTP API: POST /events, POST /hooks/{name}, GET /runs, /healthz, /metrics."""
-    import os
-
-    import uvicorn
-
-    from executors.queues import RQQueueInspector
-    from triggers.webhooks import load_hooks, resolve_all
-    from triggers.webhooks.router import create_router, describe
-
-    from ..api.app import create_app
-
-    settings = make_settings(project, api_host=host, api_port=port)
-    setup_logging(settings.log_level)
-    die_with_parent()
-    # Only the hooks: a broken rule or workflow is the engine's problem and must not take POST /events down.
-    hooks, locations = load_hooks(settings.project_dir)
-    secrets = resolve_all(hooks, os.environ, project_root=settings.project_dir,
-                          locations=locations)  # refuses empty secrets
-    routers = [create_router(hooks, secrets)] if hooks else []
-    client = connect(settings)
-    app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), routers=routers)
-    click.echo(f"orch api listening on http://{settings.api_host}:{settings.api_port}", err=True)
-    for line in describe(hooks):
-        click.echo(f"  {line}", err=True)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
-
-
-@cli.command()
-@project_option
 @handle_errors
 def engine(project: str | None) -> None:
     """Match events to rules, start runs, and advance them as tasks finish."""
@@ -367,8 +333,12 @@ _add_trigger_commands()
 
 
 def _add_worker_commands() -> None:
+    from .api_cmd import api
+    from .token_cmds import tokens
     from .workers_cmd import workers
 
+    cli.add_command(api)
+    cli.add_command(tokens)
     cli.add_command(workers)
 
 

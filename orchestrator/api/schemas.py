@@ -1,0 +1,81 @@
+"""What `orch api` answers, as pydantic models and documented responses, so the OpenAPI schema says
+exactly which bodies, content types and status codes each route returns (a schema-driven fuzzer checks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Accepted", "Health", "Problem", "Steered", "WebhookAccepted", "errors"]
+
+
+class Problem(BaseModel):
+    """An error: what is wrong and what to do; `field` names the offending input, `scope` the scope a
+    route needs (401, 403)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    field: str | None = None
+    scope: str | None = None
+
+
+class Accepted(BaseModel):
+    """Events in the stream: their ids, and those that were already accepted (same source and id)."""
+
+    ids: list[str]
+    duplicates: list[str]
+
+
+class Steered(BaseModel):
+    """A steering request the engine will carry out (for a rerun: the new run)."""
+
+    action: str
+    run: str
+    new_run: str | None = None
+
+
+class Health(BaseModel):
+    """Liveness: whether Redis answers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(description="ok, or unavailable (with 503)")
+    redis: dict[str, Any]
+    version: str | None = None
+
+
+class WebhookAccepted(BaseModel):
+    """A webhook's event in the stream (`duplicate`: it was delivered before and not published again)."""
+
+    id: str
+    type: str
+    source: str
+    duplicate: bool
+
+
+_WHY = {
+    400: "Malformed input (JSON that does not parse, a header that is not allowed)",
+    401: "No token, or not a valid one; the body says which scope the route needs",
+    403: "The token lacks the route's scope; the body names it",
+    404: "No such thing; the body says what there is",
+    409: "Not possible in the run's current state",
+    413: "The body is over the size limit",
+    415: "The content type is not one the route takes",
+    422: "The input is well-formed but invalid; `field` names what is wrong",
+    503: "Redis is unavailable: nothing was accepted; retry after Retry-After seconds",
+}
+
+
+def errors(*codes: int, **overrides: str) -> dict[int | str, dict[str, Any]]:
+    """Documented error responses (a Problem body) for `codes`; overrides: `e404="..."` descriptions."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        out[code] = {"model": Problem, "description": overrides.get(f"e{code}", _WHY[code])}
+        if code == 503:
+            out[code]["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+        if code in (401, 403):
+            out[code]["headers"] = {"WWW-Authenticate": {"description": "The scheme and scope needed",
+                                                         "schema": {"type": "string"}}}
+    return out

@@ -1,0 +1,77 @@
+"""`orch api`: serve the HTTP API in a role, with token authentication (or, on loopback only, none)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from ..connection import connect
+from ..errors import OrchestratorError
+from ..settings import Settings
+from ..state.keys import Keys
+from .common import die_with_parent, handle_errors, make_settings, project_option, setup_logging
+
+__all__ = ["api", "check_auth_mode", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback interface (127.0.0.0/8, ::1, localhost); 0.0.0.0 is every interface."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth_mode(settings: Settings) -> None:
+    """Refuse ORCH_API_AUTH=none unless the API listens on loopback only."""
+    if settings.api_auth == "none" and not is_loopback(settings.api_host):
+        raise OrchestratorError(
+            f"ORCH_API_AUTH=none turns authentication off, so `orch api` only allows it on loopback, not on "
+            f"{settings.api_host}: listen on 127.0.0.1, or keep tokens (`orch tokens create ...`)")
+
+
+@click.command()
+@project_option
+@click.option("--host", default=None, help="Interface to listen on. Env: ORCH_API_HOST (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on. Env: ORCH_API_PORT (default 8000).")
+@click.option("--role", type=click.Choice(["all", "operator", "hooks"]), default="all", show_default=True,
+              help="all: every route; operator: all but /hooks; hooks: only /hooks/{name} and /healthz "
+                   "(to expose webhooks without the operator API).")
+@handle_errors
+def api(project: str | None, host: str | None, port: int | None, role: str) -> None:
+    """Serve the HTTP API: POST /events, POST /hooks/{name}, GET /runs, /healthz, /metrics.
+
+    Every route but /healthz and /hooks/* needs `Authorization: Bearer <token>` with the route's scope
+    (`orch tokens create`); webhooks are authenticated by their signatures.
+    """
+    import os
+
+    import uvicorn
+
+    from executors.queues import RQQueueInspector
+    from triggers.webhooks import load_hooks, resolve_all
+    from triggers.webhooks.router import create_router, describe
+
+    from ..api.app import create_app
+
+    settings = make_settings(project, api_host=host, api_port=port)
+    setup_logging(settings.log_level)
+    check_auth_mode(settings)
+    die_with_parent()
+    hooks_router, lines = None, []
+    if role != "operator":  # only the hooks: a broken rule or workflow must not take the API down
+        hooks, locations = load_hooks(settings.project_dir)
+        secrets = resolve_all(hooks, os.environ, project_root=settings.project_dir, locations=locations)
+        hooks_router, lines = (create_router(hooks, secrets) if hooks else None), describe(hooks)
+    client = connect(settings)
+    app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), role=role,
+                     hooks=hooks_router)
+    auth = "no authentication (ORCH_API_AUTH=none)" if settings.api_auth == "none" else "tokens required"
+    click.echo(f"orch api ({role}) listening on http://{settings.api_host}:{settings.api_port}; {auth}", err=True)
+    for line in lines:
+        click.echo(f"  {line}", err=True)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
