@@ -1,0 +1,82 @@
+"""Least privilege in Redis: one ACL user per orch role, each allowed only the keys and commands it uses.
+
+    orch redis-acl --prefix orch > users.acl       every role, in aclfile format (passwords from env)
+
+| role      | may write                                              | may read besides           |
+|-----------|--------------------------------------------------------|----------------------------|
+| api       | events stream + dedup keys (publish), results stream   | runs and their indexes,    |
+|           | (steering requests), metrics counters, token last use  | tokens, workers, queues    |
+| engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
+|           | trims streams and hands back dead workers' jobs                                      |
+| worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |
+|           | events + dedup keys + metrics (tasks that emit events)         | cancel markers |
+| triggers  | events stream + dedup keys (publish), schedule tick and cursor keys, watch states,   |
+|           | metrics counters; TIME (every replica agrees on Redis's clock)                      |
+
+No role may run dangerous commands (FLUSHALL, CONFIG SET, DEBUG, KEYS, ...), and only the engine touches
+runs: a worker, the API or a trigger that is broken into cannot rewrite a run's graph or results. Read-only
+key patterns (`%R~`) need Redis >= 7.0; on 6.2 `--no-read-only` writes them as full patterns.
+
+Commands: each role gets the data categories it uses (@read, @write, and the types), scripting (orch's
+Lua scripts, loaded by SHA), transactions and connection commands, minus @dangerous; then INFO (the
+version check, /healthz) and CONFIG GET (the eviction check) are added back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ROLES", "RoleAcl", "acl_for", "acl_file"]
+
+_COMMANDS = ("-@all +@read +@write +@keyspace +@string +@hash +@list +@set +@sortedset +@stream +@scripting "
+             "+@transaction +@connection +@fast +@slow -@dangerous -@admin +info +config|get")
+
+
+@dataclass(frozen=True)
+class RoleAcl:
+    """The keys a role may read and write (`rw`), only read (`ro`), its channels and extra commands."""
+
+    role: str
+    rw: tuple[str, ...]
+    ro: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    extra: str = ""
+
+    def rules(self, prefix: str, read_only: bool = True) -> str:
+        """The ACL rules (without the user name and password), for keys under `prefix`."""
+        keys = [f"~{_p(k, prefix)}" for k in self.rw]
+        keys += [f"{'%R~' if read_only else '~'}{_p(k, prefix)}" for k in self.ro]
+        channels = [f"&{c}" for c in self.channels] or ["resetchannels"]
+        return " ".join([*keys, *channels, _COMMANDS, *([self.extra] if self.extra else [])])
+
+
+def _p(pattern: str, prefix: str) -> str:
+    return pattern.replace("<p>", prefix)
+
+
+ROLES = {
+    "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:token:*"),
+                   ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:tokens", "<p>:events:dead", "<p>:workers",
+                       "<p>:worker:*", "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:workers",
+                       "rq:worker:*")),
+    "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),
+    "worker": RoleAcl("worker", rw=("rq:*", "<p>:worker:*", "<p>:workers", "<p>:results", "<p>:events",
+                                    "<p>:dedup:*", "<p>:metrics:*"),
+                      ro=("<p>:cancel:*",), channels=("rq:pubsub:*",), extra="+@pubsub"),
+    "triggers": RoleAcl("triggers", rw=("<p>:events", "<p>:dedup:*", "<p>:metrics:*", "<p>:schedule:*",
+                                        "<p>:watch:*"), extra="+time"),
+}
+
+
+def acl_for(role: str, prefix: str = "orch", read_only: bool = True) -> str:
+    """The ACL rules of one role."""
+    return ROLES[role].rules(prefix, read_only)
+
+
+def acl_file(passwords: dict[str, str], prefix: str = "orch", user_prefix: str = "orch-",
+             read_only: bool = True) -> str:
+    """An aclfile with one user per role in `passwords` (role -> password), e.g. `user orch-api on >pw ...`."""
+    lines = []
+    for role, password in passwords.items():
+        lines.append(f"user {user_prefix}{role} on >{password} {acl_for(role, prefix, read_only)}")
+    return "\n".join(lines) + "\n"
