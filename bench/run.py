@@ -10,6 +10,7 @@
     .venv/bin/python bench/run.py --only webhook  the webhook phase alone (~10 s)
     .venv/bin/python bench/run.py --only orch     the engine and worker phases, no ingest or webhook
     .venv/bin/python bench/run.py --only fanout --engines fast --fanout 10000 --profile   the fan-out alone
+    .venv/bin/python bench/run.py --only maintenance   the engine's maintenance pass alone (~1 minute)
 
 Everything runs against a redis-server started here on a free loopback port, in a temporary
 directory, without persistence (like the peers), and stopped at the end: no other Redis is touched.
@@ -38,6 +39,14 @@ Phases, in order:
                  fan-in started, the run's duration, Redis commands and CPU per item, engine commits
                  (one plain EVAL each) and a 2 s timeline of engine progress and CPU. A run not done
                  within --fanout-limit seconds is reported as skipped.
+  Then, every orch process stopped:
+  3c. maintenance  `Engine.maintain(force=True)` in this process (the whole pass: sweep with its stall
+                 scan, dead letters and reclaiming, trimming), on a flushed Redis holding 1,000 dedup
+                 keys and 1,000 retained finished runs, then --maintenance-dedup dedup keys (1,000,000)
+                 and --maintenance-runs finished runs (100,000), written as publish.lua and the engine
+                 write them; 200 running runs at both sizes. Median time per pass, Redis memory
+                 (INFO used_memory), commands and round trips per pass, and the ratio large / small,
+                 which must stay close to 1: maintenance follows the work in flight, not the keyspace.
   4. peers       ../shared/peers/run.sh (ORCH_BENCH_PEERS to use another script), same N, for the
                  ratios: all four by default, RQ SimpleWorker only with --quick.
 
@@ -68,19 +77,27 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 import redis
 
+from executors.dispatch import RQDispatcher
 from orchestrator import Client, Event, Settings
+from orchestrator.cli.wiring import load_project
 from orchestrator.embedded_redis import find_redis_binary
+from orchestrator.engine import Engine
 from orchestrator.jsonutil import dumps
+from orchestrator.project import Project
 from orchestrator.state.keys import ENGINE_GROUP, Keys
 from orchestrator.state.store import RunStore
-from orchestrator.workflows.runs import Run, RunStatus, derive_run_id
+from orchestrator.workflows.advance import Change, apply_record
+from orchestrator.workflows.lifecycle import new_run
+from orchestrator.workflows.records import RecordKind, TaskRecord
+from orchestrator.workflows.runs import EventRef, Run, RunStatus, TaskState, derive_run_id
+from orchestrator.workflows.spec import WorkflowSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "bench" / "project"
@@ -103,9 +120,9 @@ INGEST_PREFIX = "bench-ingest"
 POLL_S = 0.002               # the peers poll their done counter every 2 ms too
 
 FULL = {"events": 100_000, "samples": 200, "hops": 200, "n": 2000, "fanout": 10_000, "fanout_rq": 10_000,
-        "hook_requests": 20_000}
+        "hook_requests": 20_000, "maintenance_dedup": 1_000_000, "maintenance_runs": 100_000}
 QUICK = {"events": 10_000, "samples": 30, "hops": 30, "n": 300, "fanout": 1000, "fanout_rq": 1000,
-         "hook_requests": 3000}
+         "hook_requests": 3000, "maintenance_dedup": 100_000, "maintenance_runs": 10_000}
 HOOK_PREFIX = "bench-hooks"  # the webhook phase's keys, dropped after it
 HOOK_SECRET_ENV = "ORCH_BENCH_WEBHOOK_SECRET"
 
@@ -263,6 +280,7 @@ def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
 def stats(client: redis.Redis) -> dict[str, Any]:
     info = client.execute_command("INFO", "memory", "stats", "commandstats")
     return {"used_memory": int(info["used_memory"]), "commands": int(info["total_commands_processed"]),
+            "reads": int(info["total_reads_processed"]),  # socket reads: round trips, a pipeline being one
             "by_command": {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
                            if k.startswith("cmdstat_")},
             "usec_by_command": {k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in info.items()
@@ -823,6 +841,129 @@ def phase_orch(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
 
 
 
+# -- phase 3c: maintenance ----------------------------------------------------------------------------------
+
+MAINTENANCE_RUNNING = 200  # running runs at both sizes: work in flight, which the stall scan reads each pass
+MAINTENANCE_PASSES = 15    # timed passes per size (after one untimed)
+MAINTENANCE_WORKFLOW = "bench_chain"  # a -> b: finished runs with two tasks, written as the engine writes them
+
+# Dedup keys as publish.lua writes them (lib/publish_one.lua): <p>:dedup:<32 hex digits> -> the entry id of
+# the event, with the dedup window as TTL; the digest here is sha1 cut to blake2b-128's length.
+#   KEYS  none (the keys are made up here; a bench Redis is not a cluster)
+#   ARGV  the key prefix <p>:dedup:, first and last number, TTL in seconds, the entry ids' milliseconds
+_DEDUP_LUA = """
+for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
+  redis.call('SET', ARGV[1] .. string.sub(redis.sha1hex('bench' .. i), 1, 32), ARGV[5] .. '-' .. i, 'EX', ARGV[4])
+end
+return 1
+"""
+
+
+def _bench_run(spec: WorkflowSpec, event_id: str, now: datetime, *, finished: bool) -> Change:
+    """A run of `spec` as the engine writes it when it starts (its first task queued) or, `finished`, once
+    every task succeeded (the workers' records applied by the engine's own pure code)."""
+    run_id = derive_run_id(CHAIN_RULE, SOURCE, event_id)
+    change = new_run(run_id, spec, CHAIN_RULE, EventRef(event_id, SOURCE, CHAIN_EVENT), {"value": 1}, now,
+                     {"n": 1})
+    while finished and change.run.status is RunStatus.RUNNING:
+        queued = [t for t in change.run.tasks.values() if t.state is TaskState.QUEUED]
+        if not queued:
+            raise BenchError(f"maintenance: a {spec.name} run neither finished nor queued a task")
+        for task in queued:
+            record = TaskRecord(RecordKind.SUCCEEDED, run_id, task.node, task.attempt, now.timestamp(),
+                                worker="bench-worker", result=1, duration_s=0.001)
+            apply_record(change, record, now)
+    return change
+
+
+def _write_runs(client: redis.Redis, store: RunStore, spec: WorkflowSpec, n: int, *, finished: bool,
+                what: str) -> None:
+    """`n` runs, 1,000 per pipeline (each with its index entries, as RunStore.write_change queues them)."""
+    now = datetime.now(UTC)
+    done, next_report = 0, time.perf_counter() + 1.0
+    while done < n:
+        size = min(1000, n - done)
+        pipe = client.pipeline(transaction=False)
+        for i in range(done, done + size):
+            store.write_change(pipe, _bench_run(spec, f"{what}-{i}", now, finished=finished))
+        pipe.execute()
+        done += size
+        if time.perf_counter() >= next_report or done == n:
+            log(f"maintenance: {done:,}/{n:,} {what} runs written")
+            next_report = time.perf_counter() + 1.0
+
+
+def _write_dedup_keys(client: redis.Redis, keys: Keys, n: int, ttl_s: int) -> None:
+    script = client.register_script(_DEDUP_LUA)
+    ms = int(time.time() * 1000)
+    done, next_report = 0, time.perf_counter() + 1.0
+    while done < n:
+        size = min(50_000, n - done)
+        script(args=[keys.dedup(""), done, done + size - 1, ttl_s, ms])
+        done += size
+        if time.perf_counter() >= next_report or done == n:
+            log(f"maintenance: {done:,}/{n:,} dedup keys written")
+            next_report = time.perf_counter() + 1.0
+
+
+def _maintenance_size(stack: Stack, project: Project, dedup: int, finished: int) -> dict[str, Any]:
+    """Time Engine.maintain(force=True) on a flushed Redis holding `dedup` dedup keys, `finished` retained
+    finished runs and MAINTENANCE_RUNNING running runs."""
+    client = redis.Redis.from_url(stack.url)
+    client.flushall()
+    settings = Settings(redis_url=stack.url, project=PROJECT, key_prefix=PREFIX)
+    engine = Engine(client, settings, project, RQDispatcher(client, settings), consumer="bench-maintenance")
+    engine.consumer.ensure_groups()
+    spec = project.workflows[MAINTENANCE_WORKFLOW].spec
+    log(f"maintenance: {dedup:,} dedup keys, {finished:,} finished runs, {MAINTENANCE_RUNNING} running runs")
+    _write_dedup_keys(client, engine.keys, dedup, int(settings.event_dedup_window_s))
+    _write_runs(client, engine.store, spec, finished, finished=True, what="finished")
+    _write_runs(client, engine.store, spec, MAINTENANCE_RUNNING, finished=False, what="running")
+    if client.zcard(engine.keys.runs_by_status("succeeded")) != finished:
+        raise BenchError("maintenance: the finished runs are not all in their index")
+    engine.maintain(force=True)  # untimed: connections, the first reads
+    before = stats(client)
+    times_ms, cpu_ms = [], []
+    for _ in range(MAINTENANCE_PASSES):
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        engine.maintain(force=True)
+        times_ms.append((time.perf_counter() - t0) * 1000)
+        cpu_ms.append((time.process_time() - cpu0) * 1000)  # the engine's own CPU: less noisy than wall time
+    after = stats(client)
+    keys_total = int(client.dbsize())
+    client.close()
+    delta = commands_between(before, after, {})
+    for snapshot in (before, after):  # Redis time of the passes, not of our INFO
+        snapshot["usec_by_command"].pop("info", None)
+    usec = sum(after["usec_by_command"].values()) - sum(before["usec_by_command"].values())
+    times_ms.sort()
+    cpu_ms.sort()
+    log(f"maintenance: {times_ms[len(times_ms) // 2]:.2f} ms per pass (median of {MAINTENANCE_PASSES})")
+    return {"dedup_keys": dedup, "finished_runs": finished, "running_runs": MAINTENANCE_RUNNING, "keys": keys_total,
+            "passes": MAINTENANCE_PASSES, "ms_per_pass_median": round(times_ms[len(times_ms) // 2], 3),
+            "ms_per_pass_min": round(times_ms[0], 3), "ms_per_pass_max": round(times_ms[-1], 3),
+            "engine_cpu_ms_per_pass_median": round(cpu_ms[len(cpu_ms) // 2], 3),
+            "used_memory": before["used_memory"], "used_memory_mb": round(before["used_memory"] / 2**20, 1),
+            "commands_per_pass": round(sum(delta.values()) / MAINTENANCE_PASSES, 1),
+            "commands_per_pass_by_command": per(delta, MAINTENANCE_PASSES, top=20),
+            "round_trips_per_pass": round((after["reads"] - before["reads"] - 1) / MAINTENANCE_PASSES, 1),
+            "redis_us_per_pass": round(usec / MAINTENANCE_PASSES, 1),
+            "redis_us_per_pass_by_command": usec_per(before, after, MAINTENANCE_PASSES, top=20)}
+
+
+def phase_maintenance(stack: Stack, sizes: dict[str, int]) -> dict[str, Any]:
+    """One maintenance pass of the engine (sweep with its stall scan, dead letters and reclaiming, trimming),
+    in this process, with few and with many dedup keys and retained finished runs: it must stay flat."""
+    project = load_project(PROJECT)
+    small = _maintenance_size(stack, project, 1000, 1000)
+    large = _maintenance_size(stack, project, sizes["maintenance_dedup"], sizes["maintenance_runs"])
+    return {"small": small, "large": large,
+            "time_ratio": round(large["ms_per_pass_median"] / small["ms_per_pass_median"], 2),
+            "cpu_ratio": round(large["engine_cpu_ms_per_pass_median"] / small["engine_cpu_ms_per_pass_median"], 2),
+            "redis_time_ratio": round(large["redis_us_per_pass"] / small["redis_us_per_pass"], 2),
+            "memory_ratio": round(large["used_memory"] / small["used_memory"], 1)}
+
+
 # -- peers ------------------------------------------------------------------------------------------------
 
 
@@ -1140,15 +1281,51 @@ def peers_note(results: dict[str, Any]) -> list[str]:
             + "; ".join(out) + "."]
 
 
+def maintenance_table(results: dict[str, Any]) -> list[str]:
+    """One engine maintenance pass with few and with many dedup keys and retained finished runs."""
+    m = results["orch"]["maintenance"]
+    small, large = m["small"], m["large"]
+
+    def size(data: dict[str, Any]) -> str:
+        return f"{data['dedup_keys']:,} dedup keys, {data['finished_runs']:,} finished runs"
+
+    def row(metric: str, field: str, digits: int, ratio: str = "–") -> str:
+        return f"| {metric} | {_num(small[field], digits)} | {_num(large[field], digits)} | {ratio} |"
+
+    flat = m["time_ratio"] <= 1.5
+    lines = ["", f"| maintenance pass, Engine.maintain(force=True) | {size(small)} | {size(large)} | large / small |",
+             "|---|---:|---:|---:|",
+             row(f"time per pass, median of {small['passes']} (ms)", "ms_per_pass_median", 2,
+                 _target(flat, f"{m['time_ratio']:.2f}x (flat: <= 1.5x)")),
+             f"| time per pass, min / max (ms) | {small['ms_per_pass_min']:.2f} / {small['ms_per_pass_max']:.2f} "
+             f"| {large['ms_per_pass_min']:.2f} / {large['ms_per_pass_max']:.2f} | – |",
+             row("engine CPU per pass, median (ms; this process)", "engine_cpu_ms_per_pass_median", 2,
+                 f"{m['cpu_ratio']:.2f}x"),
+             row("Redis server time per pass (us, INFO commandstats)", "redis_us_per_pass", 0,
+                 f"{m['redis_time_ratio']:.2f}x"),
+             row("Redis commands per pass", "commands_per_pass", 1),
+             row("round trips per pass (INFO total_reads_processed)", "round_trips_per_pass", 1),
+             row("Redis used_memory (MB)", "used_memory_mb", 1, f"{m['memory_ratio']:.1f}x"),
+             row("keys in Redis (DBSIZE)", "keys", 0)]
+    lines += ["", f"Maintenance: {small['running_runs']} running runs at both sizes (the stall scan reads them "
+              "each forced pass); commands per pass, large size: "
+              + ", ".join(f"{k} {v:g}" for k, v in large["commands_per_pass_by_command"].items())
+              + "; Redis us per pass by command, small / large: "
+              + ", ".join(f"{k} {small['redis_us_per_pass_by_command'].get(k, 0):g} / {v:g}"
+                          for k, v in large["redis_us_per_pass_by_command"].items()) + "."]
+    return lines
+
+
 def table(results: dict[str, Any]) -> str:
     orch = results["orch"]
-    if not any(engine in orch for engine in ENGINES):  # --only webhook
-        hook = orch["webhook"]
-        return "\n".join(["| metric | orch | target |", "|---|---:|---|",
-                          f"| {' | '.join(_webhook_row(hook)[:3])} |", "", _webhook_note(hook)])
+    extra = maintenance_table(results) if "maintenance" in orch else []
+    if not any(engine in orch for engine in ENGINES):  # --only webhook, --only maintenance
+        hook = orch.get("webhook")
+        lines = ["| metric | orch | target |", "|---|---:|---|", f"| {' | '.join(_webhook_row(hook)[:3])} |",
+                 "", _webhook_note(hook)] if hook else []
+        return "\n".join(lines + extra).strip("\n")
     lines = main_table(results) + peers_note(results) + limits_table(results) + notes(results)
-    return "\n".join(lines + (ingest_table(results) if "ingest" in orch else []))
-    return "\n".join(lines)
+    return "\n".join(lines + (ingest_table(results) if "ingest" in orch else []) + extra)
 
 
 
@@ -1182,9 +1359,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
     ap.add_argument("--hook-connections", type=int, default=16,
                     help="webhook: concurrent keep-alive connections (default 16)")
-    ap.add_argument("--only", choices=["webhook", "orch", "fanout"], default=None,
+    ap.add_argument("--only", choices=["webhook", "orch", "fanout", "maintenance"], default=None,
                     help="run some phases only: webhook (orch api alone, signed requests/s), orch (the engine "
-                         "and worker phases, no ingest or webhook), fanout (the fan-out phase alone)")
+                         "and worker phases, no ingest or webhook), fanout (the fan-out phase alone), "
+                         "maintenance (one engine maintenance pass, few vs many dedup keys and finished runs)")
+    ap.add_argument("--maintenance-dedup", type=int,
+                    help="maintenance: dedup keys of the large size (default 1,000,000; quick 100,000)")
+    ap.add_argument("--maintenance-runs", type=int,
+                    help="maintenance: finished runs of the large size (default 100,000; quick 10,000)")
     ap.add_argument("--samples", type=int, help="idle latency samples (default 200; quick 30)")
     ap.add_argument("--hops", type=int, help="hop latency: two-task chain runs (default 200; quick 30)")
     ap.add_argument("--n", type=int, help="sustained: events emitted at once, also the peers' N (default 2,000)")
@@ -1223,6 +1405,25 @@ def show_profile(path: Path, top: int = 25) -> None:
         log(f"profile of the engine by {key} ({path}):\n{text.getvalue()}")
 
 
+def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], engines: list[str]) -> dict[str, Any]:
+    """The phases `--only` asks for (every one by default), in order; their results by phase."""
+    if args.only == "webhook":
+        return {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections)}
+    if args.only == "maintenance":
+        return {"maintenance": phase_maintenance(stack, sizes)}
+    out: dict[str, Any] = {}
+    if args.only is None:
+        out["ingest"] = phase_ingest(stack, sizes["events"], args.chunk)
+        out["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections)
+    for engine in engines:
+        stack.tag = f"{engine}-"
+        out[engine] = phase_orch(stack, args, sizes, engine)
+    stack.stop_orch()
+    if args.only is None:
+        out["maintenance"] = phase_maintenance(stack, sizes)
+    return out
+
+
 def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, Any]) -> None:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if not engines or any(e not in ENGINES for e in engines):
@@ -1236,17 +1437,7 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         stack.start_redis()
         results["meta"] = meta(args, stack.redis_version)
         log(f"bench: redis-server {stack.redis_version} at {stack.url} (data in {stack.tmp})")
-        if args.only == "webhook":
-            results["orch"] = {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections)}
-            return
-        results["orch"] = {}
-        if args.only is None:
-            results["orch"]["ingest"] = phase_ingest(stack, sizes["events"], args.chunk)
-            results["orch"]["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections)
-        for engine in engines:
-            stack.tag = f"{engine}-"
-            results["orch"][engine] = phase_orch(stack, args, sizes, engine)
-        stack.stop_orch()
+        results["orch"] = run_phases(stack, args, sizes, engines)
         if stack.profile_dir is not None:
             for path in sorted(stack.profile_dir.glob("*engine-*.prof")):
                 show_profile(path)
@@ -1257,7 +1448,7 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         stack.close(keep_logs=args.keep_logs or failed)
         if args.keep_logs or failed:
             log(f"bench: process logs kept in {stack.tmp}")
-    if args.skip_peers or args.only in ("webhook", "fanout"):
+    if args.skip_peers or args.only in ("webhook", "fanout", "maintenance"):
         return
     peers = args.peers or ("rq-simple" if args.quick else "all")
     only = ALL_PEERS if peers == "all" else peers

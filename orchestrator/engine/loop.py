@@ -8,9 +8,8 @@ One step:
 Because the acknowledgement is in the same transaction as the runs and jobs it caused, a crash at any
 point either commits all of it or none of it; a redelivered entry finds its run and does nothing twice.
 
-Maintenance, every `engine_maintenance_interval_s`: dead-letter entries delivered too often, reclaim
-entries left pending by dead consumers (XAUTOCLAIM), trim streams below what every group still needs,
-and drop expired runs from the indexes.
+Maintenance, after each step (`maintain`): the chores of maintenance.py, each when its time has come:
+the sweep of lost attempts, dead letters and reclaiming, trimming. The engine is their `Host`.
 """
 
 from __future__ import annotations
@@ -27,33 +26,27 @@ from .. import faults
 from ..backoff import RideOut
 from ..errors import EventError
 from ..events.envelope import event_from_mapping
-from ..events.stream import Entry, StreamConsumer, default_consumer_name, safe_trim
+from ..events.stream import Entry, StreamConsumer, default_consumer_name
 from ..jsonutil import loads
-from ..metrics import EVENTS_DEAD_LETTERED, SCHEDULE_OVERLAPS, MetricsBatch, counter_field
+from ..metrics import SCHEDULE_OVERLAPS, counter_field
 from ..project import Project
 from ..settings import Settings
 from ..state import lua
-from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
+from ..state.keys import ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
 from ..workflows.advance import Change, Timer
 from ..workflows.lifecycle import Guard, Resources
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
-from ..workflows.work import attempt_member
 from .batch import Batch, Outcome, apply_batch
 from .cache import RunCache
+from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
-from .sweeper import lost_attempts, stalled_attempts
 
 __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
-
-_TRIM_EVERY_S = 60.0
-_STALL_SCAN_EVERY_S = 60.0
-_STALL_SCAN_RUNS = 1000  # running runs looked at per scan, oldest first
-_FORGET_CONSUMERS_IDLE_S = 86400.0
 
 
 def _utcnow() -> datetime:
@@ -75,15 +68,30 @@ class Engine:
         self.consumer = StreamConsumer(client, [self.keys.events, self.keys.results], ENGINE_GROUP,
                                        consumer or default_consumer_name("engine"),
                                        batch_size=settings.engine_batch_size, block_s=settings.engine_block_s)
-        self._next_maintenance = 0.0
-        self._next_trim = 0.0
-        self._next_stall_scan = 0.0
         self._cache = RunCache()
         self._current = {name: wf.spec for name, wf in project.workflows.items()}  # what the workers run
         self._ride = RideOut("engine", log, self.keys)
         self._unfinished: list[Entry] = []
         self._release_guard = lua.register(client, "release_guard")
         self._next_queued = lua.register(client, "next_queued")
+        self.maintenance = Maintenance(self)
+
+    # -- what maintenance chores use (maintenance.Host) ---------------------------------------------
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self._dispatcher
+
+    def now(self) -> datetime:
+        return self._clock()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -153,7 +161,7 @@ class Engine:
                 else:
                     batch.records.append((entry, TaskRecord.from_fields(entry.fields)))
             except (EventError, ValueError, KeyError, TypeError) as exc:
-                self._dead_letter(entry, 1, f"undecodable entry: {type(exc).__name__}: {exc}")
+                dead_letter(self, entry, 1, f"undecodable entry: {type(exc).__name__}: {exc}")
         return batch
 
     def _plan_event(self, batch: Batch, entry: Entry) -> None:
@@ -285,84 +293,17 @@ class Engine:
             if change.withdrawn:
                 self._dispatcher.withdraw(pipe, change.withdrawn)
 
-    # -- maintenance ---------------------------------------------------------------------------
+    # -- maintenance (maintenance.py) -------------------------------------------------------------
 
     def maintain(self, force: bool = False) -> None:
-        """Dead-letter, reclaim and trim when their time has come (or now, when `force`)."""
-        now = time.monotonic()
-        if force or now >= self._next_maintenance:
-            self._next_maintenance = now + self._settings.engine_maintenance_interval_s
-            scan = force or now >= self._next_stall_scan
-            if scan:
-                self._next_stall_scan = now + _STALL_SCAN_EVERY_S
-            self.sweep(scan_runs=scan)
-            self._dead_letter_over_delivered()
-            claimed = self.consumer.claim_idle(self._settings.engine_claim_idle_s)
-            if claimed:
-                log.warning("engine: reclaimed %d entries left pending by a stopped consumer", len(claimed))
-                self.process(claimed, retried=True)
-        if force or now >= self._next_trim:
-            self._next_trim = now + _TRIM_EVERY_S
-            self.trim()
+        """Run the maintenance chores whose time has come (all of them now, when `force`)."""
+        self.maintenance.run_due(force)
 
-    def sweep(self, scan_runs: bool = False) -> int:
-        """Fail the attempts that will never report (their worker died, or, with `scan_runs`, their job
-        vanished) so their retry policy decides, and hand back to their queues the jobs dead workers had
-        taken but not started. Returns the number of attempts failed.
-        """
-        now = self._clock()
-        inflight = {k.decode(): v.decode() for k, v in self._redis.hgetall(self.keys.inflight).items()}
-        workers = sorted(set(inflight.values()))
-        pipe = self._redis.pipeline(transaction=False)
-        for worker in workers:
-            pipe.exists(self.keys.worker(worker))
-        alive = {w for w, exists in zip(workers, pipe.execute(), strict=True) if exists}
-        records = lost_attempts(inflight, alive, now, self._settings.worker_heartbeat_ttl_s)
-        if scan_runs:
-            running = self._redis.zrange(self.keys.runs_by_status("running"), 0, _STALL_SCAN_RUNS - 1)
-            runs = [r for r in (self.store.get(i.decode()) for i in running) if r is not None]
-            records += stalled_attempts(runs, now, self._settings.engine_stall_s, inflight,
-                                        self._dispatcher.missing_jobs)
-        for record in records:
-            log.warning("engine: run %s task %s attempt %d: %s", record.run, record.node, record.attempt,
-                        record.error)
-        if records:
-            self._commit(Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records]),
-                         retried=False)
-            lost = [attempt_member(r.run, r.node, r.attempt) for r in records if r.error_type == "WorkerLost"]
-            if lost:
-                self._redis.hdel(self.keys.inflight, *lost)  # also those their runs no longer knew
-        recovered = self._dispatcher.recover()
-        if recovered:
-            log.warning("engine: %d job(s) taken by dead workers handed back to their queues", len(recovered))
-        return len(records)
-
-    def trim(self) -> None:
-        trimmed = safe_trim(self._redis, self.keys.events, self._settings.events_retention_s)
-        trimmed += safe_trim(self._redis, self.keys.results, self._settings.results_retention_s)
-        self.store.trim_indexes(self._clock())
-        self.consumer.forget_idle_consumers(_FORGET_CONSUMERS_IDLE_S)
-        if trimmed:
-            log.info("engine: trimmed %d processed stream entries", trimmed)
-
-    def _dead_letter_over_delivered(self) -> None:
-        for stream, entry_id, deliveries in self.consumer.over_delivered(self._settings.engine_claim_idle_s,
-                                                                        self._settings.engine_max_deliveries):
-            reason = self._redis.hget(self.keys.engine_errors, entry_id)
-            text = reason.decode() if reason else "delivered too many times without being processed"
-            self._dead_letter(Entry(stream, entry_id, {}), deliveries, text)
-            self._redis.hdel(self.keys.engine_errors, entry_id)
-
-    def _dead_letter(self, entry: Entry, deliveries: int, reason: str) -> None:
-        log.error("engine: entry %s of %s dead-lettered after %d deliveries: %s", entry.id, entry.stream,
-                  deliveries, reason)
-        self.consumer.dead_letter(self.keys.dead_letters, entry.stream, entry.id, deliveries, reason,
-                                  DEAD_LETTER_MAXLEN)
-        metrics = MetricsBatch()
-        metrics.inc(EVENTS_DEAD_LETTERED, "events" if entry.stream == self.keys.events else "results")
-        pipe = self._redis.pipeline(transaction=False)
-        metrics.flush(pipe, self.keys)
-        pipe.execute()
+    def apply_records(self, records: list[TaskRecord]) -> None:
+        """Commit records the engine made up itself (a lost attempt's failure) like a worker's; they
+        acknowledge no stream entry."""
+        self._commit(Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records]),
+                     retried=False)
 
     # -- logging -------------------------------------------------------------------------------
 

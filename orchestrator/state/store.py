@@ -1,10 +1,12 @@
 """④ Runs in Redis: writing a run's changes inside the engine's transaction, and reading runs back.
 
-Writes happen only through `write_change`, queued on the engine's MULTI/EXEC; reads are plain.
+Writes happen only through `write_change`, queued on the engine's MULTI/EXEC; reads are plain (many
+runs at once in pipelined chunks: `get_many`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,6 +19,8 @@ from ..workflows.runs import Run, RunStatus
 from .keys import Keys
 
 __all__ = ["RunStore", "pairs_to_fields"]
+
+log = logging.getLogger(__name__)
 
 _TERMINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
@@ -73,6 +77,23 @@ class RunStore:
     def get(self, run_id: str) -> Run | None:
         fields = self._redis.hgetall(self.keys.run(run_id))
         return Run.from_fields(fields) if fields else None
+
+    def get_many(self, run_ids: Sequence[str], *, chunk: int = 100) -> list[Run]:
+        """The runs of `run_ids` that exist and can be read, in order: one round trip (a pipeline of
+        HGETALLs) per `chunk` runs, never one per run; `chunk` bounds what one reply holds (a fanned-out
+        run can be large). A hash that is not a run (read back from Redis: untrusted) is logged and left
+        out, so one corrupt run cannot stop the engine's maintenance."""
+        out: list[Run] = []
+        for start in range(0, len(run_ids), chunk):
+            pipe = self._redis.pipeline(transaction=False)
+            for run_id in run_ids[start:start + chunk]:
+                pipe.hgetall(self.keys.run(run_id))
+            for run_id, fields in zip(run_ids[start:start + chunk], pipe.execute(), strict=True):
+                try:
+                    out += [Run.from_fields(fields)] if fields else []
+                except (KeyError, ValueError, TypeError) as exc:
+                    log.warning("run %s cannot be read (%s: %s); skipped", run_id, type(exc).__name__, exc)
+        return out
 
     def index(self, *, status: str | None = None, workflow: str | None = None) -> str:
         """The index holding exactly the runs of `status` and/or `workflow` (all runs without either)."""

@@ -17,6 +17,7 @@ from executors.dispatch import RQDispatcher, make_queue
 from executors.worker import run_worker
 from orchestrator.cli.wiring import load_project
 from orchestrator.engine import Engine
+from orchestrator.engine.maintenance import Sweep
 from orchestrator.metrics import EVENTS_DEAD_LETTERED
 from orchestrator.project import Project
 from orchestrator.settings import Settings
@@ -248,7 +249,7 @@ def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.
         r.delete(f"rq:queue:orch.{queue}")
     time.sleep(0.05)  # older than engine_stall_s
 
-    assert stack.engine.sweep(scan_runs=True) == 1
+    assert Sweep(stack.engine).sweep(scan_runs=True) == 1
     stack.drain()
 
     run = stack.run("r", "/orch/client", event_id)
