@@ -33,6 +33,7 @@ __all__ = [
     "TaskError",
     "WorkflowError",
     "did_you_mean",
+    "files_inside",
     "pydantic_message",
 ]
 
@@ -126,3 +127,18 @@ def pydantic_message(error: Any, loc: tuple[str, ...], model: type[Any]) -> str:
         return f"unknown field{did_you_mean(loc[-1], allowed)} (fields: {', '.join(fields)})"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+def files_inside(root: Path, candidates: Iterable[Path]) -> tuple[list[Path], list[ConfigIssue]]:
+    """The project files among `candidates` whose real path is inside `root`, and an issue for each other
+    one (a symlink leading out of the project: the loader never reads or imports a file from elsewhere)."""
+    real_root = root.resolve()
+    inside, issues = [], []
+    for path in candidates:
+        real = path.resolve()
+        if real == real_root or real.is_relative_to(real_root):
+            inside.append(path)
+        else:
+            issues.append(ConfigIssue(path, None, None, f"is a symlink to {real}, outside the project {real_root}: "
+                                      "orch only reads project files inside it; copy the file into the project"))
+    return inside, issues

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, ConfigIssue, OrchestratorError, did_you_mean, pydantic_message
+from .errors import ConfigError, ConfigIssue, OrchestratorError, did_you_mean, files_inside, pydantic_message
 from .rules.match import RuleIndex
 from .rules.model import Rule, RuleConfig
 from .rules.templates import TemplateCompileError
@@ -146,7 +146,9 @@ def _load_python(project: Project, sections: Sequence[Section], issues: list[Con
     _forget_modules(WORKFLOWS_DIR)
     sys.path.insert(0, str(project.root))
     try:
-        for path in sorted(folder.glob("*.py")):
+        modules, outside = files_inside(project.root, sorted(folder.glob("*.py")))
+        issues.extend(outside)
+        for path in modules:
             if path.name.startswith("_"):
                 continue
             try:
@@ -209,7 +211,9 @@ def _load_yaml_files(project: Project, issues: list[ConfigIssue],
     found: dict[str, list[_Item]] = {name: [] for name in names}
     if not folder.is_dir():
         return found
-    files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    files, outside = files_inside(project.root, sorted(
+        p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+    issues.extend(outside)
     for path in files:
         try:
             data, lines = load_with_lines(path.read_text(encoding="utf-8"))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigIssue, CycleError, WorkflowError, did_you_mean
+from ..errors import ConfigIssue, CycleError, WorkflowError, did_you_mean, files_inside
 from ..yamlpos import YamlError, line_of, load_with_lines
 from .dsl import Task
 from .policy import DEPENDS, RetryPolicy
@@ -101,7 +101,8 @@ def load_yaml_workflows(folder: Path, tasks: Mapping[str, Task[Any, Any]],
     if not folder.is_dir():
         return found, issues
     known = dict(taken)
-    paths = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    paths, issues = files_inside(folder.parent, sorted(
+        p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()))
     for path in (p for p in paths if not p.name.startswith("_")):
         compiler = _Compiler(path, tasks)
         for wf in compiler.load(known):
