@@ -17,7 +17,7 @@ Roles (`orch api --role`): `all` serves everything; `operator` everything but /h
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,9 @@ import redis.asyncio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..connection import resolve_redis_url
@@ -39,7 +41,7 @@ from ..state.store import RunStore
 from .auth import ANY_TOKEN, AuthError, Verifier, auth_error, scoped
 from .middleware import RequestMetrics
 
-__all__ = ["ROLES", "ApiState", "create_app"]
+__all__ = ["ROLES", "ApiState", "api_routes", "create_app"]
 
 ROLES = ("all", "operator", "hooks")
 
@@ -87,9 +89,33 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None, role
     if hooks is not None and role != "operator":
         app.include_router(hooks)
     for kind, handler in ((EventError, _event_error), (redis.RedisError, _redis_error),
-                          (RequestValidationError, _invalid), (AuthError, auth_error)):
+                          (RequestValidationError, _invalid), (AuthError, auth_error),
+                          (StarletteHTTPException, _http_error)):
         app.add_exception_handler(kind, handler)
     return app
+
+
+def api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    """Every route of an app, through the routers it includes (FastAPI wraps each in an included router)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from api_routes(route.original_router.routes)
+        else:
+            raise TypeError(f"{route!r} is not an APIRoute: every route of orch api is one, with a scope")
+
+
+async def _http_error(request: Request, exc: Any) -> JSONResponse:
+    """Starlette's own answers (404, 405) in orch's shape; a 405 lists every method the path has."""
+    if exc.status_code == 405:
+        path = request.url.path
+        allowed = sorted({m for r in api_routes(request.app.routes) if r.path_regex.match(path) for m in r.methods or ()})
+        return JSONResponse({"error": f"{request.method} is not allowed on {path}: use {', '.join(allowed)}"},
+                            status_code=405, headers={"Allow": ", ".join(allowed)})
+    if exc.status_code == 404:
+        return JSONResponse({"error": f"no route {request.url.path}"}, status_code=404)
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
 def _state(settings: Settings, queues: QueueInspector | None) -> ApiState:

@@ -4,7 +4,7 @@ documented answers (schemas.py)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,19 +19,15 @@ from ..metrics import EVENTS_RECEIVED, MetricsBatch
 from ..workflows.runs import RunStatus
 from .app import ApiState
 from .auth import PUBLIC, principal_of, scoped
-from .schemas import Accepted, Health, Steered, errors
+from .schemas import CLOUD_EVENT, Accepted, Health, Steered, errors
 
 router = APIRouter()
 
-_EVENT = {"type": "object", "description": "A CloudEvent 1.0 (specversion, id, source, type required)",
-          "required": ["specversion", "id", "source", "type"],
-          "properties": {k: {"type": "string"} for k in ("specversion", "id", "source", "type", "subject", "time")}}
-_EVENTS_BODY = {"requestBody": {"required": True, "description": "Structured mode: one CloudEvent; batch mode: "
-                                "a JSON array of them; binary mode: the data, with ce-* headers", "content": {
-    STRUCTURED: {"schema": _EVENT},
-    BATCH: {"schema": {"type": "array", "items": _EVENT, "maxItems": 1000}},
-    "application/json": {"schema": {}, "description": "binary mode: needs ce-specversion, ce-id, ce-source, ce-type"},
-}}}
+_EVENTS_BODY = {"requestBody": {"required": True, "description": (
+    "Structured mode: one CloudEvent; batch mode: a JSON array of them. Binary mode (the body is the data, "
+    "of any content type, with ce-specversion, ce-id, ce-source and ce-type headers) is accepted too."),
+    "content": {STRUCTURED: {"schema": CLOUD_EVENT},
+                BATCH: {"schema": {"type": "array", "items": CLOUD_EVENT, "maxItems": 1000}}}}}
 _STEER_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"from": {"type": "string", "description": "rerun: reuse what does not "
                                               "depend on this task"}}}}}}}
@@ -120,15 +116,13 @@ def get_run(request: Request, run_id: str) -> Any:
 
 @router.post("/runs/{run_id}/{action}", status_code=202, tags=["runs"], response_model=Steered,
              summary="Steer a run: cancel, retry (failed tasks), rerun (a new run; body {\"from\": task})",
-             responses=errors(400, 401, 403, 404, 409, 413, 422, 503, e404="No such run, or an unknown action"),
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503),
              **_merge(scoped("runs:steer"), _STEER_BODY))
-async def steer_run(request: Request, run_id: str, action: str) -> JSONResponse:
+async def steer_run(request: Request, run_id: str, action: Literal["cancel", "retry", "rerun"]) -> JSONResponse:
     from ..state.steer import SteeringError
     from ..state.steer import request as steer
 
     state = _state(request)
-    if action not in ("cancel", "retry", "rerun"):
-        return JSONResponse({"error": f"unknown action {action!r}: use cancel, retry or rerun"}, status_code=404)
     body = await read_body(request, 64 * 1024)
     from_node = None
     if body.strip():

@@ -7,7 +7,40 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Accepted", "Health", "Problem", "Steered", "WebhookAccepted", "errors"]
+__all__ = ["CLOUD_EVENT", "Accepted", "Health", "Problem", "Steered", "WebhookAccepted", "errors"]
+
+_TEXT = r"^[^\x00-\x1f\x7f]+$"  # no control characters
+
+
+def _text(max_length: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": _TEXT}
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# A structured-mode CloudEvent as orch accepts it (orchestrator/events/envelope.py): core attributes, and
+# extension attributes of 1-20 lower-case letters or digits whose values are strings, integers or booleans.
+CLOUD_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "A CloudEvent 1.0. Sources under /schedules/, /hooks/ and /watches/ are reserved for orch's "
+                   "own triggers (422).",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"type": "string", "enum": ["1.0"]},
+        "id": _text(256), "source": _text(1024), "type": _text(256), "subject": _optional(_text(1024)),
+        "time": _optional({"type": "string", "format": "date-time"}),
+        "datacontenttype": _optional(_text(256)), "dataschema": _optional(_text(1024)),
+        "data": {"description": "Any JSON value, at most 64 levels deep"},
+        "data_base64": _optional({"type": "string",
+                                  "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}),
+    },
+    "propertyNames": {"pattern": "^([a-z0-9]{1,20}|data_base64)$"},
+    "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "boolean"},
+                                       {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}]},
+    "not": {"required": ["data", "data_base64"]},
+}
 
 
 class Problem(BaseModel):

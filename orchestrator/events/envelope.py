@@ -36,6 +36,7 @@ CORE_ATTRIBUTES = frozenset(
 )
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the CloudEvents Integer type
 
 
 def extension_problem(name: Any, value: Any) -> str | None:
@@ -44,8 +45,12 @@ def extension_problem(name: Any, value: Any) -> str | None:
         return f"{name!r} is not a valid attribute name (extension attributes are 1-20 characters a-z, 0-9)"
     if name in CORE_ATTRIBUTES:
         return f"{name!r} is a core attribute, not an extension"
+    if isinstance(value, float) and value.is_integer():  # JSON has one number type: 3.0 is the integer 3
+        value = int(value)
     if not isinstance(value, str | int | bool) or isinstance(value, float):
         return f"attribute {name!r} must be a string, integer or boolean"
+    if isinstance(value, int) and not isinstance(value, bool) and not INT32_MIN <= value <= INT32_MAX:
+        return f"attribute {name!r}: a CloudEvents integer is 32-bit, from {INT32_MIN} to {INT32_MAX}"
     return None
 
 
@@ -89,11 +94,18 @@ class Event(BaseModel):
         core["extensions"] = extensions
         return core
 
-    @field_validator("id", "source", "type", "subject")
+    @field_validator("id", "source", "type", "subject", "datacontenttype", "dataschema")
     @classmethod
     def _no_control_characters(cls, value: str | None) -> str | None:
         if value is not None and _CONTROL.search(value):
             raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _timestamp(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an RFC 3339 timestamp such as 2026-05-01T12:00:00Z")
         return value
 
     @field_validator("time")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from ..errors import EventError, EventTooLargeError
+from ..errors import EventError
 from ..jsonutil import loads
 from .envelope import Event, event_from_mapping
 from .sources import check_custom_source
@@ -72,13 +72,14 @@ def _parse_batch(body: bytes) -> list[Event]:
         raise EventError(f"a batch must be a JSON array of CloudEvents, got {type(items).__name__}",
                          field="body", status_code=400)
     if len(items) > MAX_BATCH:
-        raise EventTooLargeError(f"a batch holds at most {MAX_BATCH} events, got {len(items)}", field="body")
+        raise EventError(f"a batch holds at most {MAX_BATCH} events, got {len(items)}: send several batches",
+                         field="body", status_code=422)
     return [_structured(item, f"events[{i}]") for i, item in enumerate(items)]
 
 
 def _structured(values: Any, where: str) -> Event:
     # The Event model defaults specversion for events built in Python; on the wire it is required.
-    if isinstance(values, dict) and "specversion" not in values:
+    if isinstance(values, dict) and values.get("specversion") is None:
         prefix = f"{where}." if where else ""
         raise EventError(f"missing required attribute '{prefix}specversion'", field="specversion")
     return event_from_mapping(values, where=where)

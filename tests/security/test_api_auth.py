@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from fastapi.routing import APIRoute
 
-from orchestrator.api.app import create_app
+from orchestrator.api.app import api_routes, create_app
 from orchestrator.api.auth import ANY_TOKEN, PUBLIC, SIGNATURE
 from orchestrator.settings import Settings
 from orchestrator.tokens import SCOPES
@@ -75,21 +74,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_project(tmp_path_factory.mktemp("auth") / "project", rules=RULES, workflows=WORKFLOWS)
 
 
-def flat(routes: Any) -> Iterator[APIRoute]:
-    """Every route of an app, through the routers it includes (FastAPI wraps each in an included router)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif hasattr(route, "original_router"):
-            yield from flat(route.original_router.routes)
-        else:
-            raise AssertionError(f"{route!r} is not an APIRoute, so it has no scope")
-
-
 def routes(app: Any) -> dict[tuple[str, str], str | None]:
     """(method, path) -> the route's declared scope, for every route the app serves."""
     return {(method, route.path): (route.openapi_extra or {}).get("x-orch-scope")
-            for route in flat(app.routes) for method in route.methods}
+            for route in api_routes(app.routes) for method in route.methods}
 
 
 def test_every_route_of_the_app_declares_a_scope(server: RedisServer, project: Path) -> None:
