@@ -12,20 +12,16 @@ causation (`orchrun` / `orchtask` on emitted events), and captures into the atte
 The buffer keeps the last `MAX_LOG_LINES` lines and `MAX_LOG_BYTES` bytes; the worker sends them in the
 attempt's record.
 
-`time_limit` stops Python code at the deadline by raising `TaskTimeout` from a SIGALRM handler. It
-works in the main thread only (where the worker runs tasks); elsewhere there is no in-process limit and
-it says so in a log line. A task blocked in C code (a system call that retries, a C extension) does not
-see the signal: only the worker supervisor killing the process stops it.
+With `limit`, the attempt runs under its time limit (`executors/alarm.py`: SIGALRM, main thread only),
+and `cancel_running` (the heartbeat thread) stops it there too.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import signal
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -33,9 +29,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
-from orchestrator.context import TASK_LOGGER, TaskCancelled, TaskContext, TaskTimeout, use
+from orchestrator.context import TASK_LOGGER, TaskContext, use
 from orchestrator.events.causation import caused_by
 
+from .alarm import interrupt, time_limit
 from .kinds.egress import EgressPolicy
 
 __all__ = ["MAX_LOG_BYTES", "MAX_LOG_LINES", "Attempt", "LogBuffer", "attempt_scope", "task_logger", "time_limit"]
@@ -93,19 +90,24 @@ class Attempt:
 
 
 _running: Attempt | None = None  # the attempt this process runs now (one at a time per worker process)
-_interruptible = False  # whether a SIGALRM handler of time_limit is installed for it
 
 
 def cancel_running(run_id: str, reason: str) -> bool:
-    """Stop the running attempt if it belongs to `run_id` (called from the heartbeat thread)."""
+    """Stop the running attempt if it belongs to `run_id`; True the first time only.
+
+    The heartbeat thread calls it on every beat while the run stays cancelled, and each call signals
+    again while the attempt runs under its limit: a signal that lands just before a blocking call starts
+    (time.sleep) is only seen when that call returns, so the next one is what stops it.
+    """
     attempt = _running
-    if attempt is None or attempt.ctx.run_id != run_id or attempt.cancelled.is_set():
+    if attempt is None or attempt.ctx.run_id != run_id:
         return False
-    attempt.cancel_reason.append(reason)  # read by the SIGALRM handler and the shell kind
-    attempt.cancelled.set()
-    if _interruptible:
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
-    return True
+    first = not attempt.cancelled.is_set()
+    if first:
+        attempt.cancel_reason.append(reason)  # read by the SIGALRM handler and the shell kind
+        attempt.cancelled.set()
+    interrupt(attempt)  # if its time limit is armed; a kind enforcing its own limit polls `cancelled`
+    return first
 
 
 _capturing: ContextVar[LogBuffer | None] = ContextVar("orch_log_capture", default=None)
@@ -223,44 +225,6 @@ def _in_main_thread() -> bool:
 
 
 @contextmanager
-def time_limit(seconds: float | None, what: str, attempt: Attempt | None = None) -> Iterator[None]:
-    """Raise TaskTimeout in this thread after `seconds` (main thread only; a no-op elsewhere).
-
-    The previous SIGALRM handler and timer (RQ's job timeout, pytest-timeout) are put back afterwards,
-    the timer less the time spent here.
-    """
-    if seconds is None:
-        yield
-        return
-    if not _in_main_thread():
-        log.warning("%s: runs outside the main thread, so its %ss time limit is not enforced in-process "
-                    "(only the worker supervisor stops it)", what, seconds)
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        if attempt is not None and attempt.cancelled.is_set():
-            raise TaskCancelled(f"{what} was stopped: {(attempt.cancel_reason or ['its run was cancelled'])[0]}")
-        raise TaskTimeout(f"{what} exceeded its time limit of {seconds:g}s")
-
-    global _interruptible
-    previous = signal.signal(signal.SIGALRM, expire)
-    started = time.monotonic()
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
-    _interruptible = True
-    try:
-        yield
-    finally:
-        _interruptible = False
-        try:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        finally:
-            signal.signal(signal.SIGALRM, previous)
-            if outer > 0:
-                signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.001))
-
-
-@contextmanager
 def attempt_scope(attempt: Attempt, *, limit: bool) -> Iterator[None]:
     """Run the block as `attempt`: its context current, its cause set, its output captured.
 
@@ -279,6 +243,6 @@ def attempt_scope(attempt: Attempt, *, limit: bool) -> Iterator[None]:
         if limit:
             stack.enter_context(time_limit(attempt.timeout_s, f"task {ctx.node!r}", attempt))
         global _running
-        _running = attempt
+        _running = attempt  # after its limit is armed, so a cancel that finds it can interrupt it
         stack.callback(_forget, attempt)
         yield

@@ -8,7 +8,8 @@ was presumed dead. Engine "rq" is RQ's stock SimpleWorker with orch's job class,
 Signals: the first SIGTERM or SIGINT finishes the current task, puts the jobs claimed but not started
 back at the front of their queues, deregisters and returns; a second one stops at once: the task is
 interrupted (a forked child is killed), reported failed (WorkerLost) and its job marked failed in RQ,
-so the engine retries it.
+so the engine retries it. SIGALRM only ever stops the running task (its time limit or cancel, see
+alarm.py); at any other moment the fast worker ignores it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from orchestrator.state.lua import Scripts
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
 from . import forking
+from .alarm import handling_alarms
 from .attempt import cancel_running
 from .catalog import Catalog, JobPayload
 from .fastpath import ClaimedJob, Ledger, queue_key
@@ -95,6 +97,10 @@ class FastWorker:
         """Serve the queues until stopped (or, with `burst`, until they are empty). True if any job ran.
 
         Raises ForcedStop, after deregistering, when a second stop signal interrupted it."""
+        with handling_alarms():  # for its whole life: a late or stray SIGALRM is ignored, never fatal
+            return self._serve(burst)
+
+    def _serve(self, burst: bool) -> bool:
         self._register()
         worked = forced = False
         try:
