@@ -17,6 +17,7 @@ Roles (`orch api --role`): `all` serves everything; `operator` everything but /h
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from .. import __version__
 from ..connection import resolve_redis_url
@@ -42,6 +45,8 @@ from .auth import ANY_TOKEN, AuthError, Verifier, auth_error, scoped
 from .middleware import RequestMetrics
 
 __all__ = ["ROLES", "ApiState", "api_routes", "create_app"]
+
+log = logging.getLogger(__name__)
 
 ROLES = ("all", "operator", "hooks")
 
@@ -90,7 +95,7 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None, role
         app.include_router(hooks)
     for kind, handler in ((EventError, _event_error), (redis.RedisError, _redis_error),
                           (RequestValidationError, _invalid), (AuthError, auth_error),
-                          (StarletteHTTPException, _http_error)):
+                          (StarletteHTTPException, _http_error), (ClientDisconnect, _gone)):
         app.add_exception_handler(kind, handler)
     return app
 
@@ -104,6 +109,12 @@ def api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
             yield from api_routes(route.original_router.routes)
         else:
             raise TypeError(f"{route!r} is not an APIRoute: every route of orch api is one, with a scope")
+
+
+async def _gone(request: Request, exc: Any) -> Response:
+    """The client went away (or was cut off for sending too slowly, see server.py): nobody to answer."""
+    log.debug("%s %s: the client disconnected before its request was read", request.method, request.url.path)
+    return Response(status_code=499)
 
 
 async def _http_error(request: Request, exc: Any) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import EventTooLargeError
@@ -65,6 +66,8 @@ async def post_events(request: Request) -> JSONResponse:
     try:
         body = await read_body(request, state.settings.event_max_bytes)
         events = parse_http_events(request.headers.get("content-type"), request.headers, body)
+    except ClientDisconnect:
+        raise  # nobody sent anything to reject
     except Exception:
         await _count_rejected(state)
         raise

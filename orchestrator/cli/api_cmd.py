@@ -49,13 +49,12 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
     """
     import os
 
-    import uvicorn
-
     from executors.queues import RQQueueInspector
     from triggers.webhooks import load_hooks, resolve_all
     from triggers.webhooks.router import create_router, describe
 
     from ..api.app import create_app
+    from ..api.server import serve
 
     settings = make_settings(project, api_host=host, api_port=port)
     setup_logging(settings.log_level)
@@ -73,5 +72,5 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
     click.echo(f"orch api ({role}) listening on http://{settings.api_host}:{settings.api_port}; {auth}", err=True)
     for line in lines:
         click.echo(f"  {line}", err=True)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+    serve(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower(),
+          header_timeout_s=settings.api_header_timeout_s, body_timeout_s=settings.api_body_timeout_s)

@@ -29,7 +29,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Re
     server = RedisServer()
     project = make_project(tmp / "project", rules=RULES)
     port = free_port()
-    procs = Processes(orch_env(server.url, project, ORCH_API_PORT=str(port), GH_SECRET=SECRET), tmp)
+    procs = Processes(orch_env(server.url, project, ORCH_API_PORT=str(port), GH_SECRET=SECRET,
+                               ORCH_API_HEADER_TIMEOUT_S="1", ORCH_API_BODY_TIMEOUT_S="1"), tmp)
     token = create_token(procs.env, "writer", "events:write")
     procs.start("api", "api")
     base = f"http://127.0.0.1:{port}"
@@ -111,3 +112,25 @@ def test_garbage_on_the_socket_gets_an_error_and_the_server_stays_up(api: tuple[
     assert reply == b"" or reply.startswith(b"HTTP/1.1 400")
     assert _up(base)
 
+
+
+def test_orch_api_cuts_off_a_client_that_sends_its_headers_byte_by_byte(api: tuple[str, str, RedisServer]) -> None:
+    """The real `orch api` serves through api/server.py (tests/security/test_slow_clients.py tests it in depth)."""
+    base, token, _ = api
+    host, port = base.removeprefix("http://").split(":")
+    head = f"GET /runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Pad: {'a' * 200}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.settimeout(0.1)
+        answer = b""
+        for byte in head:  # one byte every 100 ms: the whole head would take over 25 s
+            try:
+                sock.sendall(bytes([byte]))
+                answer = sock.recv(1024)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if answer is not None:
+                break
+    assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer
+    assert _up(base)
