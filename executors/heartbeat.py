@@ -33,6 +33,7 @@ from rq.version import VERSION as RQ_VERSION
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
+from orchestrator.backoff import Backoff, RideOut
 from orchestrator.errors import OrchestratorError
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
@@ -210,7 +211,10 @@ class Heartbeat:
         self._client.close()
 
     def _loop(self) -> None:
-        last, published, failing = time.monotonic(), "", False
+        last, published = time.monotonic(), ""
+        # counted in orch_redis_errors_total{role="heartbeat"}; beats keep their period (a longer wait would
+        # let the key lapse), so the backoff's delay is not used
+        ride = RideOut("heartbeat", log, self._keys, Backoff(self._period_s, self._period_s, jitter=0.0))
         while not self._stop.wait(min(self._period_s, PUBLISH_AFTER_S)):  # a cancel is seen within a period
             job = self.activity.job
             news = job and job != published and time.time() - self.activity.job_started_at >= PUBLISH_AFTER_S
@@ -220,14 +224,9 @@ class Heartbeat:
             try:
                 self.beat()
                 published = job
-                if failing:
-                    log.info("worker %s: heartbeat sent again", self._name)
-                failing = False
+                ride.ok(self._client)
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("worker %s: heartbeat failed (%s); retrying every %g s", self._name, exc,
-                                self._period_s)
-                failing = True
+                ride.failed(exc)
 
 
 def _rq_now() -> str:

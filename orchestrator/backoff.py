@@ -30,23 +30,25 @@ from .state.keys import Keys
 
 __all__ = ["Backoff", "RideOut", "classify"]
 
+# redis-py turns most error prefixes into classes (and drops the prefix from the message); order matters:
+# MasterDownError and BusyLoadingError are ConnectionErrors.
+_CLASS_LABELS: tuple[tuple[type[BaseException], str], ...] = (
+    (redis.WatchError, "contention"), (redis.TimeoutError, "timeout"),
+    (redis.exceptions.BusyLoadingError, "loading"), (redis.exceptions.MasterDownError, "connection"),
+    (redis.ConnectionError, "connection"), (redis.exceptions.OutOfMemoryError, "oom"),
+    (redis.exceptions.ReadOnlyError, "readonly"), (redis.exceptions.NoPermissionError, "noperm"),
+    (redis.exceptions.TryAgainError, "busy"))
+# Replies redis-py leaves as a plain ResponseError keep their prefix in the message.
 _REPLY_LABELS = (("OOM", "oom"), ("READONLY", "readonly"), ("BUSY", "busy"), ("LOADING", "loading"),
                  ("NOPERM", "noperm"), ("MASTERDOWN", "connection"), ("TRYAGAIN", "busy"))
 
 
 def classify(exc: BaseException) -> str:
     """The `error` label of a Redis error (see the module docstring)."""
-    if isinstance(exc, redis.WatchError):
-        return "contention"
-    if isinstance(exc, redis.TimeoutError):
-        return "timeout"
-    if isinstance(exc, redis.ConnectionError):
-        return "connection"
-    if isinstance(exc, redis.BusyLoadingError):
-        return "loading"
-    if isinstance(exc, redis.exceptions.NoPermissionError):
-        return "noperm"
-    text = str(exc).lstrip("-").upper()
+    label = next((label for cls, label in _CLASS_LABELS if isinstance(exc, cls)), None)
+    if label:
+        return label
+    text = str(exc).rsplit("caused error: ", 1)[-1].lstrip("-").upper()  # past a pipeline's annotation
     return next((label for prefix, label in _REPLY_LABELS if text.startswith(prefix)), "other")
 
 
