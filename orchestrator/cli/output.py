@@ -84,6 +84,8 @@ def print_run(run: dict[str, Any], max_items: int = 10) -> None:
                   f"duration {_duration(run['duration_s'])}")
     if run.get("error"):
         console.print(Text("  error     ") + Text(run["error"], style="red"))
+    for entry in run.get("steering", []):
+        console.print(Text(f"  steered   {entry.get('action')} by {entry.get('by')} at {_when(entry.get('at'))}"))
     table = Table(box=None, pad_edge=False)
     for column in ("TASK", "STATE", "TRY", "AFTER", "QUEUED", "STARTED", "DURATION"):
         table.add_column(column, no_wrap=True)

@@ -179,15 +179,20 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], ex
         done = lifecycle.retry(change, now, resources, effects)
     elif record.new_run and record.new_run not in changes and not existing.get(record.new_run):
         try:
-            changes[record.new_run] = lifecycle.rerun(run, record.new_run, now, resources, effects,
-                                                      spec=current.get(run.workflow), from_node=record.from_node)
+            copy = changes[record.new_run] = lifecycle.rerun(run, record.new_run, now, resources, effects,
+                                                             spec=current.get(run.workflow), from_node=record.from_node)
         except WorkflowError as exc:
             log.warning("rerun of run %s refused: %s", run.id, exc)
+            return
+        lifecycle.note(change, "rerun", record.by, now, new_run=copy.run.id)
+        lifecycle.note(copy, "rerun", record.by, now, of=run.id)
         return
     else:
         return
     if not done:
         log.info("%s of run %s ignored: it is %s", record.action, run.id, run.status)
+    elif record.action != "start":
+        lifecycle.note(change, record.action, record.by, now)
 
 
 def _count(changes: list[Change], outcome: Outcome) -> None:

@@ -58,6 +58,7 @@ class Change:
     cancel_attempts: dict[str, int] = field(default_factory=dict)  # node -> last attempt workers must stop
     withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) to take off queues
     was: RunStatus | None = None
+    noted: bool = False  # the run's steering log grew
 
     def __post_init__(self) -> None:
         if not self.created and self.was is None:
@@ -65,7 +66,7 @@ class Change:
 
     @property
     def dirty(self) -> bool:
-        return self.created or bool(self.tasks) or self.finished or self.was is not self.run.status
+        return self.created or bool(self.tasks) or self.finished or self.noted or self.was is not self.run.status
 
 
 def node_of(run: Run, task: TaskRun) -> NodeSpec:

@@ -4,6 +4,7 @@
              reached; skipped or held (queue-one) when its schedule's previous run still runs
     start    a queued run got a slot: its first tasks are dispatched
     cancel   every unfinished task is cancelled; running attempts get a cancel marker
+    note     who asked for a cancel, retry or rerun, kept in the run's steering log
     timeout  the run's timer fired: like cancel, the run fails
     retry    a failed or cancelled run runs its failed, cancelled and skipped tasks again; it takes a slot
              of its workflow's limit like a new run, or waits `queued` for one
@@ -34,10 +35,12 @@ from .runs import TERMINAL_STATES, EventRef, Run, RunStatus, TaskRun, TaskState,
 from .spec import WorkflowSpec
 from .work import RUN_TIMER, Timer, attempt_member
 
-__all__ = ["Effects", "Guard", "Resources", "RunRequest", "cancel", "cancels", "create", "ended", "failed_run", "new_run",
-           "rerun", "rerun_id", "retry", "skeleton", "start", "timeout"]
+__all__ = ["STEERING_KEPT", "Effects", "Guard", "Resources", "RunRequest", "cancel", "cancels", "create", "ended",
+           "failed_run", "new_run", "note", "rerun", "rerun_id", "retry", "skeleton", "start", "timeout"]
 
 log = logging.getLogger(__name__)
+
+STEERING_KEPT = 20  # entries of a run's steering log
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,13 @@ def cancel(change: Change, now: datetime, by: str = "") -> bool:
         return False
     stop(change, now, RunStatus.CANCELLED, f"cancelled{f' by {by}' if by else ''}")
     return True
+
+
+def note(change: Change, action: str, by: str, now: datetime, **about: str) -> None:
+    """Record in the run's steering log that `by` (a token's name, or the CLI's user) asked for `action`."""
+    entry = {"action": action, "by": by or "unknown", "at": now.isoformat(), **about}
+    change.run.steering = [*change.run.steering, entry][-STEERING_KEPT:]
+    change.noted = True
 
 
 def timeout(change: Change, now: datetime) -> bool:

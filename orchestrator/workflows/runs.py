@@ -175,6 +175,7 @@ class Run:
     event_data: Any = None  # the data of the event that started the run (for YAML workflows' templates)
     guard: str | None = None  # the schedule overlap guard this run holds while it runs
     rerun_of: str | None = None  # the run this one re-runs
+    steering: list[dict[str, Any]] = field(default_factory=list)  # who cancelled, retried, reran it, and when
     version: int = 0  # the hash's `v`: incremented by every write (the engine's cache checks it)
     _items: dict[str, list[TaskRun]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -197,7 +198,8 @@ class Run:
                 "tasks_total": len(self.tasks),
                 "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES),
                 **({"guard": self.guard} if self.guard else {}),
-                **({"rerun_of": self.rerun_of} if self.rerun_of else {})}
+                **({"rerun_of": self.rerun_of} if self.rerun_of else {}),
+                **({"steering": self.steering} if self.steering else {})}
 
     def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
         """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
@@ -231,7 +233,7 @@ class Run:
         return cls(id=meta["id"], workflow=meta["workflow"], rule=meta["rule"], event=EventRef(**meta["event"]),
                    params=meta["params"], spec=spec, created_at=_dt(meta["created_at"]) or datetime.now(UTC), status=RunStatus(meta["status"]),
                    finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered,
-                   guard=meta.get("guard"), rerun_of=meta.get("rerun_of"),
+                   guard=meta.get("guard"), rerun_of=meta.get("rerun_of"), steering=_steering(meta.get("steering")),
                    event_data=loads(fields[b"event"]) if b"event" in fields else None,
                    version=int(fields.get(b"v", 0)))
 
@@ -242,3 +244,18 @@ class Run:
         out["tasks"] = [{**t.to_dict(), "duration_s": t.duration_s,
                          "upstream": list(self.spec.node(t.parent or t.node).upstream)} for t in self.tasks.values()]
         return out
+
+
+def _steering(value: Any) -> list[dict[str, Any]]:
+    """The steering log read back from Redis: entries other than objects of strings with a valid time are dropped."""
+    if not isinstance(value, list):
+        return []
+    return [entry for entry in value if isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())
+            and _is_time(entry.get("at"))]
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and _dt(value) is not None
+    except ValueError:
+        return False

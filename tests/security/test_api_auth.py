@@ -160,7 +160,7 @@ def test_each_route_answers_401_without_a_token_403_without_its_scope_and_serves
     assert allowed.status_code not in (401, 403), allowed.text
 
 
-def test_the_actor_of_a_steering_request_is_the_tokens_name_never_a_header(api: tuple[str, dict[str, str]]) -> None:
+def test_the_actor_of_every_steering_request_is_the_tokens_name_never_a_header(api: tuple[str, dict[str, str]]) -> None:
     base, env = api
     writer = create_token(env, "shop-app", "events:write")
     operator = create_token(env, "ops-alice", "runs:steer", "runs:read")
@@ -182,6 +182,22 @@ def test_the_actor_of_a_steering_request_is_the_tokens_name_never_a_header(api: 
 
     run = wait_for(cancelled, 30, "the engine to cancel the run")
     assert run["error"] == "cancelled by ops-alice"
+
+    retried = httpx.post(f"{base}/runs/{run_id}/retry", timeout=10, headers={**as_operator, "x-orch-user": "mallory"})
+    assert retried.status_code == 202
+    rerun = httpx.post(f"{base}/runs/{run_id}/rerun", timeout=10, headers=as_operator).json()["new_run"]
+
+    def log_of(run: str, entries: int) -> list[dict[str, Any]] | None:
+        steering: list[dict[str, Any]] = httpx.get(f"{base}/runs/{run}", headers=as_operator, timeout=10).json().get(
+            "steering", [])
+        return steering if len(steering) >= entries else None
+
+    steering = wait_for(lambda: log_of(run_id, 3), 30, "the engine to record the retry and the rerun")
+    assert [(e["action"], e["by"]) for e in steering] == [("cancel", "ops-alice"), ("retry", "ops-alice"),
+                                                          ("rerun", "ops-alice")]
+    assert steering[2]["new_run"] == rerun
+    copy = wait_for(lambda: log_of(rerun, 1), 30, "the rerun")
+    assert copy == [{"action": "rerun", "by": "ops-alice", "at": copy[0]["at"], "of": run_id}]
 
 
 def test_a_revoked_token_stops_working(api: tuple[str, dict[str, str]]) -> None:

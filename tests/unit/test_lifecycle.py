@@ -3,6 +3,7 @@ slots, overlap guards and cancel markers each takes and frees. Pure: no Redis.""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from orchestrator.workflows import lifecycle
 from orchestrator.workflows.advance import RUN_TIMER, Change, Timer, apply_record
 from orchestrator.workflows.lifecycle import Effects, Guard, Resources, RunRequest, cancels
 from orchestrator.workflows.records import RecordKind, TaskRecord
-from orchestrator.workflows.runs import EventRef, RunStatus
+from orchestrator.workflows.runs import EventRef, Run, RunStatus
 from orchestrator.workflows.spec import WorkflowSpec
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -231,3 +232,28 @@ def test_a_guarded_request_is_skipped_or_held_while_its_schedule_runs() -> None:
     free = Resources()
     taken = lifecycle.create(skip, NOW, free, effects)
     assert taken is not None and taken.run.guard == "nightly/rule" and effects.take == {"nightly/rule": "r1"}
+
+
+def test_the_steering_log_names_who_asked_keeps_the_latest_and_survives_a_round_trip() -> None:
+    change = start(timed.spec)
+    noted = Change(change.run)
+    assert not noted.dirty
+    lifecycle.note(noted, "cancel", "ops-alice", at(1))
+    assert noted.dirty, "a run steered without another change is still written"
+    for n in range(lifecycle.STEERING_KEPT + 5):
+        lifecycle.note(noted, "retry", f"bot-{n}", at(2 + n))
+    log = noted.run.steering
+    assert len(log) == lifecycle.STEERING_KEPT and log[-1]["by"] == f"bot-{lifecycle.STEERING_KEPT + 4}"
+    assert Run.from_fields({k.encode(): v for k, v in noted.run.to_fields(spec=True).items()}).steering == log
+
+
+def test_a_steering_log_read_back_from_redis_keeps_only_well_formed_entries() -> None:
+    fields = {k.encode(): v for k, v in start(timed.spec).run.to_fields(spec=True).items()}
+    meta = json.loads(fields[b"meta"])
+    good = {"action": "cancel", "by": "ops", "at": at(1).isoformat()}
+    meta["steering"] = [good, "x", {"action": 1, "by": "b", "at": at(1).isoformat()}, {**good, "at": "soon"}]
+    fields[b"meta"] = json.dumps(meta).encode()
+    assert Run.from_fields(fields).steering == [good]
+    meta["steering"] = {"not": "a list"}
+    fields[b"meta"] = json.dumps(meta).encode()
+    assert Run.from_fields(fields).steering == []
