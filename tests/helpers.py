@@ -8,11 +8,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import redis
+import trustme
 
 from orchestrator.embedded_redis import find_redis_binary
 
@@ -56,9 +57,10 @@ class RedisServer:
         binary, _ = find_redis_binary()
         ports = ["--port", str(self.port)]
         if tls:
-            self.ca = self_signed_certificate(self.dir)
-            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.ca),
-                     "--tls-key-file", str(self.dir / "key.pem"), "--tls-ca-cert-file", str(self.ca),
+            tls_files = tls_certificate(self.dir, "127.0.0.1", "localhost")
+            self.ca = tls_files.ca
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(tls_files.cert),
+                     "--tls-key-file", str(tls_files.key), "--tls-ca-cert-file", str(tls_files.ca),
                      "--tls-auth-clients", "no"]
         auth = ["--requirepass", password] if password and not any(e == "--aclfile" for e in extra) else []
         self.process = subprocess.Popen(
@@ -85,17 +87,24 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def self_signed_certificate(folder: Path) -> Path:
-    """A certificate (and key.pem beside it) for 127.0.0.1 and localhost, made with openssl."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("TLS test SKIPPED: openssl is not installed, so no certificate can be made "
-                    "(apt-get install openssl)")
-    cert = folder / "cert.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(folder / "key.pem"),
-                    "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
-    return cert
+@dataclass(frozen=True)
+class Certificate:
+    """A server certificate and its key, issued by a CA made for the test (`ca`: what clients trust)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def tls_certificate(folder: Path, *names: str) -> Certificate:
+    """A test CA, and a certificate it issued for `names` (host names or IP addresses), as PEM files."""
+    authority = trustme.CA()
+    issued = authority.issue_cert(*names)
+    found = Certificate(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    authority.cert_pem.write_to_path(str(found.ca))
+    issued.cert_chain_pems[0].write_to_path(str(found.cert))
+    issued.private_key_pem.write_to_path(str(found.key))
+    return found
 
 
 def _pings(client: redis.Redis) -> bool:

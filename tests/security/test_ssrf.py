@@ -6,16 +6,13 @@ anywhere (an audit hook sees every `socket.connect` of the process) so the serve
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +23,8 @@ from executors.kinds.egress import EgressPolicy, EgressTransport
 from executors.kinds.errors import DestinationRefused, InvalidTaskOptions, TaskFailure, classify
 from executors.kinds.http import run_http
 from orchestrator.context import TaskContext
+
+from ..helpers import Certificate, tls_certificate
 
 # -- real servers, and every connect the process makes ------------------------------------------------
 
@@ -270,25 +269,15 @@ def test_a_name_is_resolved_once_and_the_address_checked_is_the_one_connected_to
 # -- TLS -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for the name `localhost` only (no IP address in it)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"],
-                   check=True, capture_output=True)
-    return cert, key
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A certificate for the name `localhost` only (no IP address in it)."""
+    return tls_certificate(tmp_path_factory.mktemp("tls"), "localhost")
 
 
-def test_tls_verifies_the_certificate_for_the_urls_host_name(certificate: tuple[Path, Path],
-                                                               connects: list[Any]) -> None:
-    cert, key = certificate
+def test_tls_verifies_the_certificate_for_the_urls_host_name(certificate: Certificate, connects: list[Any]) -> None:
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(cert, key)
-    trusting = ssl.create_default_context(cafile=str(cert))
+    server_tls.load_cert_chain(certificate.cert, certificate.key)
+    trusting = ssl.create_default_context(cafile=str(certificate.ca))
 
     def get(url: str, allow: str) -> httpx.Response:
         transport = EgressTransport(EgressPolicy.from_entries([allow]), verify=trusting)
