@@ -20,8 +20,9 @@ from orchestrator.embedded_redis import find_redis_binary
 from orchestrator.events.recent import recent_events
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from triggers.files.changes import FileChange, event_id
 from triggers.files.config import WatchConfig
-from triggers.files.watcher import FileChange, FileWatcher, event_id
+from triggers.files.watcher import FileWatcher
 
 from ..helpers import free_port, wait_for
 

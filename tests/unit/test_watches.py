@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from orchestrator.cli.wiring import load_project
 from orchestrator.errors import ConfigError, ConfigIssue
 from orchestrator.settings import Settings
+from triggers.files.changes import FileChange, change_event, diff_states, event_id
 from triggers.files.config import WatchConfig
-from triggers.files.watcher import FileChange, change_event, diff_states, event_id
 
 from ..projects import make_project
 
