@@ -34,7 +34,6 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 from rq.defaults import RQ_KEY_PREFIX
-from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
@@ -89,13 +88,8 @@ class ClaimedJob:
 
     @property
     def payload(self) -> dict[str, Any]:
-        """The entry point's argument (empty if the job is not an orch job; OrchJob.func refuses those)."""
-        try:
-            args = self.job.args
-        except DeserializationError:  # not JSON: OrchJob.func refuses it, and the job fails
-            return {}
-        first = args[0] if args else None
-        return first if isinstance(first, dict) else {}
+        """The entry point's argument (empty if the job is not an orch job; it fails when it runs)."""
+        return self.job.payload
 
 
 class Ledger:
@@ -115,6 +109,7 @@ class Ledger:
         self._pending: list[tuple[Any, ...]] = []  # finishes not yet sent: kept until Redis has them
         self._staged: list[tuple[Any, ...]] = []  # the current job's start, sent with its `started` record
         self.started_sent = False  # whether the current job's start has reached Redis
+        self.unreadable = 0  # jobs of the last claim failed at once, unread (see _claimed_jobs)
 
     def stage(self, commands: Iterable[tuple[Any, ...]]) -> None:
         """Hold the current job's start until the runner reports it started (one round trip for both)."""
@@ -178,12 +173,14 @@ class Ledger:
 
     def _claimed_jobs(self, reply: Any) -> list[ClaimedJob]:
         jobs = []
+        self.unreadable = 0  # of the last claim: jobs failed at once (the queue may hold more after them)
         for raw_id, fields in reply or []:
             job_id = _text(raw_id)
             try:
                 jobs.append(ClaimedJob.from_hash(self._client, job_id, fields))
             except Exception as exc:  # a hash RQ could not read either: fail it rather than the worker
                 log.warning("job %s cannot be read (%s); marking it failed", job_id, exc)
+                self.unreadable += 1
                 self._pending.append(("HSET", job_key(job_id), "status", "failed", "ended_at", utcformat(now()),
                                       "exc_info", f"orch worker {self._worker}: unreadable job hash: {exc}"))
                 self._pending.append(("LREM", self._claimed, -1, job_id))

@@ -3,20 +3,27 @@
 RQ resolves a job's function by importing the dotted path stored in the job (`func_name`), and its
 callbacks the same way; anyone able to write a job hash could make a worker import and call anything.
 `OrchJob` refuses every function but `ENTRYPOINT` and every callback, so the task is looked up by its
-registered name inside the entry point instead.
+registered name inside the entry point instead. A job hash RQ cannot even read (a timeout that is not a
+number, dates that are not dates) is marked failed and skipped, rather than ending RQ's worker loop.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.utils import now, utcformat
 
 from orchestrator.errors import TaskError
 
 __all__ = ["ENTRYPOINT", "OrchJob"]
 
 ENTRYPOINT = "executors.runner.run_task"
+
+log = logging.getLogger(__name__)
 
 
 class OrchJob(Job):
@@ -29,6 +36,31 @@ class OrchJob(Job):
         from .runner import run_task
 
         return run_task
+
+    @classmethod
+    def fetch(cls, id: str, connection: redis.Redis | None = None, serializer: Any = None) -> Job:  # noqa: A002
+        """RQ's fetch; a hash it cannot read is marked failed and reported as gone (RQ then moves on)."""
+        try:
+            return super().fetch(id, connection=connection, serializer=serializer)
+        except (NoSuchJobError, redis.RedisError):
+            raise
+        except Exception as exc:
+            log.warning("job %s cannot be read (%s); marking it failed", id, exc)
+            if connection is not None:
+                connection.hset(cls.key_for(id), mapping={"status": "failed", "ended_at": utcformat(now()),
+                                                          "exc_info": f"unreadable job hash: {exc!r}"})
+            raise NoSuchJobError(f"job {id} cannot be read: {exc!r}") from exc
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The entry point's argument, or {} for a job whose data is not one (it fails when it runs: the
+        payload is untrusted, and reading it must never raise in the worker's loop)."""
+        try:
+            args = self.args
+        except Exception:  # noqa: BLE001 - not JSON, not zlib, not [func, instance, args, kwargs]: any of it
+            return {}
+        first = args[0] if isinstance(args, list | tuple) and args else None
+        return first if isinstance(first, dict) else {}
 
     @property
     def success_callback(self) -> Any:

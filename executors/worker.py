@@ -165,8 +165,10 @@ class FastWorker:
         return True
 
     def _next(self, burst: bool) -> ClaimedJob | None:
-        if not self._buffer:
+        while not self._buffer:
             self._buffer.extend(self.ledger.claim(self._queue_keys, self._batch_size()))
+            if not self.ledger.unreadable:
+                break  # else all it claimed was failed unread: claim again before calling the queues empty
         if not self._buffer and not burst:
             self.heartbeat.activity.state = "idle"
             self._hold(self._idle.wait())
@@ -304,7 +306,7 @@ class OrchWorker(SimpleWorker):
     catalog: Catalog | None = None
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+        payload = job.payload if isinstance(job, OrchJob) else {}
         if self.heartbeat_ is not None and self.catalog is not None:
             task, timeout_s = self.catalog.describe(payload)
             self.heartbeat_.activity.begin(job.id, payload, task, timeout_s)

@@ -137,3 +137,48 @@ def test_values_in_a_forged_job_stay_data(stack: Stack, tmp_path: Path) -> None:
     assert not pwned.exists()
     (done,) = [r for r in records(stack.r) if r.kind is RecordKind.SUCCEEDED]
     assert done.result["stdout"] == f"$(touch {pwned}); `touch {pwned}`\n"
+
+
+MALFORMED: dict[str, bytes] = {
+    "args-a-dict": zlib.compress(dumps(["executors.runner.run_task", None, {"x": 1}, {}])),
+    "args-a-number": zlib.compress(dumps(["executors.runner.run_task", None, 7, {}])),
+    "args-a-string": zlib.compress(dumps(["executors.runner.run_task", None, "abc", {}])),
+    "kwargs-a-list": zlib.compress(dumps(["executors.runner.run_task", None, [], [1]])),
+    "data-too-short": zlib.compress(dumps(["executors.runner.run_task"])),
+    "data-an-object": zlib.compress(dumps({"func": "executors.runner.run_task"})),
+    "data-not-json": zlib.compress(b"\x80\x04\x95 pickle?"),
+    "data-not-zlib": b"not compressed at all",
+    "payload-of-wrong-types": zlib.compress(dumps(["executors.runner.run_task", None, [
+        {"workflow": ["x"], "version": {}, "node": 1, "run": None, "attempt": "1", "args": "no"}], {}])),
+}
+
+
+HASH_GARBAGE: dict[str, dict[bytes, bytes]] = {
+    "timeout-not-a-number": {b"timeout": b"soon"},
+    "meta-not-json": {b"meta": b"\x80not json"},
+    "dates-not-dates": {b"created_at": b"yesterday", b"enqueued_at": b"\xff"},
+    "origin-elsewhere": {b"origin": b"rq:queue:../../x"},
+}
+
+
+@pytest.mark.parametrize("engine", ["fast", "rq"])
+def test_malformed_jobs_fail_one_by_one_and_the_worker_goes_on(stack: Stack, tmp_path: Path, engine: str) -> None:
+    """Garbage in a job hash fails that job; it never crashes the worker (which would take the job back
+    at the front of its queue and crash again on every restart)."""
+    fields = queued_job(stack, "stamp.requested", {})
+    for job_id, data in MALFORMED.items():
+        stack.r.hset(job_key(job_id), mapping={**fields, b"data": data, b"status": b"queued"})
+        stack.r.rpush(queue_key("orch.default"), job_id)
+    for job_id, garbage in HASH_GARBAGE.items():
+        stack.r.hset(job_key(job_id), mapping={**fields, **garbage, b"status": b"queued"})
+        stack.r.rpush(queue_key("orch.default"), job_id)
+    enqueue(stack.r, fields, "the-real-one")
+
+    run_worker(stack.r, stack.settings, stack.project, ["default"], burst=True, engine=engine)
+
+    statuses = {job_id: stack.r.hget(job_key(job_id), "status") for job_id in [*MALFORMED, *HASH_GARBAGE]}
+    assert (tmp_path / "legit").exists(), f"the job after the garbage ran ({statuses})"
+    assert {statuses[job_id] for job_id in MALFORMED} == {b"failed"}, statuses
+    # a genuine payload in a hash with garbage beside it is the project's own task: run or failed, not stuck
+    assert {statuses[job_id] for job_id in HASH_GARBAGE} <= {b"failed", b"finished"}, statuses
+    assert stack.r.llen(queue_key("orch.default")) == 0
