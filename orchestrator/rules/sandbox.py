@@ -4,7 +4,8 @@ Templates are the project author's; the data they run over is not. `{{ 'x' * dat
 event allocate gigabytes, nor `{% for i in range(data.n) %}` spin for hours. So everything that can build
 a value far larger than its inputs is checked *before* it runs: the operators `*`, `**`, `+`, `%` and `~`,
 the str methods that pad, replace, join, translate or format, list/tuple/dict literals (which can nest a
-value in itself), each `{{ }}` output and each buffered block (macros, `{% set %}` blocks), `range()`,
+value in itself); the text any other call returns is measured as soon as it exists (`encode`, `hex`,
+`upper` make at most four times their input, so chaining them stops at the first one over the limit), each `{{ }}` output and each buffered block (macros, `{% set %}` blocks), `range()`,
 `lipsum()` and the filters that pad, repeat or join (bounded_filters.py). Every loop iteration and call is
 charged to the render's Budget, which also holds a deadline (limits.py). A limit raises RuleError;
 templates.py adds which template it was.
@@ -251,9 +252,14 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if budget.depth > MAX_CALL_DEPTH:
                 raise RuleError(f"calls nested deeper than {MAX_CALL_DEPTH} levels "
                                 f"(a recursive macro or loop); {HINT}")
-            return super().call(context, obj, *args, **kwargs)
+            result = super().call(context, obj, *args, **kwargs)
         finally:
             budget.depth -= 1
+        if isinstance(result, str | bytes):
+            # Text from a call not predicted above (encode, hex, upper, ...) is a few times its input at most:
+            # measured now, a chain of them stops at the first result over the limit.
+            check_new(f"the result of `{getattr(obj, '__name__', 'a call')}()`", len(result))
+        return result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         check_time()

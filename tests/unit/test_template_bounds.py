@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import RuleError
+from orchestrator.rules import limits
 from orchestrator.rules.limits import (
     MAX_ITERATIONS,
     MAX_NEW_CHARS,
@@ -29,6 +30,13 @@ from orchestrator.rules.templates import ParamsTemplate, TemplateCompileError, c
 BIG = 1_000_000_000
 DATA = {"n": BIG, "s": "ab", "orders": [{"id": i, "to": f"u{i}@example.com"} for i in range(5)]}
 MAX_GROWTH_KB = 50 * 1024
+
+
+@pytest.fixture(autouse=True)
+def roomy_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test expects one particular limit to stop its template. The 0.25 s deadline must not get there
+    first on a loaded machine, so these tests get 5 s (test_the_deadline_stops_a_render checks the deadline)."""
+    monkeypatch.setattr(limits, "MAX_RENDER_S", 5.0)
 
 
 def peak_rss_kb() -> int:
@@ -130,12 +138,36 @@ XS = {"xs": list(range(100_000))}
     ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}", None),
     ("{% for i in range(100000) %}{% set n = range(100000)|list|length %}{% endfor %}", None),
 ])
-def test_a_loop_that_would_run_for_hours_is_stopped(template: str, data: Any) -> None:
+def test_a_loop_that_would_run_for_hours_is_stopped(template: str, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_RENDER_S", MAX_RENDER_S)  # the real deadline: either limit may stop these
     message = render_error(template, data)
 
     assert message.startswith("params.big: the template ran ")
     assert (f"more than {MAX_ITERATIONS} loop iterations and calls" in message
-            or f"longer than {MAX_RENDER_S} s" in message)
+            or f"longer than {limits.MAX_RENDER_S} s" in message)
+
+
+@pytest.mark.parametrize("template", [
+    "{{ ('x' * 250000).encode('utf-32').hex() }}",
+    "{% set s = data.s * 100000 %}{{ s.encode('utf-32').hex().encode('utf-32').hex()|sort|unique|list }}",
+    "{% set ns = namespace(s=data.s) %}{% for i in range(64) %}{% set ns.s = ns.s.upper().encode().hex() %}"
+    "{% endfor %}",
+    "{{ (data.s * 100000).encode().hex('-') }}",
+])
+def test_text_from_unpredicted_methods_is_measured_as_soon_as_it_exists(template: str) -> None:
+    message = render_error(template)
+
+    assert message.startswith("params.big: the result of `") and "over the limit" in message, message
+
+
+def test_the_deadline_stops_a_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_RENDER_S", 0.0)  # already past: the first check of the clock stops it
+
+    message = render_error("{% for i in range(50000) %}{% endfor %}done")
+
+    assert message == ("params.big: the template ran longer than 0.0 s, the limit per render; "
+                       "render less data, or do this work in a task")
+    assert limits.MAX_RENDER_S != MAX_RENDER_S == 0.25, "the real deadline"
 
 
 def test_a_recursive_macro_is_stopped_by_depth() -> None:
