@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import CycleError, TaskError, WorkflowError
 from ..jsonutil import dumps
+from .commands import check_shell_options
 from .policy import RetryPolicy, check_depends
 
 __all__ = [
@@ -305,26 +306,4 @@ def check_node(workflow: str, node: NodeSpec) -> None:
     if missing:
         raise WorkflowError(f"{where}: refers to {', '.join(sorted(missing))} without depending on it")
     if node.kind == "shell":
-        _check_shell(where, node.kwargs)
-
-
-_SHELL_DATA_HINT = ("pass the values in env: (e.g. env: {NAME: \"{{ params.name }}\"}) and write \"$NAME\" in the "
-                    "command, as GitHub advises against script injection")
-
-
-def _check_shell(where: str, options: Mapping[str, Any]) -> None:
-    """Rendered values reach a command only as whole argv elements or environment values, never as shell
-    syntax or as the program: the command's structure is the spec's (see slots.py)."""
-    command, env, shell = options.get("command", {}), options.get("env"), options.get("shell", {"$lit": False})
-    if "$lit" not in shell or not isinstance(shell["$lit"], bool):
-        raise WorkflowError(f"{where}: shell must be written out as true or false")
-    if shell["$lit"] and not ("$lit" in command and isinstance(command["$lit"], str)):
-        raise WorkflowError(f"{where}: a command run by /bin/sh (shell: true) may not hold values that are only known "
-                            f"when the task runs, or data would become shell syntax: {_SHELL_DATA_HINT}")
-    program = command["$list"][0] if "$list" in command and command["$list"] else command
-    if "$lit" not in program:
-        raise WorkflowError(f"{where}: the program to run (the command, or its first element) must be written "
-                            "out, not come from parameters or results")
-    if env is not None and "$lit" not in env and "$dict" not in env:
-        raise WorkflowError(f"{where}: env must be a mapping written out (its values may come from parameters or "
-                            "results, its names may not)")
+        check_shell_options(where, node.kwargs)

@@ -8,6 +8,7 @@ prints the value back unchanged, and the file the syntax would create never appe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,81 @@ def test_a_shell_true_command_with_data_in_it_is_refused_before_anything_runs(tm
 
     with pytest.raises(ConfigError, match=r"shell: true\) may not hold values .* pass the values in env"):
         load_project(root)
+
+
+def load_task(tmp_path: Path, task: str) -> None:
+    """Load a project whose `say` workflow has the one shell task `task` (YAML, under `tasks:`)."""
+    root = make_project(tmp_path / "project", rules=RULES)
+    (root / "workflows" / "say.yaml").write_text(
+        "workflows:\n  - name: say\n    params: [text]\n    tasks:\n      - name: t\n        " + task + "\n")
+    load_project(root)
+
+
+@pytest.mark.parametrize(("task", "says"), [
+    # data as the code a shell or an interpreter runs, however the command is written
+    ("shell: \"sh -c '{{ params.text }}'\"", "`sh` runs its first operand as code"),
+    ("shell: [bash, -c, '{{ params.text }}']", "`bash` runs its first operand as code"),
+    ("shell: [bash, -ec, '{{ params.text }}']", "`bash` runs its first operand as code"),
+    ("shell: [/usr/bin/python3, -c, '{{ params.text }}']", "`python3` runs its first operand as code"),
+    ("shell: [node, -e, '{{ params.text }}']", "`node` runs its first operand as code"),
+    ("shell: [perl, '{{ params.text }}']", "`perl` runs its first operand as code"),
+    ("shell: [awk, '{{ params.text }}', /etc/hosts]", "`awk` runs its first operand as code"),
+    ("shell: [bash, '{{ params.text }}', -c, 'echo hi']", "`bash` runs its first operand as code"),
+    # data as a program, through a program that runs its arguments
+    ("shell: [env, '{{ params.text }}']", "`env` runs its arguments as a command"),
+    ("shell: [/usr/bin/env, 'A=1', '{{ params.text }}']", "`env` runs its arguments as a command"),
+    ("shell: [xargs, '{{ params.text }}']", "`xargs` runs its arguments as a command"),
+    ("shell: [ssh, host.example, '{{ params.text }}']", "`ssh` runs its arguments as a command"),
+    ("shell: [timeout, '5', '{{ params.text }}']", "`timeout` runs its arguments as a command"),
+    # data choosing where a relative program is found, or what every program loads
+    ("shell: {command: [./run.sh], cwd: '{{ params.text }}'}", "cwd must be written out"),
+    ("shell: {command: [ls], env: {PATH: '{{ params.text }}'}}", "env.PATH changes which program runs"),
+    ("shell: {command: [ls], env: {LD_PRELOAD: '{{ params.text }}'}}", "env.LD_PRELOAD changes"),
+    ("shell: {command: [ls], env: {BASH_ENV: '{{ params.text }}'}}", "env.BASH_ENV changes"),
+    ("shell: '{{ params.text }} --version'", "the program to run"),
+])
+def test_data_that_could_become_code_or_a_program_is_refused_when_the_project_loads(tmp_path: Path, task: str,
+                                                                                    says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_task(tmp_path, task)
+
+
+@pytest.mark.parametrize("task", [
+    "shell: [bash, -c, 'printf %s \"$1\"', _, '{{ params.text }}']",  # $1 of a written-out script
+    "shell: [python3, -u, script.py, '{{ params.text }}']",
+    "shell: [sh, -c, 'printf %s \"$TEXT\"']",
+    "shell: {command: [bash, -c, 'printf %s \"$TEXT\"'], env: {TEXT: '{{ params.text }}'}}",
+    "shell: [env, A=1, printf, '%s', hello]",
+    "shell: {command: [./run.sh, '{{ params.text }}'], cwd: /srv/tools}",
+    "shell: {command: [ls, '{{ params.text }}'], cwd: '{{ params.text }}'}",
+    "shell: [grep, -r, '{{ params.text }}', /srv/logs]",
+])
+def test_data_as_arguments_stays_allowed(tmp_path: Path, task: str) -> None:
+    load_task(tmp_path, task)
+
+
+def test_the_python_dsl_has_the_same_rules(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "project", rules=RULES, workflows={"say": """
+        from orchestrator import run_shell, workflow
+
+        @workflow
+        def say(text: str):
+            run_shell("t", ["bash", "-c", text])
+    """})
+
+    with pytest.raises(ConfigError, match=re.escape("`bash` runs its first operand as code")):
+        load_project(root)
+
+
+@pytest.mark.parametrize("text", ["touch", "'; touch x; '"])
+def test_a_bash_script_given_data_as_its_argument_prints_it(stack: Stack, tmp_path: Path, text: str) -> None:
+    root = make_project(tmp_path / "p2", rules=RULES)
+    (root / "workflows" / "say.yaml").write_text(
+        "workflows:\n  - name: say\n    params: [text]\n    tasks:\n      - name: t\n"
+        "        shell: [bash, -c, 'printf %s \"$1\"', _, '{{ params.text }}']\n")
+    project = load_project(root)
+    other = Stack(stack.r, stack.settings.model_copy(update={"project": project.root}), project)
+    event = other.emit("say.requested", {"text": text}, source="/test")
+    other.drain()
+    run = other.run("say", "/test", event)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["t"].result["stdout"] == text
