@@ -58,7 +58,9 @@ def clone_client(client: redis.Redis, **overrides: Any) -> redis.Redis:
     """A client to the same server with a pool of its own (for another thread, or after a fork)."""
     pool = client.connection_pool
     kwargs = {**pool.connection_kwargs, **overrides}
-    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+    clone = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+    clone.auto_close_connection_pool = True  # the pool is the clone's own: close() disconnects it
+    return clone
 
 
 @dataclass

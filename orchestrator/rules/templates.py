@@ -26,7 +26,7 @@ from ..jsonutil import JSONValueError, check_json, dumps
 from .limits import HINT, MAX_VALUE_CHARS, measure, render_budget
 from .sandbox import BoundedSandbox
 
-__all__ = ["MAX_RENDERED_BYTES", "ParamsTemplate", "TemplateCompileError"]
+__all__ = ["MAX_RENDERED_BYTES", "ParamsTemplate", "TemplateCompileError", "could_render"]
 
 MAX_RENDERED_BYTES = 64 * 1024
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
@@ -191,3 +191,50 @@ class ParamsTemplate:
         """The parameters for one event, all rendered within one budget; RuleError names the one that failed."""
         with render_budget():
             return {k: _render(v, context, ("params", k)) for k, v in self._compiled.items()}
+
+
+def could_render(source: str, value: Any) -> bool:
+    """Whether template `source` could have rendered `value`: a single `{{ expression }}` any value; other
+    templates text that holds their fixed text in place (the text before, between and after the `{{ }}`
+    expressions; with `{% %}` tags, only the text before the first tag and after the last, the rest
+    being conditional). A job's value for a template is checked with this (workflows/slots.py): a forged
+    job can then pass no more than event data could, e.g. never another host in a URL template."""
+    compiled = compile_value(source)
+    if not isinstance(compiled, _Expr | _Text):
+        return bool(value == compiled)
+    if isinstance(compiled, _Expr):
+        return True
+    if not isinstance(value, str):
+        return False
+    pieces, tagged = _fixed_text(source)
+    if tagged:
+        pieces = (pieces[0], pieces[-1])
+    first, *middle, last = pieces
+    end = len(value) - len(last)
+    if not value.startswith(first) or not value.endswith(last) or end < len(first):
+        return False
+    position = len(first)
+    for piece in middle:  # leftmost matches: if any placement of the pieces fits, this one does
+        found = value.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _fixed_text(source: str) -> tuple[tuple[str, ...], bool]:
+    """The literal text of `source` cut at every tag (as Jinja's lexer sees it: whitespace control and
+    the dropped trailing newline applied), and whether it has `{% %}` tags."""
+    pieces: list[str] = []
+    current: list[str] = []
+    tagged = False
+    for _, kind, text in _env().lex(source):
+        if kind == "data":
+            current.append(text)
+        elif kind in ("variable_begin", "block_begin", "raw_begin", "raw_end", "linestatement_begin"):
+            tagged = tagged or kind != "variable_begin"
+            pieces.append("".join(current))
+            current = []
+    pieces.append("".join(current))
+    return tuple(pieces), tagged

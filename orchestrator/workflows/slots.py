@@ -6,7 +6,9 @@ exists only when the task is dispatched. The engine sends the slots' values, in 
 nothing else of the task (`collect`); the worker rebuilds the call from its own copy of the spec and
 those values (`bind`). So a job cannot say what to run: the kind, the command, the URL template, the
 function and every literal come from the worker's project, and a value sits only where the spec put a
-slot (one argv element, one environment value), never where structure is.
+slot (one argv element, one environment value), never where structure is. A value for a text template
+(`"https://api.example/orders/{{ params.id }}"`) must keep the template's fixed text in place
+(`could_render`): a forged job passes no more than event data could, never another host.
 
 Order: the positional templates, then the keyword templates in the spec's order, each depth first.
 """
@@ -17,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import TaskError
+from ..rules.templates import could_render
 from .spec import NodeSpec, resolve
 
 __all__ = ["SlotError", "bind", "collect", "slots"]
@@ -69,4 +72,8 @@ def _fill(template: Any, feed: Iterator[Any]) -> Any:
         return [_fill(item, feed) for item in template["$list"]]
     if "$dict" in template:
         return {k: _fill(item, feed) for k, item in template["$dict"].items()}
-    return next(feed)
+    value = next(feed)
+    if "$tmpl" in template and not could_render(template["$tmpl"], value):
+        raise SlotError(f"the job's value for template {template['$tmpl']!r} is not one it could render (its "
+                        "fixed text is not in place): it was not made from this version of the workflow")
+    return value

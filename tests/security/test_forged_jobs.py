@@ -9,7 +9,11 @@ appear, and each refusal is reported.
 
 from __future__ import annotations
 
+import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +186,67 @@ def test_malformed_jobs_fail_one_by_one_and_the_worker_goes_on(stack: Stack, tmp
     # a genuine payload in a hash with garbage beside it is the project's own task: run or failed, not stuck
     assert {statuses[job_id] for job_id in HASH_GARBAGE} <= {b"failed", b"finished"}, statuses
     assert stack.r.llen(queue_key("orch.default")) == 0
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        self.server.hits.append((self.path, self.headers.get("authorization")))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def recording_server() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.hits = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_forged_url_cannot_take_the_specs_secret_header_elsewhere(r: redis.Redis, settings: Settings,
+                                                                    tmp_path: Path) -> None:
+    """A URL template's value keeps the template's fixed text: a forged job cannot point the request, and
+    the credentials the spec adds to it, at another host or port."""
+    with recording_server() as partner, recording_server() as attacker:
+        root = make_project(tmp_path / "project", rules="""
+rules:
+  - {name: notify, type: order.paid, workflow: notify, params: {order: "{{ data.order }}"}}
+""")
+        (root / "workflows" / "notify.yaml").write_text(f"""
+workflows:
+  - name: notify
+    params: [order]
+    tasks:
+      - name: tell
+        http:
+          url: "http://127.0.0.1:{partner.server_port}/orders/{{{{ params.order }}}}"
+          method: POST
+          headers: {{Authorization: "Bearer s3cr3t"}}
+""")
+        allowed = settings.model_copy(update={"project": root, "http_allow": ("127.0.0.1",)})
+        stack = Stack(r, allowed, load_project(root))
+        fields = queued_job(stack, "order.paid", {"order": "A-1"})
+        _, _, _, real = payload_of(fields)
+        assert real["args"] == [f"http://127.0.0.1:{partner.server_port}/orders/A-1"]
+        elsewhere = f"http://127.0.0.1:{attacker.server_port}/steal"
+        enqueue(stack.r, fields, "forged-url", payload={**real, "args": [elsewhere]})
+        enqueue(stack.r, fields, "forged-host-in-path", payload={
+            **real, "args": [f"http://127.0.0.1:{attacker.server_port}/orders/A-1"]})
+        enqueue(stack.r, fields, "real-url", payload=real)
+
+        run_worker(stack.r, stack.settings, stack.project, ["default"], burst=True)
+
+        assert attacker.hits == []  # type: ignore[attr-defined]
+        assert partner.hits == [("/orders/A-1", "Bearer s3cr3t")]  # type: ignore[attr-defined]
+        refused = [r for r in records(stack.r) if r.kind is RecordKind.FAILED]
+        assert [r.error_type for r in refused] == ["ForgedJob", "ForgedJob"]

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from executors.catalog import Catalog, ForgedJob, UnknownWorkflowVersion
 from executors.kinds.errors import UnknownTaskError
 from orchestrator import call_http, run_shell, task, workflow
 from orchestrator.errors import WorkflowError
+from orchestrator.rules.templates import could_render, render_value
 from orchestrator.workflows.slots import SlotError, bind, collect
 from orchestrator.workflows.spec import NodeSpec, build_spec
 
@@ -129,3 +132,51 @@ def test_a_payload_missing_its_fields_is_refused() -> None:
         CATALOG.work({"workflow": "deliver", "version": "x", "node": "label", "run": "r1"})
     with pytest.raises(ForgedJob, match="not an object"):
         CATALOG.work(["deliver"])
+
+
+# -- a value for a text template keeps the template's fixed text ----------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "value", "fits"), [
+    ("https://api.example/orders/{{ params.id }}", "https://api.example/orders/A-1", True),
+    ("https://api.example/orders/{{ params.id }}", "https://api.example/orders/", True),
+    ("https://api.example/orders/{{ params.id }}", "http://attacker.example/steal", False),
+    ("https://api.example/orders/{{ params.id }}", "https://api.example.attacker/orders/1", False),
+    ("https://api.example/{{ a }}/x/{{ b }}.json", "https://api.example/1/x/2.json", True),
+    ("https://api.example/{{ a }}/x/{{ b }}.json", "https://api.example/1/x/x/x/2.json", True),
+    ("https://api.example/{{ a }}/x/{{ b }}.json", "https://api.example/1/2.json", False),
+    ("{{ params.url }}", "http://anything.example/", True),  # the author chose to take the whole value
+    ("{{ params.n }}", 7, True),
+    ("order {{ params.id }}", 7, False),
+    ("{% if a %}https://a.example/{% else %}https://b.example/{% endif %}{{ x }}", "https://c.example/", True),
+    ("https://api.example/{% if a %}x{% endif %}/{{ b }}.json", "https://api.example/y/1.json", True),
+    ("https://api.example/{% if a %}x{% endif %}/{{ b }}.json", "https://evil.example/1.json", False),
+    ("a {{- x }}", "aX", True),  # whitespace control: the stripped space is not fixed text
+    ("a {{ x }}\n", "a X", True),  # Jinja drops a template's trailing newline
+    ("q{# note #}r{{ x }}", "qrX", True),
+])
+def test_could_render(source: str, value: Any, fits: bool) -> None:
+    assert could_render(source, value) is fits
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab/:.{}% ", max_size=6), min_size=1, max_size=4),
+       st.lists(st.text(alphabet="ab/:.", max_size=6), min_size=3, max_size=3))
+def test_whatever_a_template_renders_fits_it(texts: list[str], values: list[str]) -> None:
+    pieces = [t.replace("{", "(").replace("}", ")").replace("%", "p") for t in texts]  # no tags in the text
+    source = "".join(f"{piece}{{{{ v[{i}] }}}}" for i, piece in enumerate(pieces[:-1])) + pieces[-1]
+    if "{{" not in source:
+        source += "{{ v[2] }}"
+    rendered = render_value(source, {"v": values}, "t")
+    assert could_render(source, rendered)
+
+
+def test_a_forged_value_for_a_url_template_is_refused() -> None:
+    node = NodeSpec(name="notify", task="http", kind="http", kwargs={
+        "url": {"$tmpl": "https://partner.example/orders/{{ params.order_id }}", "refs": []},
+        "headers": {"$lit": {"Authorization": "Bearer s3cr3t"}}})
+    (url,) = collect(node, {"order_id": "A-1"}, {})
+    assert url == "https://partner.example/orders/A-1"
+    bind(node, [url])
+    with pytest.raises(SlotError, match="not one it could render"):
+        bind(node, ["http://attacker.example/steal"])
