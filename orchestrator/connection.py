@@ -118,12 +118,12 @@ def server_check(url: str = "") -> Generator[Command, Any, tuple[int, ...]]:
     if isinstance(info, redis.RedisError):
         raise unreachable_error(url, info) from info
     version = check_info(info, url)
-    policy = yield ("CONFIG GET", "maxmemory-policy")
-    if isinstance(policy, redis.ResponseError):  # CONFIG may be disabled on managed Redis
-        policy = {}
-    elif isinstance(policy, redis.RedisError):
-        raise policy
-    warn_about_eviction(policy)
+    memory = yield ("INFO", "memory")  # not CONFIG GET: an ACL user need not be able to read the config
+    if isinstance(memory, redis.ResponseError):  # a proxy or managed Redis that hides the section
+        memory = {}
+    elif isinstance(memory, redis.RedisError):
+        raise memory
+    warn_about_eviction(memory)
     return version
 
 
@@ -189,8 +189,8 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def warn_about_eviction(reply: Mapping[Any, Any]) -> None:
-    """Log a warning when a `CONFIG GET maxmemory-policy` reply says Redis may evict keys."""
-    policy = reply.get(b"maxmemory-policy", reply.get("maxmemory-policy", b"noeviction"))
+    """Log a warning when an `INFO memory` reply says Redis may evict keys."""
+    policy = reply.get("maxmemory_policy", reply.get(b"maxmemory_policy", b"noeviction"))
     if policy not in (b"noeviction", "noeviction"):
         log.warning(
             "Redis maxmemory-policy is %s: under memory pressure Redis may evict events, runs or dedup keys. "

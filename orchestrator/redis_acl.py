@@ -19,7 +19,8 @@ key patterns (`%R~`) need Redis >= 7.0; on 6.2 `--no-read-only` writes them as f
 
 Commands: each role gets the data categories it uses (@read, @write, and the types), scripting (orch's
 Lua scripts, loaded by SHA), transactions and connection commands, minus @dangerous; then INFO (the
-version check, /healthz) and CONFIG GET (the eviction check) are added back.
+version check, the eviction check, /healthz) is added back. CONFIG GET is not: it would show every role
+the server's secrets (masterauth, TLS key passphrases).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 __all__ = ["ROLES", "RoleAcl", "acl_for", "acl_file"]
 
 _COMMANDS = ("-@all +@read +@write +@keyspace +@string +@hash +@list +@set +@sortedset +@stream +@scripting "
-             "+@transaction +@connection +@fast +@slow -@dangerous -@admin +info +config|get")
+             "+@transaction +@connection +@fast +@slow -@dangerous -@admin +info")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def _p(pattern: str, prefix: str) -> str:
 
 
 ROLES = {
-    "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:token:*"),
-                   ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:tokens", "<p>:events:dead", "<p>:workers",
+    "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:tokens:used"),
+                   ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:tokens", "<p>:token:*", "<p>:events:dead", "<p>:workers",
                        "<p>:worker:*", "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:workers",
                        "rq:worker:*")),
     "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),

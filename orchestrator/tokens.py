@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -42,6 +42,7 @@ SCOPES = {
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _TOKEN = re.compile(r"^orch_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
+_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 class TokenError(OrchestratorError):
@@ -85,6 +86,9 @@ class TokenRecord:
     def matches(self, token: str) -> bool:
         return hmac.compare_digest(self.digest, digest(token))
 
+    def used_at(self, when: float | None) -> TokenRecord:
+        return replace(self, last_used_at=when)
+
     def to_fields(self) -> dict[str, str]:
         return {"name": self.name, "scopes": ",".join(sorted(self.scopes)), "created_at": f"{self.created_at:.3f}",
                 "digest": self.digest}
@@ -94,9 +98,8 @@ class TokenRecord:
         """The record, or None for a missing or malformed one (read back from Redis: untrusted)."""
         try:
             text = {k.decode(): v.decode() for k, v in fields.items()}
-            used = text.get("last_used_at")
             return cls(token_id, text["name"], frozenset(s for s in text["scopes"].split(",") if s in SCOPES),
-                       float(text["created_at"]), text["digest"], float(used) if used else None)
+                       float(text["created_at"]), text["digest"])
         except (KeyError, ValueError, UnicodeDecodeError):
             return None
 
@@ -118,6 +121,9 @@ class TokenStore:
         if not NAME.match(name):
             raise TokenError(f"token name {name!r}: letters, digits and . _ @ -, at most 64, starting with a "
                              "letter or digit")
+        if _ID.match(name):
+            raise TokenError(f"token name {name!r} looks like a token id (12 hex digits), which `orch tokens "
+                             "revoke` also takes: choose another name")
         token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         token = f"orch_{token_id}_{secret}"
         record = TokenRecord(token_id, name, check_scopes(scopes), time.time(), digest(token))
@@ -137,18 +143,24 @@ class TokenStore:
         pipe = self._redis.pipeline(transaction=False)
         for token_id in ids:
             pipe.hgetall(self._keys.token(token_id))
-        records = [TokenRecord.from_fields(i, f) for i, f in zip(ids, pipe.execute(), strict=True)]
-        return sorted((r for r in records if r is not None), key=lambda r: r.name)
+        pipe.hgetall(self._keys.tokens_used)
+        *found, used = pipe.execute()
+        records = [TokenRecord.from_fields(i, f) for i, f in zip(ids, found, strict=True)]
+        return sorted((r.used_at(_when(used.get(r.id.encode()))) for r in records if r is not None),
+                      key=lambda r: r.name)
 
     def revoke(self, name_or_id: str) -> TokenRecord:
         """Revoke a token by name or id; TokenError (listing the names) when there is none."""
-        found = next((r for r in self.list() if name_or_id in (r.name, r.id)), None)
+        records = self.list()
+        found = next((r for r in records if r.id == name_or_id), None) or next(
+            (r for r in records if r.name == name_or_id), None)
         if found is None:
             names = ", ".join(r.name for r in self.list()) or "none"
             raise TokenError(f"no token named {name_or_id!r} (tokens: {names}; see `orch tokens list`)")
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self._keys.tokens, found.name)
             pipe.delete(self._keys.token(found.id))
+            pipe.hdel(self._keys.tokens_used, found.id)
             pipe.execute()
         return found
 
@@ -159,3 +171,10 @@ class TokenStore:
             return None
         record = TokenRecord.from_fields(token_id, self._redis.hgetall(self._keys.token(token_id)))
         return record if record is not None and record.matches(token) else None
+
+
+def _when(raw: bytes | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None

@@ -113,7 +113,7 @@ class Verifier:
             found = TokenRecord.from_fields(token_id, await self._redis.hgetall(self._keys.token(token_id)))
             if found is not None and found.matches(token):
                 record = found
-                await self._redis.hset(self._keys.token(token_id), "last_used_at", f"{time.time():.3f}")
+                await self._redis.hset(self._keys.tokens_used, token_id, f"{time.time():.3f}")
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[key] = (record, now + TOKEN_CACHE_S)

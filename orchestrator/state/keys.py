@@ -32,8 +32,10 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 |                                  |        | watcher), after XADD  | files last seen; delete it to re-announce  |
 | <p>:metrics:<metric name>        | hash   | engine, publishers    | permanent (counters)                       |
 | <p>:tokens                       | hash   | orch tokens (CLI)     | permanent: token name -> token id          |
-| <p>:token:<id>                   | hash   | orch tokens; orch api | until revoked: name, scopes, SHA-256 of    |
-|                                  |        | (last_used_at)        | the token, created_at, last_used_at        |
+| <p>:token:<id>                   | hash   | orch tokens (CLI)     | until revoked: name, scopes, SHA-256 of    |
+|                                  |        |                       | the token, created_at                      |
+| <p>:tokens:used                  | hash   | orch api              | token id -> last use (epoch s); the API    |
+|                                  |        |                       | writes no token record (ACL: read-only)    |
 | <p>:worker:<name>                | hash   | that worker           | heartbeat: TTL worker_heartbeat_ttl_s,     |
 |                                  |        |                       | refreshed every worker_heartbeat_s         |
 | <p>:workers                      | zset   | workers               | name -> last heartbeat (ms); stale entries |
@@ -166,6 +168,11 @@ class Keys:
     def token(self, token_id: str) -> str:
         """One API token's record: name, scopes and the SHA-256 of the token (never the token)."""
         return f"{self.prefix}:token:{token_id}"
+
+    @property
+    def tokens_used(self) -> str:
+        """Token id -> when `orch api` last accepted it (kept apart: the API may not write token records)."""
+        return f"{self.prefix}:tokens:used"
 
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"

@@ -36,6 +36,7 @@ def test_admin_allows_every_scope(store: TokenStore) -> None:
     ("ci", ["runs:write"], "unknown scope(s) runs:write"),
     ("ci", [], "no scope given"),
     ("bad name", ["admin"], "token name 'bad name'"),
+    ("0123456789ab", ["admin"], "looks like a token id"),
 ])
 def test_bad_requests_say_what_to_do(store: TokenStore, name: str, scopes: list[str], fragment: str) -> None:
     with pytest.raises(TokenError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -56,3 +57,23 @@ def test_names_are_unique_and_revoking_by_name_or_id_ends_a_token(store: TokenSt
     with pytest.raises(TokenError, match="no token named 'deploy'"):
         store.revoke("deploy")
     assert record.name == "deploy"
+
+
+def test_revoking_by_id_never_takes_a_token_named_like_another_tokens_id(store: TokenStore, r: redis.Redis) -> None:
+    leaked, record = store.create("leaked", ["admin"])
+    r.hset("orch:tokens", record.id, "ffffffffffff")  # a name equal to that id, from before names were checked
+    r.hset("orch:token:ffffffffffff", mapping={"name": record.id, "scopes": "runs:read", "created_at": "1",
+                                              "digest": "0" * 64})
+    assert store.revoke(record.id).name == "leaked"
+    assert store.verify(leaked) is None
+
+
+def test_the_last_use_is_kept_apart_from_the_record(store: TokenStore, r: redis.Redis) -> None:
+    _, record = store.create("ci", ["runs:read"])
+    r.hset("orch:tokens:used", record.id, "1795996737.5")
+    (listed,) = store.list()
+    assert listed.last_used_at == 1795996737.5 and b"last_used_at" not in r.hgetall(f"orch:token:{record.id}")
+    r.hset("orch:tokens:used", record.id, "garbage")
+    assert store.list()[0].last_used_at is None
+    store.revoke("ci")
+    assert not r.hexists("orch:tokens:used", record.id)

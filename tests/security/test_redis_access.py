@@ -133,6 +133,9 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     wait_for(lambda: len(_succeeded(deployment, "say")) == 2, 60, "the rerun (steering through the api user)")
     for role in ("api", "engine", "worker", "triggers"):
         assert "NOPERM" not in deployment.procs.log(role), deployment.procs.log(role)
+    admin = redis.Redis.from_url(deployment.server.url)
+    assert admin.hget("orch:tokens:used", deployment.token.split("_")[1]), "the api user recorded the token's use"
+    admin.close()
 
 
 @pytest.mark.parametrize(("role", "command"), [
@@ -145,6 +148,10 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     ("engine", ("FLUSHALL",)),
     ("engine", ("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")),
     ("api", ("KEYS", "*")),
+    ("api", ("HSET", "orch:token:0123456789ab", "scopes", "admin")),  # no minting tokens
+    ("api", ("HSET", "orch:tokens", "mallory", "0123456789ab")),
+    ("worker", ("CONFIG", "GET", "masterauth")),  # no role reads the server's secrets
+    ("api", ("CONFIG", "GET", "*")),
     ("worker", ("EVAL", "return redis.call('HSET', KEYS[1], 'meta', '{}')", "1", "orch:run:forged")),
 ])
 def test_each_role_is_refused_what_it_does_not_need(deployment: Deployment, role: str,
