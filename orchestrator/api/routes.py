@@ -3,12 +3,14 @@ documented answers (schemas.py)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
@@ -21,6 +23,8 @@ from ..workflows.runs import RunStatus
 from .app import ApiState
 from .auth import PUBLIC, principal_of, scoped
 from .schemas import CLOUD_EVENT, Accepted, Health, Steered, errors
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -137,9 +141,9 @@ async def steer_run(request: Request, run_id: str, action: Literal["cancel", "re
             return JSONResponse({"error": "the body must be a JSON object like {\"from\": \"task\"}"},
                                 status_code=422)
         from_node = data.get("from")
-    try:
-        steered = steer(state.redis, state.keys, state.runs, action, run_id, from_node=from_node,
-                        by=principal_of(request).name)
+    try:  # blocking Redis calls: off the event loop, which also serves webhooks and /healthz
+        steered = await run_in_threadpool(steer, state.redis, state.keys, state.runs, action, run_id,
+                                          from_node=from_node, by=principal_of(request).name)
     except SteeringError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     return JSONResponse(steered.to_dict(), status_code=202)
@@ -153,7 +157,9 @@ async def healthz(request: Request) -> JSONResponse:
     try:
         info = await state.aredis.info("server")
     except Exception as exc:  # noqa: BLE001 - any failure to reach Redis is "unhealthy"
-        return JSONResponse({"status": "unavailable", "redis": {"ok": False, "error": str(exc)}},
+        # /healthz is public: the answer names the kind of failure, the log (for operators) the details
+        log.warning("healthz: Redis does not answer: %s", exc)
+        return JSONResponse({"status": "unavailable", "redis": {"ok": False, "error": type(exc).__name__}},
                             status_code=503, headers={"Retry-After": "5"})
     return JSONResponse({"status": "ok", "version": __version__,
                          "redis": {"ok": True, "version": info.get("redis_version")}})

@@ -342,6 +342,11 @@ def test_redis_down_gets_503_with_retry_after(tmp_path: Path) -> None:
         response = httpx.post(f"{base}/hooks/stripe", content=body, headers=stripe(body), timeout=10)
 
         assert response.status_code == 503 and response.headers["retry-after"]
+        health = httpx.get(f"{base}/healthz", timeout=10)
+        assert health.status_code == 503 and health.headers["retry-after"]
+        assert str(server.port) not in health.text, "public: the answer does not map the network"
+        assert health.json()["redis"] == {"ok": False, "error": "ConnectionError"}
+        assert str(server.port) in procs.log("api"), "the log says which Redis did not answer"
     finally:
         procs.stop_all()
         if server.process.poll() is None:
