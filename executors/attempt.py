@@ -92,8 +92,10 @@ class Attempt:
 _running: Attempt | None = None  # the attempt this process runs now (one at a time per worker process)
 
 
-def cancel_running(run_id: str, reason: str) -> bool:
-    """Stop the running attempt if it belongs to `run_id`; True the first time only.
+def cancel_running(run_id: str, reason: str, node: str | None = None, attempt_no: int | None = None) -> bool:
+    """Stop the running attempt if it belongs to `run_id` (and is `node`'s attempt `attempt_no`, when given:
+    the heartbeat says which attempt it saw cancelled, and another may have started since); True the first
+    time only.
 
     The heartbeat thread calls it on every beat while the run stays cancelled, and each call signals
     again while the attempt runs under its limit: a signal that lands just before a blocking call starts
@@ -101,6 +103,8 @@ def cancel_running(run_id: str, reason: str) -> bool:
     """
     attempt = _running
     if attempt is None or attempt.ctx.run_id != run_id:
+        return False
+    if (node, attempt_no) != (None, None) and (attempt.ctx.node, attempt.ctx.attempt) != (node, attempt_no):
         return False
     first = not attempt.cancelled.is_set()
     if first:

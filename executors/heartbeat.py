@@ -108,7 +108,7 @@ class Heartbeat:
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, name: str, queues: list[str], *,
                  engine: str, pool: str = "", rq_registration: bool = True,
-                 on_cancel: Callable[[str], object] | None = None) -> None:
+                 on_cancel: Callable[[str, str, int], object] | None = None) -> None:
         self._client = clone_client(client)  # its own connections: the main thread may be blocked in BLMOVE
         self._keys = keys
         self._name = name
@@ -127,7 +127,7 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
         self._last_ok = 0.0  # monotonic time of the last beat Redis accepted
         self.lapsed = False  # a beat found the key gone: the worker was declared dead meanwhile
-        self._on_cancel = on_cancel  # told the run id when the running attempt's run was cancelled
+        self._on_cancel = on_cancel  # told (run, node, attempt) of a running attempt whose run was cancelled
 
     @property
     def key(self) -> str:
@@ -181,7 +181,7 @@ class Heartbeat:
         existed = bool(replies[0])
         marker = int(replies[1]) if replies[1] is not None and replies[1].isdigit() else None
         if run and cancels(marker, attempt) and self._on_cancel is not None:
-            self._on_cancel(run)
+            self._on_cancel(run, node, attempt)
         if not existed and self._last_ok:
             self.lapsed = True
             log.warning("worker %s: its heartbeat had expired (was the process stopped?); it was presumed dead",

@@ -369,7 +369,7 @@ def _run_rq(client: redis.Redis, settings: Settings, keys: Keys, queues: list[st
     return bool(worked)
 
 
-def _stop_cancelled(run_id: str) -> None:
-    """The heartbeat saw the running attempt's run cancelled: stop the attempt."""
-    if cancel_running(run_id, "its run was cancelled or timed out"):
+def _stop_cancelled(run_id: str, node: str, attempt: int) -> None:
+    """The heartbeat saw this attempt's run cancelled: stop it, if it is still the one running."""
+    if cancel_running(run_id, "its run was cancelled or timed out", node, attempt):
         log.info("run %s was cancelled: stopping its running task", run_id)

@@ -66,6 +66,7 @@ _RANGES: tuple[tuple[IPNetwork, str], ...] = tuple((ip_network(net), why) for ne
 ))
 _NAT64 = IPv6Network("64:ff9b::/96")
 _COMPATIBLE = IPv6Network("::/96")
+_TRANSLATED = IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT: ::ffff:0:a.b.c.d
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 _IPISH = re.compile(r"[0-9a-f:.%]+(/[0-9]*)?")
@@ -80,6 +81,8 @@ def _embedded_ipv4(ip: IPv6Address) -> tuple[str, IPv4Address] | None:
         return "NAT64", IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip in _COMPATIBLE:
         return "IPv4-compatible", IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _TRANSLATED:
+        return "IPv4-translated", IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.sixtofour is not None:
         return "6to4", ip.sixtofour
     if ip.teredo is not None:

@@ -123,9 +123,9 @@ def test_a_worker_ignores_stray_sigalrms_idle_or_busy_and_its_task_still_succeed
 
 # -- in-process: a cancel racing the end of its attempt -------------------------------------------------
 
-def make_attempt(run_id: str, timeout_s: float = LIMIT_S) -> Attempt:
+def make_attempt(run_id: str, timeout_s: float = LIMIT_S, number: int = 1) -> Attempt:
     logs = LogBuffer()
-    ctx = TaskContext(run_id=run_id, workflow="wf", task="t", node="n", attempt=1, key=f"{run_id}:n",
+    ctx = TaskContext(run_id=run_id, workflow="wf", task="t", node="n", attempt=number, key=f"{run_id}:n",
                       logger=task_logger("wf", "n", logs))
     return Attempt(ctx=ctx, kind="python", args=[], kwargs={}, timeout_s=timeout_s, logs=logs)
 
@@ -315,3 +315,19 @@ def busy(seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         pass
+
+
+def test_a_cancel_seen_for_an_earlier_attempt_does_not_stop_the_retry_running_now(mode: None,
+                                                                                  strays: list[int]) -> None:
+    """The heartbeat read (run, node, attempt 1) and saw it cancelled; by the time it acts, attempt 2 (the
+    retry) runs: it must go on."""
+    retry = make_attempt("run-r", number=2)
+    with attempt_scope(retry, limit=True):
+        assert not cancel_running("run-r", "stale", "n", 1)
+        assert not cancel_running("run-r", "stale", "other-node", 2)
+        assert not retry.cancelled.is_set()
+        with pytest.raises(TaskCancelled, match="cancelled again"):
+            cancel_running("run-r", "cancelled again", "n", 2)
+            pause()
+        assert retry.cancelled.is_set()
+    assert strays == []

@@ -59,6 +59,8 @@ def test_non_global_addresses_are_refused_and_say_why(address: str, why: str) ->
     ("::ffff:10.1.2.3", "the IPv4-mapped form of 10.1.2.3, a private address"),
     ("::ffff:0.0.0.0", "the IPv4-mapped form of 0.0.0.0, a 'this network' address"),
     ("64:ff9b::7f00:1", "the NAT64 form of 127.0.0.1, a loopback address"),
+    ("::ffff:0:127.0.0.1", "the IPv4-translated form of 127.0.0.1, a loopback address"),
+    ("::ffff:0:a9fe:a9fe", "the IPv4-translated form of 169.254.169.254, a link-local address"),
     ("64:ff9b::a9fe:a9fe", "the NAT64 form of 169.254.169.254, a link-local address"),
     ("2002:7f00:1::", "the 6to4 form of 127.0.0.1, a loopback address"),
     ("2002:c0a8:101::1", "the 6to4 form of 192.168.1.1, a private address"),
