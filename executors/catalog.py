@@ -33,6 +33,7 @@ from .kinds.errors import TaskFailure, UnknownTaskError
 __all__ = ["Catalog", "ForgedJob", "JobPayload", "Work", "UnknownWorkflowVersion"]
 
 _ITEM = re.compile(r"^(?P<parent>.+)\[(?P<index>\d+)\]$")
+_FIELDS = frozenset(PAYLOAD_FIELDS)
 
 
 class ForgedJob(TaskFailure):
@@ -62,8 +63,8 @@ class JobPayload:
     def parse(cls, payload: Any) -> JobPayload:
         if not isinstance(payload, dict):
             raise ForgedJob(f"the job's payload is a {type(payload).__name__}, not an object")
-        extra, missing = sorted(set(payload) - set(PAYLOAD_FIELDS)), sorted(set(PAYLOAD_FIELDS) - set(payload))
-        if extra or missing:
+        if payload.keys() != _FIELDS:
+            extra, missing = sorted(set(payload) - _FIELDS), sorted(_FIELDS - set(payload))
             raise ForgedJob(f"the job's payload {'has unexpected field(s) ' + ', '.join(extra) if extra else ''}"
                             f"{'; ' if extra and missing else ''}{'lacks ' + ', '.join(missing) if missing else ''}: "
                             "it was not made by orch's engine (jobs carry identifiers and values only)")
@@ -113,6 +114,7 @@ class Catalog:
         self.versions = {name: digest for name, digest in self.specs}
         self.tasks = dict(tasks)
         self.default_timeout_s = default_timeout_s
+        self._last: tuple[Any, Work] | None = None  # the last payload checked (describe, then run_task)
 
     def add(self, spec: WorkflowSpec) -> None:
         """Know one more workflow version (a worker loads them all from its project at start)."""
@@ -122,6 +124,14 @@ class Catalog:
     def work(self, payload: Any) -> Work:
         """The checked work for `payload`; ForgedJob, UnknownWorkflowVersion, UnknownTaskError or
         SlotError (all final) when the project does not define it."""
+        last = self._last
+        if last is not None and last[0] is payload:  # the same object the worker just described: checked
+            return last[1]
+        work = self._check(payload)
+        self._last = (payload, work)
+        return work
+
+    def _check(self, payload: Any) -> Work:
         job = JobPayload.parse(payload)
         spec = self.specs.get((job.workflow, job.version))
         if spec is None:
