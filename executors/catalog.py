@@ -22,13 +22,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.workflows.commands import argument_injection
 from orchestrator.workflows.dsl import Task
 from orchestrator.workflows.runs import idempotency_key
 from orchestrator.workflows.slots import SlotError, bind
 from orchestrator.workflows.spec import NodeSpec, WorkflowSpec
 from orchestrator.workflows.work import PAYLOAD_FIELDS
 
-from .kinds.errors import TaskFailure, UnknownTaskError
+from .kinds.errors import InvalidTaskOptions, TaskFailure, UnknownTaskError
 
 __all__ = ["Catalog", "ForgedJob", "JobPayload", "Work", "UnknownWorkflowVersion"]
 
@@ -148,6 +149,10 @@ class Catalog:
             args, kwargs = bind(node, job.args)
         except SlotError as exc:
             raise ForgedJob(str(exc)) from None
+        if node.kind == "shell":
+            refused = argument_injection(node.kwargs.get("command", {}), kwargs.get("command", ()))
+            if refused:
+                raise InvalidTaskOptions(refused)
         timeout_s = float(node.timeout_s) if node.timeout_s else self.default_timeout_s
         return Work(job, node, node.task, node.kind, timeout_s, args, kwargs)
 
