@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import jinja2
+from jinja2 import nodes
 
 from ..errors import RuleError
 from ..jsonutil import JSONValueError, check_json, dumps
@@ -195,10 +196,10 @@ class ParamsTemplate:
 
 def could_render(source: str, value: Any) -> bool:
     """Whether template `source` could have rendered `value`: a single `{{ expression }}` any value; other
-    templates text that holds their fixed text in place (the text before, between and after the `{{ }}`
-    expressions; with `{% %}` tags, only the text before the first tag and after the last, the rest
-    being conditional). A job's value for a template is checked with this (workflows/slots.py): a forged
-    job can then pass no more than event data could, e.g. never another host in a URL template."""
+    templates text that holds their fixed text in place, i.e. the text at the template's top level, which
+    always renders, in order (text inside `{% if %}`, `{% for %}` and the like may or may not). A job's
+    value for a template is checked with this (workflows/slots.py): a forged job can then pass no more
+    than event data could, e.g. never another host in a URL template."""
     compiled = compile_value(source)
     if not isinstance(compiled, _Expr | _Text):
         return bool(value == compiled)
@@ -206,10 +207,10 @@ def could_render(source: str, value: Any) -> bool:
         return True
     if not isinstance(value, str):
         return False
-    pieces, tagged = _fixed_text(source)
-    if tagged:
-        pieces = (pieces[0], pieces[-1])
-    first, *middle, last = pieces
+    fixed = _fixed_text(source)
+    if len(fixed) == 1:
+        return value == fixed[0]
+    first, *middle, last = fixed
     end = len(value) - len(last)
     if not value.startswith(first) or not value.endswith(last) or end < len(first):
         return False
@@ -223,18 +224,17 @@ def could_render(source: str, value: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _fixed_text(source: str) -> tuple[tuple[str, ...], bool]:
-    """The literal text of `source` cut at every tag (as Jinja's lexer sees it: whitespace control and
-    the dropped trailing newline applied), and whether it has `{% %}` tags."""
-    pieces: list[str] = []
-    current: list[str] = []
-    tagged = False
-    for _, kind, text in _env().lex(source):
-        if kind == "data":
-            current.append(text)
-        elif kind in ("variable_begin", "block_begin", "raw_begin", "raw_end", "linestatement_begin"):
-            tagged = tagged or kind != "variable_begin"
-            pieces.append("".join(current))
-            current = []
-    pieces.append("".join(current))
-    return tuple(pieces), tagged
+def _fixed_text(source: str) -> tuple[str, ...]:
+    """The text `source` always renders, cut wherever something else may render: [before, between..., after].
+    From Jinja's own parse, so whitespace control, comments, raw blocks and the dropped trailing newline
+    are as Jinja applies them."""
+    pieces, current = [], ""
+    for node in _env().parse(source).body:
+        parts = node.nodes if isinstance(node, nodes.Output) else [node]
+        for part in parts:
+            if isinstance(part, nodes.TemplateData):
+                current += part.data
+            else:  # an expression, or a tag whose output (if any) is not fixed
+                pieces.append(current)
+                current = ""
+    return (*pieces, current)

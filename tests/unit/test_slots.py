@@ -154,6 +154,12 @@ def test_a_payload_missing_its_fields_is_refused() -> None:
     ("a {{- x }}", "aX", True),  # whitespace control: the stripped space is not fixed text
     ("a {{ x }}\n", "a X", True),  # Jinja drops a template's trailing newline
     ("q{# note #}r{{ x }}", "qrX", True),
+    ("https://{% if params.eu %}eu.{% endif %}api.partner.example/orders/{{ params.id }}",
+     "https://evil.example/x", False),  # text outside the tag is fixed even with tags present
+    ("https://{% if params.eu %}eu.{% endif %}api.partner.example/orders/{{ params.id }}",
+     "https://eu.api.partner.example/orders/7", True),
+    ("{% raw %}{{ literal }}{% endraw %}/{{ x }}", "{{ literal }}/y", True),
+    ("{% raw %}{{ literal }}{% endraw %}/{{ x }}", "other/y", False),
 ])
 def test_could_render(source: str, value: Any, fits: bool) -> None:
     assert could_render(source, value) is fits
@@ -180,3 +186,18 @@ def test_a_forged_value_for_a_url_template_is_refused() -> None:
     bind(node, [url])
     with pytest.raises(SlotError, match="not one it could render"):
         bind(node, ["http://attacker.example/steal"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(alphabet="ab/:. ", max_size=5), st.sampled_from(["text", "if", "for", "expr"])),
+                min_size=1, max_size=6),
+       st.lists(st.booleans(), min_size=6, max_size=6), st.lists(st.text(alphabet="ab/:.", max_size=4), max_size=3))
+def test_whatever_a_template_with_tags_renders_fits_it(parts: list[tuple[str, str]], flags: list[bool],
+                                                      items: list[str]) -> None:
+    source = ""
+    for i, (text, kind) in enumerate(parts):
+        source += {"text": text, "if": f"{{% if f[{i}] %}}{text}{{% endif %}}",
+                   "for": f"{{% for x in xs %}}{text}{{{{ x }}}}{{% endfor %}}", "expr": f"{text}{{{{ xs|length }}}}"}[kind]
+    source += "{{ f[0] }}"
+    rendered = render_value(source, {"f": flags, "xs": items}, "t")
+    assert could_render(source, str(rendered))
