@@ -109,6 +109,18 @@ def _checked_method_args(method: Any, args: tuple[Any, ...], kwargs: dict[str, A
     return args
 
 
+def _check_grown(call: Any, result: str | bytes) -> None:
+    """Text returned by a call not predicted above (encode, hex, upper, ...) is a few times its input at
+    most: measured as soon as it exists, a chain of them stops at the first result over the limit. Text no
+    longer than the method's own string (`body.lower()` of a large event) is no new risk: only growth counts."""
+    target = getattr(call, "__self__", None)
+    base = len(target) if isinstance(target, str | bytes) else 0
+    if len(result) > base:
+        what = f"the result of `{getattr(call, '__name__', 'a call')}()`"
+        check_size(what, len(result))
+        check_new(what, len(result) - base)
+
+
 class _BoundedFormatter(SandboxedFormatter):
     """str.format() in the sandbox, refusing widths, precisions and values that make it too long."""
 
@@ -256,9 +268,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         finally:
             budget.depth -= 1
         if isinstance(result, str | bytes):
-            # Text from a call not predicted above (encode, hex, upper, ...) is a few times its input at most:
-            # measured now, a chain of them stops at the first result over the limit.
-            check_new(f"the result of `{getattr(obj, '__name__', 'a call')}()`", len(result))
+            _check_grown(obj, result)
         return result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
