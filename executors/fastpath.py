@@ -178,11 +178,11 @@ class Ledger:
             job_id = _text(raw_id)
             try:
                 jobs.append(ClaimedJob.from_hash(self._client, job_id, fields))
-            except Exception as exc:  # a hash RQ could not read either: fail it rather than the worker
-                log.warning("job %s cannot be read (%s); marking it failed", job_id, exc)
+            except Exception as exc:  # a hash RQ could not read either: drop it rather than fail the worker
+                log.warning("job %s cannot be read (%s); dropped: the engine retries its task as JobLost",
+                            job_id, exc)
                 self.unreadable += 1
-                self._pending.append(("HSET", job_key(job_id), "status", "failed", "ended_at", utcformat(now()),
-                                      "exc_info", f"orch worker {self._worker}: unreadable job hash: {exc}"))
+                self._pending.append(("DEL", job_key(job_id)))
                 self._pending.append(("LREM", self._claimed, -1, job_id))
         return jobs
 

@@ -4,7 +4,8 @@ RQ resolves a job's function by importing the dotted path stored in the job (`fu
 callbacks the same way; anyone able to write a job hash could make a worker import and call anything.
 `OrchJob` refuses every function but `ENTRYPOINT` and every callback, so the task is looked up by its
 registered name inside the entry point instead. A job hash RQ cannot even read (a timeout that is not a
-number, dates that are not dates) is marked failed and skipped, rather than ending RQ's worker loop.
+number, dates that are not dates) is dropped, rather than ending RQ's worker loop: its task is then a
+task whose job vanished, which the engine fails as JobLost and retries per its policy.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from rq.utils import now, utcformat
 
 from orchestrator.errors import TaskError
 
@@ -45,10 +45,9 @@ class OrchJob(Job):
         except (NoSuchJobError, redis.RedisError):
             raise
         except Exception as exc:
-            log.warning("job %s cannot be read (%s); marking it failed", id, exc)
+            log.warning("job %s cannot be read (%s); dropped: the engine retries its task as JobLost", id, exc)
             if connection is not None:
-                connection.hset(cls.key_for(id), mapping={"status": "failed", "ended_at": utcformat(now()),
-                                                          "exc_info": f"unreadable job hash: {exc!r}"})
+                connection.delete(cls.key_for(id))  # gone, the engine's stall sweep reports it (JobLost)
             raise NoSuchJobError(f"job {id} cannot be read: {exc!r}") from exc
 
     @property
