@@ -216,7 +216,8 @@ class Heartbeat:
         last, published = time.monotonic(), ""
         # counted in orch_redis_errors_total{role="heartbeat"}; beats keep their period (a longer wait would
         # let the key lapse), so the backoff's delay is not used
-        ride = RideOut("heartbeat", log, self._keys, Backoff(self._period_s, self._period_s, jitter=0.0))
+        ride = RideOut("heartbeat", log, self._keys, Backoff(self._period_s, self._period_s, jitter=0.0),
+                       repeat_warnings=False)  # a beat every period: one warning per outage, and "Redis is back"
         while not self._stop.wait(min(self._period_s, PUBLISH_AFTER_S)):  # a cancel is seen within a period
             job = self.activity.job
             news = job and job != published and time.time() - self.activity.job_started_at >= PUBLISH_AFTER_S

@@ -31,7 +31,7 @@ from .state.keys import Keys
 __all__ = ["Backoff", "RideOut", "classify"]
 
 # redis-py turns most error prefixes into classes (and drops the prefix from the message); order matters:
-# MasterDownError and BusyLoadingError are ConnectionErrors.
+# BusyLoadingError is a ConnectionError, and comes first.
 _CLASS_LABELS: tuple[tuple[type[BaseException], str], ...] = (
     (redis.WatchError, "contention"), (redis.TimeoutError, "timeout"),
     (redis.exceptions.BusyLoadingError, "loading"), (redis.exceptions.MasterDownError, "connection"),
@@ -84,6 +84,7 @@ class RideOut:
     log: logging.Logger
     keys: Keys
     backoff: Backoff = field(default_factory=Backoff)
+    repeat_warnings: bool = True  # False: only the first failure of an episode is a warning, the rest DEBUG
     _pending: MetricsBatch = field(default_factory=MetricsBatch, init=False)
     _failures: int = field(default=0, init=False)
 
@@ -94,8 +95,9 @@ class RideOut:
         self._failures += 1
         delay = self.backoff.next_s()
         first = "" if self._failures > 1 else " (riding it out)"
-        self.log.warning("%s: Redis error (%s: %s)%s; retrying in %.1fs", self.role, label,
-                         str(exc).strip() or type(exc).__name__, first, delay)
+        level = logging.WARNING if self.repeat_warnings or self._failures == 1 else logging.DEBUG
+        self.log.log(level, "%s: Redis error (%s: %s)%s; retrying in %.1fs", self.role, label,
+                     str(exc).strip() or type(exc).__name__, first, delay)
         return delay
 
     def ok(self, client: Any) -> None:

@@ -17,11 +17,13 @@ with every scope. The caller is `request.state.principal`: steering records its 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 import redis.asyncio
 from fastapi import Depends, Request, Security
 from fastapi.responses import JSONResponse
@@ -32,6 +34,8 @@ from ..tokens import ADMIN, SCOPES, TokenRecord, digest, parse
 
 __all__ = ["ANY_TOKEN", "PUBLIC", "SIGNATURE", "AuthError", "Principal", "Verifier", "auth_error", "principal_of",
            "scoped"]
+
+log = logging.getLogger(__name__)
 
 ANY_TOKEN = "any-token"
 PUBLIC = "public"
@@ -113,11 +117,21 @@ class Verifier:
             found = TokenRecord.from_fields(token_id, await self._redis.hgetall(self._keys.token(token_id)))
             if found is not None and found.matches(token):
                 record = found
-                await self._redis.hset(self._keys.tokens_used, token_id, f"{time.time():.3f}")
+                await self._note_use(token_id)
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[key] = (record, now + TOKEN_CACHE_S)
         return record
+
+
+    async def _note_use(self, token_id: str) -> None:
+        """Best effort: a Redis user without write access to the last-use hash (an aclfile made before it
+        existed) must not turn every authenticated request into an error."""
+        try:
+            await self._redis.hset(self._keys.tokens_used, token_id, f"{time.time():.3f}")
+        except redis.RedisError as exc:
+            log.warning("could not note the use of token %s (%s): `orch tokens list` will not show it; "
+                        "regenerate the Redis ACLs with `orch redis-acl`", token_id, exc)
 
 
 def _example(scope: str) -> str:

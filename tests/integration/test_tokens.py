@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 import redis
+import redis.asyncio
+from fastapi.security import HTTPAuthorizationCredentials
 
+from orchestrator.api.auth import Principal, Verifier
 from orchestrator.state.keys import Keys
 from orchestrator.tokens import TokenError, TokenStore, digest, parse
+
+from ..helpers import RedisServer
 
 
 @pytest.fixture
@@ -77,3 +85,29 @@ def test_the_last_use_is_kept_apart_from_the_record(store: TokenStore, r: redis.
     assert store.list()[0].last_used_at is None
     store.revoke("ci")
     assert not r.hexists("orch:tokens:used", record.id)
+
+
+def test_an_api_user_that_cannot_note_the_last_use_still_authenticates(caplog: pytest.LogCaptureFixture) -> None:
+    """An aclfile from before <p>:tokens:used existed gives the API read-only keys there: requests still pass."""
+    server = RedisServer()
+    try:
+        admin = server.client()
+        token, _ = TokenStore(admin, Keys()).create("ci", ["runs:read"])
+        admin.execute_command("ACL", "SETUSER", "old-api", "on", ">pw", "%R~*", "-@all", "+@read", "+@connection")
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+
+        async def verify() -> Principal:
+            reader = redis.asyncio.Redis.from_url(server.url_for("old-api", "pw"))
+            try:
+                return await Verifier(reader, Keys()).principal(credentials, "runs:read")
+            finally:
+                await reader.aclose()
+
+        with caplog.at_level(logging.WARNING):
+            principal = asyncio.run(verify())
+
+        assert principal.name == "ci"
+        assert "could not note the use of token" in caplog.text and "orch redis-acl" in caplog.text
+        admin.close()
+    finally:
+        server.stop()

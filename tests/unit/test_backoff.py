@@ -67,3 +67,11 @@ def test_ride_out_logs_once_as_trouble_starts_then_each_retry(caplog: pytest.Log
         ride.failed(BaseParser.parse_error("OOM command not allowed"))
     assert [r.getMessage().count("riding it out") for r in caplog.records] == [1, 0]
     assert all("engine: Redis error (oom:" in r.getMessage() for r in caplog.records)
+
+
+def test_a_ride_out_that_does_not_repeat_warns_once_per_episode(caplog: pytest.LogCaptureFixture) -> None:
+    ride = RideOut("heartbeat", logging.getLogger("t"), Keys(), repeat_warnings=False)
+    with caplog.at_level(logging.DEBUG, logger="t"):
+        for _ in range(3):
+            ride.failed(BaseParser.parse_error("BUSY Redis is busy running a script."))
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
