@@ -30,7 +30,16 @@ run: $(STAMP)
 	   dpkg-deb -x prometheus_*.deb pkg && ln -sf pkg/usr/bin/promtool promtool && rm -f prometheus_*.deb) || \
 	  echo "note: promtool unavailable; the promtool check will be skipped"
 
-test: $(STAMP) .cache/tools/promtool
+# Debian's Chromium for the browser tests (tests/ui, Playwright drives it; Playwright's own browser
+# downloads are not used). Installed once, best effort: without it those tests skip and say why.
+.cache/tools/chromium:
+	@mkdir -p .cache/tools
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "note: chromium unavailable; the browser tests will be skipped"
+	@command -v chromium >/dev/null 2>&1 && ln -sf "$$(command -v chromium)" $@ || true
+
+test: $(STAMP) .cache/tools/promtool .cache/tools/chromium
 	$(BIN)/ruff check orchestrator executors triggers tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

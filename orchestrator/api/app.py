@@ -97,6 +97,10 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None, role
                           (RequestValidationError, _invalid), (AuthError, auth_error),
                           (StarletteHTTPException, _http_error), (ClientDisconnect, _gone)):
         app.add_exception_handler(kind, handler)
+    if role != "hooks":
+        from ..ui import install
+
+        install(app)
     return app
 
 

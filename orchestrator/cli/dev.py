@@ -250,6 +250,7 @@ def _banner(settings: Settings, url: str, embedded: EmbeddedRedis | None, projec
     lines = [
         "",
         click.style("orch is running", bold=True, fg="green") + f" ({workers} worker process(es)); Ctrl-C stops everything",
+        f"  UI         {api}/ui/   (sign in with the API token below)",
         f"  API        {api}",
         *token_lines,
         f"  health     {api}/healthz",
