@@ -1,0 +1,107 @@
+"""The web UI as a person uses it, in a real Chromium: sign in, watch runs finish, read a run's graph, a
+failing task's traceback and logs, cancel a run with its button, and be refused steering with a
+read-only token."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from ..e2e.conftest import Stack
+from ..helpers import wait_for
+from .conftest import shot, sign_in
+
+
+def emit(stack: Stack, type: str, data: dict[str, Any]) -> str:
+    event_id = f"ui-{uuid.uuid4().hex[:10]}"
+    answer = stack.http().post("/events", content=json.dumps({
+        "specversion": "1.0", "id": event_id, "source": "/ui-test", "type": type, "data": data}),
+        headers={"content-type": "application/cloudevents+json"})
+    assert answer.status_code == 202, answer.text
+    return event_id
+
+
+def run_of(stack: Stack, event_id: str) -> str:
+    def found() -> str | None:
+        runs = stack.http().get("/runs", params={"limit": 200}).json()
+        return next((r["id"] for r in runs if r["event"]["id"] == event_id), None)
+
+    run_id: str = wait_for(found, 60, f"a run for event {event_id}")
+    return run_id
+
+
+def test_the_runs_list_updates_as_a_run_finishes_and_a_run_shows_its_graph(ui_stack: Stack, page: Any) -> None:
+    sign_in(page, ui_stack, "admin", name="ui-admin")
+    page.evaluate("window.__stillTheSamePage = true")
+
+    event_id = emit(ui_stack, "demo.requested", {"n": 3, "fail": False})
+    run_id = run_of(ui_stack, event_id)
+
+    row = page.locator(f'tr[data-run="{run_id}"]')
+    row.wait_for()
+    page.wait_for_selector(f'tr[data-run="{run_id}"][data-status="succeeded"]')
+    assert page.evaluate("window.__stillTheSamePage") is True, "the list updated without reloading the page"
+    shot(page, "runs")
+
+    row.locator("a").first.click()
+    page.wait_for_url(f"**/ui/runs/{run_id}")
+    page.wait_for_selector(".dag svg a.n")
+    nodes = {a.get_attribute("data-node"): a.get_attribute("class") for a in page.locator(".dag svg a.n").all()}
+    assert set(nodes) == {"prepare", "square", "check"}
+    assert all("s-succeeded" in classes for classes in nodes.values()), nodes
+    assert "×3" in (page.locator('.dag a.n[data-node="square"] text').text_content() or ""), "mapped: collapsed"
+    assert page.locator(".gantt tbody tr").count() >= 5  # prepare, three squares, check
+    shot(page, "run")
+
+
+def test_a_failing_tasks_traceback_and_logs(ui_stack: Stack, page: Any) -> None:
+    sign_in(page, ui_stack, "runs:read", name="ui-reader-logs")
+    run_id = run_of(ui_stack, emit(ui_stack, "demo.requested", {"n": 2, "fail": True}))
+
+    page.goto(f"{ui_stack.api}/ui/runs/{run_id}")
+    page.wait_for_selector('#run-status:text("failed")')
+    page.wait_for_selector('.dag svg a.n[data-node="check"].s-failed')
+    page.click('table.tasks a:text-is("check")')
+
+    page.wait_for_url(f"**/ui/runs/{run_id}/tasks/check")
+    traceback = page.locator("pre.traceback").inner_text()
+    assert "Traceback" in traceback and "ValueError: the numbers do not add up" in traceback
+    logs = page.locator("pre.logs").inner_text()
+    assert "checking 4 values" not in logs and "checking 2 values" in logs and "about to fail on purpose" in logs
+    shot(page, "failed-task")
+
+
+def test_cancel_a_running_run_with_its_button(ui_stack: Stack, page: Any) -> None:
+    sign_in(page, ui_stack, "runs:read", "runs:steer", name="ui-operator")
+    run_id = run_of(ui_stack, emit(ui_stack, "hold.requested", {"tag": "cancel-me"}))
+    page.goto(f"{ui_stack.api}/ui/runs/{run_id}")
+    page.wait_for_selector('.dag svg a.n[data-node="wait_here"].s-running')
+
+    page.click("text=Cancel run")
+    page.wait_for_url(f"**/ui/runs/{run_id}/confirm/cancel")
+    page.click("#confirm")
+
+    page.wait_for_url(f"**/ui/runs/{run_id}?steered=cancel")
+    page.wait_for_selector('#run-status:text("cancelled")')
+    assert "cancelled by ui-operator" in page.locator("#run-live pre.error").inner_text()
+    assert ui_stack.http().get(f"/runs/{run_id}").json()["status"] == "cancelled"
+    shot(page, "cancelled")
+
+
+def test_a_read_only_token_is_refused_steering(ui_stack: Stack, page: Any) -> None:
+    run_id = run_of(ui_stack, emit(ui_stack, "hold.requested", {"tag": "read-only"}))
+    sign_in(page, ui_stack, "runs:read", name="ui-read-only")
+
+    page.goto(f"{ui_stack.api}/ui/runs/{run_id}")
+    page.wait_for_selector("#run-status")
+    assert page.locator("text=Cancel run").count() == 0, "no steering buttons without runs:steer"
+
+    answer = page.goto(f"{ui_stack.api}/ui/runs/{run_id}/confirm/cancel")
+    assert answer is not None and answer.status == 403
+    assert "lacks scope runs:steer" in page.locator("main").inner_text()
+    posted = page.evaluate("""async (url) => (await fetch(url, {method: 'POST'})).status""",
+                           f"{ui_stack.api}/ui/runs/{run_id}/cancel")
+    assert posted == 403
+    assert ui_stack.http().get(f"/runs/{run_id}").json()["status"] == "running"
+    ui_stack.http().post(f"/runs/{run_id}/cancel")
