@@ -99,7 +99,7 @@ def page_runs(store: RunStore, query: RunQuery) -> Page:
     upper, lower = _bounds(query)
     page, cursor = Page(), query.cursor
     while len(page.runs) < query.limit:
-        want = query.limit - len(page.runs) if query.indexed_only else _CHUNK
+        want = query.limit - len(page.runs) if query.indexed_only else min(_CHUNK, query.scan_limit - page.scanned)
         entries = _next_entries(client, index, (upper, lower), cursor, want)
         if not entries:
             page.next_cursor = None
