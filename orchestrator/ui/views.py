@@ -59,7 +59,7 @@ def graph(spec: WorkflowSpec, run: Run | None = None) -> dict[str, Any]:
         items = run.items_of(node.name) if run and own is not None and own.items else []
         counts = Counter(str(item.state) for item in items)
         nodes.append({"id": node.name, "task": node.task, "kind": node.kind, "queue": node.queue,
-                      "mapped": node.map_over is not None, "items": len(items),
+                      "mapped": node.map_over is not None, "item_count": len(items),
                       "counts": dict(sorted(counts.items(), key=lambda kv: _ORDER.index(TaskState(kv[0])))),
                       "state": node_state(own, items) if run else "",
                       "attempt": own.attempt if own else 0})

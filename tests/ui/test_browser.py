@@ -105,3 +105,23 @@ def test_a_read_only_token_is_refused_steering(ui_stack: Stack, page: Any) -> No
     assert posted == 403
     assert ui_stack.http().get(f"/runs/{run_id}").json()["status"] == "running"
     ui_stack.http().post(f"/runs/{run_id}/cancel")
+
+
+def test_pages_read_without_javascript_and_fit_a_phone(ui_stack: Stack, browser: Any) -> None:
+    run_id = run_of(ui_stack, emit(ui_stack, "demo.requested", {"n": 2, "fail": False}))
+    wait_for(lambda: ui_stack.http().get(f"/runs/{run_id}").json()["status"] == "succeeded", 60, "the run to finish")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        sign_in(page, ui_stack, "runs:read", name="ui-no-js")
+
+        page.goto(f"{ui_stack.api}/ui/runs/{run_id}")
+
+        levels = page.locator("ol.levels a.node")
+        assert levels.count() == 3 and page.locator(".dag svg").count() == 0
+        assert all("s-succeeded" in (levels.nth(i).get_attribute("class") or "") for i in range(3))
+        assert "2 items · 2 succeeded" in levels.nth(1).inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, "no sideways scrolling on a phone"
+        shot(page, "run-phone-no-js")
+    finally:
+        context.close()

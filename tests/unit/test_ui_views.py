@@ -53,7 +53,7 @@ def test_a_mapped_task_is_one_node_with_counts_by_state_drawn_in_its_worst_state
 
     by_id = {node["id"]: node for node in drawn["nodes"]}
     mapped = next(node for node in by_id.values() if node["mapped"])
-    assert len(drawn["nodes"]) == 3 and mapped["items"] == 4
+    assert len(drawn["nodes"]) == 3 and mapped["item_count"] == 4
     assert mapped["counts"] == {"failed": 1, "running": 1, "succeeded": 2} and mapped["state"] == "failed"
     assert {(e["from"], e["to"]) for e in drawn["edges"]} == {(n.name, d.name) for d in fan.spec.nodes
                                                               for n in fan.spec.nodes if n.name in d.upstream}

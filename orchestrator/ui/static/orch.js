@@ -16,7 +16,7 @@
     var text = n.id;
     if (n.mapped) {
       var parts = Object.keys(n.counts || {}).map(function (s) { return n.counts[s] + " " + s; });
-      text += " ×" + n.items + (parts.length ? " (" + parts.join(", ") + ")" : "");
+      text += " ×" + n.item_count + (parts.length ? " (" + parts.join(", ") + ")" : "");
     }
     return text;
   }
