@@ -21,8 +21,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/orch dev --project $(PROJECT)
 
-# promtool (from Debian's prometheus package) lets the metrics test check the exposition format;
-# fetched once, best effort: without it that one check is skipped and says so.
+# promtool (from Debian's prometheus package) lets the tests check the exposition format and the alert rules;
+# fetched once, best effort: without it those checks are skipped and say so.
 .cache/tools/promtool:
 	@mkdir -p .cache/tools
 	@command -v promtool >/dev/null 2>&1 && ln -sf "$$(command -v promtool)" $@ || \

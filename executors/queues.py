@@ -1,20 +1,23 @@
 """Queue depths and workers, read without side effects (no registry cleanup, no recovery).
 
-`queue_depths` feeds the `orch_queue_jobs` metric; `queues` and `workers` feed `orch workers`.
+`queue_stats` and `live_workers` feed the queue and worker gauges (orchestrator/metrics_gauges.py);
+`queues` and `workers` feed `orch workers`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import redis
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.utils import utcparse
 
+from orchestrator.metrics_gauges import QueueStats, WorkerBeat, Workers
 from orchestrator.state.keys import Keys
 
 from .dispatch import make_queue
+from .fastpath import job_key, queue_key
 
 __all__ = ["RQQueueInspector"]
 
@@ -23,7 +26,7 @@ _FLOAT_FIELDS = ("started_at", "heartbeat_at", "job_started_at", "job_timeout_s"
 
 
 class RQQueueInspector:
-    """Implements orchestrator.metrics.QueueInspector for RQ; also lists orch's workers."""
+    """Implements orchestrator.metrics_gauges.QueueInspector for RQ; also lists orch's workers."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
@@ -39,10 +42,36 @@ class RQQueueInspector:
                 names.append(name)
         return sorted(names)
 
-    def queue_depths(self) -> Iterator[tuple[str, str, int]]:
-        for row in self.queues():
-            for state in ("queued", "started", "failed"):
-                yield row["queue"], state, row[state]
+    def queue_stats(self) -> list[QueueStats]:
+        """Every orch queue's depths, and when the job at its head was enqueued. Workers take jobs from the
+        head (LMOVE LEFT) and hand jobs back to it, so the head has waited longest."""
+        rows = self.queues()
+        pipe = self._redis.pipeline(transaction=False)
+        for row in rows:
+            pipe.lindex(queue_key(self._prefix + row["queue"]), 0)
+        heads = pipe.execute()
+        for head in heads:
+            if head is not None:
+                pipe.hget(job_key(head.decode()), "enqueued_at")
+        stamps = iter(pipe.execute())
+        return [QueueStats(row["queue"], row["queued"], row["started"], row["failed"],
+                           _epoch_s(next(stamps)) if head is not None else None)
+                for row, head in zip(rows, heads, strict=True)]
+
+    def live_workers(self, limit: int) -> Workers:
+        """The live workers among the `limit` most recently seen (their heartbeat key is still there),
+        and the newest heartbeat of any registered worker."""
+        entries = self._redis.zrevrange(self._keys.workers, 0, limit - 1, withscores=True)
+        pipe = self._redis.pipeline(transaction=False)
+        for raw, _ in entries:
+            pipe.hmget(self._keys.worker(raw.decode()), ["state", "job", "queues"])
+        live = []
+        for state, job, queues in pipe.execute():
+            if state is None:  # expired: presumed dead
+                continue
+            live.append(WorkerBeat(state.decode(errors="replace"), state == b"busy" or bool(job),
+                                   tuple(q for q in (queues or b"").decode(errors="replace").split(",") if q)))
+        return Workers(live, float(entries[0][1]) / 1000 if entries else 0.0)
 
     def queues(self) -> list[dict[str, Any]]:
         """Per orch queue: jobs waiting, started (RQ's StartedJobRegistry) and failed (its FailedJobRegistry)."""
@@ -75,6 +104,16 @@ class RQQueueInspector:
             fields = {k.decode(): v.decode() for k, v in replies[2 * i].items()}
             workers.append(_worker_row(raw.decode(), fields, float(score) / 1000, int(replies[2 * i + 1]), now))
         return workers
+
+
+def _epoch_s(stamp: bytes | None) -> float | None:
+    """An RQ timestamp (`2024-05-01T12:00:00.123456Z`, UTC) as epoch seconds; None if absent or unreadable."""
+    if not stamp:
+        return None
+    try:
+        return utcparse(stamp.decode()).timestamp()
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _worker_row(name: str, fields: dict[str, str], last_beat_s: float, claimed: int, now: float) -> dict[str, Any]:

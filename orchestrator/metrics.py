@@ -3,30 +3,33 @@
 Counters and histograms that several processes contribute to (publishers, engines, workers) live in
 Redis hashes, one per metric (`<prefix>:metrics:<name>`), updated in the same transaction as the state
 change they count; `RedisCollector` reads them at scrape time, so one scrape of any `orch api` sees the
-whole fleet and nothing is lost when a process restarts. Gauges (stream length, pending entries, lag,
-queue depths, runs in progress) are read live at scrape time. Names follow Prometheus conventions:
+whole fleet and nothing is lost when a process restarts. Gauges (streams, queues, workers, engines) are
+read live at scrape time (metrics_gauges.py); `orch_redis_up` says whether that scrape could read Redis,
+and when it could not, the scrape still answers with it alone. Names follow Prometheus conventions:
 `orch_` prefix, base units, `_total` on counters only, no unbounded labels.
 Nothing here touches Redis or a registry at import time.
 """
 
 from __future__ import annotations
 
-import platform
+import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from .metrics_gauges import QueueInspector, live_gauges
 from .state.keys import Keys
 
 __all__ = [
     "ALL_METRICS",
     "EVENTS_DEAD_LETTERED",
     "EVENTS_RECEIVED",
+    "EVENT_TO_RUN",
     "REDIS_ERRORS",
     "RULE_EVALUATIONS",
     "RUNS_FINISHED",
@@ -44,6 +47,8 @@ __all__ = [
     "QueueInspector",
     "RedisCollector",
 ]
+
+log = logging.getLogger(__name__)
 
 LABEL_SEP = "\x1f"
 BUCKET_SEP = "\x1e"
@@ -84,6 +89,8 @@ TASK_DURATION = HistogramDef("orch_task_duration_seconds", "Execution time of on
                              ("workflow", "task", "status"))
 TASK_WAIT = HistogramDef("orch_task_wait_seconds", "Time from a task's dispatch to its start on a worker.",
                          ("queue",))
+EVENT_TO_RUN = HistogramDef("orch_event_to_run_seconds", "Time from an event's arrival in the stream (its entry id) "
+                            "to the creation of the run it started.", ("workflow",))
 SCHEDULE_TICKS = CounterDef(
     "orch_schedule_ticks_total", "Cron ticks decided, by result: fired on time, caught_up after downtime, missed.",
     ("schedule", "result"))
@@ -102,7 +109,7 @@ REDIS_ERRORS = CounterDef(
 
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
-    TASKS_FINISHED, TASK_DURATION, TASK_WAIT, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
+    TASKS_FINISHED, TASK_DURATION, TASK_WAIT, EVENT_TO_RUN, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
 )
 
 
@@ -145,14 +152,6 @@ class MetricsBatch:
         return bool(self._ints or self._floats)
 
 
-class QueueInspector(Protocol):
-    """Reads queue depths from the execution backend (implemented in executors/)."""
-
-    def queue_depths(self) -> Iterable[tuple[str, str, int]]:
-        """(queue, state, jobs) for every orch queue; states: queued, started, failed."""
-        ...
-
-
 class RedisCollector(Collector):
     """Exports the Redis-held counters and histograms plus live gauges, at scrape time."""
 
@@ -162,8 +161,30 @@ class RedisCollector(Collector):
         self._keys = keys
         self._queues = queues
         self._version = version
+        self._up = True  # whether the last scrape could read Redis (a warning on each change, not each scrape)
 
     def collect(self) -> Iterator[Any]:
+        up = GaugeMetricFamily("orch_redis_up", "1 when this scrape could read orch's state from Redis; 0 when it "
+                               "could not (the other orch_ metrics are then missing from the scrape).")
+        try:
+            families = [*self._stored(), *live_gauges(self._redis, self._keys, self._queues, self._version)]
+        except redis.RedisError as exc:
+            if self._up:
+                log.warning("metrics: cannot read Redis (%s: %s); /metrics reports orch_redis_up 0 until it can",
+                            type(exc).__name__, exc)
+            self._up = False
+            up.add_metric([], 0)
+            yield up
+            return
+        if not self._up:
+            log.info("metrics: Redis can be read again")
+        self._up = True
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _stored(self) -> Iterator[Any]:
+        """The counters and histograms kept in Redis."""
         pipe = self._redis.pipeline(transaction=False)
         for metric in ALL_METRICS:
             pipe.hgetall(self._keys.metric(metric.name))
@@ -174,48 +195,6 @@ class RedisCollector(Collector):
                 yield _counter_family(metric, values)
             else:
                 yield _histogram_family(metric, values)
-        yield from self._gauges()
-
-    def _gauges(self) -> Iterator[Any]:
-        info = GaugeMetricFamily("orch_build_info", "orch build and environment.",
-                                 labels=["version", "python", "redis_version"])
-        server = self._redis.info("server")
-        info.add_metric([self._version, platform.python_version(), str(server.get("redis_version", ""))], 1)
-        yield info
-        yield from self._stream_gauges()
-        running = GaugeMetricFamily("orch_workflow_runs_in_progress", "Workflow runs not finished yet.")
-        running.add_metric([], self._redis.zcard(self._keys.runs_by_status("running")))
-        yield running
-        if self._queues is not None:
-            jobs = GaugeMetricFamily("orch_queue_jobs", "Jobs in each orch queue, by state.", labels=["queue", "state"])
-            for queue, state, count in self._queues.queue_depths():
-                jobs.add_metric([queue, state], count)
-            yield jobs
-
-    def _stream_gauges(self) -> Iterator[Any]:
-        length = GaugeMetricFamily("orch_stream_length", "Entries held in each stream.", labels=["stream"])
-        pending = GaugeMetricFamily("orch_stream_pending_entries", "Entries delivered to a consumer but not acknowledged.",
-                                    labels=["stream", "group"])
-        lag = GaugeMetricFamily("orch_stream_lag", "Entries not yet delivered to the group (Redis >= 7.0).",
-                                labels=["stream", "group"])
-        for name, stream in (("events", self._keys.events), ("results", self._keys.results),
-                             ("dead_letters", self._keys.dead_letters)):
-            length.add_metric([name], self._redis.xlen(stream))
-            for group in _groups(self._redis, stream):
-                group_name = group.get("name", b"").decode() if isinstance(group.get("name"), bytes) else str(group.get("name"))
-                pending.add_metric([name, group_name], int(group.get("pending", 0)))
-                if group.get("lag") is not None:
-                    lag.add_metric([name, group_name], int(group["lag"]))
-        yield length
-        yield pending
-        yield lag
-
-
-def _groups(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
-    try:
-        return list(client.xinfo_groups(stream))
-    except redis.ResponseError:  # no such stream yet
-        return []
 
 
 def _labels(field: str, width: int) -> list[str]:

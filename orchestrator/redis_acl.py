@@ -5,7 +5,8 @@
 | role      | may write                                              | may read besides           |
 |-----------|--------------------------------------------------------|----------------------------|
 | api       | events stream + dedup keys (publish), results stream   | runs and their indexes,    |
-|           | (steering requests), metrics counters, token last use  | tokens, workers, queues    |
+|           | (steering requests), metrics counters, token last use  | tokens, workers, engines'  |
+|           |                                                        | heartbeats, queues, jobs   |
 | engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
 |           | trims streams and hands back dead workers' jobs                                      |
 | worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |
@@ -58,8 +59,8 @@ def _p(pattern: str, prefix: str) -> str:
 ROLES = {
     "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:tokens:used"),
                    ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:tokens", "<p>:token:*", "<p>:events:dead", "<p>:workers",
-                       "<p>:worker:*", "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:workers",
-                       "rq:worker:*")),
+                       "<p>:worker:*", "<p>:engines", "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:workers",
+                       "rq:worker:*", "rq:job:*")),
     "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),
     "worker": RoleAcl("worker", rw=("rq:*", "<p>:worker:*", "<p>:workers", "<p>:results", "<p>:events",
                                     "<p>:dedup:*", "<p>:metrics:*"),

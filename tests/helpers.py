@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,15 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+def promtool() -> str | None:
+    """Prometheus's promtool: $ORCH_PROMTOOL, on PATH, or the one `make test` fetches into .cache/tools."""
+    local = ROOT / ".cache" / "tools" / "promtool"
+    return os.environ.get("ORCH_PROMTOOL") or shutil.which("promtool") or (str(local) if local.exists() else None)
+
+
+PROMTOOL_MISSING = "promtool not available (`make test` fetches it from Debian's prometheus package)"
 
 
 def free_port() -> int:

@@ -11,6 +11,8 @@ Every route declares its scope with `scoped(scope)`: a FastAPI dependency that c
     SIGNATURE                                     /hooks/{name}: the webhook's signature, never a token
 
 A verified token is cached for TOKEN_CACHE_S, so a revoked token stops working within that time.
+While Redis cannot be reached, a token this process verified before keeps the scopes in OUTAGE_SCOPES
+(metrics:read), so Prometheus still scrapes `orch_redis_up 0`; every other route answers 503.
 With `ORCH_API_AUTH=none` (refused unless `orch api` listens on loopback) every request is `anonymous`
 with every scope. The caller is `request.state.principal`: steering records its name as the actor.
 """
@@ -42,6 +44,7 @@ PUBLIC = "public"
 SIGNATURE = "signature"
 TOKEN_CACHE_S = 2.0
 _CACHE_MAX = 10_000
+OUTAGE_SCOPES = frozenset({"metrics:read"})
 
 bearer = HTTPBearer(auto_error=False, scheme_name="token",
                     description="An orch API token: `orch tokens create --name NAME --scope SCOPE` prints one.")
@@ -88,6 +91,7 @@ class Verifier:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._redis, self._keys, self.disabled, self._clock = client, keys, disabled, clock
         self._cache: dict[str, tuple[TokenRecord | None, float]] = {}
+        self._known: dict[str, TokenRecord] = {}  # digest -> record last verified, for OUTAGE_SCOPES
 
     async def principal(self, credentials: HTTPAuthorizationCredentials | None, scope: str) -> Principal:
         """The caller, allowed `scope`; AuthError (401 or 403) otherwise."""
@@ -97,7 +101,7 @@ class Verifier:
             raise AuthError(401, f"this route needs {_needs(scope)}: send `Authorization: Bearer <token>` "
                                  f"(create one with `orch tokens create --name NAME --scope {_example(scope)}`)",
                             scope)
-        record = await self._record(credentials.credentials)
+        record = await self._record_or_known(credentials.credentials, scope)
         if record is None:
             raise AuthError(401, f"the token is not valid (unknown, revoked or mistyped); this route needs "
                                  f"{_needs(scope)}", scope)
@@ -105,6 +109,15 @@ class Verifier:
             raise AuthError(403, f"token {record.name!r} lacks scope {scope} (it has {', '.join(sorted(record.scopes))}); "
                                  f"create a token with --scope {scope}", scope)
         return Principal(record.name, record.scopes)
+
+    async def _record_or_known(self, token: str, scope: str) -> TokenRecord | None:
+        try:
+            return await self._record(token)
+        except (redis.ConnectionError, redis.TimeoutError):
+            known = self._known.get(digest(token)) if scope in OUTAGE_SCOPES else None
+            if known is None:
+                raise
+            return known
 
     async def _record(self, token: str) -> TokenRecord | None:
         key, now = digest(token), self._clock()
@@ -121,6 +134,10 @@ class Verifier:
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[key] = (record, now + TOKEN_CACHE_S)
+        if record is None:
+            self._known.pop(key, None)
+        elif key in self._known or len(self._known) < _CACHE_MAX:
+            self._known[key] = record
         return record
 
 

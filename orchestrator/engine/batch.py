@@ -15,6 +15,7 @@ from datetime import datetime
 from ..errors import WorkflowError
 from ..events.stream import Entry
 from ..metrics import (
+    EVENT_TO_RUN,
     RULE_EVALUATIONS,
     RUN_DURATION,
     RUNS_FINISHED,
@@ -109,6 +110,7 @@ def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetim
                 change = lifecycle.create(request, now, resources, outcome.effects)
                 if change is not None:
                     changes[request.run_id] = change
+                    outcome.metrics.observe(EVENT_TO_RUN, _since_entry_s(entry, now), change.run.workflow)
         outcome.ack.append(entry)
     touched = _apply_records(batch, existing, changes, now, resources, current or {}, outcome)
     for timer in batch.timers:
@@ -148,6 +150,12 @@ def _apply_records(batch: Batch, existing: dict[str, Run | Exception], changes: 
             log.exception("cannot apply %s of run %s (entry %s)", _what(record), record.run, entry.id)
             outcome.failed[entry] = f"{type(exc).__name__}: {exc}"
     return touched
+
+
+def _since_entry_s(entry: Entry, now: datetime) -> float:
+    """Seconds from `entry`'s arrival in its stream (the milliseconds of its id, Redis's clock) to `now`."""
+    ms, _, _ = entry.id.partition("-")
+    return max(0.0, now.timestamp() - int(ms) / 1000) if ms.isdigit() else 0.0
 
 
 def _what(record: TaskRecord | ControlRecord) -> str:

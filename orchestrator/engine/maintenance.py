@@ -7,6 +7,7 @@
     PendingEntries   every pass                       dead-letter entries delivered too often, then
                                                       reclaim (XAUTOCLAIM) and process entries left
                                                       pending by stopped consumers
+    EngineBeat       every 5 s                        say this engine is alive (beat.py)
     Trim             every 60 s                       trim the streams below what every group still
                                                       needs, drop expired runs from the indexes, forget
                                                       consumers idle for a day
@@ -41,6 +42,7 @@ from ..workflows.advance import Timer
 from ..workflows.records import TaskRecord
 from ..workflows.work import attempt_member
 from .batch import Outcome
+from .beat import EngineBeat
 from .sweeper import lost_attempts, stalled_attempts
 
 __all__ = ["Chore", "Host", "Maintenance", "PendingEntries", "Sweep", "Trim", "dead_letter"]
@@ -95,7 +97,7 @@ class Maintenance:
     def __init__(self, host: Host, chores: Sequence[Chore] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._host = host
-        default: list[Chore] = [Sweep(host), PendingEntries(host), Trim(host)]
+        default: list[Chore] = [Sweep(host), PendingEntries(host), EngineBeat(host), Trim(host)]
         self.chores = list(chores) if chores is not None else default
         self._due_s = [0.0] * len(self.chores)
         self._clock = clock

@@ -19,6 +19,8 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:runs:workflows               | set    | engine                | workflows that have run indexes (trimmed   |
 |                                  |        |                       | without scanning the keyspace)             |
 | <p>:engine:errors                | hash   | engine                | field removed when its entry is settled    |
+| <p>:engines                      | zset   | engine (maintenance)  | consumer -> last heartbeat (ms); members   |
+|                                  |        |                       | silent for a day removed                   |
 | <p>:schedule:<name>:tick:<ms>    | string | orch triggers (Lua)   | fencing token of one tick: the replica     |
 |                                  |        |                       | that fired it; max(catchup window, 1 day)  |
 | <p>:schedule:<name>:last         | string | orch triggers (Lua)   | permanent: epoch ms of the newest tick     |
@@ -111,6 +113,11 @@ class Keys:
     @property
     def engine_errors(self) -> str:
         return f"{self.prefix}:engine:errors"
+
+    @property
+    def engines(self) -> str:
+        """Engine heartbeats: consumer name -> when it last said it was alive (epoch ms)."""
+        return f"{self.prefix}:engines"
 
     def schedule_tick(self, schedule: str, tick_ms: int) -> str:
         return f"{self.prefix}:schedule:{schedule}:tick:{tick_ms}"

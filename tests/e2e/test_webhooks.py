@@ -7,8 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -19,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..helpers import ROOT, RedisServer, free_port, wait_for
+from ..helpers import RedisServer, free_port, promtool, wait_for
 from ..projects import copy_examples
 from .conftest import Processes, Stack, orch, orch_env, start_stack, stop_stack
 
@@ -284,10 +282,9 @@ def test_requests_are_counted_in_metrics(hooked: Stack, tmp_path: Path) -> None:
     assert 'orch_webhook_requests_total{hook="github",result="accepted"}' in text
     assert 'orch_webhook_requests_total{hook="github",result="unauthorized"}' in text
     assert 'orch_events_received_total{result="accepted",trigger="webhook"}' in text
-    local = ROOT / ".cache" / "tools" / "promtool"
-    promtool = os.environ.get("ORCH_PROMTOOL") or shutil.which("promtool") or (str(local) if local.exists() else None)
-    if promtool:
-        check = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    tool = promtool()
+    if tool:
+        check = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
         assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
 

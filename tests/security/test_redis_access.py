@@ -124,7 +124,8 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     wait_for(lambda: _succeeded(deployment, "say"), 60, "the HTTP event's run (api -> engine -> worker)")
     wait_for(lambda: _succeeded(deployment, "tick"), 60, "a cron tick's run (triggers -> engine -> worker)")
     wait_for(lambda: _succeeded(deployment, "record"), 60, "the run of the event a task emitted (worker publishes)")
-    assert deployment.get("/metrics").status_code == 200
+    scrape = deployment.get("/metrics")
+    assert scrape.status_code == 200 and "orch_redis_up 1.0" in scrape.text, "the api user reads every gauge's keys"
     (run, *_) = _succeeded(deployment, "say")
     assert deployment.get(f"/runs/{run['id']}").json()["tasks"][0]["result"] == "hi"
     rerun = httpx.post(f"{deployment.api}/runs/{run['id']}/rerun", headers={
