@@ -17,9 +17,8 @@ otherwise the SDK is never imported and every hook is behind one check of `activ
 
     ingest <type>    producer   publishing one event; the stored event carries this span's context
     match <type>     consumer   the engine evaluating the rules for one event
-    run <workflow>   internal   a run from creation to end; emitted at its end with explicit times and
-                                a span id derived from the run id (`run_span_id`), so that the attempts
-                                started earlier, in other processes, are already its children
+    run <workflow>   internal   a run from creation to end, sent at its end with explicit times; its span
+                                id is derived from the run id (`run_span_id`): attempts name it earlier
     task <wf>.<node> consumer   one task attempt in the worker, child of its run's span
 """
 
@@ -30,7 +29,7 @@ import importlib
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from .workflows.runs import Run
 
 __all__ = ["TRACEPARENT", "TRACESTATE", "TraceContext", "active", "adopt_header", "configure", "disable", "flush",
-           "from_record", "ingest", "ingest_async", "match", "of_event", "parse", "run_span_id",
+           "from_record", "ingesting", "match", "of_event", "parse", "rerun_context", "run_context", "run_span_id",
            "runs_ended", "task_attempt", "wanted"]
 
 log = logging.getLogger(__name__)
@@ -116,8 +115,7 @@ def parse(traceparent: object, tracestate: object = None) -> TraceContext | None
 def _tracestate(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_TRACESTATE:
         return None
-    members = [m.strip(" \t") for m in value.split(",")]
-    members = [m for m in members if m]
+    members = [m for m in (part.strip(" \t") for part in value.split(",")) if m]
     keys = [m.split("=", 1)[0] for m in members]
     if len(members) > MAX_MEMBERS or len(set(keys)) != len(keys) or not all(_MEMBER.fullmatch(m) for m in members):
         return None
@@ -162,6 +160,16 @@ def run_span_id(run_id: str) -> str:
     return digest if digest != "0" * 16 else "0" * 15 + "1"
 
 
+def run_context(parent: TraceContext, run_id: str) -> TraceContext:
+    """The context of run `run_id` (its span's), the span being a child of `parent`."""
+    return replace(parent, span_id=run_span_id(run_id), parent=parent.span_id)
+
+
+def rerun_context(old: TraceContext | None, run_id: str) -> TraceContext | None:
+    """A rerun's context: a child of the old run's span where it has one, else the old run's context."""
+    return run_context(old, run_id) if old is not None and old.parent is not None else old
+
+
 # -- export: configuration ----------------------------------------------------------------------------
 
 
@@ -177,10 +185,8 @@ def wanted(environ: Mapping[str, str]) -> bool:
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     names = _exporter_names(environ)
-    if names is not None:
-        return bool(names)
-    return any(environ.get(name, "").strip() for name in
-               ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return bool(names) if names is not None else any(environ.get(name, "").strip() for name in endpoints)
 
 
 def configure(role: str, *, exporter: Any = None) -> bool:
@@ -214,9 +220,7 @@ def _new_provider(role: str, exporter: Any) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
-    class Ids(RandomIdGenerator):
-        """Random ids, except the span id `_forced_span` asks for (a run's span)."""
-
+    class Ids(RandomIdGenerator):  # random ids, except the span id `_forced_span` asks for (a run's span)
         def generate_span_id(self) -> int:
             forced = _forced_span.get()
             return forced if forced is not None else super().generate_span_id()
@@ -298,9 +302,9 @@ def _failed(span: Any, exc: BaseException) -> None:
 
 
 @contextmanager
-def _ingesting(events: Sequence[Event], trigger: str) -> Iterator[tuple[list[Event], Callable[[_Out], _Out]]]:
-    """One `ingest` span per event, ended with the block; yields the events stamped with their span's
-    context, and `done`, which notes which of them were duplicates in what publishing returned."""
+def ingesting(events: Sequence[Event], trigger: str) -> Iterator[tuple[list[Event], Callable[[_Out], _Out]]]:
+    """Publish `events` in the block, each in an `ingest` span ended with it: yields the events stamped
+    with their span's context (to publish instead), and `done`, which notes duplicates in the outcome."""
     from opentelemetry.trace import SpanKind
 
     spans = [_tracer.start_span(f"ingest {event.type}", context=_parent(of_event(event)), kind=SpanKind.PRODUCER,
@@ -322,19 +326,6 @@ def _ingesting(events: Sequence[Event], trigger: str) -> Iterator[tuple[list[Eve
             span.end()
 
 
-def ingest(events: Sequence[Event], trigger: str, send: Callable[[Sequence[Event]], list[Published]]) -> list[Published]:
-    """Publish `events` with `send`, each in an `ingest` span whose context the stored event carries."""
-    with _ingesting(events, trigger) as (stamped, done):
-        return done(send(stamped))
-
-
-async def ingest_async(events: Sequence[Event], trigger: str,
-                       send: Callable[[Sequence[Event]], Awaitable[list[Published]]]) -> list[Published]:
-    """`ingest` for the asyncio publisher."""
-    with _ingesting(events, trigger) as (stamped, done):
-        return done(await send(stamped))
-
-
 def match(event: Event, plan: Callable[[], tuple[list[RunRequest], T]]) -> tuple[list[RunRequest], T]:
     """Run the engine's `plan` of `event` in a `match` span; the runs it asks for become its children."""
     from opentelemetry.trace import SpanKind
@@ -345,8 +336,7 @@ def match(event: Event, plan: Callable[[], tuple[list[RunRequest], T]]) -> tuple
         here = _context_of(span)
         span.set_attribute("orch.rules.matched", sorted({r.rule for r in requests}))
         span.set_attribute("orch.runs", len(requests))
-        runs = [replace(r, trace=replace(here, span_id=run_span_id(r.run_id), parent=here.span_id)) for r in requests]
-        return runs, outcome
+        return [replace(r, trace=run_context(here, r.run_id)) for r in requests], outcome
 
 
 def runs_ended(changes: Iterable[Change]) -> None:

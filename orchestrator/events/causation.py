@@ -10,9 +10,10 @@ attributes naming it:
 The rule engine can use them to break loops (a workflow whose tasks emit the events that start it),
 and `orch events list --json`, `GET /events` and `orch events tail --json` show them like any other
 attribute. A caller that sets either attribute itself keeps its own values: the cause is only a
-default. The cause's trace context (the task attempt's, see orchestrator/tracing.py) rides along the same
-way, as the `traceparent` / `tracestate` attributes, unless the caller set a `traceparent` of its own. The cause lives in a `contextvars.ContextVar`, so it follows the task into coroutines it
-awaits, but not into threads it starts (wrap those in `contextvars.copy_context().run`).
+default. The cause's trace context (the task attempt's, see orchestrator/tracing.py) rides along the
+same way, as the `traceparent` / `tracestate` attributes, unless the caller set a `traceparent` of its
+own. The cause lives in a `contextvars.ContextVar`, so it follows the task into coroutines it awaits,
+but not into threads it starts (wrap those in `contextvars.copy_context().run`).
 """
 
 from __future__ import annotations

@@ -140,9 +140,10 @@ class Publisher(Planner):
 
     def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
-        if tracing.active:
-            return tracing.ingest(events, self._trigger, self._publish)
-        return self._publish(events)
+        if not tracing.active:
+            return self._publish(events)
+        with tracing.ingesting(events, self._trigger) as (stamped, done):
+            return done(self._publish(stamped))
 
     def _publish(self, events: Sequence[Event]) -> list[Published]:
         plan = self.plan(events)
@@ -169,9 +170,10 @@ class AsyncPublisher(Planner):
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
-        if tracing.active:
-            return await tracing.ingest_async(events, self._trigger, self._publish)
-        return await self._publish(events)
+        if not tracing.active:
+            return await self._publish(events)
+        with tracing.ingesting(events, self._trigger) as (stamped, done):
+            return done(await self._publish(stamped))
 
     async def _publish(self, events: Sequence[Event]) -> list[Published]:
         plan = self.plan(events)

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import WorkflowError
-from ..tracing import TraceContext
+from ..tracing import TraceContext, rerun_context
 from .advance import Change, settle
 from .runs import TERMINAL_STATES, EventRef, Run, RunStatus, TaskRun, TaskState, job_id
 from .spec import WorkflowSpec
@@ -285,7 +285,7 @@ def rerun(old: Run, new_id: str, now: datetime, resources: Resources, effects: E
     spec = spec or old.spec
     if from_node is not None and from_node not in {n.name for n in spec.nodes}:
         raise WorkflowError(f"run {old.id} has no task {from_node!r} (tasks: {', '.join(n.name for n in spec.nodes)})")
-    run = skeleton(new_id, spec, old.rule, old.event, old.params, now, old.event_data)
+    run = skeleton(new_id, spec, old.rule, old.event, old.params, now, old.event_data, rerun_context(old.trace, new_id))
     run.rerun_of = old.id
     change = Change(run, created=True)
     if from_node is not None:

@@ -23,6 +23,7 @@ from orchestrator.cli.wiring import load_project
 from orchestrator.events.recent import recent_events
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.state.steer import request
 from orchestrator.workflows.runs import RunStatus
 
 from ..helpers import ROOT
@@ -148,6 +149,26 @@ def test_a_malformed_traceparent_starts_a_new_trace_and_failures_mark_their_span
     assert confirm.attributes is not None and confirm.attributes["error.type"] == "ValueError"
     assert run_span.status.status_code is StatusCode.ERROR
     assert run_span.status.description == run.error
+
+
+def test_a_retry_joins_the_runs_span_and_a_rerun_is_a_child_of_it(exporter: InMemorySpanExporter,
+                                                                   stack: Stack, r: redis.Redis) -> None:
+    event_id = stack.emit("order.placed", {"order_id": "bad"}, source="/shop", extensions={"traceparent": INCOMING})
+    stack.drain()
+    run = stack.run("note-orders", "/shop", event_id)
+    request(r, Keys("orch"), stack.engine.store, "retry", run.id, by="test")
+    stack.drain()
+    rerun = request(r, Keys("orch"), stack.engine.store, "rerun", run.id, by="test").new_run
+    stack.drain()
+
+    spans = list(exporter.get_finished_spans())
+    first = tracing.run_span_id(run.id)
+    assert rerun is not None and {_span_id(s): _parent_id(s) for s in spans if s.name == "run note_order"} == {
+        first: _span_id(_one(spans, "match order.placed")), tracing.run_span_id(rerun): first}, \
+        "the retried run's span is sent once; the rerun's is its child"
+    confirms = [s for s in spans if s.name == "task note_order.confirm"]
+    assert sorted(_parent_id(s) or "" for s in confirms) == sorted([first, first, tracing.run_span_id(rerun)])
+    assert {_hex(s.context.trace_id, 32) for s in spans if s.context} == {TRACE}
 
 
 def test_without_configuration_orch_never_imports_opentelemetry(redis_url: str, tmp_path: Path) -> None:
