@@ -239,7 +239,7 @@ def attempt_scope(attempt: Attempt, *, limit: bool) -> Iterator[None]:
     _install_root_handler()
     with ExitStack() as stack:
         stack.enter_context(use(ctx))
-        stack.enter_context(caused_by(ctx.run_id, ctx.node))
+        stack.enter_context(caused_by(ctx.run_id, ctx.node, ctx.trace))
         token = _capturing.set(attempt.logs)
         stack.callback(_capturing.reset, token)
         if _in_main_thread():

@@ -7,7 +7,9 @@ loaded: the workflow's spec, found by name *and* version (the digest of its grap
 registered function or the command or URL template, every literal argument, the timeout and the retry
 policy. So:
 
-- a payload with any other field, or fields of the wrong type, is refused (`ForgedJob`);
+- a payload with any other field, or fields of the wrong type, is refused (`ForgedJob`); the optional
+  `traceparent` / `tracestate` (the run's trace context) only ever parent the attempt's span, and a
+  malformed one is ignored;
 - a workflow version this worker does not have is refused, never run (`UnknownWorkflowVersion`: the
   engine and the workers must run the same project);
 - values that do not fit the node's slots are refused (`SlotError`).
@@ -22,12 +24,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.tracing import TRACEPARENT, TRACESTATE, TraceContext, parse
 from orchestrator.workflows.commands import argument_injection
 from orchestrator.workflows.dsl import Task
 from orchestrator.workflows.runs import idempotency_key
 from orchestrator.workflows.slots import SlotError, bind
 from orchestrator.workflows.spec import NodeSpec, WorkflowSpec
-from orchestrator.workflows.work import PAYLOAD_FIELDS
+from orchestrator.workflows.work import OPTIONAL_PAYLOAD_FIELDS, PAYLOAD_FIELDS
 
 from .kinds.errors import InvalidTaskOptions, TaskFailure, UnknownTaskError
 
@@ -35,6 +38,7 @@ __all__ = ["Catalog", "ForgedJob", "JobPayload", "Work", "UnknownWorkflowVersion
 
 _ITEM = re.compile(r"^(?P<parent>.+)\[(?P<index>\d+)\]$")
 _FIELDS = frozenset(PAYLOAD_FIELDS)
+_OPTIONAL = frozenset(OPTIONAL_PAYLOAD_FIELDS)
 
 
 class ForgedJob(TaskFailure):
@@ -59,13 +63,14 @@ class JobPayload:
     run: str
     attempt: int
     args: list[Any]
+    trace: TraceContext | None = None
 
     @classmethod
     def parse(cls, payload: Any) -> JobPayload:
         if not isinstance(payload, dict):
             raise ForgedJob(f"the job's payload is a {type(payload).__name__}, not an object")
-        if payload.keys() != _FIELDS:
-            extra, missing = sorted(set(payload) - _FIELDS), sorted(_FIELDS - set(payload))
+        if payload.keys() - _OPTIONAL != _FIELDS:
+            extra, missing = sorted(set(payload) - _FIELDS - _OPTIONAL), sorted(_FIELDS - set(payload))
             raise ForgedJob(f"the job's payload {'has unexpected field(s) ' + ', '.join(extra) if extra else ''}"
                             f"{'; ' if extra and missing else ''}{'lacks ' + ', '.join(missing) if missing else ''}: "
                             "it was not made by orch's engine (jobs carry identifiers and values only)")
@@ -75,7 +80,7 @@ class JobPayload:
                 or not isinstance(attempt, int) or attempt < 1 or not isinstance(args, list):
             raise ForgedJob("the job's payload has fields of the wrong type (workflow, version, node and run are "
                             "strings, attempt a positive integer, args a list)")
-        return cls(workflow, version, node, run, attempt, args)
+        return cls(workflow, version, node, run, attempt, args, parse(payload.get(TRACEPARENT), payload.get(TRACESTATE)))
 
     @classmethod
     def identify(cls, payload: Any) -> tuple[str, str, int] | None:

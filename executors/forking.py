@@ -20,6 +20,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator import tracing
+
 __all__ = ["FORK_GRACE_S", "ForkOutcome", "kill_current", "run_forked"]
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ def _child(call: Callable[[], object]) -> None:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
+            tracing.flush()  # os._exit skips atexit: the attempt's span goes out now or never
         os._exit(code)
 
 

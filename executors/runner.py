@@ -10,8 +10,9 @@
    and nothing runs;
 2. report `started`;
 3. run it inside the attempt's scope (`executors/attempt.py`): the task context current
-   (`orchestrator.context.current()`), the cause set (emitted events carry orchrun / orchtask), logs
-   and prints captured, and the time limit enforced;
+   (`orchestrator.context.current()`), the cause set (emitted events carry orchrun / orchtask and the
+   trace context), logs and prints captured, and the time limit enforced; with traces exported, all of
+   it (the reports too) inside the attempt's span, a child of its run's (`orchestrator/tracing.py`);
 4. check the result is JSON;
 5. report `succeeded` with the result, or `failed` with the error, its `error_type` and `retryable`
    (`executors/kinds/errors.py`), both with the attempt's `logs`; a failure is re-raised so RQ
@@ -32,6 +33,7 @@ from typing import Any
 
 import redis
 
+from orchestrator import tracing
 from orchestrator.context import TaskCancelled, TaskContext, TaskTimeout
 from orchestrator.errors import TaskError
 from orchestrator.events.client import Client
@@ -110,13 +112,13 @@ def _describe(exc: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def _attempt(work: Work, context: WorkerContext) -> Attempt:
+def _attempt(work: Work, context: WorkerContext, trace: tracing.TraceContext | None) -> Attempt:
     logs = LogBuffer()
     job = work.job
     ctx = TaskContext(run_id=job.run, workflow=job.workflow, task=work.task, node=job.node, attempt=job.attempt,
                       key=work.key, logger=task_logger(job.workflow, job.node, logs),
                       deadline=time.monotonic() + work.timeout_s, worker=context.worker,
-                      emitter=functools.partial(_emit, context))
+                      emitter=functools.partial(_emit, context), trace=trace)
     return Attempt(ctx=ctx, kind=work.kind, args=work.args, kwargs=work.kwargs, timeout_s=work.timeout_s, logs=logs,
                    egress=context.egress())
 
@@ -165,7 +167,17 @@ def run_task(payload: dict[str, Any]) -> Any:
     except TaskFailure as exc:  # the project does not define this job: nothing runs
         _refused(payload, context, exc)
         raise
-    attempt = _attempt(work, context)
+    job = work.job
+    if tracing.active:
+        with tracing.task_attempt(job.trace, run_id=job.run, workflow=job.workflow, node=job.node,
+                                  attempt=job.attempt, worker=context.worker) as trace:
+            return _run(work, runner, context, start, trace)
+    return _run(work, runner, context, start, job.trace)
+
+
+def _run(work: Work, runner: Callable[[Attempt], Any], context: WorkerContext, start: float,
+         trace: tracing.TraceContext | None) -> Any:
+    attempt = _attempt(work, context, trace)
     context.report(_record(RecordKind.STARTED, attempt, context))
     try:
         with attempt_scope(attempt, limit=attempt.kind not in _SELF_LIMITED):

@@ -35,6 +35,7 @@ from typing import Any
 
 from .errors import TaskError
 from .events.causation import caused_by
+from .tracing import TraceContext
 
 __all__ = ["TASK_LOGGER", "TaskContext", "TaskTimeout", "current", "use"]
 
@@ -68,6 +69,7 @@ class TaskContext:
     deadline: float | None = None  # time.monotonic() at which the attempt is stopped; None: no limit
     worker: str = ""
     emitter: Callable[..., str] | None = field(default=None, repr=False, compare=False)
+    trace: TraceContext | None = None  # the attempt's W3C trace context: its events carry it as `traceparent`
 
     @property
     def source(self) -> str:
@@ -79,7 +81,7 @@ class TaskContext:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def emit(self, type: str, data: Any = None, **attributes: Any) -> str:
-        """Publish an event caused by this attempt (`orchrun`, `orchtask`) and return its id.
+        """Publish an event caused by this attempt (`orchrun`, `orchtask`, `traceparent`) and return its id.
 
         Takes the attributes of `orchestrator.emit` (source, subject, id, time, datacontenttype,
         extensions); `source` defaults to `/orch/<workflow>/<node>`. The cause is attached even from a
@@ -88,7 +90,7 @@ class TaskContext:
         """
         attributes.setdefault("source", self.source)
         send = self.emitter if self.emitter is not None else _default_emitter()
-        with caused_by(self.run_id, self.node):
+        with caused_by(self.run_id, self.node, self.trace):
             return send(type, data, **attributes)
 
 

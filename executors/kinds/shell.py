@@ -10,7 +10,8 @@ Options (the task's keyword arguments):
 
 The environment is the worker's minus every `ORCH_*` variable (the worker's own configuration, which may
 hold the Redis password), plus the attempt's identity - `ORCH_RUN_ID`, `ORCH_WORKFLOW`, `ORCH_NODE`,
-`ORCH_ATTEMPT`, `ORCH_IDEMPOTENCY_KEY` - plus `env`. A command that needs orch's Redis (`orch emit`)
+`ORCH_ATTEMPT`, `ORCH_IDEMPOTENCY_KEY` - and its W3C trace context as `TRACEPARENT` / `TRACESTATE` (the
+OpenTelemetry convention for child processes), plus `env`. A command that needs orch's Redis (`orch emit`)
 gets `ORCH_REDIS_URL` through `env`.
 
 The result is `{"exit_code": 0, "stdout": "...", "stderr": "..."}`, each output its last
@@ -92,9 +93,10 @@ class ShellOptions:
 def command_env(base: Mapping[str, str], attempt: Attempt, extra: Mapping[str, str]) -> dict[str, str]:
     """The command's environment: `base` without ORCH_*, the attempt's identity, then `extra`."""
     ctx = attempt.ctx
-    env = {k: v for k, v in base.items() if not k.startswith("ORCH_")}
+    env = {k: v for k, v in base.items() if not k.startswith("ORCH_") and k not in ("TRACEPARENT", "TRACESTATE")}
     env.update(ORCH_RUN_ID=ctx.run_id, ORCH_WORKFLOW=ctx.workflow, ORCH_NODE=ctx.node,
                ORCH_ATTEMPT=str(ctx.attempt), ORCH_IDEMPOTENCY_KEY=ctx.key)
+    env.update({name.upper(): value for name, value in (ctx.trace.extensions() if ctx.trace else {}).items()})
     env.update(extra)
     return env
 

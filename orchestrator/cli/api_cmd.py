@@ -6,6 +6,7 @@ import ipaddress
 
 import click
 
+from .. import tracing
 from ..connection import connect
 from ..errors import OrchestratorError
 from ..settings import Settings
@@ -58,6 +59,7 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
 
     settings = make_settings(project, api_host=host, api_port=port)
     setup_logging(settings.log_level)
+    tracing.configure("api")
     check_auth_mode(settings)
     die_with_parent()
     hooks_router, lines = None, []

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .. import __version__, tracing
 from ..connection import connect
 from ..errors import EventError
 from ..jsonutil import loads
@@ -49,6 +49,7 @@ def engine(project: str | None) -> None:
 
     settings = make_settings(project)
     setup_logging(settings.log_level)
+    tracing.configure("engine")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
     client = connect(settings)
@@ -101,6 +102,7 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
                 *(["--burst"] if burst else [])]
         pool = Pool(connect(settings), settings, args, concurrency, grace_s=kill_grace, burst=burst, name=name or "")
         sys.exit(pool.run())
+    tracing.configure("worker")  # not in a pool's supervisor: its worker processes run the tasks
     try:
         run_worker(connect(settings), settings, loaded, names, burst=burst, name=name, engine=engine,
                    fork_queues=forked, pool=pool_name or "", prefetch=prefetch)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .. import tracing
 from ..connection import connect
 from ..state.keys import Keys
 from .common import die_with_parent, fail, handle_errors, make_settings, project_option, setup_logging
@@ -35,6 +36,7 @@ def triggers(project: str | None) -> None:
 
     settings = make_settings(project)
     setup_logging(settings.log_level)
+    tracing.configure("triggers")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots, check_watch_paths=True)
     client = connect(settings)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from .. import faults
+from .. import faults, tracing
 from ..backoff import RideOut
 from ..errors import EventError
 from ..events.envelope import event_from_mapping
@@ -168,7 +168,8 @@ class Engine:
         raw = entry.fields[b"e"]
         event = event_from_mapping(loads(raw))
         try:
-            requests, outcomes = plan_event(self._project, event, raw)
+            requests, outcomes = (tracing.match(event, lambda: plan_event(self._project, event, raw)) if tracing.active
+                                  else plan_event(self._project, event, raw))
         except Exception as exc:  # noqa: BLE001 - left pending: retried, then dead-lettered with this reason
             log.exception("engine: cannot plan event %s (entry %s)", event.id, entry.id)
             batch.failed[entry] = f"{type(exc).__name__}: {exc}"
@@ -208,6 +209,8 @@ class Engine:
                     self._cache.forget(run_ids)
                     raise
                 self._cache.committed(outcome.changes)
+                if tracing.active:
+                    tracing.runs_ended(outcome.changes)
                 return outcome
         raise redis.WatchError("engine: could not commit a batch after 999 attempts (other engines kept "
                                "changing its runs); it is retried")

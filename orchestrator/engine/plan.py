@@ -8,6 +8,7 @@ from ..jsonutil import dumps, loads
 from ..project import Project
 from ..rules.match import event_view
 from ..rules.model import Match, MatchResult
+from ..tracing import of_event
 from ..workflows.lifecycle import RunRequest
 from ..workflows.runs import EventRef, derive_run_id
 
@@ -46,6 +47,7 @@ def plan_event(project: Project, event: Event,
     ref = EventRef(event.id, event.source, event.type)
     schedule = schedule_of(project, event)
     overlap = project.schedules[schedule].overlap if schedule else "allow"
+    trace = of_event(event)  # the runs carry the event's trace context (tracing.match makes them its spans')
     requests: list[RunRequest] = []
     outcomes: list[tuple[MatchResult, str]] = []
     for rule, result in evaluated:
@@ -57,12 +59,12 @@ def plan_event(project: Project, event: Event,
         try:
             params = spec.bind_params(rule.params.render(context))
         except (RuleError, WorkflowError) as exc:
-            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}"))
+            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace))
             outcomes.append((result, "error"))
             continue
         guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
         held = _held(raw, rule.name) if overlap == "queue-one" and raw is not None else None
         requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
-                                   raw=held, event_data=event.data))
+                                   raw=held, event_data=event.data, trace=trace))
         outcomes.append((result, "matched"))
     return requests, outcomes

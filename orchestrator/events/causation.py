@@ -10,8 +10,10 @@ attributes naming it:
 The rule engine can use them to break loops (a workflow whose tasks emit the events that start it),
 and `orch events list --json`, `GET /events` and `orch events tail --json` show them like any other
 attribute. A caller that sets either attribute itself keeps its own values: the cause is only a
-default. The cause lives in a `contextvars.ContextVar`, so it follows the task into coroutines it
-awaits, but not into threads it starts (wrap those in `contextvars.copy_context().run`).
+default. The cause's trace context (the task attempt's, see orchestrator/tracing.py) rides along the
+same way, as the `traceparent` / `tracestate` attributes, unless the caller set a `traceparent` of its
+own. The cause lives in a `contextvars.ContextVar`, so it follows the task into coroutines it awaits,
+but not into threads it starts (wrap those in `contextvars.copy_context().run`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+
+from ..tracing import TRACEPARENT, TraceContext
 
 __all__ = ["CAUSE_ATTRIBUTES", "RUN_ATTRIBUTE", "TASK_ATTRIBUTE", "Cause", "caused_by", "current_cause",
            "with_cause"]
@@ -35,10 +39,11 @@ class Cause:
 
     run_id: str
     node: str
+    trace: TraceContext | None = None
 
     def extensions(self) -> dict[str, str]:
-        """The CloudEvents extension attributes that name this cause."""
-        return {RUN_ATTRIBUTE: self.run_id, TASK_ATTRIBUTE: self.node}
+        """The CloudEvents extension attributes that name this cause (and its trace context)."""
+        return {RUN_ATTRIBUTE: self.run_id, TASK_ATTRIBUTE: self.node, **(self.trace.extensions() if self.trace else {})}
 
 
 _current: ContextVar[Cause | None] = ContextVar("orch_cause", default=None)
@@ -50,9 +55,10 @@ def current_cause() -> Cause | None:
 
 
 @contextmanager
-def caused_by(run_id: str, node: str) -> Iterator[Cause]:
-    """Within the block, events emitted in this context carry `orchrun=run_id` and `orchtask=node`."""
-    cause = Cause(run_id, node)
+def caused_by(run_id: str, node: str, trace: TraceContext | None = None) -> Iterator[Cause]:
+    """Within the block, events emitted in this context carry `orchrun=run_id` and `orchtask=node` (and
+    `trace` as their `traceparent` / `tracestate`)."""
+    cause = Cause(run_id, node, trace)
     token = _current.set(cause)
     try:
         yield cause
@@ -63,14 +69,16 @@ def caused_by(run_id: str, node: str) -> Iterator[Cause]:
 def with_cause(attributes: Mapping[str, object]) -> dict[str, str]:
     """The causation attributes to add to an event whose other attributes are `attributes`.
 
-    Empty outside a cause, or when the caller already set `orchrun` or `orchtask` (top level or in
-    `attributes["extensions"]`): an explicit value always wins, and the pair is never mixed.
+    Empty outside a cause. When the caller already set `orchrun` or `orchtask` (top level or in
+    `attributes["extensions"]`), neither is added: an explicit value always wins, and the pair is never
+    mixed; the same goes for a `traceparent` the caller set, with its `tracestate`.
     """
     cause = _current.get()
     if cause is None:
         return {}
     nested = attributes.get("extensions")
     given = set(attributes) | (set(nested) if isinstance(nested, Mapping) else set())
-    if given.intersection(CAUSE_ATTRIBUTES):
-        return {}
-    return cause.extensions()
+    out = {} if given.intersection(CAUSE_ATTRIBUTES) else {RUN_ATTRIBUTE: cause.run_id, TASK_ATTRIBUTE: cause.node}
+    if cause.trace is not None and TRACEPARENT not in given:
+        out.update(cause.trace.extensions())
+    return out

@@ -3,7 +3,9 @@
 Required attributes: `specversion` ("1.0"), `id`, `source`, `type`. Optional: `subject`, `time`
 (RFC 3339 with an offset, kept in UTC), `datacontenttype`, `dataschema`, `data` (any JSON) or
 `data_base64`. Extension attributes (lowercase a-z/0-9, at most 20 characters, string/integer/boolean
-values) are kept in `extensions` and written back as top-level attributes.
+values) are kept in `extensions` and written back as top-level attributes. The distributed-tracing
+attributes `traceparent` / `tracestate` are extensions like any other here: a malformed one is kept as
+sent, never a reason to refuse the event, and tracing reads them strictly (orchestrator/tracing.py).
 """
 
 from __future__ import annotations

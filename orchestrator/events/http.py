@@ -7,7 +7,8 @@ The three modes are told apart by Content-Type:
   `datacontenttype`.
 
 These are `custom` events: sources under `/schedules/`, `/hooks/` and `/watches/`, which belong to orch's
-own triggers, are refused (422).
+own triggers, are refused (422). The request's W3C `traceparent` header is the trace context of each event
+that does not carry a valid one of its own (orchestrator/tracing.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import unquote
 
 from ..errors import EventError
 from ..jsonutil import loads
+from ..tracing import adopt_header
 from .envelope import Event, event_from_mapping
 from .sources import check_custom_source
 
@@ -40,7 +42,7 @@ def parse_http_events(content_type: str | None, headers: Mapping[str, str], body
     events = _parse(content_type, headers, body)
     for index, event in enumerate(events):
         check_custom_source(event.source, f"events[{index}]" if len(events) > 1 else "")
-    return events
+    return adopt_header(events, headers)
 
 
 def _parse(content_type: str | None, headers: Mapping[str, str], body: bytes) -> list[Event]:

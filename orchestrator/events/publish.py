@@ -9,7 +9,8 @@ A sans-I/O core under two thin shells, the way h11 sits under httpx:
     Publisher, AsyncPublisher       I/O only: send each round trip with redis-py or redis.asyncio
 
 Everything that can fail without Redis (an event over the size limit) fails in `plan`, before anything
-is sent. An event counts as accepted once the script returned.
+is sent. An event counts as accepted once the script returned. With traces exported, each event is
+published in an `ingest` span whose context it carries (orchestrator/tracing.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from .. import tracing
 from ..errors import EventTooLargeError
 from ..jsonutil import dumps
 from ..metrics import EVENTS_RECEIVED
@@ -138,6 +140,12 @@ class Publisher(Planner):
 
     def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
+        if not tracing.active:
+            return self._publish(events)
+        with tracing.ingesting(events, self._trigger) as (stamped, done):
+            return done(self._publish(stamped))
+
+    def _publish(self, events: Sequence[Event]) -> list[Published]:
         plan = self.plan(events)
         return plan.outcome([reply for trip in plan.round_trips for reply in self._send(trip)])
 
@@ -162,6 +170,12 @@ class AsyncPublisher(Planner):
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
         """Append `events` (deduplicated) to the stream; one round trip per 20 chunks of 500."""
+        if not tracing.active:
+            return await self._publish(events)
+        with tracing.ingesting(events, self._trigger) as (stamped, done):
+            return done(await self._publish(stamped))
+
+    async def _publish(self, events: Sequence[Event]) -> list[Published]:
         plan = self.plan(events)
         return plan.outcome([reply for trip in plan.round_trips for reply in await self._send(trip)])
 

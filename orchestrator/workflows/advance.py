@@ -298,7 +298,7 @@ def _dispatch(change: Change, task: TaskRun, now: datetime, results: dict[str, A
     change.dispatches.append(Dispatch(run_id=run.id, workflow=run.workflow, version=run.spec.digest, node=task.node,
                                       task=task.task, attempt=task.attempt, queue=task.queue,
                                       job_id=job_id(run.id, task.node, task.attempt), args=values,
-                                      timeout_s=node.timeout_s))
+                                      timeout_s=node.timeout_s, trace=run.trace))
 
 
 def _finish(change: Change, now: datetime) -> None:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import WorkflowError
+from ..tracing import TraceContext, rerun_context
 from .advance import Change, settle
 from .runs import TERMINAL_STATES, EventRef, Run, RunStatus, TaskRun, TaskState, job_id
 from .spec import WorkflowSpec
@@ -57,6 +58,7 @@ class RunRequest:
     overlap: str = "allow"
     raw: bytes | None = None  # the event as stored, kept when overlap is queue-one
     event_data: Any = None  # the event's data, kept with the run
+    trace: TraceContext | None = None  # the run's trace context (tracing.py), kept with the run
 
 
 @dataclass(frozen=True)
@@ -103,17 +105,17 @@ class Effects:
 
 
 def skeleton(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-             now: datetime, event_data: Any = None) -> Run:
+             now: datetime, event_data: Any = None, trace: TraceContext | None = None) -> Run:
     tasks = {n.name: TaskRun(node=n.name, task=n.task, queue=n.queue) for n in spec.nodes}
     return Run(id=run_id, workflow=spec.name, rule=rule, event=event, params=params, spec=spec,
-               created_at=now, tasks=tasks, event_data=event_data)
+               created_at=now, tasks=tasks, event_data=event_data, trace=trace)
 
 
 def new_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-            now: datetime, event_data: Any = None, *, queued: bool = False) -> Change:
+            now: datetime, event_data: Any = None, *, queued: bool = False, trace: TraceContext | None = None) -> Change:
     """A new run with its first tasks dispatched (and its timeout set, if the workflow has one); with
     `queued`, a run that waits for a slot of its workflow's concurrency limit (`start` starts it)."""
-    change = Change(skeleton(run_id, spec, rule, event, params, now, event_data), created=True)
+    change = Change(skeleton(run_id, spec, rule, event, params, now, event_data, trace), created=True)
     if queued:
         change.run.status = RunStatus.QUEUED
         return change
@@ -121,9 +123,10 @@ def new_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params:
     return change
 
 
-def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, error: str, now: datetime) -> Change:
+def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, error: str, now: datetime,
+               trace: TraceContext | None = None) -> Change:
     """A run that failed before any task could start (its parameters could not be rendered)."""
-    run = skeleton(run_id, spec, rule, event, {}, now)
+    run = skeleton(run_id, spec, rule, event, {}, now, trace=trace)
     for task in run.tasks.values():
         task.state, task.error = TaskState.SKIPPED, "the run failed before it started"
     run.status, run.error, run.finished_at = RunStatus.FAILED, error, now
@@ -133,7 +136,8 @@ def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, erro
 def create(request: RunRequest, now: datetime, resources: Resources, effects: Effects) -> Change | None:
     """The run `request` asks for; None when its schedule's overlap policy skips or holds it."""
     if request.error is not None or request.params is None:
-        return failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now)
+        return failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now,
+                          request.trace)
     if request.guard is not None:
         if not _may_start(request, request.guard, resources, effects):
             return None
@@ -141,7 +145,7 @@ def create(request: RunRequest, now: datetime, resources: Resources, effects: Ef
         effects.take[request.guard] = request.run_id
     running = resources.take_slot(request.spec, request.run_id, now, effects)
     change = new_run(request.run_id, request.spec, request.rule, request.event, request.params, now,
-                     request.event_data, queued=not running)
+                     request.event_data, queued=not running, trace=request.trace)
     change.run.guard = request.guard
     return change
 
@@ -281,7 +285,7 @@ def rerun(old: Run, new_id: str, now: datetime, resources: Resources, effects: E
     spec = spec or old.spec
     if from_node is not None and from_node not in {n.name for n in spec.nodes}:
         raise WorkflowError(f"run {old.id} has no task {from_node!r} (tasks: {', '.join(n.name for n in spec.nodes)})")
-    run = skeleton(new_id, spec, old.rule, old.event, old.params, now, old.event_data)
+    run = skeleton(new_id, spec, old.rule, old.event, old.params, now, old.event_data, rerun_context(old.trace, new_id))
     run.rerun_of = old.id
     change = Change(run, created=True)
     if from_node is not None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..jsonutil import dumps, loads
+from ..tracing import TraceContext, from_record
 from .spec import WorkflowSpec
 
 __all__ = [
@@ -176,6 +177,7 @@ class Run:
     guard: str | None = None  # the schedule overlap guard this run holds while it runs
     rerun_of: str | None = None  # the run this one re-runs
     steering: list[dict[str, Any]] = field(default_factory=list)  # who cancelled, retried, reran it, and when
+    trace: TraceContext | None = None  # the W3C trace context its tasks are children of (tracing.py)
     version: int = 0  # the hash's `v`: incremented by every write (the engine's cache checks it)
     _items: dict[str, list[TaskRun]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -199,7 +201,8 @@ class Run:
                 "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES),
                 **({"guard": self.guard} if self.guard else {}),
                 **({"rerun_of": self.rerun_of} if self.rerun_of else {}),
-                **({"steering": self.steering} if self.steering else {})}
+                **({"steering": self.steering} if self.steering else {}),
+                **({"trace": self.trace.record()} if self.trace else {})}
 
     def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
         """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
@@ -234,6 +237,7 @@ class Run:
                    params=meta["params"], spec=spec, created_at=_dt(meta["created_at"]) or datetime.now(UTC), status=RunStatus(meta["status"]),
                    finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered,
                    guard=meta.get("guard"), rerun_of=meta.get("rerun_of"), steering=_steering(meta.get("steering")),
+                   trace=from_record(meta.get("trace")),
                    event_data=loads(fields[b"event"]) if b"event" in fields else None,
                    version=int(fields.get(b"v", 0)))
 

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["PAYLOAD_FIELDS", "RUN_TIMER", "Dispatch", "Timer", "attempt_member"]
+from ..tracing import TRACEPARENT, TRACESTATE, TraceContext
+
+__all__ = ["OPTIONAL_PAYLOAD_FIELDS", "PAYLOAD_FIELDS", "RUN_TIMER", "Dispatch", "Timer", "attempt_member"]
 
 RUN_TIMER = "*"  # the node name of a run's timeout timer
 
 
 PAYLOAD_FIELDS = ("workflow", "version", "node", "run", "attempt", "args")
+OPTIONAL_PAYLOAD_FIELDS = (TRACEPARENT, TRACESTATE)  # the run's trace context, when it has one
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,12 @@ class Dispatch:
     job_id: str
     args: list[Any]  # the values of the node's slots (slots.py), nothing else of the task
     timeout_s: float | None = None  # for the executor's own backstop; the worker takes it from its spec
+    trace: TraceContext | None = None  # the run's trace context: the attempt's span is its child
 
     def payload(self) -> dict[str, Any]:
         """The JSON the entry point receives: identifiers and values, never what to run (PAYLOAD_FIELDS)."""
         return {"workflow": self.workflow, "version": self.version, "node": self.node, "run": self.run_id,
-                "attempt": self.attempt, "args": self.args}
+                "attempt": self.attempt, "args": self.args, **(self.trace.extensions() if self.trace else {})}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ body; `type:`, `id:`, `subject:` templates on the endpoint override each default
     token     <name>.<body.type>, or <name>              a new id: no dedup unless      -
     none                                                 `id:` is set
 
+A valid W3C `traceparent` (and `tracestate`) request header becomes the event's trace context (the
+CloudEvents distributed-tracing attributes); like X-GitHub-Delivery it is not signed, and serves tracing only.
+
 Templates run in Jinja2's sandbox with `body` (also `data`), `headers` (lower-case names; never
 Authorization, Cookie or the token header) and `hook`; they are compiled from the project's YAML only.
 GitHub and Slack may also send `application/x-www-form-urlencoded` (a JSON `payload` field, or Slack's

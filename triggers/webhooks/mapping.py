@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from orchestrator.errors import RuleError
 from orchestrator.events.envelope import Event, new_event_id
 from orchestrator.jsonutil import JSONValueError, check_json, loads
+from orchestrator.tracing import adopt_header
 
 from .config import HookConfig, Scheme
 from .verify import DEFAULT_TOKEN_HEADER, Verified
@@ -125,9 +126,10 @@ def build_event(config: HookConfig, headers: Mapping[str, str], data: dict[str, 
         subject = _text(rendered.get("subject", subject), "subject")
     if not event_type:
         raise Rejected(422, "cannot tell the event type: set `type:` on the endpoint", "type")
-    return Event.new(event_type, data, source=config.event_source, subject=subject or None,
-                     id=event_id or new_event_id(), time=now, datacontenttype="application/json",
-                     extensions=extensions)
+    event = Event.new(event_type, data, source=config.event_source, subject=subject or None,
+                      id=event_id or new_event_id(), time=now, datacontenttype="application/json",
+                      extensions=extensions)
+    return adopt_header([event], lower)[0]  # the request's traceparent header, when valid
 
 
 def _text(value: Any, what: str) -> str | None:
