@@ -3,7 +3,7 @@
     schedules:
       - name: nightly-report            # events come from /schedules/nightly-report
         cron: "0 3 * * *"               # 5 crontab fields, 6 with seconds first, or @daily etc.
-        timezone: Europe/Berlin         # the IANA zone the expression is read in (DST: see calendar.py)
+        timezone: Europe/Berlin         # the IANA zone the expression is read in (DST: see orchestrator/cron.py)
         catchup: latest                 # ticks missed while no `orch triggers` ran: skip, latest, all
         overlap: skip                   # a tick while the previous run still runs: allow, skip, queue-one
 
@@ -23,9 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.cron import CronSchedule, parse_cron
 from orchestrator.project import Section
-
-from .calendar import CronSchedule, parse_cron
 
 __all__ = ["RESERVED_DATA_KEYS", "SECTION", "ScheduleConfig", "schedule"]
 
