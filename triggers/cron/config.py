@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.catalog.model import ScheduleEntry
 from orchestrator.cron import CronSchedule, parse_cron
 from orchestrator.project import Section
 
@@ -86,6 +87,11 @@ class ScheduleConfig(BaseModel):
     @property
     def source(self) -> str:
         return f"/schedules/{self.name}"
+
+    def catalog_entry(self) -> ScheduleEntry:
+        """What the project catalogue shows of this schedule (orchestrator/catalog)."""
+        return ScheduleEntry(name=self.name, cron=self.cron, timezone=self.timezone, enabled=self.enabled,
+                             type=self.type, source=self.source, catchup=self.catchup, overlap=self.overlap)
 
 
 def schedule(name: str, cron: str, *, timezone: str = "UTC", **options: Any) -> ScheduleConfig:
