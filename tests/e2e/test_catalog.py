@@ -1,8 +1,8 @@
 """GET /catalog and GET /workers as an operator uses them: separate `orch api`, `orch engine` and `orch worker`
 processes, a token with only `system:read`.
 
-The API serves no catalogue until an engine has written one (404, saying so); then it shows the project the
-engine loaded, with upcoming firings and webhook deliveries. A worker blocked in a task shows as running
+The API (and `orch catalog`) serves no catalogue until an engine has written one (404, saying so); then it
+shows the project the engine loaded, with upcoming firings and webhook deliveries. A worker blocked in a task shows as running
 it, in GET /workers and `orch workers --json`, and its finished tasks are counted once it is released.
 """
 
@@ -19,7 +19,7 @@ import pytest
 
 from ..catalog_project import HOOK_SECRET_ENV, catalog_project
 from ..helpers import RedisServer, free_port, wait_for
-from .conftest import Processes, create_token, orch_env, orch_json
+from .conftest import Processes, create_token, orch, orch_env, orch_json
 
 HOOK_SECRET = "catalog-e2e-hook-secret"
 
@@ -71,6 +71,8 @@ def _catalog(deployment: Deployment) -> dict[str, Any] | None:
 def test_the_catalogue_comes_from_the_engine_with_firings_and_deliveries(deployment: Deployment) -> None:
     before = deployment.get("/catalog")
     assert before.status_code == 404 and "orch engine" in before.json()["error"]
+    refused = orch("catalog", env=deployment.procs.env, check=False)
+    assert refused.returncode == 1 and "orch engine" in refused.stderr
 
     deployment.procs.start("engine", "engine")
     catalog = wait_for(lambda: _catalog(deployment), 30, "the engine to write the catalogue")
@@ -90,6 +92,10 @@ def test_the_catalogue_comes_from_the_engine_with_firings_and_deliveries(deploym
     assert counted["hooks"][0]["deliveries"] == {"accepted": 1, "duplicate": 0, "unauthorized": 1}
     assert HOOK_SECRET_ENV not in json.dumps(counted) and HOOK_SECRET not in json.dumps(counted)
     assert len(deployment.get("/catalog?firings=12").json()["schedules"][0]["next"]) == 12
+    listed = orch_json("catalog", env=deployment.procs.env)
+    assert listed["rules"] == catalog["rules"] and listed["hooks"][0]["deliveries"]["accepted"] == 1
+    shown = orch("catalog", env=deployment.procs.env).stdout
+    assert "SCHEDULES" in shown and "Europe/Berlin" in shown and "accepted=1" in shown
 
 
 def _busy(deployment: Deployment) -> dict[str, Any] | None:
