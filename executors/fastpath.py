@@ -8,11 +8,12 @@ rq-dashboard keep working, but a worker spends far fewer commands per job than R
              an idle worker blocks in BLMOVE instead (see idle.py)
     start    HSET status/started_at/worker_name + ZADD to RQ's StartedJobRegistry (rq:wip:<queue>)
     finish   HSET status/ended_at (+exc_info), EXPIRE (result or failure TTL), ZADD to RQ's finished or
-             failed registry, ZREM rq:wip, LREM from the claimed list
+             failed registry, ZREM rq:wip, LREM from the claimed list, HINCRBY the queue's tasks finished
+             this minute (orchestrator/catalog/fleet.py; EXPIRE too, once an hour)
 
 The runner's records ride along (Ledger.report): a job's start goes out with its `started` record,
 and its finish and `succeeded`/`failed` record with the next job's start or the next claim, so a busy
-worker pays about one round trip and 11 commands per job in all, the runner's records included (RQ
+worker pays about one round trip and 12 commands per job in all, the runner's records included (RQ
 3.0's SimpleWorker: about 60 commands over many round trips; tests/integration measures both).
 Within one round trip the commands are applied in order, and every prefix of them leaves a state
 recover() handles.
@@ -33,15 +34,14 @@ from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
-from rq.defaults import RQ_KEY_PREFIX
 from rq.job import Job
-from rq.queue import Queue
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.utils import now, utcformat
 
+from orchestrator.catalog.fleet import FinishedCounter
 from orchestrator.state.keys import Keys
 from orchestrator.state.lua import Scripts
+from orchestrator.state.rq_keys import RQ_PREFIX, job_key, queue_key, registry_key
 
 from .jobs import OrchJob
 from .serializer import JSONSerializer
@@ -50,23 +50,6 @@ __all__ = ["RQ_PREFIX", "ClaimedJob", "Ledger", "job_key", "queue_key", "registr
            "release"]
 
 log = logging.getLogger(__name__)
-
-RQ_PREFIX = RQ_KEY_PREFIX + ":"
-
-
-def job_key(job_id: str) -> str:
-    return Job.redis_job_namespace_prefix + job_id
-
-
-def queue_key(rq_queue: str) -> str:
-    return Queue.redis_queue_namespace_prefix + rq_queue
-
-
-def registry_key(kind: str, rq_queue: str) -> str:
-    """RQ's registry of `kind` (started, finished, failed) for an RQ queue name."""
-    registry = {"started": StartedJobRegistry, "finished": FinishedJobRegistry, "failed": FailedJobRegistry}[kind]
-    return str(registry.key_template.format(rq_queue))
-
 
 @dataclass
 class ClaimedJob:
@@ -99,8 +82,9 @@ class Ledger:
     ride along with the next job's start or the next claim (microseconds later, or before any wait)."""
 
     def __init__(self, client: redis.Redis, scripts: Scripts, worker: str, claimed_key: str, *,
-                 result_ttl_s: int, failure_ttl_s: int) -> None:
+                 result_ttl_s: int, failure_ttl_s: int, counter: FinishedCounter | None = None) -> None:
         self._client = client
+        self._counter = counter  # tasks finished per queue and minute (GET /workers' throughput)
         self._scripts = scripts
         self._worker = worker
         self._claimed = claimed_key
@@ -108,6 +92,7 @@ class Ledger:
         self._failure_ttl_s = failure_ttl_s
         self._pending: list[tuple[Any, ...]] = []  # finishes not yet sent: kept until Redis has them
         self._staged: list[tuple[Any, ...]] = []  # the current job's start, sent with its `started` record
+        self._counts: list[tuple[Any, ...]] = []  # finished-task counts, sent once with the next finishes
         self.started_sent = False  # whether the current job's start has reached Redis
         self.unreadable = 0  # jobs of the last claim failed at once, unread (see _claimed_jobs)
 
@@ -134,8 +119,10 @@ class Ledger:
         Pending finishes that Redis did not apply stay pending for the next call: all of them on a
         connection error, the refused ones on error replies (OOM, READONLY; they are idempotent, so
         sending them again is safe, and a result record is never dropped). `extra` and the claim do not
-        stay (the caller hands back what it holds, see FastWorker._resync)."""
-        commands = [*self._pending, *extra]
+        stay (the caller hands back what it holds, see FastWorker._resync). The finished-task counts go
+        with the finishes once, best effort: an increment is not idempotent, and it only feeds a view."""
+        counts, self._counts = self._counts, []
+        commands = [*self._pending, *counts, *extra]
         if claim is not None:
             queues, count = claim
             keys = [self._claimed, *queues]
@@ -147,15 +134,15 @@ class Ledger:
         for command in commands:
             pipe.execute_command(*command)
         replies = pipe.execute(raise_on_error=False)
-        sent = len(self._pending)
+        sent, skip = len(self._pending), len(self._pending) + len(counts)
         self._pending = [c for c, r in zip(self._pending, replies[:sent], strict=True) if isinstance(r, Exception)]
-        for reply in replies:
+        for reply in [*replies[:sent], *replies[skip:]]:
             if isinstance(reply, NoScriptError):  # only the claim can be: the rest was applied, idempotent
                 self._scripts.forget()
-                return [*replies[sent:-1], *self.send(claim=claim)]
+                return [*replies[skip:-1], *self.send(claim=claim)]
             if isinstance(reply, Exception):
                 raise reply
-        return list(replies[sent:])
+        return list(replies[skip:])
 
     def claim(self, queues: Sequence[str], count: int) -> list[ClaimedJob]:
         """Claim up to `count` jobs (sending pending finishes in the same round trip)."""
@@ -218,6 +205,8 @@ class Ledger:
             self._pending.append(("ZADD", registry, "+inf" if ttl < 0 else int(time.time()) + ttl, claimed.id))
         self._pending.append(("ZREM", registry_key("started", claimed.origin), f"{claimed.id}:{self._worker}"))
         self._pending.append(("LREM", self._claimed, -1, claimed.id))
+        if self._counter is not None:
+            self._counts += self._counter.commands(claimed.origin, time.time())
 
     def _add_failure_result(self, claimed: ClaimedJob, error: str, ttl: int) -> None:
         """RQ's result stream entry for a failure (job.latest_result(), rq-dashboard); successes get none."""

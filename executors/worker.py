@@ -32,6 +32,7 @@ from rq.job import Job, JobStatus
 from rq.queue import Queue
 
 from orchestrator.backoff import Backoff, RideOut
+from orchestrator.catalog.fleet import FinishedCounter
 from orchestrator.errors import OrchestratorError
 from orchestrator.project import Project
 from orchestrator.settings import Settings
@@ -80,7 +81,8 @@ class FastWorker:
         self._forked = {keys.queue_name(q) for q in fork_queues}
         self._scripts = Scripts(client)
         self.ledger = Ledger(client, self._scripts, name, keys.worker_claimed(name),
-                             result_ttl_s=settings.job_result_ttl_s, failure_ttl_s=settings.job_failure_ttl_s)
+                             result_ttl_s=settings.job_result_ttl_s, failure_ttl_s=settings.job_failure_ttl_s,
+                             counter=FinishedCounter(keys))
         self.heartbeat = Heartbeat(client, keys, settings, name, queues, engine="fast", pool=pool,
                                    on_cancel=_stop_cancelled)
         self.context: PipelinedContext | None = None  # the runner's, installed by run_worker
@@ -304,6 +306,7 @@ class OrchWorker(SimpleWorker):
     job_class = OrchJob
     heartbeat_: Heartbeat | None = None
     catalog: Catalog | None = None
+    counter: FinishedCounter | None = None
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         payload = job.payload if isinstance(job, OrchJob) else {}
@@ -315,6 +318,19 @@ class OrchWorker(SimpleWorker):
         finally:
             if self.heartbeat_ is not None:
                 self.heartbeat_.activity.end(job.get_status(refresh=False) == JobStatus.FINISHED)
+            self._count_finished(queue)
+
+    def _count_finished(self, queue: Queue) -> None:
+        """One round trip more per job (RQ's own worker spends dozens): best effort, it only feeds a view."""
+        if self.counter is None:
+            return
+        pipe = self.connection.pipeline(transaction=False)
+        for command in self.counter.commands(queue.name, time.time()):
+            pipe.execute_command(*command)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("worker %s: could not count a finished task: %s", self.name, exc)
 
 
 def run_worker(client: redis.Redis, settings: Settings, project: Project, queues: list[str], *,
@@ -356,6 +372,7 @@ def _run_rq(client: redis.Redis, settings: Settings, keys: Keys, queues: list[st
     )
     worker.heartbeat_ = heartbeat
     worker.catalog = catalog
+    worker.counter = FinishedCounter(keys)
     log.info("worker %s: serving queues %s (RQ SimpleWorker)", name, ", ".join(queues))
     heartbeat.start()
     # RQ logs several lines per job at INFO; orch's engine logs each run instead.

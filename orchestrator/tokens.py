@@ -38,7 +38,8 @@ SCOPES = {
     "runs:read": "read runs, their tasks, results and logs (GET /runs, GET /runs/{id})",
     "runs:steer": "cancel, retry and rerun runs (POST /runs/{id}/cancel|retry|rerun)",
     "metrics:read": "scrape Prometheus metrics (GET /metrics)",
-    "system:read": "read the project's rules, workflows, schedules, webhooks and watches, and the workers and queues",
+    "system:read": "read the project's rules, workflows, schedules, webhooks and watches, and the workers and "
+                   "queues (GET /catalog, GET /workers)",
     ADMIN: "every scope",
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")

@@ -6,6 +6,8 @@
     GET  /runs/{id}       one run with its tasks, states, timings, results and errors          runs:read
     POST /runs/{id}/...   cancel, retry, rerun                                                 runs:steer
     GET  /metrics         Prometheus text format                                               metrics:read
+    GET  /catalog         rules, workflows, schedules, webhooks, watches (catalog_routes.py)   system:read
+    GET  /workers         workers and queues (catalog_routes.py)                               system:read
     GET  /openapi.json    the OpenAPI schema                                                   any token
     GET  /healthz         200 when Redis answers, 503 otherwise                                public
     POST /hooks/{name}    webhooks (triggers/webhooks), authenticated by their signatures       signature
@@ -69,7 +71,7 @@ class ApiState:
 def create_app(settings: Settings, *, queues: QueueInspector | None = None, role: str = "all",
                hooks: APIRouter | None = None) -> FastAPI:
     """The orch HTTP app for `settings` and `role`; `hooks` is the webhook router the entry point built."""
-    from . import routes
+    from . import catalog_routes, routes
 
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
@@ -87,6 +89,7 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None, role
     app.add_middleware(RequestMetrics, histogram=_request_histogram(state.registry))
     if role != "hooks":
         app.include_router(routes.router)
+        app.include_router(catalog_routes.router)
         app.include_router(_openapi_router(app))
     else:
         app.add_api_route("/healthz", routes.healthz, methods=["GET"], tags=["health"],

@@ -336,11 +336,13 @@ _add_trigger_commands()
 
 def _add_worker_commands() -> None:
     from .api_cmd import api
+    from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
     from .token_cmds import tokens
     from .workers_cmd import workers
 
     cli.add_command(api)
+    cli.add_command(catalog)
     cli.add_command(redis_acl)
     cli.add_command(tokens)
     cli.add_command(workers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -20,17 +20,16 @@ __all__ = ["workers"]
 @handle_errors
 def workers(as_json: bool, project: str | None) -> None:
     """Workers (name, host, pid, queues, state, current task and for how long, jobs done, last heartbeat)
-    and queues (jobs queued, started, failed).
+    and queues (jobs queued, started, failed, the oldest queued job's age, tasks finished per minute).
 
     A worker whose heartbeat expired shows as `lost` until the engine hands back the jobs it held.
     """
-    from executors.queues import RQQueueInspector
-
+    from ..catalog import queues_view, workers_view
     from .output import print_json
 
     settings = make_settings(project)
-    inspector = RQQueueInspector(connect(settings), Keys(settings.key_prefix))
-    found = {"workers": inspector.workers(), "queues": inspector.queues()}
+    client, keys, now = connect(settings), Keys(settings.key_prefix), datetime.now(UTC)
+    found = {"workers": workers_view(client, keys, now), "queues": queues_view(client, keys, now)}
     if as_json:
         print_json(found)
         return
@@ -55,8 +54,9 @@ def _print_workers(rows: list[dict[str, Any]]) -> None:
         task = f"{current['task'] or current['job']} ({current['run'] or '-'})" if current else "-"
         state = row["state"] if row["alive"] else "[red]lost[/]"
         table.add_row(row["name"], row["host"] or "-", str(row["pid"] or "-"), ",".join(row["queues"]) or "-", state,
-                      task, _seconds(current["running_s"]) if current else "-", str(row["jobs_done"]),
-                      str(row["jobs_failed"]), str(row["claimed"]), _ago(row["heartbeat_at"]))
+                      task, _seconds(current["running_s"]) if current and current["running_s"] is not None else "-",
+                      str(row["jobs_done"]), str(row["jobs_failed"]), str(row["claimed"]),
+                      f"{_seconds(row['heartbeat_age_s'])} ago")
     console.print(table)
 
 
@@ -69,10 +69,12 @@ def _print_queues(rows: list[dict[str, Any]]) -> None:
         console.print("no queues yet (a queue appears when its first job is dispatched)")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("QUEUE", "QUEUED", "STARTED", "FAILED"):
+    for column in ("QUEUE", "QUEUED", "STARTED", "FAILED", "OLDEST", "DONE/MIN"):
         table.add_column(column, no_wrap=True, justify="left" if column == "QUEUE" else "right")
     for row in rows:
-        table.add_row(row["queue"], str(row["queued"]), str(row["started"]), str(row["failed"]))
+        oldest = _seconds(row["oldest_age_s"]) if row["oldest_age_s"] is not None else "-"
+        table.add_row(row["queue"], str(row["queued"]), str(row["started"]), str(row["failed"]), oldest,
+                      f"{row['throughput_per_min']:g}")
     console.print(table)
 
 
@@ -82,10 +84,3 @@ def _seconds(value: float) -> str:
     if value < 120:
         return f"{value:.1f} s"
     return f"{value / 60:.1f} min"
-
-
-def _ago(epoch_s: float | None) -> str:
-    if not epoch_s:
-        return "-"
-    age_s = max(0.0, datetime.now().timestamp() - epoch_s)
-    return f"{_seconds(age_s)} ago"

@@ -24,6 +24,7 @@ import redis
 
 from .. import faults, tracing
 from ..backoff import RideOut
+from ..catalog import PublishCatalog
 from ..errors import EventError
 from ..events.envelope import event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name
@@ -75,6 +76,7 @@ class Engine:
         self._release_guard = lua.register(client, "release_guard")
         self._next_queued = lua.register(client, "next_queued")
         self.maintenance = Maintenance(self)
+        self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
 
     # -- what maintenance chores use (maintenance.Host) ---------------------------------------------
 

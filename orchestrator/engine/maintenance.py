@@ -11,6 +11,8 @@
     Trim             every 60 s                       trim the streams below what every group still
                                                       needs, drop expired runs from the indexes, forget
                                                       consumers idle for a day
+    PublishCatalog   first pass, then every 60 s      write the project catalogue for `orch api`; then
+    (catalog/, added by the engine)                   restore it only if it went missing
 
 A pass comes every `engine_maintenance_interval_s` (`Maintenance.run_due`, called by the engine after each
 step; `force` runs every chore now). Every chore's work grows with the work in flight (attempts, running
@@ -101,6 +103,11 @@ class Maintenance:
         self.chores = list(chores) if chores is not None else default
         self._due_s = [0.0] * len(self.chores)
         self._clock = clock
+
+    def add(self, chore: Chore) -> None:
+        """One more chore (the engine's own, such as publishing the project catalogue), due at the next pass."""
+        self.chores.append(chore)
+        self._due_s.append(0.0)
 
     def run_due(self, force: bool = False) -> None:
         now_s = self._clock()

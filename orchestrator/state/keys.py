@@ -54,6 +54,12 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:cancel:<run_id>              | hash   | engine (MULTI)        | node -> last attempt workers must stop (a  |
 |                                  |        |                       | cancelled or timed-out run's); later       |
 |                                  |        |                       | attempts (a retry's) run; run_retention_s  |
+| <p>:catalog                      | string | engine                | permanent: JSON of the project's rules,    |
+|                                  |        |                       | workflows and triggers (catalog/), written |
+|                                  |        |                       | at start, restored if missing; API reads it|
+| <p>:throughput:<queue>:<hour>    | hash   | workers               | epoch minute -> tasks finished in it; 2 h  |
+|                                  |        |                       | TTL, set by each worker's first count of   |
+|                                  |        |                       | the hour (hour: epoch hours)               |
 
 Consumer group on both streams: `engine`.
 """
@@ -180,6 +186,15 @@ class Keys:
     def tokens_used(self) -> str:
         """Token id -> when `orch api` last accepted it (kept apart: the API may not write token records)."""
         return f"{self.prefix}:tokens:used"
+
+    @property
+    def catalog(self) -> str:
+        """The project catalogue the engine writes (rules, workflows, triggers) for `orch api` to show."""
+        return f"{self.prefix}:catalog"
+
+    def throughput(self, queue: str, hour: int) -> str:
+        """Tasks of an orch queue finished per minute, within one hour (epoch hours)."""
+        return f"{self.prefix}:throughput:{queue}:{hour}"
 
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"

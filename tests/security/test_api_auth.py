@@ -10,6 +10,7 @@ ORCH_API_AUTH=none is refused off loopback, and Redis holds no token, only hashe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ CALLS: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/runs/{run_id}"): ("GET", "/runs/nope", None),
     ("POST", "/runs/{run_id}/{action}"): ("POST", "/runs/nope/cancel", None),
     ("GET", "/metrics"): ("GET", "/metrics", None),
+    ("GET", "/catalog"): ("GET", "/catalog", None),
+    ("GET", "/workers"): ("GET", "/workers", None),
     ("GET", "/openapi.json"): ("GET", "/openapi.json", None),
     ("GET", "/healthz"): ("GET", "/healthz", None),
     ("POST", "/hooks/{name}"): ("POST", "/hooks/open", {"type": "ping"}),
@@ -133,7 +136,8 @@ def call(base: str, key: tuple[str, str], token: str | None, **headers: str) -> 
 def scope_of(key: tuple[str, str]) -> str:
     return {("POST", "/events"): "events:write", ("GET", "/events"): "events:read", ("GET", "/runs"): "runs:read",
             ("GET", "/runs/{run_id}"): "runs:read", ("POST", "/runs/{run_id}/{action}"): "runs:steer",
-            ("GET", "/metrics"): "metrics:read", ("GET", "/openapi.json"): ANY_TOKEN,
+            ("GET", "/metrics"): "metrics:read", ("GET", "/catalog"): "system:read", ("GET", "/workers"): "system:read",
+            ("GET", "/openapi.json"): ANY_TOKEN,
             ("GET", "/healthz"): PUBLIC, ("POST", "/hooks/{name}"): SIGNATURE}[key]
 
 
@@ -146,8 +150,9 @@ def test_each_route_answers_401_without_a_token_403_without_its_scope_and_serves
         assert call(base, key, None).status_code in (200, 202), "open to anyone (webhooks: their signatures)"
         return
     other = next(s for s in SCOPES if s not in (scope, "admin"))
-    wrong = create_token(env, f"wrong-{key[0]}-{len(key[1])}-{other.replace(':', '-')}", other)
-    right = create_token(env, f"right-{key[0]}-{len(key[1])}", scope if scope in SCOPES else "runs:read")
+    route = re.sub(r"[^A-Za-z0-9]+", "-", key[1]).strip("-")  # token names are unique: one pair per route
+    wrong = create_token(env, f"wrong-{key[0]}-{route}-{other.replace(':', '-')}", other)
+    right = create_token(env, f"right-{key[0]}-{route}", scope if scope in SCOPES else "runs:read")
 
     anonymous = call(base, key, None)
     forged = call(base, key, "orch_0123456789ab_" + "A" * 43)
@@ -225,7 +230,7 @@ def test_redis_holds_hashes_of_tokens_never_the_tokens(server: RedisServer, api:
             client.hvals(key) if client.type(key) == b"hash" else [client.get(key) or b""]))
     finally:
         client.close()
-    assert token.encode() not in stored and token.split("_")[2].encode() not in stored
+    assert token.encode() not in stored and token.split("_", 2)[2].encode() not in stored  # the secret may hold "_"
 
 
 def start_api(server: RedisServer, project: Path, logs: Path, *args: str, **env: str) -> tuple[str, Processes]:

@@ -126,6 +126,13 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     wait_for(lambda: _succeeded(deployment, "record"), 60, "the run of the event a task emitted (worker publishes)")
     scrape = deployment.get("/metrics")
     assert scrape.status_code == 200 and "orch_redis_up 1.0" in scrape.text, "the api user reads every gauge's keys"
+    catalog = deployment.get("/catalog")  # written by the engine's user, read by the api's
+    assert catalog.status_code == 200 and {r["name"] for r in catalog.json()["rules"]} == {"say", "tick", "pong"}
+    assert catalog.json()["schedules"][0]["next"], catalog.json()
+    fleet = deployment.get("/workers")  # heartbeats, RQ's queues and jobs, the workers' finished-task counts
+    assert fleet.status_code == 200 and fleet.json()["workers"], fleet.text
+    default = next(q for q in fleet.json()["queues"] if q["queue"] == "default")
+    assert sum(m["count"] for m in default["finished_per_minute"]) >= 3, default
     (run, *_) = _succeeded(deployment, "say")
     assert deployment.get(f"/runs/{run['id']}").json()["tasks"][0]["result"] == "hi"
     rerun = httpx.post(f"{deployment.api}/runs/{run['id']}/rerun", headers={
@@ -153,6 +160,9 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     ("api", ("HSET", "orch:tokens", "mallory", "0123456789ab")),
     ("worker", ("CONFIG", "GET", "masterauth")),  # no role reads the server's secrets
     ("api", ("CONFIG", "GET", "*")),
+    ("api", ("SET", "orch:catalog", "{}")),  # the catalogue is the engine's: the API only reads it
+    ("worker", ("SET", "orch:catalog", "{}")),
+    ("triggers", ("HINCRBY", "orch:throughput:default:1", "60", "1")),
     ("worker", ("EVAL", "return redis.call('HSET', KEYS[1], 'meta', '{}')", "1", "orch:run:forged")),
 ])
 def test_each_role_is_refused_what_it_does_not_need(deployment: Deployment, role: str,

@@ -1,7 +1,9 @@
-"""① Cron schedules: the model (config.py), the pure fire-time calculation with its DST policy
-(calendar.py), and the replicas' firing loop (runner.py): each tick is one event, fired once."""
+"""① Cron schedules: the model (config.py) and the replicas' firing loop (runner.py): each tick is one event,
+fired once. The pure fire-time calculation with its DST policy is in the core (orchestrator/cron.py), where
+the API computes upcoming firings too; it is re-exported here."""
 
-from .calendar import CronSchedule, Tick, parse_cron
+from orchestrator.cron import CronSchedule, Tick, parse_cron
+
 from .config import SECTION, ScheduleConfig, schedule
 from .runner import CronRunner, Decision, decide, tick_event
 

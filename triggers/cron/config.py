@@ -3,7 +3,7 @@
     schedules:
       - name: nightly-report            # events come from /schedules/nightly-report
         cron: "0 3 * * *"               # 5 crontab fields, 6 with seconds first, or @daily etc.
-        timezone: Europe/Berlin         # the IANA zone the expression is read in (DST: see calendar.py)
+        timezone: Europe/Berlin         # the IANA zone the expression is read in (DST: see orchestrator/cron.py)
         catchup: latest                 # ticks missed while no `orch triggers` ran: skip, latest, all
         overlap: skip                   # a tick while the previous run still runs: allow, skip, queue-one
 
@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.catalog.model import ScheduleEntry
+from orchestrator.cron import CronSchedule, parse_cron
 from orchestrator.project import Section
-
-from .calendar import CronSchedule, parse_cron
 
 __all__ = ["RESERVED_DATA_KEYS", "SECTION", "ScheduleConfig", "schedule"]
 
@@ -87,6 +87,11 @@ class ScheduleConfig(BaseModel):
     @property
     def source(self) -> str:
         return f"/schedules/{self.name}"
+
+    def catalog_entry(self) -> ScheduleEntry:
+        """What the project catalogue shows of this schedule (orchestrator/catalog)."""
+        return ScheduleEntry(name=self.name, cron=self.cron, timezone=self.timezone, enabled=self.enabled,
+                             type=self.type, source=self.source, catchup=self.catchup, overlap=self.overlap)
 
 
 def schedule(name: str, cron: str, *, timezone: str = "UTC", **options: Any) -> ScheduleConfig:

@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from orchestrator.backoff import RideOut
+from orchestrator.cron import Tick
 from orchestrator.events.envelope import Event
 from orchestrator.events.publish import dedup_digest
 from orchestrator.jsonutil import dumps
@@ -37,7 +38,6 @@ from orchestrator.settings import Settings
 from orchestrator.state import lua
 from orchestrator.state.keys import Keys
 
-from .calendar import Tick
 from .config import ScheduleConfig
 
 __all__ = ["CronRunner", "Decision", "decide", "tick_event"]

@@ -49,6 +49,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from orchestrator.catalog.model import WatchEntry
 from orchestrator.events.sources import WATCHES, own_source_problem
 from orchestrator.project import Section
 
@@ -188,6 +189,13 @@ class WatchConfig(BaseModel):
     @property
     def event_source(self) -> str:
         return self.source or f"/watches/{self.name}"
+
+    def catalog_entry(self) -> WatchEntry:
+        """What the project catalogue shows of this watch (orchestrator/catalog)."""
+        return WatchEntry(name=self.name, directory=str(self.path), include=list(self.include),
+                          exclude=list(self.exclude), recursive=self.recursive,
+                          events=[f"{self.type_prefix}.{kind}" for kind in ("added", "modified", "deleted")],
+                          source=self.event_source, enabled=self.enabled)
 
     @cached_property
     def _include(self) -> tuple[_Glob, ...]:

@@ -43,6 +43,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from orchestrator.catalog.model import HookEntry
 from orchestrator.events.sources import HOOKS, own_source_problem
 from orchestrator.project import Location, Section, load_sections
 from orchestrator.rules.templates import ParamsTemplate
@@ -186,6 +187,11 @@ class HookConfig(BaseModel):
     @property
     def event_source(self) -> str:
         return self.source or f"/hooks/{self.name}"
+
+    def catalog_entry(self) -> HookEntry:
+        """What the project catalogue shows of this endpoint: never its secrets, nor where they are kept."""
+        return HookEntry(name=self.name, path=f"/hooks/{self.name}", verify=self.verify.value,
+                         source=self.event_source, enabled=self.enabled)
 
     @property
     def secret_envs(self) -> tuple[str, ...]:

@@ -1,4 +1,6 @@
-"""Cron fire times: the pure calculation, DST included (the model is in config.py, the firing in runner.py).
+"""Cron fire times: the pure calculation, DST included. The schedule model and the firing live beside their
+runtime (triggers/cron/config.py, runner.py); this part is in the core because the API shows upcoming firings
+too (`next_firings`), and the core never imports triggers/.
 
 Fire times: APScheduler's CronTrigger computes the matching *wall-clock* times of the schedule's zone;
 this module maps each wall time to real instants with these rules (the DST policy):
@@ -10,8 +12,9 @@ this module maps each wall time to real instants with these rules (the DST polic
   fires at both instants when the hour field is `*` or a step (`*/2`), so hourly and sub-hourly
   schedules keep their rhythm in elapsed time; with fixed hours (e.g. `30 2 * * *`, a daily job) it
   fires once, at the first instant.
-* Fire times are strictly increasing. `orch schedules next` marks every tick a DST change moves,
-  repeats or merges.
+* Fire times are strictly increasing. `orch schedules next` and `next_firings` mark every tick a DST
+  change moves, repeats or merges; `next_firings` also marks a tick whose UTC offset differs from the
+  one before it.
 
 Expressions: five crontab fields (minute hour day month weekday, weekday 0 or 7 = Sunday as in cron; as in
 cron, a restricted day of month and a restricted weekday match when either does),
@@ -23,16 +26,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-__all__ = ["CronSchedule", "Tick", "parse_cron", "parse_cron_any"]
+__all__ = ["MAX_FIRINGS", "CronSchedule", "Tick", "next_firings", "parse_cron", "parse_cron_any"]
 
 _MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
            "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 _ONE_US = timedelta(microseconds=1)
+MAX_FIRINGS = 1000
 
 
 def _weekday(token: str) -> int:
@@ -199,3 +203,38 @@ class CronSchedule:
                 return
             yield tick
             after, count = tick.at, count + 1
+
+
+def next_firings(cron: str, tz: str, now: datetime, n: int) -> list[dict[str, str | None]]:
+    """The next `n` (at most MAX_FIRINGS) firings strictly after `now` (aware) of expression `cron` in zone `tz`:
+    each `{"utc": ISO with Z, "local": ISO with the zone's offset, "dst": note or None}`. The note says what
+    a DST change does to that firing (moved out of a gap, repeated or kept once in a fold, merged), else
+    that its UTC offset differs from the previous firing's (for the first: from the offset at `now`).
+    Raises ValueError for an invalid expression or zone, or a naive `now`."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    schedule = CronSchedule(cron, _zone(tz))
+    previous = now.astimezone(schedule.zone).utcoffset()
+    out: list[dict[str, str | None]] = []
+    for tick in schedule.ticks(now, limit=max(0, min(n, MAX_FIRINGS))):
+        offset = tick.local.utcoffset()
+        note = tick.note
+        if note is None and offset != previous:
+            note = f"UTC offset {_offset(previous)} -> {_offset(offset)} (DST change since the previous firing)"
+        out.append({"utc": tick.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                    "local": tick.local.isoformat(), "dst": note})
+        previous = offset
+    return out
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin") from None
+
+
+def _offset(value: timedelta | None) -> str:
+    minutes = int((value or timedelta()).total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
