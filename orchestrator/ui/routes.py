@@ -20,9 +20,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from ..api.auth import AuthError
+from ..api.auth import AuthError, Principal
 from .session import COOKIE, SignInNeeded, check_csrf, safe_next, session_cookie, sign_in_redirect, ui_scoped
-from .web import HEADERS, STATIC, page
+from .web import HEADERS, NAV, STATIC, can, page
 
 __all__ = ["router", "sign_in_needed"]
 
@@ -56,10 +56,18 @@ async def login(request: Request, token: str = Form("", max_length=200), next: s
         return page(request, "login.html", status=401, next=safe_next(next),
                     error="That token is not valid: it is unknown, revoked or mistyped. "
                           "Create one with `orch tokens create --name NAME --scope runs:read`.")
-    response = RedirectResponse(safe_next(next), status_code=303)
+    response = RedirectResponse(_landing(safe_next(next), principal), status_code=303)
     response.set_cookie(**session_cookie(token.strip(), secure=request.url.scheme == "https"))
     request.state.principal = principal
     return response
+
+
+def _landing(target: str, principal: Principal) -> str:
+    """Where a new session starts: where it was going, unless that is the default page and the token may
+    not see it; then the first page it may see."""
+    if target not in ("/ui/", "/ui/runs") or can(principal, "runs:read"):
+        return target
+    return next((path for path, _, scope in NAV if can(principal, scope)), target)
 
 
 @router.post("/ui/logout", **ui_scoped("any-token"))

@@ -110,6 +110,7 @@ def ui_scoped(scope: str) -> dict[str, Any]:
         if principal is None:
             raise SignInNeeded(_next_of(request), "sign in with an API token" if COOKIE not in request.cookies
                                else "your session's token is no longer valid (revoked or mistyped): sign in again")
+        request.state.principal = principal  # the refusal page shows what this token may see
         if scope != "any-token" and not (principal.scopes & {scope, "admin"}):
             raise AuthError(403, f"token {principal.name!r} lacks scope {scope} (it has "
                                  f"{', '.join(sorted(principal.scopes))}); sign in with a token that has it", scope)

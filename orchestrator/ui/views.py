@@ -3,6 +3,7 @@
     graph(spec, run)   the DAG: one node per task of the spec (a mapped task collapsed into one node with
                        counts by state), edges from upstream, each node's state; also its levels, which
                        the page shows as a list where JavaScript is off
+    catalog_graph(nodes)  the same for a workflow as the project catalogue describes it, without states
     gantt(run, now)    one bar per attempt of each task, placed on the run's time axis
     duration(s)        "850 ms", "12.3 s", "4 min 05 s", "2 h 03 min"
 """
@@ -17,7 +18,7 @@ from typing import Any
 from ..workflows.runs import Run, TaskRun, TaskState
 from ..workflows.spec import WorkflowSpec
 
-__all__ = ["Bar", "GANTT_ROWS", "ago", "duration", "gantt", "graph", "node_state"]
+__all__ = ["GANTT_ROWS", "Bar", "ago", "catalog_graph", "duration", "gantt", "graph", "node_state"]
 
 GANTT_ROWS = 200
 
@@ -65,6 +66,20 @@ def graph(spec: WorkflowSpec, run: Run | None = None) -> dict[str, Any]:
                       "attempt": own.attempt if own else 0})
     edges = [{"from": up, "to": node.name} for node in spec.nodes for up in node.upstream]
     return {"nodes": nodes, "edges": edges, "levels": spec.levels()}
+
+
+def catalog_graph(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The graph of a workflow as the catalogue describes it (no run): the same shape as `graph`."""
+    names = {node["name"] for node in nodes}
+    level: dict[str, int] = {node["name"]: 0 for node in nodes}
+    for _ in range(len(nodes)):  # longest path from a root; at most len(nodes) passes in a DAG
+        for node in nodes:
+            level[node["name"]] = 1 + max((level[up] for up in node["upstream"] if up in names), default=-1)
+    levels = [[n["name"] for n in nodes if level[n["name"]] == i] for i in range(max(level.values(), default=-1) + 1)]
+    drawn = [{"id": n["name"], "task": n["task"], "kind": n["kind"], "queue": n["queue"], "mapped": n["mapped"],
+              "item_count": 0, "counts": {}, "state": "", "attempt": 0} for n in nodes]
+    edges = [{"from": up, "to": n["name"]} for n in nodes for up in n["upstream"] if up in names]
+    return {"nodes": drawn, "edges": edges, "levels": levels}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,14 @@ UI_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/ui/runs/{run_id}/{action}"): "runs:steer",
     ("GET", "/ui/events"): "events:read",
     ("GET", "/ui/events/{entry_id}"): "events:read",
+    ("GET", "/ui/rules"): "system:read",
+    ("GET", "/ui/workflows"): "system:read",
+    ("GET", "/ui/workflows/{name}"): "system:read",
+    ("GET", "/ui/schedules"): "system:read",
+    ("GET", "/ui/webhooks"): "system:read",
+    ("GET", "/ui/watches"): "system:read",
+    ("GET", "/ui/workers"): "system:read",
+    ("GET", "/ui/workers/live"): "system:read",
 }
 # A request for each route that reaches its handler once allowed.
 PATHS = {("GET", "/ui/runs/{run_id}"): "/ui/runs/nope", ("GET", "/ui/runs/{run_id}/live"): "/ui/runs/nope/live",
@@ -51,7 +59,7 @@ PATHS = {("GET", "/ui/runs/{run_id}"): "/ui/runs/nope", ("GET", "/ui/runs/{run_i
          ("GET", "/ui/runs/{run_id}/tasks/{node}/logs"): "/ui/runs/nope/tasks/a/logs",
          ("GET", "/ui/runs/{run_id}/confirm/{action}"): "/ui/runs/nope/confirm/cancel",
          ("POST", "/ui/runs/{run_id}/{action}"): "/ui/runs/nope/cancel", ("GET", "/ui/events/{entry_id}"): "/ui/events/1-0",
-         ("GET", "/ui/static/{name}"): "/ui/static/orch.css"}
+         ("GET", "/ui/static/{name}"): "/ui/static/orch.css", ("GET", "/ui/workflows/{name}"): "/ui/workflows/nope"}
 GUARDED = [key for key, scope in UI_SCOPES.items() if scope != "public"]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ..e2e.conftest import Stack, create_token, start_stack, stop_stack
+from ..helpers import wait_for
 from ..projects import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,10 @@ if CHROMIUM is None:
     pytest.skip(REASON, allow_module_level=True)
 
 RULES = """
+schedules:
+  - {name: march-sundays, cron: "30 2 * 3 0", timezone: America/New_York}
+hooks:
+  - {name: open, verify: none}
 rules:
   - {name: ui-demo, type: demo.requested, workflow: demo, params: {n: "{{ data.n }}", fail: "{{ data.fail }}"}}
   - {name: ui-hold, type: hold.requested, workflow: hold, params: {tag: "{{ data.tag }}"}}
@@ -105,6 +110,9 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = make_project(tmp_path_factory.mktemp("ui") / "project", rules=RULES, workflows=WORKFLOWS)
     running = start_stack(tmp_path_factory.mktemp("ui-stack"), project=project, workers=2)
     yield running
+    for run in running.http().get("/runs", params={"status": "running", "limit": 1000}).json():
+        running.http().post(f"/runs/{run['id']}/cancel")  # held tasks stop, so the workers can
+    wait_for(lambda: not running.http().get("/runs", params={"status": "running"}).json(), 60, "the runs to stop")
     stop_stack(running)
 
 

@@ -8,7 +8,9 @@ import json
 import uuid
 from typing import Any
 
-from ..e2e.conftest import Stack
+import httpx
+
+from ..e2e.conftest import Stack, create_token
 from ..helpers import wait_for
 from .conftest import shot, sign_in
 
@@ -125,3 +127,34 @@ def test_pages_read_without_javascript_and_fit_a_phone(ui_stack: Stack, browser:
         shot(page, "run-phone-no-js")
     finally:
         context.close()
+
+
+def test_a_system_reader_sees_the_project_and_the_fleet(ui_stack: Stack, page: Any) -> None:
+    assert httpx.post(f"{ui_stack.api}/hooks/open", json={"type": "ping"}, timeout=10).status_code == 202
+    run_id = run_of(ui_stack, emit(ui_stack, "hold.requested", {"tag": "fleet"}))
+    token = create_token(ui_stack.env, "ui-system", "system:read")
+    page.goto(f"{ui_stack.api}/ui/login")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/ui/rules")  # the first page it may see: it has no runs:read
+    nav = page.locator("header nav a").all_inner_texts()
+    assert nav == ["Rules", "Workflows", "Schedules", "Webhooks", "Watches", "Workers"]
+
+    page.goto(f"{ui_stack.api}/ui/schedules")
+    rows = page.locator("#schedule-march-sundays table.firings tbody tr")
+    assert rows.count() == 5 and "-04:00" in rows.all_inner_texts()[-1] + rows.all_inner_texts()[-2]
+    assert page.locator("#schedule-march-sundays tr.dst .badge").count() >= 1, "the DST move is marked"
+
+    page.goto(f"{ui_stack.api}/ui/workflows/demo")
+    page.wait_for_selector(".dag svg a.n")
+    assert page.locator(".dag svg a.n").count() == 3
+
+    page.goto(f"{ui_stack.api}/ui/webhooks")
+    assert "accepted 1" in page.locator("tbody tr").first.inner_text()
+
+    page.goto(f"{ui_stack.api}/ui/workers")
+    link = f'a[href="/ui/runs/{run_id}/tasks/wait_here"]'
+    page.locator(f"table.workers {link}").wait_for()
+    assert "busy" in page.locator("table.workers tbody tr", has=page.locator(link)).inner_text()
+    shot(page, "workers")
+    ui_stack.http().post(f"/runs/{run_id}/cancel")
