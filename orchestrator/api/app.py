@@ -4,6 +4,7 @@
     GET  /events          recent events, newest first                                          events:read
     GET  /runs            runs, newest first (?status=&workflow=&limit=)                       runs:read
     GET  /runs/{id}       one run with its tasks, states, timings, results and errors          runs:read
+    GET  /runs/{id}/logs  its task logs, or followed live as Server-Sent Events (log_routes.py) runs:read
     POST /runs/{id}/...   cancel, retry, rerun                                                 runs:steer
     GET  /metrics         Prometheus text format                                               metrics:read
     GET  /openapi.json    the OpenAPI schema                                                   any token
@@ -69,7 +70,7 @@ class ApiState:
 def create_app(settings: Settings, *, queues: QueueInspector | None = None, role: str = "all",
                hooks: APIRouter | None = None) -> FastAPI:
     """The orch HTTP app for `settings` and `role`; `hooks` is the webhook router the entry point built."""
-    from . import routes
+    from . import log_routes, routes
 
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None, role
     app.add_middleware(RequestMetrics, histogram=_request_histogram(state.registry))
     if role != "hooks":
         app.include_router(routes.router)
+        app.include_router(log_routes.router)
         app.include_router(_openapi_router(app))
     else:
         app.add_api_route("/healthz", routes.healthz, methods=["GET"], tags=["health"],

@@ -40,6 +40,7 @@ WORKFLOWS = {"flows": """
 
     @task
     def echo(word: str) -> str:
+        current().logger.info("echoing %s", word)
         return word
 
     @task
@@ -127,6 +128,10 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     assert deployment.get("/metrics").status_code == 200
     (run, *_) = _succeeded(deployment, "say")
     assert deployment.get(f"/runs/{run['id']}").json()["tasks"][0]["result"] == "hi"
+    logged = deployment.get(f"/runs/{run['id']}/logs").json()["attempts"][0]["lines"]
+    assert any(line.endswith("echoing hi") for line in logged), "the worker wrote its task's log, the api read it"
+    followed = deployment.get(f"/runs/{run['id']}/logs?follow=true")
+    assert "echoing hi" in followed.text and "event: end" in followed.text
     rerun = httpx.post(f"{deployment.api}/runs/{run['id']}/rerun", headers={
         "authorization": f"Bearer {deployment.token}"}, timeout=10)
     assert rerun.status_code == 202
@@ -142,6 +147,8 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     ("api", ("HSET", "orch:run:forged", "meta", "{}")),
     ("api", ("LPUSH", "rq:queue:orch.default", "forged")),
     ("worker", ("HSET", "orch:run:forged", "meta", "{}")),
+    ("api", ("RPUSH", "orch:log:forged:echo:1", "a line no task wrote")),  # logs are the workers' to write
+    ("triggers", ("RPUSH", "orch:log:forged:echo:1", "a line no task wrote")),
     ("worker", ("SET", "orch:schedule:every-second:last", "0")),
     ("triggers", ("HSET", "orch:run:forged", "meta", "{}")),
     ("triggers", ("LPUSH", "rq:queue:orch.default", "forged")),
