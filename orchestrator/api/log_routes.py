@@ -96,6 +96,14 @@ async def get_run_logs(request: Request, run_id: str,
     return EventSourceResponse(_events(state, follower, first), ping=PING_S, send_timeout=SEND_TIMEOUT_S)
 
 
+@router.post("/runs/{run_id}/logs", include_in_schema=False, **scoped("runs:read"))
+def post_run_logs(run_id: str) -> JSONResponse:
+    """405, as for any other method the logs do not take: without this route, POST /runs/{id}/{action}
+    (steering) would take the request and refuse `logs` as an action (422)."""
+    return JSONResponse({"error": f"POST is not allowed on /runs/{run_id}/logs: use GET"}, status_code=405,
+                        headers={"Allow": "GET"})
+
+
 def _not_found(exc: LogsNotFound) -> JSONResponse:
     return JSONResponse({"error": str(exc), "field": "task" if exc.status == 422 else None}, status_code=exc.status)
 
