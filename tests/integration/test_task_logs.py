@@ -34,8 +34,10 @@ rules:
   - {name: slow, type: t.slow, workflow: slow, params: {flag: "{{ data.flag }}"}}
   - {name: retried, type: t.retry, workflow: retried}
   - {name: loud, type: t.loud, workflow: loud, params: {n: "{{ data.n }}"}}
+  - {name: isolated, type: t.iso, workflow: isolated}
 """
 WORKFLOWS = {"logging_flows": """\
+    import os
     import time
     from pathlib import Path
 
@@ -64,6 +66,15 @@ WORKFLOWS = {"logging_flows": """\
         for i in range(n):
             current().logger.info("line %d", i)
         return n
+
+    @task(queue="iso")
+    def in_child() -> int:
+        current().logger.info("from process %d", os.getpid())
+        return os.getpid()
+
+    @workflow
+    def isolated():
+        in_child()
 
     @workflow
     def slow(flag: str):
@@ -167,6 +178,24 @@ def test_each_attempt_has_its_own_log_and_a_follower_reads_both_across_the_retry
     followed = [(item.log.attempt, messages(item.log.lines)) for item in seen if isinstance(item, Lines)]
     assert followed == [(1, ["attempt 1 here"]), (2, ["attempt 2 here"])]
     assert isinstance(seen[-1], End) and seen[-1].status == "succeeded"
+
+
+def test_a_task_in_a_forked_child_ships_its_own_log_after_one_ran_in_the_worker_itself(
+        r: redis.Redis, redis_url: str, project: Project) -> None:
+    stack = stack_for(r, redis_url, project)
+    in_worker = derive_run_id("loud", "/orch/client", stack.emit("t.loud", {"n": 2}))
+    in_child = derive_run_id("isolated", "/orch/client", stack.emit("t.iso", None))
+    stack.engine.step(block=False)
+
+    run_worker(r, stack.settings, project, ["default", "iso"], burst=True, fork_queues=("iso",))
+    stack.drain()
+
+    child = stack.engine.store.get(in_child)
+    assert child is not None and child.status is RunStatus.SUCCEEDED
+    pid = child.tasks["in_child"].result
+    assert pid != os.getpid(), "it ran in a child process"
+    assert messages(read_logs(r, KEYS, in_worker).attempts[0].lines) == ["line 0", "line 1"]
+    assert messages(read_logs(r, KEYS, in_child).attempts[0].lines) == [f"from process {pid}"]
 
 
 # -- the cap -----------------------------------------------------------------------------------------
