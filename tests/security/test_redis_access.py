@@ -3,8 +3,9 @@
 A redis-server speaking only TLS, with a certificate made here, loads the aclfile `orch redis-acl` prints
 (plus an admin user for the operator). `orch api`, `orch engine`, `orch worker` and `orch triggers` each
 run as their own ACL user over rediss://. The whole pipeline works through them: an event over HTTP runs
-its workflow, a cron tick runs another whose task emits an event that starts a third, runs are read and
-steered over HTTP, metrics are scraped; no process ever meets NOPERM. And each role's user is refused
+its workflow, a cron tick runs another whose task emits an event that starts a third, runs and the task
+logs the worker wrote are read (and followed) and steered over HTTP, metrics are scraped; no process ever
+meets NOPERM. And each role's user is refused
 what it does not need: writing runs, dangerous commands, other roles' keys.
 """
 
