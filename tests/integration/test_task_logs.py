@@ -21,6 +21,7 @@ from orchestrator.settings import Settings
 from orchestrator.state import logs as storage
 from orchestrator.state.keys import Keys
 from orchestrator.state.logs import LogCap
+from orchestrator.state.steer import request
 from orchestrator.workflows.logs import End, Lines, LogFollower, TaskProgress, read_logs
 from orchestrator.workflows.runs import RunStatus, derive_run_id
 
@@ -35,6 +36,7 @@ rules:
   - {name: retried, type: t.retry, workflow: retried}
   - {name: loud, type: t.loud, workflow: loud, params: {n: "{{ data.n }}"}}
   - {name: isolated, type: t.iso, workflow: isolated}
+  - {name: broken, type: t.broken, workflow: broken}
 """
 WORKFLOWS = {"logging_flows": """\
     import os
@@ -71,6 +73,15 @@ WORKFLOWS = {"logging_flows": """\
     def in_child() -> int:
         current().logger.info("from process %d", os.getpid())
         return os.getpid()
+
+    @task
+    def fails() -> None:
+        current().logger.info("trying")
+        raise ValueError("no")
+
+    @workflow
+    def broken():
+        fails()
 
     @workflow
     def isolated():
@@ -264,6 +275,23 @@ def test_logs_go_with_their_run_when_its_retention_ends(r: redis.Redis, redis_ur
     assert all(abs(r.pttl(key) - run_ttl_ms) < 500 for key in logs), "each attempt's log with it, not the 6 s a " \
                                                                       "new log gets"
     wait_for(lambda: r.exists(KEYS.run(run_id), *logs) == 0, 15, "the run and its logs to expire")
+
+
+def test_a_finished_run_retried_keeps_its_logs_until_it_finishes_again(r: redis.Redis, redis_url: str,
+                                                                       project: Project) -> None:
+    stack = stack_for(r, redis_url, project)
+    run_id = derive_run_id("broken", "/orch/client", stack.emit("t.broken", None))
+    stack.drain()
+    first = KEYS.task_log(run_id, "fails", 1)
+    assert r.ttl(first) > 0, "the failed run's logs expire with it"
+
+    request(r, KEYS, stack.engine.store, "retry", run_id)
+    stack.engine.step(block=False)
+    assert r.ttl(KEYS.run(run_id)) == r.ttl(first) == -1, "running again: kept, like the run"
+    stack.drain()
+
+    assert [a.attempt for a in read_logs(r, KEYS, run_id, "fails", 1).attempts] == [1]
+    assert r.ttl(first) > 0 and r.ttl(KEYS.task_log(run_id, "fails", 2)) > 0
 
 
 # -- Redis trouble -----------------------------------------------------------------------------------
