@@ -9,8 +9,8 @@ causation (`orchrun` / `orchtask` on emitted events), and captures into the atte
 - what the task prints to stdout / stderr, when it runs in the main thread (they are swapped for the
   attempt; the worker's own output is unchanged).
 
-The buffer keeps the last `MAX_LOG_LINES` lines and `MAX_LOG_BYTES` bytes; the worker sends them in the
-attempt's record.
+The buffer (logbuffer.py) holds lines until the worker's shipper (logship.py) writes them to the attempt's
+log in Redis, while the attempt runs.
 
 With `limit`, the attempt runs under its time limit (`executors/alarm.py`: SIGALRM, main thread only),
 and `cancel_running` (the heartbeat thread) stops it there too.
@@ -22,7 +22,6 @@ import io
 import logging
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
@@ -34,44 +33,19 @@ from orchestrator.events.causation import caused_by
 
 from .alarm import interrupt, time_limit
 from .kinds.egress import EgressPolicy
+from .logbuffer import MAX_LINE_CHARS, LogBuffer
 
-__all__ = ["MAX_LOG_BYTES", "MAX_LOG_LINES", "Attempt", "LogBuffer", "attempt_scope", "task_logger", "time_limit"]
+__all__ = ["Attempt", "LogBuffer", "attempt_scope", "log_line", "task_logger", "time_limit"]
 
 log = logging.getLogger(__name__)
 
-MAX_LOG_LINES = 500
-MAX_LOG_BYTES = 64 * 1024
-MAX_LINE_CHARS = 4096
 FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+_LINE = logging.Formatter(FORMAT, "%H:%M:%S")
 
 
-class LogBuffer:
-    """The last lines of an attempt's output, bounded in lines and bytes. Thread-safe."""
-
-    def __init__(self, max_lines: int = MAX_LOG_LINES, max_bytes: int = MAX_LOG_BYTES) -> None:
-        self.max_lines, self.max_bytes = max_lines, max_bytes
-        self._lines: deque[str] = deque()
-        self._bytes = 0
-        self.dropped = 0
-        self._lock = threading.Lock()
-
-    def add(self, text: str) -> None:
-        """Append `text`, one line per line in it; the oldest lines go when a bound is passed."""
-        with self._lock:
-            for line in text.splitlines() or [""]:
-                if len(line) > MAX_LINE_CHARS:
-                    line = line[:MAX_LINE_CHARS] + f"… ({len(line) - MAX_LINE_CHARS} more characters)"
-                self._lines.append(line)
-                self._bytes += len(line.encode("utf-8", "replace")) + 1
-                while self._lines and (len(self._lines) > self.max_lines or self._bytes > self.max_bytes):
-                    self._bytes -= len(self._lines.popleft().encode("utf-8", "replace")) + 1
-                    self.dropped += 1
-
-    def lines(self) -> list[str]:
-        """The kept lines, preceded by a note when earlier ones were dropped."""
-        with self._lock:
-            note = [f"… {self.dropped} earlier line(s) dropped"] if self.dropped else []
-            return note + list(self._lines)
+def log_line(level: int, name: str, message: str) -> str:
+    """`message` as a captured line of logger `name` looks in an attempt's log (the worker's own notes)."""
+    return _LINE.format(logging.LogRecord(name, level, "", 0, message, None, None))
 
 
 @dataclass(frozen=True)
@@ -123,7 +97,7 @@ class _BufferHandler(logging.Handler):
     def __init__(self, buffer: LogBuffer) -> None:
         super().__init__()
         self.buffer = buffer
-        self.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
+        self.setFormatter(_LINE)
 
     def emit(self, record: logging.LogRecord) -> None:
         record.orch_captured = True  # the root handler below must not add it a second time
@@ -135,7 +109,7 @@ class _ContextHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
+        self.setFormatter(_LINE)
 
     def emit(self, record: logging.LogRecord) -> None:
         buffer = _capturing.get()

@@ -11,11 +11,13 @@
 2. report `started`;
 3. run it inside the attempt's scope (`executors/attempt.py`): the task context current
    (`orchestrator.context.current()`), the cause set (emitted events carry orchrun / orchtask and the
-   trace context), logs and prints captured, and the time limit enforced; with traces exported, all of
-   it (the reports too) inside the attempt's span, a child of its run's (`orchestrator/tracing.py`);
+   trace context), logs and prints captured, and the time limit enforced; the captured lines go to the
+   attempt's log in Redis while it runs (`executors/logship.py`), the last of them before its record;
+   with traces exported, all of it (the reports too) inside the attempt's span, a child of its run's
+   (`orchestrator/tracing.py`);
 4. check the result is JSON;
 5. report `succeeded` with the result, or `failed` with the error, its `error_type` and `retryable`
-   (`executors/kinds/errors.py`), both with the attempt's `logs`; a failure is re-raised so RQ
+   (`executors/kinds/errors.py`), the error also ending the attempt's log; a failure is re-raised so RQ
    records it too.
 
 Each report is one XADD to the results stream.
@@ -40,15 +42,17 @@ from orchestrator.events.client import Client
 from orchestrator.jsonutil import JSONValueError, check_json
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.state.logs import LogCap, new_log_ttl_s
 from orchestrator.workflows.records import RecordKind, TaskRecord
 
-from .attempt import Attempt, LogBuffer, attempt_scope, task_logger
+from .attempt import Attempt, attempt_scope, log_line, task_logger
 from .catalog import Catalog, JobPayload, Work
 from .kinds.egress import EgressPolicy
 from .kinds.errors import ResultNotJSON, TaskFailure, UnknownTaskError, classify
 from .kinds.http import run_http
 from .kinds.python import run_python
 from .kinds.shell import run_shell
+from .logship import LogShipper
 
 __all__ = ["KINDS", "WorkerContext", "install", "run_task"]
 
@@ -74,6 +78,7 @@ class WorkerContext:
     settings: Settings | None = None
     _events: Client | None = field(default=None, init=False, repr=False)
     _egress: EgressPolicy | None = field(default=None, init=False, repr=False)
+    _logs: LogShipper | None = field(default=None, init=False, repr=False)
 
     def report(self, record: TaskRecord) -> None:
         self.client.xadd(self.keys.results, record.to_fields())
@@ -88,6 +93,14 @@ class WorkerContext:
         if self._egress is None:
             self._egress = EgressPolicy.from_entries(self.resolved_settings().http_allow)
         return self._egress
+
+    def logs(self) -> LogShipper:
+        """Where attempts' log lines go: their logs in Redis, capped and expiring per the settings (built once)."""
+        if self._logs is None:
+            settings = self.resolved_settings()
+            self._logs = LogShipper(self.client, self.keys, ttl_s=new_log_ttl_s(settings.run_retention_s),
+                                    cap=LogCap(settings.task_log_max_lines, settings.task_log_max_bytes))
+        return self._logs
 
     def events(self) -> Client:
         """The Client tasks emit through: this worker's Redis connection, published like any event."""
@@ -113,8 +126,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _attempt(work: Work, context: WorkerContext, trace: tracing.TraceContext | None) -> Attempt:
-    logs = LogBuffer()
     job = work.job
+    logs = context.logs().open(job.run, job.node, job.attempt)
     ctx = TaskContext(run_id=job.run, workflow=job.workflow, task=work.task, node=job.node, attempt=job.attempt,
                       key=work.key, logger=task_logger(job.workflow, job.node, logs),
                       deadline=time.monotonic() + work.timeout_s, worker=context.worker,
@@ -171,29 +184,39 @@ def run_task(payload: dict[str, Any]) -> Any:
     if tracing.active:
         with tracing.task_attempt(job.trace, run_id=job.run, workflow=job.workflow, node=job.node,
                                   attempt=job.attempt, worker=context.worker) as trace:
-            return _run(work, runner, context, start, trace)
-    return _run(work, runner, context, start, job.trace)
+            return _attempt_run(work, runner, context, start, trace)
+    return _attempt_run(work, runner, context, start, job.trace)
 
 
-def _run(work: Work, runner: Callable[[Attempt], Any], context: WorkerContext, start: float,
-         trace: tracing.TraceContext | None) -> Any:
+def _attempt_run(work: Work, runner: Callable[[Attempt], Any], context: WorkerContext, start: float,
+                 trace: tracing.TraceContext | None) -> Any:
     attempt = _attempt(work, context, trace)
-    context.report(_record(RecordKind.STARTED, attempt, context))
     try:
-        with attempt_scope(attempt, limit=attempt.kind not in _SELF_LIMITED):
-            result = runner(attempt)
-        try:
-            check_json(result, "result")
-        except JSONValueError as exc:
-            raise ResultNotJSON(f"task {attempt.ctx.task} returned a value that is not JSON: {exc}") from None
+        context.report(_record(RecordKind.STARTED, attempt, context))
+    except BaseException:
+        context.logs().close(attempt.logs)  # nothing ran, nothing was logged: this only stops shipping it
+        raise
+    try:
+        result = _run(attempt, runner)
     except (Exception, TaskTimeout, TaskCancelled) as exc:
-        error_type, retryable = classify(exc)
-        context.report(_record(RecordKind.FAILED, attempt, context, error=_describe(exc),
-                               duration_s=time.time() - start, error_type=error_type, retryable=retryable,
-                               logs=attempt.logs.lines() or None))
+        error, (error_type, retryable) = _describe(exc), classify(exc)
+        attempt.logs.add(log_line(logging.ERROR, "orch.worker", f"attempt {attempt.ctx.attempt} failed: {error}"))
+        context.logs().close(attempt.logs)  # the last lines are in Redis before the record that ends the attempt
+        context.report(_record(RecordKind.FAILED, attempt, context, error=error, duration_s=time.time() - start,
+                               error_type=error_type, retryable=retryable))
         if isinstance(exc, TaskTimeout | TaskCancelled):  # BaseExceptions: RQ gets an ordinary error
             raise TaskFailure(str(exc), error_type=error_type) from exc
         raise
-    context.report(_record(RecordKind.SUCCEEDED, attempt, context, result=result, duration_s=time.time() - start,
-                           logs=attempt.logs.lines() or None))
+    context.logs().close(attempt.logs)
+    context.report(_record(RecordKind.SUCCEEDED, attempt, context, result=result, duration_s=time.time() - start))
+    return result
+
+
+def _run(attempt: Attempt, runner: Callable[[Attempt], Any]) -> Any:
+    with attempt_scope(attempt, limit=attempt.kind not in _SELF_LIMITED):
+        result = runner(attempt)
+    try:
+        check_json(result, "result")
+    except JSONValueError as exc:
+        raise ResultNotJSON(f"task {attempt.ctx.task} returned a value that is not JSON: {exc}") from None
     return result

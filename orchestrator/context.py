@@ -37,7 +37,7 @@ from .errors import TaskError
 from .events.causation import caused_by
 from .tracing import TraceContext
 
-__all__ = ["TASK_LOGGER", "TaskContext", "TaskTimeout", "current", "use"]
+__all__ = ["TASK_LOGGER", "TaskContext", "TaskTimeout", "active", "current", "use"]
 
 TASK_LOGGER = "orch.task"  # every task logger is a child of this one
 
@@ -56,7 +56,7 @@ class TaskContext:
 
     `key` is the same for every attempt of this task in this run: pass it to the systems the task
     changes (an `Idempotency-Key`, a unique column) so a retry does not do the work twice. `logger`'s
-    lines (INFO and above) are sent with the attempt's record and shown by `orch runs show`.
+    lines (INFO and above) go to the attempt's log while it runs (`orch runs logs`, GET /runs/{id}/logs).
     """
 
     run_id: str = ""
@@ -110,6 +110,11 @@ def current() -> TaskContext:
         raise TaskError("orchestrator.context.current() is only available while an orch worker runs a task "
                         "(in a unit test, wrap the call in `with orchestrator.context.use(TaskContext(...))`)")
     return context
+
+
+def active() -> TaskContext | None:
+    """The context of the task attempt running now, or None outside one (what log records are about)."""
+    return _current.get()
 
 
 @contextmanager

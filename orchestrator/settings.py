@@ -18,6 +18,8 @@ __all__ = ["Settings"]
 
 MiB = 1024 * 1024
 DAY_S = 86400.0
+TASK_LOG_MAX_LINES = 2000  # the defaults of one task attempt's stored log (LogBuffer's too)
+TASK_LOG_MAX_BYTES = 256 * 1024
 
 
 class Settings(BaseSettings):
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
     api_body_timeout_s: float = Field(default=30.0, gt=0, description="A client must send a request's body "
                                       "within this time of its head.")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="How orch processes log: `text` for people, `json` for log shippers (one JSON "
+        "object per line, naming the run, task and attempt where there is one).")
 
     event_max_bytes: int = Field(default=MiB, gt=0, description="Largest accepted event or HTTP body.")
     event_dedup_window_s: float = Field(default=DAY_S, gt=0, description="How long (source, id) pairs are remembered.")
@@ -55,6 +60,10 @@ class Settings(BaseSettings):
 
     run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
     task_timeout_s: int = Field(default=600, gt=0, description="Default hard time limit of one task execution.")
+    task_log_max_lines: int = Field(default=TASK_LOG_MAX_LINES, ge=10, description="Lines kept of one task attempt's "
+                                    "log: past it the oldest go, and a marker says how many.")
+    task_log_max_bytes: int = Field(default=TASK_LOG_MAX_BYTES, ge=16 * 1024,
+                                    description="Bytes kept of one task attempt's log (as above).")
     job_result_ttl_s: int = Field(default=60, ge=0, description="How long RQ keeps a finished job (orch keeps its own).")
     job_failure_ttl_s: int = Field(default=7 * 86400, ge=0, description="How long RQ keeps a failed job.")
     worker_maintenance_interval_s: int = Field(default=60, gt=0)

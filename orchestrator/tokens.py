@@ -35,7 +35,7 @@ ADMIN = "admin"
 SCOPES = {
     "events:write": "publish events (POST /events)",
     "events:read": "read recent events (GET /events)",
-    "runs:read": "read runs, their tasks, results and logs (GET /runs, GET /runs/{id})",
+    "runs:read": "read runs, their tasks, results and logs (GET /runs, GET /runs/{id}, GET /runs/{id}/logs)",
     "runs:steer": "cancel, retry and rerun runs (POST /runs/{id}/cancel|retry|rerun)",
     "metrics:read": "scrape Prometheus metrics (GET /metrics)",
     "system:read": "read the project's rules, workflows, schedules, webhooks and watches, and the workers and "

@@ -4,6 +4,7 @@
     GET  /events          recent events, newest first                                          events:read
     GET  /runs            runs, newest first (?status=&workflow=&limit=)                       runs:read
     GET  /runs/{id}       one run with its tasks, states, timings, results and errors          runs:read
+    GET  /runs/{id}/logs  its task logs, or followed live as Server-Sent Events (log_routes.py) runs:read
     POST /runs/{id}/...   cancel, retry, rerun                                                 runs:steer
     GET  /metrics         Prometheus text format                                               metrics:read
     GET  /catalog         rules, workflows, schedules, webhooks, watches (catalog_routes.py)   system:read
@@ -71,7 +72,7 @@ class ApiState:
 def create_app(settings: Settings, *, queues: QueueInspector | None = None, role: str = "all",
                hooks: APIRouter | None = None) -> FastAPI:
     """The orch HTTP app for `settings` and `role`; `hooks` is the webhook router the entry point built."""
-    from . import catalog_routes, routes
+    from . import catalog_routes, log_routes, routes
 
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None, role
     app.state.orch = state
     app.add_middleware(RequestMetrics, histogram=_request_histogram(state.registry))
     if role != "hooks":
+        app.include_router(log_routes.router)  # first: POST /runs/{id}/logs is not a steering action
         app.include_router(routes.router)
         app.include_router(catalog_routes.router)
         app.include_router(_openapi_router(app))
@@ -128,12 +130,20 @@ async def _http_error(request: Request, exc: Any) -> JSONResponse:
     """Starlette's own answers (404, 405) in orch's shape; a 405 lists every method the path has."""
     if exc.status_code == 405:
         path = request.url.path
-        allowed = sorted({m for r in api_routes(request.app.routes) if r.path_regex.match(path) for m in r.methods or ()})
+        allowed = _allowed(request.app.routes, path)
         return JSONResponse({"error": f"{request.method} is not allowed on {path}: use {', '.join(allowed)}"},
                             status_code=405, headers={"Allow": ", ".join(allowed)})
     if exc.status_code == 404:
         return JSONResponse({"error": f"no route {request.url.path}"}, status_code=404)
     return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _allowed(routes: Iterable[Any], path: str) -> list[str]:
+    """The methods the documented routes of `path` take: of those whose template fits it most closely, so
+    /runs/{id}/logs lists its own methods, not /runs/{id}/{action}'s."""
+    matching = [r for r in api_routes(routes) if r.include_in_schema and r.path_regex.match(path)]
+    fewest = min((len(r.param_convertors) for r in matching), default=0)
+    return sorted({m for r in matching if len(r.param_convertors) == fewest for m in r.methods or ()})
 
 
 def _state(settings: Settings, queues: QueueInspector | None) -> ApiState:

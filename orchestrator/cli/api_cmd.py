@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 import click
 
@@ -12,6 +13,8 @@ from ..errors import OrchestratorError
 from ..settings import Settings
 from ..state.keys import Keys
 from .common import die_with_parent, handle_errors, make_settings, project_option, setup_logging
+
+log = logging.getLogger(__name__)
 
 __all__ = ["api", "check_auth_mode", "is_loopback"]
 
@@ -58,7 +61,7 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
     from ..api.server import serve
 
     settings = make_settings(project, api_host=host, api_port=port)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     tracing.configure("api")
     check_auth_mode(settings)
     die_with_parent()
@@ -71,8 +74,8 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
     app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), role=role,
                      hooks=hooks_router)
     auth = "no authentication (ORCH_API_AUTH=none)" if settings.api_auth == "none" else "tokens required"
-    click.echo(f"orch api ({role}) listening on http://{settings.api_host}:{settings.api_port}; {auth}", err=True)
+    log.info("orch api (%s) listening on http://%s:%s; %s", role, settings.api_host, settings.api_port, auth)
     for line in lines:
-        click.echo(f"  {line}", err=True)
+        log.info("  %s", line)
     serve(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower(),
           header_timeout_s=settings.api_header_timeout_s, body_timeout_s=settings.api_body_timeout_s)

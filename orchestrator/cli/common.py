@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from ..errors import ConfigError, OrchestratorError
+from ..logsetup import setup_logging
 from ..settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,14 +31,6 @@ def make_settings(project: str | None = None, **overrides: Any) -> Settings:
     if project is not None:
         given["project"] = project
     return Settings(**given)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    if level != "DEBUG":
-        for noisy in ("rq.worker", "rq.queue", "uvicorn.access", "watchfiles.main"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = 1) -> None:

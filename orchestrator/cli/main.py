@@ -48,7 +48,7 @@ def engine(project: str | None) -> None:
     from .wiring import load_project
 
     settings = make_settings(project)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     tracing.configure("engine")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
@@ -85,7 +85,7 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
     from .wiring import load_project
 
     settings = make_settings(project)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else loaded.queues
@@ -323,12 +323,14 @@ def validate(as_json: bool, project: str | None) -> None:
 
 
 def _add_trigger_commands() -> None:
+    from .log_cmds import add_log_commands
     from .steer_cmds import add_steering_commands
     from .trigger_cmds import schedules, triggers
 
     cli.add_command(triggers)
     cli.add_command(schedules)
     add_steering_commands(runs)
+    add_log_commands(runs)
 
 
 _add_trigger_commands()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["schedules", "triggers"]
 
+log = logging.getLogger(__name__)
+
 
 @click.command()
 @project_option
@@ -35,7 +38,7 @@ def triggers(project: str | None) -> None:
     from .wiring import load_project
 
     settings = make_settings(project)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     tracing.configure("triggers")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots, check_watch_paths=True)
@@ -46,8 +49,8 @@ def triggers(project: str | None) -> None:
     cron = CronRunner(client, settings, list(loaded.schedules.values()))
     watches = [w for w in loaded.watches.values() if w.enabled]
     if not cron.schedules and not watches:
-        click.echo(f"orch triggers: no enabled schedules or watches in {loaded.root}/rules; waiting for a stop "
-                   "signal (declare them under schedules: or watches: in a rules/*.yaml file)", err=True)
+        log.warning("orch triggers: no enabled schedules or watches in %s/rules; waiting for a stop signal "
+                    "(declare them under schedules: or watches: in a rules/*.yaml file)", loaded.root)
     threads = [threading.Thread(target=cron.run, args=(stop,), name="cron", daemon=True)] if cron.schedules else []
     if watches:
         watcher = FileWatcher(client, settings, watches)
@@ -57,7 +60,7 @@ def triggers(project: str | None) -> None:
     while not stop.wait(1.0):
         dead = [t.name for t in threads if not t.is_alive()]
         if dead:  # never fire nothing while looking alive: exit, so a supervisor restarts us
-            click.echo(f"orch triggers: the {', '.join(dead)} thread stopped unexpectedly; exiting", err=True)
+            log.error("orch triggers: the %s thread stopped unexpectedly; exiting", ", ".join(dead))
             stop.set()
             raise SystemExit(1)
     for thread in threads:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from ..errors import WorkflowError
 from ..events.stream import Entry
+from ..logsetup import about
 from ..metrics import (
     EVENT_TO_RUN,
     RULE_EVALUATIONS,
@@ -140,14 +141,15 @@ def _apply_records(batch: Batch, existing: dict[str, Run | Exception], changes: 
             change = _change(record.run, changes, existing)
             if change is None:
                 outcome.ignored_records += 1
-                log.warning("%s for unknown run %s ignored", _what(record), record.run)
+                log.warning("%s for unknown run %s ignored", _what(record), record.run, extra=_about(record))
             elif isinstance(record, ControlRecord):
                 _steer(record, change, changes, existing, now, resources, current, outcome.effects)
             elif apply_record(change, record, now, settle_now=False):
                 touched[change.run.id] = change
             outcome.ack.append(entry)
         except Exception as exc:  # noqa: BLE001 - one bad record must not block the batch
-            log.exception("cannot apply %s of run %s (entry %s)", _what(record), record.run, entry.id)
+            log.exception("cannot apply %s of run %s (entry %s)", _what(record), record.run, entry.id,
+                          extra=_about(record))
             outcome.failed[entry] = f"{type(exc).__name__}: {exc}"
     return touched
 
@@ -156,6 +158,13 @@ def _since_entry_s(entry: Entry, now: datetime) -> float:
     """Seconds from `entry`'s arrival in its stream (the milliseconds of its id, Redis's clock) to `now`."""
     ms, _, _ = entry.id.partition("-")
     return max(0.0, now.timestamp() - int(ms) / 1000) if ms.isdigit() else 0.0
+
+
+def _about(record: TaskRecord | ControlRecord) -> dict[str, object]:
+    """What a log record about `record` names (JSON process logs)."""
+    if isinstance(record, TaskRecord):
+        return about(record.run, record.node, record.attempt)
+    return about(record.run)
 
 
 def _what(record: TaskRecord | ControlRecord) -> str:
@@ -190,7 +199,7 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], ex
             copy = changes[record.new_run] = lifecycle.rerun(run, record.new_run, now, resources, effects,
                                                              spec=current.get(run.workflow), from_node=record.from_node)
         except WorkflowError as exc:
-            log.warning("rerun of run %s refused: %s", run.id, exc)
+            log.warning("rerun of run %s refused: %s", run.id, exc, extra=about(run.id))
             return
         lifecycle.note(change, "rerun", record.by, now, new_run=copy.run.id)
         lifecycle.note(copy, "rerun", record.by, now, of=run.id)
@@ -198,7 +207,7 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], ex
     else:
         return
     if not done:
-        log.info("%s of run %s ignored: it is %s", record.action, run.id, run.status)
+        log.info("%s of run %s ignored: it is %s", record.action, run.id, run.status, extra=about(run.id))
     elif record.action != "start":
         lifecycle.note(change, record.action, record.by, now)
 

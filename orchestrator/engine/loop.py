@@ -29,6 +29,7 @@ from ..errors import EventError
 from ..events.envelope import event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name
 from ..jsonutil import loads
+from ..logsetup import about
 from ..metrics import SCHEDULE_OVERLAPS, counter_field
 from ..project import Project
 from ..settings import Settings
@@ -316,10 +317,11 @@ class Engine:
     def _log_change(change: Change) -> None:
         run = change.run
         if change.created:
-            log.info("run %s started: workflow %s, rule %s, event %s", run.id, run.workflow, run.rule, run.event.id)
+            log.info("run %s started: workflow %s, rule %s, event %s", run.id, run.workflow, run.rule, run.event.id,
+                     extra=about(run.id))
         for dispatch in change.dispatches:
             log.debug("run %s: dispatched %s (attempt %d) to %s", run.id, dispatch.node, dispatch.attempt,
-                      dispatch.queue)
+                      dispatch.queue, extra=about(run.id, dispatch.node, dispatch.attempt))
         if change.finished:
             log.info("run %s %s in %.3fs%s", run.id, run.status, run.duration_s or 0.0,
-                     f": {run.error}" if run.error else "")
+                     f": {run.error}" if run.error else "", extra=about(run.id))

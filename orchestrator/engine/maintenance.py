@@ -35,6 +35,7 @@ from typing import Protocol
 import redis
 
 from ..events.stream import Entry, StreamConsumer, safe_trim
+from ..logsetup import about
 from ..metrics import EVENTS_DEAD_LETTERED, MetricsBatch
 from ..settings import Settings
 from ..state.keys import DEAD_LETTER_MAXLEN, Keys
@@ -169,7 +170,7 @@ class Sweep:
     def _fail(self, records: list[TaskRecord]) -> None:
         for record in records:
             log.warning("engine: run %s task %s attempt %d: %s", record.run, record.node, record.attempt,
-                        record.error)
+                        record.error, extra=about(record.run, record.node, record.attempt))
         if not records:
             return
         self._host.apply_records(records)

@@ -113,7 +113,10 @@ class Event(BaseModel):
     @field_validator("time")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return value.astimezone(UTC) if value is not None else None
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is valid RFC 3339, but in UTC it falls in year 0
+            return value  # kept with its own offset
 
     @field_validator("data")
     @classmethod

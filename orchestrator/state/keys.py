@@ -60,6 +60,12 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:throughput:<queue>:<hour>    | hash   | workers               | epoch minute -> tasks finished in it; 2 h  |
 |                                  |        |                       | TTL, set by each worker's first count of   |
 |                                  |        |                       | the hour (hour: epoch hours)               |
+| <p>:log:<run_id>:<node>:<attempt>| list   | the worker running    | one attempt's log: a JSON header (lines    |
+|                                  |        | that attempt (Lua)    | and bytes dropped, kept, the caps), then   |
+|                                  |        |                       | its last lines; expires with its run (the  |
+|                                  |        |                       | engine sets the run's TTL on every attempt |
+|                                  |        |                       | log when the run finishes); a new log gets |
+|                                  |        |                       | 2 x run_retention_s until then             |
 
 Consumer group on both streams: `engine`.
 """
@@ -172,6 +178,10 @@ class Keys:
 
     def cancel(self, run_id: str) -> str:
         return f"{self.prefix}:cancel:{run_id}"
+
+    def task_log(self, run_id: str, node: str, attempt: int) -> str:
+        """One task attempt's log lines (state/logs.py), written while the attempt runs."""
+        return f"{self.prefix}:log:{run_id}:{node}:{attempt}"
 
     @property
     def tokens(self) -> str:

@@ -8,6 +8,8 @@
     next_queued.lua    a limited run ended: its slot goes to the oldest queued run
     claim.lua          a worker takes jobs from its queues into its claimed list (reliable queue)
     release.lua        a worker's claimed jobs go back (or fail, with their WorkerLost records)
+    append_log.lua     a worker appends lines to a task attempt's log, keeping its newest within the caps
+    read_log.lua       attempt logs' lines after the ones a reader has, with what was dropped
 
 Each starts with a header stating its KEYS, ARGV and what it returns (a test checks). A line
 `--@include NAME` inserts `scripts/lib/NAME.lua`, a snippet defining local functions: the publish step
@@ -17,6 +19,7 @@ How to call them:
     register(client, name)   a redis-py Script for a sync or asyncio client: EVALSHA, loading the script
                              on NOSCRIPT; queued on a pipeline, it is loaded before the pipeline runs
     source(name)             the text, for EVAL under WATCH (before MULTI), which never meets NOSCRIPT
+    call_read_only(client, name, keys, args)   a script that only reads, as EVALSHA_RO (read-only ACLs)
     Scripts(client)          SHAs loaded once per client, for callers that send raw EVALSHA commands in
                              their own pipelines (the worker's Ledger), with `forget()` after NOSCRIPT
 """
@@ -24,17 +27,19 @@ How to call them:
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["NAMES", "Scripts", "register", "source"]
+__all__ = ["NAMES", "Scripts", "call_read_only", "register", "source"]
 
-NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "release_guard", "next_queued", "claim", "release")
+NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "release_guard", "next_queued", "claim", "release",
+         "append_log", "read_log")
 _INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
 
 
@@ -53,6 +58,31 @@ def source(name: str) -> str:
 def register(client: Any, name: str) -> Any:
     """Script `name` registered on `client` (redis.Redis or redis.asyncio.Redis)."""
     return client.register_script(source(name))
+
+
+@functools.cache
+def _sha(name: str) -> str:
+    return hashlib.sha1(source(name).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def call_read_only(client: redis.Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """Run script `name`, which only reads, as EVALSHA_RO: a read-only ACL key pattern (`%R~`, the api
+    role's) allows it where EVALSHA counts every key as written. On NOSCRIPT it loads the script; on Redis
+    6.2, which has neither EVALSHA_RO nor read-only patterns, it runs EVALSHA."""
+    try:
+        return _evalsha_ro(client, name, keys, args)
+    except NoScriptError:
+        client.script_load(source(name))
+        return _evalsha_ro(client, name, keys, args)
+
+
+def _evalsha_ro(client: redis.Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    try:
+        return client.evalsha_ro(_sha(name), len(keys), *keys, *args)
+    except ResponseError as exc:
+        if "unknown command" not in str(exc).lower():
+            raise
+        return client.evalsha(_sha(name), len(keys), *keys, *args)
 
 
 class Scripts:

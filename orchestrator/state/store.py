@@ -17,6 +17,7 @@ from ..jsonutil import loads
 from ..workflows.advance import Change
 from ..workflows.runs import Run, RunStatus
 from .keys import Keys
+from .logs import attempt_log_keys
 
 __all__ = ["RunStore", "pairs_to_fields"]
 
@@ -60,17 +61,17 @@ class RunStore:
 
     def _move(self, pipe: Any, run: Run, was: RunStatus | None, created_ms: int) -> None:
         """The run's status changed (or it is new): move it between the status indexes; a run that
-        finished expires after the retention, one running again (a retry) is kept."""
+        finished expires after the retention, with its attempts' logs; one running again (a retry) is kept."""
         if was is not None:
             pipe.zrem(self.keys.runs_by_status(was), run.id)
             pipe.zrem(self.keys.runs_by_workflow_status(run.workflow, was), run.id)
         pipe.zadd(self.keys.runs_by_status(run.status), {run.id: created_ms})
         pipe.zadd(self.keys.runs_by_workflow_status(run.workflow, run.status), {run.id: created_ms})
-        key = self.keys.run(run.id)
-        if run.status in _TERMINAL_STATUSES:
-            pipe.expire(key, int(self._retention_s))
-        elif was in _TERMINAL_STATUSES:
-            pipe.persist(key)
+        for key in (self.keys.run(run.id), *attempt_log_keys(self.keys, run)):  # its attempts' logs go with it
+            if run.status in _TERMINAL_STATUSES:
+                pipe.expire(key, int(self._retention_s))
+            elif was in _TERMINAL_STATUSES:
+                pipe.persist(key)
 
     # -- reads ---------------------------------------------------------------------------------
 

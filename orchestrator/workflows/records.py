@@ -38,7 +38,7 @@ class TaskRecord:
     duration_s: float | None = None
     error_type: str | None = None  # the exception's class name, matched by a retry policy's `on`
     retryable: bool | None = None  # False: never retry (e.g. HTTP 4xx, unknown task); None: per policy
-    logs: list[str] | None = None  # the attempt's log lines (bounded by the worker)
+    logs: list[str] | None = None  # sent by workers older than per-attempt logs (state/logs.py); kept on the task
 
     def to_fields(self) -> dict[str, bytes]:
         body = {"kind": str(self.kind), "run": self.run, "node": self.node, "attempt": self.attempt,

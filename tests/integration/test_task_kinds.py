@@ -30,6 +30,7 @@ from orchestrator.context import current
 from orchestrator.events.recent import recent_events
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.state.logs import read as read_attempt_logs
 from orchestrator.workflows.advance import Dispatch
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.spec import NodeSpec, build_spec
@@ -133,6 +134,12 @@ def records(r: redis.Redis) -> list[TaskRecord]:
     return [TaskRecord.from_fields(fields) for _, fields in r.xrange("orch:results")]
 
 
+def logs_of(r: redis.Redis, node: str, attempt: int = 1) -> list[str]:
+    """An attempt's log lines as the worker stored them (read as `orch runs logs` reads them)."""
+    (log,) = read_attempt_logs(r, Keys(), "run-1", [(node, attempt, 0)])
+    return log.lines
+
+
 def attempt(r: redis.Redis, body: dict[str, Any]) -> TaskRecord:
     """Run one attempt; its final record (the entry point re-raises failures, as RQ expects)."""
     before = r.xlen("orch:results")
@@ -156,7 +163,7 @@ def test_a_python_task_sees_its_context_and_its_logs_and_events_are_kept(worker:
     started, succeeded = records(r)
     assert (started.kind, succeeded.kind) == (RecordKind.STARTED, RecordKind.SUCCEEDED)
     assert succeeded.result == result and succeeded.attempt == 2
-    logs = "\n".join(succeeded.logs or [])
+    logs = "\n".join(logs_of(r, "charge", attempt=2))
     assert "INFO orch.task.wf.charge: charging A-1" in logs
     assert "WARNING tests.module: a line from the module's logger" in logs
     assert "stdout: a printed line" in logs
@@ -174,7 +181,7 @@ def test_a_retried_emit_with_an_id_from_the_key_publishes_once(worker: WorkerCon
 
 def test_a_coroutine_task_sees_its_context(worker: WorkerContext, r: redis.Redis) -> None:
     assert run_task(payload("charge_async", attempt=3)) == [3, "charge_async"]
-    assert any("from a coroutine" in line for line in records(r)[-1].logs or [])
+    assert any("from a coroutine" in line for line in logs_of(r, "charge_async", attempt=3))
 
 
 def test_an_unknown_task_is_refused_for_good_without_starting(worker: WorkerContext, r: redis.Redis) -> None:
@@ -285,7 +292,7 @@ def test_a_shell_command_runs_with_its_output_in_the_result_and_the_logs(worker:
 
     assert done.kind is RecordKind.SUCCEEDED, done.error
     assert done.result == {"exit_code": 0, "stdout": "hello\nstep run-1:step hi unset\n", "stderr": "oops\n"}
-    assert {"stdout: hello", "stderr: oops", "stdout: step run-1:step hi unset"} <= set(done.logs or [])
+    assert {"stdout: hello", "stderr: oops", "stdout: step run-1:step hi unset"} <= set(logs_of(r, "step"))
 
 
 def test_a_command_string_is_split_without_a_shell_unless_asked(worker: WorkerContext, r: redis.Redis) -> None:
@@ -301,7 +308,7 @@ def test_a_non_zero_exit_fails_the_task(worker: WorkerContext, r: redis.Redis) -
 
     assert (failed.kind, failed.error_type, failed.retryable) == (RecordKind.FAILED, "ShellExitError", None)
     assert "exited with status 3: bad input" in (failed.error or "")
-    assert "stderr: bad input" in (failed.logs or [])
+    assert "stderr: bad input" in logs_of(r, "step")
 
 
 def test_invalid_shell_options_are_final(worker: WorkerContext, r: redis.Redis) -> None:
@@ -326,7 +333,7 @@ def test_a_timeout_kills_the_whole_process_group(worker: WorkerContext, r: redis
     assert time.monotonic() - began < 3
     assert (failed.kind, failed.error_type) == (RecordKind.FAILED, "TaskTimeout")
     assert "process group was killed" in (failed.error or "")
-    assert "stdout: started" in (failed.logs or [])
+    assert "stdout: started" in logs_of(r, "step")
     child = int(pidfile.read_text())
     wait_for(lambda: gone(child), 5, f"the command's child {child} to be killed")
 
@@ -403,7 +410,7 @@ def test_an_http_task_returns_the_parsed_json_response(worker: WorkerContext, r:
     assert done.result["status"] == 200
     assert done.result["body"] == {"order_id": "A-1", "query": "page=2"}
     assert done.result["headers"]["content-type"] == "application/json"
-    assert any(f"GET {server}/order -> 200 OK (38 bytes, " in line for line in done.logs or [])
+    assert any(f"GET {server}/order -> 200 OK (38 bytes, " in line for line in logs_of(r, "call"))
 
 
 def test_an_http_task_sends_its_idempotency_key_and_json(worker: WorkerContext, r: redis.Redis, server: str) -> None:

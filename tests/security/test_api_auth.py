@@ -55,6 +55,8 @@ CALLS: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/events"): ("GET", "/events", None),
     ("GET", "/runs"): ("GET", "/runs", None),
     ("GET", "/runs/{run_id}"): ("GET", "/runs/nope", None),
+    ("GET", "/runs/{run_id}/logs"): ("GET", "/runs/nope/logs", None),
+    ("POST", "/runs/{run_id}/logs"): ("POST", "/runs/nope/logs", None),  # 405, not a steering action
     ("POST", "/runs/{run_id}/{action}"): ("POST", "/runs/nope/cancel", None),
     ("GET", "/metrics"): ("GET", "/metrics", None),
     ("GET", "/catalog"): ("GET", "/catalog", None),
@@ -135,7 +137,9 @@ def call(base: str, key: tuple[str, str], token: str | None, **headers: str) -> 
 
 def scope_of(key: tuple[str, str]) -> str:
     return {("POST", "/events"): "events:write", ("GET", "/events"): "events:read", ("GET", "/runs"): "runs:read",
-            ("GET", "/runs/{run_id}"): "runs:read", ("POST", "/runs/{run_id}/{action}"): "runs:steer",
+            ("GET", "/runs/{run_id}"): "runs:read", ("GET", "/runs/{run_id}/logs"): "runs:read",
+            ("POST", "/runs/{run_id}/logs"): "runs:read",
+            ("POST", "/runs/{run_id}/{action}"): "runs:steer",
             ("GET", "/metrics"): "metrics:read", ("GET", "/catalog"): "system:read", ("GET", "/workers"): "system:read",
             ("GET", "/openapi.json"): ANY_TOKEN,
             ("GET", "/healthz"): PUBLIC, ("POST", "/hooks/{name}"): SIGNATURE}[key]

@@ -4,7 +4,9 @@ Schemathesis reads the API's own OpenAPI schema (fetched with a token, as a clie
 generated requests to every operation: valid ones, invalid ones, unexpected methods and no credentials.
 Every check runs (`--checks all`): no 5xx, status codes, content types, headers and bodies as the schema
 documents them, invalid input refused, valid input accepted, authentication never ignored. The seed is
-fixed so that CI is repeatable; ORCH_FUZZ_SEED and ORCH_FUZZ_EXAMPLES explore further.
+fixed and one worker sends everything, so that CI is repeatable (two worker threads interleave as they
+please, and under Python 3.11 Hypothesis describing a lambda in both at once can fail with a SystemError
+from `ast`); ORCH_FUZZ_SEED and ORCH_FUZZ_EXAMPLES explore further.
 """
 
 from __future__ import annotations
@@ -62,10 +64,10 @@ def test_the_fuzzer_finds_no_server_error_and_no_answer_the_schema_does_not_docu
 
     result = subprocess.run(
         [str(fuzzer), "run", str(schema), "--url", base, "-H", f"Authorization: Bearer {token}", "--checks", "all",
-         "--max-examples", EXAMPLES_PER_OPERATION, "--seed", SEED, "--workers", "2", "--no-color"],
+         "--max-examples", EXAMPLES_PER_OPERATION, "--seed", SEED, "--workers", "1", "--no-color"],
         capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
 
     summary = result.stdout[result.stdout.rfind("SUMMARY"):]
     print(summary)
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
-    assert "passed" in summary and "Selected: 10/10" in result.stdout
+    assert "passed" in summary and "Selected: 11/11" in result.stdout

@@ -3,8 +3,9 @@
 A redis-server speaking only TLS, with a certificate made here, loads the aclfile `orch redis-acl` prints
 (plus an admin user for the operator). `orch api`, `orch engine`, `orch worker` and `orch triggers` each
 run as their own ACL user over rediss://. The whole pipeline works through them: an event over HTTP runs
-its workflow, a cron tick runs another whose task emits an event that starts a third, runs are read and
-steered over HTTP, metrics are scraped; no process ever meets NOPERM. And each role's user is refused
+its workflow, a cron tick runs another whose task emits an event that starts a third, runs and the task
+logs the worker wrote are read (and followed) and steered over HTTP, metrics are scraped; no process ever
+meets NOPERM. And each role's user is refused
 what it does not need: writing runs, dangerous commands, other roles' keys.
 """
 
@@ -40,6 +41,7 @@ WORKFLOWS = {"flows": """
 
     @task
     def echo(word: str) -> str:
+        current().logger.info("echoing %s", word)
         return word
 
     @task
@@ -135,6 +137,10 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     assert sum(m["count"] for m in default["finished_per_minute"]) >= 3, default
     (run, *_) = _succeeded(deployment, "say")
     assert deployment.get(f"/runs/{run['id']}").json()["tasks"][0]["result"] == "hi"
+    logged = deployment.get(f"/runs/{run['id']}/logs").json()["attempts"][0]["lines"]
+    assert any(line.endswith("echoing hi") for line in logged), "the worker wrote its task's log, the api read it"
+    followed = deployment.get(f"/runs/{run['id']}/logs?follow=true")
+    assert "echoing hi" in followed.text and "event: end" in followed.text
     rerun = httpx.post(f"{deployment.api}/runs/{run['id']}/rerun", headers={
         "authorization": f"Bearer {deployment.token}"}, timeout=10)
     assert rerun.status_code == 202
@@ -150,6 +156,8 @@ def test_every_role_works_under_its_own_acl_user_over_tls(deployment: Deployment
     ("api", ("HSET", "orch:run:forged", "meta", "{}")),
     ("api", ("LPUSH", "rq:queue:orch.default", "forged")),
     ("worker", ("HSET", "orch:run:forged", "meta", "{}")),
+    ("api", ("RPUSH", "orch:log:forged:echo:1", "a line no task wrote")),  # logs are the workers' to write
+    ("triggers", ("RPUSH", "orch:log:forged:echo:1", "a line no task wrote")),
     ("worker", ("SET", "orch:schedule:every-second:last", "0")),
     ("triggers", ("HSET", "orch:run:forged", "meta", "{}")),
     ("triggers", ("LPUSH", "rq:queue:orch.default", "forged")),

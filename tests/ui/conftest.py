@@ -89,8 +89,9 @@ WORKFLOWS = {"demo": '''
     @task(timeout_s=600)
     def wait_here(tag: str) -> str:
         current().logger.info("holding %s until cancelled", tag)
-        for _ in range(6000):
-            time.sleep(0.1)
+        for second in range(1, 601):
+            time.sleep(1)
+            current().logger.info("still holding %s (%d s)", tag, second)
         return tag
 
 

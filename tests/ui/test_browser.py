@@ -79,6 +79,13 @@ def test_cancel_a_running_run_with_its_button(ui_stack: Stack, page: Any) -> Non
     run_id = run_of(ui_stack, emit(ui_stack, "hold.requested", {"tag": "cancel-me"}))
     page.goto(f"{ui_stack.api}/ui/runs/{run_id}")
     page.wait_for_selector('.dag svg a.n[data-node="wait_here"].s-running')
+    page.click('.dag svg a.n[data-node="wait_here"]')
+    page.wait_for_url(f"**/ui/runs/{run_id}/tasks/wait_here")
+    page.evaluate("window.__stillTheSamePage = true")
+    page.wait_for_selector('pre.logs:has-text("still holding cancel-me (3 s)")')  # the log tails as it grows
+    assert page.evaluate("window.__stillTheSamePage") is True
+    shot(page, "task-logs-live")
+    page.click(f'.crumbs a[href="/ui/runs/{run_id}"]')
 
     page.click("text=Cancel run")
     page.wait_for_url(f"**/ui/runs/{run_id}/confirm/cancel")

@@ -80,6 +80,13 @@ def test_a_time_without_an_offset_is_rejected() -> None:
     assert str(error) == "attribute 'time': Input should have timezone info"
 
 
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_valid_time_that_falls_off_the_calendar_in_utc_keeps_its_offset(time: str) -> None:
+    event = event_from_mapping({**MINIMAL, "time": time})
+
+    assert event.to_dict()["time"] == time
+
+
 def test_a_time_with_an_offset_is_kept_in_utc() -> None:
     event = event_from_mapping({**MINIMAL, "time": "2024-05-01T14:00:00+02:00"})
 

@@ -1,0 +1,70 @@
+"""How orch processes log: text lines for people, or JSON lines for log shippers (`ORCH_LOG_FORMAT=json`).
+
+    {"time": "2026-11-30T09:04:19.123456+00:00", "level": "INFO", "logger": "orchestrator.engine.loop",
+     "message": "run 4e5c… started: …", "run": "4e5cb085dd0a78f467d56120"}
+
+Each JSON line names the run, task (the node) and attempt where there is one:
+
+- a record logged while a task attempt runs (in its thread, or coroutines it awaits) gets all three from
+  the attempt's context (`orchestrator.context`), by the `AttemptFields` filter on the handler;
+- code that logs about a run elsewhere (the engine) passes them: `log.info("...", extra=about(run.id))`.
+
+Every `orch` process sets this up once, at its start (`setup_logging`, called by the CLI's commands).
+The JSON lines carry no other extra fields, so what libraries attach to records never leaks out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from .context import active
+
+__all__ = ["AttemptFields", "JsonLines", "about", "setup_logging"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
+_NOISY = ("rq.worker", "rq.queue", "uvicorn.access", "watchfiles.main")
+_FIELDS = ("time", "level", "logger", "message", "run", "task", "attempt", "exc_info", "stack_info")
+
+
+def about(run: str, task: str | None = None, attempt: int | None = None) -> dict[str, Any]:
+    """`extra=` naming what a record is about, for records logged outside a task attempt (the engine)."""
+    return {"run": run, **({"task": task} if task is not None else {}),
+            **({"attempt": attempt} if attempt is not None else {})}
+
+
+class AttemptFields(logging.Filter):
+    """Adds the running attempt's run, task and attempt to records that do not name a run already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "run", None) is None:
+            ctx = active()
+            if ctx is not None and ctx.run_id:
+                record.run, record.task, record.attempt = ctx.run_id, ctx.node, ctx.attempt
+        return True
+
+
+class JsonLines(OrjsonFormatter):
+    """One JSON object per record: time (UTC), level, logger, message, run/task/attempt when known, and the
+    traceback (`exc_info`) of a record that has one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s %(message)s", timestamp="time",
+                         rename_fields={"levelname": "level", "name": "logger"})
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {name: log_data[name] for name in _FIELDS if log_data.get(name) is not None}
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Log records of `level` and above to stderr, as `fmt` says ("text" or "json"); once per process."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(TEXT_FORMAT, "%H:%M:%S"))
+    handler.addFilter(AttemptFields())
+    logging.basicConfig(level=level, handlers=[handler])
+    if level != "DEBUG":
+        for noisy in _NOISY:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
