@@ -57,7 +57,7 @@ def _p(pattern: str, prefix: str) -> str:
 
 ROLES = {
     "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:tokens:used"),
-                   ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:tokens", "<p>:token:*", "<p>:events:dead", "<p>:workers",
+                   ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:decisions:*", "<p>:tokens", "<p>:token:*", "<p>:events:dead", "<p>:workers",
                        "<p>:worker:*", "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:workers",
                        "rq:worker:*")),
     "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),

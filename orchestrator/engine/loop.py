@@ -25,7 +25,9 @@ import redis
 from .. import faults
 from ..backoff import RideOut
 from ..errors import EventError
-from ..events.envelope import event_from_mapping
+from ..events.chains import event_depth
+from ..events.decisions import planned
+from ..events.envelope import Event, event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name
 from ..jsonutil import loads
 from ..metrics import SCHEDULE_OVERLAPS, counter_field
@@ -39,8 +41,9 @@ from ..workflows.advance import Change, Timer
 from ..workflows.lifecycle import Guard, Resources
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
-from .batch import Batch, Outcome, apply_batch
+from .batch import Batch, EventDecisions, Outcome, apply_batch
 from .cache import RunCache
+from .chronicle import Chronicle
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
 
@@ -69,6 +72,7 @@ class Engine:
                                        consumer or default_consumer_name("engine"),
                                        batch_size=settings.engine_batch_size, block_s=settings.engine_block_s)
         self._cache = RunCache()
+        self._chronicle = Chronicle(client, self.keys, settings, self._cache)
         self._current = {name: wf.spec for name, wf in project.workflows.items()}  # what the workers run
         self._ride = RideOut("engine", log, self.keys)
         self._unfinished: list[Entry] = []
@@ -152,27 +156,35 @@ class Engine:
 
     def _plan(self, entries: list[Entry]) -> Batch:
         batch = Batch()
+        events: list[tuple[Entry, Event]] = []
         for entry in entries:
             try:
                 if entry.stream == self.keys.events:
-                    self._plan_event(batch, entry)
+                    events.append((entry, event_from_mapping(loads(entry.fields[b"e"]))))
                 elif b"c" in entry.fields:
                     batch.records.append((entry, ControlRecord.from_fields(entry.fields)))
                 else:
                     batch.records.append((entry, TaskRecord.from_fields(entry.fields)))
             except (EventError, ValueError, KeyError, TypeError) as exc:
                 dead_letter(self, entry, 1, f"undecodable entry: {type(exc).__name__}: {exc}")
+        depths = self._chronicle.run_depths([event for _, event in events])
+        for entry, event in events:
+            self._plan_event(batch, entry, event, event_depth(event, depths))
         return batch
 
-    def _plan_event(self, batch: Batch, entry: Entry) -> None:
+    def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
         raw = entry.fields[b"e"]
-        event = event_from_mapping(loads(raw))
         try:
-            requests, outcomes = plan_event(self._project, event, raw)
+            requests, outcomes = plan_event(self._project, event, raw, depth=depth,
+                                            max_depth=self._settings.chain_max_depth)
         except Exception as exc:  # noqa: BLE001 - left pending: retried, then dead-lettered with this reason
             log.exception("engine: cannot plan event %s (entry %s)", event.id, entry.id)
             batch.failed[entry] = f"{type(exc).__name__}: {exc}"
             return
+        decided = planned(outcomes, requests)
+        if decided:
+            ref = {"id": event.id, "source": event.source, "type": event.type}
+            batch.decisions.append(EventDecisions(entry, ref, depth, decided))
         for result, label in outcomes:
             batch.add_evaluation(result.rule, label)
             if label == "not_matched":
@@ -194,9 +206,11 @@ class Engine:
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
                     free = self._read_slots(pipe, batch.limits(existing, self._current))
-                    outcome = apply_batch(batch, existing, self._clock(), Resources(free, held), self._current)
+                    now = self._clock()
+                    outcome = apply_batch(batch, existing, now, Resources(free, held), self._current)
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
+                    self._chronicle.queue(pipe, batch, outcome, now)
                     faults.hit("engine.before_commit")
                     pipe.execute()
                 except redis.WatchError:
