@@ -321,12 +321,14 @@ def validate(as_json: bool, project: str | None) -> None:
 
 
 def _add_trigger_commands() -> None:
+    from .event_cmds import add_event_commands
     from .steer_cmds import add_steering_commands
     from .trigger_cmds import schedules, triggers
 
     cli.add_command(triggers)
     cli.add_command(schedules)
     add_steering_commands(runs)
+    add_event_commands(events)
 
 
 _add_trigger_commands()
