@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from ..connection import connect
 from ..state.keys import Keys
@@ -50,6 +48,9 @@ def events_show(entry_id: str, as_json: bool, project: str | None) -> None:
 
 def print_event_decisions(found: dict[str, Any]) -> None:
     """An event and its decisions, for people."""
+    from rich.table import Table
+    from rich.text import Text
+
     from .output import console, event_cells
 
     event, record = found.get("event"), found.get("decisions")
