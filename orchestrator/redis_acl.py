@@ -5,7 +5,8 @@
 | role      | may write                                              | may read besides           |
 |-----------|--------------------------------------------------------|----------------------------|
 | api       | events stream + dedup keys (publish), results stream   | runs and their indexes,    |
-|           | (steering requests), metrics counters, token last use  | tokens, workers, queues    |
+|           | (steering requests), metrics counters, token last use  | rule decisions, tokens,    |
+|           |                                                        | workers, queues            |
 | engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
 |           | trims streams and hands back dead workers' jobs                                      |
 | worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |

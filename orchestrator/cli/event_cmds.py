@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..connection import connect
+from ..jsonutil import dumps
 from ..state.keys import Keys
 from .common import fail, handle_errors, make_settings, project_option
 
@@ -55,10 +56,11 @@ def print_event_decisions(found: dict[str, Any]) -> None:
 
     event, record = found.get("event"), found.get("decisions")
     if event is not None:
-        when, type_, source, event_id, subject, data = event_cells(event)
+        when, type_, source, event_id, subject, _ = event_cells(event)
+        data = dumps(event.get("data")).decode(errors="replace")
         console.print(Text(f"event {type_}  id={event_id}  source={source}  subject={subject}"))
         console.print(Text(f"  entry     {found['entry_id']} (received {when})"))
-        console.print(Text(f"  data      {data}"))
+        console.print(Text(f"  data      {data if len(data) <= 300 else data[:299] + '…'}"))
     else:
         console.print(Text(f"event at entry {found['entry_id']}: trimmed from the stream; its decisions remain"))
     console.print(Text(f"  engine    {_STATE.get(found.get('state', ''), found.get('state', ''))}"))

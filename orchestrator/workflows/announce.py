@@ -30,7 +30,7 @@ from typing import Any
 
 from ..events.causation import RUN_ATTRIBUTE, TASK_ATTRIBUTE
 from ..events.chains import DEPTH_ATTRIBUTE
-from ..events.envelope import Event
+from ..events.envelope import INT32_MAX, Event
 from ..events.sources import RUNS
 from ..jsonutil import dumps
 from .advance import Change
@@ -77,7 +77,7 @@ def announcements(changes: Iterable[Change], now: datetime) -> list[Event]:
 
 
 def _event(run: Run, kind: str, event_id: str, time: datetime, data: dict[str, Any], task: str | None = None) -> Event:
-    extensions: dict[str, str | int | bool] = {RUN_ATTRIBUTE: run.id, DEPTH_ATTRIBUTE: run.depth + 1}
+    extensions: dict[str, str | int | bool] = {RUN_ATTRIBUTE: run.id, DEPTH_ATTRIBUTE: min(run.depth + 1, INT32_MAX)}
     if task is not None:
         extensions[TASK_ATTRIBUTE] = task
     return Event(id=event_id[:256], source=f"{SOURCE_PREFIX}{run.workflow}"[:1024], type=kind, subject=run.id,
