@@ -8,6 +8,9 @@
     chain depths    before planning: the depth of each event (events/chains.py); an event a task emitted
                     takes its run's depth + 1, from the engine's cache or, for runs it does not hold, one
                     pipelined read of their meta
+
+An announcement no rule listens to (`unheard`) is acknowledged as read, without being validated into an
+Event: the engine reads back every announcement it makes, and most concern nobody.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from ..events import decisions
 from ..events.chains import run_of
 from ..events.envelope import Event
 from ..events.publish import Planner
+from ..events.sources import RUNS
 from ..jsonutil import loads
+from ..rules.match import RuleIndex
 from ..settings import Settings
 from ..state.keys import Keys
 from ..workflows import announce
@@ -31,7 +36,7 @@ from ..workflows.runs import RunStatus
 from .batch import Batch, Outcome
 from .cache import RunCache
 
-__all__ = ["Chronicle"]
+__all__ = ["Chronicle", "unheard"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,15 @@ class Chronicle:
             record = decisions.encode(decisions.held_back(planned.decisions, held), event=planned.event,
                                       depth=planned.depth, at=now)
             pipe.set(self._keys.decisions(planned.entry.id), record, ex=self._retention_s)
+
+
+def unheard(index: RuleIndex, body: Any) -> bool:
+    """Whether `body` (a stored event) is one of the engine's announcements that no rule listens to."""
+    if not isinstance(body, dict):
+        return False
+    kind, source = body.get("type"), body.get("source")
+    return (kind in announce.TYPES and isinstance(source, str) and source.startswith(RUNS)
+            and not index.candidates(kind))
 
 
 def _depth_of(meta: bytes | None) -> int:

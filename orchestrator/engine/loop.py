@@ -43,7 +43,7 @@ from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
 from .batch import Batch, EventDecisions, Outcome, apply_batch
 from .cache import RunCache
-from .chronicle import Chronicle
+from .chronicle import Chronicle, unheard
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
 
@@ -160,7 +160,11 @@ class Engine:
         for entry in entries:
             try:
                 if entry.stream == self.keys.events:
-                    events.append((entry, event_from_mapping(loads(entry.fields[b"e"]))))
+                    body = loads(entry.fields[b"e"])
+                    if unheard(self._project.index, body):
+                        batch.settled.append(entry)
+                        continue
+                    events.append((entry, event_from_mapping(body)))
                 elif b"c" in entry.fields:
                     batch.records.append((entry, ControlRecord.from_fields(entry.fields)))
                 else:

@@ -6,8 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator import task, workflow
-from orchestrator.events.envelope import Event
+from orchestrator.engine.chronicle import unheard
+from orchestrator.events.envelope import Event, event_from_mapping
 from orchestrator.jsonutil import dumps
+from orchestrator.rules.match import RuleIndex
+from orchestrator.rules.model import Rule, RuleConfig
 from orchestrator.workflows import announce, lifecycle
 from orchestrator.workflows.advance import Change, apply_record, apply_timer
 from orchestrator.workflows.lifecycle import Effects, Resources, RunRequest
@@ -48,12 +51,15 @@ def report(change: Change, node: str, kind: RecordKind, seconds: float, error_ty
     assert apply_record(change, record, at(seconds))
 
 
-def kinds(events: list[Event]) -> list[str]:
-    return [e.type for e in events]
+def valid(events: list[Event]) -> list[Event]:
+    """`events`, each checked to be a valid CloudEvent as orch accepts them (announce builds them unvalidated)."""
+    for event in events:
+        assert event_from_mapping(event.to_dict()) == event
+    return events
 
 
 def test_a_new_run_announces_that_it_started_with_its_causation() -> None:
-    (event,) = announce.announcements([started(depth=2)], NOW)
+    (event,) = valid(announce.announcements([started(depth=2)], NOW))
 
     assert (event.type, event.id, event.source, event.subject) == (announce.RUN_STARTED, "r.started.1",
                                                                     "/runs/announced_flow", "r")
@@ -70,7 +76,7 @@ def test_a_run_that_succeeds_announces_its_end_with_its_duration() -> None:
         report(change, node, RecordKind.STARTED, 1)
         report(change, node, RecordKind.SUCCEEDED, 2.5)
 
-    (event,) = announce.announcements([change], at(3))
+    (event,) = valid(announce.announcements([change], at(3)))
 
     assert (event.type, event.id, event.time) == (announce.RUN_SUCCEEDED, "r.succeeded.1", at(2.5))
     assert event.data["status"] == "succeeded" and event.data["error"] is None
@@ -80,14 +86,14 @@ def test_a_run_that_succeeds_announces_its_end_with_its_duration() -> None:
 def test_a_task_announces_its_failure_only_when_its_retries_are_spent_and_the_run_its_end() -> None:
     change = Change(started().run)
     report(change, "announced_flaky", RecordKind.FAILED, 1, "ValueError")
-    assert announce.announcements([change], at(1)) == [], "a retry is coming: nothing failed for good yet"
+    assert valid(announce.announcements([change], at(1))) == [], "a retry is coming: nothing failed for good yet"
 
     (retry,) = change.timers
     change = Change(change.run)
     assert apply_timer(change, retry, at(3))
     report(change, "announced_flaky", RecordKind.FAILED, 4, "ValueError")
 
-    task_failed, run_failed = announce.announcements([change], at(4))
+    task_failed, run_failed = valid(announce.announcements([change], at(4)))
     assert (task_failed.type, task_failed.id) == (announce.TASK_FAILED, "r.task.announced_flaky.2")
     assert task_failed.extensions == {"orchrun": "r", "orchdepth": 1, "orchtask": "announced_flaky"}
     assert task_failed.data["task"]["node"] == "announced_flaky" and task_failed.data["task"]["attempt"] == 2
@@ -102,7 +108,7 @@ def test_cancel_and_timeout_announce_their_own_types() -> None:
     timed_out = Change(started("t").run)
     lifecycle.timeout(timed_out, at(60))
 
-    ends = announce.announcements([cancelled, timed_out], at(60))
+    ends = valid(announce.announcements([cancelled, timed_out], at(60)))
 
     assert [(e.type, e.id) for e in ends] == [(announce.RUN_CANCELLED, "c.cancelled.1"),
                                               (announce.RUN_TIMED_OUT, "t.timed_out.1")]
@@ -116,7 +122,7 @@ def test_a_run_whose_parameters_did_not_render_announces_only_its_failure() -> N
     change = lifecycle.create(request, NOW, Resources(), Effects())
     assert change is not None
 
-    (event,) = announce.announcements([change], NOW)
+    (event,) = valid(announce.announcements([change], NOW))
 
     assert (event.type, event.id) == (announce.RUN_FAILED, "p.failed.0")
     assert event.data["error"] == {"type": "InvalidParams", "message": "rule on-orders: 'x' is undefined"}
@@ -128,7 +134,7 @@ def test_a_run_cut_for_its_chain_depth_announces_nothing() -> None:
     change = lifecycle.create(request, NOW, Resources(), Effects())
     assert change is not None and change.cut and change.run.depth == 11
 
-    assert announce.announcements([change], NOW) == []
+    assert valid(announce.announcements([change], NOW)) == []
 
 
 def test_a_retried_run_announces_its_second_start_and_end_under_new_ids() -> None:
@@ -138,15 +144,15 @@ def test_a_retried_run_announces_its_second_start_and_end_under_new_ids() -> Non
     assert lifecycle.retry(again, at(2), Resources(), Effects())
     lifecycle.cancel(again, at(3))
 
-    assert [e.id for e in announce.announcements([again], at(3))] == ["r.started.2", "r.cancelled.2"]
+    assert [e.id for e in valid(announce.announcements([again], at(3)))] == ["r.started.2", "r.cancelled.2"]
 
 
 def test_a_queued_run_announces_its_start_when_it_gets_its_slot() -> None:
     queued = lifecycle.new_run("q", announced_flow.spec, "on-orders", EVENT, {"x": 1}, NOW, queued=True)
-    assert announce.announcements([queued], NOW) == []
+    assert valid(announce.announcements([queued], NOW)) == []
     later = Change(queued.run)
     assert lifecycle.start(later, at(5))
-    assert [(e.type, e.time) for e in announce.announcements([later], at(5))] == [(announce.RUN_STARTED, at(5))]
+    assert [(e.type, e.time) for e in valid(announce.announcements([later], at(5)))] == [(announce.RUN_STARTED, at(5))]
 
 
 def test_announcements_stay_bounded_whatever_the_run_holds() -> None:
@@ -154,8 +160,19 @@ def test_announcements_stay_bounded_whatever_the_run_holds() -> None:
     change.run.error = "e" * 100_000
     lifecycle.cancel(change, at(1), "x" * 100_000)
 
-    started_event, cancelled = announce.announcements([change], at(1))
+    started_event, cancelled = valid(announce.announcements([change], at(1)))
 
     assert started_event.data["params_omitted"] is True and "params" not in started_event.data
     assert len(cancelled.data["error"]["message"]) == announce.MESSAGE_MAX_CHARS
     assert all(len(dumps(e.to_dict())) < announce.MAX_BYTES for e in (started_event, cancelled))
+
+
+def test_the_engine_skips_validating_only_its_own_announcements_that_no_rule_listens_to() -> None:
+    index = RuleIndex([Rule.from_config(RuleConfig(name="chain", type="orch.run.succeeded", workflow="w"))])
+    body = {"specversion": "1.0", "id": "r.failed.1", "source": "/runs/w", "type": "orch.run.failed"}
+
+    assert unheard(index, body)
+    assert not unheard(index, {**body, "type": "orch.run.succeeded"}), "a rule listens: validated and planned"
+    assert not unheard(index, {**body, "source": "/shop"}), "not the engine's"
+    assert not unheard(index, {**body, "type": "order.created"})
+    assert not unheard(index, ["not", "an", "event"])
