@@ -328,6 +328,9 @@ class Engine:
     @staticmethod
     def _log_change(change: Change) -> None:
         run = change.run
+        if change.cut:
+            log.warning("run %s of workflow %s not started, recorded as failed: %s", run.id, run.workflow, run.error)
+            return
         if change.created:
             log.info("run %s started: workflow %s, rule %s, event %s", run.id, run.workflow, run.rule, run.event.id)
         for dispatch in change.dispatches:

@@ -40,13 +40,14 @@ if TYPE_CHECKING:
     from ..rules.model import MatchResult
     from ..workflows.lifecycle import RunRequest
 
-__all__ = ["MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Decision", "EntryIdError", "check_entry_id", "decisions_of",
+__all__ = ["ENTRY_ID_PATTERN", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Decision", "EntryIdError", "check_entry_id", "decisions_of",
            "encode", "event_decisions", "held_back", "planned", "read_record"]
 
 MAX_RULES = 50
 REASON_MAX_CHARS = 300
 OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched")
-_ENTRY_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+ENTRY_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # each part below 2**64, as Redis wants
+_ENTRY_ID = re.compile(ENTRY_ID_PATTERN)
 
 
 class EntryIdError(ValueError):
