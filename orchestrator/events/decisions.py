@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from ..rules.model import MatchResult
     from ..workflows.lifecycle import RunRequest
 
-__all__ = ["ENTRY_ID_PATTERN", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Decision", "EntryIdError", "check_entry_id", "decisions_of",
-           "encode", "event_decisions", "held_back", "planned", "read_record"]
+__all__ = ["ENTRY_ID_PATTERN", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Decision", "EntryIdError",
+           "check_entry_id", "decisions_of", "encode", "event_decisions", "held_back", "planned", "read_record"]
 
 MAX_RULES = 50
 REASON_MAX_CHARS = 300
