@@ -27,6 +27,7 @@ from .state.keys import Keys
 
 __all__ = [
     "ALL_METRICS",
+    "CHAINS_CUT",
     "EVENTS_DEAD_LETTERED",
     "EVENTS_RECEIVED",
     "EVENT_TO_RUN",
@@ -98,6 +99,10 @@ SCHEDULE_OVERLAPS = CounterDef(
     "orch_schedule_overlaps_total", "Ticks that found the schedule's previous run still running, by action taken "
     "(skipped, queued, released).", ("schedule", "action"))
 
+CHAINS_CUT = CounterDef(
+    "orch_chains_cut_total", "Runs not started because their event's chain was deeper than ORCH_CHAIN_MAX_DEPTH "
+    "(each recorded as a failed run), by rule.", ("rule",))
+
 WEBHOOK_REQUESTS = CounterDef(
     "orch_webhook_requests_total", "Webhook requests, by endpoint and outcome (accepted, duplicate, challenge, "
     "unauthorized, invalid, too_large, unknown_hook, unavailable).", ("hook", "result"))
@@ -110,6 +115,7 @@ REDIS_ERRORS = CounterDef(
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
     TASKS_FINISHED, TASK_DURATION, TASK_WAIT, EVENT_TO_RUN, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
+    CHAINS_CUT,
 )
 
 

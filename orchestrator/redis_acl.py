@@ -5,10 +5,10 @@
 | role      | may write                                              | may read besides           |
 |-----------|--------------------------------------------------------|----------------------------|
 | api       | events stream + dedup keys (publish), results stream   | runs and their indexes,    |
-|           | (steering requests), metrics counters, token last use  | task logs, tokens, workers,|
-|           |                                                        | engines' heartbeats,       |
-|           |                                                        | queues, jobs, catalogue,   |
-|           |                                                        | throughput                 |
+|           | (steering requests), metrics counters, token last use  | task logs, rule decisions, |
+|           |                                                        | tokens, workers, engines'  |
+|           |                                                        | heartbeats, queues, jobs,  |
+|           |                                                        | catalogue, throughput      |
 | engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
 |           | trims streams and hands back dead workers' jobs                                      |
 | worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |
@@ -61,9 +61,9 @@ def _p(pattern: str, prefix: str) -> str:
 
 ROLES = {
     "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:tokens:used"),
-                   ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:log:*", "<p>:tokens", "<p>:token:*", "<p>:events:dead",
-                       "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:throughput:*", "rq:queues",
-                       "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:job:*", "rq:workers", "rq:worker:*")),
+                   ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:log:*", "<p>:decisions:*", "<p>:tokens", "<p>:token:*",
+                       "<p>:events:dead", "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:throughput:*",
+                       "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:job:*", "rq:workers", "rq:worker:*")),
     "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),
     "worker": RoleAcl("worker", rw=("rq:*", "<p>:worker:*", "<p>:workers", "<p>:results", "<p>:log:*",
                                     "<p>:events", "<p>:dedup:*", "<p>:metrics:*", "<p>:throughput:*"),

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
                                   description="A task queued this long whose job vanished is failed (JobLost).")
 
     run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
+    lifecycle_events: bool = Field(default=True, description="The engine publishes orch.run.* and orch.task.failed "
+                                   "events as runs start and end (rules can chain workflows and alert on them).")
+    chain_max_depth: int = Field(default=10, ge=0, le=10_000, description="Deepest event chain that may start runs "
+                                 "(a run's lifecycle events and the events its tasks emit are one deeper than the "
+                                 "event that started it); deeper events are recorded as failed runs, not started.")
     task_timeout_s: int = Field(default=600, gt=0, description="Default hard time limit of one task execution.")
     task_log_max_lines: int = Field(default=TASK_LOG_MAX_LINES, ge=10, description="Lines kept of one task attempt's "
                                     "log: past it the oldest go, and a marker says how many.")

@@ -2,6 +2,7 @@
 
     POST /events          CloudEvents in structured, binary or batch mode -> 202 {"ids": [...]}  events:write
     GET  /events          recent events, newest first                                          events:read
+    GET  /events/{entry}  one event, with the rules it matched, its runs, and why others did not  events:read
     GET  /runs            runs, newest first (?status=&workflow=&limit=)                       runs:read
     GET  /runs/{id}       one run with its tasks, states, timings, results and errors          runs:read
     GET  /runs/{id}/logs  its task logs, or followed live as Server-Sent Events (log_routes.py) runs:read

@@ -8,6 +8,7 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as ApiPath
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import EventTooLargeError
+from ..events.decisions import ENTRY_ID_PATTERN, EntryIdError, event_decisions
 from ..events.http import BATCH, STRUCTURED, parse_http_events
 from ..events.recent import recent_events
 from ..jsonutil import loads
@@ -101,6 +103,22 @@ def get_events(request: Request, limit: int = Query(50, ge=1, le=1000),
                                         description="only events whose type matches this glob")) -> Any:
     state = _state(request)
     return recent_events(state.redis, state.keys, limit=limit, type_glob=type)
+
+
+@router.get("/events/{entry_id}", tags=["events"], response_model=dict[str, Any],
+            summary="One event (by stream entry id) with the rules it matched, the runs it started and why other "
+                    "rules did not match", responses=errors(401, 403, 404, 422, 503), **scoped("events:read"))
+def get_event(request: Request, entry_id: str = ApiPath(pattern=ENTRY_ID_PATTERN, max_length=39, description=(
+        "The event's stream entry id, like 1717000000000-0 (`entry_id` in GET /events)"))) -> Any:
+    state = _state(request)
+    try:
+        found = event_decisions(state.redis, state.keys, entry_id)
+    except EntryIdError as exc:
+        return JSONResponse({"error": str(exc), "field": "entry_id"}, status_code=422)
+    if found is None:
+        return JSONResponse({"error": f"no event at entry {entry_id!r} (it may have been trimmed; list events with "
+                                      "GET /events)"}, status_code=404)
+    return found
 
 
 @router.get("/runs", tags=["runs"], summary="Runs, newest first", response_model=list[dict[str, Any]],

@@ -24,7 +24,7 @@ def _optional(schema: dict[str, Any]) -> dict[str, Any]:
 # extension attributes of 1-20 lower-case letters or digits whose values are strings, integers or booleans.
 CLOUD_EVENT: dict[str, Any] = {
     "type": "object",
-    "description": "A CloudEvent 1.0. Sources under /schedules/, /hooks/ and /watches/ are reserved for orch's "
+    "description": "A CloudEvent 1.0. Sources under /schedules/, /hooks/, /watches/ and /runs/ are reserved for orch's "
                    "own triggers (422).",
     "required": ["specversion", "id", "source", "type"],
     "properties": {

@@ -323,6 +323,7 @@ def validate(as_json: bool, project: str | None) -> None:
 
 
 def _add_trigger_commands() -> None:
+    from .event_cmds import add_event_commands
     from .log_cmds import add_log_commands
     from .steer_cmds import add_steering_commands
     from .trigger_cmds import schedules, triggers
@@ -331,6 +332,7 @@ def _add_trigger_commands() -> None:
     cli.add_command(schedules)
     add_steering_commands(runs)
     add_log_commands(runs)
+    add_event_commands(events)
 
 
 _add_trigger_commands()

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..errors import WorkflowError
+from ..events.decisions import Decision
 from ..events.stream import Entry
 from ..logsetup import about
 from ..metrics import (
+    CHAINS_CUT,
     EVENT_TO_RUN,
     RULE_EVALUATIONS,
     RUN_DURATION,
@@ -35,9 +37,19 @@ from ..workflows.runs import Run
 from ..workflows.spec import WorkflowSpec
 from ..workflows.work import RUN_TIMER
 
-__all__ = ["Batch", "Outcome", "apply_batch"]
+__all__ = ["Batch", "EventDecisions", "Outcome", "apply_batch"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EventDecisions:
+    """What planning decided for one event's candidate rules (completed when the batch is applied)."""
+
+    entry: Entry
+    event: dict[str, str]  # id, source, type
+    depth: int
+    decisions: list[Decision]
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Batch:
     settled: list[Entry] = field(default_factory=list)  # entries with nothing to do but acknowledge
     failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
+    decisions: list[EventDecisions] = field(default_factory=list)  # per event with candidate rules
 
     def limits(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, int]:
         """Workflows with a concurrency limit whose slots this batch may take, with their limit: those of
@@ -220,6 +233,8 @@ def _count(changes: list[Change], outcome: Outcome) -> None:
         run = change.run
         if change.created:
             metrics.inc(RUNS_STARTED, run.workflow)
+        if change.created and change.cut:
+            metrics.inc(CHAINS_CUT, run.rule)
         for task in change.retried:
             metrics.inc(TASKS_FINISHED, run.workflow, task.task, "retried")
         if change.finished:

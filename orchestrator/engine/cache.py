@@ -45,6 +45,10 @@ class RunCache:
                     out[run_id] = exc
         return out
 
+    def peek(self, run_id: str) -> Run | None:
+        """The cached run, if held (as of this engine's last commit of it), without touching its recency."""
+        return self._runs.get(run_id)
+
     def committed(self, changes: Iterable[Change]) -> None:
         """Keep the runs a committed batch wrote, with the versions the write gave them."""
         for change in changes:

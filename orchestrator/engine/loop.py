@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
@@ -26,7 +27,9 @@ from .. import faults, tracing
 from ..backoff import RideOut
 from ..catalog import PublishCatalog
 from ..errors import EventError
-from ..events.envelope import event_from_mapping
+from ..events.chains import event_depth
+from ..events.decisions import planned
+from ..events.envelope import Event, event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name
 from ..jsonutil import loads
 from ..logsetup import about
@@ -38,11 +41,12 @@ from ..state.keys import ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
 from ..workflows.advance import Change, Timer
-from ..workflows.lifecycle import Guard, Resources
+from ..workflows.lifecycle import Guard, Resources, RunRequest
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
-from .batch import Batch, Outcome, apply_batch
+from .batch import Batch, EventDecisions, Outcome, apply_batch
 from .cache import RunCache
+from .chronicle import Chronicle, unheard
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
 
@@ -71,6 +75,7 @@ class Engine:
                                        consumer or default_consumer_name("engine"),
                                        batch_size=settings.engine_batch_size, block_s=settings.engine_block_s)
         self._cache = RunCache()
+        self._chronicle = Chronicle(client, self.keys, settings, self._cache)
         self._current = {name: wf.spec for name, wf in project.workflows.items()}  # what the workers run
         self._ride = RideOut("engine", log, self.keys)
         self._unfinished: list[Entry] = []
@@ -155,28 +160,41 @@ class Engine:
 
     def _plan(self, entries: list[Entry]) -> Batch:
         batch = Batch()
+        events: list[tuple[Entry, Event]] = []
         for entry in entries:
             try:
                 if entry.stream == self.keys.events:
-                    self._plan_event(batch, entry)
+                    body = loads(entry.fields[b"e"])
+                    if unheard(self._project.index, body):
+                        batch.settled.append(entry)
+                        continue
+                    events.append((entry, event_from_mapping(body)))
                 elif b"c" in entry.fields:
                     batch.records.append((entry, ControlRecord.from_fields(entry.fields)))
                 else:
                     batch.records.append((entry, TaskRecord.from_fields(entry.fields)))
             except (EventError, ValueError, KeyError, TypeError) as exc:
                 dead_letter(self, entry, 1, f"undecodable entry: {type(exc).__name__}: {exc}")
+        depths = self._chronicle.run_depths([event for _, event in events])
+        for entry, event in events:
+            self._plan_event(batch, entry, event, event_depth(event, depths))
         return batch
 
-    def _plan_event(self, batch: Batch, entry: Entry) -> None:
+    def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
         raw = entry.fields[b"e"]
-        event = event_from_mapping(loads(raw))
         try:
-            requests, outcomes = (tracing.match(event, lambda: plan_event(self._project, event, raw)) if tracing.active
-                                  else plan_event(self._project, event, raw))
+            def plan() -> tuple[list[RunRequest], Any]:
+                return plan_event(self._project, event, raw, depth=depth, max_depth=self._settings.chain_max_depth)
+
+            requests, outcomes = tracing.match(event, plan) if tracing.active else plan()
         except Exception as exc:  # noqa: BLE001 - left pending: retried, then dead-lettered with this reason
             log.exception("engine: cannot plan event %s (entry %s)", event.id, entry.id)
             batch.failed[entry] = f"{type(exc).__name__}: {exc}"
             return
+        decided = planned(outcomes, requests)
+        if decided:
+            ref = {"id": event.id, "source": event.source, "type": event.type}
+            batch.decisions.append(EventDecisions(entry, ref, depth, decided))
         for result, label in outcomes:
             batch.add_evaluation(result.rule, label)
             if label == "not_matched":
@@ -198,9 +216,11 @@ class Engine:
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
                     free = self._read_slots(pipe, batch.limits(existing, self._current))
-                    outcome = apply_batch(batch, existing, self._clock(), Resources(free, held), self._current)
+                    now = self._clock()
+                    outcome = apply_batch(batch, existing, now, Resources(free, held), self._current)
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
+                    self._chronicle.queue(pipe, batch, outcome, now)
                     faults.hit("engine.before_commit")
                     pipe.execute()
                 except redis.WatchError:
@@ -316,6 +336,9 @@ class Engine:
     @staticmethod
     def _log_change(change: Change) -> None:
         run = change.run
+        if change.cut:
+            log.warning("run %s of workflow %s not started, recorded as failed: %s", run.id, run.workflow, run.error)
+            return
         if change.created:
             log.info("run %s started: workflow %s, rule %s, event %s", run.id, run.workflow, run.rule, run.event.id,
                      extra=about(run.id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import RuleError, WorkflowError
+from ..events.chains import over_limit
 from ..events.envelope import Event
 from ..jsonutil import dumps, loads
 from ..project import Project
@@ -33,9 +34,12 @@ def schedule_of(project: Project, event: Event) -> str | None:
     return name if name in project.schedules else None
 
 
-def plan_event(project: Project, event: Event,
-               raw: bytes | None = None) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
-    """The runs `event` starts, and each evaluated rule with its metric result (matched, not_matched, error)."""
+def plan_event(project: Project, event: Event, raw: bytes | None = None, *, depth: int = 0,
+               max_depth: int | None = None) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
+    """The runs `event` starts, and each evaluated rule with its metric result (matched, not_matched, error).
+
+    `depth` is the event's chain depth (events/chains.py): past `max_depth`, a matching rule's request is a
+    record of the run not started (`cut`), whose error says why; its parameters are not rendered."""
     evaluated = project.index.evaluate(event)
     held_for = event.extensions.get(HELD_FOR) if schedule_of(project, event) else None
     if held_for is not None:  # a tick held by queue-one for one rule, back when its previous run ended
@@ -50,21 +54,27 @@ def plan_event(project: Project, event: Event,
     trace = of_event(event)  # the runs carry the event's trace context (tracing.match makes them its spans')
     requests: list[RunRequest] = []
     outcomes: list[tuple[MatchResult, str]] = []
+    cut = over_limit(depth, max_depth) if max_depth is not None else None
     for rule, result in evaluated:
         if result.outcome is not Match.FULL:
             outcomes.append((result, "not_matched"))
             continue
         spec = project.workflows[rule.workflow].spec
         run_id = derive_run_id(rule.name, event.source, event.id)
+        if cut is not None:
+            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {cut}", depth=depth,
+                                       cut=True))
+            outcomes.append((result, "matched"))
+            continue
         try:
             params = spec.bind_params(rule.params.render(context))
         except (RuleError, WorkflowError) as exc:
-            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace))
+            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace, depth=depth))
             outcomes.append((result, "error"))
             continue
         guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
         held = _held(raw, rule.name) if overlap == "queue-one" and raw is not None else None
         requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
-                                   raw=held, event_data=event.data, trace=trace))
+                                   raw=held, event_data=event.data, trace=trace, depth=depth))
         outcomes.append((result, "matched"))
     return requests, outcomes

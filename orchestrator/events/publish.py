@@ -123,6 +123,14 @@ class Planner:
         return Plan(events, [RoundTrip(calls[start:start + PIPELINE], pipelined=True)
                              for start in range(0, len(calls), PIPELINE)])
 
+    def queue_on(self, pipe: Any, events: Sequence[Event]) -> None:
+        """Queue the publishing of `events` on `pipe`, a pipeline or a MULTI the caller executes: one EVAL
+        per CHUNK events, no round trip of their own (the engine announces runs inside its transaction;
+        EVAL, not EVALSHA, as a NOSCRIPT inside MULTI/EXEC would fail alone, after the rest committed)."""
+        for trip in self.plan(events).round_trips:
+            for keys, args in trip.calls:
+                pipe.execute_command("EVAL", lua.source("publish"), len(keys), *keys, *args)
+
     def _call(self, chunk: Sequence[Event], payloads: list[bytes]) -> Call:
         keys = [self._keys.events, self._keys.metric(EVENTS_RECEIVED.name)]
         keys += [self._keys.dedup(dedup_digest(e.source, e.id)) for e in chunk]

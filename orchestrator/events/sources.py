@@ -1,7 +1,8 @@
 """Event sources reserved for orch's own triggers.
 
 Sources under `/schedules/` (cron ticks), `/hooks/` (webhooks) and `/watches/` (file watches) come only
-from those triggers, which publish through `publish.py`. The engine applies a schedule's overlap policy
+from those triggers, which publish through `publish.py`; `/runs/` only from the engine, which announces
+there how runs start and end (workflows/announce.py). The engine applies a schedule's overlap policy
 to events by their source, and rules may trust that `source: /hooks/github` was verified, so events from
 applications, `POST /events`, `orch emit` and tasks (the `custom` trigger) may not use these prefixes,
 and a webhook's or a watch's own `source:` must stay under its trigger's prefix.
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 from ..errors import EventError
 
-__all__ = ["HOOKS", "RESERVED_SOURCES", "SCHEDULES", "WATCHES", "check_custom_source", "own_source_problem",
+__all__ = ["HOOKS", "RESERVED_SOURCES", "RUNS", "SCHEDULES", "WATCHES", "check_custom_source", "own_source_problem",
            "reserved_prefix"]
 
 SCHEDULES = "/schedules/"
 HOOKS = "/hooks/"
 WATCHES = "/watches/"
-RESERVED_SOURCES = {SCHEDULES: "cron schedules", HOOKS: "webhooks", WATCHES: "file watches"}
+RUNS = "/runs/"
+RESERVED_SOURCES = {SCHEDULES: "cron schedules", HOOKS: "webhooks", WATCHES: "file watches",
+                    RUNS: "run lifecycle events (the engine)"}
 
 
 def reserved_prefix(source: str) -> str | None:

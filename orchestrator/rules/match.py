@@ -65,14 +65,15 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> Ma
     if not _type_matches(rule, event.type):
         return MatchResult(rule.name, Match.NONE)
     if not rule.enabled:
-        return MatchResult(rule.name, Match.PARTIAL, "the rule is disabled")
+        return MatchResult(rule.name, Match.PARTIAL, "the rule is disabled", "disabled")
     if rule.source is not None and not fnmatchcase(event.source, rule.source):
-        return MatchResult(rule.name, Match.PARTIAL, f"source {event.source!r} does not match {rule.source!r}")
+        return MatchResult(rule.name, Match.PARTIAL, f"source {event.source!r} does not match {rule.source!r}",
+                           "source")
     view = view if view is not None else event_view(event)
     for condition in rule.conditions:
         reason = _check(condition, view)
         if reason is not None:
-            return MatchResult(rule.name, Match.PARTIAL, reason)
+            return MatchResult(rule.name, Match.PARTIAL, reason, "match")
     return MatchResult(rule.name, Match.FULL)
 
 

@@ -83,6 +83,7 @@ class MatchResult:
     rule: str
     outcome: Match
     reason: str | None = None
+    stopped_by: str | None = None  # of a PARTIAL match: "disabled", "source" or "match" (a condition)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 |                                  |        |                       | oldest pending/undelivered entry           |
 | <p>:events:dead                  | stream | engine                | capped at DEAD_LETTER_MAXLEN entries       |
 | <p>:dedup:<hash(source,id)>      | string | publishers (Lua)      | event_dedup_window_s                       |
+|                                  |        | and the engine (run   |                                            |
+|                                  |        | lifecycle events)     |                                            |
+| <p>:decisions:<entry id>         | string | engine (MULTI)        | run_retention_s: JSON of the rules one     |
+|                                  |        |                       | event matched (run ids) and why others     |
+|                                  |        |                       | did not (events/decisions.py)              |
 | <p>:results                      | stream | workers               | trimmed like events (results_retention_s)  |
 | <p>:run:<run_id>                 | hash   | engine (WATCH/MULTI)  | run_retention_s after the run finished     |
 | <p>:runs                         | zset   | engine                | entries older than run_retention_s removed |
@@ -96,6 +101,10 @@ class Keys:
 
     def dedup(self, digest: str) -> str:
         return f"{self.prefix}:dedup:{digest}"
+
+    def decisions(self, entry_id: str) -> str:
+        """What the engine decided for the event at stream entry `entry_id`: rules matched, runs, reasons."""
+        return f"{self.prefix}:decisions:{entry_id}"
 
     @property
     def results(self) -> str:

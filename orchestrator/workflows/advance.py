@@ -59,6 +59,9 @@ class Change:
     withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) to take off queues
     was: RunStatus | None = None
     noted: bool = False  # the run's steering log grew
+    began: bool = False  # the run started (created running, got its slot, or was retried): it announces that
+    timed_out: bool = False  # it finished because its timeout fired
+    cut: bool = False  # a record of a run not started because its event's chain was too deep: announces nothing
 
     def __post_init__(self) -> None:
         if not self.created and self.was is None:

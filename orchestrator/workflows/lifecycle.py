@@ -59,6 +59,8 @@ class RunRequest:
     raw: bytes | None = None  # the event as stored, kept when overlap is queue-one
     event_data: Any = None  # the event's data, kept with the run
     trace: TraceContext | None = None  # the run's trace context (tracing.py), kept with the run
+    depth: int = 0  # the event's chain depth (events/chains.py), kept with the run
+    cut: bool = False  # the chain is too deep: `error` says so, and the run is recorded, never started
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Effects:
     wait: list[tuple[str, str, datetime]] = field(default_factory=list)  # (workflow, run, since) queued
     vacate: list[tuple[str, str]] = field(default_factory=list)  # (workflow, run) of limited runs that ended
     overlaps: list[tuple[str, str]] = field(default_factory=list)  # (schedule, action: skipped/queued)
+    declined: dict[str, tuple[str, str]] = field(default_factory=dict)  # run id -> (skipped/held, why): not created
 
 
 # -- creating ------------------------------------------------------------------------------------------------
@@ -112,10 +115,12 @@ def skeleton(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params
 
 
 def new_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, params: dict[str, Any],
-            now: datetime, event_data: Any = None, *, queued: bool = False, trace: TraceContext | None = None) -> Change:
+            now: datetime, event_data: Any = None, *, queued: bool = False, trace: TraceContext | None = None,
+            depth: int = 0) -> Change:
     """A new run with its first tasks dispatched (and its timeout set, if the workflow has one); with
     `queued`, a run that waits for a slot of its workflow's concurrency limit (`start` starts it)."""
     change = Change(skeleton(run_id, spec, rule, event, params, now, event_data, trace), created=True)
+    change.run.depth = depth
     if queued:
         change.run.status = RunStatus.QUEUED
         return change
@@ -136,8 +141,10 @@ def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, erro
 def create(request: RunRequest, now: datetime, resources: Resources, effects: Effects) -> Change | None:
     """The run `request` asks for; None when its schedule's overlap policy skips or holds it."""
     if request.error is not None or request.params is None:
-        return failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now,
-                          request.trace)
+        failed = failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now,
+                            request.trace)
+        failed.run.depth, failed.cut = request.depth, request.cut
+        return failed
     if request.guard is not None:
         if not _may_start(request, request.guard, resources, effects):
             return None
@@ -145,7 +152,7 @@ def create(request: RunRequest, now: datetime, resources: Resources, effects: Ef
         effects.take[request.guard] = request.run_id
     running = resources.take_slot(request.spec, request.run_id, now, effects)
     change = new_run(request.run_id, request.spec, request.rule, request.event, request.params, now,
-                     request.event_data, queued=not running, trace=request.trace)
+                     request.event_data, queued=not running, trace=request.trace, depth=request.depth)
     change.run.guard = request.guard
     return change
 
@@ -159,10 +166,14 @@ def _may_start(request: RunRequest, name: str, resources: Resources, effects: Ef
         effects.queue[name] = request.raw
         resources.guards[name] = Guard(guard.holder, True)
         effects.overlaps.append((schedule, "queued"))
+        effects.declined[request.run_id] = ("held", f"schedule {schedule}: run {guard.holder} still running; "
+                                                    "the event is held until it ends (overlap: queue-one)")
         log.info("schedule %s: run %s still running; event %s held until it ends", schedule, guard.holder,
                  request.event.id)
     else:
         effects.overlaps.append((schedule, "skipped"))
+        effects.declined[request.run_id] = ("skipped", f"schedule {schedule}: run {guard.holder} still running "
+                                                       f"(overlap: {request.overlap})")
         log.info("schedule %s: run %s still running; event %s skipped (overlap: %s)", schedule, guard.holder,
                  request.event.id, request.overlap)
     return False
@@ -179,6 +190,8 @@ def start(change: Change, now: datetime) -> bool:
 
 def _begin(change: Change, now: datetime) -> None:
     spec = change.run.spec
+    change.began = True
+    change.run.starts += 1
     if spec.timeout_s is not None:
         change.timers.append(Timer(change.run.id, RUN_TIMER, 0, now + timedelta(seconds=spec.timeout_s)))
     settle(change, now)
@@ -230,6 +243,7 @@ def timeout(change: Change, now: datetime) -> bool:
     if change.run.status is not RunStatus.RUNNING:
         return False
     stop(change, now, RunStatus.FAILED, f"the run timed out after {change.run.spec.timeout_s:g}s")
+    change.timed_out = True
     return True
 
 
@@ -286,7 +300,7 @@ def rerun(old: Run, new_id: str, now: datetime, resources: Resources, effects: E
     if from_node is not None and from_node not in {n.name for n in spec.nodes}:
         raise WorkflowError(f"run {old.id} has no task {from_node!r} (tasks: {', '.join(n.name for n in spec.nodes)})")
     run = skeleton(new_id, spec, old.rule, old.event, old.params, now, old.event_data, rerun_context(old.trace, new_id))
-    run.rerun_of = old.id
+    run.rerun_of, run.depth = old.id, old.depth
     change = Change(run, created=True)
     if from_node is not None:
         _reuse(old, run, _downstream(spec, from_node))

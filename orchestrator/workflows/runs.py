@@ -27,6 +27,7 @@ __all__ = [
     "TaskState",
     "derive_run_id",
     "idempotency_key",
+    "iso_utc",
     "item_name",
     "job_id",
 ]
@@ -80,7 +81,8 @@ def _spec_from_json(raw: bytes) -> WorkflowSpec:
     return WorkflowSpec.from_dict(loads(raw))
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_utc(value: datetime | None) -> str | None:
+    """A datetime as RFC 3339 text in UTC with a `Z` (None stays None)."""
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
@@ -120,20 +122,20 @@ class TaskRun:
     def attempt_summary(self) -> dict[str, Any]:
         """This attempt as an entry of `history`."""
         return {"attempt": self.attempt, "state": str(self.state), "worker": self.worker,
-                "queued_at": _iso(self.queued_at), "started_at": _iso(self.started_at),
-                "finished_at": _iso(self.finished_at), "error": self.error, "error_type": self.error_type,
+                "queued_at": iso_utc(self.queued_at), "started_at": iso_utc(self.started_at),
+                "finished_at": iso_utc(self.finished_at), "error": self.error, "error_type": self.error_type,
                 **({"logs": self.logs} if self.logs else {})}
 
     def to_dict(self) -> dict[str, Any]:
         out = {"node": self.node, "task": self.task, "queue": self.queue, "state": str(self.state),
-               "attempt": self.attempt, "queued_at": _iso(self.queued_at), "started_at": _iso(self.started_at),
-               "finished_at": _iso(self.finished_at), "worker": self.worker, "result": self.result,
+               "attempt": self.attempt, "queued_at": iso_utc(self.queued_at), "started_at": iso_utc(self.started_at),
+               "finished_at": iso_utc(self.finished_at), "worker": self.worker, "result": self.result,
                "error": self.error}
         for name in ("error_type", "logs", "parent", "index", "items"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.retry_at is not None:
-            out["retry_at"] = _iso(self.retry_at)
+            out["retry_at"] = iso_utc(self.retry_at)
         if self.history:
             out["history"] = self.history
         return out
@@ -178,6 +180,8 @@ class Run:
     rerun_of: str | None = None  # the run this one re-runs
     steering: list[dict[str, Any]] = field(default_factory=list)  # who cancelled, retried, reran it, and when
     trace: TraceContext | None = None  # the W3C trace context its tasks are children of (tracing.py)
+    depth: int = 0  # chain depth of the event that started it (events/chains.py)
+    starts: int = 0  # how many times it started: 1, and one more for each retry (names its lifecycle events)
     version: int = 0  # the hash's `v`: incremented by every write (the engine's cache checks it)
     _items: dict[str, list[TaskRun]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -195,14 +199,16 @@ class Run:
 
     def meta_dict(self) -> dict[str, Any]:
         return {"id": self.id, "workflow": self.workflow, "rule": self.rule, "event": asdict(self.event),
-                "params": self.params, "status": str(self.status), "created_at": _iso(self.created_at),
-                "finished_at": _iso(self.finished_at), "error": self.error, "version": self.spec.digest,
+                "params": self.params, "status": str(self.status), "created_at": iso_utc(self.created_at),
+                "finished_at": iso_utc(self.finished_at), "error": self.error, "version": self.spec.digest,
                 "tasks_total": len(self.tasks),
                 "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES),
                 **({"guard": self.guard} if self.guard else {}),
                 **({"rerun_of": self.rerun_of} if self.rerun_of else {}),
                 **({"steering": self.steering} if self.steering else {}),
-                **({"trace": self.trace.record()} if self.trace else {})}
+                **({"trace": self.trace.record()} if self.trace else {}),
+                **({"depth": self.depth} if self.depth else {}),
+                **({"starts": self.starts} if self.starts else {})}
 
     def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
         """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
@@ -238,6 +244,7 @@ class Run:
                    finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered,
                    guard=meta.get("guard"), rerun_of=meta.get("rerun_of"), steering=_steering(meta.get("steering")),
                    trace=from_record(meta.get("trace")),
+                   depth=_count(meta.get("depth")), starts=_count(meta.get("starts")),
                    event_data=loads(fields[b"event"]) if b"event" in fields else None,
                    version=int(fields.get(b"v", 0)))
 
@@ -248,6 +255,11 @@ class Run:
         out["tasks"] = [{**t.to_dict(), "duration_s": t.duration_s,
                          "upstream": list(self.spec.node(t.parent or t.node).upstream)} for t in self.tasks.values()]
         return out
+
+
+def _count(value: Any) -> int:
+    """A non-negative count read back from Redis (0 for anything else)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _steering(value: Any) -> list[dict[str, Any]]:

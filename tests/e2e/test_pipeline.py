@@ -130,7 +130,7 @@ def test_runs_and_events_are_visible_in_the_cli_and_the_api(stack: Stack) -> Non
 
     events = orch_json("events", "list", "--type", "order.*", "--limit", "100", env=stack.env)
     assert event_id in [e["id"] for e in events]
-    api_events = stack.http().get("/events", params={"limit": 5}).json()
+    api_events = stack.http().get("/events", params={"limit": 5, "type": "order.*"}).json()
     assert api_events[0]["id"] == event_id and api_events[0]["data"]["order_id"] == "VIS-1"
 
 

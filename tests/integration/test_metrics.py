@@ -64,7 +64,9 @@ def test_counters_histograms_and_gauges_reflect_the_work(worked: str) -> None:
     assert value("orch_workflow_run_duration_seconds_bucket", workflow="process_order", status="succeeded",
                  le="+Inf") == 1
     assert value("orch_stream_pending_entries", stream="events", group="engine") == 0
-    assert value("orch_stream_length", stream="events") == 2
+    # the two events, and what their runs announced: 2 started, 1 succeeded, 1 failed, 1 task failed
+    assert value("orch_stream_length", stream="events") == 7
+    assert value("orch_events_received_total", trigger="engine", result="accepted") == 5
     assert value("orch_queue_jobs", queue="default", state="failed") == 1
     assert value("orch_queue_jobs", queue="default", state="queued") == 0
     assert value("orch_workflow_runs_in_progress") == 0

@@ -53,6 +53,7 @@ RULES = RULES.replace("workflow: say,", "workflow: say_it,")
 CALLS: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("POST", "/events"): ("POST", "/events", {"specversion": "1.0", "id": "a-1", "source": "/t", "type": "t"}),
     ("GET", "/events"): ("GET", "/events", None),
+    ("GET", "/events/{entry_id}"): ("GET", "/events/1-0", None),
     ("GET", "/runs"): ("GET", "/runs", None),
     ("GET", "/runs/{run_id}"): ("GET", "/runs/nope", None),
     ("GET", "/runs/{run_id}/logs"): ("GET", "/runs/nope/logs", None),
@@ -136,7 +137,8 @@ def call(base: str, key: tuple[str, str], token: str | None, **headers: str) -> 
 
 
 def scope_of(key: tuple[str, str]) -> str:
-    return {("POST", "/events"): "events:write", ("GET", "/events"): "events:read", ("GET", "/runs"): "runs:read",
+    return {("POST", "/events"): "events:write", ("GET", "/events"): "events:read",
+            ("GET", "/events/{entry_id}"): "events:read", ("GET", "/runs"): "runs:read",
             ("GET", "/runs/{run_id}"): "runs:read", ("GET", "/runs/{run_id}/logs"): "runs:read",
             ("POST", "/runs/{run_id}/logs"): "runs:read",
             ("POST", "/runs/{run_id}/{action}"): "runs:steer",

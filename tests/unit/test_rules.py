@@ -189,7 +189,7 @@ def test_type_globs_match_event_types() -> None:
 def test_a_disabled_rule_matches_only_partially_and_says_so() -> None:
     result = match(make_rule(enabled=False), make_event())
 
-    assert result == MatchResult("r", Match.PARTIAL, "the rule is disabled")
+    assert result == MatchResult("r", Match.PARTIAL, "the rule is disabled", "disabled")
 
 
 def test_the_event_view_has_attributes_extensions_and_data() -> None:
