@@ -46,6 +46,7 @@ hooks:
   - {name: open, verify: none}
 rules:
   - {name: ui-demo, type: demo.requested, workflow: demo, params: {n: "{{ data.n }}", fail: "{{ data.fail }}"}}
+  - {name: ui-big-only, type: demo.requested, match: {data.n: [100]}, workflow: demo, params: {n: "{{ data.n }}"}}
   - {name: ui-hold, type: hold.requested, workflow: hold, params: {tag: "{{ data.tag }}"}}
 """
 WORKFLOWS = {"demo": '''

@@ -165,3 +165,24 @@ def test_a_system_reader_sees_the_project_and_the_fleet(ui_stack: Stack, page: A
     assert "busy" in page.locator("table.workers tbody tr", has=page.locator(link)).inner_text()
     shot(page, "workers")
     ui_stack.http().post(f"/runs/{run_id}/cancel")
+
+
+def test_an_event_shows_the_rules_it_matched_their_runs_and_why_another_did_not(ui_stack: Stack, page: Any) -> None:
+    event_id = emit(ui_stack, "demo.requested", {"n": 1, "fail": False})
+    run_id = run_of(ui_stack, event_id)
+    sign_in(page, ui_stack, "events:read", "runs:read", name="ui-events")
+
+    page.goto(f"{ui_stack.api}/ui/events")
+    row = page.locator("table.events tbody tr", has=page.locator(f'code:text-is("{event_id}")'))
+    assert "ui-demo" in row.inner_text()
+    row.locator("a").first.click()
+
+    page.wait_for_selector("table.decisions")
+    matched = page.locator('table.decisions tr[data-rule="ui-demo"]')
+    refused = page.locator('table.decisions tr[data-rule="ui-big-only"]')
+    assert matched.get_attribute("data-outcome") == "matched" and run_id in matched.inner_text()
+    assert refused.get_attribute("data-outcome") == "not_matched" and "data.n" in refused.inner_text()
+    assert page.locator('table.decisions tr[data-rule="ui-hold"]').count() == 0, "rules of other types stay out"
+    shot(page, "event")
+    matched.locator("a", has_text=run_id).click()
+    page.wait_for_url(f"**/ui/runs/{run_id}")

@@ -102,3 +102,12 @@ def test_signing_in_only_leads_inside_the_ui(asked: str | None, goes: str) -> No
 
 def test_the_csrf_token_is_bound_to_the_session_token() -> None:
     assert csrf_token("a") == csrf_token("a") != csrf_token("b") and len(csrf_token("a")) == 64
+
+
+def test_every_template_compiles_and_autoescapes() -> None:
+    from orchestrator.ui.web import templates
+
+    names = templates.env.list_templates()
+    for name in names:
+        templates.env.get_template(name)
+    assert len(names) >= 20 and templates.env.autoescape("x.html") is True
