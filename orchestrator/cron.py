@@ -230,7 +230,7 @@ def next_firings(cron: str, tz: str, now: datetime, n: int) -> list[dict[str, st
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a directory, e.g. "Europe"
         raise ValueError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin") from None
 
 

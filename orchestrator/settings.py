@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         description="`token`: every route but /healthz and /hooks/* needs `Authorization: Bearer <token>` with "
         "the route's scope; `none`: no authentication (refused unless `orch api` listens on loopback).",
     )
+    api_public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/\s]+/?$",
+        description="The URL people reach `orch api` at through a proxy, e.g. `https://orch.example.com`: the "
+        "web UI accepts forms from that origin and, when it is https, marks its session cookie Secure.",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -31,7 +31,7 @@ def record_or_none(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] 
     """`event_record`, or None (logged) for an entry orch did not write, so the rest still shows."""
     try:
         return event_record(entry_id, fields)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:  # TypeError: JSON that is not an object
         log.warning("skipping stream entry %s: not an orch event (%s)", entry_id, exc)
         return None
 

@@ -56,7 +56,7 @@ def _bounds(query: RunQuery) -> tuple[str, str]:
     lower = "-inf" if query.since is None else str(int(query.since.timestamp() * 1000))
     if query.cursor:
         ms, _, _ = query.cursor.partition(":")
-        if ms.isdigit():
+        if ms.isascii() and ms.isdigit():
             upper = ms if upper == "+inf" else str(min(int(ms), int(float(upper))))
     return upper, lower
 
@@ -67,7 +67,7 @@ def _after_cursor(entries: list[tuple[bytes, float]], cursor: str | None) -> lis
     if not cursor or ":" not in cursor:
         return out
     ms, _, last = cursor.partition(":")
-    if not ms.isdigit():
+    if not (ms.isascii() and ms.isdigit()):
         return out
     return [(m, s) for m, s in out if s < int(ms) or (s == int(ms) and m < last)]
 
@@ -130,4 +130,6 @@ def _meta(blob: bytes | None) -> dict[str, Any] | None:
         meta = loads(blob)
     except ValueError:
         return None
-    return meta if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), str) for k in ("id", "status", "created_at")):
+        return None  # read back from Redis: a meta that is not a run's is left out, never shown half
+    return meta

@@ -21,7 +21,18 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from ..api.auth import AuthError, Principal
-from .session import COOKIE, SignInNeeded, check_csrf, safe_next, session_cookie, sign_in_redirect, ui_scoped
+from .session import (
+    COOKIE,
+    REASONS,
+    SignInNeeded,
+    check_csrf,
+    check_origin,
+    safe_next,
+    secure_cookies,
+    session_cookie,
+    sign_in_redirect,
+    ui_scoped,
+)
 from .web import HEADERS, NAV, STATIC, can, page
 
 __all__ = ["router", "sign_in_needed"]
@@ -43,11 +54,12 @@ def ui_root() -> RedirectResponse:
 
 @router.get("/ui/login", **PUBLIC)
 def login_form(request: Request, next: str = "/ui/runs") -> Response:
-    return page(request, "login.html", next=safe_next(next), error=request.query_params.get("why", ""))
+    return page(request, "login.html", next=safe_next(next), error=REASONS.get(request.query_params.get("why", ""), ""))
 
 
 @router.post("/ui/login", **PUBLIC)
 async def login(request: Request, token: str = Form("", max_length=200), next: str = Form("/ui/runs")) -> Response:
+    check_origin(request)  # a page of another site must not sign a browser in with its own token
     auth = request.app.state.orch.auth
     try:
         principal = await auth.principal(HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip()),
@@ -57,7 +69,7 @@ async def login(request: Request, token: str = Form("", max_length=200), next: s
                     error="That token is not valid: it is unknown, revoked or mistyped. "
                           "Create one with `orch tokens create --name NAME --scope runs:read`.")
     response = RedirectResponse(_landing(safe_next(next), principal), status_code=303)
-    response.set_cookie(**session_cookie(token.strip(), secure=request.url.scheme == "https"))
+    response.set_cookie(**session_cookie(token.strip(), secure=secure_cookies(request)))
     request.state.principal = principal
     return response
 
@@ -89,7 +101,7 @@ def asset(name: str) -> Response:
 
 async def sign_in_needed(request: Request, exc: SignInNeeded) -> Response:
     """No session: browsers go to the sign-in page; htmx requests are told to go there."""
-    target = sign_in_redirect(exc.next_path) + (f"&why={quote(exc.reason)}" if exc.reason else "")
+    target = sign_in_redirect(exc.next_path) + (f"&why={quote(exc.reason)}" if exc.reason in REASONS else "")
     if request.headers.get("hx-request"):
         return Response(status_code=401, headers={"HX-Redirect": target, **HEADERS})
     return RedirectResponse(target, status_code=303, headers=HEADERS)

@@ -25,12 +25,14 @@ from fastapi.security import HTTPAuthorizationCredentials
 from ..api.auth import ANONYMOUS, AuthError, Principal
 from ..tokens import SCOPES
 
-__all__ = ["COOKIE", "CsrfError", "SignInNeeded", "csrf_token", "safe_next", "session_cookie", "ui_scoped",
-           "viewer"]
+__all__ = ["COOKIE", "REASONS", "CsrfError", "SignInNeeded", "check_csrf", "check_origin", "csrf_token", "safe_next",
+           "secure_cookies", "session_cookie", "ui_scoped", "viewer"]
 
 COOKIE = "orch_session"
 SESSION_MAX_AGE_S = 12 * 3600
 _CSRF_CONTEXT = b"orch-ui-csrf-v1"
+# Why the sign-in page is shown: a code in its URL, never text from it (a link could carry any text).
+REASONS = {"expired": "Your session's token is no longer valid (revoked, or the session ended): sign in again."}
 
 
 class SignInNeeded(Exception):
@@ -87,11 +89,30 @@ async def viewer(request: Request) -> Principal | None:
     return found
 
 
+def public_url(request: Request) -> str | None:
+    url: str | None = request.app.state.orch.settings.api_public_url
+    return url
+
+
+def secure_cookies(request: Request) -> bool:
+    """Mark the session cookie Secure: served over https, or reached through an https proxy."""
+    return request.url.scheme == "https" or (public_url(request) or "").startswith("https://")
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a form sent from a page of another site (a browser says where the form came from)."""
+    origin = request.headers.get("origin")
+    if not origin:
+        return
+    allowed = {request.headers.get("host", "")} | ({urlsplit(public_url(request) or "").netloc} - {""})
+    if urlsplit(origin).netloc not in allowed:
+        raise CsrfError(f"this request came from another site ({origin}); use the orch UI itself (behind a proxy, "
+                        f"set ORCH_API_PUBLIC_URL to the URL people use)")
+
+
 def check_csrf(request: Request, sent: str | None) -> None:
     """Refuse a state-changing request from another origin or without the session's CSRF token."""
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
-        raise CsrfError(f"this request came from another site ({origin}); use the orch UI itself")
+    check_origin(request)
     if request.app.state.orch.auth.disabled:
         return
     token = request.cookies.get(COOKIE, "")
@@ -108,8 +129,7 @@ def ui_scoped(scope: str) -> dict[str, Any]:
     async def check(request: Request) -> None:
         principal = await viewer(request)
         if principal is None:
-            raise SignInNeeded(_next_of(request), "sign in with an API token" if COOKIE not in request.cookies
-                               else "your session's token is no longer valid (revoked or mistyped): sign in again")
+            raise SignInNeeded(_next_of(request), "expired" if COOKIE in request.cookies else "")
         request.state.principal = principal  # the refusal page shows what this token may see
         if scope != "any-token" and not (principal.scopes & {scope, "admin"}):
             raise AuthError(403, f"token {principal.name!r} lacks scope {scope} (it has "

@@ -195,3 +195,60 @@ def test_assets_are_the_packages_own_files_only(ui: tuple[str, dict[str, str]]) 
         assert session.get("/ui/static/..%2Fsession.py").status_code == 404
         assert session.get("/ui/static/session.py").status_code == 404
         assert session.get("/").headers["location"] == "/ui/"
+
+
+def test_sign_in_refuses_other_sites_large_forms_and_reflects_no_text(ui: tuple[str, dict[str, str]]) -> None:
+    base, env = ui
+    token = create_token(env, "forms", "runs:read")
+    with client(base) as session:
+        foreign = session.post("/ui/login", data={"token": token}, headers={"Origin": "https://evil.example"})
+        huge = session.post("/ui/login", content=b"token=" + b"A" * 100_000,
+                            headers={"content-type": "application/x-www-form-urlencoded"})
+        phishing = session.get("/ui/login", params={"why": "Sign in at https://evil.example instead"})
+        expired = session.get("/ui/login", params={"why": "expired"})
+
+    assert foreign.status_code == 403 and "orch_session" not in foreign.headers.get("set-cookie", "")
+    assert huge.status_code == 413
+    assert "evil.example" not in phishing.text
+    assert "no longer valid" in expired.text
+
+
+def test_unreadable_records_in_redis_never_break_a_page(ui: tuple[str, dict[str, str]]) -> None:
+    base, env = ui
+    token = create_token(env, "hostile", "admin")
+    import redis as redis_lib
+
+    r = redis_lib.Redis.from_url(env["ORCH_REDIS_URL"])
+    r.zadd("orch:runs", {"bogus": 1})
+    r.hset("orch:run:bogus", "meta", b'{"status": 3}')
+    r.xadd("orch:events", {"e": b"[1, 2]"})
+    r.close()
+    with client(base, token) as session:
+        assert session.get("/ui/runs").status_code == 200
+        assert session.get("/ui/runs", params={"cursor": "\u00b2:x"}).status_code == 200
+        assert session.get("/ui/events").status_code == 200
+
+
+def test_behind_an_https_proxy_forms_from_the_public_origin_pass_and_the_cookie_is_secure(
+        ui: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    _, env = ui
+    port = free_port()
+    procs = Processes({**env, "ORCH_API_PORT": str(port), "ORCH_API_PUBLIC_URL": "https://orch.example.com"}, tmp_path)
+    procs.start("api", "api")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(f"{base}/healthz"), 30, "the proxied orch api to answer")
+        token = create_token(env, "proxied", "runs:steer", "runs:read")
+        public = {"Origin": "https://orch.example.com"}
+        with client(base) as session:
+            signed_in = session.post("/ui/login", data={"token": token}, headers=public)
+        with client(base, token) as session:
+            steer = session.post("/ui/runs/nope/cancel", data={"csrf": csrf_token(token)}, headers=public)
+            foreign = session.post("/ui/runs/nope/cancel", data={"csrf": csrf_token(token)},
+                                   headers={"Origin": "https://evil.example"})
+    finally:
+        procs.stop_all()
+
+    assert signed_in.status_code == 303 and "secure" in signed_in.headers["set-cookie"].lower()
+    assert steer.status_code == 404 and "no run" in steer.text
+    assert foreign.status_code == 403
