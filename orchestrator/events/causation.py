@@ -14,23 +14,36 @@ default. The cause's trace context (the task attempt's, see orchestrator/tracing
 same way, as the `traceparent` / `tracestate` attributes, unless the caller set a `traceparent` of its
 own. The cause lives in a `contextvars.ContextVar`, so it follows the task into coroutines it awaits,
 but not into threads it starts (wrap those in `contextvars.copy_context().run`).
+
+Outside that context, the cause comes from the environment a shell task's command gets (executors/kinds/
+shell.py): `ORCH_RUN_ID` and `ORCH_NODE`, with `TRACEPARENT` / `TRACESTATE`. So `orch emit` (or any
+program using the clients) run by a shell task marks its events like a Python task does, and the engine
+counts them one step deeper in the chain. The values are checked strictly (`env_cause`): a run id that is
+not one the engine makes, or a node name that no workflow may have, means no cause from the environment;
+a malformed trace context is dropped alone.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from ..tracing import TRACEPARENT, TraceContext
+from ..tracing import TRACEPARENT, TraceContext, parse
 
 __all__ = ["CAUSE_ATTRIBUTES", "RUN_ATTRIBUTE", "TASK_ATTRIBUTE", "Cause", "caused_by", "current_cause",
-           "with_cause"]
+           "env_cause", "with_cause"]
 
 RUN_ATTRIBUTE = "orchrun"
 TASK_ATTRIBUTE = "orchtask"
 CAUSE_ATTRIBUTES = (RUN_ATTRIBUTE, TASK_ATTRIBUTE)
+# What the engine makes (workflows/runs.py derive_run_id, lifecycle.py rerun_id: 12-byte blake2b digests)
+# and what a workflow's node may be called (spec.py NODE_NAME), or an item `node[i]` of a mapped one.
+_ENV_RUN_ID = re.compile(r"[0-9a-f]{24}")
+_ENV_NODE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}(?:\[[0-9]{1,9}\])?")
 
 
 @dataclass(frozen=True)
@@ -66,14 +79,27 @@ def caused_by(run_id: str, node: str, trace: TraceContext | None = None) -> Iter
         _current.reset(token)
 
 
-def with_cause(attributes: Mapping[str, object]) -> dict[str, str]:
+def env_cause(environ: Mapping[str, str]) -> Cause | None:
+    """The cause a shell task's command finds in its environment, or None when `environ` names no valid one.
+
+    Both `ORCH_RUN_ID` and `ORCH_NODE` must be valid (`_ENV_RUN_ID`, `_ENV_NODE`); `TRACEPARENT` /
+    `TRACESTATE` are parsed like any trace context (`tracing.parse`), and left out when malformed.
+    """
+    run_id, node = environ.get("ORCH_RUN_ID"), environ.get("ORCH_NODE")
+    if run_id is None or node is None or not _ENV_RUN_ID.fullmatch(run_id) or not _ENV_NODE.fullmatch(node):
+        return None
+    return Cause(run_id, node, parse(environ.get("TRACEPARENT"), environ.get("TRACESTATE")))
+
+
+def with_cause(attributes: Mapping[str, object], environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The causation attributes to add to an event whose other attributes are `attributes`.
 
-    Empty outside a cause. When the caller already set `orchrun` or `orchtask` (top level or in
+    The cause is the current one (`caused_by`), else the one in `environ` (default: `os.environ`; see
+    `env_cause`); empty without either. When the caller already set `orchrun` or `orchtask` (top level or in
     `attributes["extensions"]`), neither is added: an explicit value always wins, and the pair is never
     mixed; the same goes for a `traceparent` the caller set, with its `tracestate`.
     """
-    cause = _current.get()
+    cause = _current.get() or env_cause(os.environ if environ is None else environ)
     if cause is None:
         return {}
     nested = attributes.get("extensions")

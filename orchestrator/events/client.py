@@ -11,7 +11,8 @@
 `emit` returns once the event is durably in the stream (or was already accepted with the same
 source and id within the dedup window, in which case it is not published again). Both clients build
 events the same way (`_EventFactory`): defaults for `id`, `time` and `source`, the same validation,
-and the causation attributes (`orchrun`, `orchtask`) when emitting from inside a task. Sources under
+and the causation attributes (`orchrun`, `orchtask`) when emitting from inside a task, or from a
+command a shell task runs (causation.py `with_cause`). Sources under
 `/schedules/`, `/hooks/` and `/watches/` are refused (EventError): they belong to orch's own triggers.
 
 Everything but I/O is written once, in `_ClientCore` (settings, publisher options, building events)

@@ -112,8 +112,10 @@ class Stack:
             self._http.close()
 
 
-def start_stack(tmp: Path, project: Path = EXAMPLES, workers: int = 1, **extra_env: str) -> Stack:
-    server = RedisServer()
+def start_stack(tmp: Path, project: Path = EXAMPLES, workers: int = 1, server: RedisServer | None = None,
+                **extra_env: str) -> Stack:
+    """Start the deployment on `server` (default: a new Redis), for `project` written beforehand."""
+    server = server or RedisServer()
     port = free_port()
     procs = Processes(orch_env(server.url, project, ORCH_API_PORT=str(port), **extra_env), tmp)
     token = create_token(procs.env, "e2e", "admin")
