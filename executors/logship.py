@@ -3,7 +3,8 @@
     shipper = LogShipper(client, keys, cap=LogCap(...), ttl_s=...)
     buffer = shipper.open(run, node, attempt)   # the attempt's LogBuffer: its logger, prints and output
     ...                                         # every FLUSH_EVERY_S (or FLUSH_LINES lines) the thread ships
-    shipper.close(buffer)                       # the rest, before the attempt's record is reported
+    shipper.close(buffer)                       # the rest, before the attempt's record is reported, and
+                                                # the log marked closed (readers know no more lines come)
 
 One thread per process ships every open buffer: the task's own thread only appends to memory, so a
 slow or absent Redis never blocks or fails a task. A batch Redis refused goes back into its buffer (which
@@ -82,7 +83,12 @@ class LogShipper:
         with self._lock:
             entry = self._open.pop(buffer, None)
         if entry is not None:
-            self._ship(entry)
+            self._ship(entry, closing=True)
+
+    def attempts_open(self) -> list[tuple[str, str, int]]:
+        """The (run, node, attempt) of each buffer still shipped: those opened and not closed yet."""
+        with self._lock:
+            return [(entry.run, entry.node, entry.attempt) for entry in self._open.values()]
 
     def _loop(self) -> None:
         while True:
@@ -96,14 +102,16 @@ class LogShipper:
             for entry in entries:
                 self._ship(entry)
 
-    def _ship(self, entry: _Open) -> None:
+    def _ship(self, entry: _Open, closing: bool = False) -> None:
+        """Ship the buffer's lines; `closing`: the last of them, marking the log closed (even with none)."""
         with entry.lock:
             batch = entry.buffer.take()
-            if not batch:
+            if not batch and not closing:
                 return
             try:
                 logs.append(self._client, self._keys, entry.run, entry.node, entry.attempt, batch.lines,
-                            cap=self.cap, ttl_s=self._ttl_s, dropped=batch.dropped, dropped_bytes=batch.dropped_bytes)
+                            cap=self.cap, ttl_s=self._ttl_s, dropped=batch.dropped, dropped_bytes=batch.dropped_bytes,
+                            closed=closing)
             except redis.RedisError as exc:
                 entry.buffer.put_back(batch)
                 self._warn(exc)

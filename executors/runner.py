@@ -193,23 +193,36 @@ def _attempt_run(work: Work, runner: Callable[[Attempt], Any], context: WorkerCo
     attempt = _attempt(work, context, trace)
     try:
         context.report(_record(RecordKind.STARTED, attempt, context))
-    except BaseException:
-        context.logs().close(attempt.logs)  # nothing ran, nothing was logged: this only stops shipping it
-        raise
+        outcome = _outcome(attempt, runner, context, start)
+    finally:  # exactly once, whatever is raised (even SystemExit): the shipper stops shipping this buffer
+        context.logs().close(attempt.logs)  # and the last lines are in Redis before the record that ends the attempt
+    context.report(outcome.record)
+    if isinstance(outcome.error, TaskTimeout | TaskCancelled):  # BaseExceptions: RQ gets an ordinary error
+        raise TaskFailure(str(outcome.error), error_type=outcome.record.error_type) from outcome.error
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.record.result
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How an attempt ended: the record that says so, and the error it raised (None if it succeeded)."""
+
+    record: TaskRecord
+    error: BaseException | None = None
+
+
+def _outcome(attempt: Attempt, runner: Callable[[Attempt], Any], context: WorkerContext, start: float) -> _Outcome:
+    """Run the attempt; a failure's error also ends its log. Other BaseExceptions (SystemExit,
+    KeyboardInterrupt) propagate: the worker itself is stopping."""
     try:
         result = _run(attempt, runner)
     except (Exception, TaskTimeout, TaskCancelled) as exc:
         error, (error_type, retryable) = _describe(exc), classify(exc)
         attempt.logs.add(log_line(logging.ERROR, "orch.worker", f"attempt {attempt.ctx.attempt} failed: {error}"))
-        context.logs().close(attempt.logs)  # the last lines are in Redis before the record that ends the attempt
-        context.report(_record(RecordKind.FAILED, attempt, context, error=error, duration_s=time.time() - start,
-                               error_type=error_type, retryable=retryable))
-        if isinstance(exc, TaskTimeout | TaskCancelled):  # BaseExceptions: RQ gets an ordinary error
-            raise TaskFailure(str(exc), error_type=error_type) from exc
-        raise
-    context.logs().close(attempt.logs)
-    context.report(_record(RecordKind.SUCCEEDED, attempt, context, result=result, duration_s=time.time() - start))
-    return result
+        return _Outcome(_record(RecordKind.FAILED, attempt, context, error=error, duration_s=time.time() - start,
+                                error_type=error_type, retryable=retryable), exc)
+    return _Outcome(_record(RecordKind.SUCCEEDED, attempt, context, result=result, duration_s=time.time() - start))
 
 
 def _run(attempt: Attempt, runner: Callable[[Attempt], Any]) -> Any:

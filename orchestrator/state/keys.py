@@ -66,7 +66,8 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 |                                  |        |                       | TTL, set by each worker's first count of   |
 |                                  |        |                       | the hour (hour: epoch hours)               |
 | <p>:log:<run_id>:<node>:<attempt>| list   | the worker running    | one attempt's log: a JSON header (lines    |
-|                                  |        | that attempt (Lua)    | and bytes dropped, kept, the caps), then   |
+|                                  |        | that attempt (Lua)    | and bytes dropped, kept, the caps, closed  |
+|                                  |        |                       | once the attempt ended), then              |
 |                                  |        |                       | its last lines; expires with its run (the  |
 |                                  |        |                       | engine sets the run's TTL on every attempt |
 |                                  |        |                       | log when the run finishes); a new log gets |

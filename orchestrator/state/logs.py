@@ -7,7 +7,10 @@ newest lines are kept within `LogCap` (lines and bytes); older ones go, and the 
 every reader shows a marker saying how much was dropped (`AttemptLog.truncated`) and numbers lines
 across drops: a reader that has read `n` lines of an attempt asks for the lines after `n` (`read`,
 through read_log.lua, which reads header and lines at once) and gets each line once, or a marker for
-those dropped before it read them.
+those dropped before it read them. One `read` returns at most `max_bytes` of lines (whole attempts, in
+order: the attempts after the budget ran out are left for the caller to ask again), in script calls of at
+most READ_CHUNK attempts, each reply within the budget too. The worker's last append closes the log
+(`closed` in the header, `AttemptLog.closed`): its attempt ended, no more lines will come.
 
 Lifetime: a new log lives 2 x run_retention_s (`new_log_ttl_s`); when its run finishes, the engine gives
 every attempt log of the run the run's own TTL (`attempt_log_keys`, RunStore), so logs go with their
@@ -28,9 +31,11 @@ from .lua import call_read_only, register
 if TYPE_CHECKING:
     from ..workflows.runs import Run
 
-__all__ = ["AttemptLog", "LogCap", "append", "attempt_log_keys", "human_bytes", "new_log_ttl_s", "read"]
+__all__ = ["READ_MAX_BYTES", "AttemptLog", "LogCap", "append", "attempt_log_keys", "human_bytes", "new_log_ttl_s",
+           "read"]
 
-READ_CHUNK = 100  # attempt logs read per script call: bounds one reply (each log is at most its cap)
+READ_CHUNK = 20  # attempt logs read per script call: bounds the time Redis spends on one call
+READ_MAX_BYTES = 4 * 1024 * 1024  # lines one read returns at most (and so each script's reply)
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,13 @@ def new_log_ttl_s(run_retention_s: float) -> int:
 
 
 def append(client: Any, keys: Keys, run: str, node: str, attempt: int, lines: Sequence[str], *, cap: LogCap,
-           ttl_s: int, dropped: int = 0, dropped_bytes: int = 0) -> None:
+           ttl_s: int, dropped: int = 0, dropped_bytes: int = 0, closed: bool = False) -> None:
     """Append `lines` to an attempt's log (one script call); `dropped` lines (`dropped_bytes`) that the writer
-    could not keep before sending are counted in its header too. `client` may be a pipeline."""
+    could not keep before sending are counted in its header too; `closed`: the attempt ended, these are its
+    last lines. `client` may be a pipeline."""
     script = register(client, "append_log")
     script(keys=[keys.task_log(run, node, attempt)],
-           args=[cap.max_lines, cap.max_bytes, ttl_s, dropped, dropped_bytes, *lines], client=client)
+           args=[cap.max_lines, cap.max_bytes, ttl_s, dropped, dropped_bytes, int(closed), *lines], client=client)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,8 @@ class AttemptLog:
     exists: bool = False
     max_lines: int = 0
     max_bytes: int = 0
+    closed: bool = False  # the worker closed the log: its attempt ended, no more lines will come
+    size: int = 0  # bytes of `lines`
 
     @property
     def next(self) -> int:
@@ -95,7 +103,7 @@ class AttemptLog:
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.node, "attempt": self.attempt, "first": self.first, "next": self.next,
                 "dropped": self.dropped, "dropped_bytes": self.dropped_bytes, "truncated": self.truncated,
-                "lines": self.lines}
+                "closed": self.closed, "lines": self.lines}
 
 
 def human_bytes(size: int) -> str:
@@ -107,17 +115,23 @@ def human_bytes(size: int) -> str:
     return f"{size / (1024 * 1024):,.1f} MiB"
 
 
-def read(client: Any, keys: Keys, run: str, wanted: Iterable[tuple[str, int, int]]) -> list[AttemptLog]:
-    """The logs of `wanted` attempts of `run`, each (node, attempt, lines the reader has), in order: one
-    script call per READ_CHUNK attempts."""
+def read(client: Any, keys: Keys, run: str, wanted: Iterable[tuple[str, int, int]], *,
+         max_bytes: int = READ_MAX_BYTES) -> list[AttemptLog]:
+    """The logs of `wanted` attempts of `run`, each (node, attempt, lines the reader has), in order, as many
+    as fit in `max_bytes` of lines (the first one always: a log is within its cap): a prefix of `wanted`,
+    the rest left for the next read. One script call per READ_CHUNK attempts."""
     wanted = list(wanted)
     out: list[AttemptLog] = []
+    budget = max_bytes
     for start in range(0, len(wanted), READ_CHUNK):
         chunk = wanted[start:start + READ_CHUNK]
         replies = call_read_only(client, "read_log", [keys.task_log(run, node, attempt) for node, attempt, _ in chunk],
-                                 [max(0, after) for _, _, after in chunk])
-        out += [_attempt_log(node, attempt, after, reply) for (node, attempt, after), reply in zip(chunk, replies,
-                                                                                                  strict=True)]
+                                 [max(0, budget), int(not out), *(max(0, after) for _, _, after in chunk)])
+        found = [_attempt_log(node, attempt, after, reply) for (node, attempt, after), reply in zip(chunk, replies, strict=False)]
+        out += found
+        budget -= sum(log.size for log in found)
+        if len(found) < len(chunk) or budget <= 0:
+            break
     return out
 
 
@@ -129,12 +143,13 @@ def _attempt_log(node: str, attempt: int, after: int, reply: list[bytes]) -> Att
     lines = [line.decode("utf-8", "replace") for line in reply[1:]]
     return AttemptLog(node, attempt, lines, first=first, dropped=first - after, exists=True,
                       dropped_bytes=header["dropped_bytes"], max_lines=header["max_lines"],
-                      max_bytes=header["max_bytes"])
+                      max_bytes=header["max_bytes"], closed=header["closed"] == 1,
+                      size=sum(len(line) for line in reply[1:]))
 
 
 def _header(raw: bytes) -> dict[str, int]:
     """The header read back from Redis (untrusted): non-negative integers, zero where missing or wrong."""
-    names = ("dropped", "dropped_bytes", "max_lines", "max_bytes")
+    names = ("dropped", "dropped_bytes", "max_lines", "max_bytes", "closed")
     try:
         found = loads(raw)
     except ValueError:

@@ -102,7 +102,13 @@ def not_json() -> object:
     return object()
 
 
-TASKS = [charge, charge_async, sleepy, sleepy_async, swallows_errors, quick, refuses, breaks, not_json]
+@task
+def exits() -> None:
+    current().logger.info("about to exit")
+    raise SystemExit(3)
+
+
+TASKS = [exits, charge, charge_async, sleepy, sleepy_async, swallows_errors, quick, refuses, breaks, not_json]
 
 
 @pytest.fixture
@@ -182,6 +188,16 @@ def test_a_retried_emit_with_an_id_from_the_key_publishes_once(worker: WorkerCon
 def test_a_coroutine_task_sees_its_context(worker: WorkerContext, r: redis.Redis) -> None:
     assert run_task(payload("charge_async", attempt=3)) == [3, "charge_async"]
     assert any("from a coroutine" in line for line in logs_of(r, "charge_async", attempt=3))
+
+
+def test_an_attempt_stopped_by_system_exit_still_ships_its_lines_and_closes_its_log(worker: WorkerContext,
+                                                                                     r: redis.Redis) -> None:
+    with pytest.raises(SystemExit):  # the worker itself is stopping: no record ends the attempt
+        run_task(payload("exits"))
+
+    assert worker.logs().attempts_open() == [], "its buffer is no longer shipped"
+    assert any(line.endswith("INFO orch.task.wf.exits: about to exit") for line in logs_of(r, "exits"))
+    assert [record.kind for record in records(r)] == [RecordKind.STARTED]
 
 
 def test_an_unknown_task_is_refused_for_good_without_starting(worker: WorkerContext, r: redis.Redis) -> None:

@@ -1,7 +1,8 @@
 --[[ append_log.lua: append lines to one task attempt's log, keeping its newest lines within the caps.
 
 The log is a list: element 0 is a JSON header, {"dropped": lines dropped, "dropped_bytes": their bytes,
-"bytes": bytes kept (each line counts its length + 1), "max_lines": N, "max_bytes": B}; then the lines,
+"bytes": bytes kept (each line counts its length + 1), "max_lines": N, "max_bytes": B, "closed": 1 once the
+worker closed it (the attempt ended: no more lines will come)}; then the lines,
 oldest first. Lines past either cap go from the front and are counted in the header, so a reader shows
 a marker saying how much was dropped, and numbers lines across drops (line n of the attempt is at index
 1 + n - dropped). A header that is not valid JSON (read back from Redis: untrusted) counts from zero.
@@ -15,14 +16,15 @@ ARGV[2]   max_bytes
 ARGV[3]   the TTL (s) of a new log
 ARGV[4]   lines the writer dropped before sending these (its own buffer was over the caps)
 ARGV[5]   their bytes
-ARGV[6..] the lines
+ARGV[6]   1: the worker closes the log with these lines (its attempt ended)
+ARGV[7..] the lines
 
 Returns {lines kept, lines dropped in all}.
 ]]
 local key = KEYS[1]
 local max_lines, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ttl_ms = redis.call('PTTL', key)
-local head = {dropped = 0, dropped_bytes = 0, bytes = 0}
+local head = {dropped = 0, dropped_bytes = 0, bytes = 0, closed = 0}
 local raw = redis.call('LPOP', key)
 if raw then
   local ok, found = pcall(cjson.decode, raw)
@@ -32,7 +34,8 @@ if raw then
 end
 head.dropped = head.dropped + tonumber(ARGV[4])
 head.dropped_bytes = head.dropped_bytes + tonumber(ARGV[5])
-for i = 6, #ARGV do
+if ARGV[6] == '1' then head.closed = 1 end
+for i = 7, #ARGV do
   redis.call('RPUSH', key, ARGV[i])
   head.bytes = head.bytes + #ARGV[i] + 1
 end
