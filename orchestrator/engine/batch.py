@@ -124,6 +124,7 @@ def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetim
                 change = lifecycle.create(request, now, resources, outcome.effects)
                 if change is not None:
                     changes[request.run_id] = change
+                if change is not None and not change.cut:
                     outcome.metrics.observe(EVENT_TO_RUN, _since_entry_s(entry, now), change.run.workflow)
         outcome.ack.append(entry)
     touched = _apply_records(batch, existing, changes, now, resources, current or {}, outcome)
@@ -231,10 +232,11 @@ def _count(changes: list[Change], outcome: Outcome) -> None:
         metrics.inc(SCHEDULE_OVERLAPS, schedule, action)
     for change in changes:
         run = change.run
+        if change.cut:  # a record of a run not started: counted as a cut chain, not as a run (nor a failure)
+            metrics.inc(CHAINS_CUT, run.rule)
+            continue
         if change.created:
             metrics.inc(RUNS_STARTED, run.workflow)
-        if change.created and change.cut:
-            metrics.inc(CHAINS_CUT, run.rule)
         for task in change.retried:
             metrics.inc(TASKS_FINISHED, run.workflow, task.task, "retried")
         if change.finished:

@@ -62,8 +62,8 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
         spec = project.workflows[rule.workflow].spec
         run_id = derive_run_id(rule.name, event.source, event.id)
         if cut is not None:
-            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {cut}", depth=depth,
-                                       cut=True))
+            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {cut}", trace=trace,
+                                       depth=depth, cut=True))
             outcomes.append((result, "matched"))
             continue
         try:

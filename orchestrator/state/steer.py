@@ -68,6 +68,9 @@ def request(client: redis.Redis, keys: Keys, store: RunStore, action: str, run_i
 
 
 def _check(action: str, run: Run, from_node: str | None) -> None:
+    if action in ("retry", "rerun") and run.never_started:
+        raise SteeringError(f"run {run.id} never started: its parameters did not render or its chain was cut "
+                            f"({run.error or 'no error recorded'}); fix the cause and send the event again")
     if action == "cancel" and run.status not in (RunStatus.RUNNING, RunStatus.QUEUED):
         raise SteeringError(f"run {run.id} has already finished ({run.status}); there is nothing to cancel")
     if action == "retry" and run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):

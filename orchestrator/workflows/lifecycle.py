@@ -261,8 +261,9 @@ def retry(change: Change, now: datetime, resources: Resources, effects: Effects)
     """Run a failed or cancelled run's unsuccessful tasks again, in a slot of its workflow's limit (or
     queued until one frees); False when the run cannot be retried."""
     run = change.run
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        return False
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED) or run.never_started:
+        return False  # a run that never started has no parameters to run with (steer.py says so to the caller)
+    run.starts = run.begun  # a run written before `starts` was kept counts its first start
     for task in run.tasks.values():
         if task.state in (TaskState.FAILED, TaskState.CANCELLED, TaskState.SKIPPED):
             if task.items is not None and task.parent is None:
@@ -296,6 +297,9 @@ def rerun(old: Run, new_id: str, now: datetime, resources: Resources, effects: E
           spec: WorkflowSpec | None = None, from_node: str | None = None) -> Change:
     """A new run repeating `old` with `spec` (the workflow's current version; default: the old run's);
     with `from_node`, results of tasks outside its downstream are reused where the graph still has them."""
+    if old.never_started:
+        raise WorkflowError(f"run {old.id} never started (its parameters did not render or its chain was cut): "
+                            "there is nothing to rerun")
     spec = spec or old.spec
     if from_node is not None and from_node not in {n.name for n in spec.nodes}:
         raise WorkflowError(f"run {old.id} has no task {from_node!r} (tasks: {', '.join(n.name for n in spec.nodes)})")

@@ -197,6 +197,22 @@ class Run:
     def duration_s(self) -> float | None:
         return (self.finished_at - self.created_at).total_seconds() if self.finished_at else None
 
+    @property
+    def begun(self) -> int:
+        """How many times the run started: `starts`, or for a run written before `starts` was kept (0), 1
+        when any of its tasks was dispatched or failed (it did start), else 0."""
+        if self.starts:
+            return self.starts
+        return int(any(t.attempt > 0 or t.state is TaskState.FAILED for t in self.tasks.values()))
+
+    @property
+    def never_started(self) -> bool:
+        """Whether the run failed before it started (its parameters did not render, or its event's chain was
+        too deep): no task ever ran, so it cannot be retried or rerun (that would start it with no
+        parameters, or around the chain cut); the cause must be fixed and the event sent again."""
+        return (self.status is RunStatus.FAILED and self.begun == 0
+                and all(t.state is TaskState.SKIPPED for t in self.tasks.values()))
+
     def meta_dict(self) -> dict[str, Any]:
         return {"id": self.id, "workflow": self.workflow, "rule": self.rule, "event": asdict(self.event),
                 "params": self.params, "status": str(self.status), "created_at": iso_utc(self.created_at),

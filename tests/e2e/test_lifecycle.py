@@ -96,3 +96,6 @@ def test_a_rule_that_retriggers_its_own_workflow_is_cut_at_the_limit(stack: Stac
     assert sorted(r["status"] for r in runs(stack, "again")) == ["failed"] + ["succeeded"] * 3
     metrics = stack.http().get("/metrics").text
     assert 'orch_chains_cut_total{rule="again-and-again"} 1.0' in metrics
+    for action in ("retry", "rerun"):  # it would run with no parameters, around the cut
+        refused = orch("runs", action, cut["id"], env=stack.env, check=False)
+        assert refused.returncode != 0 and "never started" in refused.stderr, refused.stderr

@@ -17,6 +17,8 @@ from orchestrator.events.publish import Publisher
 from orchestrator.jsonutil import loads
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.state.steer import SteeringError
+from orchestrator.state.steer import request as steer
 from orchestrator.workflows.runs import Run, derive_run_id
 
 from ..inproc import Stack
@@ -87,6 +89,31 @@ def test_a_rule_that_retriggers_its_own_workflow_stops_at_the_limit(loops: Stack
     assert found["decisions"]["rules"] == [{"rule": "again-and-again", "outcome": "cut", "run": cut.id,
                                             "reason": cut.error}]
     assert r.xpending(KEYS.events, "engine")["pending"] == 0
+
+
+def metric(r: redis.Redis, name: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in r.hgetall(f"orch:metrics:{name}").items()}
+
+
+def test_a_cut_is_no_run_to_metrics_and_cannot_be_retried_or_rerun_around_the_cut(loops: Stack,
+                                                                                  r: redis.Redis) -> None:
+    loops.emit("loop.start", {}, source="/test")
+    loops.drain()
+    cut = runs_of(loops, "again")[-1]
+    assert cut.never_started and cut.depth == 4
+
+    assert metric(r, "orch_workflow_runs_started_total") == {"again": "4"}, "the four runs, not the cut"
+    assert not any("failed" in field for field in metric(r, "orch_workflow_runs_finished_total")), \
+        "a cut is no failed run: OrchRunsFailing does not fire on it"
+    assert not any("failed" in field for field in metric(r, "orch_workflow_run_duration_seconds"))
+    counts = [int(v) for k, v in metric(r, "orch_event_to_run_seconds").items() if k.endswith("count")]
+    assert sum(counts) == 4
+    for action in ("retry", "rerun"):
+        with pytest.raises(SteeringError, match="never started") as refused:
+            steer(r, KEYS, loops.engine.store, action, cut.id, by="ops")
+        assert refused.value.status == 409 and "send the event again" in str(refused.value)
+    loops.drain()
+    assert [str(run.status) for run in runs_of(loops, "again")] == ["succeeded"] * 4 + ["failed"], "nothing ran"
 
 
 def test_events_a_task_emits_are_one_deeper_than_its_run_and_stop_at_the_limit(loops: Stack, r: redis.Redis) -> None:

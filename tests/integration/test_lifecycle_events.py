@@ -20,6 +20,7 @@ from orchestrator.events.publish import Planner
 from orchestrator.jsonutil import loads
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
+from orchestrator.state.steer import SteeringError
 from orchestrator.state.steer import request as steer
 from orchestrator.workflows import announce
 from orchestrator.workflows.advance import Change
@@ -34,6 +35,7 @@ RULES = """
       - {name: run-ok, type: lc.ok, workflow: fine, params: {n: "{{ data.n }}"}}
       - {name: run-bad, type: lc.bad, workflow: broken, params: {n: "{{ data.n }}"}}
       - {name: run-stuck, type: lc.stuck, workflow: stuck, params: {n: "{{ data.n }}"}}
+      - {name: run-fan, type: lc.fan, workflow: fan, params: {ns: "{{ data.ns }}"}}
 """
 WORKFLOWS = {"lifecycle_flows": """
     from orchestrator import task, workflow
@@ -61,6 +63,16 @@ WORKFLOWS = {"lifecycle_flows": """
     @workflow(timeout_s=0.3)
     def stuck(n: int):
         never(n)
+
+    @task
+    def odd_only(n: int) -> int:
+        if n % 2 == 0:
+            raise ValueError(f"even {n}")
+        return n
+
+    @workflow
+    def fan(ns: list):
+        odd_only.map(ns)
 """}
 
 
@@ -115,7 +127,8 @@ def test_a_task_out_of_retries_announces_its_failure_and_the_run_its_own(stack: 
     assert (task_failed["id"], task_failed["orchtask"]) == (f"{run.id}.task.bad.2", "bad")
     assert task_failed["data"]["task"]["attempt"] == 2 and task_failed["data"]["task"]["queue"] == "default"
     assert task_failed["data"]["error"]["type"] == "ValueError"
-    assert "bad 2" in task_failed["data"]["error"]["message"]
+    assert task_failed["data"]["error"]["message"] == "ValueError: bad 2", "its headline, no traceback"
+    assert "Traceback" in run.tasks["bad"].error  # type: ignore[operator]  # the run keeps it (runs:read)
     assert run_failed["data"]["status"] == "failed"
     assert run_failed["data"]["error"] == {"type": "ValueError", "message": run.error}
     assert run_failed["data"]["event"] == {"id": event_id, "source": "/lc", "type": "lc.bad"}
@@ -239,3 +252,28 @@ def test_the_alert_example_posts_failed_runs_to_slack_once(r: redis.Redis, redis
     assert again.status is RunStatus.SUCCEEDED and str(again.tasks["post_to_slack"].state) == "skipped"
     stack.drain()
     assert len(slack.received) == 1 and r.zcard("orch:runs:workflow:alert_slack") == 2
+
+
+def test_a_mapped_task_that_fails_announces_once_naming_its_items(stack: Stack, r: redis.Redis) -> None:
+    run = finished(stack, derive_run_id("run-fan", "/lc", stack.emit("lc.fan", {"ns": [1, 2, 3, 4]}, source="/lc")))
+
+    assert [e["type"] for e in lifecycle_of(r, run.id)] == ["orch.run.started", "orch.task.failed",
+                                                             "orch.run.failed"], "once, not once per item too"
+    _, task_failed, _ = lifecycle_of(r, run.id)
+    assert (task_failed["id"], task_failed["orchtask"]) == (f"{run.id}.task.odd_only.s1", "odd_only")
+    about = task_failed["data"]["task"]
+    assert (about["items"], about["failed_items_count"]) == (4, 2)
+    assert [(i["node"], i["error"]) for i in about["failed_items"]] == [
+        ("odd_only[1]", {"type": "ValueError", "message": "ValueError: even 2"}),
+        ("odd_only[3]", {"type": "ValueError", "message": "ValueError: even 4"})]
+
+
+def test_a_run_whose_parameters_did_not_render_is_not_retried_with_none(stack: Stack, r: redis.Redis) -> None:
+    run = finished(stack, derive_run_id("run-ok", "/lc", stack.emit("lc.ok", {}, source="/lc")))
+    assert run.never_started and run.params == {}
+
+    for action in ("retry", "rerun"):
+        with pytest.raises(SteeringError, match="never started") as refused:
+            steer(r, Keys(), stack.engine.store, action, run.id, by="ops-alice")
+        assert refused.value.status == 409
+    assert [e["data"]["error"]["type"] for e in lifecycle_of(r, run.id)] == ["InvalidParams"]

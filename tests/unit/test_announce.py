@@ -36,6 +36,11 @@ def announced_flow(x: int) -> None:
     announced_step(announced_flaky(x))
 
 
+@workflow
+def announced_fan(items: list[int]) -> None:
+    announced_step.map(items)
+
+
 def at(seconds: float) -> datetime:
     return NOW + timedelta(seconds=seconds)
 
@@ -176,3 +181,85 @@ def test_the_engine_skips_validating_only_its_own_announcements_that_no_rule_lis
     assert not unheard(index, {**body, "source": "/shop"}), "not the engine's"
     assert not unheard(index, {**body, "type": "order.created"})
     assert not unheard(index, ["not", "an", "event"])
+
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "/app/flows.py", line 3, in step\n    raise ValueError("no")\n' \
+            "ValueError: no such order\n"
+
+
+def test_a_mapped_task_that_fails_is_announced_once_naming_its_failed_items() -> None:
+    change = lifecycle.new_run("m", announced_fan.spec, "on-orders", EVENT, {"items": [1, 2, 3]}, NOW)
+    items = [f"announced_step[{i}]" for i in range(3)]
+    assert all(change.run.tasks[item].attempt == 1 for item in items)
+    change = Change(change.run)
+    report(change, items[0], RecordKind.FAILED, 1, "ValueError")
+    assert valid(announce.announcements([change], at(1))) == [], \
+        "an item's failure is its mapped task's, announced when that fails"
+
+    change = Change(change.run)
+    report(change, items[1], RecordKind.FAILED, 2, "KeyError")
+    report(change, items[2], RecordKind.SUCCEEDED, 2)
+    task_failed, run_failed = valid(announce.announcements([change], at(2)))
+
+    assert (task_failed.type, task_failed.id) == (announce.TASK_FAILED, "m.task.announced_step.s1")
+    assert task_failed.extensions["orchtask"] == "announced_step"
+    about = task_failed.data["task"]
+    assert (about["node"], about["items"], about["failed_items_count"]) == ("announced_step", 3, 2)
+    assert about["failed_items"] == [
+        {"node": items[0], "index": 0, "attempt": 1, "error": {"type": "ValueError", "message": "boom"}},
+        {"node": items[1], "index": 1, "attempt": 1, "error": {"type": "KeyError", "message": "boom"}}]
+    assert task_failed.data["error"] == {"type": "ValueError", "message": "item 0 failed: boom"}
+    assert run_failed.data["error"] == {"type": "ValueError",
+                                        "message": "task announced_step failed: item 0 failed: boom"}
+
+
+def test_a_mapped_task_that_fails_again_after_a_retry_is_announced_again() -> None:
+    change = lifecycle.new_run("m", announced_fan.spec, "on-orders", EVENT, {"items": [1]}, NOW)
+    report(change, "announced_step[0]", RecordKind.FAILED, 1)
+    again = Change(change.run)
+    assert lifecycle.retry(again, at(2), Resources(), Effects())
+    report(again, "announced_step[0]", RecordKind.FAILED, 3)
+
+    ids = [e.id for e in valid(announce.announcements([again], at(3)))]
+    assert ids == ["m.started.2", "m.task.announced_step.s2", "m.failed.2"]
+
+
+def test_errors_are_announced_as_their_type_and_headline_never_a_traceback() -> None:
+    change = Change(started().run)
+    report(change, "announced_flaky", RecordKind.STARTED, 1)
+    task_run = change.run.tasks["announced_step"]
+    record = TaskRecord(RecordKind.SUCCEEDED, "r", "announced_flaky", 1, at(1).timestamp(), worker="w")
+    assert apply_record(change, record, at(1))
+    failure = TaskRecord(RecordKind.FAILED, "r", "announced_step", task_run.attempt, at(2).timestamp(), worker="w",
+                         error=TRACEBACK, error_type="ValueError")
+    assert apply_record(change, failure, at(2))
+
+    task_failed, run_failed = valid(announce.announcements([change], at(2)))
+
+    assert task_failed.data["error"] == {"type": "ValueError", "message": "ValueError: no such order"}
+    assert run_failed.data["error"] == {"type": "ValueError",
+                                        "message": "task announced_step failed: ValueError: no such order"}
+    assert announce.headline("KeyError: 'sku'\n" + TRACEBACK) == "KeyError: 'sku'", "the runner's: headline first"
+    assert announce.headline("rule r: 'x' is undefined\n  in template {{ x }}") == "rule r: 'x' is undefined"
+    assert announce.headline("\n\n") == ""
+
+
+def test_a_run_written_before_starts_was_kept_announces_its_end_as_its_first_start() -> None:
+    change = Change(started().run)
+    change.run.starts = 0  # as read back from a run the engine wrote before it counted starts
+    report(change, "announced_flaky", RecordKind.STARTED, 1)
+    report(change, "announced_flaky", RecordKind.FAILED, 1, "ValueError")
+    (retry,) = change.timers
+    change = Change(change.run)
+    assert apply_timer(change, retry, at(2))
+    report(change, "announced_flaky", RecordKind.FAILED, 3, "ValueError")
+
+    task_failed, run_failed = valid(announce.announcements([change], at(3)))
+    assert (run_failed.id, run_failed.data["starts"]) == ("r.failed.1", 1)
+    assert run_failed.data["error"]["type"] == "ValueError", "not InvalidParams: it did start"
+    assert not change.run.never_started
+
+    again = Change(change.run)
+    assert lifecycle.retry(again, at(4), Resources(), Effects())
+    assert [e.id for e in valid(announce.announcements([again], at(4)))] == ["r.started.2"], \
+        "its retry is its second start: no id clashes with the end it announced"

@@ -257,3 +257,36 @@ def test_a_steering_log_read_back_from_redis_keeps_only_well_formed_entries() ->
     meta["steering"] = {"not": "a list"}
     fields[b"meta"] = json.dumps(meta).encode()
     assert Run.from_fields(fields).steering == []
+
+
+# -- defect: a run that never started was retried or rerun with no parameters, around its chain cut --------
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["params-did-not-render", "chain-cut"])
+def test_a_run_that_never_started_is_neither_retried_nor_rerun(cut: bool) -> None:
+    request = RunRequest("n", "rule", timed.spec, EVENT, None, "rule rule: chain depth 11 over limit 10" if cut
+                         else "rule rule: 'x' is undefined", depth=11 if cut else 0, cut=cut)
+    record = lifecycle.create(request, NOW, Resources(), Effects())
+    assert record is not None
+    run = Run.from_fields({k.encode(): v for k, v in record.run.to_fields(spec=True).items()})  # as read back
+
+    assert run.never_started
+    again = Change(run)
+    assert not lifecycle.retry(again, at(1), Resources(), Effects())
+    assert not again.dirty and not again.dispatches and run.status is RunStatus.FAILED
+    with pytest.raises(WorkflowError, match="never started"):
+        lifecycle.rerun(run, "n2", at(1), Resources(), Effects())
+
+
+def test_runs_that_did_start_or_only_waited_are_not_never_started() -> None:
+    failed = start(timed.spec)
+    report(failed, "first", RecordKind.STARTED)
+    report(failed, "first", RecordKind.FAILED)
+    failed.run.starts = 0  # written before `starts` was kept: its dispatched task says it started
+    assert failed.run.status is RunStatus.FAILED and not failed.run.never_started
+    assert failed.run.begun == 1
+
+    queued = lifecycle.new_run("q", limited.spec, "rule", EVENT, {"x": 1}, NOW, queued=True)
+    lifecycle.cancel(queued, at(1))
+    assert queued.run.begun == 0 and not queued.run.never_started, "cancelled while queued: it may be retried"
+    assert lifecycle.retry(Change(queued.run), at(2), Resources(), Effects())

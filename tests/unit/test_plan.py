@@ -39,3 +39,29 @@ def test_a_held_tick_is_planned_for_its_rule_only(tmp_path: Path) -> None:
 
     again, _ = plan_event(project, event_from_mapping({**body, HELD_FOR: "b"}))
     assert [r.rule for r in again] == ["b"]
+
+
+def test_a_cut_request_keeps_the_events_trace_like_the_others(tmp_path: Path) -> None:
+    project = load_project(make_project(tmp_path, rules="""\
+        rules:
+          - {name: a, type: thing.happened, workflow: flow}
+        """, workflows={"flows": """\
+        from orchestrator import task, workflow
+
+        @task
+        def step() -> None:
+            return None
+
+        @workflow
+        def flow():
+            step()
+        """}))
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    event = event_from_mapping({"specversion": "1.0", "id": "e1", "source": "/t", "type": "thing.happened",
+                                "traceparent": traceparent})
+
+    (cut,), _ = plan_event(project, event, depth=5, max_depth=3)
+    (normal,), _ = plan_event(project, event, depth=0, max_depth=3)
+
+    assert cut.cut and normal.trace is not None
+    assert cut.trace == normal.trace, "the cut record's trace is the event's"
