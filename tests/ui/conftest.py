@@ -107,7 +107,7 @@ WORKFLOWS = {"demo": '''
 '''}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = make_project(tmp_path_factory.mktemp("ui") / "project", rules=RULES, workflows=WORKFLOWS)
     running = start_stack(tmp_path_factory.mktemp("ui-stack"), project=project, workers=2)
@@ -118,8 +118,10 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stop_stack(running)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it is open,
+    which later tests (asyncio.run) must not find."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
