@@ -103,10 +103,12 @@ class LogShipper:
                 self._ship(entry)
 
     def _ship(self, entry: _Open, closing: bool = False) -> None:
-        """Ship the buffer's lines; `closing`: the last of them, marking the log closed (even with none)."""
+        """Ship the buffer's lines; `closing`: the last of them, marking the log closed. With no line left to
+        ship, nothing is sent, so a task that logs nothing costs no command: an attempt that fails (a cancel or
+        a timeout too) always ends with its error line, which carries the mark followers wait for."""
         with entry.lock:
             batch = entry.buffer.take()
-            if not batch and not closing:
+            if not batch:
                 return
             try:
                 logs.append(self._client, self._keys, entry.run, entry.node, entry.attempt, batch.lines,
