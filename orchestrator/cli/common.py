@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,6 +54,11 @@ def handle_errors(fn: F) -> F:
         except OrchestratorError as exc:
             fail(str(exc))
     return wrapper  # type: ignore[return-value]
+
+
+def reader_gone() -> None:
+    """Stdout's reader went away (e.g. `| head`): point stdout at /dev/null so the final flush is silent."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def die_with_parent() -> None:

@@ -8,7 +8,6 @@ which attempts a bounded read left out (workflows/logs.py: 100 attempts, 4 MiB o
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -30,7 +29,7 @@ from ..workflows.logs import (
     TaskProgress,
     read_logs,
 )
-from .common import fail, handle_errors, make_settings, project_option
+from .common import fail, handle_errors, make_settings, project_option, reader_gone
 
 __all__ = ["add_log_commands"]
 
@@ -144,7 +143,7 @@ def add_log_commands(runs: click.Group) -> None:
         except KeyboardInterrupt:
             pass
         except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silences the final flush
+            reader_gone()
         finally:
             client.close()
 

@@ -17,7 +17,15 @@ from ..connection import connect
 from ..errors import EventError
 from ..jsonutil import loads
 from ..state.keys import Keys
-from .common import die_with_parent, fail, handle_errors, make_settings, project_option, setup_logging
+from .common import (
+    die_with_parent,
+    fail,
+    handle_errors,
+    make_settings,
+    project_option,
+    reader_gone,
+    setup_logging,
+)
 
 __all__ = ["cli", "main"]
 
@@ -226,9 +234,7 @@ def events_tail(type_glob: str | None, since: str | None, count: int | None, as_
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silences the final flush
+        reader_gone()
     finally:
         client.close()
 
