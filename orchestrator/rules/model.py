@@ -83,7 +83,10 @@ class MatchResult:
     rule: str
     outcome: Match
     reason: str | None = None
-    stopped_by: str | None = None  # of a PARTIAL match: "disabled", "source" or "match" (a condition)
+    stopped_by: str | None = None  # of a PARTIAL match: "disabled", "source", "match" (a pattern) or "if"
+    path: str | None = None  # of a failed pattern condition: the field path ("data.order.region")
+    seen: Any = None  # ... the value the event had there (None also when missing: see `reason`)
+    expected: Any = None  # ... and what the pattern asked for, as written
 
 
 @dataclass(frozen=True)
