@@ -33,6 +33,7 @@ __all__ = [
     "EVENT_TO_RUN",
     "REDIS_ERRORS",
     "RULE_EVALUATIONS",
+    "RULE_MISSES",
     "RUNS_FINISHED",
     "RUNS_STARTED",
     "RUN_DURATION",
@@ -47,6 +48,7 @@ __all__ = [
     "MetricsBatch",
     "QueueInspector",
     "RedisCollector",
+    "miss_reason",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ EVENTS_RECEIVED = CounterDef(
 EVENTS_DEAD_LETTERED = CounterDef(
     "orch_events_dead_lettered_total", "Stream entries moved to the dead-letter stream.", ("stream",))
 RULE_EVALUATIONS = CounterDef(
-    "orch_rule_evaluations_total", "Rules evaluated against an event of a type they listen to, by result.",
+    "orch_rule_evaluations_total", "Rules evaluated against an event of a type they listen to, by result "
+    "(not_matched: of the events in the ORCH_EXPLAIN_SAMPLE sample).",
     ("rule", "result"))
 RUNS_STARTED = CounterDef("orch_workflow_runs_started_total", "Workflow runs created.", ("workflow",))
 RUNS_FINISHED = CounterDef("orch_workflow_runs_finished_total", "Workflow runs finished, by status.",
@@ -112,10 +115,23 @@ REDIS_ERRORS = CounterDef(
     "role and error (connection, timeout, oom, readonly, busy, loading, noperm, contention, other).",
     ("role", "error"))
 
+MISS_REASONS = ("disabled", "source", "match", "if", "other")
+RULE_MISSES = CounterDef(
+    "orch_rule_misses_total", "Rules that listen to an event's type but did not match it, by what stopped them "
+    "(disabled, source, match, if, other); with ORCH_EXPLAIN_SAMPLE below 1, of the sampled events only.",
+    ("rule", "reason"))
+
+
+def miss_reason(stopped_by: str | None) -> str:
+    """The bounded `reason` label of a rule's miss: what stopped it (MatchResult.stopped_by), else other."""
+    return stopped_by if stopped_by in MISS_REASONS else "other"
+
+
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
     TASKS_FINISHED, TASK_DURATION, TASK_WAIT, EVENT_TO_RUN, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
     CHAINS_CUT,
+    RULE_MISSES,
 )
 
 

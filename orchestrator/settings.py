@@ -59,6 +59,10 @@ class Settings(BaseSettings):
                                   description="A task queued this long whose job vanished is failed (JobLost).")
 
     run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
+    explain_sample: float = Field(default=1.0, ge=0, le=1, description="Fraction (0..1) of events whose rules "
+                                  "that did not match are recorded and counted (by a hash of the event's source "
+                                  "and id: every engine samples the same events). Matches, render errors and flow "
+                                  "decisions are recorded for every event.")
     lifecycle_events: bool = Field(default=True, description="The engine publishes orch.run.* and orch.task.failed "
                                    "events as runs start and end (rules can chain workflows and alert on them).")
     chain_max_depth: int = Field(default=10, ge=0, le=10_000, description="Deepest event chain that may start runs "

@@ -12,10 +12,11 @@ from ..jsonutil import dumps
 from ..state.keys import Keys
 from .common import fail, handle_errors, make_settings, project_option
 
-__all__ = ["add_event_commands", "print_event_decisions"]
+__all__ = ["add_event_commands", "print_event_decisions", "why"]
 
 _STYLE = {"matched": "green", "queued": "cyan", "error": "red", "cut": "red", "skipped": "yellow", "held": "yellow",
-          "not_matched": "dim"}
+          "not_matched": "dim", "throttled": "cyan", "debounced": "cyan", "batched": "cyan", "waiting": "cyan",
+          "replaced": "green", "rate_limited": "yellow", "singleton_skipped": "yellow"}
 _STATE = {"processed": "processed", "in_progress": "being processed (read, not yet acknowledged)",
           "waiting": "not read by the engine yet"}
 
@@ -66,17 +67,36 @@ def print_event_decisions(found: dict[str, Any]) -> None:
     console.print(Text(f"  engine    {_STATE.get(found.get('state', ''), found.get('state', ''))}"))
     if record is None:
         if found.get("state") == "processed":
-            console.print("  no rule listens to events of this type (or the record expired with the runs)")
+            console.print("  no rule listens to events of this type (or the record expired with the event)")
         return
     console.print(Text(f"  depth     {record['depth']} (chain depth: 0 for events from outside orch)"))
     table = Table(box=None, pad_edge=False)
     for column in ("RULE", "OUTCOME", "RUN"):
         table.add_column(column, no_wrap=True)
-    table.add_column("REASON", overflow="fold")
+    table.add_column("WHY", overflow="fold")
     for decision in record["rules"]:
         outcome = decision["outcome"]
         table.add_row(Text(decision["rule"]), Text(outcome, style=_STYLE.get(outcome, "")),
-                      Text(decision.get("run") or "-"), Text(decision.get("reason") or ""))
+                      Text(decision.get("run") or "-"), Text(why(decision)))
     console.print(table)
     if record.get("omitted"):
         console.print(f"  ... and {record['omitted']} more rule(s), not recorded")
+
+
+def why(decision: dict[str, Any]) -> str:
+    """Why a rule decided as it did, in one line: what stopped it (`[match] data.plan: seen "free", expected
+    ["pro","team"]`, or its reason), then a flow decision's detail (`key="c-42" until="..."`)."""
+    parts = []
+    stopped = f"[{decision['stopped_by']}] " if decision.get("stopped_by") else ""
+    if decision.get("path") is not None:
+        seen = "missing" if decision.get("missing") else f"seen {_json(decision.get('seen'))}"
+        parts.append(f"{stopped}{decision['path']}: {seen}, expected {_json(decision.get('expected'))}")
+    elif decision.get("reason"):
+        parts.append(f"{stopped}{decision['reason']}")
+    if decision.get("detail"):
+        parts.append(" ".join(f"{key}={_json(value)}" for key, value in decision["detail"].items()))
+    return "; ".join(parts)
+
+
+def _json(value: Any) -> str:
+    return dumps(value).decode(errors="replace")

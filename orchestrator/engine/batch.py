@@ -8,7 +8,7 @@ markers it takes and frees); what happens to tasks is advance.py's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +20,7 @@ from ..metrics import (
     CHAINS_CUT,
     EVENT_TO_RUN,
     RULE_EVALUATIONS,
+    RULE_MISSES,
     RUN_DURATION,
     RUNS_FINISHED,
     RUNS_STARTED,
@@ -28,7 +29,9 @@ from ..metrics import (
     TASK_WAIT,
     TASKS_FINISHED,
     MetricsBatch,
+    miss_reason,
 )
+from ..rules.model import MatchResult
 from ..workflows import lifecycle
 from ..workflows.advance import Change, Timer, apply_record, apply_timer, settle
 from ..workflows.lifecycle import Effects, Resources, RunRequest
@@ -79,8 +82,14 @@ class Batch:
         """The schedule overlap guards the requested runs need."""
         return sorted({r.guard for _, requests in self.requests for r in requests if r.guard})
 
-    def add_evaluation(self, rule: str, result: str) -> None:
-        self.evaluations.inc(RULE_EVALUATIONS, rule, result)
+    def add_evaluations(self, event_id: str, outcomes: Sequence[tuple[MatchResult, str]]) -> None:
+        """Count the rules evaluated for one event by result, and those that did not match by what stopped
+        them (an event outside ORCH_EXPLAIN_SAMPLE brings matched and error results only)."""
+        for result, label in outcomes:
+            self.evaluations.inc(RULE_EVALUATIONS, result.rule, label)
+            if label == "not_matched":
+                self.evaluations.inc(RULE_MISSES, result.rule, miss_reason(result.stopped_by))
+                log.debug("event %s: rule %s did not match: %s", event_id, result.rule, result.reason)
 
     @property
     def run_ids(self) -> list[str]:

@@ -4,7 +4,7 @@
                     events stream with the publishers' own script (dedup on source and id + XADD), queued
                     on the MULTI: no round trip of their own, and never without the run change they announce
     decisions       per event, the rules it matched with their runs and why other candidates did not
-                    (events/decisions.py), one SET with the runs' retention
+                    (events/decisions.py), one SET with the events' retention
     chain depths    before planning: the depth of each event (events/chains.py); an event a task emitted
                     takes its run's depth + 1, from the engine's cache or, for runs it does not hold, one
                     pipelined read of their meta
@@ -49,7 +49,7 @@ class Chronicle:
         self._keys = keys
         self._cache = cache
         self._announce = settings.lifecycle_events
-        self._retention_s = max(1, int(settings.run_retention_s))
+        self._retention_s = max(1, int(settings.events_retention_s))  # a record expires with its event
         self._planner = Planner(keys, dedup_window_s=settings.event_dedup_window_s, max_bytes=announce.MAX_BYTES,
                                 trigger="engine")
 

@@ -181,10 +181,11 @@ class Engine:
         return batch
 
     def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
-        raw = entry.fields[b"e"]
+        settings = self._settings
         try:
             def plan() -> tuple[list[RunRequest], Any]:
-                return plan_event(self._project, event, raw, depth=depth, max_depth=self._settings.chain_max_depth)
+                return plan_event(self._project, event, entry.fields[b"e"], depth=depth,
+                                  max_depth=settings.chain_max_depth, sample=settings.explain_sample)
 
             requests, outcomes = tracing.match(event, plan) if tracing.active else plan()
         except Exception as exc:  # noqa: BLE001 - left pending: retried, then dead-lettered with this reason
@@ -195,10 +196,7 @@ class Engine:
         if decided:
             ref = {"id": event.id, "source": event.source, "type": event.type}
             batch.decisions.append(EventDecisions(entry, ref, depth, decided))
-        for result, label in outcomes:
-            batch.add_evaluation(result.rule, label)
-            if label == "not_matched":
-                log.debug("event %s: rule %s did not match: %s", event.id, result.rule, result.reason)
+        batch.add_evaluations(event.id, outcomes)
         if requests:
             batch.requests.append((entry, requests))
         else:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..errors import RuleError, WorkflowError
 from ..events.chains import over_limit
+from ..events.decisions import sampled
 from ..events.envelope import Event
 from ..jsonutil import dumps, loads
 from ..project import Project
-from ..rules.match import event_view
-from ..rules.model import Match, MatchResult
+from ..rules.match import RuleIndex, event_view
+from ..rules.model import Match, MatchResult, Rule
 from ..tracing import of_event
 from ..workflows.lifecycle import RunRequest
 from ..workflows.runs import EventRef, derive_run_id
@@ -34,13 +35,25 @@ def schedule_of(project: Project, event: Event) -> str | None:
     return name if name in project.schedules else None
 
 
-def plan_event(project: Project, event: Event, raw: bytes | None = None, *, depth: int = 0,
-               max_depth: int | None = None) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
+def _matching(index: RuleIndex, event: Event) -> list[tuple[Rule, MatchResult]]:
+    """The rules that fully match `event`, without explaining the others: the index's fast path when it has
+    one (`matching`), else the full evaluation, filtered."""
+    fast = getattr(index, "matching", None)
+    if fast is not None:
+        return [(rule, MatchResult(rule.name, Match.FULL)) for rule in fast(event)]
+    return [(rule, result) for rule, result in index.evaluate(event) if result.outcome is Match.FULL]
+
+
+def plan_event(project: Project, event: Event, raw: bytes | None = None, *, depth: int = 0, max_depth: int | None = None,
+               sample: float = 1.0) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
     """The runs `event` starts, and each evaluated rule with its metric result (matched, not_matched, error).
 
     `depth` is the event's chain depth (events/chains.py): past `max_depth`, a matching rule's request is a
-    record of the run not started (`cut`), whose error says why; its parameters are not rendered."""
-    evaluated = project.index.evaluate(event)
+    record of the run not started (`cut`), whose error says why; its parameters are not rendered.
+    `sample` is ORCH_EXPLAIN_SAMPLE: an event outside the sample (decisions.sampled) is matched without
+    explaining the rules that did not match, so its outcomes hold matched and error results only."""
+    explain = sampled(event.source, event.id, sample)
+    evaluated = project.index.evaluate(event) if explain else _matching(project.index, event)
     held_for = event.extensions.get(HELD_FOR) if schedule_of(project, event) else None
     if held_for is not None:  # a tick held by queue-one for one rule, back when its previous run ended
         evaluated = [(rule, result) for rule, result in evaluated if rule.name == held_for]

@@ -1,7 +1,9 @@
 """③ Why an event started the runs it did, and why other rules did not: the engine's decisions, per event.
 
 For each event that a rule listens to (its type matches the rule's), the engine keeps one small record,
-written in the transaction that acknowledges the event, for as long as runs are kept (`run_retention_s`):
+written in the transaction that acknowledges the event, for as long as events are kept
+(`events_retention_s`: the record expires with the event it explains). Each rule's decision has an
+`outcome`:
 
     matched       the rule matched: `run` is the run it started (or had started: a redelivery)
     queued        ... and that run waits for a slot of its workflow's concurrency limit
@@ -9,11 +11,34 @@ written in the transaction that acknowledges the event, for as long as runs are 
     cut           the rule matched but the event's chain is too deep (events/chains.py): `run` is the record
     skipped       the rule matched, but its schedule's previous run still runs (overlap: skip)
     held          ... and the event waits for it to end (overlap: queue-one)
-    not_matched   the rule listens to the type, but was disabled or a `match:` condition failed (`reason`)
+    not_matched   the rule listens to the type, but was disabled or a condition failed
+
+and, for rules with flow control (FLOW_OUTCOMES; built with `flow_decision`), what the control did:
+
+    throttled          the run starts later (`detail.until`)
+    debounced          the event is merged into a pending run of its key
+    batched            the event is added to a pending batch
+    rate_limited       the event is dropped: the key is over its rate
+    waiting            the run waits for a slot of its key's concurrency limit
+    singleton_skipped  the event is dropped: a run for its key is active
+    replaced           the run starts, cancelling the previous run for its key
+
+Besides `rule` and `outcome`, a decision may carry:
+
+    run           the run id (started, failed, held back, or the one a flow control merged into)
+    reason        a sentence for people (render errors keep their message here)
+    stopped_by    of not_matched: disabled, source, match (a pattern condition) or if (an `if:` expression)
+    path          of a failed condition: the field path (data.order.region)
+    seen          ... the value the event had there, summarized (events/summary.py); or, instead,
+    missing       true: the event has no such field
+    expected      ... what the rule asked for, as written, summarized
+    detail        of a flow decision: a small mapping (key, until, hold, ...), summarized
 
 A rule whose source glob does not match is left out, like rules that do not listen to the type: those are
 the many rules an event was never meant for. An event with nothing to record has no record at all.
-Records are bounded: at most MAX_RULES rules (`omitted` counts the rest), reasons of REASON_MAX_CHARS.
+Records are bounded: at most MAX_RULES rules (`omitted` counts the rest), reasons of REASON_MAX_CHARS,
+values summarized. With ORCH_EXPLAIN_SAMPLE below 1, only a sample of events (`sampled`: the same on
+every engine) records its not_matched decisions; every event records the others.
 
 Readers (the API's GET /events/{entry_id}, `orch events show`, the web UI):
 
@@ -23,6 +48,7 @@ Readers (the API's GET /events/{entry_id}, `orch events show`, the web UI):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,22 +58,28 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..jsonutil import dumps, loads
+from ..rules.model import MISSING
 from ..state.keys import ENGINE_GROUP, Keys
 from .recent import record_or_none
 from .stream import compare_ids
+from .summary import cut, summarize, summarize_mapping
 
 if TYPE_CHECKING:
     from ..rules.model import MatchResult
     from ..workflows.lifecycle import RunRequest
 
-__all__ = ["ENTRY_ID_PATTERN", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Decision", "EntryIdError",
-           "check_entry_id", "decisions_of", "encode", "event_decisions", "held_back", "planned", "read_record"]
+__all__ = ["ENTRY_ID_PATTERN", "FLOW_OUTCOMES", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Decision",
+           "EntryIdError", "check_entry_id", "decisions_of", "encode", "event_decisions", "flow_decision",
+           "held_back", "planned", "read_record", "sampled", "with_flow"]
 
 MAX_RULES = 50
 REASON_MAX_CHARS = 300
-OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched")
+PATH_MAX_CHARS = 200
+FLOW_OUTCOMES = ("throttled", "debounced", "batched", "rate_limited", "waiting", "singleton_skipped", "replaced")
+OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched", *FLOW_OUTCOMES)
 ENTRY_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # each part below 2**64, as Redis wants
 _ENTRY_ID = re.compile(ENTRY_ID_PATTERN)
+_STOPPED_BY = re.compile(r"^[a-z_]{1,32}$")  # disabled, source, match, if (and what later stages add)
 
 
 class EntryIdError(ValueError):
@@ -56,34 +88,72 @@ class EntryIdError(ValueError):
 
 @dataclass(frozen=True)
 class Decision:
-    """What became of one rule for one event."""
+    """What became of one rule for one event (the fields are the module docstring's)."""
 
     rule: str
     outcome: str
     run: str | None = None
     reason: str | None = None
+    stopped_by: str | None = None
+    path: str | None = None
+    seen: Any = None  # MISSING when the event has no value at `path`
+    expected: Any = None
+    detail: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rule": self.rule, "outcome": self.outcome}
         if self.run is not None:
             out["run"] = self.run
         if self.reason is not None:
-            out["reason"] = _bounded(self.reason)
+            out["reason"] = cut(self.reason, REASON_MAX_CHARS)
+        if self.stopped_by is not None:
+            out["stopped_by"] = self.stopped_by
+        if self.path is not None:
+            out["path"] = cut(self.path, PATH_MAX_CHARS)
+            out.update({"missing": True} if self.seen is MISSING else {"seen": summarize(self.seen)})
+            out["expected"] = summarize(self.expected)
+        if self.detail:
+            out["detail"] = summarize_mapping(self.detail)
         return out
 
     @classmethod
     def from_dict(cls, value: Any) -> Decision | None:
-        """A decision read back from Redis, or None when it is not one."""
+        """A decision read back from Redis, or None when it is not one (a field of the wrong shape)."""
         if not isinstance(value, dict) or value.get("outcome") not in OUTCOMES:
             return None
-        rule, run, reason = value.get("rule"), value.get("run"), value.get("reason")
-        if not isinstance(rule, str) or not isinstance(run, str | None) or not isinstance(reason, str | None):
+        rule, run, reason, path = value.get("rule"), value.get("run"), value.get("reason"), value.get("path")
+        stopped_by, detail, missing = value.get("stopped_by"), value.get("detail"), value.get("missing", False)
+        if not (isinstance(rule, str) and _optional_str(run, reason, path) and isinstance(detail, dict | None)
+                and (stopped_by is None or isinstance(stopped_by, str) and _STOPPED_BY.match(stopped_by))
+                and isinstance(missing, bool)):
             return None
-        return cls(rule, value["outcome"], run, reason)
+        seen = MISSING if missing else value.get("seen")
+        return cls(rule, value["outcome"], run, reason, stopped_by, path, seen, value.get("expected"), detail)
 
 
-def _bounded(text: str) -> str:
-    return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1] + "…"
+def _optional_str(*values: Any) -> bool:
+    return all(isinstance(v, str | None) for v in values)
+
+
+def flow_decision(rule: str, outcome: str, *, run: str | None = None, reason: str | None = None,
+                  detail: Mapping[str, Any] | None = None) -> Decision:
+    """The decision of a rule's flow control for one event: `outcome` one of FLOW_OUTCOMES, `run` the run it
+    started, delayed or merged the event into (if any), `reason` a sentence for people, `detail` a small
+    mapping such as {"key": "c-42", "until": "2026-05-01T12:00:05Z"} (summarized when stored)."""
+    if outcome not in FLOW_OUTCOMES:
+        raise ValueError(f"{outcome!r} is not a flow-control outcome (one of {', '.join(FLOW_OUTCOMES)})")
+    return Decision(rule, outcome, run, reason, detail=dict(detail) if detail else None)
+
+
+def sampled(source: str, event_id: str, fraction: float) -> bool:
+    """Whether the event (source, id) is among the `fraction` (0..1) whose not_matched decisions are
+    recorded: a hash of its identity, so every engine, and every delivery, decides the same."""
+    if fraction >= 1:
+        return True
+    if fraction <= 0:
+        return False
+    digest = hashlib.blake2b(f"{source}\x1f{event_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < fraction * 2**64
 
 
 # -- writing (the engine) ------------------------------------------------------------------------------------
@@ -97,7 +167,8 @@ def planned(outcomes: Sequence[tuple[MatchResult, str]], requests: Sequence[RunR
     for result, label in outcomes:
         if label == "not_matched":
             if result.stopped_by != "source":
-                out.append(Decision(result.rule, "not_matched", reason=result.reason))
+                out.append(Decision(result.rule, "not_matched", reason=result.reason, stopped_by=result.stopped_by,
+                                    path=result.path, seen=result.seen, expected=result.expected))
             continue
         request = asked.get(result.rule)
         run = request.run_id if request is not None else None
@@ -120,6 +191,17 @@ def held_back(decisions: Iterable[Decision], reasons: Mapping[str, tuple[str, st
     return out
 
 
+def with_flow(decisions: Iterable[Decision], flows: Mapping[str, Decision]) -> list[Decision]:
+    """`decisions` with the flow-control decisions of `flows` (rule name -> flow_decision(...)) in place of
+    those rules' matched decisions; a flow decision for a rule not among them is added at the end."""
+    out, used = [], set()
+    for decision in decisions:
+        flow = flows.get(decision.rule) if decision.outcome == "matched" else None
+        out.append(flow or decision)
+        used.add(decision.rule)
+    return out + [flow for rule, flow in flows.items() if rule not in used]
+
+
 def encode(decisions: Sequence[Decision], *, event: Mapping[str, str], depth: int, at: datetime) -> bytes:
     """The record of one event's decisions as stored: bounded to MAX_RULES rules."""
     return dumps({"event": dict(event), "depth": depth, "decided_at": at.isoformat().replace("+00:00", "Z"),
@@ -128,7 +210,8 @@ def encode(decisions: Sequence[Decision], *, event: Mapping[str, str], depth: in
 
 
 def read_record(raw: bytes | None) -> dict[str, Any] | None:
-    """A stored record, checked (it comes from Redis): unknown shapes read as None, bad rules are dropped."""
+    """A stored record, checked (it comes from Redis): unknown shapes read as None, bad rules are dropped,
+    values are summarized again (a record written by someone else may be of any size)."""
     if raw is None:
         return None
     try:
@@ -140,7 +223,7 @@ def read_record(raw: bytes | None) -> dict[str, Any] | None:
     rules = [d.to_dict() for d in map(Decision.from_dict, value["rules"][:MAX_RULES]) if d is not None]
     depth, omitted = value.get("depth"), value.get("omitted")
     return {"rules": rules, "depth": depth if _count(depth) else 0, "omitted": omitted if _count(omitted) else 0,
-            "decided_at": value["decided_at"] if isinstance(value.get("decided_at"), str) else None}
+            "decided_at": cut(value["decided_at"], 40) if isinstance(value.get("decided_at"), str) else None}
 
 
 def _count(value: Any) -> bool:

@@ -7,7 +7,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..events.envelope import Event
-from .model import Condition, Match, MatchResult, Rule
+from .model import MISSING, Condition, Match, MatchResult, Rule
 
 __all__ = ["RuleIndex", "event_view", "match"]
 
@@ -47,13 +47,16 @@ def _describe(values: tuple[Any, ...]) -> str:
     return repr(values[0]) if len(values) == 1 else "one of " + ", ".join(map(repr, values))
 
 
-def _check(condition: Condition, view: Mapping[str, Any]) -> str | None:
+def _check(rule: Rule, condition: Condition, view: Mapping[str, Any]) -> MatchResult | None:
+    """None when the condition holds; else the PARTIAL result naming the path, the value seen and expected."""
     actual = _lookup(view, condition.path)
-    if actual is _ABSENT:
-        return f"{condition.name} is missing (expected {_describe(condition.expected)})"
-    if any(_equal(actual, expected) for expected in condition.expected):
+    if actual is not _ABSENT and any(_equal(actual, expected) for expected in condition.expected):
         return None
-    return f"{condition.name} is {actual!r} (expected {_describe(condition.expected)})"
+    said = "missing" if actual is _ABSENT else f"{actual!r}"
+    reason = f"{condition.name} is {said} (expected {_describe(condition.expected)})"
+    written = condition.expected[0] if len(condition.expected) == 1 else list(condition.expected)
+    return MatchResult(rule.name, Match.PARTIAL, reason, "match", condition.name,
+                       MISSING if actual is _ABSENT else actual, written)
 
 
 def _type_matches(rule: Rule, event_type: str) -> bool:
@@ -71,9 +74,9 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> Ma
                            "source")
     view = view if view is not None else event_view(event)
     for condition in rule.conditions:
-        reason = _check(condition, view)
-        if reason is not None:
-            return MatchResult(rule.name, Match.PARTIAL, reason, "match")
+        failed = _check(rule, condition, view)
+        if failed is not None:
+            return failed
     return MatchResult(rule.name, Match.FULL)
 
 

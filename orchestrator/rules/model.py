@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .templates import ParamsTemplate
 
-__all__ = ["Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
+__all__ = ["MISSING", "Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
 
 RULE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
 _PATH_PART = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -78,6 +78,16 @@ class Match(enum.Enum):
     FULL = "full"
 
 
+class _Missing:
+    """What `MatchResult.seen` holds when the event has no value at the failed condition's path."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
 @dataclass(frozen=True)
 class MatchResult:
     rule: str
@@ -85,7 +95,7 @@ class MatchResult:
     reason: str | None = None
     stopped_by: str | None = None  # of a PARTIAL match: "disabled", "source", "match" (a pattern) or "if"
     path: str | None = None  # of a failed pattern condition: the field path ("data.order.region")
-    seen: Any = None  # ... the value the event had there (None also when missing: see `reason`)
+    seen: Any = None  # ... the value the event had there (MISSING when it has no such field)
     expected: Any = None  # ... and what the pattern asked for, as written
 
 

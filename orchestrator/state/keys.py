@@ -12,7 +12,7 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:dedup:<hash(source,id)>      | string | publishers (Lua)      | event_dedup_window_s                       |
 |                                  |        | and the engine (run   |                                            |
 |                                  |        | lifecycle events)     |                                            |
-| <p>:decisions:<entry id>         | string | engine (MULTI)        | run_retention_s: JSON of the rules one     |
+| <p>:decisions:<entry id>         | string | engine (MULTI)        | events_retention_s: JSON of the rules one  |
 |                                  |        |                       | event matched (run ids) and why others     |
 |                                  |        |                       | did not (events/decisions.py)              |
 | <p>:results                      | stream | workers               | trimmed like events (results_retention_s)  |

@@ -52,8 +52,9 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> list[Decision]:
 def test_matched_rules_name_their_runs_and_the_others_say_why_not(planned: list[Decision]) -> None:
     run = {name: derive_run_id(name, "/accounts", "u-1") for name in ("broken", "every")}
     assert [d.to_dict() for d in planned] == [
-        {"rule": "paid", "outcome": "not_matched", "reason": "data.plan is 'free' (expected one of 'pro', 'team')"},
-        {"rule": "switched-off", "outcome": "not_matched", "reason": "the rule is disabled"},
+        {"rule": "paid", "outcome": "not_matched", "reason": "data.plan is 'free' (expected one of 'pro', 'team')",
+         "stopped_by": "match", "path": "data.plan", "seen": "free", "expected": ["pro", "team"]},
+        {"rule": "switched-off", "outcome": "not_matched", "reason": "the rule is disabled", "stopped_by": "disabled"},
         {"rule": "broken", "outcome": "error", "run": run["broken"],
          "reason": "rule broken: params.n: 'dict object' has no attribute 'missing'"},
         {"rule": "every", "outcome": "matched", "run": run["every"]},
