@@ -191,7 +191,8 @@ def test_each_event_records_the_rules_it_matched_and_why_the_others_did_not(deci
     assert record["depth"] == 0 and record["omitted"] == 0
     run = {rule: derive_run_id(rule, "/accounts", "u-2") for rule in ("broken", "everyone", "one-at-a-time")}
     assert record["rules"] == [
-        {"rule": "paid", "outcome": "not_matched", "reason": "data.plan is 'free' (expected one of 'pro', 'team')"},
+        {"rule": "paid", "outcome": "not_matched", "reason": "data.plan is 'free' (expected one of 'pro', 'team')",
+         "stopped_by": "match", "path": "data.plan", "seen": "free", "expected": ["pro", "team"]},
         {"rule": "broken", "outcome": "error", "run": run["broken"],
          "reason": "rule broken: params.n: 'dict object' has no attribute 'missing'"},
         {"rule": "everyone", "outcome": "matched", "run": run["everyone"]},
@@ -200,7 +201,7 @@ def test_each_event_records_the_rules_it_matched_and_why_the_others_did_not(deci
     ]
     for rule, run_id in run.items():
         assert decided.engine.store.get(run_id) is not None, f"the run of {rule} the record names exists"
-    assert 0 < r.ttl(KEYS.decisions(second)) <= decided.settings.run_retention_s, "kept as long as the runs"
+    assert 0 < r.ttl(KEYS.decisions(second)) <= decided.settings.events_retention_s, "kept as long as the events"
     earlier = decisions_of(r, KEYS, [first, second])
     assert earlier[first]["rules"][-1]["outcome"] == "matched", "the first took the slot"  # type: ignore[index]
 
