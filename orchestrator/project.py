@@ -31,7 +31,7 @@ from .workflows.dsl import Task, Workflow, collect
 from .workflows.yamlflows import YamlWorkflow, load_yaml_workflows
 from .yamlpos import YamlError, line_of, load_with_lines
 
-__all__ = ["Location", "Project", "Section", "load_project", "load_sections"]
+__all__ = ["Location", "Project", "Section", "load_project", "load_rules", "load_sections"]
 
 RULES_DIR = "rules"
 WORKFLOWS_DIR = "workflows"
@@ -108,6 +108,19 @@ def load_project(root: Path | str, *, sections: Sequence[Section] = (),
         raise ConfigError(issues)
     project.index = RuleIndex(project.rules)
     return project
+
+
+def load_rules(project: Project, folder: Path | str, *, sections: Sequence[Section] = ()) -> list[Rule]:
+    """The rules of the YAML files under `folder` (a proposed rule set, outside the project or in it), checked
+    against `project`'s workflows; the other `sections` in those files are accepted and ignored. Raises
+    ConfigError listing every problem, with file, line and field."""
+    scratch = Project(project.root, workflows=project.workflows, tasks=project.tasks)
+    issues: list[ConfigIssue] = []
+    found = _load_yaml_files(scratch, issues, sections, folder=Path(folder).expanduser().resolve())
+    _check_rules(scratch, found["rules"], issues)
+    if issues:
+        raise ConfigError(issues)
+    return scratch.rules
 
 
 def load_sections(root: Path | str, sections: Sequence[Section],
@@ -204,14 +217,18 @@ def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIss
         project.tasks[task.name] = task
 
 
-def _load_yaml_files(project: Project, issues: list[ConfigIssue],
-                     sections: Sequence[Section]) -> dict[str, list[_Item]]:
+def _load_yaml_files(project: Project, issues: list[ConfigIssue], sections: Sequence[Section],
+                     folder: Path | None = None) -> dict[str, list[_Item]]:
+    """The items of each section in the YAML files under `folder` (default: the project's rules/)."""
     names = ("rules", *(s.name for s in sections))
-    folder = project.root / RULES_DIR
+    given = folder is not None
+    base, folder = (folder, folder) if folder is not None else (project.root, project.root / RULES_DIR)
     found: dict[str, list[_Item]] = {name: [] for name in names}
     if not folder.is_dir():
+        if given:
+            issues.append(ConfigIssue(folder, None, None, "is not a directory of rule files (*.yaml)"))
         return found
-    files, outside = files_inside(project.root, sorted(
+    files, outside = files_inside(base, sorted(
         p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
     issues.extend(outside)
     for path in files:

@@ -346,6 +346,7 @@ _add_trigger_commands()
 
 def _add_worker_commands() -> None:
     from .api_cmd import api
+    from .backtest_cmd import rules_group
     from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
     from .token_cmds import tokens
@@ -356,6 +357,7 @@ def _add_worker_commands() -> None:
     cli.add_command(redis_acl)
     cli.add_command(tokens)
     cli.add_command(workers)
+    cli.add_command(rules_group)
 
 
 _add_worker_commands()
