@@ -199,3 +199,16 @@ def test_the_fast_path_of_the_index_is_used_when_it_has_one(orders: Any) -> None
     assert [r.rule for r in requests] == ["eu-only", "vip", "everything"]
     assert [label for _, label in outcomes] == ["matched"] * 3
     assert loads(dumps([d.to_dict() for d in decisions.planned(outcomes, requests)]))[0]["outcome"] == "matched"
+
+
+def test_the_sample_is_a_setting_between_0_and_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from orchestrator.settings import Settings
+
+    assert Settings().explain_sample == 1.0, "every event is explained by default"
+    monkeypatch.setenv("ORCH_EXPLAIN_SAMPLE", "0.05")
+    assert Settings().explain_sample == 0.05
+    monkeypatch.setenv("ORCH_EXPLAIN_SAMPLE", "1.5")
+    with pytest.raises(ValidationError, match="explain_sample"):
+        Settings()
