@@ -140,7 +140,8 @@ def print_report(report: dict[str, Any]) -> None:
                            f" ({_when(window['trimmed_before'])}); older events are gone (ORCH_EVENTS_RETENTION_S)"))
     if report["undecodable"]:
         console.print(Text(f"  note      {report['undecodable']} entries are not events and were skipped"))
-    console.print(Text(f"  note      {report['caveat']}"))
+    for caveat in report["caveats"]:
+        console.print(Text(f"  note      {caveat}"))
     console.print(Text(f"\nruns that would newly start: {report['new']}\nruns that would no longer start: "
                        f"{report['gone']}\nruns whose parameters change: {report['changed']}\n"))
     table = Table(box=None, pad_edge=False)

@@ -30,13 +30,13 @@ from ..rules.match import RuleIndex
 from ..rules.model import Rule
 from .plan import plan_event
 
-__all__ = ["CAVEAT", "EXAMPLES_MAX", "Backtest", "Start", "starts", "with_rules"]
+__all__ = ["CAVEATS", "EXAMPLES_MAX", "Backtest", "Start", "starts", "with_rules"]
 
 EXAMPLES_MAX = 3
 KINDS = ("new", "gone", "changed")
-CAVEAT = ("counts are before flow control (debounce and batch merge runs, throttle delays them, rate_limit and "
-          "singleton drop them), concurrency limits, schedule overlap policies and the chain depth limit; "
-          "events are replayed as recorded (runs newly started would announce and emit more)")
+CAVEATS = ("counts are before flow control (debounce, batch, throttle, rate_limit, singleton: they merge, delay or "
+           "drop runs), concurrency limits, overlap policies and the chain depth limit",
+           "events are replayed as recorded: what newly started runs would announce or emit is not among them")
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Backtest:
                 "last_entry": self.last, **totals,
                 "current_runs": sum(r["current"]["runs"] for r in rules),
                 "proposed_runs": sum(r["proposed"]["runs"] for r in rules),
-                "rules": rules, "caveat": CAVEAT}
+                "rules": rules, "caveats": list(CAVEATS)}
 
 
 def _tally(counts: Counter[str], start: Start | None) -> None:

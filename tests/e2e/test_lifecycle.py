@@ -78,8 +78,11 @@ def test_events_show_explains_a_rule_that_did_not_match(stack: Stack) -> None:
                      and found, 30, "the engine to decide on the event")
 
     assert shown["decisions"]["rules"] == [{"rule": "welcome-paid-users", "outcome": "not_matched",
-                                            "reason": "data.plan is 'free' (expected one of 'pro', 'team')"}]
-    assert "data.plan is 'free'" in orch("events", "show", emitted["entry_id"], env=stack.env).stdout
+                                            "reason": "data.plan is 'free' (expected one of 'pro', 'team')",
+                                            "stopped_by": "match", "path": "data.plan", "seen": "free",
+                                            "expected": ["pro", "team"]}]
+    assert '[match] data.plan: seen "free", expected ["pro","team"]' in orch(
+        "events", "show", emitted["entry_id"], env=stack.env).stdout
     assert stack.http().get("/events/1-0").status_code == 404
     bad = stack.http().get("/events/not-an-id")
     assert bad.status_code == 422 and bad.json()["field"] == "entry_id"

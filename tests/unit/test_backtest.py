@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.wiring import load_project, load_rules
-from orchestrator.engine.backtest import CAVEAT, Backtest, Start, starts, with_rules
+from orchestrator.engine.backtest import CAVEATS, Backtest, Start, starts, with_rules
 from orchestrator.errors import ConfigError
 from orchestrator.events.envelope import event_from_mapping
 from orchestrator.project import Project
@@ -58,7 +58,7 @@ def test_the_difference_is_counted_run_by_run_and_per_rule(sets: tuple[Project, 
     assert (report["events"], report["undecodable"], report["first_entry"], report["last_entry"]) == (6, 1, "1-0",
                                                                                                        "99-0")
     assert (report["current_runs"], report["proposed_runs"]) == (8, 10)
-    assert report["caveat"] == CAVEAT and "before flow control" in CAVEAT
+    assert report["caveats"] == list(CAVEATS) and "before flow control" in CAVEATS[0]
 
 
 def test_an_example_shows_both_sides_of_a_change(sets: tuple[Project, Project]) -> None:
