@@ -110,19 +110,6 @@ def load_project(root: Path | str, *, sections: Sequence[Section] = (),
     return project
 
 
-def load_rules(project: Project, folder: Path | str, *, sections: Sequence[Section] = ()) -> list[Rule]:
-    """The rules of the YAML files under `folder` (a proposed rule set, outside the project or in it), checked
-    against `project`'s workflows; the other `sections` in those files are accepted and ignored. Raises
-    ConfigError listing every problem, with file, line and field."""
-    scratch = Project(project.root, workflows=project.workflows, tasks=project.tasks)
-    issues: list[ConfigIssue] = []
-    found = _load_yaml_files(scratch, issues, sections, folder=Path(folder).expanduser().resolve())
-    _check_rules(scratch, found["rules"], issues)
-    if issues:
-        raise ConfigError(issues)
-    return scratch.rules
-
-
 def load_sections(root: Path | str, sections: Sequence[Section],
                   context: Mapping[str, Any] | None = None) -> Project:
     """Only the given sections of the project at `root` (and where each item is declared); no Python is
@@ -142,6 +129,23 @@ def load_sections(root: Path | str, sections: Sequence[Section],
     if issues:
         raise ConfigError(issues)
     return project
+
+
+def load_rules(project: Project, folder: Path | str) -> list[Rule]:
+    """The rules in `folder`'s YAML files (`rules:` only; other sections are left to their roles), checked
+    against `project`'s workflows: a proposed rule set (`orch rules test --rules DIR`). ConfigError lists
+    every problem."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError([ConfigIssue(root, None, None, "rules directory does not exist")])
+    proposed = Project(project.root, workflows=project.workflows, tasks=project.tasks)
+    issues: list[ConfigIssue] = []
+    found = _load_yaml_files(proposed, issues, (), folder=root)
+    issues = [i for i in issues if i.field is None or i.field == "rules"]
+    _check_rules(proposed, found["rules"], issues)
+    if issues:
+        raise ConfigError(issues)
+    return proposed.rules
 
 
 def _project_root(root: Path | str) -> Path:
@@ -219,15 +223,12 @@ def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIss
 
 def _load_yaml_files(project: Project, issues: list[ConfigIssue], sections: Sequence[Section],
                      folder: Path | None = None) -> dict[str, list[_Item]]:
-    """The items of each section in the YAML files under `folder` (default: the project's rules/)."""
     names = ("rules", *(s.name for s in sections))
-    given = folder is not None
-    base, folder = (folder, folder) if folder is not None else (project.root, project.root / RULES_DIR)
+    folder = folder or project.root / RULES_DIR
     found: dict[str, list[_Item]] = {name: [] for name in names}
     if not folder.is_dir():
-        if given:
-            issues.append(ConfigIssue(folder, None, None, "is not a directory of rule files (*.yaml)"))
         return found
+    base = project.root if folder.is_relative_to(project.root) else folder  # symlinks may not lead out of it
     files, outside = files_inside(base, sorted(
         p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
     issues.extend(outside)

@@ -1,8 +1,8 @@
 """`orch rules backtest`: the recorded events run through the current rules and through a proposed rule set,
 with no side effects, and the difference in the runs they would start (engine/backtest.py).
 
-Registered on the `rules` group (`rules_group` below until `orch rules` has its own module; then that
-group's module adds `backtest` from here).
+`register(cli)` adds it to the CLI's `rules` group (`orch rules test` and others), or, with no such group,
+to a minimal one of its own.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from ..events.envelope import event_from_mapping
 from ..events.history import read_window, trimmed_after
 from ..events.tail import SinceError, parse_since
 from ..jsonutil import dumps
-from ..project import Project
+from ..project import Project, load_rules
 from ..state.keys import Keys
 from .common import fail, handle_errors, make_settings, project_option
 
-__all__ = ["backtest", "current_rules", "rules_group"]
+__all__ = ["backtest", "current_rules", "register"]
 
 PROGRESS_EVERY = 10_000  # entries between two progress lines on stderr
 
@@ -56,7 +56,7 @@ def backtest(rules_dir: Path | None, since: str, until: str | None, as_json: boo
     concurrency limits and schedule overlap policies.
     """
     from .output import print_json
-    from .wiring import load_project, load_rules
+    from .wiring import load_project
 
     settings = make_settings(project)
     current, current_name = current_rules(load_project(settings.project_dir, watch_roots=settings.watch_roots))
@@ -179,4 +179,11 @@ def rules_group() -> None:
     """Rule sets: compare a proposed one with the current one over recorded events."""
 
 
-rules_group.add_command(backtest)
+def register(cli: click.Group) -> None:
+    """Add `backtest` to the CLI's `rules` group, or add a `rules` group holding it when there is none yet."""
+    group = cli.commands.get("rules")
+    if isinstance(group, click.Group):
+        group.add_command(backtest)
+    else:
+        rules_group.add_command(backtest)
+        cli.add_command(rules_group)

@@ -346,7 +346,7 @@ _add_trigger_commands()
 
 def _add_worker_commands() -> None:
     from .api_cmd import api
-    from .backtest_cmd import rules_group
+    from .backtest_cmd import register as register_backtest
     from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
     from .token_cmds import tokens
@@ -357,7 +357,7 @@ def _add_worker_commands() -> None:
     cli.add_command(redis_acl)
     cli.add_command(tokens)
     cli.add_command(workers)
-    cli.add_command(rules_group)
+    register_backtest(cli)  # on the `rules` group
 
 
 _add_worker_commands()

@@ -10,10 +10,8 @@ from pathlib import Path
 
 from ..project import Project
 from ..project import load_project as _load
-from ..project import load_rules as _load_rules
-from ..rules.model import Rule
 
-__all__ = ["load_project", "load_rules"]
+__all__ = ["load_project"]
 
 
 def load_project(root: Path | str, *, watch_roots: tuple[Path, ...] = (), check_watch_paths: bool = False) -> Project:
@@ -28,11 +26,3 @@ def load_project(root: Path | str, *, watch_roots: tuple[Path, ...] = (), check_
     project_root = Path(root).expanduser().resolve()
     context = {"watch_roots": (project_root, *[Path(r) for r in watch_roots]), "check_watch_paths": check_watch_paths}
     return _load(root, sections=SECTIONS, context=context)
-
-
-def load_rules(project: Project, folder: Path | str) -> list[Rule]:
-    """The rules of the YAML files under `folder`, checked against `project`'s workflows (`orch rules
-    backtest --rules DIR`); the trigger sections those files may hold are accepted and ignored."""
-    from triggers import SECTIONS
-
-    return _load_rules(project, folder, sections=SECTIONS)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli.wiring import load_project, load_rules
+from orchestrator.cli.wiring import load_project
 from orchestrator.engine.backtest import CAVEATS, Backtest, Start, starts, with_rules
 from orchestrator.errors import ConfigError
 from orchestrator.events.envelope import event_from_mapping
-from orchestrator.project import Project
+from orchestrator.project import Project, load_rules
 
 from ..backtest_case import (
     EVENTS,
@@ -103,5 +103,5 @@ def test_a_proposed_rule_set_is_checked_with_file_line_and_field(sets: tuple[Pro
     text = str(failed.value)
     assert "bad.yaml:2" in text and "needs parameter 'order_id'" in text
     assert "bad.yaml:3" in text and "rules[1].workflow" in text and "unknown workflow 'nope'" in text
-    with pytest.raises(ConfigError, match="is not a directory of rule files"):
+    with pytest.raises(ConfigError, match="rules directory does not exist"):
         load_rules(current, tmp_path / "missing")
