@@ -94,11 +94,11 @@ class Decision:
     outcome: str
     run: str | None = None
     reason: str | None = None
+    detail: Mapping[str, Any] | None = None
     stopped_by: str | None = None
     path: str | None = None
     seen: Any = None  # MISSING when the event has no value at `path`
     expected: Any = None
-    detail: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rule": self.rule, "outcome": self.outcome}
@@ -128,7 +128,7 @@ class Decision:
                 and isinstance(missing, bool)):
             return None
         seen = MISSING if missing else value.get("seen")
-        return cls(rule, value["outcome"], run, reason, stopped_by, path, seen, value.get("expected"), detail)
+        return cls(rule, value["outcome"], run, reason, detail, stopped_by, path, seen, value.get("expected"))
 
 
 def _optional_str(*values: Any) -> bool:
@@ -181,13 +181,19 @@ def planned(outcomes: Sequence[tuple[MatchResult, str]], requests: Sequence[RunR
     return out
 
 
-def held_back(decisions: Iterable[Decision], reasons: Mapping[str, tuple[str, str]]) -> list[Decision]:
-    """`decisions` with what the batch did to their runs: a run in `reasons` (run id -> (outcome, why)) was
-    queued for a slot, or skipped or held by its schedule's overlap policy, instead of started."""
+def held_back(decisions: Iterable[Decision],
+              reasons: Mapping[str, tuple[str, str] | tuple[str, str, Mapping[str, Any] | None]]) -> list[Decision]:
+    """`decisions` with what the batch did to their runs: a run in `reasons` (run id -> (outcome, why[,
+    detail])) was queued for a slot, skipped or held by its schedule's overlap policy, or held back by a flow
+    control, instead of started."""
     out = []
     for decision in decisions:
         found = reasons.get(decision.run or "") if decision.outcome == "matched" else None
-        out.append(Decision(decision.rule, found[0], decision.run, found[1]) if found else decision)
+        if found:
+            detail = found[2] if len(found) > 2 else None
+            out.append(Decision(decision.rule, found[0], decision.run, found[1], detail))
+        else:
+            out.append(decision)
     return out
 
 

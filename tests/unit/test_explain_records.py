@@ -212,3 +212,16 @@ def test_the_sample_is_a_setting_between_0_and_1(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("ORCH_EXPLAIN_SAMPLE", "1.5")
     with pytest.raises(ValidationError, match="explain_sample"):
         Settings()
+
+
+def test_a_run_held_back_by_the_batch_may_say_how_in_a_detail() -> None:
+    decided = [Decision("a", "matched", "run-a"), Decision("b", "matched", "run-b")]
+
+    held = decisions.held_back(decided, {"run-a": ("waiting", "waits for a slot of key c-42", {"key": "c-42",
+                                                                                                "limit": 1}),
+                                         "run-b": ("queued", "workflow w is at its concurrency limit (1)")})
+
+    assert stored(*held) == [
+        {"rule": "a", "outcome": "waiting", "run": "run-a", "reason": "waits for a slot of key c-42",
+         "detail": {"key": "c-42", "limit": 1}},
+        {"rule": "b", "outcome": "queued", "run": "run-b", "reason": "workflow w is at its concurrency limit (1)"}]
