@@ -58,9 +58,9 @@ def _checked(config: dict[str, Any], here: Parts, scope: Scope) -> _Call:
         check_wait("", config)
     except WorkflowError as exc:
         message = str(exc).removeprefix(": ")
-        key = next((k for k in ("match", "correlate", "on_timeout", "timeout_s", "event") if message.startswith(k)
-                    or f" {k}" in message.split(":")[0]), None)
-        raise Invalid((*here, key) if key in config else here, message) from None
+        about = next((k for k in ("match", "correlate", "on_timeout", "timeout_s", "event") if message.startswith(k)
+                      or f" {k}" in message.split(":")[0]), None)
+        raise Invalid((*here, about) if about in config else here, message) from None
     for ref in sorted(correlation_refs(config.get("correlate"))):
         if ref not in scope.tasks:
             raise Invalid((*here, "correlate"), unknown_task(ref, scope.tasks, "results."))
