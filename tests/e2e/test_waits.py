@@ -116,3 +116,29 @@ def test_the_examples_validate(stack: Stack) -> None:
     out = orch("validate", "--project", str(Path(stack.project)), env=stack.env)
     assert "workflow fulfil_order: pack -> payment -> release -> ship" in out.stdout
     assert "workflow refund_order: approve_refund -> settled -> record" in out.stdout
+
+
+def test_the_task_page_shows_what_a_step_waits_for_and_approves_it(stack: Stack) -> None:
+    from orchestrator.ui.session import csrf_token
+
+    run_id = run_of(stack, emit(stack, "order.placed", {"order_id": "F-9", "amount": 5}))
+    waiting(stack, run_id, "payment")
+    emit(stack, "payment.received", {"order_id": "F-9", "amount": 5, "currency": "USD"})
+    waiting(stack, run_id, "release")
+    token = create_token(stack.env, "ui-approver", "runs:steer", "runs:read")
+    with httpx.Client(base_url=stack.api, timeout=10, follow_redirects=False) as session:
+        session.cookies.set("orch_session", token, domain="127.0.0.1", path="/ui")
+        paid = session.get(f"/ui/runs/{run_id}/tasks/payment")
+        page = session.get(f"/ui/runs/{run_id}/tasks/release")
+        forged = session.post(f"/ui/runs/{run_id}/tasks/release/approve", data={"data": "{}"})
+        bad = session.post(f"/ui/runs/{run_id}/tasks/release/approve", data={"csrf": csrf_token(token), "data": "{x"})
+        done = session.post(f"/ui/runs/{run_id}/tasks/release/approve",
+                            data={"csrf": csrf_token(token), "data": '{"note": "from the UI"}'})
+
+    assert "a <code>payment.received</code> event" in paid.text and "resumed by" in paid.text
+    assert 'id="approve"' in page.text and "s-waiting" in page.text
+    assert forged.status_code == 403 and bad.status_code == 422
+    assert done.status_code == 303 and done.headers["location"].endswith("/tasks/release?steered=approve")
+    run = finished(stack, run_id)
+    assert next(t for t in run["tasks"] if t["node"] == "ship")["result"] == "parcel-F-9 shipped: paid 5 USD (from the UI)"
+    assert run["steering"][-1]["by"] == "ui-approver"
