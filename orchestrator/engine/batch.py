@@ -115,7 +115,8 @@ class Outcome:
 
 def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetime,
                 resources: Resources | None = None, current: Mapping[str, WorkflowSpec] | None = None) -> Outcome:
-    """Create the requested runs that do not exist yet, apply records, steering requests and due timers.
+    """Create the requested runs that do not exist yet, apply records, steering requests, the waiting steps
+    the batch's events resume (`hits`, engine/waits.py) and due timers.
 
     `resources` are the free slots and overlap guards read for the batch; `current` the workflows' current
     versions (a rerun uses them).

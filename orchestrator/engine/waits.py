@@ -58,7 +58,13 @@ class Waits:
         self._match_events(batch)
         for timer in batch.timers:
             if timer.node.endswith(LOOKBACK):
-                hit = self._look_back(timer)
+                try:
+                    hit = self._look_back(timer)
+                except redis.RedisError:
+                    raise
+                except Exception:  # noqa: BLE001 - one broken look-back must not stop the engine
+                    log.exception("run %s: the look-back of step %s failed", timer.run_id, timer.node)
+                    continue
                 if hit is not None:
                     batch.hits.append(hit)
 
@@ -96,11 +102,10 @@ class Waits:
         for event_type, fields in zip(types, pipe.execute(), strict=True):
             waiters = [w for w in map(_waiter, fields.values()) if w is not None]
             for entry_id, body in by_type[event_type] if waiters else ():
-                event = _event(body)
-                if event is None:
-                    continue
-                view = event_view(event)
-                batch.hits += [_hit(w, event, view, entry_id) for w in waiters if w.matches(event, view)]
+                try:
+                    batch.hits += _hits(waiters, body, entry_id)
+                except Exception:  # noqa: BLE001 - one event that breaks matching must not stop the engine
+                    log.exception("event at %s: cannot match it with the steps waiting for %s", entry_id, event_type)
 
     # -- look-back -----------------------------------------------------------------------------------
 
@@ -133,6 +138,14 @@ class Waits:
         log.warning("run %s: step %s: look-back stopped after %d entries", run.id, task.node,
                     self._settings.wait_lookback_max_entries)
         return None
+
+
+def _hits(waiters: list[Waiter], body: dict[str, Any], entry_id: str) -> list[WaitHit]:
+    event = _event(body)
+    if event is None:
+        return []
+    view = event_view(event)
+    return [_hit(w, event, view, entry_id) for w in waiters if w.matches(event, view)]
 
 
 def _scan(waiter: Waiter, entry_id: str, fields: dict[bytes, bytes]) -> WaitHit | None:

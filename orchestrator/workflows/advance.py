@@ -7,8 +7,9 @@ What happens to a task, in order: it waits until its dependency policy says it m
 then it is skipped); its `when` condition may skip it; a mapped task expands into one task per item
 (`name[i]`), dispatched at most `max_parallel` at a time, and succeeds with the list of their results;
 each attempt is dispatched with a stable idempotency key; a failed attempt is retried after a backoff
-when its policy allows (a `Timer` the engine fires), else the task fails. The run ends when every task
-has, failed if any task failed.
+when its policy allows (a `Timer` the engine fires), else the task fails. A wait step (waiting.py) is
+not dispatched: it becomes `waiting` until an event, an approval or its timeout ends it. The run ends
+when every task has, failed if any task failed.
 """
 
 from __future__ import annotations

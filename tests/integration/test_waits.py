@@ -249,3 +249,60 @@ def test_cancelling_a_waiting_run_removes_its_waiter(stack: Stack, r: redis.Redi
     stack.drain()
     assert again(stack, run).tasks["payment"].state is TaskState.CANCELLED
     assert r.hlen("orch:waits:payment.received") == 0
+
+
+def test_an_event_read_by_an_engine_that_crashed_still_resumes_the_step_once(stack: Stack, r: redis.Redis) -> None:
+    from executors.dispatch import RQDispatcher
+    from orchestrator.engine import Engine
+
+    run = order(stack, "o-1")
+    pay(stack, "o-1", amount=4)
+    crashed = Engine(r, stack.settings, stack.project, RQDispatcher(r, stack.settings), consumer="crashed")
+    entries = crashed.consumer.read(block=False)  # read, then "crash" before committing: nothing resumed
+    assert len(entries) == 1 and again(stack, run).tasks["payment"].state is TaskState.WAITING
+
+    stack.engine._settings = Settings(**{**stack.settings.model_dump(), "engine_claim_idle_s": 0.0001})
+    stack.engine.maintain(force=True)  # reclaims the dead consumer's entry: the step resumes
+    stack.engine.process(entries, retried=True)  # the same entry once more, as after a second crash
+    stack.drain()
+
+    run = again(stack, run)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["ship"].attempt == 1
+    assert r.hget("orch:metrics:orch_tasks_finished_total", "checkout\x1fship\x1fsucceeded") == b"1"
+    assert r.xpending("orch:events", "engine")["pending"] == 0
+
+
+def test_a_step_can_wait_for_another_runs_end_which_no_rule_listens_to(r: redis.Redis, settings: Settings,
+                                                                        tmp_path: Path, clock: Clock) -> None:
+    flows = {"chain": """\
+        from orchestrator import task, wait_for_event, workflow
+
+        @task
+        def work(n: int) -> int:
+            return n
+
+        @workflow
+        def first(n: int):
+            work(n)
+
+        @workflow
+        def second(n: int):
+            done = wait_for_event("first_done", "orch.run.succeeded", correlate="data.workflow == 'first'")
+            work.with_options(after=[done])(n)
+    """}
+    rules = """\
+    rules:
+      - {name: first, type: go.first, workflow: first, params: {n: "{{ data.n }}"}}
+      - {name: second, type: go.second, workflow: second, params: {n: "{{ data.n }}"}}
+    """
+    root = make_project(tmp_path / "chain", rules=rules, workflows=flows)
+    stack = Stack(r, Settings(**{**settings.model_dump(), "project": root}), load_project(root), clock=clock)
+    second = stack.emit("go.second", {"n": 2}, source="/t")
+    stack.drain()
+    assert stack.run("second", "/t", second).tasks["first_done"].state is TaskState.WAITING
+
+    stack.emit("go.first", {"n": 1}, source="/t")
+    stack.drain()
+
+    run = stack.run("second", "/t", second)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["first_done"].result["workflow"] == "first"
