@@ -11,7 +11,8 @@ The data flow, and where each stage lives:
     ⑦ workflows/records.py           started / succeeded / failed, reported on the results stream
     ⑧ workflows/advance.py, engine/  results applied to runs; dependents dispatched; runs finish
 
-Public API: `emit`, `Client`, `AsyncClient`, `Event`, `task`, `workflow`, `Settings`, and the errors
+Public API: `emit`, `Client`, `AsyncClient`, `Event`, `task`, `workflow`, `wait_for_event`, `approval`,
+`Settings`, and the errors
 (schedules declared in Python: `triggers.cron.schedule`).
 """
 
@@ -29,6 +30,7 @@ from .events.client import AsyncClient, Client, emit
 from .events.envelope import Event
 from .settings import Settings
 from .workflows.dsl import Task, TaskRef, Workflow, call_http, run_shell, task, workflow
+from .workflows.waitdsl import approval, wait_for_event
 
 __version__ = "0.1.0"
 
@@ -49,9 +51,11 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
+    "approval",
     "call_http",
     "emit",
     "run_shell",
     "task",
+    "wait_for_event",
     "workflow",
 ]

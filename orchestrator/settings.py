@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     chain_max_depth: int = Field(default=10, ge=0, le=10_000, description="Deepest event chain that may start runs "
                                  "(a run's lifecycle events and the events its tasks emit are one deeper than the "
                                  "event that started it); deeper events are recorded as failed runs, not started.")
+    wait_lookback_s: float = Field(default=3600.0, ge=0, description="When a wait step starts waiting, events of "
+                                   "its type that entered the stream at most this long before are looked at too "
+                                   "(an event that came early is not lost); 0 looks back at nothing.")
+    wait_lookback_max_entries: int = Field(default=10_000, gt=0, description="Most stream entries one wait step's "
+                                           "look-back reads (oldest first) before it gives up.")
     task_timeout_s: int = Field(default=600, gt=0, description="Default hard time limit of one task execution.")
     task_log_max_lines: int = Field(default=TASK_LOG_MAX_LINES, ge=10, description="Lines kept of one task attempt's "
                                     "log: past it the oldest go, and a marker says how many.")

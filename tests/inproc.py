@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 import redis
 
 from executors.dispatch import RQDispatcher
@@ -16,9 +19,11 @@ from orchestrator.workflows.runs import Run, derive_run_id
 class Stack:
     """An engine and a burst worker sharing one project and one Redis."""
 
-    def __init__(self, r: redis.Redis, settings: Settings, project: Project, consumer: str = "engine-test") -> None:
+    def __init__(self, r: redis.Redis, settings: Settings, project: Project, consumer: str = "engine-test",
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.r, self.settings, self.project = r, settings, project
-        self.engine = Engine(r, settings, project, RQDispatcher(r, settings), consumer=consumer)
+        self.engine = Engine(r, settings, project, RQDispatcher(r, settings), consumer=consumer,
+                             **({"clock": clock} if clock is not None else {}))
         self.engine.consumer.ensure_groups()
 
     def emit(self, type: str, data: object, **attrs: object) -> str:

@@ -7,6 +7,7 @@
     GET  /runs/{id}       one run with its tasks, states, timings, results and errors          runs:read
     GET  /runs/{id}/logs  its task logs, or followed live as Server-Sent Events (log_routes.py) runs:read
     POST /runs/{id}/...   cancel, retry, rerun                                                 runs:steer
+    POST /runs/{id}/tasks/{task}/approve   approve an approval step (approval_routes.py)        runs:steer
     GET  /metrics         Prometheus text format                                               metrics:read
     GET  /catalog         rules, workflows, schedules, webhooks, watches (catalog_routes.py)   system:read
     GET  /workers         workers and queues (catalog_routes.py)                               system:read
@@ -73,7 +74,7 @@ class ApiState:
 def create_app(settings: Settings, *, queues: QueueInspector | None = None, role: str = "all",
                hooks: APIRouter | None = None) -> FastAPI:
     """The orch HTTP app for `settings` and `role`; `hooks` is the webhook router the entry point built."""
-    from . import catalog_routes, log_routes, routes
+    from . import approval_routes, catalog_routes, log_routes, routes
 
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, queues: QueueInspector | None = None, role
     if role != "hooks":
         app.include_router(log_routes.router)  # first: POST /runs/{id}/logs is not a steering action
         app.include_router(routes.router)
+        app.include_router(approval_routes.router)
         app.include_router(catalog_routes.router)
         app.include_router(_openapi_router(app))
     else:

@@ -67,6 +67,7 @@ class Steered(BaseModel):
     action: str
     run: str
     new_run: str | None = None
+    task: str | None = None  # of an approval: the approval step
 
 
 class Health(BaseModel):

@@ -1,10 +1,13 @@
-"""`orch runs cancel|retry|rerun`: steer a run; the engine carries the request out."""
+"""`orch runs cancel|retry|rerun|approve`: steer a run; the engine carries the request out."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from ..connection import connect
+from ..jsonutil import loads
 from ..state.keys import Keys
 from ..state.steer import Steered, SteeringError, request, wait_for
 from ..state.store import RunStore
@@ -14,14 +17,15 @@ __all__ = ["add_steering_commands"]
 
 
 def _steer(action: str, run_id: str, project: str | None, *, from_node: str | None, wait: bool, timeout_s: float,
-           as_json: bool) -> None:
+           as_json: bool, node: str | None = None, data: Any = None) -> None:
     from .output import print_json, print_run
 
     settings = make_settings(project)
     client = connect(settings)
     store = RunStore(client, Keys(settings.key_prefix), retention_s=settings.run_retention_s)
     try:
-        steered = request(client, Keys(settings.key_prefix), store, action, run_id, from_node=from_node)
+        steered = request(client, Keys(settings.key_prefix), store, action, run_id, from_node=from_node, node=node,
+                          data=data)
     except SteeringError as exc:
         fail(str(exc))
         return
@@ -86,3 +90,23 @@ def add_steering_commands(runs: click.Group) -> None:
               project: str | None) -> None:
         """Start RUN_ID again as a new run (a new id, linked to the old one)."""
         _steer("rerun", run_id, project, from_node=from_node, wait=wait, timeout_s=timeout_s, as_json=as_json)
+
+    @runs.command("approve")
+    @click.argument("run_id")
+    @click.option("--task", "node", required=True, metavar="TASK", help="The approval step to approve.")
+    @click.option("--data", default=None, metavar="JSON", help="JSON the step gives as its result (default {}).")
+    @_wait
+    @_timeout
+    @_json
+    @project_option
+    @handle_errors
+    def approve(run_id: str, node: str, data: str | None, wait: bool, timeout_s: float, as_json: bool,
+                project: str | None) -> None:
+        """Approve a run's approval step that is waiting: the run goes on, with --data as the step's result."""
+        try:
+            value = loads(data) if data is not None else None
+        except ValueError as exc:
+            fail(f"--data is not JSON: {exc}")
+            return
+        _steer("approve", run_id, project, from_node=None, wait=wait, timeout_s=timeout_s, as_json=as_json,
+               node=node, data=value)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ..errors import WorkflowError
 from ..events.decisions import Decision
@@ -32,12 +33,13 @@ from ..metrics import (
     miss_reason,
 )
 from ..rules.model import MatchResult
-from ..workflows import lifecycle
+from ..workflows import lifecycle, waiting
 from ..workflows.advance import Change, Timer, apply_record, apply_timer, settle
 from ..workflows.lifecycle import Effects, Resources, RunRequest
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
 from ..workflows.spec import WorkflowSpec
+from ..workflows.waiting import WaitHit
 from ..workflows.work import RUN_TIMER
 
 __all__ = ["Batch", "EventDecisions", "Outcome", "apply_batch"]
@@ -66,6 +68,8 @@ class Batch:
     failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
     decisions: list[EventDecisions] = field(default_factory=list)  # per event with candidate rules
+    bodies: list[tuple[Entry, Any]] = field(default_factory=list)  # the events read, decoded (engine/waits.py)
+    hits: list[WaitHit] = field(default_factory=list)  # waiting steps the events (or look-backs) resume
 
     def limits(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, int]:
         """Workflows with a concurrency limit whose slots this batch may take, with their limit: those of
@@ -97,6 +101,7 @@ class Batch:
         ids.update(record.run for _, record in self.records)
         ids.update(r.new_run for _, r in self.records if isinstance(r, ControlRecord) and r.new_run)
         ids.update(t.run_id for t in self.timers)
+        ids.update(h.run for h in self.hits)
         return sorted(ids)
 
     def __len__(self) -> int:
@@ -119,7 +124,8 @@ class Outcome:
 
 def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetime,
                 resources: Resources | None = None, current: Mapping[str, WorkflowSpec] | None = None) -> Outcome:
-    """Create the requested runs that do not exist yet, apply records, steering requests and due timers.
+    """Create the requested runs that do not exist yet, apply records, steering requests, the waiting steps
+    the batch's events resume (`hits`, engine/waits.py) and due timers.
 
     `resources` are the free slots and overlap guards read for the batch; `current` the workflows' current
     versions (a rerun uses them).
@@ -137,6 +143,7 @@ def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetim
                     outcome.metrics.observe(EVENT_TO_RUN, _since_entry_s(entry, now), change.run.workflow)
         outcome.ack.append(entry)
     touched = _apply_records(batch, existing, changes, now, resources, current or {}, outcome)
+    _apply_hits(batch, existing, changes, now, touched)  # before the timers: against its timeout, an event wins
     for timer in batch.timers:
         change = _change(timer.run_id, changes, existing)
         outcome.fired.append(timer.member)
@@ -175,6 +182,19 @@ def _apply_records(batch: Batch, existing: dict[str, Run | Exception], changes: 
                           extra=_about(record))
             outcome.failed[entry] = f"{type(exc).__name__}: {exc}"
     return touched
+
+
+def _apply_hits(batch: Batch, existing: dict[str, Run | Exception], changes: dict[str, Change], now: datetime,
+                touched: dict[str, Change]) -> None:
+    """Resume the waiting steps the batch's events (or look-backs) matched (engine/waits.py)."""
+    for hit in batch.hits:
+        try:
+            change = _change(hit.run, changes, existing)
+        except Exception:  # noqa: BLE001 - a run that cannot be read is not resumed; the others are
+            log.warning("run %s cannot be read: its step %s is not resumed", hit.run, hit.node, extra=about(hit.run))
+            continue
+        if change is not None and waiting.resolve(change, hit, now):
+            touched[change.run.id] = change
 
 
 def _since_entry_s(entry: Entry, now: datetime) -> float:
@@ -217,6 +237,10 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], ex
         done = lifecycle.start(change, now)
     elif record.action == "retry":
         done = lifecycle.retry(change, now, resources, effects)
+    elif record.action == "approve":
+        done = waiting.approve(change, record.node, record.data, record.by, now)
+        if done:
+            settle(change, now)
     elif record.new_run and record.new_run not in changes and not existing.get(record.new_run):
         try:
             copy = changes[record.new_run] = lifecycle.rerun(run, record.new_run, now, resources, effects,
@@ -232,7 +256,7 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], ex
     if not done:
         log.info("%s of run %s ignored: it is %s", record.action, run.id, run.status, extra=about(run.id))
     elif record.action != "start":
-        lifecycle.note(change, record.action, record.by, now)
+        lifecycle.note(change, record.action, record.by, now, **({"task": record.node} if record.node else {}))
 
 
 def _count(changes: list[Change], outcome: Outcome) -> None:

@@ -32,7 +32,6 @@ from ..events.decisions import planned
 from ..events.envelope import Event, event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name
 from ..jsonutil import loads
-from ..logsetup import about
 from ..metrics import SCHEDULE_OVERLAPS, counter_field
 from ..project import Project
 from ..settings import Settings
@@ -40,15 +39,17 @@ from ..state import lua
 from ..state.keys import ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
-from ..workflows.advance import Change, Timer
+from ..workflows.advance import Timer
 from ..workflows.lifecycle import Guard, Resources, RunRequest
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
 from .batch import Batch, EventDecisions, Outcome, apply_batch
 from .cache import RunCache
+from .changelog import log_change
 from .chronicle import Chronicle, unheard
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
+from .waits import Waits
 
 __all__ = ["Engine"]
 
@@ -81,6 +82,7 @@ class Engine:
         self._unfinished: list[Entry] = []
         self._release_guard = lua.register(client, "release_guard")
         self._next_queued = lua.register(client, "next_queued")
+        self._waits = Waits(client, self.keys, settings, self.store)  # wait steps' events and waiters
         self.maintenance = Maintenance(self)
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
 
@@ -151,9 +153,10 @@ class Engine:
         """Plan and commit `entries` (freshly read, or reclaimed when `retried`) and due `timers`."""
         batch = self._plan(entries)
         batch.timers = timers or []
+        self._waits.plan(batch)
         outcome = self._commit(batch, retried)
         for change in outcome.changes:
-            self._log_change(change)
+            log_change(change)
         return outcome
 
     # -- plan ----------------------------------------------------------------------------------
@@ -165,6 +168,7 @@ class Engine:
             try:
                 if entry.stream == self.keys.events:
                     body = loads(entry.fields[b"e"])
+                    batch.bodies.append((entry, body))
                     if unheard(self._project.index, body):
                         batch.settled.append(entry)
                         continue
@@ -276,6 +280,7 @@ class Engine:
         if dispatches:
             self._dispatcher.dispatch(pipe, dispatches)
         self._queue_bookkeeping(pipe, outcome)
+        self._waits.queue(pipe, outcome)
         if outcome.ack:
             self.consumer.ack(pipe, outcome.ack)
             if retried:
@@ -328,21 +333,3 @@ class Engine:
         acknowledge no stream entry."""
         self._commit(Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records]),
                      retried=False)
-
-    # -- logging -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _log_change(change: Change) -> None:
-        run = change.run
-        if change.cut:
-            log.warning("run %s of workflow %s not started, recorded as failed: %s", run.id, run.workflow, run.error)
-            return
-        if change.created:
-            log.info("run %s started: workflow %s, rule %s, event %s", run.id, run.workflow, run.rule, run.event.id,
-                     extra=about(run.id))
-        for dispatch in change.dispatches:
-            log.debug("run %s: dispatched %s (attempt %d) to %s", run.id, dispatch.node, dispatch.attempt,
-                      dispatch.queue, extra=about(run.id, dispatch.node, dispatch.attempt))
-        if change.finished:
-            log.info("run %s %s in %.3fs%s", run.id, run.status, run.duration_s or 0.0,
-                     f": {run.error}" if run.error else "", extra=about(run.id))

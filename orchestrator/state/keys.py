@@ -56,6 +56,11 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:workflow:<name>:running      | set    | engine (MULTI, Lua)   | runs holding a slot of a workflow with a   |
 |                                  |        |                       | concurrency limit; removed when they end   |
 | <p>:workflow:<name>:queued       | zset   | engine (MULTI, Lua)   | runs waiting for a slot (created ms)       |
+| <p>:waits:<event type>           | hash   | engine (MULTI)        | "run<US>node<US>attempt" -> JSON waiter of |
+|                                  |        |                       | a wait step (workflows/waiting.py); field  |
+|                                  |        |                       | removed when the step stops waiting        |
+|                                  |        |                       | (matched, timed out, cancelled), or when   |
+|                                  |        |                       | an event finds its run gone                |
 | <p>:cancel:<run_id>              | hash   | engine (MULTI)        | node -> last attempt workers must stop (a  |
 |                                  |        |                       | cancelled or timed-out run's); later       |
 |                                  |        |                       | attempts (a retry's) run; run_retention_s  |
@@ -185,6 +190,10 @@ class Keys:
     def workflow_queued(self, workflow: str) -> str:
         """The runs waiting for a slot, oldest first (score: created, ms)."""
         return f"{self.prefix}:workflow:{workflow}:queued"
+
+    def waits(self, event_type: str) -> str:
+        """The steps waiting for events of `event_type` (engine/waits.py): one read per type an engine sees."""
+        return f"{self.prefix}:waits:{event_type}"
 
     def cancel(self, run_id: str) -> str:
         return f"{self.prefix}:cancel:{run_id}"

@@ -1,7 +1,8 @@
 """Steering requests from the CLI and the API: checked here, carried out by the engine.
 
 A request is a ControlRecord on the results stream, so the engine applies it in the same transaction
-as everything else that changes the run (the engine stays the only writer of runs). `request` checks
+as everything else that changes the run (the engine stays the only writer of runs). An approval
+(`approve`) resolves a run's approval step that is waiting (workflows/waiting.py). `request` checks
 that it makes sense now (clear errors for the caller) and returns what to wait for.
 """
 
@@ -18,7 +19,8 @@ import redis
 from ..errors import OrchestratorError
 from ..workflows.lifecycle import rerun_id
 from ..workflows.records import ControlRecord
-from ..workflows.runs import Run, RunStatus
+from ..workflows.runs import Run, RunStatus, TaskState
+from ..workflows.waiting import WAIT_KIND
 from .keys import Keys
 from .store import RunStore
 
@@ -41,9 +43,11 @@ class Steered:
     run: str
     new_run: str | None = None
     finished_at: Any = None  # the run's end before the request: a retry has been applied once it changed
+    task: str | None = None  # of an approval: its step
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "run": self.run, **({"new_run": self.new_run} if self.new_run else {})}
+        return {"action": self.action, "run": self.run, **({"new_run": self.new_run} if self.new_run else {}),
+                **({"task": self.task} if self.task else {})}
 
 
 def _by() -> str:
@@ -54,17 +58,21 @@ def _by() -> str:
 
 
 def request(client: redis.Redis, keys: Keys, store: RunStore, action: str, run_id: str, *,
-            from_node: str | None = None, by: str | None = None) -> Steered:
-    """Check and send one steering request; SteeringError says why it cannot be done."""
+            from_node: str | None = None, by: str | None = None, node: str | None = None,
+            data: Any = None) -> Steered:
+    """Check and send one steering request; SteeringError says why it cannot be done. An approval names
+    its step (`node`) and may carry `data`, the step's result."""
     run = store.get(run_id)
     if run is None:
         raise SteeringError(f"no run {run_id!r} (it may have expired; list runs with `orch runs list`)", 404)
     _check(action, run, from_node)
+    if action == "approve":
+        _check_approval(run, node)
     new_run = rerun_id(run.id, uuid.uuid4().hex) if action == "rerun" else None
     record = ControlRecord(action=action, run=run.id, at_s=time.time(), by=by if by is not None else _by(),
-                           new_run=new_run, from_node=from_node)
+                           new_run=new_run, from_node=from_node, node=node, data=data)
     client.xadd(keys.results, record.to_fields())
-    return Steered(action, run.id, new_run, run.finished_at)
+    return Steered(action, run.id, new_run, run.finished_at, node)
 
 
 def _check(action: str, run: Run, from_node: str | None) -> None:
@@ -79,8 +87,21 @@ def _check(action: str, run: Run, from_node: str | None) -> None:
     if action == "rerun" and from_node is not None and from_node not in {n.name for n in run.spec.nodes}:
         raise SteeringError(f"run {run.id} has no task {from_node!r} (tasks: "
                             f"{', '.join(n.name for n in run.spec.nodes)})", 422)
-    if action not in ("cancel", "retry", "rerun"):
+    if action not in ("cancel", "retry", "rerun", "approve"):
         raise SteeringError(f"unknown action {action!r}", 422)
+
+
+def _check_approval(run: Run, node: str | None) -> None:
+    task = run.tasks.get(node or "")
+    if task is None:
+        raise SteeringError(f"run {run.id} has no task {node!r} (tasks: {', '.join(run.tasks)})", 404)
+    spec = run.spec.node(task.parent or task.node)
+    if spec.kind != WAIT_KIND or not (spec.wait or {}).get("approval"):
+        raise SteeringError(f"task {task.node} of run {run.id} is not an approval step", 422)
+    if run.status is not RunStatus.RUNNING or task.state is not TaskState.WAITING:
+        why = ("its upstream tasks have not finished" if task.state is TaskState.PENDING and run.status is
+               RunStatus.RUNNING else f"it is {task.state} (the run is {run.status})")
+        raise SteeringError(f"task {task.node} of run {run.id} is not waiting for an approval: {why}")
 
 
 def wait_for(store: RunStore, steered: Steered, timeout_s: float, finished: bool = False) -> Run | None:
@@ -102,4 +123,7 @@ def _applied(steered: Steered, run: Run) -> bool:
         return run.status not in (RunStatus.RUNNING, RunStatus.QUEUED)
     if steered.action == "retry":
         return bool(run.finished_at != steered.finished_at)
+    if steered.action == "approve":
+        task = run.tasks.get(steered.task or "")
+        return task is None or task.state is not TaskState.WAITING
     return True  # rerun: the new run exists

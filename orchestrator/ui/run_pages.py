@@ -10,18 +10,22 @@ with a confirmation step.
     GET  /ui/runs/{id}/tasks/{node}/logs   runs:read   its logs (polled while it runs)
     GET  /ui/runs/{id}/confirm/{action}    runs:steer  "cancel this run?" with the button that does it
     POST /ui/runs/{id}/{action}            runs:steer  cancel, retry or rerun (CSRF-checked); then the run
+    POST /ui/runs/{id}/tasks/{node}/approve runs:steer approve a waiting approval step (CSRF-checked), with
+                                                       the JSON given as its result; then the task
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..api.auth import principal_of
+from ..jsonutil import loads
 from ..state.browse import RunQuery, page_runs
 from ..state.steer import SteeringError
 from ..state.steer import request as steer
@@ -126,7 +130,7 @@ def _task_context(request: Request, run: Run, node: str, attempt: int | None) ->
         return None
     chosen = attempt if attempt is not None else task.attempt
     logs = task_logs(request.app.state.orch, run, task, chosen)
-    return {"run": run, "task": task, "attempt": chosen, "logs": logs,
+    return {"run": run, "task": task, "attempt": chosen, "logs": logs, "wait": run.spec.node(task.parent or node).wait,
             "items": run.items_of(node) if task.items else [],
             "running": task.state not in TERMINAL_STATES and run.status is RunStatus.RUNNING}
 
@@ -176,3 +180,23 @@ async def steer_run(request: Request, run_id: str, action: Action, csrf: str = F
                     message=str(exc), back=f"/ui/runs/{run_id}" if run else "/ui/runs")
     target = steered.new_run if steered.new_run else run_id
     return RedirectResponse(f"/ui/runs/{target}?steered={action}", status_code=303)
+
+
+@router.post("/ui/runs/{run_id}/tasks/{node}/approve", **ui_scoped("runs:steer"))
+async def approve_task(request: Request, run_id: str, node: str, csrf: str = Form(""),
+                       data: str = Form("", max_length=64 * 1024)) -> Response:
+    check_csrf(request, csrf or request.headers.get("x-csrf-token"))
+    state = request.app.state.orch
+    back = f"/ui/runs/{run_id}/tasks/{quote(node)}"
+    try:
+        value = loads(data) if data.strip() else None
+    except ValueError as exc:
+        return page(request, "error.html", status=422, title="Could not approve the task",
+                    message=f"The data is not JSON: {exc}", back=back)
+    try:
+        await run_in_threadpool(steer, state.redis, state.keys, state.runs, "approve", run_id, node=node, data=value,
+                                by=principal_of(request).name)
+    except SteeringError as exc:
+        return page(request, "error.html", status=exc.status, title="Could not approve the task", message=str(exc),
+                    back=back)
+    return RedirectResponse(f"{back}?steered=approve", status_code=303)

@@ -7,8 +7,9 @@ What happens to a task, in order: it waits until its dependency policy says it m
 then it is skipped); its `when` condition may skip it; a mapped task expands into one task per item
 (`name[i]`), dispatched at most `max_parallel` at a time, and succeeds with the list of their results;
 each attempt is dispatched with a stable idempotency key; a failed attempt is retried after a backoff
-when its policy allows (a `Timer` the engine fires), else the task fails. The run ends when every task
-has, failed if any task failed.
+when its policy allows (a `Timer` the engine fires), else the task fails. A wait step (waiting.py) is
+not dispatched: it becomes `waiting` until an event, an approval or its timeout ends it. The run ends
+when every task has, failed if any task failed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..errors import RuleError, TaskError
 from ..rules.templates import compile_condition
+from . import waiting
 from .policy import upstream_ready
 from .records import RecordKind, TaskRecord
 from .runs import (
@@ -134,15 +136,18 @@ def _failed_attempt(change: Change, task: TaskRun, retryable: bool | None, now: 
 
 
 def apply_timer(change: Change, timer: Timer, now: datetime, *, settle_now: bool = True) -> bool:
-    """Fire a retry timer: dispatch the attempt it waits for. False when it is stale. (A run's timeout
-    timer, node RUN_TIMER, is lifecycle.timeout's.)"""
+    """Fire a retry timer (dispatch the attempt it waits for) or a wait step's timeout. False when it is
+    stale. (A run's timeout timer, node RUN_TIMER, is lifecycle.timeout's.)"""
     run = change.run
     if run.status is not RunStatus.RUNNING or timer.node == RUN_TIMER:
         return False
     task = run.tasks.get(timer.node)
-    if task is None or task.state is not TaskState.RETRYING or task.attempt != timer.attempt:
+    if task is None or task.state not in (TaskState.RETRYING, TaskState.WAITING) or task.attempt != timer.attempt:
         return False
-    _dispatch(change, task, now)
+    if task.state is TaskState.WAITING:  # a wait step's timeout (waiting.py)
+        waiting.expire(change, task, now)
+    else:
+        _dispatch(change, task, now)
     if settle_now:
         settle(change, now)
     return True
@@ -214,7 +219,10 @@ def _start(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -> None
     except (RuleError, TaskError) as exc:
         _fail_now(change, task, f"cannot start the task: {exc}", now)
         return
-    _dispatch(change, task, now)
+    if node.kind == waiting.WAIT_KIND:
+        waiting.begin(change, node, task, now)
+    else:
+        _dispatch(change, task, now)
 
 
 def _fail_now(change: Change, task: TaskRun, error: str, now: datetime) -> None:

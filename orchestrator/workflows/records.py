@@ -65,27 +65,32 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class ControlRecord:
-    """A request to steer a run: cancel it, retry its failed tasks, or rerun it as `new_run`."""
+    """A request to steer a run: cancel it, retry its failed tasks, rerun it as `new_run`, or approve its
+    approval step `node`."""
 
-    action: str  # "cancel" | "retry" | "rerun" | "start" (the engine's own: a queued run got its slot)
+    action: str  # "cancel" | "retry" | "rerun" | "approve" | "start" (the engine's own: a queued run got its slot)
     run: str
     at_s: float
     by: str = ""
     new_run: str | None = None
     from_node: str | None = None
+    node: str | None = None  # of an approval: the approval step (waiting.py) ...
+    data: Any = None  # ... and the data the approver gave, its result
 
     def to_fields(self) -> dict[str, bytes]:
         body = {"action": self.action, "run": self.run, "at_s": self.at_s, "by": self.by}
-        if self.new_run is not None:
-            body["new_run"] = self.new_run
-        if self.from_node is not None:
-            body["from_node"] = self.from_node
+        for name in ("new_run", "from_node", "node", "data"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
         return {"c": dumps(body)}
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> ControlRecord:
         body = loads(fields[b"c"])
-        if body["action"] not in ("cancel", "retry", "rerun", "start"):
+        if body["action"] not in ("cancel", "retry", "rerun", "approve", "start"):
             raise ValueError(f"unknown control action {body['action']!r}")
+        if not isinstance(body.get("node"), str | None):
+            raise ValueError("a control record's node is a task name")
         return cls(action=body["action"], run=body["run"], at_s=float(body["at_s"]), by=body.get("by", ""),
-                   new_run=body.get("new_run"), from_node=body.get("from_node"))
+                   new_run=body.get("new_run"), from_node=body.get("from_node"), node=body.get("node"),
+                   data=body.get("data"))

@@ -38,6 +38,7 @@ class TaskState(enum.StrEnum):
     QUEUED = "queued"        # dispatched: an RQ job waits for a worker
     RUNNING = "running"      # a worker started it (for a mapped task: its items run)
     RETRYING = "retrying"    # an attempt failed; the next one is dispatched at retry_at
+    WAITING = "waiting"      # a wait step (waiting.py) waits for its event or approval; no worker is held
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"      # will not run: an upstream task failed or was skipped, or its condition is false
@@ -112,6 +113,7 @@ class TaskRun:
     index: int | None = None
     items: int | None = None  # for a mapped task: how many items it has
     history: list[dict[str, Any]] = field(default_factory=list)  # every earlier attempt, with its error
+    via: dict[str, Any] | None = None  # what ended a wait step: the event, the approver, or its timeout
 
     @property
     def duration_s(self) -> float | None:
@@ -131,7 +133,7 @@ class TaskRun:
                "attempt": self.attempt, "queued_at": iso_utc(self.queued_at), "started_at": iso_utc(self.started_at),
                "finished_at": iso_utc(self.finished_at), "worker": self.worker, "result": self.result,
                "error": self.error}
-        for name in ("error_type", "logs", "parent", "index", "items"):
+        for name in ("error_type", "logs", "parent", "index", "items", "via"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.retry_at is not None:
@@ -148,7 +150,8 @@ class TaskRun:
                    worker=data.get("worker"), result=data.get("result"), error=data.get("error"),
                    error_type=data.get("error_type"), retry_at=_dt(data.get("retry_at")), logs=data.get("logs"),
                    parent=data.get("parent"), index=data.get("index"), items=data.get("items"),
-                   history=data.get("history", []))
+                   history=data.get("history", []),
+                   via=data["via"] if isinstance(data.get("via"), dict) else None)
 
 
 @dataclass(frozen=True)

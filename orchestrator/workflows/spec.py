@@ -12,7 +12,8 @@ Task arguments are stored as templates, resolved when the task is dispatched:
     {"$tmpl": "...", "refs": [node]}    a Jinja2 template (sandboxed) over `params`, `results`, `event` and
                                         `item`, from YAML workflows; `refs` are the results it reads
 
-Options of a node beyond its call: `kind` (python, shell, http), `retry` (a RetryPolicy), `timeout_s`,
+Options of a node beyond its call: `kind` (python, shell, http, or wait: a step that waits for an event or
+an approval, configured by `wait`, waiting.py), `retry` (a RetryPolicy), `timeout_s`,
 `depends` (all_succeeded, all_finished, any_failed), `when` (a sandboxed Jinja2 expression over
 `params`, `results` and `event`; false skips the task), and `map_over` (a template giving a list: the task runs
 once per item, at most `max_parallel` at a time, and its result is the list of results in order).
@@ -89,6 +90,7 @@ class NodeSpec:
     when: str | None = None
     map_over: Any = None
     max_parallel: int | None = None
+    wait: Mapping[str, Any] | None = None  # of a wait step (kind `wait`): what it waits for (waiting.py)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "task": self.task, "queue": self.queue, "args": list(self.args),
@@ -100,7 +102,7 @@ class NodeSpec:
             out["retry"] = self.retry.to_dict()
         if self.depends != "all_succeeded":
             out["depends"] = self.depends
-        for name in ("timeout_s", "when", "map_over", "max_parallel"):
+        for name in ("timeout_s", "when", "map_over", "max_parallel", "wait"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -112,7 +114,7 @@ class NodeSpec:
                    upstream=tuple(data.get("upstream", ())), kind=data.get("kind", "python"),
                    retry=RetryPolicy.from_value(data.get("retry")), timeout_s=data.get("timeout_s"),
                    depends=data.get("depends", "all_succeeded"), when=data.get("when"),
-                   map_over=data.get("map_over"), max_parallel=data.get("max_parallel"))
+                   map_over=data.get("map_over"), max_parallel=data.get("max_parallel"), wait=data.get("wait"))
 
     @property
     def refs(self) -> set[str]:
@@ -288,8 +290,12 @@ def check_node(workflow: str, node: NodeSpec) -> None:
     where = f"workflow {workflow!r}: task {node.name!r}"
     if not QUEUE_NAME.match(node.queue):
         raise WorkflowError(f"{where}: invalid queue name {node.queue!r}")
-    if node.kind not in ("python", "shell", "http"):
-        raise WorkflowError(f"{where}: kind must be python, shell or http, not {node.kind!r}")
+    if node.kind not in ("python", "shell", "http", "wait"):
+        raise WorkflowError(f"{where}: kind must be python, shell, http or wait, not {node.kind!r}")
+    if node.kind == "wait" or node.wait is not None:
+        from .waiting import check_wait_node
+
+        check_wait_node(where, node)
     check_depends(node.depends, where)
     if node.timeout_s is not None and node.timeout_s <= 0:
         raise WorkflowError(f"{where}: timeout_s must be positive")

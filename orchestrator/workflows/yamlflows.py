@@ -16,7 +16,8 @@
             needs: [export]
             when: "params.region == 'eu'"
 
-Each task has exactly one of `uses`, `shell` and `http`. A string holding `{{ }}` or `{% %}` is a sandboxed
+Each task has exactly one of `uses`, `shell`, `http`, `wait` and `approve` (a step that waits for an event
+or a person: yamlwait.py). A string holding `{{ }}` or `{% %}` is a sandboxed
 Jinja2 template over `params`, `results` (by task name), `event` and, in a task with `map`, `item`
 (yamlcheck.py); every other value is a JSON literal. The order is deduced from the templates: each
 `results.<task>` in `with`, `shell`, `http`, `map` and `when` is a dependency, as is each task in `needs`.
@@ -51,17 +52,18 @@ from .yamlcheck import (
     split_command,
     unknown_task,
 )
+from .yamlwait import approve_step, wait_step
 
 __all__ = ["HTTP_KEYS", "SHELL_KEYS", "TASK_KEYS", "WORKFLOW_KEYS", "YamlWorkflow", "load_yaml_workflows"]
 
 WORKFLOW_KEYS = ("name", "description", "params", "timeout_s", "concurrency", "tasks")
-TASK_KEYS = ("name", "description", "uses", "shell", "http", "with", "map", "max_parallel", "needs", "depends",
+TASK_KEYS = ("name", "description", "uses", "shell", "http", "wait", "approve", "with", "map", "max_parallel", "needs", "depends",
              "when", "retries", "timeout_s", "queue")
 SHELL_KEYS = ("command", "env", "cwd", "shell")
 HTTP_KEYS = ("url", "method", "headers", "params", "json", "max_response_bytes", "timeout_s", "follow_redirects",
              "idempotency_key")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-_KINDS = ("uses", "shell", "http")
+_KINDS = ("uses", "shell", "http", "wait", "approve")
 _ITEM = {"$item": True, "path": []}
 _OPTION_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("timeout_s", (int, float), "a number of seconds"), ("max_parallel", (int,), "a whole number"),
@@ -211,12 +213,13 @@ class _Compiler:
         kinds = [k for k in _KINDS if k in item]
         if len(kinds) != 1:
             self.issue((*parts, kinds[1]) if kinds else parts,
-                       f"a task has exactly one of uses, shell or http (this one has {' and '.join(kinds) or 'none'})")
+                       f"a task has exactly one of uses, shell, http, wait or approve (this one has {' and '.join(kinds) or 'none'})")
             return None
         if kinds[0] != "uses" and "with" in item:
             self.issue((*parts, "with"), f"with: passes arguments to a uses: task; a {kinds[0]} task takes its "
                                          f"options under {kinds[0]}:")
-        call = {"uses": self.uses, "shell": self.shell, "http": self.http}[kinds[0]]
+        call = {"uses": self.uses, "shell": self.shell, "http": self.http, "wait": wait_step,
+                "approve": approve_step}[kinds[0]]
         built: _Call | None = self.check(call, item, parts, scope)
         options = self.options(item, parts, scope)
         if len(self.issues) > before or built is None:

@@ -59,6 +59,7 @@ CALLS: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/runs/{run_id}/logs"): ("GET", "/runs/nope/logs", None),
     ("POST", "/runs/{run_id}/logs"): ("POST", "/runs/nope/logs", None),  # 405, not a steering action
     ("POST", "/runs/{run_id}/{action}"): ("POST", "/runs/nope/cancel", None),
+    ("POST", "/runs/{run_id}/tasks/{task}/approve"): ("POST", "/runs/nope/tasks/go/approve", {"data": {}}),
     ("GET", "/metrics"): ("GET", "/metrics", None),
     ("GET", "/catalog"): ("GET", "/catalog", None),
     ("GET", "/workers"): ("GET", "/workers", None),
@@ -142,6 +143,7 @@ def scope_of(key: tuple[str, str]) -> str:
             ("GET", "/runs/{run_id}"): "runs:read", ("GET", "/runs/{run_id}/logs"): "runs:read",
             ("POST", "/runs/{run_id}/logs"): "runs:read",
             ("POST", "/runs/{run_id}/{action}"): "runs:steer",
+            ("POST", "/runs/{run_id}/tasks/{task}/approve"): "runs:steer",
             ("GET", "/metrics"): "metrics:read", ("GET", "/catalog"): "system:read", ("GET", "/workers"): "system:read",
             ("GET", "/openapi.json"): ANY_TOKEN,
             ("GET", "/healthz"): PUBLIC, ("POST", "/hooks/{name}"): SIGNATURE}[key]

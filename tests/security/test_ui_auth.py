@@ -42,6 +42,7 @@ UI_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/ui/runs/{run_id}/tasks/{node}/logs"): "runs:read",
     ("GET", "/ui/runs/{run_id}/confirm/{action}"): "runs:steer",
     ("POST", "/ui/runs/{run_id}/{action}"): "runs:steer",
+    ("POST", "/ui/runs/{run_id}/tasks/{node}/approve"): "runs:steer",
     ("GET", "/ui/events"): "events:read",
     ("GET", "/ui/events/{entry_id}"): "events:read",
     ("GET", "/ui/rules"): "system:read",
@@ -58,7 +59,8 @@ PATHS = {("GET", "/ui/runs/{run_id}"): "/ui/runs/nope", ("GET", "/ui/runs/{run_i
          ("GET", "/ui/runs/{run_id}/tasks/{node}"): "/ui/runs/nope/tasks/a",
          ("GET", "/ui/runs/{run_id}/tasks/{node}/logs"): "/ui/runs/nope/tasks/a/logs",
          ("GET", "/ui/runs/{run_id}/confirm/{action}"): "/ui/runs/nope/confirm/cancel",
-         ("POST", "/ui/runs/{run_id}/{action}"): "/ui/runs/nope/cancel", ("GET", "/ui/events/{entry_id}"): "/ui/events/1-0",
+         ("POST", "/ui/runs/{run_id}/{action}"): "/ui/runs/nope/cancel",
+         ("POST", "/ui/runs/{run_id}/tasks/{node}/approve"): "/ui/runs/nope/tasks/a/approve", ("GET", "/ui/events/{entry_id}"): "/ui/events/1-0",
          ("GET", "/ui/static/{name}"): "/ui/static/orch.css", ("GET", "/ui/workflows/{name}"): "/ui/workflows/nope"}
 GUARDED = [key for key, scope in UI_SCOPES.items() if scope != "public"]
 

@@ -321,9 +321,9 @@ def test_a_cycle_is_located_at_its_first_task(tmp_path: Path) -> None:
 
 def test_two_kinds_at_once(tmp_path: Path) -> None:
     assert only_issue(tmp_path, one_task("- {name: e, uses: summarize, shell: echo}\n")) == (
-        8, "workflows[0].tasks[1].shell", "a task has exactly one of uses, shell or http (this one has uses and shell)")
+        8, "workflows[0].tasks[1].shell", "a task has exactly one of uses, shell, http, wait or approve (this one has uses and shell)")
     assert only_issue(tmp_path, one_task("- {name: e}\n"))[1:] == (
-        "workflows[0].tasks[1]", "a task has exactly one of uses, shell or http (this one has none)")
+        "workflows[0].tasks[1]", "a task has exactly one of uses, shell, http, wait or approve (this one has none)")
 
 
 def test_an_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:

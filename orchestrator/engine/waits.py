@@ -1,0 +1,182 @@
+"""⑧ The engine's side of wait steps (workflows/waiting.py): the events that resume them, and their waiters.
+
+A step that starts waiting for an event has a waiter: a field of `<p>:waits:<event type>` holding what
+it matches with (pattern, correlation, the run's params and results). It is written, and removed when the
+step stops waiting (matched, timed out, cancelled), in the same MULTI as the run (`queue`).
+
+What resumes a step (`plan`, before the batch is committed):
+    events    for each event type among the batch's events, one HGETALL of its waiters (one pipelined
+              round trip per batch that has events; a type nobody waits for costs the read of a missing
+              key); each waiter whose pattern and correlation match the event gets a `WaitHit`. One
+              event may resume several steps, of several runs: every one that matches.
+    look-back a step's look-back timer, due as soon as it starts waiting: the events stream is read from
+              `wait_lookback_s` before the step started waiting, oldest first, for at most
+              `wait_lookback_max_entries` entries; the first match is a hit.
+Hits are applied by `apply_batch` to the runs read under WATCH, so a hit for a step that no longer waits
+(resolved by another event, timed out) changes nothing; they commit with the XACK of the batch.
+
+Why the look-back is a timer, fired after the waiter is written: an event added to the stream after the
+waiter was written is read, and planned, after it, so planning finds the waiter; an event added before is
+in the stream when the look-back reads it. Either way it is found, and a crash in between loses nothing:
+the timer stays in its zset until a commit fires it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from ..errors import EventError
+from ..events.envelope import Event, event_from_mapping
+from ..jsonutil import dumps, loads
+from ..rules.match import event_view
+from ..settings import Settings
+from ..state.keys import Keys
+from ..state.store import RunStore
+from ..workflows.advance import Timer
+from ..workflows.runs import TaskState
+from ..workflows.waiting import LOOKBACK, WAIT_KIND, Waiter, WaitHit, waiter_of
+from .batch import Batch, Outcome
+
+__all__ = ["Waits"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500  # stream entries per look-back read
+
+
+class Waits:
+    """Finds the events that resume waiting steps, and keeps the waiters in Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, store: RunStore) -> None:
+        self._redis, self._keys, self._settings, self._store = client, keys, settings, store
+
+    def plan(self, batch: Batch) -> None:
+        """Add to `batch` the hits of its events and of its due look-back timers."""
+        self._match_events(batch)
+        for timer in batch.timers:
+            if timer.node.endswith(LOOKBACK):
+                try:
+                    hit = self._look_back(timer)
+                except redis.RedisError:
+                    raise
+                except Exception:  # noqa: BLE001 - one broken look-back must not stop the engine
+                    log.exception("run %s: the look-back of step %s failed", timer.run_id, timer.node)
+                    continue
+                if hit is not None:
+                    batch.hits.append(hit)
+
+    def queue(self, pipe: Any, outcome: Outcome) -> None:
+        """Write the waiters of steps that started waiting, remove those of steps that stopped."""
+        for change in outcome.changes:
+            run = change.run
+            for name in change.tasks:
+                task = run.tasks[name]
+                node = run.spec.node(task.parent or name)
+                if node.kind != WAIT_KIND or not (node.wait or {}).get("event"):
+                    continue
+                key = self._keys.waits(node.wait["event"])  # type: ignore[index]
+                waiter = waiter_of(run, task)
+                if waiter is None:
+                    continue
+                if task.state is TaskState.WAITING:
+                    pipe.hset(key, waiter.member, dumps(waiter.to_dict()))
+                else:
+                    pipe.hdel(key, waiter.member)
+
+    # -- events of the batch -------------------------------------------------------------------------
+
+    def _match_events(self, batch: Batch) -> None:
+        by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for entry, body in batch.bodies:
+            if isinstance(body, dict) and isinstance(body.get("type"), str):
+                by_type.setdefault(body["type"], []).append((entry.id, body))
+        if not by_type:
+            return
+        types = sorted(by_type)
+        pipe = self._redis.pipeline(transaction=False)
+        for event_type in types:
+            pipe.hgetall(self._keys.waits(event_type))
+        for event_type, fields in zip(types, pipe.execute(), strict=True):
+            waiters = [w for w in map(_waiter, fields.values()) if w is not None]
+            for entry_id, body in by_type[event_type] if waiters else ():
+                try:
+                    batch.hits += _hits(waiters, body, entry_id)
+                except Exception:  # noqa: BLE001 - one event that breaks matching must not stop the engine
+                    log.exception("event at %s: cannot match it with the steps waiting for %s", entry_id, event_type)
+
+    # -- look-back -----------------------------------------------------------------------------------
+
+    def _look_back(self, timer: Timer) -> WaitHit | None:
+        try:
+            run = self._store.get(timer.run_id)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("run %s cannot be read (%s); its wait's look-back is skipped", timer.run_id, exc)
+            return None
+        task = run.tasks.get(timer.node.removesuffix(LOOKBACK)) if run is not None else None
+        if run is None or task is None or task.state is not TaskState.WAITING or task.attempt != timer.attempt:
+            return None
+        waiter = waiter_of(run, task)
+        if waiter is None:
+            return None
+        cursor = f"{max(0, waiter.since_ms - int(self._settings.wait_lookback_s * 1000))}-0"
+        budget = self._settings.wait_lookback_max_entries
+        while budget > 0:
+            entries = self._redis.xrange(self._keys.events, min=cursor, max="+", count=min(_CHUNK, budget))
+            for entry_id, fields in entries:
+                hit = _scan(waiter, entry_id.decode(), fields)
+                if hit is not None:
+                    log.info("run %s: step %s found event %s that came before it waited", run.id, task.node,
+                             hit.via["event"])
+                    return hit
+            if len(entries) < min(_CHUNK, budget):
+                return None
+            budget -= len(entries)
+            cursor = "(" + entries[-1][0].decode()
+        log.warning("run %s: step %s: look-back stopped after %d entries", run.id, task.node,
+                    self._settings.wait_lookback_max_entries)
+        return None
+
+
+def _hits(waiters: list[Waiter], body: dict[str, Any], entry_id: str) -> list[WaitHit]:
+    event = _event(body)
+    if event is None:
+        return []
+    view = event_view(event)
+    return [_hit(w, event, view, entry_id) for w in waiters if w.matches(event, view)]
+
+
+def _scan(waiter: Waiter, entry_id: str, fields: dict[bytes, bytes]) -> WaitHit | None:
+    try:
+        body = loads(fields[b"e"])
+    except (KeyError, ValueError):
+        return None
+    if not isinstance(body, dict) or body.get("type") != waiter.event:
+        return None
+    event = _event(body)
+    if event is None:
+        return None
+    view = event_view(event)
+    return _hit(waiter, event, view, entry_id) if waiter.matches(event, view) else None
+
+
+def _waiter(raw: bytes) -> Waiter | None:
+    try:
+        return Waiter.from_dict(loads(raw))
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("a waiter in Redis cannot be read (%s: %s); skipped", type(exc).__name__, exc)
+        return None
+
+
+def _event(body: dict[str, Any]) -> Event | None:
+    try:
+        return event_from_mapping(body)
+    except (EventError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _hit(waiter: Waiter, event: Event, view: dict[str, Any], entry_id: str) -> WaitHit:
+    via = {"event": event.id, "source": event.source, "type": event.type, "entry": entry_id}
+    return WaitHit(waiter.run, waiter.node, waiter.attempt, view.get("data"), via)

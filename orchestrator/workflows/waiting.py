@@ -1,0 +1,316 @@
+"""④ ⑧ Wait steps: a step that waits for a matching event, or for a person's approval, holding no worker.
+
+A wait step is a node of kind `wait` whose `wait` option says what it waits for:
+
+    {"event": "payment.received",                      the event type (exact: waiters are indexed by it)
+     "match": {"data.currency": "EUR"},                a rule's `match:` pattern over the event
+     "correlate": "data.order_id == params.order_id",  CEL over event, data, params, results, trigger
+     "timeout_s": 3600, "on_timeout": "fail"}          or {"default": <the step's result>}
+    {"approval": true, "timeout_s": 86400}             resolved by `orch runs approve RUN --task T`
+
+Why a task kind and not a call inside a task (`ctx.wait_for_event(...)`): a task that waits holds its
+worker for as long as it waits, and a task's code runs again from the top when it is retried, so a
+wait inside it would need replay. A wait step is state in the run instead: when it becomes ready the
+engine records it `waiting` and registers a waiter (engine/waits.py); no job is dispatched.
+
+How it ends:
+    matched    an event of its type matches the pattern and the correlation: it succeeds with the
+               event's `data` as its result (the event's id, source and type are kept in `via`)
+    approved   its result is the approval's `--data` (an empty object without it); `via` names who
+    timed out  it fails (`on_timeout: fail`, the default) or succeeds with the default result
+The run's own timeout and cancellation cancel it like any unfinished task.
+
+Pure: the engine reads, these decide. The pattern is compiled by the rules' own matcher (a one-rule
+`Rule` through `rules.match.match`), so a wait understands every pattern a rule does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..errors import RuleError, WorkflowError
+from ..events.envelope import Event
+from ..jsonutil import JSONValueError, check_json
+from ..rules.expr import Expression, compile_expression
+from ..rules.match import match
+from ..rules.model import Match, Rule, RuleConfig
+from .runs import Run, RunStatus, TaskRun, TaskState, iso_utc
+from .work import Timer
+
+if TYPE_CHECKING:
+    from .advance import Change
+    from .spec import NodeSpec
+
+__all__ = ["LOOKBACK", "WAIT_KEYS", "WAIT_KIND", "WaitHit", "Waiter", "approve", "begin", "check_wait",
+           "check_wait_node", "correlation_refs", "expire", "resolve", "wait_config", "wait_options", "waiter_of"]
+
+log = logging.getLogger(__name__)
+
+WAIT_KIND = "wait"
+LOOKBACK = "@lookback"  # suffix of the node name of a wait's look-back timer (never a valid task name)
+WAIT_KEYS = ("event", "match", "correlate", "timeout_s", "on_timeout", "approval")
+_GLOB = frozenset("*?[")
+
+
+# -- the step's configuration ---------------------------------------------------------------------------------
+
+
+def check_wait_node(where: str, node: NodeSpec) -> None:
+    """A wait node: kind `wait` with its options, and none of a task's that would not apply."""
+    if node.kind != WAIT_KIND:
+        raise WorkflowError(f"{where}: wait options belong to a wait step (kind wait), not a {node.kind} task")
+    for name in ("retry", "map_over", "timeout_s"):
+        if getattr(node, name) is not None:
+            hint = " (a wait step's own timeout_s is a wait option)" if name == "timeout_s" else ""
+            raise WorkflowError(f"{where}: a wait step takes no {name.replace('_over', '')}{hint}")
+    if node.args or node.kwargs:
+        raise WorkflowError(f"{where}: a wait step takes no arguments")
+    check_wait(where, node.wait)
+
+
+def check_wait(where: str, config: Any) -> None:
+    """Validate a wait step's configuration; WorkflowError says what is wrong."""
+    if not isinstance(config, Mapping):
+        raise WorkflowError(f"{where}: a wait step needs its wait options (event, match, correlate, timeout_s, ...)")
+    unknown = sorted(set(config) - set(WAIT_KEYS))
+    if unknown:
+        raise WorkflowError(f"{where}: unknown wait option {', '.join(map(repr, unknown))} "
+                            f"(options: {', '.join(WAIT_KEYS)})")
+    if config.get("approval"):
+        extra = sorted(k for k in ("event", "match", "correlate") if config.get(k) is not None)
+        if extra:
+            raise WorkflowError(f"{where}: an approval step waits for a person, not an event: drop {', '.join(extra)}")
+    else:
+        _check_event(where, config)
+    timeout_s = config.get("timeout_s")
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+                                  or timeout_s <= 0):
+        raise WorkflowError(f"{where}: timeout_s must be a positive number of seconds")
+    _check_on_timeout(where, config.get("on_timeout", "fail"), timeout_s)
+
+
+def _check_event(where: str, config: Mapping[str, Any]) -> None:
+    event = config.get("event")
+    if not isinstance(event, str) or not event or _GLOB & set(event):
+        raise WorkflowError(f"{where}: a wait step needs the exact event type it waits for (event:, no glob)")
+    try:
+        _rule(event, json.dumps(config.get("match") or {}, sort_keys=True))
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise WorkflowError(f"{where}: match: {_pattern_message(exc)}") from None
+    correlate = config.get("correlate")
+    if correlate is not None:
+        try:
+            compile_expression(correlate)
+        except RuleError as exc:
+            raise WorkflowError(f"{where}: correlate: {exc}") from None
+
+
+def _check_on_timeout(where: str, policy: Any, timeout_s: Any) -> None:
+    if policy == "fail":
+        return
+    if not isinstance(policy, Mapping) or set(policy) != {"default"}:
+        raise WorkflowError(f'{where}: on_timeout is "fail" or {{"default": <result>}}')
+    if timeout_s is None:
+        raise WorkflowError(f"{where}: on_timeout needs a timeout_s")
+    try:
+        check_json(policy["default"])
+    except JSONValueError as exc:
+        raise WorkflowError(f"{where}: on_timeout default: {exc}") from None
+
+
+def _pattern_message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+    return str(exc)
+
+
+_RESULT_REF = re.compile(r"""\bresults\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([A-Za-z_][A-Za-z0-9_-]*)["']\s*\])""")
+
+
+def correlation_refs(text: str | None) -> set[str]:
+    """The tasks whose results a correlation reads (`results.<task>`, `results["<task>"]`): dependencies."""
+    return {a or b for a, b in _RESULT_REF.findall(text or "")}
+
+
+def wait_options(event: str | None, *, match: Mapping[str, Any] | None = None, correlate: str | None = None,
+                 timeout_s: float | None = None, on_timeout: Any = "fail", approval: bool = False) -> dict[str, Any]:
+    """A wait step's options as stored in its node, leaving out what is not set."""
+    out: dict[str, Any] = {"approval": True} if approval else {"event": event}
+    out.update({k: v for k, v in (("match", dict(match) if match else None), ("correlate", correlate),
+                                  ("timeout_s", timeout_s)) if v is not None})
+    if on_timeout != "fail":
+        out["on_timeout"] = on_timeout
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule(event_type: str, pattern: str) -> Rule:
+    """The wait's pattern as a one-rule Rule: compiled by whatever compiles a rule's `match:`."""
+    config = RuleConfig(name="wait", type=event_type, match=json.loads(pattern), workflow="-")
+    return Rule.from_config(config)
+
+
+@functools.lru_cache(maxsize=1024)
+def _expression(text: str) -> Expression:
+    return compile_expression(text)
+
+
+# -- what a waiting step is matched with -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """One waiting step, as registered in Redis (engine/waits.py) under its event type."""
+
+    run: str
+    node: str
+    attempt: int
+    event: str
+    pattern: Mapping[str, Any]
+    correlate: str | None
+    params: Mapping[str, Any]
+    results: Mapping[str, Any]
+    trigger: Mapping[str, Any]
+    since_ms: int
+
+    @property
+    def member(self) -> str:
+        return f"{self.run}\x1f{self.node}\x1f{self.attempt}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "node": self.node, "attempt": self.attempt, "event": self.event,
+                "match": dict(self.pattern), "correlate": self.correlate, "params": dict(self.params),
+                "results": dict(self.results), "trigger": dict(self.trigger), "since_ms": self.since_ms}
+
+    @classmethod
+    def from_dict(cls, body: Any) -> Waiter:
+        """A waiter read back from Redis (untrusted): ValueError when it is not one."""
+        if not isinstance(body, dict):
+            raise ValueError("a waiter is a JSON object")
+        out = cls(run=body["run"], node=body["node"], attempt=body["attempt"], event=body["event"],
+                  pattern=body.get("match") or {}, correlate=body.get("correlate"), params=body.get("params") or {},
+                  results=body.get("results") or {}, trigger=body.get("trigger") or {},
+                  since_ms=body.get("since_ms", 0))
+        texts = (out.run, out.node, out.event)
+        if not all(isinstance(t, str) for t in texts) or not isinstance(out.attempt, int) \
+                or not all(isinstance(m, dict) for m in (out.pattern, out.params, out.results, out.trigger)) \
+                or not isinstance(out.correlate, str | None):
+            raise ValueError("a waiter's fields have the wrong types")
+        return out
+
+    def matches(self, event: Event, view: Mapping[str, Any]) -> bool:
+        """Whether `event` (with its rule view) resumes this step: its type, the pattern, the correlation.
+        A correlation that cannot be evaluated (a missing field, a type mismatch) is no match."""
+        if event.type != self.event:
+            return False
+        try:
+            if match(_rule(self.event, json.dumps(self.pattern, sort_keys=True)), event, view).outcome \
+                    is not Match.FULL:
+                return False
+            if self.correlate is None:
+                return True
+            activation = {"event": view, "data": view.get("data"), "params": self.params, "results": self.results,
+                          "trigger": self.trigger}
+            return _expression(self.correlate).evaluate(activation) is True
+        except (RuleError, ValidationError, TypeError, ValueError) as exc:
+            log.debug("waiter %s of run %s: event %s does not match: %s", self.node, self.run, event.id, exc)
+            return False
+
+
+@dataclass(frozen=True)
+class WaitHit:
+    """A waiting step resumed: by an event (`via` names it) or an approval, with the step's result."""
+
+    run: str
+    node: str
+    attempt: int
+    result: Any
+    via: dict[str, Any]
+
+
+def wait_config(run: Run, node: str) -> Mapping[str, Any]:
+    spec = run.spec.node(node)
+    return spec.wait or {}
+
+
+def waiter_of(run: Run, task: TaskRun) -> Waiter | None:
+    """The waiter of `task` (waiting for an event) in `run`; None for an approval step."""
+    config = wait_config(run, task.node)
+    if config.get("approval") or not config.get("event"):
+        return None
+    results = {n: (t.result if t.state is TaskState.SUCCEEDED else None) for n, t in run.tasks.items()
+               if t.parent is None}
+    trigger = {"id": run.event.id, "source": run.event.source, "type": run.event.type, "data": run.event_data}
+    since = task.started_at or run.created_at
+    return Waiter(run.id, task.node, task.attempt, config["event"], config.get("match") or {}, config.get("correlate"),
+                  run.params, results, trigger, int(since.timestamp() * 1000))
+
+
+# -- what happens to the step -------------------------------------------------------------------------------------
+
+
+def begin(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -> None:
+    """The step became ready: it waits (no job); its timeout and, for an event, its look-back are timers."""
+    config = node.wait or {}
+    task.attempt += 1
+    task.state, task.queued_at, task.started_at = TaskState.WAITING, now, now
+    task.finished_at = task.worker = task.error = task.error_type = task.retry_at = task.via = None
+    change.tasks.add(task.node)
+    if config.get("timeout_s") is not None:
+        change.timers.append(Timer(change.run.id, task.node, task.attempt, now + timedelta(seconds=config["timeout_s"])))
+    if not config.get("approval"):
+        change.timers.append(Timer(change.run.id, task.node + LOOKBACK, task.attempt, now))
+
+
+def _waiting(change: Change, node: str, attempt: int | None = None) -> TaskRun | None:
+    task = change.run.tasks.get(node)
+    if change.run.status is not RunStatus.RUNNING or task is None or task.state is not TaskState.WAITING:
+        return None
+    return task if attempt is None or task.attempt == attempt else None
+
+
+def _succeed(change: Change, task: TaskRun, result: Any, via: dict[str, Any], now: datetime) -> None:
+    task.state, task.result, task.via, task.finished_at = TaskState.SUCCEEDED, result, via, now
+    change.tasks.add(task.node)
+    change.finished_tasks.append(task)
+
+
+def resolve(change: Change, hit: WaitHit, now: datetime) -> bool:
+    """Apply a hit; False when the step no longer waits for it (resolved already, timed out, cancelled)."""
+    task = _waiting(change, hit.node, hit.attempt)
+    if task is None:
+        return False
+    _succeed(change, task, hit.result, hit.via, now)
+    return True
+
+
+def approve(change: Change, node: str | None, data: Any, by: str, now: datetime) -> bool:
+    """A person approved approval step `node`; False when it is not waiting for an approval."""
+    task = _waiting(change, node or "")
+    if task is None or not wait_config(change.run, task.node).get("approval"):
+        return False
+    _succeed(change, task, {} if data is None else data, {"approved_by": by or "unknown", "at": iso_utc(now)}, now)
+    return True
+
+
+def expire(change: Change, task: TaskRun, now: datetime) -> None:
+    """The step's timeout fired while it waited: it fails, or succeeds with its default, per `on_timeout`."""
+    config = wait_config(change.run, task.node)
+    policy = config.get("on_timeout", "fail")
+    what = "approval" if config.get("approval") else f"matching {config.get('event')} event"
+    if isinstance(policy, Mapping):
+        _succeed(change, task, policy.get("default"), {"timed_out": True}, now)
+        return
+    task.state, task.finished_at, task.via = TaskState.FAILED, now, {"timed_out": True}
+    task.error = f"no {what} within {config.get('timeout_s', 0):g}s"
+    change.tasks.add(task.node)
+    change.finished_tasks.append(task)
