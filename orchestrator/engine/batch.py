@@ -63,6 +63,7 @@ class Batch:
     failed: dict[Entry, str] = field(default_factory=dict)  # entries that could not be planned, with why
     evaluations: MetricsBatch = field(default_factory=MetricsBatch)
     decisions: list[EventDecisions] = field(default_factory=list)  # per event with candidate rules
+    memos: list[str] = field(default_factory=list)  # flow-control decisions to forget once committed (flow/)
 
     def limits(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, int]:
         """Workflows with a concurrency limit whose slots this batch may take, with their limit: those of

@@ -47,6 +47,7 @@ from ..workflows.runs import Run
 from .batch import Batch, EventDecisions, Outcome, apply_batch
 from .cache import RunCache
 from .chronicle import Chronicle, unheard
+from .flow import FlowControl
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
 
@@ -83,6 +84,7 @@ class Engine:
         self._next_queued = lua.register(client, "next_queued")
         self.maintenance = Maintenance(self)
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
+        self._flow = FlowControl(self, project)  # debounce, batch, throttle, rate_limit (flow/)
 
     # -- what maintenance chores use (maintenance.Host) ---------------------------------------------
 
@@ -161,7 +163,7 @@ class Engine:
     def _plan(self, entries: list[Entry]) -> Batch:
         batch = Batch()
         events: list[tuple[Entry, Event]] = []
-        for entry in entries:
+        for entry in self._flow.take_releases(batch, entries):
             try:
                 if entry.stream == self.keys.events:
                     body = loads(entry.fields[b"e"])
@@ -178,6 +180,7 @@ class Engine:
         depths = self._chronicle.run_depths([event for _, event in events])
         for entry, event in events:
             self._plan_event(batch, entry, event, event_depth(event, depths))
+        self._flow.hold(batch)
         return batch
 
     def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
@@ -221,6 +224,7 @@ class Engine:
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
                     self._chronicle.queue(pipe, batch, outcome, now)
+                    self._flow.queue(pipe, batch)
                     faults.hit("engine.before_commit")
                     pipe.execute()
                 except redis.WatchError:

@@ -10,6 +10,13 @@ written in the transaction that acknowledges the event, for as long as runs are 
     skipped       the rule matched, but its schedule's previous run still runs (overlap: skip)
     held          ... and the event waits for it to end (overlap: queue-one)
     not_matched   the rule listens to the type, but was disabled or a `match:` condition failed (`reason`)
+    throttled     the rule matched; its throttle holds the event: `run` starts at the time `detail` gives
+    debounced     ... its debounce merged the event into a hold: `run` is the run the hold will start
+    batched       ... its batch added the event to a hold: `run` is the run the batch will start
+    rate_limited  ... its rate limit dropped the event (no run)
+
+A decision may carry a small `detail` mapping (flow control: the control, its key, the hold, when it is
+due), bounded to DETAIL_MAX_KEYS keys of scalars, strings cut at REASON_MAX_CHARS.
 
 A rule whose source glob does not match is left out, like rules that do not listen to the type: those are
 the many rules an event was never meant for. An event with nothing to record has no record at all.
@@ -45,7 +52,9 @@ __all__ = ["ENTRY_ID_PATTERN", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Dec
 
 MAX_RULES = 50
 REASON_MAX_CHARS = 300
-OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched")
+OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched", "throttled", "debounced", "batched",
+            "rate_limited")
+DETAIL_MAX_KEYS = 12
 ENTRY_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # each part below 2**64, as Redis wants
 _ENTRY_ID = re.compile(ENTRY_ID_PATTERN)
 
@@ -62,6 +71,7 @@ class Decision:
     outcome: str
     run: str | None = None
     reason: str | None = None
+    detail: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rule": self.rule, "outcome": self.outcome}
@@ -69,6 +79,8 @@ class Decision:
             out["run"] = self.run
         if self.reason is not None:
             out["reason"] = _bounded(self.reason)
+        if self.detail:
+            out["detail"] = _bounded_detail(self.detail)
         return out
 
     @classmethod
@@ -79,11 +91,23 @@ class Decision:
         rule, run, reason = value.get("rule"), value.get("run"), value.get("reason")
         if not isinstance(rule, str) or not isinstance(run, str | None) or not isinstance(reason, str | None):
             return None
-        return cls(rule, value["outcome"], run, reason)
+        detail = value.get("detail")
+        return cls(rule, value["outcome"], run, reason, _bounded_detail(detail) if isinstance(detail, dict) else None)
 
 
 def _bounded(text: str) -> str:
     return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1] + "…"
+
+
+def _bounded_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """At most DETAIL_MAX_KEYS entries whose key is a string and value a scalar (strings bounded)."""
+    out: dict[str, Any] = {}
+    for key, value in list(detail.items())[:DETAIL_MAX_KEYS]:
+        if isinstance(key, str) and (value is None or isinstance(value, bool | int | float)):
+            out[key[:40]] = value
+        elif isinstance(key, str) and isinstance(value, str):
+            out[key[:40]] = _bounded(value)
+    return out
 
 
 # -- writing (the engine) ------------------------------------------------------------------------------------

@@ -22,8 +22,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .flow_model import (
+    BatchConfig,
+    DebounceConfig,
+    HoldControl,
+    RateLimitConfig,
+    ThrottleConfig,
+    check_one,
+    compile_control,
+)
 from .templates import ParamsTemplate
 
 __all__ = ["Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
@@ -45,6 +54,17 @@ class RuleConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
     description: str | None = None
+    # flow control that holds events back (rules/flow_model.py, engine side orchestrator/flow/): one at most
+    debounce: DebounceConfig | None = None
+    batch: BatchConfig | None = None
+    throttle: ThrottleConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_hold(self) -> RuleConfig:
+        check_one({"debounce": self.debounce, "batch": self.batch, "throttle": self.throttle,
+                   "rate_limit": self.rate_limit})
+        return self
 
     @field_validator("type")
     @classmethod
@@ -112,6 +132,7 @@ class Rule:
     workflow: str
     params: ParamsTemplate
     enabled: bool = True
+    hold: HoldControl | None = None  # debounce, batch, throttle or rate_limit (rules/flow_model.py)
 
     @classmethod
     def from_config(cls, config: RuleConfig) -> Rule:
@@ -120,4 +141,5 @@ class Rule:
             for path, expected in config.match.items()
         )
         return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
-                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled)
+                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled,
+                   hold=compile_control(config))
