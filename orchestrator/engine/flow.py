@@ -1,8 +1,10 @@
 """③ The engine's three hooks for hold-back controls (orchestrator/flow/), called from engine/loop.py:
 
     take_releases(batch, entries)   results entries of released holds become run requests (release.py)
-    hold(batch)                     after planning: the decide script for held-back requests (decide.py)
-    queue(pipe, batch)              in the commit's MULTI: forget the batch's decisions (their memos)
+    hold(batch) -> batch            after planning: the decide script for held-back requests (decide.py)
+
+The decisions' memos (`Batch.memos`) are deleted by the chronicle, with the decision records it writes in
+the commit's MULTI (chronicle.py).
 
 It also adds the release chore to the engine's maintenance.
 """
@@ -66,11 +68,8 @@ class FlowControl:
             batch.requests.append((entry, [request]))
         return rest
 
-    def hold(self, batch: Batch) -> None:
+    def hold(self, batch: Batch) -> Batch:
+        """`batch` with its held-back requests decided (flow/decide.py)."""
         if self._decider is not None:
             self._decider.hold(batch, self._host.now())
-
-    @staticmethod
-    def queue(pipe: Any, batch: Batch) -> None:
-        if batch.memos:
-            pipe.delete(*batch.memos)
+        return batch

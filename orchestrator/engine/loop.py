@@ -180,8 +180,7 @@ class Engine:
         depths = self._chronicle.run_depths([event for _, event in events])
         for entry, event in events:
             self._plan_event(batch, entry, event, event_depth(event, depths))
-        self._flow.hold(batch)
-        return batch
+        return self._flow.hold(batch)
 
     def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
         raw = entry.fields[b"e"]
@@ -224,7 +223,6 @@ class Engine:
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
                     self._chronicle.queue(pipe, batch, outcome, now)
-                    self._flow.queue(pipe, batch)
                     faults.hit("engine.before_commit")
                     pipe.execute()
                 except redis.WatchError:

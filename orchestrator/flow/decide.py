@@ -104,50 +104,61 @@ class Decider:
                 out.append(Asked(entry, request, rule.hold, key, error, memo_key(self._keys, request)))
         return out
 
-    def _decide(self, asked: list[Asked], now: datetime) -> list[dict[str, Any]]:
+    def _decide(self, asked: list[Asked], now: datetime) -> list[dict[str, Any] | Exception]:
         keys, settings = self._keys, self._settings
         now_ms = int(now.timestamp() * 1000)
         pipe = self._client.pipeline(transaction=False)
         for one in asked:
             request, control = one.request, one.control
-            self._script(keys=[one.memo, keys.flow_state(request.rule, digest(one.key)), keys.flow_due,
+            self._script(keys=[one.memo, keys.flow_state(request.rule, digest(control.kind, one.key)), keys.flow_due,
                                keys.flow_seq, keys.results, keys.metric(FLOW_RELEASES.name)],
                          args=[control.kind, now_ms, MEMO_TTL_S * 1000, one.entry.fields[b"e"], one.entry.id,
                                request.depth, request.rule, one.key, keys.flow_hold_prefix, control.period_ms,
                                control.max_wait_ms, control.limit, control.burst, settings.flow_hold_max_events,
                                settings.flow_hold_max_bytes], client=pipe)
-        return [loads(answer) for answer in pipe.execute()]
+        return [answer if isinstance(answer, Exception) else loads(answer)
+                for answer in pipe.execute(raise_on_error=False)]
 
 
 def memo_key(keys: Keys, request: RunRequest) -> str:
     return keys.flow_memo(digest(request.rule, request.event.source, request.event.id))
 
 
-def apply_answers(batch: Batch, asked: list[Asked], answers: list[dict[str, Any]], now: datetime) -> None:
+def apply_answers(batch: Batch, asked: list[Asked], answers: list[dict[str, Any] | Exception],
+                  now: datetime) -> None:
     """Pure: the batch with the decisions made: held requests taken out (an entry left with none is only
-    acknowledged), each decision recorded and counted, and the memos to delete at commit."""
+    acknowledged), each decision recorded and counted, and the memos to delete at commit. An entry whose
+    decision failed (a script error) is not acknowledged: it is retried, and dead-lettered with the reason."""
+    for one, answer in zip(asked, answers, strict=True):
+        if isinstance(answer, Exception):
+            batch.failed[one.entry] = f"flow control of rule {one.request.rule}: {type(answer).__name__}: {answer}"
     held: set[int] = set()
     by_entry = {planned.entry.id: planned for planned in batch.decisions}
     for one, answer in zip(asked, answers, strict=True):
+        if isinstance(answer, Exception) or one.entry in batch.failed:
+            continue  # retried whole: its other decisions are answered again by their memos
         action = str(answer.get("a"))
         batch.evaluations.inc(FLOW_EVENTS, one.request.rule, one.control.kind, ACTIONS.get(action, action))
-        batch.memos.append(one.memo)
         if action != "start":
             held.add(id(one.request))
         planned = by_entry.get(one.entry.id)
         if planned is not None:
             decision = decide_record(one, answer, now)
             planned.decisions[:] = [decision if d.rule == one.request.rule else d for d in planned.decisions]
-    if not held:
+    batch.memos.extend(one.memo for one in asked if one.entry not in batch.failed)  # retried ones keep theirs
+    if not held and not batch.failed:
         return
     kept: list[tuple[Entry, list[RunRequest]]] = []
     for entry, requests in batch.requests:
+        if entry in batch.failed:
+            continue
         left = [r for r in requests if id(r) not in held]
         if left:
             kept.append((entry, left))
         else:
             batch.settled.append(entry)
     batch.requests = kept
+    batch.decisions = [planned for planned in batch.decisions if planned.entry not in batch.failed]
 
 
 def decide_record(one: Asked, answer: Mapping[str, Any], now: datetime) -> Decision:

@@ -15,6 +15,7 @@ from orchestrator.cli.wiring import load_project
 from orchestrator.engine import Engine
 from orchestrator.events.decisions import event_decisions
 from orchestrator.flow.decide import hold_run_id
+from orchestrator.metrics_gauges import live_gauges
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.workflows.runs import Run, derive_run_id
@@ -116,6 +117,10 @@ class Pair:
         assert record is not None and record["decisions"] is not None
         return next(d for d in record["decisions"]["rules"] if d["rule"] == rule)
 
+    def holds_pending(self) -> float:
+        (family,) = [f for f in live_gauges(self.r, Keys(), None, "test") if f.name == "orch_flow_holds_pending"]
+        return float(family.samples[0].value)
+
     def counter(self, name: str) -> dict[str, int]:
         raw = self.r.hgetall(f"orch:metrics:{name}")
         return {k.decode().replace("\x1f", "/"): int(v) for k, v in raw.items()}
@@ -140,6 +145,7 @@ def test_debounce_one_run_per_quiet_key_carrying_every_event(pair: Pair) -> None
     pair.settle()
 
     assert pair.release_at(9.9) == 0
+    assert pair.holds_pending() == 3
     assert pair.release_at(10) == 2  # c2 and c3: quiet since 0 s
     assert {run.params["customer"]: carried(run) for run in pair.runs()} == {"c2": ["d2", "d5"], "c3": ["d4"]}
     assert pair.release_at(15) == 1
@@ -290,3 +296,27 @@ def test_the_example_debounce_rule_gives_its_task_every_edit(r: redis.Redis, red
     run = engine.store.get(run_id)
     assert run is not None and run.status.value == "succeeded"
     assert run.tasks["push_profile"].result == {"customer": "c-7", "edits_merged": 3, "fields": ["email", "phone"]}
+
+
+def test_an_event_whose_decision_fails_is_retried_not_lost_nor_counted_twice(pair: Pair) -> None:
+    from orchestrator.flow.decide import digest
+
+    broken = Keys().flow_state("debounced", digest("debounce", "c1"))
+    pair.r.hset(broken, "not", "a hold id")  # WRONGTYPE for the debounce script
+    pair.emit("cust.updated", "c1", "w1")
+    pair.emit("cust.called", "x", "w2")
+    pair.settle()
+    assert pair.r.hget("orch:engine:errors", pair.entries["w1"]).decode().startswith(
+        "flow control of rule debounced: ResponseError")
+    assert pair.r.xpending("orch:events", "engine")["pending"] == 1
+    assert pair.counter("orch_flow_events_total") == {"throttled/throttle/passed": 1}
+
+    pair.r.delete(broken)
+    for engine in pair.engines:
+        engine._settings = Settings(**{**pair.settings.model_dump(), "engine_claim_idle_s": 0.0001})
+    pair.engines[0].maintain(force=True)  # reclaimed and decided again: now it can be held
+    pair.settle()
+    assert pair.r.xpending("orch:events", "engine")["pending"] == 0
+    assert pair.counter("orch_flow_events_total") == {"throttled/throttle/passed": 1, "debounced/debounce/merged": 1}
+    assert pair.release_at(10) == 1
+    assert [carried(run) for run in pair.by_rule("debounced")] == [["w1"]]
