@@ -117,6 +117,17 @@ class Pair:
         assert record is not None and record["decisions"] is not None
         return next(d for d in record["decisions"]["rules"] if d["rule"] == rule)
 
+    def records(self, rule: str) -> dict[str, int]:
+        """How many events of the test have each outcome for `rule` in their decision records."""
+        found: dict[str, int] = {}
+        for entry_id in self.entries.values():
+            record = event_decisions(self.r, Keys(), entry_id)
+            assert record is not None and record["decisions"] is not None, "every event has its record"
+            for decision in record["decisions"]["rules"]:
+                if decision["rule"] == rule:
+                    found[decision["outcome"]] = found.get(decision["outcome"], 0) + 1
+        return found
+
     def holds_pending(self) -> float:
         (family,) = [f for f in live_gauges(self.r, Keys(), None, "test") if f.name == "orch_flow_holds_pending"]
         return float(family.samples[0].value)
@@ -162,6 +173,7 @@ def test_debounce_one_run_per_quiet_key_carrying_every_event(pair: Pair) -> None
     for event_id in ("d1", "d3", "d6", "d7"):
         decision = pair.outcome(event_id, "debounced")
         assert decision["outcome"] == "debounced" and decision["run"] == c1.id
+    assert pair.records("debounced") == {"debounced": 7}
     assert pair.counter("orch_flow_events_total") == {"debounced/debounce/merged": 7}
     assert pair.counter("orch_flow_holds_released_total") == {"debounced/debounce/quiet": 3}
     assert pair.r.zcard("orch:flow:due") == 0 and not pair.r.keys("orch:flow:hold:*")
@@ -203,6 +215,7 @@ def test_batch_full_batches_start_at_once_and_the_rest_at_the_timeout(pair: Pair
         assert run.params["count"] == len(run.events or [])
     outcomes = [pair.outcome(event_id, "batched")["outcome"] for event_id, _ in order]
     assert outcomes == ["batched"] * 9
+    assert pair.records("batched") == {"batched": 9}
     assert pair.counter("orch_flow_events_total") == {"batched/batch/merged": 9}
     assert pair.counter("orch_flow_holds_released_total") == {"batched/batch/full": 2, "batched/batch/timeout": 2}
 
@@ -225,6 +238,7 @@ def test_throttle_delays_excess_events_in_order_and_drops_none(pair: Pair) -> No
     assert [run.event.id for run in runs][-2:] == ["t3", "t4"]
     assert [run.created_at - T0 for run in runs][-2:] == [timedelta(seconds=10), timedelta(seconds=20)]
     assert len(runs) == 6
+    assert pair.records("throttled") == {"matched": 4, "throttled": 2}
     assert pair.counter("orch_flow_events_total") == {"throttled/throttle/passed": 4,
                                                       "throttled/throttle/delayed": 2}
     assert pair.counter("orch_flow_holds_released_total") == {"throttled/throttle/throttle": 2}
@@ -243,6 +257,7 @@ def test_rate_limit_drops_excess_events_with_a_record(pair: Pair) -> None:
     pair.emit("cust.pinged", "p", "r6")
     pair.settle()
     assert {run.event.id for run in pair.by_rule("limited")} == {"r1", "r2", "s1", "r6"}
+    assert pair.records("limited") == {"matched": 4, "rate_limited": 3}
     assert pair.counter("orch_flow_events_total") == {"limited/rate_limit/passed": 4,
                                                       "limited/rate_limit/dropped": 3}
 
