@@ -288,7 +288,7 @@ def test_an_event_redelivered_after_a_crash_between_decide_and_commit_counts_onc
     assert not pair.r.keys("orch:flow:memo:*")
 
 
-def test_the_example_debounce_rule_gives_its_task_every_edit(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+def test_the_example_debounce_and_batch_rules_give_their_tasks_every_event(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
     from executors.worker import run_worker
     from tests.projects import copy_examples
 
@@ -301,9 +301,11 @@ def test_the_example_debounce_rule_gives_its_task_every_edit(r: redis.Redis, red
     with Client(settings=settings, connection=r) as client:
         for field in ("email", "phone", "email"):
             client.emit("profile.updated", {"customer_id": "c-7", "field": field}, source="/crm")
+        for n in range(2):
+            client.emit("activity.logged", {"account_id": "a-1", "action": f"click-{n}"}, source="/web")
     engine.step(block=False)
     clock.at(30)
-    assert engine._flow.releases.release() == 1
+    assert engine._flow.releases.release() == 2  # the debounce (quiet 30 s) and the batch (timeout 10 s)
     for _ in range(5):
         engine.step(block=False)
         run_worker(r, settings, project, project.queues, burst=True)
@@ -311,6 +313,9 @@ def test_the_example_debounce_rule_gives_its_task_every_edit(r: redis.Redis, red
     run = engine.store.get(run_id)
     assert run is not None and run.status.value == "succeeded"
     assert run.tasks["push_profile"].result == {"customer": "c-7", "edits_merged": 3, "fields": ["email", "phone"]}
+    (batch_id,) = [i.decode() for i in r.zrange("orch:runs:workflow:record_activity", 0, -1)]
+    batch = engine.store.get(batch_id)
+    assert batch is not None and batch.tasks["write_rows"].result == 2
 
 
 def test_an_event_whose_decision_fails_is_retried_not_lost_nor_counted_twice(pair: Pair) -> None:

@@ -79,3 +79,20 @@ def test_a_key_that_cannot_be_evaluated_is_the_empty_key_with_the_reason() -> No
 
 def test_a_rule_without_a_control_has_none() -> None:
     assert compile_control(RuleConfig.model_validate(BASE)) is None
+
+
+def test_a_yaml_workflow_may_read_the_events_of_its_run(tmp_path: Path) -> None:
+    make_project(tmp_path, {"flow.yaml": """\
+        rules:
+          - {name: r, type: t, workflow: sums, batch: {max_size: 5, timeout_s: 5}}
+        """}, {"flow_yaml.py": HELLO, "sums.yaml": """\
+        workflows:
+          - name: sums
+            tasks:
+              - name: greet
+                uses: greet
+                with: {name: "{{ events | length }} events", greeting: "{{ events[0].data }}"}
+                when: "{{ events | length > 1 }}"
+        """})
+    project = load_project(tmp_path)
+    assert "sums" in project.workflows and project.rules[0].hold is not None
