@@ -13,6 +13,8 @@ In a project's `rules/*.yaml`:
         params:                           # rendered from the event in Jinja2's sandbox
           order_id: "{{ event.data.order_id }}"
         enabled: true                     # optional
+        debounce: {key: data.customer_id, period_s: 30}   # optional: one of debounce, batch, throttle,
+                                                          # rate_limit (rules/flow_model.py)
 """
 
 from __future__ import annotations

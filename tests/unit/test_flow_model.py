@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,11 @@ def test_a_yaml_workflow_may_read_the_events_of_its_run(tmp_path: Path) -> None:
         """})
     project = load_project(tmp_path)
     assert "sums" in project.workflows and project.rules[0].hold is not None
+
+
+def test_the_catalogue_shows_a_rules_control_as_written(tmp_path: Path) -> None:
+    from orchestrator.catalog.build import build_catalog
+
+    rule_with(tmp_path, "            throttle: {key: data.account, limit: 10, period_s: 60, burst: 3}", "flow_cat")
+    catalog = build_catalog(load_project(tmp_path), datetime(2026, 1, 1, tzinfo=UTC))
+    assert catalog["rules"][0]["hold"] == "throttle: key=data.account, limit=10, period_s=60.0, burst=3"
