@@ -1,4 +1,4 @@
-"""③ The engine's three hooks for hold-back controls (orchestrator/flow/), called from engine/loop.py:
+"""③ The engine's two hooks for hold-back controls (orchestrator/flow/), called from engine/loop.py:
 
     take_releases(batch, entries)   results entries of released holds become run requests (release.py)
     hold(batch) -> batch            after planning: the decide script for held-back requests (decide.py)
@@ -11,35 +11,24 @@ It also adds the release chore to the engine's maintenance.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-import redis
+from typing import Protocol
 
 from ..errors import EventError, RuleError
-from ..events.stream import Entry, StreamConsumer
+from ..events.stream import Entry
 from ..flow.decide import Decider
 from ..flow.release import RELEASE_FIELD, Released, ReleaseHolds, run_request
 from ..project import Project
-from ..settings import Settings
-from ..state.keys import Keys
+from . import maintenance
 from .batch import Batch
 from .maintenance import Maintenance, dead_letter
 
 __all__ = ["FlowControl"]
 
 
-class Host(Protocol):
-    keys: Keys
-    consumer: StreamConsumer
+class Host(maintenance.Host, Protocol):
+    """What flow control uses of the engine: what the chores use, and the chores themselves."""
+
     maintenance: Maintenance
-
-    @property
-    def client(self) -> redis.Redis: ...
-
-    @property
-    def settings(self) -> Settings: ...
-
-    def now(self) -> Any: ...
 
 
 class FlowControl:
@@ -63,7 +52,7 @@ class FlowControl:
             try:
                 request = run_request(self._project, Released.from_fields(entry.fields))
             except (EventError, RuleError, ValueError, KeyError, TypeError) as exc:
-                dead_letter(self._host, entry, 1, f"hold release: {type(exc).__name__}: {exc}")  # type: ignore[arg-type]
+                dead_letter(self._host, entry, 1, f"hold release: {type(exc).__name__}: {exc}")
                 continue
             batch.requests.append((entry, [request]))
         return rest
