@@ -31,6 +31,8 @@ __all__ = [
     "EVENTS_DEAD_LETTERED",
     "EVENTS_RECEIVED",
     "EVENT_TO_RUN",
+    "FLOW_EVENTS",
+    "FLOW_RELEASES",
     "REDIS_ERRORS",
     "RULE_EVALUATIONS",
     "RULE_MISSES",
@@ -126,12 +128,20 @@ def miss_reason(stopped_by: str | None) -> str:
     """The bounded `reason` label of a rule's miss: what stopped it (MatchResult.stopped_by), else other."""
     return stopped_by if stopped_by in MISS_REASONS else "other"
 
+FLOW_EVENTS = CounterDef(
+    "orch_flow_events_total", "Events a rule's hold-back control decided on, by rule, control (debounce, batch, "
+    "throttle, rate_limit) and action: passed (started at once), delayed (throttled), merged (into a debounce or "
+    "batch hold), dropped (rate-limited).", ("rule", "control", "action"))
+FLOW_RELEASES = CounterDef(
+    "orch_flow_holds_released_total", "Holds of hold-back controls released to start their run, by rule, control and "
+    "reason (quiet, max_wait, timeout, full, bound, throttle).", ("rule", "control", "reason"))
 
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
     TASKS_FINISHED, TASK_DURATION, TASK_WAIT, EVENT_TO_RUN, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
     CHAINS_CUT,
     RULE_MISSES,
+    FLOW_EVENTS, FLOW_RELEASES,
 )
 
 

@@ -13,6 +13,7 @@
     orch_worker_busy_ratio                                     busy / live workers (0 with none)
     orch_worker_last_seen_timestamp_seconds                    newest worker heartbeat (0: never)
     orch_engine_last_seen_timestamp_seconds                    newest engine heartbeat (0: never)
+    orch_flow_holds_pending                                    ZCARD of the due holds of hold-back controls
 
 A worker process runs one task at a time, so a queue's capacity is the number of live workers listening
 on it (`orch worker --concurrency 4` is four). With no worker the load is the number of jobs there
@@ -123,6 +124,10 @@ def live_gauges(client: redis.Redis, keys: Keys, queues: QueueInspector | None, 
     running = GaugeMetricFamily("orch_workflow_runs_in_progress", "Workflow runs not finished yet.")
     running.add_metric([], client.zcard(keys.runs_by_status("running")))
     yield running
+    holds = GaugeMetricFamily("orch_flow_holds_pending", "Holds of debounce, batch and throttle rules waiting to "
+                              "start their run.")
+    holds.add_metric([], client.zcard(keys.flow_due))
+    yield holds
     yield _last_seen("orch_engine_last_seen_timestamp_seconds",
                      "When an engine last said it was alive (Unix time; 0: no engine ever did).",
                      _newest_score_s(client, keys.engines))

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     engine_max_deliveries: int = Field(default=5, gt=0, description="Deliveries before an entry is dead-lettered.")
     engine_stall_s: float = Field(default=300.0, gt=0,
                                   description="A task queued this long whose job vanished is failed (JobLost).")
+    flow_release_interval_s: float = Field(default=0.5, gt=0, description="How often an engine releases the due "
+                                           "holds of debounce, batch and throttle rules.")
+    flow_hold_max_events: int = Field(default=1000, ge=1, le=10_000, description="Most events one debounce or batch "
+                                      "hold keeps: a hold that reaches it starts its run at once.")
+    flow_hold_max_bytes: int = Field(default=4 * MiB, ge=1024, description="Most bytes of events one hold keeps: a "
+                                     "hold that reaches it starts its run at once.")
 
     run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
     explain_sample: float = Field(default=1.0, ge=0, le=1, description="Fraction (0..1) of events whose rules "

@@ -111,7 +111,8 @@ def _rule(rule: Rule, project: Project, schedules: list[ScheduleEntry]) -> RuleE
         filter=" and ".join(_condition(c.name, c.expected) for c in rule.conditions) or None,
         params={name: _text(value) for name, value in rule.params.source.items()}, enabled=rule.enabled,
         schedules=[ScheduleRef(name=s.name, overlap=s.overlap) for s in schedules if rule.name in s.rules],
-        concurrency=workflow.spec.concurrency if workflow is not None else None)
+        concurrency=workflow.spec.concurrency if workflow is not None else None,
+        hold=f"{rule.hold.kind}: {', '.join(f'{k}={v}' for k, v in rule.hold.config.items())}" if rule.hold else None)
 
 
 def _condition(path: str, expected: tuple[Any, ...]) -> str:

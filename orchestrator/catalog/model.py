@@ -82,6 +82,7 @@ class RuleEntry(_Entry):
     enabled: bool = True
     schedules: list[ScheduleRef] = []  # the schedules whose ticks it matches, with their overlap policy
     concurrency: int | None = None  # its workflow's limit on runs at once
+    hold: str | None = None  # its hold-back flow control as written: "debounce: key=data.c, period_s=30"
 
 
 class ScheduleEntry(_Entry):

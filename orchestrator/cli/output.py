@@ -71,6 +71,15 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _held_events(run: dict[str, Any], shown: int = 10) -> str:
+    """The events a hold gave a run (flow control), by event id and stream entry (`orch events show`)."""
+    flow, held = run["flow"], run.get("events") or []
+    ids = ", ".join(f"{e.get('id')} ({e.get('entry_id')})" for e in held[:shown])
+    more = f", and {len(held) - shown} more" if len(held) > shown else ""
+    return (f"  held      {flow.get('events')} event(s) by {flow.get('control')} of key {flow.get('key')!r}, "
+            f"released ({flow.get('reason')}): {ids}{more}")
+
+
 def print_run(run: dict[str, Any], max_items: int = 10) -> None:
     """A run, its tasks (items of a mapped task summarised beyond `max_items`) and earlier attempts."""
     console.print(f"[bold]run[/] {run['id']}  {_status(run['status'])}")
@@ -79,6 +88,8 @@ def print_run(run: dict[str, Any], max_items: int = 10) -> None:
     if run.get("rerun_of"):
         console.print(f"  rerun of  {run['rerun_of']}")
     console.print(Text(f"  event     {run['event']['type']} id={run['event']['id']} source={run['event']['source']}"))
+    if run.get("flow"):
+        console.print(Text(_held_events(run)))
     console.print(Text(f"  params    {_short(run['params'], 100)}"))
     console.print(f"  created   {_when(run['created_at'])}   finished {_when(run['finished_at'])}   "
                   f"duration {_duration(run['duration_s'])}")

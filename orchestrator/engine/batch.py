@@ -70,6 +70,7 @@ class Batch:
     decisions: list[EventDecisions] = field(default_factory=list)  # per event with candidate rules
     bodies: list[tuple[Entry, Any]] = field(default_factory=list)  # the events read, decoded (engine/waits.py)
     hits: list[WaitHit] = field(default_factory=list)  # waiting steps the events (or look-backs) resume
+    memos: list[str] = field(default_factory=list)  # flow-control decisions to forget once committed (flow/)
 
     def limits(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, int]:
         """Workflows with a concurrency limit whose slots this batch may take, with their limit: those of

@@ -4,7 +4,8 @@
                     events stream with the publishers' own script (dedup on source and id + XADD), queued
                     on the MULTI: no round trip of their own, and never without the run change they announce
     decisions       per event, the rules it matched with their runs and why other candidates did not
-                    (events/decisions.py), one SET with the events' retention
+                    (events/decisions.py), one SET with the events' retention; the memos of the flow-control
+                    decisions they record (flow/decide.py) are deleted with them, as the events are acknowledged
     chain depths    before planning: the depth of each event (events/chains.py); an event a task emitted
                     takes its run's depth + 1, from the engine's cache or, for runs it does not hold, one
                     pipelined read of their meta
@@ -78,6 +79,8 @@ class Chronicle:
 
     def queue(self, pipe: Any, batch: Batch, outcome: Outcome, now: datetime) -> None:
         """Queue the batch's announcements and decision records on the engine's MULTI."""
+        if batch.memos:
+            pipe.delete(*batch.memos)
         if self._announce:
             events = announce.announcements(outcome.changes, now)
             if events:

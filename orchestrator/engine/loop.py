@@ -47,6 +47,7 @@ from .batch import Batch, EventDecisions, Outcome, apply_batch
 from .cache import RunCache
 from .changelog import log_change
 from .chronicle import Chronicle, unheard
+from .flow import FlowControl
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
 from .waits import Waits
@@ -85,6 +86,7 @@ class Engine:
         self._waits = Waits(client, self.keys, settings, self.store)  # wait steps' events and waiters
         self.maintenance = Maintenance(self)
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
+        self._flow = FlowControl(self, project)  # debounce, batch, throttle, rate_limit (flow/)
 
     # -- what maintenance chores use (maintenance.Host) ---------------------------------------------
 
@@ -164,7 +166,7 @@ class Engine:
     def _plan(self, entries: list[Entry]) -> Batch:
         batch = Batch()
         events: list[tuple[Entry, Event]] = []
-        for entry in entries:
+        for entry in self._flow.take_releases(batch, entries):
             try:
                 if entry.stream == self.keys.events:
                     body = loads(entry.fields[b"e"])
@@ -182,7 +184,7 @@ class Engine:
         depths = self._chronicle.run_depths([event for _, event in events])
         for entry, event in events:
             self._plan_event(batch, entry, event, event_depth(event, depths))
-        return batch
+        return self._flow.hold(batch)
 
     def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
         settings = self._settings

@@ -60,7 +60,7 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
     if not evaluated:
         return [], []
     view = event_view(event)
-    context = {"event": view, "data": view.get("data")}
+    context = {"event": view, "data": view.get("data"), "events": [view]}  # a hold's run gets all (flow/release.py)
     ref = EventRef(event.id, event.source, event.type)
     schedule = schedule_of(project, event)
     overlap = project.schedules[schedule].overlap if schedule else "allow"

@@ -13,6 +13,8 @@ In a project's `rules/*.yaml`:
         params:                           # rendered from the event in Jinja2's sandbox
           order_id: "{{ event.data.order_id }}"
         enabled: true                     # optional
+        debounce: {key: data.customer_id, period_s: 30}   # optional: one of debounce, batch, throttle,
+                                                          # rate_limit (rules/flow_model.py)
 """
 
 from __future__ import annotations
@@ -22,8 +24,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .flow_model import (
+    BatchConfig,
+    DebounceConfig,
+    HoldControl,
+    RateLimitConfig,
+    ThrottleConfig,
+    check_one,
+    compile_control,
+)
 from .templates import ParamsTemplate
 
 __all__ = ["MISSING", "Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
@@ -45,6 +56,17 @@ class RuleConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
     description: str | None = None
+    # flow control that holds events back (rules/flow_model.py, engine side orchestrator/flow/): one at most
+    debounce: DebounceConfig | None = None
+    batch: BatchConfig | None = None
+    throttle: ThrottleConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_hold(self) -> RuleConfig:
+        check_one({"debounce": self.debounce, "batch": self.batch, "throttle": self.throttle,
+                   "rate_limit": self.rate_limit})
+        return self
 
     @field_validator("type")
     @classmethod
@@ -122,6 +144,7 @@ class Rule:
     workflow: str
     params: ParamsTemplate
     enabled: bool = True
+    hold: HoldControl | None = None  # debounce, batch, throttle or rate_limit (rules/flow_model.py)
 
     @classmethod
     def from_config(cls, config: RuleConfig) -> Rule:
@@ -130,4 +153,5 @@ class Rule:
             for path, expected in config.match.items()
         )
         return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
-                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled)
+                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled,
+                   hold=compile_control(config))

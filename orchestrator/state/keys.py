@@ -37,6 +37,19 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 |                                  |        |                       | re-added to the stream when the run ends   |
 | <p>:watch:<name>:files           | hash   | orch triggers (file   | permanent: path -> "size:mtime_ns" of the  |
 |                                  |        | watcher), after XADD  | files last seen; delete it to re-announce  |
+| <p>:flow:memo:<digest>           | string | engine (Lua)          | a hold-back control's decision for one     |
+|                                  |        |                       | (rule, event): deleted by the transaction  |
+|                                  |        |                       | that acknowledges the event; 7 days at most|
+| <p>:flow:state:<rule>:<digest>   | hash / | engine (Lua)          | one key of a rule's control: throttle GCRA |
+|                                  | list / |                       | (hash; until its tat passed and nothing is |
+|                                  | string |                       | held), rate_limit window (list; period_s), |
+|                                  |        |                       | debounce/batch open hold (string; deleted  |
+|                                  |        |                       | when the hold is released)                 |
+| <p>:flow:hold:<id>               | hash   | engine (Lua)          | one hold: rule, key, due, counts; with     |
+| <p>:flow:hold:<id>:events        | list   |                       | the events it holds and their entry ids;   |
+| <p>:flow:hold:<id>:entries       | list   |                       | deleted when released to the results stream|
+| <p>:flow:due                     | zset   | engine (Lua)          | hold id -> due ms; removed when released   |
+| <p>:flow:seq                     | string | engine (Lua)          | permanent: the last hold id                |
 | <p>:metrics:<metric name>        | hash   | engine, publishers    | permanent (counters)                       |
 | <p>:tokens                       | hash   | orch tokens (CLI)     | permanent: token name -> token id          |
 | <p>:token:<id>                   | hash   | orch tokens (CLI)     | until revoked: name, scopes, SHA-256 of    |
@@ -224,6 +237,28 @@ class Keys:
     def throughput(self, queue: str, hour: int) -> str:
         """Tasks of an orch queue finished per minute, within one hour (epoch hours)."""
         return f"{self.prefix}:throughput:{queue}:{hour}"
+
+    def flow_memo(self, digest: str) -> str:
+        """A hold-back control's decision for one (rule, event), until the event is acknowledged (flow/)."""
+        return f"{self.prefix}:flow:memo:{digest}"
+
+    def flow_state(self, rule: str, digest: str) -> str:
+        """The state of one key (its digest) of a rule's hold-back control: GCRA, window or open hold."""
+        return f"{self.prefix}:flow:state:{rule}:{digest}"
+
+    @property
+    def flow_hold_prefix(self) -> str:
+        """Prefix of the holds, `<p>:flow:hold:<id>` (the Lua scripts append the id)."""
+        return f"{self.prefix}:flow:hold:"
+
+    @property
+    def flow_due(self) -> str:
+        """Holds of hold-back controls by due time (ms)."""
+        return f"{self.prefix}:flow:due"
+
+    @property
+    def flow_seq(self) -> str:
+        return f"{self.prefix}:flow:seq"
 
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"

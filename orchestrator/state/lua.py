@@ -10,6 +10,8 @@
     release.lua        a worker's claimed jobs go back (or fail, with their WorkerLost records)
     append_log.lua     a worker appends lines to a task attempt's log, keeping its newest within the caps
     read_log.lua       attempt logs' lines after the ones a reader has, with what was dropped
+    flow_decide.lua    a hold-back control decides once what becomes of one event (start, hold, merge, drop)
+    flow_release.lua   due holds of hold-back controls go to the results stream, one entry each
 
 Each starts with a header stating its KEYS, ARGV and what it returns (a test checks). A line
 `--@include NAME` inserts `scripts/lib/NAME.lua`, a snippet defining local functions: the publish step
@@ -39,7 +41,7 @@ from redis.exceptions import NoScriptError, ResponseError
 __all__ = ["NAMES", "Scripts", "call_read_only", "register", "source"]
 
 NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "release_guard", "next_queued", "claim", "release",
-         "append_log", "read_log")
+         "append_log", "read_log", "flow_decide", "flow_release")
 _INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
 
 

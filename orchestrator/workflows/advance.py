@@ -195,12 +195,14 @@ def _skip(change: Change, task: TaskRun, reason: str, now: datetime) -> None:
 
 
 def _results(run: Run) -> dict[str, Any]:
-    """Results by task (None for a task without one), and the run's event as `$event` for templates."""
+    """Results by task (None for a task without one), and the run's event as `$event` for templates (and every
+    event a hold gave it as `$events`; else the one event)."""
     out: dict[str, Any] = {}
     for node in run.spec.nodes:
         task = run.tasks[node.name]
         out[node.name] = task.result if task.state is TaskState.SUCCEEDED else None
     out["$event"] = {"id": run.event.id, "source": run.event.source, "type": run.event.type, "data": run.event_data}
+    out["$events"] = [e["event"] for e in run.events] if run.events is not None else [out["$event"]]
     return out
 
 
@@ -208,8 +210,8 @@ def _start(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -> None
     run = change.run
     results = _results(run)
     try:
-        condition = {"params": run.params, "event": results["$event"],
-                     "results": {k: v for k, v in results.items() if k != "$event"}}
+        condition = {"params": run.params, "event": results["$event"], "events": results["$events"],
+                     "results": {k: v for k, v in results.items() if not k.startswith("$")}}
         if node.when is not None and not compile_condition(node.when)(condition):
             _skip(change, task, f"condition is false: {node.when}", now)
             return

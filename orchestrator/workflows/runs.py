@@ -185,6 +185,8 @@ class Run:
     trace: TraceContext | None = None  # the W3C trace context its tasks are children of (tracing.py)
     depth: int = 0  # chain depth of the event that started it (events/chains.py)
     starts: int = 0  # how many times it started: 1, and one more for each retry (names its lifecycle events)
+    flow: dict[str, Any] | None = None  # a run a hold released (flow/): control, hold, key, reason, events count
+    events: list[dict[str, Any]] | None = None  # ... the held events (entry_id and the event), kept apart (`events`)
     version: int = 0  # the hash's `v`: incremented by every write (the engine's cache checks it)
     _items: dict[str, list[TaskRun]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -227,7 +229,8 @@ class Run:
                 **({"steering": self.steering} if self.steering else {}),
                 **({"trace": self.trace.record()} if self.trace else {}),
                 **({"depth": self.depth} if self.depth else {}),
-                **({"starts": self.starts} if self.starts else {})}
+                **({"starts": self.starts} if self.starts else {}),
+                **({"flow": self.flow} if self.flow else {})}
 
     def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
         """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
@@ -237,6 +240,8 @@ class Run:
         if spec:
             out["spec"] = dumps(self.spec.to_dict())
             out["event"] = dumps(self.event_data)
+            if self.events is not None:
+                out["events"] = dumps(self.events)
         for name in self.tasks if tasks is None else tasks:
             out[f"t:{name}"] = dumps(self.tasks[name].to_dict())
         return out
@@ -265,15 +270,30 @@ class Run:
                    trace=from_record(meta.get("trace")),
                    depth=_count(meta.get("depth")), starts=_count(meta.get("starts")),
                    event_data=loads(fields[b"event"]) if b"event" in fields else None,
+                   flow=meta.get("flow") if isinstance(meta.get("flow"), dict) else None,
+                   events=_held(fields.get(b"events")),
                    version=int(fields.get(b"v", 0)))
 
     def to_dict(self) -> dict[str, Any]:
         """The run as shown by the API and `orch runs show --json`."""
         out = self.meta_dict()
         out["duration_s"] = self.duration_s
+        if self.events is not None:  # the events a hold gave the run: who they are, not their data
+            out["events"] = [{"entry_id": e.get("entry_id"), **{k: e.get("event", {}).get(k) for k in ("id", "source",
+                              "type")}} for e in self.events]
         out["tasks"] = [{**t.to_dict(), "duration_s": t.duration_s,
                          "upstream": list(self.spec.node(t.parent or t.node).upstream)} for t in self.tasks.values()]
         return out
+
+
+def _held(raw: bytes | None) -> list[dict[str, Any]] | None:
+    """The held events of a run as read back from Redis: entries other than {entry_id, event} are dropped."""
+    if raw is None:
+        return None
+    value = loads(raw)
+    if not isinstance(value, list):
+        return None
+    return [e for e in value if isinstance(e, dict) and isinstance(e.get("event"), dict)]
 
 
 def _count(value: Any) -> int:

@@ -234,7 +234,7 @@ def resolve(template: Any, params: Mapping[str, Any], results: Mapping[str, Any]
         from ..rules.templates import render_value
 
         context = {"params": params, "results": {k: v for k, v in results.items() if not k.startswith("$")},
-                   "item": results.get("$item"), "event": results.get("$event")}
+                   "item": results.get("$item"), "event": results.get("$event"), "events": results.get("$events")}
         try:
             return render_value(template["$tmpl"], context, "template")
         except RuleError as exc:

@@ -35,8 +35,8 @@ _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 _GLOBALS = frozenset(jinja2.defaults.DEFAULT_NAMESPACE)  # range, dict, namespace, ...
 _PARSER = jinja2.Environment()
-_VALUE_NAMES = frozenset({"params", "results", "event"})
-_CONDITION_NAMES = frozenset({"params", "results", "event"})  # what `when` is evaluated with (advance.py)
+_VALUE_NAMES = frozenset({"params", "results", "event", "events"})  # events: a hold's (flow/)
+_CONDITION_NAMES = frozenset({"params", "results", "event", "events"})  # what `when` is evaluated with (advance.py)
 
 
 class Invalid(Exception):

@@ -56,7 +56,8 @@ def test_rules_show_their_patterns_filter_params_and_what_feeds_them(catalog: di
     assert rules["eu-orders"] == {
         "name": "eu-orders", "types": ["order.created", "order.updated"], "source": "/shop/*",
         "filter": 'data.region == "eu" and data.channel in ["web", "app"]', "workflow": "batch",
-        "params": {"ids": '["{{ data.id }}"]', "limit": "3"}, "enabled": True, "schedules": [], "concurrency": None}
+        "params": {"ids": '["{{ data.id }}"]', "limit": "3"}, "enabled": True, "schedules": [], "concurrency": None,
+        "hold": None}
     assert rules["hold"]["params"] == {"gate": "{{ data.gate }}"} and rules["hold"]["concurrency"] == 2
     assert rules["nightly-report"]["schedules"] == [{"name": "nightly", "overlap": "skip"}]
     assert rules["shop-hooks"]["enabled"] is False

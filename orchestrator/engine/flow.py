@@ -1,0 +1,64 @@
+"""③ The engine's two hooks for hold-back controls (orchestrator/flow/), called from engine/loop.py:
+
+    take_releases(batch, entries)   results entries of released holds become run requests (release.py)
+    hold(batch) -> batch            after planning: the decide script for held-back requests (decide.py)
+
+The decisions' memos (`Batch.memos`) are deleted by the chronicle, with the decision records it writes in
+the commit's MULTI (chronicle.py).
+
+It also adds the release chore to the engine's maintenance.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..errors import EventError, RuleError
+from ..events.stream import Entry
+from ..flow.decide import Decider
+from ..flow.release import RELEASE_FIELD, Released, ReleaseHolds, run_request
+from ..project import Project
+from . import maintenance
+from .batch import Batch
+from .maintenance import Maintenance, dead_letter
+
+__all__ = ["FlowControl"]
+
+
+class Host(maintenance.Host, Protocol):
+    """What flow control uses of the engine: what the chores use, and the chores themselves."""
+
+    maintenance: Maintenance
+
+
+class FlowControl:
+    """Hold-back controls (debounce, batch, throttle, rate_limit) for one engine and project."""
+
+    def __init__(self, host: Host, project: Project) -> None:
+        self._host = host
+        self._project = project
+        rules = {rule.name: rule for rule in project.rules if rule.hold is not None}
+        self._decider = Decider(host.client, host.keys, host.settings, rules) if rules else None
+        self.releases = ReleaseHolds(host)
+        host.maintenance.add(self.releases)
+
+    def take_releases(self, batch: Batch, entries: list[Entry]) -> list[Entry]:
+        """`entries` but the released holds, which are planned into `batch` as the runs they start."""
+        rest = []
+        for entry in entries:
+            if RELEASE_FIELD not in entry.fields or entry.stream != self._host.keys.results:
+                rest.append(entry)
+                continue
+            try:
+                request = run_request(self._project, Released.from_fields(entry.fields))
+            except (EventError, RuleError, ValueError, KeyError, TypeError) as exc:
+                dead_letter(self._host, entry, 1, f"hold release: {type(exc).__name__}: {exc}")
+                continue
+            batch.requests.append((entry, [request]))
+        return rest
+
+    def hold(self, batch: Batch) -> Batch:
+        """`batch` with its held-back requests decided (flow/decide.py)."""
+        if self._decider is not None:
+            self._decider.hold(batch, self._host.now())
+        return batch

@@ -1,0 +1,198 @@
+"""③ Deciding, at plan time, what a rule's hold-back control does with each event it matched.
+
+After an engine batch is planned, every run request of a rule with `debounce`, `batch`, `throttle` or
+`rate_limit` (rules/flow_model.py) goes through flow_decide.lua, all of them in one pipelined round trip.
+The script decides once per (rule, event) and keeps its answer (the memo) until the transaction that
+acknowledges the event deletes it (`Batch.memos`, FlowControl.queue): an event delivered again after a
+crash between the decision and that transaction gets the same answer, and is held, merged or counted once.
+
+    start   the request stays: the run starts now, as without the control (decision `matched`)
+    delay   throttle: the event is held; its run (same id as ever) starts at its GCRA time (`throttled`)
+    merge   debounce, batch: the event joined the key's hold; the hold's run (id from rule and hold) starts
+            when the hold is released (`debounced`, `batched`)
+    drop    rate_limit: no run (`rate_limited`)
+
+Requests with a render error or a cut chain are not held: their failed run is recorded as without a control.
+Every decision is counted in orch_flow_events_total{rule, control, action} and recorded for the event
+(events/decisions.py), with a `detail` naming the key, the hold and when it is due.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from ..events.decisions import Decision
+from ..events.stream import Entry
+from ..jsonutil import loads
+from ..metrics import FLOW_EVENTS, FLOW_RELEASES
+from ..rules.flow_model import HoldControl
+from ..rules.model import Rule
+from ..settings import Settings
+from ..state import lua
+from ..state.keys import Keys
+from ..workflows.lifecycle import RunRequest
+from ..workflows.runs import iso_utc
+
+if TYPE_CHECKING:
+    from ..engine.batch import Batch
+
+__all__ = ["MEMO_TTL_S", "OUTCOMES", "Decider", "digest", "hold_run_id"]
+
+MEMO_TTL_S = 7 * 86400  # a decision outlives any redelivery of its event (the commit deletes it sooner)
+OUTCOMES = {"throttle": "throttled", "debounce": "debounced", "batch": "batched", "rate_limit": "rate_limited"}
+ACTIONS = {"start": "passed", "delay": "delayed", "merge": "merged", "drop": "dropped"}
+
+
+def digest(*parts: str) -> str:
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def hold_run_id(rule: str, hold: str) -> str:
+    """The run a debounce or batch hold starts: one per (rule, hold), derived like every run id (a hash
+    personalised apart from derive_run_id's, so no event can be crafted to take it)."""
+    return hashlib.blake2b(f"{rule}\x00{hold}".encode(), digest_size=12, person=b"orch-flow-hold").hexdigest()
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One run request of a rule with a hold-back control, and the event's key."""
+
+    entry: Entry
+    request: RunRequest
+    control: HoldControl
+    key: str
+    key_error: str | None
+    memo: str  # the key of its decision's memo
+
+
+class Decider:
+    """Calls the decide script for the held-back requests of a batch and applies the answers to it."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, rules: Mapping[str, Rule]) -> None:
+        self._client = client
+        self._keys = keys
+        self._settings = settings
+        self._rules = rules
+        self._script = lua.register(client, "flow_decide")
+
+    def hold(self, batch: Batch, now: datetime) -> None:
+        """Decide for every held-back request of `batch`; take out those that do not start now."""
+        asked = self._asked(batch)
+        if asked:
+            answers = self._decide(asked, now)
+            apply_answers(batch, asked, answers, now)
+
+    def _asked(self, batch: Batch) -> list[Asked]:
+        out: list[Asked] = []
+        for entry, requests in batch.requests:
+            if entry.stream != self._keys.events:  # a released hold's run (release.py): decided already
+                continue
+            body: Any = None
+            for request in requests:
+                rule = self._rules.get(request.rule)
+                if rule is None or rule.hold is None or request.error is not None or request.params is None:
+                    continue
+                if body is None:
+                    body = loads(entry.fields[b"e"])
+                key, error = rule.hold.key_of(body)
+                out.append(Asked(entry, request, rule.hold, key, error, memo_key(self._keys, request)))
+        return out
+
+    def _decide(self, asked: list[Asked], now: datetime) -> list[dict[str, Any] | Exception]:
+        keys, settings = self._keys, self._settings
+        now_ms = int(now.timestamp() * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        for one in asked:
+            request, control = one.request, one.control
+            self._script(keys=[one.memo, keys.flow_state(request.rule, digest(control.kind, one.key)), keys.flow_due,
+                               keys.flow_seq, keys.results, keys.metric(FLOW_RELEASES.name)],
+                         args=[control.kind, now_ms, MEMO_TTL_S * 1000, one.entry.fields[b"e"], one.entry.id,
+                               request.depth, request.rule, one.key, keys.flow_hold_prefix, control.period_ms,
+                               control.max_wait_ms, control.limit, control.burst, settings.flow_hold_max_events,
+                               settings.flow_hold_max_bytes], client=pipe)
+        return [answer if isinstance(answer, Exception) else loads(answer)
+                for answer in pipe.execute(raise_on_error=False)]
+
+
+def memo_key(keys: Keys, request: RunRequest) -> str:
+    return keys.flow_memo(digest(request.rule, request.event.source, request.event.id))
+
+
+def apply_answers(batch: Batch, asked: list[Asked], answers: list[dict[str, Any] | Exception],
+                  now: datetime) -> None:
+    """Pure: the batch with the decisions made: held requests taken out (an entry left with none is only
+    acknowledged), each decision recorded and counted, and the memos to delete at commit. An entry whose
+    decision failed (a script error) is not acknowledged: it is retried, and dead-lettered with the reason."""
+    for one, answer in zip(asked, answers, strict=True):
+        if isinstance(answer, Exception):
+            batch.failed[one.entry] = f"flow control of rule {one.request.rule}: {type(answer).__name__}: {answer}"
+    held: set[int] = set()
+    by_entry = {planned.entry.id: planned for planned in batch.decisions}
+    for one, answer in zip(asked, answers, strict=True):
+        if isinstance(answer, Exception) or one.entry in batch.failed:
+            continue  # retried whole: its other decisions are answered again by their memos
+        action = str(answer.get("a"))
+        batch.evaluations.inc(FLOW_EVENTS, one.request.rule, one.control.kind, ACTIONS.get(action, action))
+        if action != "start":
+            held.add(id(one.request))
+        planned = by_entry.get(one.entry.id)
+        if planned is not None:
+            decision = decide_record(one, answer, now)
+            planned.decisions[:] = [decision if d.rule == one.request.rule else d for d in planned.decisions]
+    batch.memos.extend(one.memo for one in asked if one.entry not in batch.failed)  # retried ones keep theirs
+    if not held and not batch.failed:
+        return
+    kept: list[tuple[Entry, list[RunRequest]]] = []
+    for entry, requests in batch.requests:
+        if entry in batch.failed:
+            continue
+        left = [r for r in requests if id(r) not in held]
+        if left:
+            kept.append((entry, left))
+        else:
+            batch.settled.append(entry)
+    batch.requests = kept
+    batch.decisions = [planned for planned in batch.decisions if planned.entry not in batch.failed]
+
+
+def decide_record(one: Asked, answer: Mapping[str, Any], now: datetime) -> Decision:
+    """The decision record of one answer: outcome, the run it starts (if any), why, and the detail."""
+    control, request, action = one.control, one.request, answer.get("a")
+    detail: dict[str, Any] = {"control": control.kind, "key": one.key}
+    if one.key_error:
+        detail["key_error"] = one.key_error
+    key = f"key {one.key!r}" if control.key is not None else "the rule's only key"
+    if action == "start":
+        return Decision(request.rule, "matched", request.run_id, detail=detail)
+    if action == "drop":
+        detail["in_window"] = answer.get("n")
+        return Decision(request.rule, "rate_limited", None, f"rate_limit of {key}: {answer.get('n')} runs started "
+                        f"in the last {control.period_ms / 1000:g}s (limit {control.limit}); event dropped", detail)
+    hold, due = str(answer.get("hold")), _when(answer.get("due"), now)
+    detail.update(hold=hold, due=due)
+    if action == "delay":
+        return Decision(request.rule, "throttled", request.run_id, f"throttle of {key} ({control.limit} per "
+                        f"{control.period_ms / 1000:g}s, burst {control.burst}): the run starts at {due}", detail)
+    detail["position"] = answer.get("n")
+    run, outcome = hold_run_id(request.rule, hold), OUTCOMES[control.kind]
+    if answer.get("released"):
+        why = "the batch is full" if answer.get("why") == "full" else "the hold reached its bound"
+        return Decision(request.rule, outcome, run, f"{control.kind} of {key}: event {answer.get('n')} of hold "
+                        f"{hold}; {why}: its run starts now", detail)
+    until = {"quiet": "unless another event of the key comes first", "max_wait": "(its max_wait_s)",
+             "timeout": "unless it fills first"}.get(str(answer.get("why")), "")
+    return Decision(request.rule, outcome, run, f"{control.kind} of {key}: event {answer.get('n')} of hold {hold}; "
+                    f"its run starts at {due} {until}".rstrip(), detail)
+
+
+def _when(ms: Any, now: datetime) -> str:
+    try:
+        return iso_utc(datetime.fromtimestamp(float(ms) / 1000, UTC)) or ""
+    except (TypeError, ValueError, OverflowError):
+        return iso_utc(now) or ""
