@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from orchestrator.cli.output import _held_events
-from orchestrator.events.decisions import DETAIL_MAX_KEYS, REASON_MAX_CHARS, Decision, encode, read_record
+from orchestrator.events.decisions import Decision, encode, read_record
 from orchestrator.events.envelope import EventError
+from orchestrator.events.summary import ITEMS_MAX, STR_MAX_CHARS
 from orchestrator.flow.decide import hold_run_id
 from orchestrator.flow.release import Released
 from orchestrator.jsonutil import dumps
@@ -29,8 +30,8 @@ def test_a_decision_keeps_a_bounded_detail_through_the_record() -> None:
     assert record is not None
     (decision,) = record["rules"]
     assert decision["outcome"] == "debounced" and decision["run"] == "run1"
-    assert decision["detail"]["control"] == "debounce" and len(decision["detail"]["key"]) == REASON_MAX_CHARS
-    assert "nested" not in decision["detail"] and len(decision["detail"]) <= DETAIL_MAX_KEYS
+    assert decision["detail"]["control"] == "debounce" and len(decision["detail"]["key"]) == STR_MAX_CHARS
+    assert len(decision["detail"]) == ITEMS_MAX + 1 and decision["detail"]["…"] == f"{len(detail) - ITEMS_MAX} more keys"
 
 
 @pytest.mark.parametrize("outcome", ["throttled", "debounced", "batched", "rate_limited"])
