@@ -31,7 +31,7 @@ from .workflows.dsl import Task, Workflow, collect
 from .workflows.yamlflows import YamlWorkflow, load_yaml_workflows
 from .yamlpos import YamlError, line_of, load_with_lines
 
-__all__ = ["Location", "Project", "Section", "load_project", "load_sections"]
+__all__ = ["Location", "Project", "Section", "load_project", "load_rules", "load_sections"]
 
 RULES_DIR = "rules"
 WORKFLOWS_DIR = "workflows"
@@ -131,6 +131,23 @@ def load_sections(root: Path | str, sections: Sequence[Section],
     return project
 
 
+def load_rules(project: Project, folder: Path | str) -> list[Rule]:
+    """The rules in `folder`'s YAML files (`rules:` only; other sections are left to their roles), checked
+    against `project`'s workflows: a proposed rule set (`orch rules test --rules DIR`). ConfigError lists
+    every problem."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError([ConfigIssue(root, None, None, "rules directory does not exist")])
+    proposed = Project(project.root, workflows=project.workflows, tasks=project.tasks)
+    issues: list[ConfigIssue] = []
+    found = _load_yaml_files(proposed, issues, (), folder=root)
+    issues = [i for i in issues if i.field is None or i.field == "rules"]
+    _check_rules(proposed, found["rules"], issues)
+    if issues:
+        raise ConfigError(issues)
+    return proposed.rules
+
+
 def _project_root(root: Path | str) -> Path:
     path = Path(root).expanduser().resolve()
     if not path.is_dir():
@@ -204,14 +221,15 @@ def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIss
         project.tasks[task.name] = task
 
 
-def _load_yaml_files(project: Project, issues: list[ConfigIssue],
-                     sections: Sequence[Section]) -> dict[str, list[_Item]]:
+def _load_yaml_files(project: Project, issues: list[ConfigIssue], sections: Sequence[Section],
+                     folder: Path | None = None) -> dict[str, list[_Item]]:
     names = ("rules", *(s.name for s in sections))
-    folder = project.root / RULES_DIR
+    folder = folder or project.root / RULES_DIR
     found: dict[str, list[_Item]] = {name: [] for name in names}
     if not folder.is_dir():
         return found
-    files, outside = files_inside(project.root, sorted(
+    base = project.root if folder.is_relative_to(project.root) else folder  # symlinks may not lead out of it
+    files, outside = files_inside(base, sorted(
         p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
     issues.extend(outside)
     for path in files:
@@ -311,6 +329,7 @@ def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssu
             issues.append(ConfigIssue(path, line_of(lines, (*base, "name")), f"rules[{index}].name",
                                       f"rule name {config.name!r} is already used in {seen[config.name]}"))
         seen[config.name] = path
+        project.locations[("rules", config.name)] = (path, line_of(lines, base))
         if _check_workflow(project, config, path, index, lines, issues):
             project.rules.append(rule)
 

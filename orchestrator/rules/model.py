@@ -9,6 +9,7 @@ In a project's `rules/*.yaml`:
         match:                            # optional: all must equal (a list means any of)
           data.region: eu
           data.channel: [web, app]
+        if: data.amount > 100.0 && data.items.exists(i, i.qty > 1)   # optional CEL test (rules/ifexpr.py)
         workflow: process_order
         params:                           # rendered from the event in Jinja2's sandbox
           order_id: "{{ event.data.order_id }}"
@@ -24,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .expr import Expression, ExpressionError, compile_expression
 from .templates import ParamsTemplate
 
 __all__ = ["Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
@@ -45,6 +47,18 @@ class RuleConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
     description: str | None = None
+    # `if:` (a Python keyword, hence the alias): a CEL test over `event` and `data`, after the conditions.
+    if_: str | None = Field(default=None, alias="if", description="CEL expression that must be true.")
+
+    @field_validator("if_")
+    @classmethod
+    def _if_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_expression(value)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("type")
     @classmethod
@@ -112,6 +126,7 @@ class Rule:
     workflow: str
     params: ParamsTemplate
     enabled: bool = True
+    if_expr: Expression | None = None  # the compiled `if:`
 
     @classmethod
     def from_config(cls, config: RuleConfig) -> Rule:
@@ -120,4 +135,5 @@ class Rule:
             for path, expected in config.match.items()
         )
         return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
-                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled)
+                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled,
+                   if_expr=compile_expression(config.if_) if config.if_ is not None else None)
