@@ -114,7 +114,8 @@ def compile_expression(text: str) -> Expression:
     try:
         program = cel.compile(stripped)
     except Exception as exc:  # noqa: BLE001 - ValueError with the parser's message
-        raise ExpressionError(f"{stripped!r} is not a valid CEL expression: {_message(exc)}") from None
+        where = _message(exc).removeprefix(f"Failed to parse expression '{' '.join(stripped.split())}': ")
+        raise ExpressionError(f"{stripped!r} is not a valid CEL expression: {where}") from None
     try:
         cost = cost_model(stripped)
     except CostError as exc:

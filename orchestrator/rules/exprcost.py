@@ -31,6 +31,7 @@ evaluation is refused, with an error saying so, when it exceeds MAX_COST_STEPS. 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -92,11 +93,16 @@ class CostModel:
 
     def check(self, longest: int, text: str) -> None:
         """CostError unless the expression is within MAX_COST_STEPS over inputs no longer than `longest`."""
-        steps = self.steps(longest)
+        steps = _steps(self, longest)
         if steps > MAX_COST_STEPS:
             raise CostError(f"{text!r}: over this event it could take up to {steps:,} steps (limit "
                             f"{MAX_COST_STEPS:,}; its longest list or map has {longest:,} elements): "
                             "iterate over shorter lists, or avoid nesting map/filter over event lists")
+
+
+@functools.lru_cache(maxsize=1024)
+def _steps(model: CostModel, longest: int) -> int:
+    return model.steps(longest)  # events of one shape repeat their sizes: price each size once
 
 
 def cost_model(text: str) -> CostModel | None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.catalog import build_catalog
 from orchestrator.events.envelope import Event
+from orchestrator.project import load_project
 from orchestrator.rules.match import RuleIndex, match
 from orchestrator.rules.model import Match, Rule, RuleConfig
+
+from ..projects import make_project
 
 
 def _rule(condition: str, **extra: Any) -> Rule:
@@ -78,3 +84,19 @@ def test_a_bad_expression_is_a_validation_error_on_the_if_field(condition: str, 
         RuleConfig.model_validate({"name": "r", "type": "t", "workflow": "w", "if": condition})
     error = caught.value.errors()[0]
     assert error["loc"] == ("if",) and message in error["msg"]
+
+
+def test_the_catalogue_shows_a_rule_if_with_its_conditions(tmp_path: Path) -> None:
+    make_project(tmp_path, rules="""\
+        rules:
+          - name: big
+            type: order.created
+            match: {data.channel: web}
+            if: data.amount > 100.0
+            workflow: handle
+        """, workflows={"shop": "from orchestrator import task, workflow\n\n@task\ndef step() -> None: ...\n\n"
+                                  "@workflow\ndef handle():\n    step()\n"})
+
+    rules = build_catalog(load_project(tmp_path), datetime(2026, 1, 1, tzinfo=UTC))["rules"]
+
+    assert rules[0]["filter"] == 'data.channel == "web" and if data.amount > 100.0'
