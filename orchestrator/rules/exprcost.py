@@ -45,11 +45,12 @@ _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _QUADRATIC = frozenset({"map", "filter"})
 _TOKEN = re.compile(r"""
     (?P<space>\s+|//[^\n]*)
-  | (?P<string>(?:[rR][bB]?|[bB][rR]?)?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
+  | (?P<raw>(?:[rR][bB]?|[bB][rR])(?:'''.*?'''|\"\"\".*?\"\"\"|'[^'\n]*'|"[^"\n]*"))
+  | (?P<string>[bB]?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
   | (?P<number>0[xX][0-9a-fA-F]+[uU]?|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?[uU]?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<punct>&&|\|\||==|!=|<=|>=|\.\?|[-+*/%!<>?:.,()\[\]{}])
-""", re.VERBOSE)
+""", re.VERBOSE | re.DOTALL)
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _VALUE_END = frozenset({")", "]", "}"})
 
@@ -167,7 +168,7 @@ def _tokens(text: str) -> list[str]:
         kind = found.lastgroup
         if kind == "space":
             continue
-        out.append("'" if kind in ("string", "number") else found.group())
+        out.append("'" if kind in ("raw", "string", "number") else found.group())
     return out
 
 

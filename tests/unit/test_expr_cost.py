@@ -98,3 +98,10 @@ def test_errors_name_the_expression_and_the_cause() -> None:
         compile_expression("1 / data.zero").evaluate({"data": {"zero": 0}})
     with pytest.raises(ExpressionError, match="not a valid CEL expression"):
         compile_expression("data.amount >")
+
+
+def test_the_scan_reads_raw_strings_without_escapes() -> None:
+    # in a raw string a backslash is a character: the macro after it is code, not text
+    model = cost_model(r"""r'\' + string([1, 2].map(x, x)) + "\" .exists(" + '''a'b'''""")
+    assert model is not None and [c.macro for c in model.comprehensions] == ["map"]
+    assert compile_expression(r"""r'\' + string(size([1, 2].map(x, x)))""").evaluate({}) == "\\2"
