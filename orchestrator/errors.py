@@ -122,7 +122,7 @@ def pydantic_message(error: Any, loc: tuple[str, ...], model: type[Any]) -> str:
     if error["type"] == "missing":
         return "required field is missing"
     if error["type"] == "extra_forbidden":
-        fields = list(model.model_fields)
+        fields = [info.alias or name for name, info in model.model_fields.items()]  # `if`, not `if_`
         allowed = [n for n in fields if n not in loc]
         return f"unknown field{did_you_mean(loc[-1], allowed)} (fields: {', '.join(fields)})"
     message = str(error["msg"])

@@ -329,6 +329,7 @@ def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssu
             issues.append(ConfigIssue(path, line_of(lines, (*base, "name")), f"rules[{index}].name",
                                       f"rule name {config.name!r} is already used in {seen[config.name]}"))
         seen[config.name] = path
+        project.locations[("rules", config.name)] = (path, line_of(lines, base))
         if _check_workflow(project, config, path, index, lines, issues):
             project.rules.append(rule)
 

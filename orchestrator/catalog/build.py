@@ -108,7 +108,8 @@ def _rule(rule: Rule, project: Project, schedules: list[ScheduleEntry]) -> RuleE
     workflow = project.workflows.get(rule.workflow)
     return RuleEntry(
         name=rule.name, types=list(rule.types), source=rule.source, workflow=rule.workflow,
-        filter=" and ".join(_condition(c.name, c.expected) for c in rule.conditions) or None,
+        filter=" and ".join([*(_condition(c.name, c.expected) for c in rule.conditions),
+                             *([f"if {rule.if_expr.text}"] if rule.if_expr else [])]) or None,
         params={name: _text(value) for name, value in rule.params.source.items()}, enabled=rule.enabled,
         schedules=[ScheduleRef(name=s.name, overlap=s.overlap) for s in schedules if rule.name in s.rules],
         concurrency=workflow.spec.concurrency if workflow is not None else None,

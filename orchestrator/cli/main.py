@@ -26,6 +26,7 @@ from .common import (
     reader_gone,
     setup_logging,
 )
+from .rule_cmds import path_check_options
 
 __all__ = ["cli", "main"]
 
@@ -289,11 +290,14 @@ def runs_show(run_id: str, as_json: bool, project: str | None) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@path_check_options
 @project_option
-def validate(as_json: bool, project: str | None) -> None:
-    """Check the project's rules and workflows; errors name the file, line and field."""
+def validate(as_json: bool, project: str | None, strict: bool, no_redis: bool) -> None:
+    """Check the project's rules and workflows; errors name the file, line and field. Warns about rule
+    paths that no declared event schema or recorded event has (exit 1 on them with --strict)."""
     from ..errors import ConfigError
     from .output import print_json
+    from .rule_cmds import check_rule_paths
     from .wiring import load_project
 
     settings = make_settings(project)
@@ -312,9 +316,10 @@ def validate(as_json: bool, project: str | None) -> None:
                "workflows": {name: [n.name for n in wf.spec.nodes] for name, wf in loaded.workflows.items()},
                "tasks": sorted(loaded.tasks), "queues": loaded.queues, "schedules": sorted(loaded.schedules),
                "hooks": sorted(loaded.hooks), "watches": sorted(loaded.watches)}
+    failed = check_rule_paths(loaded, settings, summary, offline=no_redis, strict=strict, quiet=as_json)
     if as_json:
         print_json(summary)
-        return
+        raise SystemExit(int(failed))
     click.echo(f"ok: {Path(loaded.root).name}: {len(loaded.rules)} rules, {len(loaded.workflows)} workflows, "
                f"{len(loaded.tasks)} tasks, {len(loaded.schedules)} schedules, {len(loaded.hooks)} webhooks, "
                f"{len(loaded.watches)} watches")
@@ -326,16 +331,19 @@ def validate(as_json: bool, project: str | None) -> None:
     for kind, names in (("webhook", loaded.hooks), ("watch", loaded.watches)):
         for name in names:
             click.echo(f"  {kind} {name}")
+    raise SystemExit(int(failed))
 
 
 def _add_trigger_commands() -> None:
     from .event_cmds import add_event_commands
     from .log_cmds import add_log_commands
+    from .rule_cmds import rules
     from .steer_cmds import add_steering_commands
     from .trigger_cmds import schedules, triggers
 
     cli.add_command(triggers)
     cli.add_command(schedules)
+    cli.add_command(rules)
     add_steering_commands(runs)
     add_log_commands(runs)
     add_event_commands(events)

@@ -7,6 +7,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..events.envelope import Event
+from .ifexpr import check_if
 from .model import MISSING, Condition, Match, MatchResult, Rule
 
 __all__ = ["RuleIndex", "event_view", "match"]
@@ -77,6 +78,8 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> Ma
         failed = _check(rule, condition, view)
         if failed is not None:
             return failed
+    if rule.if_expr is not None and (reason := check_if(rule.if_expr, view)) is not None:
+        return MatchResult(rule.name, Match.PARTIAL, reason, "if")
     return MatchResult(rule.name, Match.FULL)
 
 

@@ -9,6 +9,7 @@ In a project's `rules/*.yaml`:
         match:                            # optional: all must equal (a list means any of)
           data.region: eu
           data.channel: [web, app]
+        if: data.amount > 100.0 && data.items.exists(i, i.qty > 1)   # optional CEL test (rules/ifexpr.py)
         workflow: process_order
         params:                           # rendered from the event in Jinja2's sandbox
           order_id: "{{ event.data.order_id }}"
@@ -26,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .expr import Expression, ExpressionError, compile_expression
 from .flow_model import (
     BatchConfig,
     DebounceConfig,
@@ -67,6 +69,19 @@ class RuleConfig(BaseModel):
         check_one({"debounce": self.debounce, "batch": self.batch, "throttle": self.throttle,
                    "rate_limit": self.rate_limit})
         return self
+
+    # `if:` (a Python keyword, hence the alias): a CEL test over `event` and `data`, after the conditions.
+    if_: str | None = Field(default=None, alias="if", description="CEL expression that must be true.")
+
+    @field_validator("if_")
+    @classmethod
+    def _if_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_expression(value)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("type")
     @classmethod
@@ -145,6 +160,7 @@ class Rule:
     params: ParamsTemplate
     enabled: bool = True
     hold: HoldControl | None = None  # debounce, batch, throttle or rate_limit (rules/flow_model.py)
+    if_expr: Expression | None = None  # the compiled `if:`
 
     @classmethod
     def from_config(cls, config: RuleConfig) -> Rule:
@@ -154,4 +170,5 @@ class Rule:
         )
         return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
                    workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled,
-                   hold=compile_control(config))
+                   hold=compile_control(config),
+                   if_expr=compile_expression(config.if_) if config.if_ is not None else None)
