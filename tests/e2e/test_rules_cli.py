@@ -76,8 +76,9 @@ def test_rules_test_reports_each_candidate_rule_offline(tmp_path: Path) -> None:
     assert lines[1] == "3 candidate rule(s), 2 matched"
     assert lines[2] == '  matched      all-orders -> handle_order  params: {"order_id": "A-1", "amount": 0.0}'
     assert lines[3] == "  not matched  web-orders -> handle_order: data.channel is 'app' (expected 'web')"
-    assert lines[4].startswith("  matched      large-orders -> handle_order: parameters did not render: ")
-    assert "division by zero" in lines[4]
+    assert lines[4] == "               at data.channel: saw 'app', expected 'web'"
+    assert lines[5].startswith("  matched      large-orders -> handle_order: parameters did not render: ")
+    assert "division by zero" in lines[5]
 
 
 def test_rules_test_json_gives_the_if_outcome(tmp_path: Path) -> None:
