@@ -103,7 +103,8 @@ def _print_report(event_type: str, source: str, filled: list[str], report: list[
         else:
             click.echo(f"  not matched  {name}: {item['reason']}")
             if item.get("path") is not None:
-                click.echo(f"               at {item['path']}: saw {item['seen']!r}, expected {item['expected']!r}")
+                seen = "nothing (missing)" if item.get("missing") else repr(item["seen"])
+                click.echo(f"               at {item['path']}: saw {seen}, expected {item['expected']!r}")
 
 
 # -- orch validate: rule paths that can never match ------------------------------------------------

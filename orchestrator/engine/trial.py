@@ -16,7 +16,7 @@ from ..errors import EventError
 from ..events.envelope import Event, event_from_mapping
 from ..project import Project
 from ..rules.match import RuleIndex
-from ..rules.model import Match, Rule
+from ..rules.model import MISSING, Match, Rule
 from .plan import plan_event
 
 __all__ = ["FILLED_ID", "FILLED_SOURCE", "event_for_test", "try_event"]
@@ -55,6 +55,7 @@ def try_event(project: Project, event: Event, rules: list[Rule] | None = None) -
         else:
             item.update(stopped_by=result.stopped_by, reason=result.reason)
             if result.path is not None:
-                item.update(path=result.path, seen=result.seen, expected=result.expected)
+                seen = {"missing": True} if result.seen is MISSING else {"seen": result.seen}
+                item.update(path=result.path, **seen, expected=result.expected)
         report.append(item)
     return report
