@@ -38,6 +38,7 @@ __all__ = [
     "RUN_DURATION",
     "SCHEDULE_OVERLAPS",
     "SCHEDULE_TICKS",
+    "SLOT_EVENTS",
     "TASKS_FINISHED",
     "TASK_DURATION",
     "TASK_WAIT",
@@ -112,10 +113,15 @@ REDIS_ERRORS = CounterDef(
     "role and error (connection, timeout, oom, readonly, busy, loading, noperm, contention, other).",
     ("role", "error"))
 
+SLOT_EVENTS = CounterDef(
+    "orch_slot_events_total", "What slot pools did to runs, by pool kind (rule, singleton, workflow), rule or "
+    "workflow name and action: waited (created queued for a slot), skipped (singleton skip: no run), replaced "
+    "(singleton cancel_previous), expired (a lease ran out).", ("kind", "name", "action"))
+
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
     TASKS_FINISHED, TASK_DURATION, TASK_WAIT, EVENT_TO_RUN, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
-    CHAINS_CUT,
+    CHAINS_CUT, SLOT_EVENTS,
 )
 
 

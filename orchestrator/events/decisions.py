@@ -9,11 +9,18 @@ written in the transaction that acknowledges the event, for as long as runs are 
     cut           the rule matched but the event's chain is too deep (events/chains.py): `run` is the record
     skipped       the rule matched, but its schedule's previous run still runs (overlap: skip)
     held          ... and the event waits for it to end (overlap: queue-one)
+    waiting       the rule matched; its run waits for a slot of the rule's keyed `concurrency` (`detail`: key,
+                  limit, priority)
+    singleton_skipped   the rule matched, but its singleton (mode skip) has a run for the key: no run
+                  (`detail`: key, holder)
+    replaced      the rule matched; its singleton (mode cancel_previous) cancelled the key's run(s) and the new
+                  run starts when the slot frees (`detail`: key, cancelled)
     not_matched   the rule listens to the type, but was disabled or a `match:` condition failed (`reason`)
 
 A rule whose source glob does not match is left out, like rules that do not listen to the type: those are
 the many rules an event was never meant for. An event with nothing to record has no record at all.
-Records are bounded: at most MAX_RULES rules (`omitted` counts the rest), reasons of REASON_MAX_CHARS.
+Records are bounded: at most MAX_RULES rules (`omitted` counts the rest), reasons of REASON_MAX_CHARS, a
+`detail` of at most DETAIL_MAX_ITEMS flat items (strings cut like reasons, lists to DETAIL_MAX_ITEMS).
 
 Readers (the API's GET /events/{entry_id}, `orch events show`, the web UI):
 
@@ -45,7 +52,9 @@ __all__ = ["ENTRY_ID_PATTERN", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Dec
 
 MAX_RULES = 50
 REASON_MAX_CHARS = 300
-OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched")
+OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched", "waiting", "singleton_skipped",
+            "replaced")
+DETAIL_MAX_ITEMS = 8
 ENTRY_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # each part below 2**64, as Redis wants
 _ENTRY_ID = re.compile(ENTRY_ID_PATTERN)
 
@@ -62,6 +71,7 @@ class Decision:
     outcome: str
     run: str | None = None
     reason: str | None = None
+    detail: dict[str, Any] | None = None  # of a flow-control outcome: key, limit, priority, holder, ...
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rule": self.rule, "outcome": self.outcome}
@@ -69,6 +79,9 @@ class Decision:
             out["run"] = self.run
         if self.reason is not None:
             out["reason"] = _bounded(self.reason)
+        detail = _detail(self.detail)
+        if detail:
+            out["detail"] = detail
         return out
 
     @classmethod
@@ -79,11 +92,26 @@ class Decision:
         rule, run, reason = value.get("rule"), value.get("run"), value.get("reason")
         if not isinstance(rule, str) or not isinstance(run, str | None) or not isinstance(reason, str | None):
             return None
-        return cls(rule, value["outcome"], run, reason)
+        return cls(rule, value["outcome"], run, reason, _detail(value.get("detail")))
 
 
 def _bounded(text: str) -> str:
     return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1] + "…"
+
+
+def _detail(value: Any) -> dict[str, Any] | None:
+    """A decision's detail, bounded: flat items only (text, numbers, booleans, lists of text)."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, item in list(value.items())[:DETAIL_MAX_ITEMS]:
+        if isinstance(item, str):
+            out[str(key)] = _bounded(item)
+        elif item is None or isinstance(item, bool | int | float):
+            out[str(key)] = item
+        elif isinstance(item, list):
+            out[str(key)] = [_bounded(str(i)) for i in item[:DETAIL_MAX_ITEMS]]
+    return out or None
 
 
 # -- writing (the engine) ------------------------------------------------------------------------------------
@@ -110,13 +138,19 @@ def planned(outcomes: Sequence[tuple[MatchResult, str]], requests: Sequence[RunR
     return out
 
 
-def held_back(decisions: Iterable[Decision], reasons: Mapping[str, tuple[str, str]]) -> list[Decision]:
-    """`decisions` with what the batch did to their runs: a run in `reasons` (run id -> (outcome, why)) was
-    queued for a slot, or skipped or held by its schedule's overlap policy, instead of started."""
+def held_back(decisions: Iterable[Decision],
+              reasons: Mapping[str, tuple[str, str] | tuple[str, str, dict[str, Any] | None]]) -> list[Decision]:
+    """`decisions` with what the batch did to their runs: a run in `reasons` (run id -> (outcome, why[,
+    detail])) was queued or is waiting for a slot, skipped by its singleton, replacing a singleton's run, or
+    skipped or held by its schedule's overlap policy, instead of started."""
     out = []
     for decision in decisions:
         found = reasons.get(decision.run or "") if decision.outcome == "matched" else None
-        out.append(Decision(decision.rule, found[0], decision.run, found[1]) if found else decision)
+        if found:
+            detail = found[2] if len(found) > 2 else None
+            out.append(Decision(decision.rule, found[0], decision.run, found[1], detail))
+        else:
+            out.append(decision)
     return out
 
 

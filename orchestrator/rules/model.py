@@ -22,8 +22,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .controls import ConcurrencyConfig, RunControls, SingletonConfig, check_controls, check_priority
 from .templates import ParamsTemplate
 
 __all__ = ["Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
@@ -45,6 +46,17 @@ class RuleConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
     description: str | None = None
+    # -- controls on the rule's runs (rules/controls.py): keyed concurrency, priority, singleton
+    concurrency: ConcurrencyConfig | None = None
+    priority: int | str | None = Field(default=None, description="Seconds ahead in a slot's line, or a CEL expression")
+    singleton: SingletonConfig | None = None
+
+    _priority = field_validator("priority")(check_priority)
+
+    @model_validator(mode="after")
+    def _controls(self) -> RuleConfig:
+        check_controls(self.concurrency, self.singleton)
+        return self
 
     @field_validator("type")
     @classmethod
@@ -112,6 +124,7 @@ class Rule:
     workflow: str
     params: ParamsTemplate
     enabled: bool = True
+    controls: RunControls | None = None  # concurrency, priority, singleton
 
     @classmethod
     def from_config(cls, config: RuleConfig) -> Rule:
@@ -120,4 +133,5 @@ class Rule:
             for path, expected in config.match.items()
         )
         return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
-                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled)
+                   workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled,
+                   controls=RunControls.from_config(config.concurrency, config.singleton, config.priority))
