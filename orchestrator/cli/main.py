@@ -348,12 +348,14 @@ def _add_worker_commands() -> None:
     from .api_cmd import api
     from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
+    from .slot_cmds import slots
     from .token_cmds import tokens
     from .workers_cmd import workers
 
     cli.add_command(api)
     cli.add_command(catalog)
     cli.add_command(redis_acl)
+    cli.add_command(slots)
     cli.add_command(tokens)
     cli.add_command(workers)
 
