@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 from .controls import ConcurrencyConfig, RunControls, SingletonConfig, check_controls, check_priority
 from .templates import ParamsTemplate
@@ -48,7 +48,7 @@ class RuleConfig(BaseModel):
     description: str | None = None
     # -- controls on the rule's runs (rules/controls.py): keyed concurrency, priority, singleton
     concurrency: ConcurrencyConfig | None = None
-    priority: int | str | None = Field(default=None, description="Seconds ahead in a slot's line, or a CEL expression")
+    priority: StrictInt | StrictStr | None = Field(default=None, description="Seconds ahead in line, or a CEL expression")
     singleton: SingletonConfig | None = None
 
     _priority = field_validator("priority")(check_priority)
