@@ -8,7 +8,8 @@
 |           | (steering requests), metrics counters, token last use  | task logs, rule decisions, |
 |           |                                                        | tokens, workers, engines'  |
 |           |                                                        | heartbeats, queues, jobs,  |
-|           |                                                        | catalogue, throughput      |
+|           |                                                        | catalogue, throughput,     |
+|           |                                                        | slot pools                 |
 | engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
 |           | trims streams and hands back dead workers' jobs                                      |
 | worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |
@@ -63,6 +64,7 @@ ROLES = {
     "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:tokens:used"),
                    ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:log:*", "<p>:decisions:*", "<p>:tokens", "<p>:token:*",
                        "<p>:events:dead", "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:throughput:*",
+                       "<p>:slots", "<p>:slots:*",
                        "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:job:*", "rq:workers", "rq:worker:*")),
     "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),
     "worker": RoleAcl("worker", rw=("rq:*", "<p>:worker:*", "<p>:workers", "<p>:results", "<p>:log:*",

@@ -68,7 +68,8 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
             continue
         try:
             params = spec.bind_params(rule.params.render(context))
-            claim, note = rule.controls.claim(rule.name, spec.name, spec.concurrency, context) if rule.controls else (None, None)
+            claim, note = (rule.controls.claim(rule.name, spec.name, spec.concurrency, context) if rule.controls
+                           else (None, None))
         except (RuleError, WorkflowError) as exc:
             requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace, depth=depth))
             outcomes.append((result, "error"))

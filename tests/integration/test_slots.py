@@ -178,8 +178,8 @@ def test_singleton_skip_drops_the_events_of_a_key_while_its_run_runs(r: redis.Re
     outcomes = Counter(d["outcome"] for d in two.decisions())
     assert outcomes == {"matched": 3, "singleton_skipped": 12}
     skipped = [d for d in two.decisions() if d["outcome"] == "singleton_skipped"]
-    assert all(d["detail"]["holder"] == derive_run_id("r", "/orch/client", first[["x", "y", "z"].index(d["detail"]["key"])])
-               for d in skipped)
+    holders = {k: derive_run_id("r", "/orch/client", first[i]) for i, k in enumerate(("x", "y", "z"))}
+    assert all(d["detail"]["holder"] == holders[d["detail"]["key"]] for d in skipped)
     two.drain()
     second = [two.emit({"k": k, "n": i}) for i in range(2) for k in ("x", "y", "z")]
     two.step_engines()
@@ -226,7 +226,8 @@ def test_a_holder_whose_run_vanished_loses_its_slot_when_its_lease_runs_out(r: r
     two.step_engines()
     pool = pool_id("rule", "r", "x")
     holder = two.run(gone)
-    assert holder is not None and _held(r, pool) == [holder.id] and two.run(waiting).status is RunStatus.QUEUED  # type: ignore[union-attr]
+    queued = two.run(waiting)
+    assert holder is not None and _held(r, pool) == [holder.id] and queued and queued.status is RunStatus.QUEUED
     renew = RenewLeases(two.engines[1])
 
     two.clock.now += timedelta(seconds=31)
@@ -256,3 +257,42 @@ def test_a_key_that_cannot_be_evaluated_fails_the_run_with_the_reason(r: redis.R
     assert run is not None and run.status is RunStatus.FAILED and "concurrency key" in (run.error or "")
     assert [d["outcome"] for d in two.decisions()] == ["error"]
     assert r.hlen(KEYS.slots) == 0
+
+
+def test_holders_are_visible_in_orch_slots_and_the_metrics(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from orchestrator.metrics import RedisCollector
+
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 1}"""))
+    ids = [two.emit({"k": k, "n": i}) for i in range(3) for k in ("x", "y")]
+    two.step_engines()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}, "ORCH_REDIS_URL": redis_url,
+           "ORCH_PROJECT": str(tmp_path)}
+
+    def orch(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "orchestrator", "slots", *args], env=env, capture_output=True,
+                              text=True, timeout=60, check=True)
+        return done.stdout
+
+    pools = loads(orch("--json", "--rule", "r"))
+    assert [(p["kind"], p["name"], p["key"], p["held"], p["limit"], p["waiting"]) for p in pools] == [
+        ("rule", "r", "x", 1, 1, 2), ("rule", "r", "y", 1, 1, 2)]
+    assert [p["holders"][0]["run"] for p in pools] == [derive_run_id("r", "/orch/client", i) for i in ids[:2]]
+    assert pools[0]["next"] == [derive_run_id("r", "/orch/client", i) for i in ids[2::2]]
+    table = orch()
+    assert "rule" in table and "1/1" in table and derive_run_id("r", "/orch/client", ids[0]) in table
+    assert loads(orch("--json", "--rule", "other")) == []
+
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(r, KEYS))
+    text = generate_latest(registry).decode()
+    for line in ('orch_slots_held{kind="rule",name="r"} 2.0', 'orch_slots_waiting{kind="rule",name="r"} 4.0',
+                 'orch_slots_limit{kind="rule",name="r"} 1.0', 'orch_slots_keys{kind="rule",name="r"} 2.0',
+                 'orch_slot_events_total{action="waited",kind="rule",name="r"} 4.0'):
+        assert line in text
