@@ -15,7 +15,7 @@ from .common import fail, handle_errors, make_settings, project_option
 __all__ = ["add_event_commands", "print_event_decisions"]
 
 _STYLE = {"matched": "green", "queued": "cyan", "error": "red", "cut": "red", "skipped": "yellow", "held": "yellow",
-          "not_matched": "dim"}
+          "not_matched": "dim", "waiting": "cyan", "singleton_skipped": "yellow", "replaced": "yellow"}
 _STATE = {"processed": "processed", "in_progress": "being processed (read, not yet acknowledged)",
           "waiting": "not read by the engine yet"}
 

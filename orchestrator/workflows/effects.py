@@ -52,8 +52,8 @@ class Resources:
                         if r not in effects.cancel]
             effects.cancel.update({r: f"singleton {claim.name}" for r in previous})
             effects.pool_events.append((claim.kind, claim.name, "replaced"))
-            effects.slotted[run_id] = ("replaced", f"singleton {claim.name}: run(s) {', '.join(previous) or 'none'} "
-                                       "cancelled; this run starts when the slot frees",
+            effects.slotted[run_id] = ("replaced", f"singleton {claim.name}, key {claim.key!r}: run(s) "
+                                       f"{', '.join(previous) or 'none'} cancelled; this run starts when the slot frees",
                                        {**claim.shown, "cancelled": previous})
         self.waiters.setdefault(claim.pool, []).append(run_id)
         effects.wait.append((claim, run_id, wait_score(arrival[0], arrival[1], claim.priority)))

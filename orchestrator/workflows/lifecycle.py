@@ -120,7 +120,7 @@ def create(request: RunRequest, now: datetime, resources: Resources, effects: Ef
     if claim is not None and claim.mode == "skip" and resources.full(claim):
         holder = ", ".join(resources.holders.get(claim.pool, [])) or "another run"
         effects.slotted[request.run_id] = ("singleton_skipped", f"singleton {claim.name}: run {holder} still runs "
-                                           f"for this key (mode: skip)", {**claim.shown, "holder": holder})
+                                           f"for key {claim.key!r} (mode: skip)", {**claim.shown, "holder": holder})
         effects.pool_events.append((claim.kind, claim.name, "skipped"))
         return None
     if request.guard is not None:
@@ -141,8 +141,9 @@ def _slotted(request: RunRequest, claim: Claim, running: bool, effects: Effects)
     """What the decision record says of a run in a rule's pool that did not simply start."""
     detail = {**claim.shown, **({"priority_error": request.note} if request.note else {})}
     if not running and request.run_id not in effects.slotted:
-        effects.slotted[request.run_id] = ("waiting", f"rule {claim.name}: {claim.limit} run(s) already hold a "
-                                           "slot for this key; the run starts when one frees", detail)
+        rank = f", priority {claim.priority}" if claim.priority else ""
+        effects.slotted[request.run_id] = ("waiting", f"rule {claim.name}: {claim.limit} run(s) already hold a slot "
+                                           f"for key {claim.key!r}; the run starts when one frees{rank}", detail)
 
 
 def _may_start(request: RunRequest, name: str, resources: Resources, effects: Effects) -> bool:
