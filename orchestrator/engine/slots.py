@@ -106,7 +106,7 @@ class RenewLeases:
         until = lease_until_ms(now, host.settings.slot_lease_s)
         totals = {"renewed": 0, "expired": 0, "started": 0}
         metrics = MetricsBatch()
-        for pool, raw in host.client.hscan_iter(keys.slots, count=500):
+        for pool, raw in host.client.hgetall(keys.slots).items():
             entry = index_entry(raw)
             if entry is None:
                 continue

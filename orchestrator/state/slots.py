@@ -56,7 +56,7 @@ def read_pools(client: redis.Redis, keys: Keys, *, rule: str | None = None,
     """The pools in use (of `rule`, a rule or workflow name, if given): who holds a slot until when, how many
     wait and the first WAITING_SHOWN of them in line; sorted by kind, name and key."""
     entries: list[tuple[str, dict[str, Any]]] = []
-    for pool, raw in client.hscan_iter(keys.slots, count=500):
+    for pool, raw in client.hgetall(keys.slots).items():
         entry = index_entry(raw)
         if entry is not None and (rule is None or entry["name"] == rule):
             entries.append((pool.decode(), entry))

@@ -1,7 +1,8 @@
 """④ ⑧ A run's lifecycle, and what each step takes and frees. Pure: the engine reads, these decide.
 
-    create   a run an event asks for: running, or `queued` when its workflow's concurrency limit is
-             reached; skipped or held (queue-one) when its schedule's previous run still runs
+    create   a run an event asks for: running, or `queued` when its pool (pools.py: its workflow's
+             concurrency limit, its rule's keyed concurrency or singleton) is full; not created when its
+             singleton skips, or its schedule's previous run still runs (skip, or held by queue-one)
     start    a queued run got a slot: its first tasks are dispatched
     cancel   every unfinished task is cancelled; running attempts get a cancel marker
     note     who asked for a cancel, retry or rerun, kept in the run's steering log
@@ -11,7 +12,7 @@
     rerun    a new run (new id, `rerun_of` the old) of the workflow's *current* version (what the workers
              run), with the same parameters and event; with `from_node`, tasks outside that task's
              downstream keep their results; it takes a slot like a new run
-    ended    runs that finished free their slot (the oldest queued run gets it) and their overlap guard
+    ended    runs that finished free their slot (the first run in line gets it) and their overlap guard
 
 What a step takes and frees is collected in `Effects`, which the engine commits with the runs in one
 transaction. Slots and guards come in as `Resources`, read (and WATCHed) before the batch is applied.
