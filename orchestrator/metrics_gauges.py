@@ -147,7 +147,7 @@ def _slot_gauges(client: redis.Redis, keys: Keys) -> Iterator[GaugeMetricFamily]
         "limit": GaugeMetricFamily("orch_slots_limit", "Slots per key (the concurrency limit).", labels=labels),
         "keys": GaugeMetricFamily("orch_slots_keys", "Keys with a slot held or a run waiting.", labels=labels),
     }
-    for row in per_name(read_pools(client, keys)):
+    for row in per_name(read_pools(client, keys, detail=False)):
         for name, family in families.items():
             family.add_metric([row["kind"], row["name"]], row[name])
     yield from families.values()

@@ -20,10 +20,11 @@ from ..jsonutil import dumps, loads
 from ..workflows.pools import Claim
 from .keys import Keys
 
-__all__ = ["MAX_POOLS", "WAITING_SHOWN", "index_entry", "index_record", "per_name", "read_pools"]
+__all__ = ["HOLDERS_SHOWN", "MAX_POOLS", "WAITING_SHOWN", "index_entry", "index_record", "per_name", "read_pools"]
 
 MAX_POOLS = 5000
 WAITING_SHOWN = 20
+HOLDERS_SHOWN = 100
 
 
 def index_record(claim: Claim) -> bytes:
@@ -51,10 +52,11 @@ def _iso_ms(ms: float) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-def read_pools(client: redis.Redis, keys: Keys, *, rule: str | None = None,
-               limit: int = MAX_POOLS) -> list[dict[str, Any]]:
-    """The pools in use (of `rule`, a rule or workflow name, if given): who holds a slot until when, how many
-    wait and the first WAITING_SHOWN of them in line; sorted by kind, name and key."""
+def read_pools(client: redis.Redis, keys: Keys, *, rule: str | None = None, limit: int = MAX_POOLS,
+               detail: bool = True) -> list[dict[str, Any]]:
+    """The pools in use (of `rule`, a rule or workflow name, if given): how many hold a slot and how many
+    wait; with `detail`, who holds a slot until when (the first HOLDERS_SHOWN) and the first WAITING_SHOWN
+    in line. Sorted by kind, name and key."""
     entries: list[tuple[str, dict[str, Any]]] = []
     for pool, raw in client.hgetall(keys.slots).items():
         entry = index_entry(raw)
@@ -64,16 +66,21 @@ def read_pools(client: redis.Redis, keys: Keys, *, rule: str | None = None,
                 break
     pipe = client.pipeline(transaction=False)
     for pool, _ in entries:
-        pipe.zrange(keys.slots_held(pool), 0, -1, withscores=True)
-        pipe.zrange(keys.slots_waiting(pool), 0, WAITING_SHOWN - 1)
+        pipe.zcard(keys.slots_held(pool))
         pipe.zcard(keys.slots_waiting(pool))
+        if detail:
+            pipe.zrange(keys.slots_held(pool), 0, HOLDERS_SHOWN - 1, withscores=True)
+            pipe.zrange(keys.slots_waiting(pool), 0, WAITING_SHOWN - 1)
     replies = pipe.execute() if entries else []
+    width = 4 if detail else 2
     out = []
     for index, (pool, entry) in enumerate(entries):
-        held, first, waiting = replies[3 * index: 3 * index + 3]
-        out.append({"pool": pool, **entry, "held": len(held), "waiting": int(waiting),
-                    "holders": [{"run": m.decode(), "lease_until": _iso_ms(score)} for m, score in held],
-                    "next": [m.decode() for m in first]})
+        held, waiting, *shown = replies[width * index: width * index + width]
+        row = {"pool": pool, **entry, "held": int(held), "waiting": int(waiting)}
+        if detail:
+            row["holders"] = [{"run": m.decode(), "lease_until": _iso_ms(score)} for m, score in shown[0]]
+            row["next"] = [m.decode() for m in shown[1]]
+        out.append(row)
     return sorted(out, key=lambda p: (p["kind"], p["name"], p["key"]))
 
 

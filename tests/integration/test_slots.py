@@ -213,8 +213,11 @@ def test_singleton_cancel_previous_cancels_the_running_run_and_starts_the_new_on
         assert [str(run.status) for run in runs if run] == ["cancelled", "cancelled", "succeeded"]
         assert all(run and run.steering[-1]["by"] == "singleton r" for run in runs[:2])
     assert Counter(d["outcome"] for d in two.decisions()) == {"matched": 3, "replaced": 6}
-    replaced = [d for d in two.decisions() if d["outcome"] == "replaced"]
-    assert sum(len(d["detail"]["cancelled"]) for d in replaced) >= 6
+    replaced = {d["run"]: d["detail"] for d in two.decisions() if d["outcome"] == "replaced"}
+    for k in keys:
+        runs = [derive_run_id("r", "/orch/client", i) for i in ids[k]]
+        for before, after in zip(runs, runs[1:], strict=False):  # each new run cancelled the one before it
+            assert replaced[after]["key"] == k and before in replaced[after]["cancelled"]
     assert r.hlen(KEYS.slots) == 0
 
 
