@@ -83,7 +83,7 @@ class Engine:
         self._release_guard = lua.register(client, "release_guard")
         self._slots = SlotBook(client, self.keys, settings)
         self.maintenance = Maintenance(self)
-        self.maintenance.add(RenewLeases(self))
+        self.maintenance.add(RenewLeases(self, {name: spec.concurrency for name, spec in self._current.items()}))
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
 
     # -- what maintenance chores use (maintenance.Host) ---------------------------------------------

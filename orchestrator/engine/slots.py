@@ -5,7 +5,9 @@ freed in the batch's transaction, and renew the leases of live holders.
               for cancel_previous, the runs in line, so a concurrent change by another engine retries the batch
     queue     on the batch's MULTI: slots taken (ZADD with a lease), runs put in line, the pool index, cancel
               requests for the runs a singleton replaces, and slot_release.lua for each run that ended
-    RenewLeases   a maintenance chore: slot_renew.lua on every pool in the index, every third of the lease
+    RenewLeases   a maintenance chore: slot_renew.lua on every pool in the index, every third of the lease;
+              its first turn adopts the slots an older orch kept per workflow (`<p>:workflow:<name>:running`
+              and `:queued`), so runs waiting across an upgrade still start
 
 A slot is leased: the holder's entry carries an expiry; it is renewed while the run lives, so only a run
 that vanished (its key gone) or ended without freeing its slot loses it, and the next run in line starts.
@@ -14,6 +16,8 @@ that vanished (its key gone) or ended without freeing its slot loses it, and the
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -25,14 +29,12 @@ from ..state import lua
 from ..state.keys import Keys
 from ..state.slots import index_entry, index_record
 from ..workflows.lifecycle import Effects
-from ..workflows.pools import Claim, lease_until_ms
+from ..workflows.pools import Claim, lease_until_ms, workflow_claim
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from .maintenance import Host
 
-__all__ = ["RenewLeases", "SlotBook"]
+__all__ = ["RenewLeases", "SlotBook", "adopt_legacy"]
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +88,49 @@ class SlotBook:
         metrics.flush(pipe, keys)
 
 
+def adopt_legacy(client: redis.Redis, keys: Keys, limits: Mapping[str, int], now: datetime, lease_s: float) -> int:
+    """Move the slots an older orch kept per limited workflow (a set of holders, a zset of queued runs by
+    creation ms) into the workflow's pool, in one transaction per workflow; the number of runs moved."""
+    moved = 0
+    for name, limit in limits.items():
+        claim = workflow_claim(name, limit)
+        running, queued = f"{keys.prefix}:workflow:{name}:running", f"{keys.prefix}:workflow:{name}:queued"
+        if claim is None or not client.exists(running, queued):
+            continue
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch(running, queued)
+            holders = pipe.smembers(running)
+            waiting = pipe.zrange(queued, 0, -1, withscores=True)
+            pipe.multi()
+            if holders:
+                pipe.zadd(keys.slots_held(claim.pool), {m: lease_until_ms(now, lease_s) for m in holders})
+            if waiting:
+                pipe.zadd(keys.slots_waiting(claim.pool), dict(waiting))
+            pipe.hset(keys.slots, claim.pool, index_record(claim))
+            pipe.delete(running, queued)
+            pipe.execute()  # a WatchError (an old engine still at work) goes up: tried again next turn
+        moved += len(holders) + len(waiting)
+        log.info("slots: adopted %d holder(s) and %d queued run(s) of workflow %s from the keys of an older orch",
+                 len(holders), len(waiting), name)
+    return moved
+
+
 class RenewLeases:
     """Renew the leases of every pool's live holders; free the slots whose lease ran out (slot_renew.lua)."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, limits: Mapping[str, int | None] | None = None) -> None:
         self._host = host
         self._renew = lua.register(host.client, "slot_renew")
+        self._legacy = {name: limit for name, limit in (limits or {}).items() if limit is not None}
 
     def every_s(self, settings: Settings) -> float:
         return min(settings.engine_maintenance_interval_s, settings.slot_lease_s / 3)
 
     def run(self, now_s: float, force: bool) -> None:
+        if self._legacy:
+            adopt_legacy(self._host.client, self._host.keys, self._legacy, self._host.now(),
+                         self._host.settings.slot_lease_s)
+            self._legacy = {}
         self.renew()
 
     def renew(self) -> dict[str, int]:

@@ -299,3 +299,26 @@ def test_holders_are_visible_in_orch_slots_and_the_metrics(r: redis.Redis, redis
                  'orch_slots_limit{kind="rule",name="r"} 1.0', 'orch_slots_keys{kind="rule",name="r"} 2.0',
                  'orch_slot_events_total{action="waited",kind="rule",name="r"} 4.0'):
         assert line in text
+
+
+def test_the_slots_an_older_orch_kept_per_workflow_are_adopted(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    project = load_project(make_project(tmp_path, rules="""\
+        rules:
+          - {name: r, type: t.job, workflow: job, params: {n: "{{ event.data.n }}"}}
+        """, workflows={"job": WORKFLOW.replace("@workflow\n", "@workflow(concurrency=1)\n")}))
+    two = Two(r, redis_url, tmp_path, project)
+    first, second = two.emit({"n": 1}), two.emit({"n": 2})
+    two.step_engines()
+    holder, queued = two.run(first), two.run(second)
+    assert holder and queued and queued.status is RunStatus.QUEUED
+    pool = "workflow/job"
+    r.delete(KEYS.slots_held(pool), KEYS.slots_waiting(pool), KEYS.slots)  # as an older orch kept them:
+    r.sadd("orch:workflow:job:running", holder.id)
+    r.zadd("orch:workflow:job:queued", {queued.id: 1})
+
+    two.engines[0].maintain(force=True)
+
+    assert not r.exists("orch:workflow:job:running", "orch:workflow:job:queued")
+    assert _held(r, pool) == [holder.id] and r.zrange(KEYS.slots_waiting(pool), 0, -1) == [queued.id.encode()]
+    two.drain()
+    assert two.run(second).status is RunStatus.SUCCEEDED  # type: ignore[union-attr]
