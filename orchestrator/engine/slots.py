@@ -51,18 +51,17 @@ class SlotBook:
         """Free slots per pool, and the runs holding and waiting where a claim may need them (WATCHed)."""
         if not claims:
             return {}
-        keys = self._keys
-        pipe.watch(*[keys.slots_held(p) for p in claims],
-                     *[keys.slots_waiting(p) for p, c in claims.items() if c.mode == "cancel_previous"])
+        keys = [k for pool in claims for k in (self._keys.slots_held(pool), self._keys.slots_waiting(pool))]
+        what = ["all" if c.mode == "cancel_previous" else "holders" if c.kind == "singleton" else "count"
+                for c in claims.values()]
+        pipe.watch(*keys[0::2], *[k for k, w in zip(keys[1::2], what, strict=True) if w == "all"])  # who holds;
+        # who waits matters to cancel_previous only
+        replies = pipe.execute_command("EVAL", lua.source("read_slots"), len(keys), *keys, *what)
         free, holders, waiters = {}, {}, {}
-        for pool, claim in claims.items():
-            if claim.kind == "singleton":
-                holders[pool] = [m.decode() for m in pipe.zrange(keys.slots_held(pool), 0, -1)]
-                free[pool] = claim.limit - len(holders[pool])
-            else:
-                free[pool] = claim.limit - int(pipe.zcard(keys.slots_held(pool)))
-            if claim.mode == "cancel_previous":
-                waiters[pool] = [m.decode() for m in pipe.zrange(keys.slots_waiting(pool), 0, -1)]
+        for (pool, claim), (count, held, waiting) in zip(claims.items(), replies, strict=True):
+            free[pool] = claim.limit - int(count)
+            holders[pool] = [m.decode() for m in held]
+            waiters[pool] = [m.decode() for m in waiting]
         return {"free": free, "holders": holders, "waiters": waiters}
 
     def queue(self, pipe: redis.client.Pipeline, effects: Effects, now: datetime) -> None:

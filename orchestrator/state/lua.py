@@ -4,6 +4,7 @@
     fire_tick.lua      one cron tick, decided once across replicas, published like any event
     read_runs.lua      the engine reads a batch's runs under WATCH (skipping the ones it holds)
     read_guards.lua    the engine reads schedule overlap guards under WATCH
+    read_slots.lua     the engine reads a batch's slot pools under WATCH
     release_guard.lua  a guarded run ended: free the guard, re-publish the event queue-one held
     slot_release.lua   a run with a slot pool ended: its slot goes to the next run in line
     slot_renew.lua     the engine renews the leases of a pool's live holders; expired ones free their slot
@@ -40,7 +41,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["NAMES", "Scripts", "call_read_only", "register", "source"]
 
-NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "release_guard", "slot_release", "slot_renew", "claim", "release",
+NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release", "slot_renew", "claim", "release",
          "append_log", "read_log")
 _INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
 
