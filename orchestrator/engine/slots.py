@@ -1,8 +1,9 @@
 """③ ⑧ The engine's side of slot pools (workflows/pools.py): read them for a batch, write what it took and
 freed in the batch's transaction, and renew the leases of live holders.
 
-    read      under the batch's WATCH: each claimed pool's holders (ZCARD, or the runs for a singleton) and,
-              for cancel_previous, the runs in line, so a concurrent change by another engine retries the batch
+    read      under the batch's WATCH, in one round trip (read_slots.lua): each claimed pool's holders (how
+              many, and who for a singleton) and, for cancel_previous, the runs in line; a concurrent change
+              by another engine retries the batch
     queue     on the batch's MULTI: slots taken (ZADD with a lease), runs put in line, the pool index, cancel
               requests for the runs a singleton replaces, and slot_release.lua for each run that ended
     RenewLeases   a maintenance chore: slot_renew.lua on every pool in the index, every third of the lease;
@@ -54,8 +55,8 @@ class SlotBook:
         keys = [k for pool in claims for k in (self._keys.slots_held(pool), self._keys.slots_waiting(pool))]
         what = ["all" if c.mode == "cancel_previous" else "holders" if c.kind == "singleton" else "count"
                 for c in claims.values()]
-        pipe.watch(*keys[0::2], *[k for k, w in zip(keys[1::2], what, strict=True) if w == "all"])  # who holds;
-        # who waits matters to cancel_previous only
+        # who holds a slot decides every claim; who waits, only cancel_previous (it cancels them)
+        pipe.watch(*keys[0::2], *[k for k, w in zip(keys[1::2], what, strict=True) if w == "all"])
         replies = pipe.execute_command("EVAL", lua.source("read_slots"), len(keys), *keys, *what)
         free, holders, waiters = {}, {}, {}
         for (pool, claim), (count, held, waiting) in zip(claims.items(), replies, strict=True):
