@@ -48,7 +48,8 @@ class RuleConfig(BaseModel):
     description: str | None = None
     # -- controls on the rule's runs (rules/controls.py): keyed concurrency, priority, singleton
     concurrency: ConcurrencyConfig | None = None
-    priority: StrictInt | StrictStr | None = Field(default=None, description="Seconds ahead in line, or a CEL expression")
+    priority: StrictInt | StrictStr | None = Field(default=None,
+                                                   description="Seconds ahead in a slot's line, or a CEL expression")
     singleton: SingletonConfig | None = None
 
     _priority = field_validator("priority")(check_priority)
