@@ -41,6 +41,7 @@ __all__ = [
     "RUN_DURATION",
     "SCHEDULE_OVERLAPS",
     "SCHEDULE_TICKS",
+    "SLOT_EVENTS",
     "TASKS_FINISHED",
     "TASK_DURATION",
     "TASK_WAIT",
@@ -135,6 +136,10 @@ FLOW_EVENTS = CounterDef(
 FLOW_RELEASES = CounterDef(
     "orch_flow_holds_released_total", "Holds of hold-back controls released to start their run, by rule, control and "
     "reason (quiet, max_wait, timeout, full, bound, throttle).", ("rule", "control", "reason"))
+SLOT_EVENTS = CounterDef(
+    "orch_slot_events_total", "What slot pools did to runs, by pool kind (rule, singleton, workflow), rule or "
+    "workflow name and action: waited (created queued for a slot), skipped (singleton skip: no run), replaced "
+    "(singleton cancel_previous), expired (a lease ran out).", ("kind", "name", "action"))
 
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
@@ -142,6 +147,7 @@ ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     CHAINS_CUT,
     RULE_MISSES,
     FLOW_EVENTS, FLOW_RELEASES,
+    SLOT_EVENTS,
 )
 
 

@@ -14,6 +14,9 @@
     orch_worker_last_seen_timestamp_seconds                    newest worker heartbeat (0: never)
     orch_engine_last_seen_timestamp_seconds                    newest engine heartbeat (0: never)
     orch_flow_holds_pending                                    ZCARD of the due holds of hold-back controls
+    orch_slots_held, _waiting, _limit, _keys  kind, name      the slot pools in use (state/slots.py), per rule
+                                                               (or workflow): slots held, runs waiting, the
+                                                               limit per key, keys in use
 
 A worker process runs one task at a time, so a queue's capacity is the number of live workers listening
 on it (`orch worker --concurrency 4` is four). With no worker the load is the number of jobs there
@@ -39,6 +42,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 
 from .state.keys import Keys
+from .state.slots import per_name, read_pools
 
 __all__ = ["MAX_WORKERS", "WORKER_STATES", "Fleet", "QueueInspector", "QueueStats", "WorkerBeat", "Workers",
            "live_gauges", "queue_load", "summarize"]
@@ -128,6 +132,7 @@ def live_gauges(client: redis.Redis, keys: Keys, queues: QueueInspector | None, 
                               "start their run.")
     holds.add_metric([], client.zcard(keys.flow_due))
     yield holds
+    yield from _slot_gauges(client, keys)
     yield _last_seen("orch_engine_last_seen_timestamp_seconds",
                      "When an engine last said it was alive (Unix time; 0: no engine ever did).",
                      _newest_score_s(client, keys.engines))
@@ -136,6 +141,21 @@ def live_gauges(client: redis.Redis, keys: Keys, queues: QueueInspector | None, 
         fleet = summarize(workers.live)
         yield from _queue_gauges(queues.queue_stats(), fleet, clock())
         yield from _worker_gauges(fleet, workers.last_seen_s)
+
+
+def _slot_gauges(client: redis.Redis, keys: Keys) -> Iterator[GaugeMetricFamily]:
+    labels = ["kind", "name"]
+    families = {
+        "held": GaugeMetricFamily("orch_slots_held", "Slots held by running runs, summed over the keys of a rule's "
+                                  "concurrency or singleton (kind rule, singleton) or a workflow's limit.", labels=labels),
+        "waiting": GaugeMetricFamily("orch_slots_waiting", "Runs waiting (queued) for a slot.", labels=labels),
+        "limit": GaugeMetricFamily("orch_slots_limit", "Slots per key (the concurrency limit).", labels=labels),
+        "keys": GaugeMetricFamily("orch_slots_keys", "Keys with a slot held or a run waiting.", labels=labels),
+    }
+    for row in per_name(read_pools(client, keys, detail=False)):
+        for name, family in families.items():
+            family.add_metric([row["kind"], row["name"]], row[name])
+    yield from families.values()
 
 
 def _build_info(client: redis.Redis, version: str) -> GaugeMetricFamily:

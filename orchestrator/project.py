@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ConfigError, ConfigIssue, OrchestratorError, did_you_mean, files_inside, pydantic_message
+from .rules.controls import workflow_conflicts
 from .rules.match import RuleIndex
 from .rules.model import Rule, RuleConfig
 from .rules.templates import TemplateCompileError
@@ -346,6 +347,10 @@ def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int
         return False
     params = {p.name: p for p in workflow.spec.params}
     ok = True
+    for name, message in workflow_conflicts(config.concurrency, config.singleton, config.priority, workflow.name,
+                                            workflow.spec.concurrency):
+        issues.append(ConfigIssue(path, line_of(lines, (*base, name)), f"rules[{index}].{name}", message))
+        ok = False
     for name in config.params:
         if name not in params:
             hint = did_you_mean(name, list(params))

@@ -9,7 +9,8 @@
 |           |                                                        | tokens, workers, engines'  |
 |           |                                                        | heartbeats, queues, jobs,  |
 |           |                                                        | catalogue, throughput,     |
-|           |                                                        | holds pending (flow:due)   |
+|           |                                                        | holds pending (flow:due),  |
+|           |                                                        | slot pools                 |
 | engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
 |           | trims streams and hands back dead workers' jobs                                      |
 | worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |
@@ -65,6 +66,7 @@ ROLES = {
                    ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:log:*", "<p>:decisions:*", "<p>:tokens", "<p>:token:*",
                        "<p>:events:dead", "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:throughput:*",
                        "<p>:flow:due",
+                       "<p>:slots", "<p>:slots:*",
                        "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:job:*", "rq:workers", "rq:worker:*")),
     "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),
     "worker": RoleAcl("worker", rw=("rq:*", "<p>:worker:*", "<p>:workers", "<p>:results", "<p>:log:*",

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     engine_block_s: float = Field(default=1.0, gt=0, description="How long one engine read waits for new entries.")
     engine_claim_idle_s: float = Field(default=60.0, gt=0, description="Idle time after which a pending entry is reclaimed.")
     engine_maintenance_interval_s: float = Field(default=5.0, gt=0, description="Period of reclaim and trim passes.")
+    slot_lease_s: float = Field(default=60.0, ge=1, description="How long a run's slot of a concurrency pool is "
+                                "held without renewal; the engine renews live runs' leases every third of it.")
     engine_max_deliveries: int = Field(default=5, gt=0, description="Deliveries before an entry is dead-lettered.")
     engine_stall_s: float = Field(default=300.0, gt=0,
                                   description="A task queued this long whose job vanished is failed (JobLost).")

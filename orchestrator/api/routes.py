@@ -21,6 +21,7 @@ from ..events.http import BATCH, STRUCTURED, parse_http_events
 from ..events.recent import recent_events
 from ..jsonutil import loads
 from ..metrics import EVENTS_RECEIVED, MetricsBatch
+from ..state.slots import read_pools
 from ..workflows.runs import RunStatus
 from .app import ApiState
 from .auth import PUBLIC, principal_of, scoped
@@ -127,6 +128,13 @@ def get_runs(request: Request, status: RunStatus | None = None,
              workflow: str | None = Query(None, max_length=128), limit: int = Query(50, ge=1, le=1000)) -> Any:
     state = _state(request)
     return state.runs.list(status=str(status) if status else None, workflow=workflow, limit=limit)
+
+
+@router.get("/slots", tags=["runs"], summary="Slot pools in use: holders with their lease, runs waiting",
+            response_model=list[dict[str, Any]], responses=errors(401, 403, 422, 503), **scoped("runs:read"))
+def get_slots(request: Request, rule: str | None = Query(None, max_length=128)) -> Any:
+    state = _state(request)
+    return read_pools(state.redis, state.keys, rule=rule)
 
 
 @router.get("/runs/{run_id}", tags=["runs"], summary="One run with its tasks", response_model=dict[str, Any],

@@ -357,12 +357,14 @@ def _add_worker_commands() -> None:
     from .backtest_cmd import register as register_backtest
     from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
+    from .slot_cmds import slots
     from .token_cmds import tokens
     from .workers_cmd import workers
 
     cli.add_command(api)
     cli.add_command(catalog)
     cli.add_command(redis_acl)
+    cli.add_command(slots)
     cli.add_command(tokens)
     cli.add_command(workers)
     register_backtest(cli)  # on the `rules` group

@@ -36,6 +36,7 @@ from ..rules.model import MatchResult
 from ..workflows import lifecycle, waiting
 from ..workflows.advance import Change, Timer, apply_record, apply_timer, settle
 from ..workflows.lifecycle import Effects, Resources, RunRequest
+from ..workflows.pools import Claim, workflow_claim
 from ..workflows.records import ControlRecord, TaskRecord
 from ..workflows.runs import Run
 from ..workflows.spec import WorkflowSpec
@@ -72,15 +73,16 @@ class Batch:
     hits: list[WaitHit] = field(default_factory=list)  # waiting steps the events (or look-backs) resume
     memos: list[str] = field(default_factory=list)  # flow-control decisions to forget once committed (flow/)
 
-    def limits(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, int]:
-        """Workflows with a concurrency limit whose slots this batch may take, with their limit: those of
-        requested runs, of retried runs, and of reruns (the workflow's current version)."""
-        specs = [r.spec for _, requests in self.requests for r in requests]
+    def claims(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, Claim]:
+        """The slot pools (pools.py) this batch may take slots of: those of requested runs, of retried runs,
+        and of reruns (the workflow's current version)."""
+        claims = [r.pool_claim for _, requests in self.requests for r in requests]
         for _, record in self.records:
             run = existing.get(record.run)
             if isinstance(record, ControlRecord) and record.action in ("retry", "rerun") and isinstance(run, Run):
-                specs.append(run.spec if record.action == "retry" else current.get(run.workflow, run.spec))
-        return {s.name: s.concurrency for s in specs if s.concurrency is not None}
+                spec = run.spec if record.action == "retry" else current.get(run.workflow, run.spec)
+                claims.append(run.slot or workflow_claim(spec.name, spec.concurrency))
+        return {c.pool: c for c in reversed(claims) if c is not None}  # the first claim of a pool wins
 
     @property
     def guards(self) -> list[str]:
@@ -137,7 +139,7 @@ def apply_batch(batch: Batch, existing: dict[str, Run | Exception], now: datetim
     for entry, requests in batch.requests:
         for request in requests:
             if request.run_id not in changes and not existing.get(request.run_id):
-                change = lifecycle.create(request, now, resources, outcome.effects)
+                change = lifecycle.create(request, now, resources, outcome.effects, _arrival(entry, now))
                 if change is not None:
                     changes[request.run_id] = change
                 if change is not None and not change.cut:
@@ -196,6 +198,12 @@ def _apply_hits(batch: Batch, existing: dict[str, Run | Exception], changes: dic
             continue
         if change is not None and waiting.resolve(change, hit, now):
             touched[change.run.id] = change
+
+
+def _arrival(entry: Entry, now: datetime) -> tuple[int, int]:
+    """When `entry` arrived in its stream (its id: epoch ms, sequence): a waiting run's place in line."""
+    ms, _, seq = entry.id.partition("-")
+    return (int(ms), int(seq)) if ms.isdigit() and seq.isdigit() else (int(now.timestamp() * 1000), 0)
 
 
 def _since_entry_s(entry: Entry, now: datetime) -> float:

@@ -87,11 +87,12 @@ class Chronicle:
                 self._planner.queue_on(pipe, events)
         if not batch.decisions:
             return
-        held = {run_id: why for run_id, why in outcome.effects.declined.items()}
+        held: dict[str, tuple[str, str] | tuple[str, str, dict[str, Any] | None]] = dict(outcome.effects.declined)
         for change in outcome.changes:
             if change.created and change.run.status is RunStatus.QUEUED:
                 held[change.run.id] = ("queued", f"workflow {change.run.workflow} is at its concurrency limit "
                                                  f"({change.run.spec.concurrency}); the run starts when a slot frees")
+        held.update(outcome.effects.slotted)  # a rule's pool: waiting, singleton_skipped, replaced
         for planned in batch.decisions:
             record = decisions.encode(decisions.held_back(planned.decisions, held), event=planned.event,
                                       depth=planned.depth, at=now)

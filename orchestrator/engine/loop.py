@@ -50,6 +50,7 @@ from .chronicle import Chronicle, unheard
 from .flow import FlowControl
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
+from .slots import RenewLeases, SlotBook
 from .waits import Waits
 
 __all__ = ["Engine"]
@@ -82,9 +83,10 @@ class Engine:
         self._ride = RideOut("engine", log, self.keys)
         self._unfinished: list[Entry] = []
         self._release_guard = lua.register(client, "release_guard")
-        self._next_queued = lua.register(client, "next_queued")
         self._waits = Waits(client, self.keys, settings, self.store)  # wait steps' events and waiters
+        self._slots = SlotBook(client, self.keys, settings)
         self.maintenance = Maintenance(self)
+        self.maintenance.add(RenewLeases(self, {name: spec.concurrency for name, spec in self._current.items()}))
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
         self._flow = FlowControl(self, project)  # debounce, batch, throttle, rate_limit (flow/)
 
@@ -219,9 +221,9 @@ class Engine:
                 try:
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
-                    free = self._read_slots(pipe, batch.limits(existing, self._current))
+                    pools = self._slots.read(pipe, batch.claims(existing, self._current))
                     now = self._clock()
-                    outcome = apply_batch(batch, existing, now, Resources(free, held), self._current)
+                    outcome = apply_batch(batch, existing, now, Resources(guards=held, **pools), self._current)
                     pipe.multi()
                     self._queue_writes(pipe, outcome, retried)
                     self._chronicle.queue(pipe, batch, outcome, now)
@@ -249,14 +251,6 @@ class Engine:
         pipe.watch(*keys)
         replies = pipe.execute_command("EVAL", lua.source("read_runs"), len(keys), *keys, *self._cache.versions(run_ids))
         return self._cache.resolve(run_ids, replies)
-
-    def _read_slots(self, pipe: redis.client.Pipeline, limits: dict[str, int]) -> dict[str, int]:
-        """Free slots of each workflow with a concurrency limit (its running set, watched)."""
-        if not limits:
-            return {}
-        keys = {wf: self.keys.workflow_running(wf) for wf in limits}
-        pipe.watch(*keys.values())
-        return {wf: limit - int(pipe.scard(keys[wf])) for wf, limit in limits.items()}
 
     def _read_guards(self, pipe: redis.client.Pipeline, guards: list[str]) -> dict[str, Guard]:
         if not guards:
@@ -289,14 +283,7 @@ class Engine:
                 pipe.hdel(self.keys.engine_errors, *[e.id for e in outcome.ack])
         for entry, error in outcome.failed.items():
             pipe.hset(self.keys.engine_errors, entry.id, error)
-        for workflow, run_id in effects.occupy:
-            pipe.sadd(self.keys.workflow_running(workflow), run_id)
-        for workflow, run_id, since in effects.wait:
-            pipe.zadd(self.keys.workflow_queued(workflow), {run_id: int(since.timestamp() * 1000)})
-        for workflow, run_id in effects.vacate:
-            self._next_queued(keys=[self.keys.workflow_running(workflow), self.keys.workflow_queued(workflow),
-                                    self.keys.results], args=[run_id, self.keys.run(""), self._clock().timestamp()],
-                              client=pipe)
+        self._slots.queue(pipe, effects, self._clock())
         for guard, run_id in effects.release:
             self._release_guard(keys=[self.keys.schedule_active(guard), self.keys.schedule_queued(guard),
                                       self.keys.events, self.keys.metric(SCHEDULE_OVERLAPS.name)],

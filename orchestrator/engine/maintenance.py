@@ -13,6 +13,8 @@
                                                       consumers idle for a day
     PublishCatalog   first pass, then every 60 s      write the project catalogue for `orch api`; then
     (catalog/, added by the engine)                   restore it only if it went missing
+    RenewLeases      every pass, at most a third of   renew the slot leases of live runs; a lease that
+    (slots.py, added by the engine)  slot_lease_s     ran out frees its slot for the next run in line
 
 A pass comes every `engine_maintenance_interval_s` (`Maintenance.run_due`, called by the engine after each
 step; `force` runs every chore now). Every chore's work grows with the work in flight (attempts, running

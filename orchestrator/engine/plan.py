@@ -81,6 +81,8 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
             continue
         try:
             params = spec.bind_params(rule.params.render(context))
+            claim, note = (rule.controls.claim(rule.name, spec.name, spec.concurrency, context) if rule.controls
+                           else (None, None))
         except (RuleError, WorkflowError) as exc:
             requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace, depth=depth))
             outcomes.append((result, "error"))
@@ -88,6 +90,6 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
         guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
         held = _held(raw, rule.name) if overlap == "queue-one" and raw is not None else None
         requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
-                                   raw=held, event_data=event.data, trace=trace, depth=depth))
+                                   raw=held, event_data=event.data, trace=trace, depth=depth, claim=claim, note=note))
         outcomes.append((result, "matched"))
     return requests, outcomes

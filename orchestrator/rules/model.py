@@ -25,8 +25,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
+from .controls import ConcurrencyConfig, RunControls, SingletonConfig, check_controls, check_priority
 from .expr import Expression, ExpressionError, compile_expression
 from .flow_model import (
     BatchConfig,
@@ -82,6 +83,19 @@ class RuleConfig(BaseModel):
             except ExpressionError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    # -- controls on the rule's runs (rules/controls.py): keyed concurrency, priority, singleton
+    concurrency: ConcurrencyConfig | None = None
+    priority: StrictInt | StrictStr | None = Field(default=None,
+                                                   description="Seconds ahead in a slot's line, or a CEL expression")
+    singleton: SingletonConfig | None = None
+
+    _priority = field_validator("priority")(check_priority)
+
+    @model_validator(mode="after")
+    def _controls(self) -> RuleConfig:
+        check_controls(self.concurrency, self.singleton)
+        return self
 
     @field_validator("type")
     @classmethod
@@ -161,6 +175,7 @@ class Rule:
     enabled: bool = True
     hold: HoldControl | None = None  # debounce, batch, throttle or rate_limit (rules/flow_model.py)
     if_expr: Expression | None = None  # the compiled `if:`
+    controls: RunControls | None = None  # concurrency, priority, singleton
 
     @classmethod
     def from_config(cls, config: RuleConfig) -> Rule:
@@ -171,4 +186,5 @@ class Rule:
         return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
                    workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled,
                    hold=compile_control(config),
-                   if_expr=compile_expression(config.if_) if config.if_ is not None else None)
+                   if_expr=compile_expression(config.if_) if config.if_ is not None else None,
+                   controls=RunControls.from_config(config.concurrency, config.singleton, config.priority))

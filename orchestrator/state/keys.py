@@ -66,14 +66,22 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 |                                  |        |                       | an attempt runs; the sweeper's work list   |
 | <p>:timers                       | zset   | engine (MULTI)        | due time (ms) of retries and run timeouts; |
 |                                  |        |                       | removed when fired                         |
-| <p>:workflow:<name>:running      | set    | engine (MULTI, Lua)   | runs holding a slot of a workflow with a   |
-|                                  |        |                       | concurrency limit; removed when they end   |
-| <p>:workflow:<name>:queued       | zset   | engine (MULTI, Lua)   | runs waiting for a slot (created ms)       |
 | <p>:waits:<event type>           | hash   | engine (MULTI)        | "run<US>node<US>attempt" -> JSON waiter of |
 |                                  |        |                       | a wait step (workflows/waiting.py); field  |
 |                                  |        |                       | removed when the step stops waiting        |
 |                                  |        |                       | (matched, timed out, cancelled), or when   |
 |                                  |        |                       | an event finds its run gone                |
+| <p>:slots                        | hash   | engine (MULTI, Lua)   | pool id -> JSON of the pool (kind, rule or |
+|                                  |        |                       | workflow, key, limit): the pools with a    |
+|                                  |        |                       | holder or a waiting run; removed (Lua)     |
+|                                  |        |                       | when both are empty (workflows/pools.py)   |
+| <p>:slots:<pool>:held            | zset   | engine (MULTI, Lua)   | run -> lease expiry (ms) of the runs       |
+|                                  |        |                       | holding a slot; renewed while the run      |
+|                                  |        |                       | lives, removed when it ends or the lease   |
+|                                  |        |                       | runs out (slot_release/slot_renew.lua)     |
+| <p>:slots:<pool>:waiting         | zset   | engine (MULTI, Lua)   | run -> place in line (arrival ms minus     |
+|                                  |        |                       | priority); removed when it gets a slot,    |
+|                                  |        |                       | ends, or is found no longer queued         |
 | <p>:cancel:<run_id>              | hash   | engine (MULTI)        | node -> last attempt workers must stop (a  |
 |                                  |        |                       | cancelled or timed-out run's); later       |
 |                                  |        |                       | attempts (a retry's) run; run_retention_s  |
@@ -196,13 +204,18 @@ class Keys:
     def timers(self) -> str:
         return f"{self.prefix}:timers"
 
-    def workflow_running(self, workflow: str) -> str:
-        """The runs holding a slot of a workflow with a concurrency limit."""
-        return f"{self.prefix}:workflow:{workflow}:running"
+    @property
+    def slots(self) -> str:
+        """The slot pools in use (workflows/pools.py): pool id -> the pool's kind, name, key and limit."""
+        return f"{self.prefix}:slots"
 
-    def workflow_queued(self, workflow: str) -> str:
-        """The runs waiting for a slot, oldest first (score: created, ms)."""
-        return f"{self.prefix}:workflow:{workflow}:queued"
+    def slots_held(self, pool: str) -> str:
+        """The runs holding a slot of `pool`, with their lease's expiry (ms)."""
+        return f"{self.prefix}:slots:{pool}:held"
+
+    def slots_waiting(self, pool: str) -> str:
+        """The runs waiting for a slot of `pool`, first in line first."""
+        return f"{self.prefix}:slots:{pool}:waiting"
 
     def waits(self, event_type: str) -> str:
         """The steps waiting for events of `event_type` (engine/waits.py): one read per type an engine sees."""

@@ -4,8 +4,10 @@
     fire_tick.lua      one cron tick, decided once across replicas, published like any event
     read_runs.lua      the engine reads a batch's runs under WATCH (skipping the ones it holds)
     read_guards.lua    the engine reads schedule overlap guards under WATCH
+    read_slots.lua     the engine reads a batch's slot pools under WATCH
     release_guard.lua  a guarded run ended: free the guard, re-publish the event queue-one held
-    next_queued.lua    a limited run ended: its slot goes to the oldest queued run
+    slot_release.lua   a run with a slot pool ended: its slot goes to the next run in line
+    slot_renew.lua     the engine renews the leases of a pool's live holders; expired ones free their slot
     claim.lua          a worker takes jobs from its queues into its claimed list (reliable queue)
     release.lua        a worker's claimed jobs go back (or fail, with their WorkerLost records)
     append_log.lua     a worker appends lines to a task attempt's log, keeping its newest within the caps
@@ -15,7 +17,8 @@
 
 Each starts with a header stating its KEYS, ARGV and what it returns (a test checks). A line
 `--@include NAME` inserts `scripts/lib/NAME.lua`, a snippet defining local functions: the publish step
-(dedup + XADD) is written once, in lib/publish_one.lua, and used by publish.lua and fire_tick.lua.
+(dedup + XADD) is written once, in lib/publish_one.lua, and used by publish.lua and fire_tick.lua; giving
+free slots to the runs in line, in lib/promote.lua, used by slot_release.lua and slot_renew.lua.
 
 How to call them:
     register(client, name)   a redis-py Script for a sync or asyncio client: EVALSHA, loading the script
@@ -40,8 +43,8 @@ from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["NAMES", "Scripts", "call_read_only", "register", "source"]
 
-NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "release_guard", "next_queued", "claim", "release",
-         "append_log", "read_log", "flow_decide", "flow_release")
+NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release",
+         "slot_renew", "claim", "release", "append_log", "read_log", "flow_decide", "flow_release")
 _INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
 
 

@@ -1,7 +1,8 @@
 """④ ⑧ A run's lifecycle, and what each step takes and frees. Pure: the engine reads, these decide.
 
-    create   a run an event asks for: running, or `queued` when its workflow's concurrency limit is
-             reached; skipped or held (queue-one) when its schedule's previous run still runs
+    create   a run an event asks for: running, or `queued` when its pool (pools.py: its workflow's
+             concurrency limit, its rule's keyed concurrency or singleton) is full; not created when its
+             singleton skips, or its schedule's previous run still runs (skip, or held by queue-one)
     start    a queued run got a slot: its first tasks are dispatched
     cancel   every unfinished task is cancelled; running attempts get a cancel marker
     note     who asked for a cancel, retry or rerun, kept in the run's steering log
@@ -11,7 +12,7 @@
     rerun    a new run (new id, `rerun_of` the old) of the workflow's *current* version (what the workers
              run), with the same parameters and event; with `from_node`, tasks outside that task's
              downstream keep their results; it takes a slot like a new run
-    ended    runs that finished free their slot (the oldest queued run gets it) and their overlap guard
+    ended    runs that finished free their slot (the first run in line gets it) and their overlap guard
 
 What a step takes and frees is collected in `Effects`, which the engine commits with the runs in one
 transaction. Slots and guards come in as `Resources`, read (and WATCHed) before the batch is applied.
@@ -23,15 +24,18 @@ cancellation that came before them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import WorkflowError
 from ..tracing import TraceContext, rerun_context
 from .advance import Change, settle
+from .effects import Effects, Guard, Resources
+from .pools import Claim, workflow_claim
 from .runs import TERMINAL_STATES, EventRef, Run, RunStatus, TaskRun, TaskState, job_id
 from .spec import WorkflowSpec
 from .work import RUN_TIMER, Timer, attempt_member
@@ -63,47 +67,13 @@ class RunRequest:
     cut: bool = False  # the chain is too deep: `error` says so, and the run is recorded, never started
     flow: dict[str, Any] | None = None  # a run a hold released (flow/release.py): what Run.flow keeps
     events: list[dict[str, Any]] | None = None  # ... and the events it held (Run.events)
+    claim: Claim | None = None  # the slot pool the rule's concurrency/singleton/priority asks for (pools.py)
+    note: str | None = None  # why the claim's priority is 0 (its expression failed), for the decision record
 
-
-@dataclass(frozen=True)
-class Guard:
-    """A schedule's overlap guard as read before the batch: the running run holding it, a held event."""
-
-    holder: str | None = None
-    queued: bool = False
-
-
-@dataclass
-class Resources:
-    """Free concurrency slots per limited workflow and overlap guards, as read (WATCHed) for a batch."""
-
-    free: dict[str, int] = field(default_factory=dict)
-    guards: dict[str, Guard] = field(default_factory=dict)
-
-    def take_slot(self, spec: WorkflowSpec, run_id: str, now: datetime, effects: Effects) -> bool:
-        """Take one of `spec`'s slots for `run_id` (True), or record it waiting for one (False)."""
-        if spec.concurrency is None:
-            return True
-        if self.free.get(spec.name, 0) <= 0:
-            effects.wait.append((spec.name, run_id, now))
-            return False
-        self.free[spec.name] -= 1
-        effects.occupy.append((spec.name, run_id))
-        return True
-
-
-@dataclass
-class Effects:
-    """What the steps of a batch take and free, for the engine to commit with the runs."""
-
-    take: dict[str, str] = field(default_factory=dict)  # guard -> the run that now holds it
-    queue: dict[str, bytes] = field(default_factory=dict)  # guard -> the event held by queue-one
-    release: list[tuple[str, str]] = field(default_factory=list)  # (guard, run) of guarded runs that ended
-    occupy: list[tuple[str, str]] = field(default_factory=list)  # (workflow, run) taking a concurrency slot
-    wait: list[tuple[str, str, datetime]] = field(default_factory=list)  # (workflow, run, since) queued
-    vacate: list[tuple[str, str]] = field(default_factory=list)  # (workflow, run) of limited runs that ended
-    overlaps: list[tuple[str, str]] = field(default_factory=list)  # (schedule, action: skipped/queued)
-    declined: dict[str, tuple[str, str]] = field(default_factory=dict)  # run id -> (skipped/held, why): not created
+    @property
+    def pool_claim(self) -> Claim | None:
+        """The pool the run waits in: the rule's claim, else its workflow's concurrency limit."""
+        return self.claim or workflow_claim(self.spec.name, self.spec.concurrency)
 
 
 # -- creating ------------------------------------------------------------------------------------------------
@@ -140,24 +110,45 @@ def failed_run(run_id: str, spec: WorkflowSpec, rule: str, event: EventRef, erro
     return Change(run, created=True, finished=True)
 
 
-def create(request: RunRequest, now: datetime, resources: Resources, effects: Effects) -> Change | None:
-    """The run `request` asks for; None when its schedule's overlap policy skips or holds it."""
+def create(request: RunRequest, now: datetime, resources: Resources, effects: Effects,
+           arrival: tuple[int, int] | None = None) -> Change | None:
+    """The run `request` asks for; None when its schedule's overlap policy skips or holds it, or its
+    singleton (mode skip) has a run. `arrival`: the event's (epoch ms, sequence), its place in a pool's line."""
     if request.error is not None or request.params is None:
         failed = failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now,
                             request.trace)
         failed.run.depth, failed.cut = request.depth, request.cut
         failed.run.flow, failed.run.events = request.flow, request.events
         return failed
+    claim = request.pool_claim
+    if claim is not None and claim.mode == "skip" and resources.full(claim):
+        holder = ", ".join(resources.holders.get(claim.pool, [])) or "another run"
+        effects.slotted[request.run_id] = ("singleton_skipped", f"singleton {claim.name}: run {holder} still runs "
+                                           f"for key {claim.key!r} (mode: skip)", {**claim.shown, "holder": holder})
+        effects.pool_events.append((claim.kind, claim.name, "skipped"))
+        return None
     if request.guard is not None:
         if not _may_start(request, request.guard, resources, effects):
             return None
         resources.guards[request.guard] = Guard(request.run_id, resources.guards.get(request.guard, Guard()).queued)
         effects.take[request.guard] = request.run_id
-    running = resources.take_slot(request.spec, request.run_id, now, effects)
+    running = resources.take_slot(claim, request.run_id, arrival or (int(now.timestamp() * 1000), 0), effects)
+    if claim is not None and claim.kind != "workflow":
+        _slotted(request, claim, running, effects)
     change = new_run(request.run_id, request.spec, request.rule, request.event, request.params, now,
                      request.event_data, queued=not running, trace=request.trace, depth=request.depth)
-    change.run.guard, change.run.flow, change.run.events = request.guard, request.flow, request.events
+    change.run.guard, change.run.slot = request.guard, claim
+    change.run.flow, change.run.events = request.flow, request.events
     return change
+
+
+def _slotted(request: RunRequest, claim: Claim, running: bool, effects: Effects) -> None:
+    """What the decision record says of a run in a rule's pool that did not simply start."""
+    detail = {**claim.shown, **({"priority_error": request.note} if request.note else {})}
+    if not running and request.run_id not in effects.slotted:
+        rank = f", priority {claim.priority}" if claim.priority else ""
+        effects.slotted[request.run_id] = ("waiting", f"rule {claim.name}: {claim.limit} run(s) already hold a slot "
+                                           f"for key {claim.key!r}; the run starts when one frees{rank}", detail)
 
 
 def _may_start(request: RunRequest, name: str, resources: Resources, effects: Effects) -> bool:
@@ -275,7 +266,7 @@ def retry(change: Change, now: datetime, resources: Resources, effects: Effects)
                 _reopen(task)
             change.tasks.add(task.node)
     run.error, run.finished_at, run.guard = None, None, None  # a retry is the operator's, not a schedule's
-    if not resources.take_slot(run.spec, run.id, now, effects):
+    if not resources.take_slot(_again(run.slot, run.spec), run.id, (int(now.timestamp() * 1000), 0), effects):
         run.status = RunStatus.QUEUED
         return True
     run.status = RunStatus.RUNNING
@@ -311,11 +302,20 @@ def rerun(old: Run, new_id: str, now: datetime, resources: Resources, effects: E
     change = Change(run, created=True)
     if from_node is not None:
         _reuse(old, run, _downstream(spec, from_node))
-    if not resources.take_slot(spec, new_id, now, effects):
+    run.slot = _again(old.slot, spec)
+    if not resources.take_slot(run.slot, new_id, (int(now.timestamp() * 1000), 0), effects):
         run.status = RunStatus.QUEUED
         return change
     _begin(change, now)
     return change
+
+
+def _again(claim: Claim | None, spec: WorkflowSpec) -> Claim | None:
+    """The pool a retry or rerun waits in: its run's (never skipping nor cancelling: an operator asked for
+    it), else its workflow's limit."""
+    if claim is None or claim.kind == "workflow":
+        return workflow_claim(spec.name, spec.concurrency)
+    return dataclasses.replace(claim, mode="wait")
 
 
 def _reuse(old: Run, run: Run, redo: set[str]) -> None:
@@ -341,5 +341,6 @@ def ended(changes: list[Change], effects: Effects) -> None:
         run = change.run
         if run.guard:
             effects.release.append((run.guard, run.id))
-        if run.spec.concurrency is not None:
-            effects.vacate.append((run.workflow, run.id))
+        claim = run.slot or workflow_claim(run.workflow, run.spec.concurrency)
+        if claim is not None:
+            effects.vacate.append((claim, run.id))

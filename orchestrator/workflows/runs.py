@@ -16,6 +16,7 @@ from typing import Any
 
 from ..jsonutil import dumps, loads
 from ..tracing import TraceContext, from_record
+from .pools import Claim
 from .spec import WorkflowSpec
 
 __all__ = [
@@ -180,6 +181,7 @@ class Run:
     tasks: dict[str, TaskRun] = field(default_factory=dict)
     event_data: Any = None  # the data of the event that started the run (for YAML workflows' templates)
     guard: str | None = None  # the schedule overlap guard this run holds while it runs
+    slot: Claim | None = None  # the slot pool it holds or waits for (pools.py)
     rerun_of: str | None = None  # the run this one re-runs
     steering: list[dict[str, Any]] = field(default_factory=list)  # who cancelled, retried, reran it, and when
     trace: TraceContext | None = None  # the W3C trace context its tasks are children of (tracing.py)
@@ -225,6 +227,7 @@ class Run:
                 "tasks_total": len(self.tasks),
                 "tasks_done": sum(1 for t in self.tasks.values() if t.state in TERMINAL_STATES),
                 **({"guard": self.guard} if self.guard else {}),
+                **({"slot": self.slot.record()} if self.slot else {}),
                 **({"rerun_of": self.rerun_of} if self.rerun_of else {}),
                 **({"steering": self.steering} if self.steering else {}),
                 **({"trace": self.trace.record()} if self.trace else {}),
@@ -266,7 +269,7 @@ class Run:
         return cls(id=meta["id"], workflow=meta["workflow"], rule=meta["rule"], event=EventRef(**meta["event"]),
                    params=meta["params"], spec=spec, created_at=_dt(meta["created_at"]) or datetime.now(UTC), status=RunStatus(meta["status"]),
                    finished_at=_dt(meta.get("finished_at")), error=meta.get("error"), tasks=ordered,
-                   guard=meta.get("guard"), rerun_of=meta.get("rerun_of"), steering=_steering(meta.get("steering")),
+                   guard=meta.get("guard"), slot=Claim.from_record(meta.get("slot")), rerun_of=meta.get("rerun_of"), steering=_steering(meta.get("steering")),
                    trace=from_record(meta.get("trace")),
                    depth=_count(meta.get("depth")), starts=_count(meta.get("starts")),
                    event_data=loads(fields[b"event"]) if b"event" in fields else None,

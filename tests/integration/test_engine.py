@@ -284,7 +284,7 @@ def test_a_workflow_concurrency_limit_queues_runs_until_a_slot_frees(r: redis.Re
     stack.engine.step(block=False)
     runs = [stack.run("r", "/orch/client", i) for i in ids]
     assert [str(run.status) for run in runs] == ["running", "queued", "queued"]
-    assert r.smembers("orch:workflow:one_at_a_time:running") == {runs[0].id.encode()}
+    assert set(r.zrange("orch:slots:workflow/one_at_a_time:held", 0, -1)) == {runs[0].id.encode()}
     queued = stack.engine.store.list(status="queued")
     assert sorted(q["id"] for q in queued) == sorted(run.id for run in runs[1:])
 
@@ -294,7 +294,7 @@ def test_a_workflow_concurrency_limit_queues_runs_until_a_slot_frees(r: redis.Re
     assert [str(run.status) for run in done] == ["succeeded"] * 3
     spans = sorted((run.tasks["step"].queued_at, run.finished_at) for run in done)
     assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))  # never two at once
-    assert r.scard("orch:workflow:one_at_a_time:running") == 0
+    assert r.zcard("orch:slots:workflow/one_at_a_time:held") == 0
 
 
 def test_cancelling_a_queued_run_does_not_take_a_slot(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
@@ -334,10 +334,10 @@ def test_a_retry_or_rerun_waits_for_a_slot_like_a_new_run(r: redis.Redis, redis_
 
     waiting = stack.engine.store.get(steered.new_run or cancelled.id)
     assert waiting is not None and str(waiting.status) == "queued", "it must wait for the running run's slot"
-    assert r.smembers("orch:workflow:one_at_a_time:running") == {holder.id.encode()}
+    assert set(r.zrange("orch:slots:workflow/one_at_a_time:held", 0, -1)) == {holder.id.encode()}
     assert [q["id"] for q in stack.engine.store.list(status="queued", workflow="one_at_a_time")] == [waiting.id]
     stack.drain()
     done = stack.engine.store.get(waiting.id)
     assert done is not None and str(done.status) == "succeeded"
     assert done.tasks["step"].queued_at >= stack.run("r", "/orch/client", second).finished_at  # type: ignore[operator]
-    assert r.scard("orch:workflow:one_at_a_time:running") == 0
+    assert r.zcard("orch:slots:workflow/one_at_a_time:held") == 0

@@ -56,6 +56,7 @@ CALLS: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/events/{entry_id}"): ("GET", "/events/1-0", None),
     ("GET", "/runs"): ("GET", "/runs", None),
     ("GET", "/runs/{run_id}"): ("GET", "/runs/nope", None),
+    ("GET", "/slots"): ("GET", "/slots", None),
     ("GET", "/runs/{run_id}/logs"): ("GET", "/runs/nope/logs", None),
     ("POST", "/runs/{run_id}/logs"): ("POST", "/runs/nope/logs", None),  # 405, not a steering action
     ("POST", "/runs/{run_id}/{action}"): ("POST", "/runs/nope/cancel", None),
@@ -141,6 +142,7 @@ def scope_of(key: tuple[str, str]) -> str:
     return {("POST", "/events"): "events:write", ("GET", "/events"): "events:read",
             ("GET", "/events/{entry_id}"): "events:read", ("GET", "/runs"): "runs:read",
             ("GET", "/runs/{run_id}"): "runs:read", ("GET", "/runs/{run_id}/logs"): "runs:read",
+            ("GET", "/slots"): "runs:read",
             ("POST", "/runs/{run_id}/logs"): "runs:read",
             ("POST", "/runs/{run_id}/{action}"): "runs:steer",
             ("POST", "/runs/{run_id}/tasks/{task}/approve"): "runs:steer",

@@ -13,6 +13,7 @@ from orchestrator import WorkflowError, task, workflow
 from orchestrator.workflows import lifecycle
 from orchestrator.workflows.advance import RUN_TIMER, Change, Timer, apply_record
 from orchestrator.workflows.lifecycle import Effects, Guard, Resources, RunRequest, cancels
+from orchestrator.workflows.pools import Claim
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import EventRef, Run, RunStatus
 from orchestrator.workflows.spec import WorkflowSpec
@@ -132,6 +133,10 @@ def test_cancel_then_retry_then_rerun() -> None:
 # -- defect: retry and rerun bypassed the workflow's concurrency limit ---------------------------------------
 
 
+POOL = "workflow/limited"
+CLAIM = Claim(POOL, 1, "workflow", "limited")
+
+
 def failed(spec: WorkflowSpec, run_id: str) -> Change:
     change = start(spec, run_id)
     report(change, "first", RecordKind.STARTED)
@@ -142,21 +147,21 @@ def failed(spec: WorkflowSpec, run_id: str) -> Change:
 
 def test_a_retry_takes_a_free_slot_like_a_new_run() -> None:
     change, effects = failed(limited.spec, "r1"), Effects()
-    resources = Resources(free={"limited": 1})
+    resources = Resources(free={POOL: 1})
 
     assert lifecycle.retry(change, at(5), resources, effects)
 
     assert change.run.status is RunStatus.RUNNING and [d.node for d in change.dispatches] == ["first"]
-    assert effects.occupy == [("limited", "r1")] and resources.free == {"limited": 0}
+    assert effects.occupy == [(CLAIM, "r1")] and resources.free == {POOL: 0}
 
 
 def test_a_retry_without_a_free_slot_waits_queued_and_dispatches_nothing() -> None:
     change, effects = failed(limited.spec, "r1"), Effects()
 
-    assert lifecycle.retry(change, at(5), Resources(free={"limited": 0}), effects)
+    assert lifecycle.retry(change, at(5), Resources(free={POOL: 0}), effects)
 
     assert change.run.status is RunStatus.QUEUED and change.dispatches == [] and effects.occupy == []
-    assert effects.wait == [("limited", "r1", at(5))]
+    assert effects.wait == [(CLAIM, "r1", at(5).timestamp() * 1000)]
     assert states(change)["first"] == "pending"
     assert lifecycle.start(change, at(9)), "it starts when the slot it waits for frees"
     assert change.run.status is RunStatus.RUNNING and [d.attempt for d in change.dispatches] == [2]
@@ -165,24 +170,24 @@ def test_a_retry_without_a_free_slot_waits_queued_and_dispatches_nothing() -> No
 def test_a_rerun_takes_a_slot_or_waits_like_a_new_run() -> None:
     old = failed(limited.spec, "r1").run
     effects = Effects()
-    resources = Resources(free={"limited": 1})
+    resources = Resources(free={POOL: 1})
 
     first = lifecycle.rerun(old, "r2", at(5), resources, effects)
     second = lifecycle.rerun(old, "r3", at(5), resources, effects)
 
     assert first.run.status is RunStatus.RUNNING and second.run.status is RunStatus.QUEUED
-    assert effects.occupy == [("limited", "r2")] and effects.wait == [("limited", "r3", at(5))]
+    assert effects.occupy == [(CLAIM, "r2")] and effects.wait == [(CLAIM, "r3", at(5).timestamp() * 1000)]
     assert second.dispatches == []
 
 
 def test_a_new_run_takes_a_slot_or_waits() -> None:
-    effects, resources = Effects(), Resources(free={"limited": 1})
+    effects, resources = Effects(), Resources(free={POOL: 1})
     requests = [RunRequest(f"r{i}", "rule", limited.spec, EVENT, {"x": i}) for i in range(2)]
 
     created = [lifecycle.create(r, NOW, resources, effects) for r in requests]
 
     assert [c.run.status for c in created if c] == [RunStatus.RUNNING, RunStatus.QUEUED]
-    assert effects.occupy == [("limited", "r0")] and effects.wait == [("limited", "r1", NOW)]
+    assert effects.occupy == [(CLAIM, "r0")] and effects.wait == [(CLAIM, "r1", NOW.timestamp() * 1000)]
 
 
 def test_runs_that_end_free_their_slot_and_guard() -> None:
@@ -193,7 +198,7 @@ def test_runs_that_end_free_their_slot_and_guard() -> None:
 
     lifecycle.ended([change, start(limited.spec, "r2")], effects)
 
-    assert effects.vacate == [("limited", "r1")] and effects.release == [("nightly/rule", "r1")]
+    assert effects.vacate == [(CLAIM, "r1")] and effects.release == [("nightly/rule", "r1")]
 
 
 # -- rerun of the current version ----------------------------------------------------------------------------

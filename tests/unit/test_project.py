@@ -348,3 +348,49 @@ def test_modules_starting_with_an_underscore_are_not_loaded(tmp_path: Path) -> N
     make_project(tmp_path, workflows={"_private_helpers.py": "raise RuntimeError('not imported')\n"})
 
     assert load_project(tmp_path).workflows == {}
+
+
+LIMITED = '''\
+from orchestrator import task, workflow
+
+
+@task
+def tick() -> None:
+    return None
+
+
+@workflow(concurrency=2)
+def limited():
+    tick()
+'''
+
+
+def test_rule_controls_that_cannot_apply_are_located(tmp_path: Path) -> None:
+    make_project(tmp_path, {"controls.yaml": """\
+        rules:
+          - name: on-a-limited-workflow
+            type: a
+            workflow: limited
+            concurrency: {key: data.k, limit: 1}
+          - name: priority-without-a-limit
+            type: b
+            workflow: hello
+            params: {name: x}
+            priority: 10
+          - name: bad-key
+            type: c
+            workflow: hello
+            params: {name: x}
+            singleton:
+              key: "data.k +"
+              mode: skip
+        """}, {"controls_hello.py": HELLO, "controls_limited.py": LIMITED})
+
+    issues = issues_of(tmp_path)
+
+    assert [located(i) for i in issues] == [("controls.yaml", 5, "rules[0].concurrency"),
+                                            ("controls.yaml", 10, "rules[1].priority"),
+                                            ("controls.yaml", 16, "rules[2].singleton.key")]
+    assert "has its own concurrency limit (2)" in issues[0].message
+    assert "give the rule a `concurrency`" in issues[1].message
+    assert "not a valid CEL expression" in issues[2].message

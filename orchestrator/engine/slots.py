@@ -1,0 +1,162 @@
+"""③ ⑧ The engine's side of slot pools (workflows/pools.py): read them for a batch, write what it took and
+freed in the batch's transaction, and renew the leases of live holders.
+
+    read      under the batch's WATCH, in one round trip (read_slots.lua): each claimed pool's holders (how
+              many, and who for a singleton) and, for cancel_previous, the runs in line; a concurrent change
+              by another engine retries the batch
+    queue     on the batch's MULTI: slots taken (ZADD with a lease), runs put in line, the pool index, cancel
+              requests for the runs a singleton replaces, and slot_release.lua for each run that ended
+    RenewLeases   a maintenance chore: slot_renew.lua on every pool in the index, every third of the lease;
+              its first turn adopts the slots an older orch kept per workflow (`<p>:workflow:<name>:running`
+              and `:queued`), so runs waiting across an upgrade still start
+
+A slot is leased: the holder's entry carries an expiry; it is renewed while the run lives, so only a run
+that vanished (its key gone) or ended without freeing its slot loses it, and the next run in line starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from ..jsonutil import dumps
+from ..metrics import SLOT_EVENTS, MetricsBatch
+from ..settings import Settings
+from ..state import lua
+from ..state.keys import Keys
+from ..state.slots import index_entry, index_record
+from ..workflows.lifecycle import Effects
+from ..workflows.pools import Claim, lease_until_ms, workflow_claim
+
+if TYPE_CHECKING:
+    from .maintenance import Host
+
+__all__ = ["RenewLeases", "SlotBook", "adopt_legacy"]
+
+log = logging.getLogger(__name__)
+
+
+class SlotBook:
+    """Reads and writes the slot pools of one engine's batches."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self._keys = keys
+        self._lease_s = settings.slot_lease_s
+        self._release = lua.register(client, "slot_release")
+
+    def read(self, pipe: redis.client.Pipeline, claims: dict[str, Claim]) -> dict[str, Any]:
+        """Free slots per pool, and the runs holding and waiting where a claim may need them (WATCHed)."""
+        if not claims:
+            return {}
+        keys = [k for pool in claims for k in (self._keys.slots_held(pool), self._keys.slots_waiting(pool))]
+        what = ["all" if c.mode == "cancel_previous" else "holders" if c.kind == "singleton" else "count"
+                for c in claims.values()]
+        # who holds a slot decides every claim; who waits, only cancel_previous (it cancels them)
+        pipe.watch(*keys[0::2], *[k for k, w in zip(keys[1::2], what, strict=True) if w == "all"])
+        replies = pipe.execute_command("EVAL", lua.source("read_slots"), len(keys), *keys, *what)
+        free, holders, waiters = {}, {}, {}
+        for (pool, claim), (count, held, waiting) in zip(claims.items(), replies, strict=True):
+            free[pool] = claim.limit - int(count)
+            holders[pool] = [m.decode() for m in held]
+            waiters[pool] = [m.decode() for m in waiting]
+        return {"free": free, "holders": holders, "waiters": waiters}
+
+    def queue(self, pipe: redis.client.Pipeline, effects: Effects, now: datetime) -> None:
+        """Queue on the batch's MULTI the slots taken, the runs put in line, the replaced runs' cancel
+        requests and the release of the slots of runs that ended."""
+        keys, until = self._keys, lease_until_ms(now, self._lease_s)
+        metrics = MetricsBatch()
+        for claim, run_id in effects.occupy:
+            pipe.zadd(keys.slots_held(claim.pool), {run_id: until})
+            pipe.hset(keys.slots, claim.pool, index_record(claim))
+        for claim, run_id, score in effects.wait:
+            pipe.zadd(keys.slots_waiting(claim.pool), {run_id: score})
+            pipe.hset(keys.slots, claim.pool, index_record(claim))
+            metrics.inc(SLOT_EVENTS, claim.kind, claim.name, "waited")
+        for kind, name, action in effects.pool_events:
+            metrics.inc(SLOT_EVENTS, kind, name, action)
+        for run_id, by in effects.cancel.items():
+            body = {"action": "cancel", "run": run_id, "at_s": now.timestamp(), "by": by}
+            pipe.xadd(keys.results, {"c": dumps(body)})
+        for claim, run_id in effects.vacate:
+            self._release(keys=[keys.slots_held(claim.pool), keys.slots_waiting(claim.pool), keys.results, keys.slots],
+                          args=[run_id, claim.pool, claim.limit, keys.run(""), now.timestamp(), until], client=pipe)
+        metrics.flush(pipe, keys)
+
+
+def adopt_legacy(client: redis.Redis, keys: Keys, limits: Mapping[str, int], now: datetime, lease_s: float) -> int:
+    """Move the slots an older orch kept per limited workflow (a set of holders, a zset of queued runs by
+    creation ms) into the workflow's pool, in one transaction per workflow; the number of runs moved."""
+    moved = 0
+    for name, limit in limits.items():
+        claim = workflow_claim(name, limit)
+        running, queued = f"{keys.prefix}:workflow:{name}:running", f"{keys.prefix}:workflow:{name}:queued"
+        if claim is None or not client.exists(running, queued):
+            continue
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch(running, queued)
+            holders = pipe.smembers(running)
+            waiting = pipe.zrange(queued, 0, -1, withscores=True)
+            pipe.multi()
+            if holders:
+                pipe.zadd(keys.slots_held(claim.pool), {m: lease_until_ms(now, lease_s) for m in holders})
+            if waiting:
+                pipe.zadd(keys.slots_waiting(claim.pool), dict(waiting))
+            pipe.hset(keys.slots, claim.pool, index_record(claim))
+            pipe.delete(running, queued)
+            pipe.execute()  # a WatchError (an old engine still at work) goes up: tried again next turn
+        moved += len(holders) + len(waiting)
+        log.info("slots: adopted %d holder(s) and %d queued run(s) of workflow %s from the keys of an older orch",
+                 len(holders), len(waiting), name)
+    return moved
+
+
+class RenewLeases:
+    """Renew the leases of every pool's live holders; free the slots whose lease ran out (slot_renew.lua)."""
+
+    def __init__(self, host: Host, limits: Mapping[str, int | None] | None = None) -> None:
+        self._host = host
+        self._renew = lua.register(host.client, "slot_renew")
+        self._legacy = {name: limit for name, limit in (limits or {}).items() if limit is not None}
+
+    def every_s(self, settings: Settings) -> float:
+        return min(settings.engine_maintenance_interval_s, settings.slot_lease_s / 3)
+
+    def run(self, now_s: float, force: bool) -> None:
+        if self._legacy:
+            adopt_legacy(self._host.client, self._host.keys, self._legacy, self._host.now(),
+                         self._host.settings.slot_lease_s)
+            self._legacy = {}
+        self.renew()
+
+    def renew(self) -> dict[str, int]:
+        """One pass over the pool index; the totals of leases renewed, expired and runs started."""
+        host, keys = self._host, self._host.keys
+        now = host.now()
+        until = lease_until_ms(now, host.settings.slot_lease_s)
+        totals = {"renewed": 0, "expired": 0, "started": 0}
+        metrics = MetricsBatch()
+        for pool, raw in host.client.hgetall(keys.slots).items():
+            entry = index_entry(raw)
+            if entry is None:
+                continue
+            name = pool.decode()
+            renewed, expired, started = self._renew(
+                keys=[keys.slots_held(name), keys.slots_waiting(name), keys.results, keys.slots],
+                args=[name, entry["limit"], keys.run(""), int(now.timestamp() * 1000), now.timestamp(), until])
+            totals["renewed"] += renewed
+            totals["expired"] += expired
+            totals["started"] += started
+            if expired:
+                metrics.inc(SLOT_EVENTS, entry["kind"], entry["name"], "expired", n=expired)
+                log.warning("slots: %d lease(s) of %s %s (key %r) ran out (their run vanished); %d waiting run(s) "
+                            "started", expired, entry["kind"], entry["name"], entry["key"], started)
+        if metrics:
+            pipe = host.client.pipeline(transaction=False)
+            metrics.flush(pipe, keys)
+            pipe.execute()
+        return totals
