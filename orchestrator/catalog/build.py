@@ -108,16 +108,10 @@ def _rule(rule: Rule, project: Project, schedules: list[ScheduleEntry]) -> RuleE
     workflow = project.workflows.get(rule.workflow)
     return RuleEntry(
         name=rule.name, types=list(rule.types), source=rule.source, workflow=rule.workflow,
-        filter=" and ".join(_condition(c.name, c.expected) for c in rule.conditions) or None,
+        filter=rule.pattern.describe() or None,
         params={name: _text(value) for name, value in rule.params.source.items()}, enabled=rule.enabled,
         schedules=[ScheduleRef(name=s.name, overlap=s.overlap) for s in schedules if rule.name in s.rules],
         concurrency=workflow.spec.concurrency if workflow is not None else None)
-
-
-def _condition(path: str, expected: tuple[Any, ...]) -> str:
-    if len(expected) == 1:
-        return f"{path} == {_json(expected[0])}"
-    return f"{path} in [{', '.join(_json(e) for e in expected)}]"
 
 
 def _text(value: Any) -> str:

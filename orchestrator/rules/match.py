@@ -7,12 +7,14 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..events.envelope import Event
-from .model import Condition, Match, MatchResult, Rule
+from .index import AnchorIndex
+from .model import Match, MatchResult, Rule
 
 __all__ = ["RuleIndex", "event_view", "match"]
 
 _GLOB_CHARS = frozenset("*?[")
-_ABSENT = object()
+MAX_CACHED_TYPES = 4096  # event types are event data: the per-type anchor indexes are bounded
+_NO_RULES = AnchorIndex(())
 
 
 def event_view(event: Event) -> dict[str, Any]:
@@ -20,40 +22,6 @@ def event_view(event: Event) -> dict[str, Any]:
     view = event.to_dict()
     view.setdefault("data", None)
     return view
-
-
-def _lookup(view: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = view
-    for part in path:
-        if isinstance(value, Mapping):
-            value = value.get(part, _ABSENT)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _ABSENT
-        if value is _ABSENT:
-            return _ABSENT
-    return value
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    # YAML `true` must not equal the number 1, nor `1` equal true, as Python's == would have it.
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return isinstance(actual, bool) and isinstance(expected, bool) and actual is expected
-    return bool(actual == expected)
-
-
-def _describe(values: tuple[Any, ...]) -> str:
-    return repr(values[0]) if len(values) == 1 else "one of " + ", ".join(map(repr, values))
-
-
-def _check(condition: Condition, view: Mapping[str, Any]) -> str | None:
-    actual = _lookup(view, condition.path)
-    if actual is _ABSENT:
-        return f"{condition.name} is missing (expected {_describe(condition.expected)})"
-    if any(_equal(actual, expected) for expected in condition.expected):
-        return None
-    return f"{condition.name} is {actual!r} (expected {_describe(condition.expected)})"
 
 
 def _type_matches(rule: Rule, event_type: str) -> bool:
@@ -69,21 +37,24 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> Ma
     if rule.source is not None and not fnmatchcase(event.source, rule.source):
         return MatchResult(rule.name, Match.PARTIAL, f"source {event.source!r} does not match {rule.source!r}",
                            "source")
-    view = view if view is not None else event_view(event)
-    for condition in rule.conditions:
-        reason = _check(condition, view)
-        if reason is not None:
-            return MatchResult(rule.name, Match.PARTIAL, reason, "match")
+    if rule.pattern.empty:
+        return MatchResult(rule.name, Match.FULL)
+    failure = rule.pattern.evaluate(view if view is not None else event_view(event))
+    if failure is not None:
+        return MatchResult(rule.name, Match.PARTIAL, failure.reason, "match", failure.path, failure.seen,
+                           failure.expected)
     return MatchResult(rule.name, Match.FULL)
 
 
 class RuleIndex:
-    """Rules indexed by exact event type; glob rules are checked for every event."""
+    """Rules indexed by exact event type (glob rules are checked for every event type), and within a type by
+    an anchor condition of their patterns (rules/index.py) for `matching`."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
         self._exact: dict[str, list[Rule]] = {}
         self._globs: list[Rule] = []
+        self._anchored: dict[str, AnchorIndex] = {}
         for rule in self.rules:
             if any(_GLOB_CHARS & set(t) for t in rule.types):
                 self._globs.append(rule)
@@ -107,3 +78,24 @@ class RuleIndex:
             return []
         view = event_view(event)
         return [(rule, match(rule, event, view)) for rule in rules]
+
+    def matching(self, event: Event) -> list[Rule]:
+        """The rules that match `event` fully, in load order: the same as keeping the FULL outcomes of
+        `evaluate`, without testing the rules that an anchor condition rules out."""
+        index = self._anchor_index(event.type)
+        if not index.rules:
+            return []
+        view = event_view(event)
+        return [rule for rule in index.candidates(view) if match(rule, event, view).outcome is Match.FULL]
+
+    def _anchor_index(self, event_type: str) -> AnchorIndex:
+        index = self._anchored.get(event_type)
+        if index is None:
+            rules = self.candidates(event_type)
+            if not rules:
+                return _NO_RULES
+            index = AnchorIndex(rules)
+            if len(self._anchored) >= MAX_CACHED_TYPES:
+                self._anchored.pop(next(iter(self._anchored)))
+            self._anchored[event_type] = index
+        return index
