@@ -94,28 +94,32 @@ class Exact(Matcher):
 
 
 @dataclass(frozen=True)
-class Prefix(Matcher):
+class _Affix(Matcher):
     text: str
     ignore_case: bool = False
 
+    def _has(self, value: str, text: str) -> bool:
+        raise NotImplementedError
+
     def test(self, value: Any) -> bool:
         if not isinstance(value, str):
             return False
-        return value.lower().startswith(self.text.lower()) if self.ignore_case else value.startswith(self.text)
+        return self._has(value.lower(), self.text.lower()) if self.ignore_case else self._has(value, self.text)
 
     def describe(self) -> str:
-        return f"prefix {self.text!r}" + (" ignoring case" if self.ignore_case else "")
+        return f"{type(self).__name__.lower()} {self.text!r}" + (" ignoring case" if self.ignore_case else "")
 
 
 @dataclass(frozen=True)
-class Suffix(Prefix):
-    def test(self, value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        return value.lower().endswith(self.text.lower()) if self.ignore_case else value.endswith(self.text)
+class Prefix(_Affix):
+    def _has(self, value: str, text: str) -> bool:
+        return value.startswith(text)
 
-    def describe(self) -> str:
-        return "suffix" + super().describe().removeprefix("prefix")
+
+@dataclass(frozen=True)
+class Suffix(_Affix):
+    def _has(self, value: str, text: str) -> bool:
+        return value.endswith(text)
 
 
 @dataclass(frozen=True)
@@ -245,7 +249,7 @@ def _kind(value: Any) -> str:
             dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def _affix(cls: type[Prefix] | type[Suffix], what: str) -> Callable[[Any, Parts], Matcher]:
+def _affix(cls: type[_Affix], what: str) -> Callable[[Any, Parts], Matcher]:
     def build(arg: Any, parts: Parts) -> Matcher:
         if isinstance(arg, dict):
             if list(arg) != ["equals-ignore-case"]:

@@ -28,7 +28,7 @@ def naive(index: RuleIndex, event: Event) -> list[str]:
 
 # -- random rules and events over a small vocabulary, so that they often meet ------------------------------
 
-WORDS = ["eu", "eu-west", "us", "us-east", "", "EU"]
+WORDS = ["eu", "eu-west", "west", "us", "us-east", "east", "", "EU"]
 SCALARS = st.one_of(st.sampled_from(WORDS), st.integers(-2, 3), st.sampled_from([0.0, 1.0, 2.5]), st.booleans(),
                     st.none())
 PATHS = ["data.region", "data.amount", "data.tags", "data.items.sku", "data.items.qty", "subject", "data.0"]
@@ -88,6 +88,17 @@ def test_the_anchor_index_only_removes_rules_that_cannot_match(specs: list[Any],
             assert match(rule, event, view).outcome is not Match.FULL
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(CONDITION, st.builds(lambda w: {"wildcard": f"*{w}"}, st.sampled_from(WORDS))),
+                min_size=1, max_size=20),
+       st.one_of(st.sampled_from(WORDS), st.lists(st.sampled_from(WORDS), max_size=3)))
+def test_one_field_many_operators_indexed_as_naive(conditions: list[Any], region: Any) -> None:
+    index = RuleIndex(_rules([({"data.region": c}, "order.created", True, None) for c in conditions]))
+    event = make_event({"region": region})
+
+    assert [rule.name for rule in index.matching(event)] == naive(index, event)
+
+
 # -- the index by example ---------------------------------------------------------------------------------
 
 
@@ -114,6 +125,8 @@ def test_anchors_prefer_exact_values_and_skip_what_no_lookup_can_find() -> None:
     assert anchor.path == ("data", "region") and anchor.exact == (("str", "eu"), ("str", "us"))
     assert anchors_of(make_rule("n", {"data.n": {"numeric": [">", 1]}})) is None
     assert anchors_of(make_rule("ic", {"data.a": {"prefix": {"equals-ignore-case": "x"}}})) is None
+    assert anchors_of(make_rule("sx", {"data.a": {"suffix": "x"}})) is None
+    assert anchors_of(make_rule("or", {"$or": [{"data.a": "x"}, {"data.b": {"suffix": "y"}}]})) is None
     assert [a.path for a in anchors_of(make_rule("o", {"$or": [{"data.a": "x"}, {"data.b": {"prefix": "y"}}]})) or []] \
         == [("data", "a"), ("data", "b")]
 
