@@ -1,11 +1,13 @@
 """③ Which rules of one event type can possibly match an event, without testing each: an anchor index.
 
-A rule's anchor is a condition every match needs: in each alternative of its pattern, one field whose
-values/operators are all exact values or (case-sensitive) prefixes. The index keeps, per field path, a
-dict from exact value to rules and a dict from prefix to rules; an event's leaf values at that path
-(through arrays at any level) look them up. Rules without an anchor (only numeric ranges, anything-but,
-exists, ... or no pattern at all) are candidates for every event. Candidates come back in load order and
-still have to pass the full test (`rules.match.match`): the index only ever removes rules that cannot match.
+An anchor is a condition every match of one alternative of a pattern needs: a field whose values/operators
+are all exact values or (case-sensitive) prefixes and suffixes. Each alternative registers up to MAX_ANCHORS of them; the
+index keeps, per field path, a dict from exact value to alternatives and ones from prefix and suffix to alternatives,
+and an event's leaf values at that path (through arrays at any level) look them up. An alternative whose
+anchors are all hit makes its rule a candidate. Rules with an alternative without anchors (only numeric
+ranges, anything-but, exists, ... or no pattern at all) are candidates for every event. Candidates come
+back in load order and still have to pass the full test (`rules.match.match`): the index only ever removes
+rules that cannot match.
 
 Exact keys keep the pattern's equality: a boolean never equals a number, a string never equals a number,
 and numbers compare by value (1 and 1.0 are one key, as `pattern_ops.equal` has it).
@@ -13,25 +15,29 @@ and numbers compare by value (1 and 1.0 are one key, as `pattern_ops.equal` has 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .model import Rule
 from .pattern import Leaf, leaves_at
-from .pattern_ops import Exact, Prefix
+from .pattern_ops import Exact, Prefix, Suffix
 
 __all__ = ["AnchorIndex", "anchors_of", "exact_key"]
+
+MAX_ANCHORS = 3  # per alternative: enough to make a candidate rare, few enough to keep lookups cheap
 
 
 @dataclass(frozen=True)
 class Anchor:
-    """A necessary condition of one alternative: the field at `path` holds one of `exact` or starts with a
-    `prefixes` entry."""
+    """A necessary condition of one alternative: the field at `path` holds one of `exact`, or starts with a
+    `prefixes` entry, or ends with a `suffixes` entry."""
 
     path: tuple[str, ...]
     exact: tuple[tuple[str, Any], ...]
     prefixes: tuple[str, ...]
+    suffixes: tuple[str, ...] = ()
 
 
 def exact_key(value: Any) -> tuple[str, Any] | None:
@@ -48,57 +54,80 @@ def exact_key(value: Any) -> tuple[str, Any] | None:
 
 
 def _anchor(leaf: Leaf) -> Anchor | None:
-    exact, prefixes = [], []
+    exact, prefixes, suffixes = [], [], []
     for matcher in leaf.matchers:
         if isinstance(matcher, Exact):
             exact.append(exact_key(matcher.value))
         elif isinstance(matcher, Prefix) and not matcher.ignore_case:
             prefixes.append(matcher.text)
+        elif isinstance(matcher, Suffix) and not matcher.ignore_case:
+            suffixes.append(matcher.text)
         else:
             return None
-    return Anchor(leaf.path, tuple(k for k in exact if k is not None), tuple(prefixes))
+    return Anchor(leaf.path, tuple(k for k in exact if k is not None), tuple(prefixes), tuple(suffixes))
 
 
-def anchors_of(rule: Rule) -> list[Anchor] | None:
-    """One anchor per alternative of the rule's pattern (exact ones preferred), or None if one has none."""
-    found: list[Anchor] = []
+def anchors_of(rule: Rule) -> list[list[Anchor]] | None:
+    """The anchors of each alternative of the rule's pattern (exact ones first), or None if one has none."""
+    found: list[list[Anchor]] = []
     for branch in rule.pattern.branches:
         anchors = [a for a in map(_anchor, branch.leaves) if a is not None]
         if not anchors:
             return None
-        anchors.sort(key=lambda a: (bool(a.prefixes), len(a.exact) + len(a.prefixes)))
-        found.append(anchors[0])
+        anchors.sort(key=lambda a: (bool(a.prefixes or a.suffixes), len(a.exact) + len(a.prefixes) + len(a.suffixes)))
+        found.append(anchors[:MAX_ANCHORS])
     return found or None
 
 
+class _Affixes:
+    """Strings to slots, found by the prefixes (or suffixes) of a value: one dict lookup per distinct length."""
+
+    def __init__(self, at_end: bool) -> None:
+        self.at_end = at_end
+        self.slots: dict[str, list[int]] = {}
+        self.lengths: tuple[int, ...] = ()
+
+    def add(self, text: str, slot: int) -> None:
+        self.slots.setdefault(text, []).append(slot)
+        self.lengths = tuple(sorted({len(t) for t in self.slots}))
+
+    def lookup(self, value: str, out: set[int]) -> None:
+        slots = self.slots
+        for length in self.lengths:
+            if length > len(value):
+                break
+            hit = slots.get(value[len(value) - length:] if self.at_end else value[:length])
+            if hit is not None:
+                out.update(hit)
+
+
 class _PathIndex:
-    """The anchors on one field path: exact values and prefixes to rule positions."""
+    """The anchors on one field path: exact values, prefixes and suffixes to alternatives (slots)."""
 
     def __init__(self) -> None:
         self.exact: dict[tuple[str, Any], list[int]] = {}
-        self.prefixes: dict[str, list[int]] = {}
-        self.lengths: tuple[int, ...] = ()
+        self.prefixes = _Affixes(at_end=False)
+        self.suffixes = _Affixes(at_end=True)
 
-    def add(self, anchor: Anchor, position: int) -> None:
+    def add(self, anchor: Anchor, slot: int) -> None:
         for key in anchor.exact:
-            self.exact.setdefault(key, []).append(position)
+            self.exact.setdefault(key, []).append(slot)
         for prefix in anchor.prefixes:
-            self.prefixes.setdefault(prefix, []).append(position)
-        self.lengths = tuple(sorted({len(p) for p in self.prefixes}))
+            self.prefixes.add(prefix, slot)
+        for suffix in anchor.suffixes:
+            self.suffixes.add(suffix, slot)
 
     def lookup(self, values: list[Any], out: set[int]) -> None:
-        exact, prefixes, lengths = self.exact, self.prefixes, self.lengths
+        exact, prefixes, suffixes = self.exact, self.prefixes, self.suffixes
         for value in values:
             key = exact_key(value)
             if key is not None and key in exact:
                 out.update(exact[key])
-            if lengths and isinstance(value, str):
-                for length in lengths:
-                    if length > len(value):
-                        break
-                    hit = prefixes.get(value[:length])
-                    if hit is not None:
-                        out.update(hit)
+            if isinstance(value, str):
+                if prefixes.lengths:
+                    prefixes.lookup(value, out)
+                if suffixes.lengths:
+                    suffixes.lookup(value, out)
 
 
 class AnchorIndex:
@@ -108,13 +137,19 @@ class AnchorIndex:
         self.rules = [rule for rule in rules if rule.enabled]  # a disabled rule never matches fully
         self._paths: dict[tuple[str, ...], _PathIndex] = {}
         self._loose: list[int] = []
+        self._slot_rule: list[int] = []  # an alternative's rule position
+        self._needs: list[int] = []  # how many anchors of the alternative must be hit
         for position, rule in enumerate(self.rules):
-            anchors = anchors_of(rule)
-            if anchors is None:
+            alternatives = anchors_of(rule)
+            if alternatives is None:
                 self._loose.append(position)
                 continue
-            for anchor in anchors:
-                self._paths.setdefault(anchor.path, _PathIndex()).add(anchor, position)
+            for anchors in alternatives:
+                slot = len(self._slot_rule)
+                self._slot_rule.append(position)
+                self._needs.append(len(anchors))
+                for anchor in anchors:
+                    self._paths.setdefault(anchor.path, _PathIndex()).add(anchor, slot)
 
     @property
     def unanchored(self) -> int:
@@ -123,10 +158,15 @@ class AnchorIndex:
 
     def candidates(self, view: Mapping[str, Any]) -> list[Rule]:
         """The rules that may match the event `view`, in load order (a superset of those that do)."""
-        found: set[int] = set(self._loose)
+        hits: Counter[int] = Counter()
         for path, index in self._paths.items():
             values = leaves_at(view, path)
             if values:
-                index.lookup(values, found)
+                slots: set[int] = set()
+                index.lookup(values, slots)
+                hits.update(slots)  # one count per anchor: each path is one anchor of an alternative
+        needs, slot_rule = self._needs, self._slot_rule
+        found = set(self._loose)
+        found.update(slot_rule[slot] for slot, count in hits.items() if count == needs[slot])
         rules = self.rules
         return [rules[i] for i in sorted(found)]

@@ -28,8 +28,10 @@ def _type_matches(rule: Rule, event_type: str) -> bool:
     return any(fnmatchcase(event_type, pattern) for pattern in rule.types)
 
 
-def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> MatchResult:
-    """NONE if the type is not the rule's; PARTIAL with the first failed condition; else FULL."""
+def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None, *, explain: bool = True) -> MatchResult:
+    """NONE if the type is not the rule's; PARTIAL with the first failed condition; else FULL.
+
+    With `explain=False` (the fast path) a failed pattern gives PARTIAL without its reason, path and values."""
     if not _type_matches(rule, event.type):
         return MatchResult(rule.name, Match.NONE)
     if not rule.enabled:
@@ -39,7 +41,12 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> Ma
                            "source")
     if rule.pattern.empty:
         return MatchResult(rule.name, Match.FULL)
-    failure = rule.pattern.evaluate(view if view is not None else event_view(event))
+    view = view if view is not None else event_view(event)
+    if not explain:
+        if rule.pattern.holds(view):
+            return MatchResult(rule.name, Match.FULL)
+        return MatchResult(rule.name, Match.PARTIAL, stopped_by="match")
+    failure = rule.pattern.evaluate(view)
     if failure is not None:
         return MatchResult(rule.name, Match.PARTIAL, failure.reason, "match", failure.path, failure.seen,
                            failure.expected)
@@ -86,7 +93,8 @@ class RuleIndex:
         if not index.rules:
             return []
         view = event_view(event)
-        return [rule for rule in index.candidates(view) if match(rule, event, view).outcome is Match.FULL]
+        return [rule for rule in index.candidates(view)
+                if match(rule, event, view, explain=False).outcome is Match.FULL]
 
     def _anchor_index(self, event_type: str) -> AnchorIndex:
         index = self._anchored.get(event_type)

@@ -32,7 +32,7 @@ import itertools
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -45,17 +45,31 @@ __all__ = ["MAX_BRANCHES", "Branch", "Failure", "Leaf", "Pattern", "PatternError
 MAX_BRANCHES = 64
 _FIELD = re.compile(r"^[^\s.$][^\s.]*$")
 ABSENT: Any = object()
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @dataclass(frozen=True)
 class Failure:
-    """The first predicate of a pattern that did not hold."""
+    """The first predicate of a pattern that did not hold (its `reason` is only written when asked for)."""
 
     path: str
     seen: Any  # the event's value there (None when missing: see `missing`)
     expected: Any  # the pattern's value(s) there, as written
-    reason: str
-    missing: bool = False
+    missing: bool
+    leaf: Leaf = field(repr=False, compare=False)
+    of_alternatives: bool = False  # every alternative of a $or failed; this is the first one's failure
+
+    @property
+    def reason(self) -> str:
+        expected = self.leaf.describe()
+        if self.missing:
+            text = f"{self.path} is missing (expected {expected})"
+        elif not _leaves(self.seen):
+            kind = "an object" if isinstance(self.seen, dict) else "an empty list"
+            text = f"{self.path} is {kind}, not a value (expected {expected})"
+        else:
+            text = f"{self.path} is {self.seen!r} (expected {expected})"
+        return f"no alternative of $or holds; the first: {text}" if self.of_alternatives else text
 
 
 @dataclass(frozen=True)
@@ -65,10 +79,10 @@ class Leaf:
     path: tuple[str, ...]
     matchers: tuple[Matcher, ...]
     written: Any = field(compare=False)
+    name: str = field(init=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        return ".".join(self.path)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", ".".join(self.path))
 
     def describe(self) -> str:
         if len(self.matchers) == 1:
@@ -76,6 +90,11 @@ class Leaf:
         return "one of " + ", ".join(m.describe() for m in self.matchers)
 
     def check(self, value: Any) -> Failure | None:
+        if type(value) in _SCALARS:  # the common case: one leaf value (Exists.test says present)
+            for matcher in self.matchers:
+                if matcher.test(value):
+                    return None
+            return Failure(self.name, value, self.written, False, self)
         leaves = _leaves(value)
         for matcher in self.matchers:
             if isinstance(matcher, Exists):
@@ -83,13 +102,9 @@ class Leaf:
                     return None
             elif any(matcher.test(v) for v in leaves):
                 return None
-        expected = self.describe()
         if value is ABSENT:
-            return Failure(self.name, None, self.written, f"{self.name} is missing (expected {expected})", True)
-        if not leaves:
-            kind = "an object" if isinstance(value, dict) else "an empty list"
-            return Failure(self.name, value, self.written, f"{self.name} is {kind}, not a value (expected {expected})")
-        return Failure(self.name, value, self.written, f"{self.name} is {value!r} (expected {expected})")
+            return Failure(self.name, None, self.written, True, self)
+        return Failure(self.name, value, self.written, False, self)
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,23 @@ class Branch:
     leaves: tuple[Leaf, ...]
     root: _Node = field(compare=False)
 
+    def check(self, view: Any) -> Failure | None:
+        """Leaf by leaf while no array is on the way (each has one value then); the consistent walk otherwise."""
+        for leaf in self.leaves:
+            value = view
+            for part in leaf.path:
+                if type(value) is dict:
+                    value = value.get(part, ABSENT)
+                elif type(value) is list:
+                    return self.root.check(view)
+                else:
+                    value = ABSENT
+                    break
+            failure = leaf.check(value)
+            if failure is not None:
+                return failure
+        return None
+
 
 @dataclass(frozen=True)
 class Pattern:
@@ -143,21 +175,28 @@ class Pattern:
 
     source: str
     branches: tuple[Branch, ...] = field(compare=False)
+    empty: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "empty", all(not branch.leaves for branch in self.branches))
+
+    def holds(self, view: Mapping[str, Any]) -> bool:
+        """Whether the pattern holds for `view` (what `evaluate` decides, without the explanation)."""
+        return any(branch.check(view) is None for branch in self.branches)
 
     def evaluate(self, view: Mapping[str, Any]) -> Failure | None:
         """None if the pattern holds for `view` (an event as a dict), else the first failed predicate."""
+        if len(self.branches) == 1:
+            return self.branches[0].check(view)
         failures = []
         for branch in self.branches:
-            failure = branch.root.check(view)
+            failure = branch.check(view)
             if failure is None:
                 return None
             failures.append(failure)
-        if not failures:
-            return None
         first = failures[0]
-        if len(failures) > 1 and any(f.path != first.path for f in failures):
-            return Failure(first.path, first.seen, first.expected,
-                           f"no alternative of $or holds; the first: {first.reason}", first.missing)
+        if any(f.path != first.path for f in failures):
+            return replace(first, of_alternatives=True)
         return first
 
     def paths(self) -> list[str]:
@@ -168,10 +207,6 @@ class Pattern:
         """One line: `data.region == "eu" and data.amount a number > 0`; alternatives in (... or ...)."""
         texts = [" and ".join(_describe_leaf(leaf) for leaf in branch.leaves) for branch in self.branches]
         return texts[0] if len(texts) == 1 else " or ".join(f"({t})" for t in texts)
-
-    @property
-    def empty(self) -> bool:
-        return all(not branch.leaves for branch in self.branches)
 
 
 def compile_pattern(match: Mapping[str, Any]) -> Pattern:
@@ -301,6 +336,13 @@ def _leaves(value: Any) -> list[Any]:
 
 def leaves_at(view: Any, path: tuple[str, ...]) -> list[Any]:
     """Every leaf value reachable along `path`, through arrays at any level (what the index looks up)."""
+    value = view
+    for part in path:  # the common case: objects all the way
+        if type(value) is not dict:
+            break
+        value = value.get(part, ABSENT)
+    else:
+        return [value] if type(value) in _SCALARS else _leaves(value)
     values = [view]
     for part in path:
         nxt = []

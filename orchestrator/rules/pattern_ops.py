@@ -87,7 +87,10 @@ class Exact(Matcher):
     value: Any
 
     def test(self, value: Any) -> bool:
-        return equal(value, self.value)
+        expected = self.value
+        if type(expected) is str:
+            return type(value) is str and value == expected
+        return equal(value, expected)
 
     def describe(self) -> str:
         return repr(self.value)

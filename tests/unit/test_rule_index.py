@@ -121,14 +121,28 @@ def test_matching_keeps_load_order_across_anchored_and_unanchored_rules() -> Non
 def test_anchors_prefer_exact_values_and_skip_what_no_lookup_can_find() -> None:
     rule = make_rule("r", {"data.name": {"prefix": "a"}, "data.region": ["eu", "us"], "data.n": {"numeric": [">", 1]}})
 
-    (anchor,) = anchors_of(rule) or []
-    assert anchor.path == ("data", "region") and anchor.exact == (("str", "eu"), ("str", "us"))
+    ((exact, prefix),) = anchors_of(rule) or []
+    assert exact.path == ("data", "region") and exact.exact == (("str", "eu"), ("str", "us"))
+    assert prefix.path == ("data", "name") and prefix.prefixes == ("a",)
     assert anchors_of(make_rule("n", {"data.n": {"numeric": [">", 1]}})) is None
     assert anchors_of(make_rule("ic", {"data.a": {"prefix": {"equals-ignore-case": "x"}}})) is None
-    assert anchors_of(make_rule("sx", {"data.a": {"suffix": "x"}})) is None
-    assert anchors_of(make_rule("or", {"$or": [{"data.a": "x"}, {"data.b": {"suffix": "y"}}]})) is None
-    assert [a.path for a in anchors_of(make_rule("o", {"$or": [{"data.a": "x"}, {"data.b": {"prefix": "y"}}]})) or []] \
-        == [("data", "a"), ("data", "b")]
+    assert anchors_of(make_rule("sx", {"data.a": {"suffix": {"equals-ignore-case": "x"}}})) is None
+    assert anchors_of(make_rule("or", {"$or": [{"data.a": "x"}, {"data.b": {"wildcard": "y*"}}]})) is None
+    ((suffix,),) = anchors_of(make_rule("s", {"data.a": {"suffix": "x"}})) or []
+    assert (suffix.path, suffix.prefixes, suffix.suffixes) == (("data", "a"), (), ("x",))
+    assert [[a.path for a in alternative] for alternative in anchors_of(
+        make_rule("o", {"$or": [{"data.a": "x"}, {"data.b": {"prefix": "y"}}]})) or []] == [[("data", "a")], [("data", "b")]]
+
+
+def test_a_rule_is_a_candidate_only_when_all_its_anchors_are_hit() -> None:
+    rules = [make_rule("eu-gold", {"data.region": "eu", "data.tier": "gold", "data.mail": {"suffix": "@a.test"}}),
+             make_rule("eu", {"data.region": {"prefix": "eu"}})]
+    anchored = AnchorIndex(rules)
+
+    assert [r.name for r in anchored.candidates({"data": {"region": "eu", "tier": "silver", "mail": "x@a.test"}})] \
+        == ["eu"]
+    assert [r.name for r in anchored.candidates({"data": {"region": "eu", "tier": "gold", "mail": "x@a.test"}})] \
+        == ["eu-gold", "eu"]
 
 
 def test_an_anchor_finds_values_inside_arrays_of_objects() -> None:
