@@ -15,7 +15,6 @@ and numbers compare by value (1 and 1.0 are one key, as `pattern_ops.equal` has 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,93 +79,98 @@ def anchors_of(rule: Rule) -> list[list[Anchor]] | None:
 
 
 class _Affixes:
-    """Strings to slots, found by the prefixes (or suffixes) of a value: one dict lookup per distinct length."""
+    """Strings to slot masks, found by the prefixes (or suffixes) of a value: one dict lookup per distinct length."""
 
     def __init__(self, at_end: bool) -> None:
         self.at_end = at_end
-        self.slots: dict[str, list[int]] = {}
+        self.masks: dict[str, int] = {}
         self.lengths: tuple[int, ...] = ()
 
     def add(self, text: str, slot: int) -> None:
-        self.slots.setdefault(text, []).append(slot)
-        self.lengths = tuple(sorted({len(t) for t in self.slots}))
+        self.masks[text] = self.masks.get(text, 0) | 1 << slot
+        self.lengths = tuple(sorted({len(t) for t in self.masks}))
 
-    def lookup(self, value: str, out: set[int]) -> None:
-        slots = self.slots
+    def lookup(self, value: str) -> int:
+        masks, hit = self.masks, 0
         for length in self.lengths:
             if length > len(value):
                 break
-            hit = slots.get(value[len(value) - length:] if self.at_end else value[:length])
-            if hit is not None:
-                out.update(hit)
+            hit |= masks.get(value[len(value) - length:] if self.at_end else value[:length], 0)
+        return hit
 
 
 class _PathIndex:
-    """The anchors on one field path: exact values, prefixes and suffixes to alternatives (slots)."""
+    """The anchors on one field path: exact values, prefixes and suffixes to masks of alternatives (slots)."""
 
     def __init__(self) -> None:
-        self.exact: dict[tuple[str, Any], list[int]] = {}
+        self.exact: dict[tuple[str, Any], int] = {}
         self.prefixes = _Affixes(at_end=False)
         self.suffixes = _Affixes(at_end=True)
+        self.covered = 0  # the slots with an anchor on this path
 
     def add(self, anchor: Anchor, slot: int) -> None:
+        self.covered |= 1 << slot
         for key in anchor.exact:
-            self.exact.setdefault(key, []).append(slot)
+            self.exact[key] = self.exact.get(key, 0) | 1 << slot
         for prefix in anchor.prefixes:
             self.prefixes.add(prefix, slot)
         for suffix in anchor.suffixes:
             self.suffixes.add(suffix, slot)
 
-    def lookup(self, values: list[Any], out: set[int]) -> None:
-        exact, prefixes, suffixes = self.exact, self.prefixes, self.suffixes
+    def lookup(self, values: list[Any]) -> int:
+        """The slots whose anchor on this path one of `values` satisfies."""
+        exact, prefixes, suffixes, hit = self.exact, self.prefixes, self.suffixes, 0
         for value in values:
             key = exact_key(value)
-            if key is not None and key in exact:
-                out.update(exact[key])
-            if isinstance(value, str):
+            if key is not None:
+                hit |= exact.get(key, 0)
+            if type(value) is str:
                 if prefixes.lengths:
-                    prefixes.lookup(value, out)
+                    hit |= prefixes.lookup(value)
                 if suffixes.lengths:
-                    suffixes.lookup(value, out)
+                    hit |= suffixes.lookup(value)
+        return hit
 
 
 class AnchorIndex:
-    """Rules (of one event type, in load order) indexed by their anchors; `candidates` keeps load order."""
+    """Rules (of one event type, in load order) indexed by their anchors; `candidates` keeps load order.
+
+    Each alternative of each rule is a slot, numbered in load order (a rule without anchors has one slot
+    with none); sets of slots are bit masks. A slot survives a path unless it has an anchor there that the
+    event's values there do not satisfy."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = [rule for rule in rules if rule.enabled]  # a disabled rule never matches fully
-        self._paths: dict[tuple[str, ...], _PathIndex] = {}
-        self._loose: list[int] = []
-        self._slot_rule: list[int] = []  # an alternative's rule position
-        self._needs: list[int] = []  # how many anchors of the alternative must be hit
+        paths: dict[tuple[str, ...], _PathIndex] = {}
+        self._slot_rule: list[int] = []  # a slot's rule position
+        self.unanchored = 0  # how many rules every event is tested against
         for position, rule in enumerate(self.rules):
             alternatives = anchors_of(rule)
             if alternatives is None:
-                self._loose.append(position)
-                continue
+                self.unanchored += 1
+                alternatives = [[]]
             for anchors in alternatives:
                 slot = len(self._slot_rule)
                 self._slot_rule.append(position)
-                self._needs.append(len(anchors))
                 for anchor in anchors:
-                    self._paths.setdefault(anchor.path, _PathIndex()).add(anchor, slot)
-
-    @property
-    def unanchored(self) -> int:
-        """How many rules every event must be tested against."""
-        return len(self._loose)
+                    paths.setdefault(anchor.path, _PathIndex()).add(anchor, slot)
+        self._all = (1 << len(self._slot_rule)) - 1
+        self._paths = [(path, index, self._all & ~index.covered) for path, index in paths.items()]
 
     def candidates(self, view: Mapping[str, Any]) -> list[Rule]:
         """The rules that may match the event `view`, in load order (a superset of those that do)."""
-        hits: Counter[int] = Counter()
-        for path, index in self._paths.items():
+        alive = self._all
+        for path, index, elsewhere in self._paths:
             values = leaves_at(view, path)
-            if values:
-                slots: set[int] = set()
-                index.lookup(values, slots)
-                hits.update(slots)  # one count per anchor: each path is one anchor of an alternative
-        needs, slot_rule = self._needs, self._slot_rule
-        found = set(self._loose)
-        found.update(slot_rule[slot] for slot, count in hits.items() if count == needs[slot])
-        rules = self.rules
-        return [rules[i] for i in sorted(found)]
+            alive &= (index.lookup(values) if values else 0) | elsewhere
+            if not alive:
+                return []
+        rules, slot_rule, found, last = self.rules, self._slot_rule, [], -1
+        while alive:
+            low = alive & -alive
+            position = slot_rule[low.bit_length() - 1]
+            if position != last:
+                found.append(rules[position])
+                last = position
+            alive ^= low
+        return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
@@ -25,7 +26,12 @@ def event_view(event: Event) -> dict[str, Any]:
 
 
 def _type_matches(rule: Rule, event_type: str) -> bool:
-    return any(fnmatchcase(event_type, pattern) for pattern in rule.types)
+    return _types_match(rule.types, event_type)
+
+
+@functools.lru_cache(maxsize=65536)
+def _types_match(types: tuple[str, ...], event_type: str) -> bool:
+    return any(fnmatchcase(event_type, pattern) for pattern in types)
 
 
 def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None, *, explain: bool = True) -> MatchResult:
@@ -43,14 +49,18 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None, *, ex
         return MatchResult(rule.name, Match.FULL)
     view = view if view is not None else event_view(event)
     if not explain:
-        if rule.pattern.holds(view):
-            return MatchResult(rule.name, Match.FULL)
-        return MatchResult(rule.name, Match.PARTIAL, stopped_by="match")
+        return _unexplained(rule.name, rule.pattern.holds(view))
     failure = rule.pattern.evaluate(view)
     if failure is not None:
         return MatchResult(rule.name, Match.PARTIAL, failure.reason, "match", failure.path, failure.seen,
                            failure.expected)
     return MatchResult(rule.name, Match.FULL)
+
+
+@functools.lru_cache(maxsize=65536)
+def _unexplained(name: str, full: bool) -> MatchResult:
+    """The result of the fast path, made once per rule and outcome (results are immutable)."""
+    return MatchResult(name, Match.FULL) if full else MatchResult(name, Match.PARTIAL, stopped_by="match")
 
 
 class RuleIndex:

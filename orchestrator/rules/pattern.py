@@ -182,7 +182,10 @@ class Pattern:
 
     def holds(self, view: Mapping[str, Any]) -> bool:
         """Whether the pattern holds for `view` (what `evaluate` decides, without the explanation)."""
-        return any(branch.check(view) is None for branch in self.branches)
+        branches = self.branches
+        if len(branches) == 1:
+            return branches[0].check(view) is None
+        return any(branch.check(view) is None for branch in branches)
 
     def evaluate(self, view: Mapping[str, Any]) -> Failure | None:
         """None if the pattern holds for `view` (an event as a dict), else the first failed predicate."""
