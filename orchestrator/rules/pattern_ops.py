@@ -15,8 +15,7 @@ Each operator tests one leaf value of the event (a string, number, boolean or nu
     {exists: true | false}              the field has a leaf value / has none (missing, an object, an empty list)
     {cidr: "10.0.0.0/24"}               a string that is an IPv4 or IPv6 address in the network
 
-`compile_operator(spec, parts)` turns one written operator into a Matcher or raises PatternError, whose
-`parts` locate the problem inside `match:` (the caller reports file, line and field).
+Compiling the written operators into these Matchers is pattern_syntax.py's job.
 """
 
 from __future__ import annotations
@@ -29,13 +28,12 @@ from typing import Any
 
 from ..errors import RuleError
 
-__all__ = ["OPERATORS", "Exact", "Exists", "Matcher", "PatternError", "Prefix", "compile_operator", "equal",
-           "is_number", "show_parts"]
+__all__ = ["OPERATORS", "AnythingBut", "Cidr", "Exact", "Exists", "IgnoreCase", "Matcher", "Numeric", "PatternError",
+           "Prefix", "Suffix", "Wildcard", "equal", "is_number", "show_parts"]
 
 OPERATORS = frozenset({"prefix", "suffix", "equals-ignore-case", "wildcard", "anything-but", "numeric", "exists",
                        "cidr"})
 NUMERIC_LIMIT = 5.0e9  # event-ruler's range for numeric matching: -5.0e9 to +5.0e9 inclusive
-_RANGE_OPS = frozenset({"=", "<", "<=", ">", ">="})
 
 Parts = tuple[str | int, ...]
 
@@ -97,7 +95,7 @@ class Exact(Matcher):
 
 
 @dataclass(frozen=True)
-class _Affix(Matcher):
+class Affix(Matcher):
     text: str
     ignore_case: bool = False
 
@@ -114,13 +112,13 @@ class _Affix(Matcher):
 
 
 @dataclass(frozen=True)
-class Prefix(_Affix):
+class Prefix(Affix):
     def _has(self, value: str, text: str) -> bool:
         return value.startswith(text)
 
 
 @dataclass(frozen=True)
-class Suffix(_Affix):
+class Suffix(Affix):
     def _has(self, value: str, text: str) -> bool:
         return value.endswith(text)
 
@@ -223,154 +221,3 @@ def _glob(segments: tuple[str, ...], value: str) -> bool:
             return False
         at = found + len(run)
     return True
-
-
-# -- compiling ---------------------------------------------------------------------------------------------
-
-
-def compile_operator(spec: dict[str, Any], parts: Parts) -> Matcher:
-    """A written operator object ({prefix: "eu-"}) as a Matcher; PatternError if EventBridge would refuse it."""
-    if len(spec) != 1:
-        raise PatternError(parts, "an operator object has exactly one key, such as {prefix: ...}")
-    ((name, arg),) = spec.items()
-    if name not in OPERATORS:
-        known = ", ".join(sorted(OPERATORS))
-        raise PatternError((*parts, name), f"unknown operator {name!r} (operators: {known})")
-    return _COMPILERS[name](arg, (*parts, name))
-
-
-def _string(arg: Any, parts: Parts, what: str) -> str:
-    if not isinstance(arg, str):
-        raise PatternError(parts, f"{what} takes a string, not {_kind(arg)}")
-    return arg
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
-
-
-def _affix(cls: type[_Affix], what: str) -> Callable[[Any, Parts], Matcher]:
-    def build(arg: Any, parts: Parts) -> Matcher:
-        if isinstance(arg, dict):
-            if list(arg) != ["equals-ignore-case"]:
-                raise PatternError(parts, f"{what} takes a string or {{equals-ignore-case: string}}")
-            return cls(_string(arg["equals-ignore-case"], (*parts, "equals-ignore-case"), what), True)
-        return cls(_string(arg, parts, what))
-    return build
-
-
-def _ignore_case(arg: Any, parts: Parts) -> Matcher:
-    return IgnoreCase(_string(arg, parts, "equals-ignore-case"))
-
-
-def _wildcard(arg: Any, parts: Parts) -> Matcher:
-    text = _string(arg, parts, "wildcard")
-    segments, run, i = [], "", 0
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            if i + 1 >= len(text) or text[i + 1] not in "*\\":
-                raise PatternError(parts, f"invalid escape at position {i} in {text!r}: a backslash escapes only "
-                                          "* or another backslash")
-            run += text[i + 1]
-            i += 2
-            continue
-        if char == "*":
-            if text[i + 1:i + 2] == "*":
-                raise PatternError(parts, f"consecutive wildcard characters at position {i} in {text!r}")
-            segments.append(run)
-            run = ""
-        else:
-            run += char
-        i += 1
-    segments.append(run)
-    return Wildcard(text, tuple(segments))
-
-
-def _numeric(arg: Any, parts: Parts) -> Matcher:
-    if not isinstance(arg, list) or not arg:
-        raise PatternError(parts, 'numeric takes a list such as [">", 0, "<=", 5] or ["=", 3]')
-    if len(arg) % 2 or len(arg) > 4:
-        raise PatternError(parts, "numeric takes one or two (operator, number) pairs")
-    bounds = []
-    for i in range(0, len(arg), 2):
-        op, bound = arg[i], arg[i + 1]
-        if not isinstance(op, str) or op not in _RANGE_OPS:
-            raise PatternError((*parts, i), f"unknown numeric operator {op!r} (use =, <, <=, >, >=)")
-        if not is_number(bound):
-            raise PatternError((*parts, i + 1), f"the value of {op} must be a number, not {_kind(bound)}")
-        if not -NUMERIC_LIMIT <= bound <= NUMERIC_LIMIT:
-            raise PatternError((*parts, i + 1), "numeric matching is limited to -5.0e9 .. 5.0e9")
-        bounds.append((op, bound))
-    if len(bounds) == 2:
-        (low_op, low), (high_op, high) = bounds
-        if low_op not in (">", ">=") or high_op not in ("<", "<="):
-            raise PatternError(parts, 'a numeric range is a lower bound then an upper one: [">", 0, "<=", 5]')
-        if high <= low:
-            raise PatternError(parts, "the lower bound of a numeric range must be below its upper bound")
-    return Numeric(tuple(bounds))
-
-
-def _exists(arg: Any, parts: Parts) -> Matcher:
-    if not isinstance(arg, bool):
-        raise PatternError(parts, "exists takes true or false")
-    return Exists(arg)
-
-
-def _cidr(arg: Any, parts: Parts) -> Matcher:
-    text = _string(arg, parts, "cidr")
-    if text.count("/") != 1:
-        raise PatternError(parts, f"{text!r} is not a network like 10.0.0.0/24 or 2001:db8::/32")
-    try:
-        network = ipaddress.ip_network(text, strict=False)
-    except ValueError as exc:
-        raise PatternError(parts, f"{text!r} is not a valid network: {exc}") from None
-    return Cidr(network, text)
-
-
-def _anything_but(arg: Any, parts: Parts) -> Matcher:
-    if isinstance(arg, dict):
-        if len(arg) != 1 or next(iter(arg)) not in ("prefix", "suffix", "wildcard", "equals-ignore-case"):
-            raise PatternError(parts, "anything-but takes a value, a list, or one of {prefix: ...}, "
-                                      "{suffix: ...}, {wildcard: ...}, {equals-ignore-case: ...}")
-        ((name, inner),) = arg.items()
-        items = inner if isinstance(inner, list) else [inner]
-        if not items:
-            raise PatternError((*parts, name), "an empty list excludes nothing")
-        build = {"prefix": lambda a, p: Prefix(_nonempty(a, p, "prefix")),
-                 "suffix": lambda a, p: Suffix(_nonempty(a, p, "suffix")),
-                 "wildcard": _wildcard, "equals-ignore-case": _ignore_case}[name]
-        where = (*parts, name)
-        excluded = tuple(build(item, (*where, i) if isinstance(inner, list) else where) for i, item in enumerate(items))
-        return AnythingBut(excluded, f"{name} " + _show(inner))
-    values = arg if isinstance(arg, list) else [arg]
-    if not values:
-        raise PatternError(parts, "an empty list excludes nothing")
-    for i, value in enumerate(values):
-        if not (isinstance(value, str) or is_number(value)):
-            raise PatternError((*parts, i) if isinstance(arg, list) else parts,
-                               f"anything-but takes strings or numbers, not {_kind(value)}")
-    if len({isinstance(v, str) for v in values}) > 1:
-        raise PatternError(parts, "an anything-but list holds only strings or only numbers, not both")
-    return AnythingBut(tuple(Exact(v) for v in values), _show(arg))
-
-
-def _nonempty(arg: Any, parts: Parts, what: str) -> str:
-    text = _string(arg, parts, what)
-    if not text:
-        raise PatternError(parts, f"anything-but {what} must not be empty")
-    return text
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, list):
-        return repr(value[0]) if len(value) == 1 else "one of " + ", ".join(map(repr, value))
-    return repr(value)
-
-
-_COMPILERS: dict[str, Callable[[Any, Parts], Matcher]] = {
-    "prefix": _affix(Prefix, "prefix"), "suffix": _affix(Suffix, "suffix"), "equals-ignore-case": _ignore_case,
-    "wildcard": _wildcard, "numeric": _numeric, "exists": _exists, "cidr": _cidr, "anything-but": _anything_but}
