@@ -45,21 +45,23 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None, *, ex
     if rule.source is not None and not fnmatchcase(event.source, rule.source):
         return MatchResult(rule.name, Match.PARTIAL, f"source {event.source!r} does not match {rule.source!r}",
                            "source")
-    if rule.pattern.empty:
-        return MatchResult(rule.name, Match.FULL)
-    view = view if view is not None else event_view(event)
-    if not explain:
-        return _unexplained(rule.name, rule.pattern.holds(view))
-    failure = rule.pattern.evaluate(view)
-    if failure is not None:
-        return MatchResult(rule.name, Match.PARTIAL, failure.reason, "match", failure.path, failure.seen,
-                           failure.expected)
-    return MatchResult(rule.name, Match.FULL)
+    if not rule.pattern.empty:
+        view = view if view is not None else event_view(event)
+        if not explain:
+            if not rule.pattern.holds(view):
+                return _plain(rule.name, False)
+        else:
+            failure = rule.pattern.evaluate(view)
+            if failure is not None:
+                return MatchResult(rule.name, Match.PARTIAL, failure.reason, "match", failure.path, failure.seen,
+                                   failure.expected)
+    # checks that come after the pattern (a CEL `if:`) go here, for both the explained and the fast path
+    return _plain(rule.name, True)
 
 
 @functools.lru_cache(maxsize=65536)
-def _unexplained(name: str, full: bool) -> MatchResult:
-    """The result of the fast path, made once per rule and outcome (results are immutable)."""
+def _plain(name: str, full: bool) -> MatchResult:
+    """A result without explanation (FULL, or a failed pattern on the fast path), made once per rule and outcome."""
     return MatchResult(name, Match.FULL) if full else MatchResult(name, Match.PARTIAL, stopped_by="match")
 
 
