@@ -282,3 +282,10 @@ def test_a_pattern_eventbridge_refuses_is_refused(source: str, pattern: dict[str
         compile_pattern(pattern)
 
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("event", "holds"), [({}, True), ({"state": "running"}, True), ({"state": "init"}, False)])
+def test_anything_but_or_missing_is_written_as_both(event: dict[str, Any], holds: bool) -> None:
+    pattern = compile_pattern({"state": [{"anything-but": "init"}, {"exists": False}]})
+
+    assert (pattern.evaluate(event) is None) is holds
