@@ -12,6 +12,7 @@ from orchestrator.events.envelope import Event
 from orchestrator.rules.index import AnchorIndex, anchors_of
 from orchestrator.rules.match import RuleIndex, match
 from orchestrator.rules.model import Match, Rule, RuleConfig
+from orchestrator.rules.pattern import PatternError
 
 
 def make_rule(name: str, match_: dict[str, Any], type: str | list[str] = "order.created", **fields: Any) -> Rule:
@@ -61,7 +62,7 @@ def _rules(specs: list[tuple[dict[str, Any], str, bool, str | None]]) -> list[Ru
     for i, (pattern, type_, enabled, source) in enumerate(specs):
         try:
             rules.append(make_rule(f"r{i}", pattern, type_, enabled=enabled, source=source))
-        except Exception:  # noqa: BLE001 - random patterns EventBridge refuses (duplicate paths) are skipped
+        except PatternError:  # random patterns EventBridge refuses (a path given twice, ...) are skipped
             continue
     return rules
 
