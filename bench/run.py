@@ -11,6 +11,7 @@
     .venv/bin/python bench/run.py --only orch     the engine and worker phases, no ingest or webhook
     .venv/bin/python bench/run.py --only fanout --engines fast --fanout 10000 --profile   the fan-out alone
     .venv/bin/python bench/run.py --only maintenance   the engine's maintenance pass alone (~1 minute)
+    .venv/bin/python bench/run.py --only matching      rule matching alone: indexed vs naive, 10/1k/10k rules (~1 min)
 
 Everything runs against a redis-server started here on a free loopback port, in a temporary
 directory, without persistence (like the peers), and stopped at the end: no other Redis is touched.
@@ -47,6 +48,10 @@ Phases, in order:
                  write them; 200 running runs at both sizes. Median time per pass, Redis memory
                  (INFO used_memory), commands and round trips per pass, and the ratio large / small,
                  which must stay close to 1: maintenance follows the work in flight, not the keyspace.
+  3d. matching   in this process, no Redis: RuleIndex.matching against the naive loop (match() on every
+                 rule) with 10, 1,000 and 10,000 rules of a realistic mix, on CloudEvents with nested data
+                 and arrays: events/s (CPU and wall clock), the ratio, and the cost per event at each size
+                 (flatness). See bench/matching.py.
   4. peers       ../shared/peers/run.sh (ORCH_BENCH_PEERS to use another script), same N, for the
                  ratios: all four by default, RQ SimpleWorker only with --quick.
 
@@ -98,6 +103,9 @@ from orchestrator.workflows.lifecycle import new_run
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import EventRef, Run, RunStatus, TaskState, derive_run_id
 from orchestrator.workflows.spec import WorkflowSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from matching import matching_table, phase_matching  # noqa: E402 - bench/ is not a package on the path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "bench" / "project"
@@ -1319,7 +1327,8 @@ def maintenance_table(results: dict[str, Any]) -> list[str]:
 def table(results: dict[str, Any]) -> str:
     orch = results["orch"]
     extra = maintenance_table(results) if "maintenance" in orch else []
-    if not any(engine in orch for engine in ENGINES):  # --only webhook, --only maintenance
+    extra += matching_table(orch["matching"]) if "matching" in orch else []
+    if not any(engine in orch for engine in ENGINES):  # --only webhook, --only maintenance, --only matching
         hook = orch.get("webhook")
         lines = ["| metric | orch | target |", "|---|---:|---|", f"| {' | '.join(_webhook_row(hook)[:3])} |",
                  "", _webhook_note(hook)] if hook else []
@@ -1359,10 +1368,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
     ap.add_argument("--hook-connections", type=int, default=16,
                     help="webhook: concurrent keep-alive connections (default 16)")
-    ap.add_argument("--only", choices=["webhook", "orch", "fanout", "maintenance"], default=None,
+    ap.add_argument("--only", choices=["webhook", "orch", "fanout", "maintenance", "matching"], default=None,
                     help="run some phases only: webhook (orch api alone, signed requests/s), orch (the engine "
                          "and worker phases, no ingest or webhook), fanout (the fan-out phase alone), "
-                         "maintenance (one engine maintenance pass, few vs many dedup keys and finished runs)")
+                         "maintenance (one engine maintenance pass, few vs many dedup keys and finished runs), "
+                         "matching (rule matching, indexed vs naive, in this process)")
     ap.add_argument("--maintenance-dedup", type=int,
                     help="maintenance: dedup keys of the large size (default 1,000,000; quick 100,000)")
     ap.add_argument("--maintenance-runs", type=int,
@@ -1421,10 +1431,15 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
     stack.stop_orch()
     if args.only is None:
         out["maintenance"] = phase_maintenance(stack, sizes)
+        out["matching"] = phase_matching(log)
     return out
 
 
 def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, Any]) -> None:
+    if args.only == "matching":  # pure: no Redis, no processes
+        results["meta"] = meta(args, "")
+        results["orch"] = {"matching": phase_matching(log)}
+        return
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if not engines or any(e not in ENGINES for e in engines):
         raise BenchError(f"--engines: choose among {', '.join(ENGINES)}, not {args.engines!r}")

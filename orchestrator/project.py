@@ -27,6 +27,7 @@ from .errors import ConfigError, ConfigIssue, OrchestratorError, did_you_mean, f
 from .rules.controls import workflow_conflicts
 from .rules.match import RuleIndex
 from .rules.model import Rule, RuleConfig
+from .rules.pattern import PatternError
 from .rules.templates import TemplateCompileError
 from .workflows.dsl import Task, Workflow, collect
 from .workflows.yamlflows import YamlWorkflow, load_yaml_workflows
@@ -325,6 +326,10 @@ def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssu
         except TemplateCompileError as exc:
             parts = tuple(str(p) if isinstance(p, str) else p for p in exc.parts)
             issues.append(ConfigIssue(path, line_of(lines, (*base, *parts)), f"rules[{index}].{exc.path}", str(exc)))
+            continue
+        except PatternError as exc:
+            where = f"rules[{index}].match" + (f".{exc.path}" if exc.path else "")
+            issues.append(ConfigIssue(path, line_of(lines, (*base, "match", *exc.parts)), where, exc.detail))
             continue
         if config.name in seen:
             issues.append(ConfigIssue(path, line_of(lines, (*base, "name")), f"rules[{index}].name",

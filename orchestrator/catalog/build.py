@@ -108,18 +108,12 @@ def _rule(rule: Rule, project: Project, schedules: list[ScheduleEntry]) -> RuleE
     workflow = project.workflows.get(rule.workflow)
     return RuleEntry(
         name=rule.name, types=list(rule.types), source=rule.source, workflow=rule.workflow,
-        filter=" and ".join([*(_condition(c.name, c.expected) for c in rule.conditions),
+        filter=" and ".join([*([rule.pattern.describe()] if rule.pattern.describe() else []),
                              *([f"if {rule.if_expr.text}"] if rule.if_expr else [])]) or None,
         params={name: _text(value) for name, value in rule.params.source.items()}, enabled=rule.enabled,
         schedules=[ScheduleRef(name=s.name, overlap=s.overlap) for s in schedules if rule.name in s.rules],
         concurrency=workflow.spec.concurrency if workflow is not None else None,
         hold=f"{rule.hold.kind}: {', '.join(f'{k}={v}' for k, v in rule.hold.config.items())}" if rule.hold else None)
-
-
-def _condition(path: str, expected: tuple[Any, ...]) -> str:
-    if len(expected) == 1:
-        return f"{path} == {_json(expected[0])}"
-    return f"{path} in [{', '.join(_json(e) for e in expected)}]"
 
 
 def _text(value: Any) -> str:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
 from ..events.envelope import Event
 from .ifexpr import check_if
-from .model import MISSING, Condition, Match, MatchResult, Rule
+from .index import AnchorIndex
+from .model import MISSING, Match, MatchResult, Rule
 
 __all__ = ["RuleIndex", "event_view", "match"]
 
 _GLOB_CHARS = frozenset("*?[")
-_ABSENT = object()
+MAX_CACHED_TYPES = 4096  # event types are event data: the per-type anchor indexes are bounded
+_NO_RULES = AnchorIndex(())
 
 
 def event_view(event: Event) -> dict[str, Any]:
@@ -23,49 +26,19 @@ def event_view(event: Event) -> dict[str, Any]:
     return view
 
 
-def _lookup(view: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = view
-    for part in path:
-        if isinstance(value, Mapping):
-            value = value.get(part, _ABSENT)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _ABSENT
-        if value is _ABSENT:
-            return _ABSENT
-    return value
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    # YAML `true` must not equal the number 1, nor `1` equal true, as Python's == would have it.
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return isinstance(actual, bool) and isinstance(expected, bool) and actual is expected
-    return bool(actual == expected)
-
-
-def _describe(values: tuple[Any, ...]) -> str:
-    return repr(values[0]) if len(values) == 1 else "one of " + ", ".join(map(repr, values))
-
-
-def _check(rule: Rule, condition: Condition, view: Mapping[str, Any]) -> MatchResult | None:
-    """None when the condition holds; else the PARTIAL result naming the path, the value seen and expected."""
-    actual = _lookup(view, condition.path)
-    if actual is not _ABSENT and any(_equal(actual, expected) for expected in condition.expected):
-        return None
-    said = "missing" if actual is _ABSENT else f"{actual!r}"
-    reason = f"{condition.name} is {said} (expected {_describe(condition.expected)})"
-    written = condition.expected[0] if len(condition.expected) == 1 else list(condition.expected)
-    return MatchResult(rule.name, Match.PARTIAL, reason, "match", condition.name,
-                       MISSING if actual is _ABSENT else actual, written)
-
-
 def _type_matches(rule: Rule, event_type: str) -> bool:
-    return any(fnmatchcase(event_type, pattern) for pattern in rule.types)
+    return _types_match(rule.types, event_type)
 
 
-def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> MatchResult:
-    """NONE if the type is not the rule's; PARTIAL with the first failed condition; else FULL."""
+@functools.lru_cache(maxsize=65536)
+def _types_match(types: tuple[str, ...], event_type: str) -> bool:
+    return any(fnmatchcase(event_type, pattern) for pattern in types)
+
+
+def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None, *, explain: bool = True) -> MatchResult:
+    """NONE if the type is not the rule's; PARTIAL with the first failed condition; else FULL.
+
+    With `explain=False` (the fast path) a failed pattern gives PARTIAL without its reason, path and values."""
     if not _type_matches(rule, event.type):
         return MatchResult(rule.name, Match.NONE)
     if not rule.enabled:
@@ -73,23 +46,44 @@ def match(rule: Rule, event: Event, view: Mapping[str, Any] | None = None) -> Ma
     if rule.source is not None and not fnmatchcase(event.source, rule.source):
         return MatchResult(rule.name, Match.PARTIAL, f"source {event.source!r} does not match {rule.source!r}",
                            "source")
-    view = view if view is not None else event_view(event)
-    for condition in rule.conditions:
-        failed = _check(rule, condition, view)
-        if failed is not None:
-            return failed
-    if rule.if_expr is not None and (reason := check_if(rule.if_expr, view)) is not None:
-        return MatchResult(rule.name, Match.PARTIAL, reason, "if")
-    return MatchResult(rule.name, Match.FULL)
+    if not rule.pattern.empty:
+        view = view if view is not None else event_view(event)
+        if not explain:
+            if not rule.pattern.holds(view):
+                return _plain(rule.name, False)
+        else:
+            failure = rule.pattern.evaluate(view)
+            if failure is not None:
+                return MatchResult(rule.name, Match.PARTIAL, failure.reason, "match", failure.path,
+                                   MISSING if failure.missing else failure.seen, failure.expected)
+    if rule.if_expr is not None:  # after the pattern, on both the explained and the fast path
+        view = view if view is not None else event_view(event)
+        if (reason := check_if(rule.if_expr, view)) is not None:
+            return MatchResult(rule.name, Match.PARTIAL, reason, "if") if explain else _plain_if(rule.name)
+    return _plain(rule.name, True)
+
+
+@functools.lru_cache(maxsize=65536)
+def _plain(name: str, full: bool) -> MatchResult:
+    """A result without explanation (FULL, or a failed pattern on the fast path), made once per rule and outcome."""
+    return MatchResult(name, Match.FULL) if full else MatchResult(name, Match.PARTIAL, stopped_by="match")
+
+
+@functools.lru_cache(maxsize=65536)
+def _plain_if(name: str) -> MatchResult:
+    """A false or failed `if:` on the fast path, without explanation."""
+    return MatchResult(name, Match.PARTIAL, stopped_by="if")
 
 
 class RuleIndex:
-    """Rules indexed by exact event type; glob rules are checked for every event."""
+    """Rules indexed by exact event type (glob rules are checked for every event type), and within a type by
+    an anchor condition of their patterns (rules/index.py) for `matching`."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
         self._exact: dict[str, list[Rule]] = {}
         self._globs: list[Rule] = []
+        self._anchored: dict[str, AnchorIndex] = {}
         for rule in self.rules:
             if any(_GLOB_CHARS & set(t) for t in rule.types):
                 self._globs.append(rule)
@@ -113,3 +107,25 @@ class RuleIndex:
             return []
         view = event_view(event)
         return [(rule, match(rule, event, view)) for rule in rules]
+
+    def matching(self, event: Event) -> list[Rule]:
+        """The rules that match `event` fully, in load order: the same as keeping the FULL outcomes of
+        `evaluate`, without testing the rules that an anchor condition rules out."""
+        index = self._anchor_index(event.type)
+        if not index.rules:
+            return []
+        view = event_view(event)
+        return [rule for rule in index.candidates(view)
+                if match(rule, event, view, explain=False).outcome is Match.FULL]
+
+    def _anchor_index(self, event_type: str) -> AnchorIndex:
+        index = self._anchored.get(event_type)
+        if index is None:
+            rules = self.candidates(event_type)
+            if not rules:
+                return _NO_RULES
+            index = AnchorIndex(rules)
+            if len(self._anchored) >= MAX_CACHED_TYPES:
+                self._anchored.pop(next(iter(self._anchored)))
+            self._anchored[event_type] = index
+        return index

@@ -6,9 +6,10 @@ In a project's `rules/*.yaml`:
       - name: process-new-orders          # unique in the project
         type: order.created               # or a list; exact types or globs (order.*)
         source: /shop/*                   # optional glob on the event source
-        match:                            # optional: all must equal (a list means any of)
-          data.region: eu
+        match:                            # optional: an EventBridge pattern (rules/pattern.py)
+          data.region: eu                 #   exact values; a list means any of them
           data.channel: [web, app]
+          data.amount: {numeric: [">", 0]}
         if: data.amount > 100.0 && data.items.exists(i, i.qty > 1)   # optional CEL test (rules/ifexpr.py)
         workflow: process_order
         params:                           # rendered from the event in Jinja2's sandbox
@@ -21,7 +22,6 @@ In a project's `rules/*.yaml`:
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +38,12 @@ from .flow_model import (
     check_one,
     compile_control,
 )
+from .pattern import Pattern, compile_pattern
 from .templates import ParamsTemplate
 
-__all__ = ["MISSING", "Condition", "Match", "MatchResult", "Rule", "RuleConfig"]
+__all__ = ["MISSING", "Match", "MatchResult", "Rule", "RuleConfig"]
 
 RULE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
-_PATH_PART = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class RuleConfig(BaseModel):
@@ -54,7 +54,7 @@ class RuleConfig(BaseModel):
     name: str = Field(pattern=RULE_NAME)
     type: str | list[str] = Field(description="Event type(s) the rule listens to: exact, or a glob like order.*")
     source: str | None = Field(default=None, min_length=1, description="Glob the event source must match.")
-    match: dict[str, Any] = Field(default_factory=dict, description="Event field path -> required value(s).")
+    match: dict[str, Any] = Field(default_factory=dict, description="An EventBridge pattern over the event's fields.")
     workflow: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
@@ -105,17 +105,6 @@ class RuleConfig(BaseModel):
             raise ValueError("give at least one non-empty event type")
         return value
 
-    @field_validator("match")
-    @classmethod
-    def _paths(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for path, expected in value.items():
-            if not all(_PATH_PART.match(part) for part in path.split(".")):
-                raise ValueError(f"{path!r} is not a field path like data.order.region")
-            for item in expected if isinstance(expected, list) else [expected]:
-                if isinstance(item, dict | list):
-                    raise ValueError(f"{path}: compare with a string, number, boolean or null (or a list of them)")
-        return value
-
     @property
     def types(self) -> tuple[str, ...]:
         return (self.type,) if isinstance(self.type, str) else tuple(self.type)
@@ -151,25 +140,13 @@ class MatchResult:
 
 
 @dataclass(frozen=True)
-class Condition:
-    """`path` must equal one of `expected`."""
-
-    path: tuple[str, ...]
-    expected: tuple[Any, ...]
-
-    @property
-    def name(self) -> str:
-        return ".".join(self.path)
-
-
-@dataclass(frozen=True)
 class Rule:
-    """A loaded rule: conditions split into paths, parameters compiled."""
+    """A loaded rule: its pattern and parameters compiled (PatternError, TemplateCompileError otherwise)."""
 
     name: str
     types: tuple[str, ...]
     source: str | None
-    conditions: tuple[Condition, ...]
+    pattern: Pattern
     workflow: str
     params: ParamsTemplate
     enabled: bool = True
@@ -179,11 +156,7 @@ class Rule:
 
     @classmethod
     def from_config(cls, config: RuleConfig) -> Rule:
-        conditions = tuple(
-            Condition(tuple(path.split(".")), tuple(expected) if isinstance(expected, list) else (expected,))
-            for path, expected in config.match.items()
-        )
-        return cls(name=config.name, types=config.types, source=config.source, conditions=conditions,
+        return cls(name=config.name, types=config.types, source=config.source, pattern=compile_pattern(config.match),
                    workflow=config.workflow, params=ParamsTemplate(config.params), enabled=config.enabled,
                    hold=compile_control(config),
                    if_expr=compile_expression(config.if_) if config.if_ is not None else None,

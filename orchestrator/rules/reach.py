@@ -25,6 +25,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from .model import Rule
+from .pattern_ops import Exists
 
 __all__ = ["PathWarning", "rule_paths", "schema_has_path", "unreachable_paths", "value_has_path"]
 
@@ -39,9 +40,11 @@ class PathWarning:
 
 
 def rule_paths(rule: Rule) -> list[str]:
-    """The event field paths a rule's pattern tests. Switch to `rule.pattern.paths()` when the pattern
-    language lands (issue 10 §1); today's conditions are equality on one path each."""
-    return [condition.name for condition in rule.conditions]
+    """The event field paths a rule's pattern needs present: a condition that accepts `exists: false` holds
+    without its field, so its path is left out."""
+    paths = [leaf.name for branch in rule.pattern.branches for leaf in branch.leaves
+             if not any(isinstance(m, Exists) and not m.present for m in leaf.matchers)]
+    return list(dict.fromkeys(paths))
 
 
 def schema_has_path(schema: Any, parts: list[str], root: Any = None) -> bool:

@@ -131,3 +131,16 @@ def test_a_rule_with_an_unknown_field_is_reported(tmp_path: Path) -> None:
     issue = json.loads(result.stdout)["issues"][0]
     assert issue["file"] == str(rules) and issue["line"] == 5 and issue["field"] == "rules[0].matches"
     assert issue["message"].startswith("unknown field (did you mean 'match'?)")
+
+
+def test_a_bad_pattern_is_reported_by_validate_with_file_line_and_field(tmp_path: Path) -> None:
+    project = copy_examples(tmp_path / "project")
+    rules = project / "rules" / "users.yaml"
+    rules.write_text(rules.read_text().replace("data.plan: [pro, team]", "data.plan: {anything-but: [pro, 1]}"))
+
+    result = orch("validate", "--json", env=orch_env(None, project), check=False)
+
+    assert result.returncode == 1
+    (issue,) = json.loads(result.stdout)["issues"]
+    assert (issue["file"], issue["line"], issue["field"]) == (str(rules), 6, "rules[0].match.data.plan.anything-but")
+    assert issue["message"] == "an anything-but list holds only strings or only numbers, not both"

@@ -226,6 +226,45 @@ def test_a_parameter_the_workflow_lacks_is_located(tmp_path: Path) -> None:
                              "(parameters: name, greeting)")
 
 
+def test_a_bad_pattern_is_located_at_its_operator(tmp_path: Path) -> None:
+    make_project(tmp_path, {"pattern.yaml": """\
+        rules:
+          - name: greet-users
+            type: user.signup
+            workflow: hello
+            match:
+              data.plan: [pro, team]
+              data:
+                amount:
+                  numeric: [">", "0"]
+            params:
+              name: x
+        """}, {"pattern_hello.py": HELLO})
+
+    issue = only_issue(tmp_path)
+
+    assert (issue.line, issue.field) == (9, "rules[0].match.data.amount.numeric[1]")
+    assert issue.message == "the value of > must be a number, not a string"
+
+
+def test_a_bad_wildcard_in_a_list_is_located(tmp_path: Path) -> None:
+    make_project(tmp_path, {"wildcard.yaml": """\
+        rules:
+          - name: greet-users
+            type: user.signup
+            workflow: hello
+            match:
+              subject: [exact, {wildcard: "a**b"}]
+            params:
+              name: x
+        """}, {"wildcard_hello.py": HELLO})
+
+    issue = only_issue(tmp_path)
+
+    assert (issue.line, issue.field) == (6, "rules[0].match.subject[1].wildcard")
+    assert issue.message == "consecutive wildcard characters at position 1 in 'a**b'"
+
+
 def test_a_missing_required_parameter_is_located(tmp_path: Path) -> None:
     make_project(tmp_path, {"required.yaml": """\
         rules:

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from orchestrator.events.envelope import Event
 from orchestrator.rules.match import RuleIndex, event_view, match
-from orchestrator.rules.model import Condition, Match, MatchResult, Rule, RuleConfig
+from orchestrator.rules.model import Match, MatchResult, Rule, RuleConfig
+from orchestrator.rules.pattern import PatternError
 
 
 def make_rule(name: str = "r", type: str | list[str] = "order.created", **fields: Any) -> Rule:
@@ -50,18 +51,27 @@ def test_a_rule_needs_at_least_one_non_empty_type(types: list[str]) -> None:
 
 
 def test_a_match_path_must_be_dotted_field_names() -> None:
-    ((loc, message),) = config_errors(name="r", type="t", workflow="w", match={"data.a b": 1})
+    config = RuleConfig(name="r", type="t", workflow="w", match={"data.a b": 1})
 
-    assert loc == ("match",)
-    assert "'data.a b' is not a field path like data.order.region" in message
+    with pytest.raises(PatternError) as caught:
+        Rule.from_config(config)
+
+    assert caught.value.parts == ("data.a b",)
+    assert "'data.a b' is not a field path like data.order.region" in str(caught.value)
 
 
-@pytest.mark.parametrize("expected", [{"x": 1}, [1, [2]]], ids=["object", "nested-list"])
-def test_a_match_compares_with_scalars_only(expected: Any) -> None:
-    ((loc, message),) = config_errors(name="r", type="t", workflow="w", match={"data.a": expected})
+@pytest.mark.parametrize(("expected", "parts", "message"), [
+    ({"x": {}}, ("data.a", "x"), "an empty object matches nothing"),
+    ([1, [2]], ("data.a", 1), "a list inside a list"),
+    ({"numeric": [">", "0"]}, ("data.a", "numeric", 1), "the value of > must be a number, not a string"),
+], ids=["empty-object", "nested-list", "numeric-string"])
+def test_a_bad_pattern_says_where_and_why(expected: Any, parts: tuple[Any, ...], message: str) -> None:
+    config = RuleConfig(name="r", type="t", workflow="w", match={"data.a": expected})
 
-    assert loc == ("match",)
-    assert "data.a: compare with a string, number, boolean or null" in message
+    with pytest.raises(PatternError) as caught:
+        Rule.from_config(config)
+
+    assert caught.value.parts == parts and message in caught.value.detail
 
 
 def test_an_unknown_field_is_rejected() -> None:
@@ -78,14 +88,14 @@ def test_the_workflow_is_required() -> None:
     assert message == "Field required"
 
 
-def test_from_config_splits_conditions_into_paths_and_alternatives() -> None:
+def test_from_config_compiles_the_pattern() -> None:
     config = RuleConfig(name="r", type="t", workflow="w", source="/shop/*", enabled=False,
                         match={"data.region": "eu", "data.channel": ["web", "app"]})
 
     rule = Rule.from_config(config)
 
-    assert rule.conditions == (Condition(("data", "region"), ("eu",)),
-                               Condition(("data", "channel"), ("web", "app")))
+    assert rule.pattern.paths() == ["data.region", "data.channel"]
+    assert rule.pattern.describe() == 'data.region == "eu" and data.channel in ["web", "app"]'
     assert (rule.name, rule.types, rule.source, rule.workflow, rule.enabled) == ("r", ("t",), "/shop/*", "w", False)
 
 
