@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from orchestrator.events.envelope import Event
 from orchestrator.rules.index import AnchorIndex, anchors_of
 from orchestrator.rules.match import RuleIndex, match
-from orchestrator.rules.model import Match, Rule, RuleConfig
+from orchestrator.rules.model import MISSING, Match, Rule, RuleConfig
 from orchestrator.rules.pattern import PatternError
 
 
@@ -184,11 +184,11 @@ def test_a_failed_predicate_gives_path_value_seen_and_value_expected_as_written(
     assert result.reason == "data.amount is 7 (expected a number > 0 and <= 5)"
 
 
-def test_a_missing_field_is_seen_as_none_and_said_missing() -> None:
+def test_a_missing_field_is_seen_as_missing_and_said_so() -> None:
     result = match(make_rule("r", {"data.email": [{"suffix": "@example.com"}, {"anything-but": "x"}]}),
                    make_event({}))
 
-    assert (result.path, result.seen, result.expected) == ("data.email", None,
+    assert (result.path, result.seen, result.expected) == ("data.email", MISSING,
                                                             [{"suffix": "@example.com"}, {"anything-but": "x"}])
     assert result.reason == "data.email is missing (expected one of suffix '@example.com', anything but 'x')"
 

@@ -80,7 +80,7 @@ def payment(order_id: str, currency: str = "EUR", amount: int = 10) -> tuple[Eve
 @pytest.mark.parametrize(("config", "words"), [
     ({"event": "payment.*"}, "exact event type"),
     ({}, "exact event type"),
-    ({"event": "p", "match": {"data.a": {"b": 1}}}, "match:"),
+    ({"event": "p", "match": {"data.a": {"numeric": [">"]}}}, "match:"),
     ({"event": "p", "correlate": "data.a =="}, "correlate:"),
     ({"event": "p", "on_timeout": {"default": 1}}, "needs a timeout_s"),
     ({"event": "p", "timeout_s": 5, "on_timeout": "skip"}, 'on_timeout is "fail"'),
