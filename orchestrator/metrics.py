@@ -28,6 +28,7 @@ from .state.keys import Keys
 __all__ = [
     "ALL_METRICS",
     "CHAINS_CUT",
+    "PROJECT_RELOADS",
     "EVENTS_DEAD_LETTERED",
     "EVENTS_RECEIVED",
     "EVENT_TO_RUN",
@@ -112,10 +113,15 @@ REDIS_ERRORS = CounterDef(
     "role and error (connection, timeout, oom, readonly, busy, loading, noperm, contention, other).",
     ("role", "error"))
 
+PROJECT_RELOADS = CounterDef(
+    "orch_project_reloads_total", "Rule-set versions engines and `orch reload` tried to take up, by result: ok "
+    "(switched to it or published it), refused (the project is invalid: the old version keeps running), behind "
+    "(an engine cannot load the active version with its copy of the workflows).", ("result",))
+
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
     TASKS_FINISHED, TASK_DURATION, TASK_WAIT, EVENT_TO_RUN, SCHEDULE_TICKS, SCHEDULE_OVERLAPS, WEBHOOK_REQUESTS, REDIS_ERRORS,
-    CHAINS_CUT,
+    CHAINS_CUT, PROJECT_RELOADS,
 )
 
 
@@ -173,7 +179,8 @@ class RedisCollector(Collector):
         up = GaugeMetricFamily("orch_redis_up", "1 when this scrape could read orch's state from Redis; 0 when it "
                                "could not (the other orch_ metrics are then missing from the scrape).")
         try:
-            families = [*self._stored(), *live_gauges(self._redis, self._keys, self._queues, self._version)]
+            families = [*self._stored(), *live_gauges(self._redis, self._keys, self._queues, self._version),
+                        ruleset_info(self._redis, self._keys)]
         except redis.RedisError as exc:
             if self._up:
                 log.warning("metrics: cannot read Redis (%s: %s); /metrics reports orch_redis_up 0 until it can",
@@ -235,3 +242,20 @@ def _cumulative(bounds: Sequence[float], parts: dict[str, str]) -> list[tuple[st
         buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
     return buckets
 
+
+def ruleset_info(client: redis.Redis, keys: Keys) -> GaugeMetricFamily:
+    """`orch_ruleset_info`: 1 per engine (seen in the last day), labelled with the rule-set version it runs,
+    the active one and its state (ok, behind); the active version alone under engine "" when no engine
+    reported yet."""
+    from .state.ruleset import active_version, read_views
+
+    info = GaugeMetricFamily("orch_ruleset_info", "The rule-set version each engine runs (engine/reload.py) and the "
+                             "active one; state behind: the engine cannot load the active version and commits "
+                             "nothing.", labels=["engine", "version", "active", "state"])
+    active = active_version(client, keys) or ""
+    views = read_views(client, keys)
+    for view in views.values():
+        info.add_metric([view.engine, view.version, active, view.state], 1)
+    if not views and active:
+        info.add_metric(["", active, active, "ok"], 1)
+    return info

@@ -62,7 +62,7 @@ def _p(pattern: str, prefix: str) -> str:
 ROLES = {
     "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:tokens:used"),
                    ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:log:*", "<p>:decisions:*", "<p>:tokens", "<p>:token:*",
-                       "<p>:events:dead", "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:throughput:*",
+                       "<p>:events:dead", "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:ruleset", "<p>:ruleset:*", "<p>:throughput:*",
                        "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:job:*", "rq:workers", "rq:worker:*")),
     "engine": RoleAcl("engine", rw=("<p>:*", "rq:*")),
     "worker": RoleAcl("worker", rw=("rq:*", "<p>:worker:*", "<p>:workers", "<p>:results", "<p>:log:*",

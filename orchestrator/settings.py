@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     engine_max_deliveries: int = Field(default=5, gt=0, description="Deliveries before an entry is dead-lettered.")
     engine_stall_s: float = Field(default=300.0, gt=0,
                                   description="A task queued this long whose job vanished is failed (JobLost).")
+    engine_watch_project: bool = Field(default=True, description="`orch engine` reloads rules and workflows when "
+                                       "the project's files change (and publishes them to every engine).")
+    engine_reload_check_s: float = Field(default=1.0, gt=0, description="How often an idle engine checks for a new "
+                                         "active rule-set version (a busy one checks at every commit).")
+    engine_reload_debounce_s: float = Field(default=0.3, gt=0, description="Quiet time after a burst of project "
+                                            "file changes before the engine reloads.")
 
     run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
     lifecycle_events: bool = Field(default=True, description="The engine publishes orch.run.* and orch.task.failed "

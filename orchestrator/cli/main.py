@@ -53,6 +53,7 @@ def engine(project: str | None) -> None:
     from executors.dispatch import RQDispatcher
 
     from ..engine import Engine
+    from .reload_cmd import watch_project
     from .wiring import load_project
 
     settings = make_settings(project)
@@ -64,7 +65,9 @@ def engine(project: str | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Engine(client, settings, loaded, RQDispatcher(client, settings)).run(stop)
+    engine = Engine(client, settings, loaded, RQDispatcher(client, settings))
+    watch_project(engine, settings, stop)  # rules and workflows reload without a restart (reload_cmd.py)
+    engine.run(stop)
 
 
 @cli.command()
@@ -348,12 +351,14 @@ def _add_worker_commands() -> None:
     from .api_cmd import api
     from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
+    from .reload_cmd import reload
     from .token_cmds import tokens
     from .workers_cmd import workers
 
     cli.add_command(api)
     cli.add_command(catalog)
     cli.add_command(redis_acl)
+    cli.add_command(reload)
     cli.add_command(tokens)
     cli.add_command(workers)
 

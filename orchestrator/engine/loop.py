@@ -49,6 +49,7 @@ from .cache import RunCache
 from .chronicle import Chronicle, unheard
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
+from .reload import ProjectBehind, Reloader
 
 __all__ = ["Engine"]
 
@@ -83,6 +84,8 @@ class Engine:
         self._next_queued = lua.register(client, "next_queued")
         self.maintenance = Maintenance(self)
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
+        self.reload = Reloader(self, project)  # rules and workflows without a restart, as Redis says (reload.py)
+        self.maintenance.add(self.reload)
 
     # -- what maintenance chores use (maintenance.Host) ---------------------------------------------
 
@@ -106,11 +109,7 @@ class Engine:
     def run(self, stop: threading.Event) -> None:
         """Process until `stop` is set; a Redis outage pauses the loop instead of ending it."""
         self.consumer.ensure_groups()
-        log.info("engine %s: %d rules, %d workflows; reading %s", self.consumer.consumer,
-                 len(self._project.rules), len(self._project.workflows), ", ".join(self.consumer.streams))
-        if not self._project.rules:
-            log.warning("engine: no rules in %s/rules: events will be acknowledged without starting runs "
-                        "(is --project / ORCH_PROJECT right?)", self._project.root)
+        self.reload.check()  # publishes this engine's rule-set version (the last started wins) and logs it
         while not stop.is_set():
             try:
                 self.step()
@@ -118,6 +117,8 @@ class Engine:
                 self._ride.ok(self._redis)
             except redis.RedisError as exc:  # away, OOM, READONLY, BUSY, contention...: back off, carry on
                 stop.wait(self._ride.failed(exc))
+            except ProjectBehind as exc:  # cannot load the active rule-set version: commit nothing, retry
+                stop.wait(self.reload.behind_wait_s(exc))
         log.info("engine %s: stopped", self.consumer.consumer)
 
     def step(self, block: bool = True) -> int:
@@ -149,17 +150,15 @@ class Engine:
 
     def process(self, entries: list[Entry], retried: bool = False, timers: list[Timer] | None = None) -> Outcome:
         """Plan and commit `entries` (freshly read, or reclaimed when `retried`) and due `timers`."""
-        batch = self._plan(entries)
-        batch.timers = timers or []
-        outcome = self._commit(batch, retried)
+        outcome = self.reload.consistently(lambda: self._commit(self._plan(entries, timers), retried))
         for change in outcome.changes:
             self._log_change(change)
         return outcome
 
     # -- plan ----------------------------------------------------------------------------------
 
-    def _plan(self, entries: list[Entry]) -> Batch:
-        batch = Batch()
+    def _plan(self, entries: list[Entry], timers: list[Timer] | None = None) -> Batch:
+        batch = Batch(timers=timers or [])
         events: list[tuple[Entry, Event]] = []
         for entry in entries:
             try:
@@ -213,6 +212,7 @@ class Engine:
         with self._redis.pipeline(transaction=True) as pipe:
             for attempt in range(1, 1000):
                 try:
+                    self.reload.guard(pipe)  # planned under the active rule-set version, which stays WATCHed
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
                     free = self._read_slots(pipe, batch.limits(existing, self._current))
@@ -328,8 +328,8 @@ class Engine:
     def apply_records(self, records: list[TaskRecord]) -> None:
         """Commit records the engine made up itself (a lost attempt's failure) like a worker's; they
         acknowledge no stream entry."""
-        self._commit(Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records]),
-                     retried=False)
+        batch = Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records])
+        self.reload.consistently(lambda: self._commit(batch, retried=False))
 
     # -- logging -------------------------------------------------------------------------------
 

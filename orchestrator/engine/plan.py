@@ -63,18 +63,19 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
         run_id = derive_run_id(rule.name, event.source, event.id)
         if cut is not None:
             requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {cut}", trace=trace,
-                                       depth=depth, cut=True))
+                                       depth=depth, cut=True, ruleset=project.ruleset))
             outcomes.append((result, "matched"))
             continue
         try:
             params = spec.bind_params(rule.params.render(context))
         except (RuleError, WorkflowError) as exc:
-            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace, depth=depth))
+            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace, depth=depth,
+                                       ruleset=project.ruleset))
             outcomes.append((result, "error"))
             continue
         guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
         held = _held(raw, rule.name) if overlap == "queue-one" and raw is not None else None
         requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
-                                   raw=held, event_data=event.data, trace=trace, depth=depth))
+                                   raw=held, event_data=event.data, trace=trace, depth=depth, ruleset=project.ruleset))
         outcomes.append((result, "matched"))
     return requests, outcomes

@@ -61,6 +61,7 @@ class RunRequest:
     trace: TraceContext | None = None  # the run's trace context (tracing.py), kept with the run
     depth: int = 0  # the event's chain depth (events/chains.py), kept with the run
     cut: bool = False  # the chain is too deep: `error` says so, and the run is recorded, never started
+    ruleset: str | None = None  # the rule-set version that planned it (rules/version.py), kept with the run
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def create(request: RunRequest, now: datetime, resources: Resources, effects: Ef
     if request.error is not None or request.params is None:
         failed = failed_run(request.run_id, request.spec, request.rule, request.event, request.error or "", now,
                             request.trace)
-        failed.run.depth, failed.cut = request.depth, request.cut
+        failed.run.depth, failed.cut, failed.run.ruleset = request.depth, request.cut, request.ruleset
         return failed
     if request.guard is not None:
         if not _may_start(request, request.guard, resources, effects):
@@ -153,7 +154,7 @@ def create(request: RunRequest, now: datetime, resources: Resources, effects: Ef
     running = resources.take_slot(request.spec, request.run_id, now, effects)
     change = new_run(request.run_id, request.spec, request.rule, request.event, request.params, now,
                      request.event_data, queued=not running, trace=request.trace, depth=request.depth)
-    change.run.guard = request.guard
+    change.run.guard, change.run.ruleset = request.guard, request.ruleset
     return change
 
 
@@ -304,7 +305,7 @@ def rerun(old: Run, new_id: str, now: datetime, resources: Resources, effects: E
     if from_node is not None and from_node not in {n.name for n in spec.nodes}:
         raise WorkflowError(f"run {old.id} has no task {from_node!r} (tasks: {', '.join(n.name for n in spec.nodes)})")
     run = skeleton(new_id, spec, old.rule, old.event, old.params, now, old.event_data, rerun_context(old.trace, new_id))
-    run.rerun_of, run.depth = old.id, old.depth
+    run.rerun_of, run.depth, run.ruleset = old.id, old.depth, old.ruleset  # the rules that rendered its params
     change = Change(run, created=True)
     if from_node is not None:
         _reuse(old, run, _downstream(spec, from_node))

@@ -1,0 +1,321 @@
+"""③ Reloading rules and workflows without a restart, every engine on one rule-set version.
+
+Redis is the arbiter: `<p>:ruleset` names the active version (rules/version.py), `<p>:ruleset:data` holds
+its rule configs and workflow digests (state/ruleset.py). A version becomes active when it is published:
+by an engine when it starts (the last started wins, as with the catalogue), by an engine's project watcher
+when the files change, and by `orch reload`. A project that does not load (ConfigError) is never published:
+the old version keeps running and the refusal is logged with file, line and field, counted
+(`orch_project_reloads_total{result="refused"}`) and shown in the engine's view.
+
+How an engine keeps to the active version (`Reloader`):
+    check      a maintenance chore, every `engine_reload_check_s`: one GET of the version; when it
+               changed, switch: the engine's own copy if it is that version, else the published rule
+               configs over its own workflows, when their digests are the version's
+    guard      every commit WATCHes `<p>:ruleset` and reads it: a batch planned under a version that
+               is no longer active is never committed; it is planned again under the new one
+               (`consistently`), so a batch is planned and committed against exactly one version
+    swap       between batches only, in the engine's thread: `Engine._project` (rules index, workflows,
+               schedules) and `Engine._current` (the workflow specs) are replaced together
+    behind     an engine that cannot load the active version (its copy lacks a workflow the rules name,
+               or has another version of one) keeps its old version loaded but commits nothing: it
+               raises ProjectBehind, which the engine loop rides out, retrying each check; the batch it
+               holds stays pending (another engine takes it over after `engine_claim_idle_s`); it says
+               so in its log, in `orch_project_reloads_total{result="behind"}` and in its view
+    view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, and why not;
+               what `orch reload --wait` and `orch_ruleset_info` show
+
+Workflow modules are Python: a reload loads the project again, which re-imports them (project.py forgets
+the `workflows` modules first).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+
+from ..catalog import PublishCatalog
+from ..errors import ConfigError, OrchestratorError
+from ..metrics import PROJECT_RELOADS, MetricsBatch
+from ..project import RULES_DIR, WORKFLOWS_DIR, Project, with_rules
+from ..settings import Settings
+from ..state.ruleset import (
+    Active,
+    EngineView,
+    RulesetError,
+    active_version,
+    forget_views,
+    publish,
+    publisher,
+    read_active,
+    write_view,
+)
+
+if TYPE_CHECKING:
+    from .loop import Engine
+
+__all__ = ["ProjectBehind", "Reloader", "Replan", "describe_issues"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+VIEW_EVERY_S = 5.0
+ISSUES_SHOWN = 10
+
+
+class Replan(Exception):  # noqa: N818 - a signal between the commit and `consistently`, not an error
+    """The active version changed after the batch was planned: plan it again."""
+
+
+class ProjectBehind(OrchestratorError):
+    """This engine cannot load the active rule-set version: it commits nothing until it can."""
+
+
+def describe_issues(exc: ConfigError) -> str:
+    """The first issues of a ConfigError, each `file:line: field: message`, on one line each."""
+    lines = [str(issue) for issue in exc.issues[:ISSUES_SHOWN]]
+    more = len(exc.issues) - ISSUES_SHOWN
+    return "\n".join(lines + ([f"... and {more} more"] if more > 0 else []))
+
+
+class Reloader:
+    """Keeps one engine on the active rule-set version (see the module docstring); a maintenance chore."""
+
+    def __init__(self, engine: Engine, project: Project) -> None:
+        self._engine = engine
+        self.project = project  # what the engine runs
+        self._local = project  # the last good load of this engine's own copy (its workflows)
+        self._loader: Callable[[], Project] | None = None
+        self._changed = threading.Event()  # set by the watcher: this engine's files changed
+        self._started = False
+        self._wanted = project.ruleset
+        self._behind: str | None = None
+        self._failed: tuple[str, str] | None = None  # (wanted, local version) that could not be loaded
+        self._refused: str | None = None
+        self._viewed_s = 0.0
+
+    @property
+    def key(self) -> str:
+        return self._engine.keys.ruleset
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def reload_from(self, loader: Callable[[], Project]) -> None:
+        """How to load this engine's own copy of the project again (with the trigger sections)."""
+        self._loader = loader
+
+    def watch(self, root: Path, settings: Settings, stop: threading.Event) -> threading.Thread:
+        """Watch the project's rules/ and workflows/ in a thread; a burst of changes marks one reload,
+        which the engine's thread makes at its next check. Ends when `stop` is set."""
+        thread = threading.Thread(target=self._watch, args=(root, settings, stop), name="orch-project-watch",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self, root: Path, settings: Settings, stop: threading.Event) -> None:
+        import watchfiles
+
+        folders = [root / RULES_DIR, root / WORKFLOWS_DIR]
+        def wanted(_change: Any, path: str) -> bool:
+            return path.endswith((".yaml", ".yml", ".py")) and any(Path(path).is_relative_to(f) for f in folders)
+
+        quiet_ms = int(settings.engine_reload_debounce_s * 1000)
+        log.info("engine: watching %s for rule and workflow changes", ", ".join(map(str, folders)))
+        for _ in watchfiles.watch(root, watch_filter=wanted, step=quiet_ms, debounce=max(10 * quiet_ms, 1600),
+                                  stop_event=stop, raise_interrupt=False):
+            self._changed.set()
+
+    def changed(self) -> None:
+        """Mark this engine's files as changed (what the watcher does): reload them at the next check."""
+        self._changed.set()
+
+    # -- the chore -------------------------------------------------------------------------------
+
+    def every_s(self, settings: Settings) -> float:
+        return settings.engine_reload_check_s
+
+    def run(self, now_s: float, force: bool) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Publish this engine's version at its start, reload its files when they changed, and switch to
+        the active version when it is another; ProjectBehind when this engine cannot load it."""
+        client = self._engine.client
+        if not self._started:
+            self._start(client)
+        if self._changed.is_set():
+            self._changed.clear()
+            self._reload_local(client)
+        active = active_version(client, self._engine.keys)
+        if active is None:
+            self._announce(client, self.project, "republished (the key was missing)")
+        elif active != self.project.ruleset or self._behind:
+            self._switch(client, active)
+        self._view(client)
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def consistently(self, work: Callable[[], T]) -> T:
+        """Plan and commit with `work` under one version: when the commit finds the version replaced, switch
+        and plan again. ProjectBehind when this engine cannot load the active version."""
+        if not self._started or self._behind:
+            self.check()
+        while True:
+            try:
+                return work()
+            except Replan:
+                self.check()
+
+    def guard(self, pipe: redis.client.Pipeline) -> None:
+        """In a commit, before the transaction: WATCH the version, and Replan if it is not the one the batch
+        was planned under."""
+        pipe.watch(self.key)
+        raw = pipe.get(self.key)
+        if raw is not None and raw.decode(errors="replace") != self.project.ruleset:
+            raise Replan(raw)
+
+    def behind_wait_s(self, exc: ProjectBehind) -> float:
+        """The engine loop met ProjectBehind: how long to wait before trying again."""
+        try:
+            self._view(self._engine.client)
+        except redis.RedisError:
+            pass
+        return self._engine.settings.engine_reload_check_s
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _start(self, client: redis.Redis) -> None:
+        self._started = True
+        if active_version(client, self._engine.keys) != self.project.ruleset:
+            self._announce(client, self.project, "engine start")
+        self._log_project(self.project)
+
+    def _reload_local(self, client: redis.Redis) -> None:
+        """Load this engine's files again; publish them when they load (and are another version)."""
+        if self._loader is None:
+            return
+        try:
+            loaded = self._loader()
+        except ConfigError as exc:
+            self._refuse(client, exc)
+            return
+        self._local, self._refused, self._failed = loaded, None, None
+        if loaded.ruleset != active_version(client, self._engine.keys):
+            self._announce(client, loaded, "project watcher")
+        elif loaded.ruleset == self.project.ruleset:
+            self._use(loaded, "its files changed")  # the same rules and graphs; schedules or code may differ
+
+    def _announce(self, client: redis.Redis, project: Project, how: str) -> None:
+        old = publish(client, self._engine.keys, project, publisher(how))
+        if old != project.ruleset:
+            log.info("engine %s: published rule-set version %s (%s; was %s)", self._name, project.ruleset, how,
+                     old or "none")
+
+    def _refuse(self, client: redis.Redis, exc: ConfigError) -> None:
+        self._refused = describe_issues(exc)
+        log.error("engine %s: project change refused; still running rule-set version %s. Fix these and save "
+                  "again (`orch validate` shows them):\n%s", self._name, self.project.ruleset, self._refused)
+        self._count(client, "refused")
+        self._viewed_s = 0.0
+
+    def _switch(self, client: redis.Redis, wanted: str) -> None:
+        if self._failed == (wanted, self._local.ruleset):
+            raise ProjectBehind(self._behind or f"cannot load rule-set version {wanted}")
+        self._wanted = wanted
+        try:
+            candidate = self._candidate(client, wanted)
+        except (ConfigError, RulesetError) as exc:
+            reason = describe_issues(exc) if isinstance(exc, ConfigError) else str(exc)
+            self._fall_behind(client, wanted, reason)
+            raise ProjectBehind(self._behind or reason) from None
+        self._behind, self._failed = None, None
+        self._use(candidate, f"the active version is {wanted}")
+        self._count(client, "ok")
+
+    def _candidate(self, client: redis.Redis, wanted: str) -> Project:
+        if self._local.ruleset == wanted:
+            return self._local
+        active = read_active(client, self._engine.keys)
+        if active is None or active.version != wanted:
+            raise RulesetError(f"the active version changed while it was read (now {active and active.version})")
+        missing = _workflow_mismatch(active, self._local)
+        if missing and self._loader is not None and self._failed is None:
+            self._local = self._loader()  # this engine's copy may have been updated without a watcher
+            missing = _workflow_mismatch(active, self._local)
+        if missing:
+            raise RulesetError("; ".join(missing) + ": deploy the same workflows to this engine (or run "
+                               "`orch reload` from a copy this engine has)")
+        candidate = with_rules(self._local, active.rules, f"{self._engine.keys.ruleset_data} (version {wanted})")
+        if candidate.ruleset != wanted:
+            raise RulesetError(f"its rules read back as version {candidate.ruleset}, not {wanted} "
+                               "(engines of different orch versions?)")
+        return candidate
+
+    def _fall_behind(self, client: redis.Redis, wanted: str, reason: str) -> None:
+        self._failed = (wanted, self._local.ruleset)
+        self._behind = f"cannot load rule-set version {wanted}: {reason}"
+        log.error("engine %s: %s; it keeps version %s loaded and commits nothing until it can load %s",
+                  self._name, self._behind, self.project.ruleset, wanted)
+        self._count(client, "behind")
+        self._viewed_s = 0.0
+
+    def _use(self, project: Project, why: str) -> None:
+        """Swap the engine's project: between batches, in the engine's thread."""
+        old, self.project = self.project, project
+        self._engine._project = project
+        self._engine._current = {name: wf.spec for name, wf in project.workflows.items()}
+        for chore in self._engine.maintenance.chores:
+            if isinstance(chore, PublishCatalog):
+                chore.replace(project)  # what `orch api` shows of the project
+        self._viewed_s = 0.0
+        log.info("engine %s: now running rule-set version %s (was %s; %s): %d rules, %d workflows", self._name,
+                 project.ruleset, old.ruleset, why, len(project.rules), len(project.workflows))
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    @property
+    def _name(self) -> str:
+        return self._engine.consumer.consumer
+
+    def _count(self, client: redis.Redis, result: str) -> None:
+        metrics = MetricsBatch()
+        metrics.inc(PROJECT_RELOADS, result)
+        pipe = client.pipeline(transaction=False)
+        metrics.flush(pipe, self._engine.keys)
+        pipe.execute()
+
+    def _view(self, client: redis.Redis) -> None:
+        now_s = time.time()
+        if now_s - self._viewed_s < VIEW_EVERY_S:
+            return
+        if not self._viewed_s:
+            forget_views(client, self._engine.keys, now_s)
+        self._viewed_s = now_s
+        write_view(client, self._engine.keys, EngineView(
+            self._name, self.project.ruleset, self._wanted, "behind" if self._behind else "ok", self._behind,
+            self._refused, now_s))
+
+    def _log_project(self, project: Project) -> None:
+        log.info("engine %s: rule-set version %s: %d rules, %d workflows; reading %s", self._name, project.ruleset,
+                 len(project.rules), len(project.workflows), ", ".join(self._engine.consumer.streams))
+        if not project.rules:
+            log.warning("engine: no rules in %s/rules: events will be acknowledged without starting runs "
+                        "(is --project / ORCH_PROJECT right?)", project.root)
+
+
+def _workflow_mismatch(active: Active, local: Project) -> list[str]:
+    """How this engine's workflows differ from those the active version was made with."""
+    out = []
+    for name, digest in sorted(active.workflows.items()):
+        have = local.workflows.get(name)
+        if have is None:
+            out.append(f"workflow {name!r} is missing from this engine's project")
+        elif have.spec.digest != digest:
+            out.append(f"workflow {name!r} is version {have.spec.digest} here, {digest} in the active version")
+    out += [f"workflow {name!r} is not in the active version" for name in sorted(set(local.workflows) - set(active.workflows))]
+    return out
