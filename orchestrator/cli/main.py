@@ -91,6 +91,7 @@ def engine(project: str | None) -> None:
 def worker(project: str | None, queues: str | None, burst: bool, name: str | None, concurrency: int | None,
            engine: str, fork_queues: str | None, kill_grace: float, prefetch: int, pool_name: str | None) -> None:
     """Run tasks from the project's queues (SIGTERM: finish the current task, then exit; twice: at once)."""
+    from executors.refresh import ProjectRefresh
     from executors.worker import ForcedStop, run_worker
 
     from .wiring import load_project
@@ -114,9 +115,10 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
         pool = Pool(connect(settings), settings, args, concurrency, grace_s=kill_grace, burst=burst, name=name or "")
         sys.exit(pool.run())
     tracing.configure("worker")  # not in a pool's supervisor: its worker processes run the tasks
+    refresh = ProjectRefresh(loaded.root, lambda: load_project(settings.project_dir, watch_roots=settings.watch_roots))
     try:
         run_worker(connect(settings), settings, loaded, names, burst=burst, name=name, engine=engine,
-                   fork_queues=forked, pool=pool_name or "", prefetch=prefetch)
+                   fork_queues=forked, pool=pool_name or "", prefetch=prefetch, refresh=refresh)
     except ForcedStop:
         sys.exit(1)
 
