@@ -269,12 +269,17 @@ class Reloader:
         old, self.project = self.project, project
         self._engine._project = project
         self._engine._current = {name: wf.spec for name, wf in project.workflows.items()}
-        for chore in self._engine.maintenance.chores:
-            if isinstance(chore, PublishCatalog):
-                chore.replace(project)  # what `orch api` shows of the project
         self._viewed_s = 0.0
-        log.info("engine %s: now running rule-set version %s (was %s; %s): %d rules, %d workflows", self._name,
-                 project.ruleset, old.ruleset, why, len(project.rules), len(project.workflows))
+        if old.ruleset == project.ruleset:
+            log.info("engine %s: project loaded again (%s); rule-set version %s unchanged", self._name, why,
+                     project.ruleset)
+        else:
+            log.info("engine %s: now running rule-set version %s (was %s; %s): %d rules, %d workflows", self._name,
+                     project.ruleset, old.ruleset, why, len(project.rules), len(project.workflows))
+        for chore in self._engine.maintenance.chores:
+            if isinstance(chore, PublishCatalog):  # what `orch api` shows of the project, written now
+                chore.replace(project)
+                chore.run(time.monotonic(), True)
 
     # -- reporting -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from executors.refresh import ProjectRefresh
+from orchestrator.catalog import read_catalog
 from orchestrator.cli.wiring import load_project
 from orchestrator.engine.batch import Batch
 from orchestrator.engine.reload import ProjectBehind
@@ -112,6 +113,8 @@ def test_a_changed_rule_file_is_taken_up_and_events_after_the_switch_use_it(
     started = {r_.event.id for r_ in runs_of(stack)}
     assert ignored not in started and not_any_more not in started
     assert reloads(r) == {"ok": 1}
+    catalog = read_catalog(r, KEYS)
+    assert catalog is not None and catalog["ruleset"] == new and '"us"' in catalog["rules"][0]["filter"]
     (view,) = read_views(r, KEYS).values()
     assert (view.engine, view.version, view.state) == ("engine-1", new, "ok")
 
