@@ -16,27 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
-from orchestrator.project import RULES_DIR, WORKFLOWS_DIR, Project
+from orchestrator.project import Project
+from orchestrator.project_files import fingerprint
 
-__all__ = ["ProjectRefresh", "fingerprint"]
+__all__ = ["ProjectRefresh"]
 
 log = logging.getLogger(__name__)
-
-Fingerprint = tuple[tuple[str, int, int], ...]
-
-
-def fingerprint(root: Path) -> Fingerprint:
-    """(path, size, mtime ns) of every rule and workflow file of the project at `root`."""
-    found = []
-    for folder in (root / RULES_DIR, root / WORKFLOWS_DIR):
-        if not folder.is_dir():
-            continue
-        for path in folder.rglob("*"):
-            if path.suffix in (".yaml", ".yml", ".py") and path.is_file():
-                stat = path.stat()
-                found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(found))
-
 
 class ProjectRefresh:
     """Load the project at `root` again with `load`, when its files changed since the last load."""

@@ -43,6 +43,7 @@ from ..catalog import PublishCatalog
 from ..errors import ConfigError, OrchestratorError
 from ..metrics import PROJECT_RELOADS, MetricsBatch
 from ..project import RULES_DIR, WORKFLOWS_DIR, Project, with_rules
+from ..project_files import fingerprint
 from ..settings import Settings
 from ..state.ruleset import (
     Active,
@@ -90,6 +91,7 @@ class Reloader:
         self._engine = engine
         self.project = project  # what the engine runs
         self._local = project  # the last good load of this engine's own copy (its workflows)
+        self._files = fingerprint(project.root)  # its files when they were last loaded
         self._loader: Callable[[], Project] | None = None
         self._changed = threading.Event()  # set by the watcher: this engine's files changed
         self._started = False
@@ -200,15 +202,22 @@ class Reloader:
         if self._loader is None:
             return
         try:
-            loaded = self._loader()
+            loaded = self._load_local(self._loader)
         except ConfigError as exc:
             self._refuse(client, exc)
             return
-        self._local, self._refused, self._failed = loaded, None, None
+        self._refused, self._failed = None, None
         if loaded.ruleset != active_version(client, self._engine.keys):
             self._announce(client, loaded, "project watcher")
         elif loaded.ruleset == self.project.ruleset:
             self._use(loaded, "its files changed")  # the same rules and graphs; schedules or code may differ
+
+    def _load_local(self, loader: Callable[[], Project]) -> Project:
+        """This engine's own copy, loaded again (ConfigError: it does not load; the last good load stays).
+        Each state of the files is tried once, whether it loads or not."""
+        self._files = fingerprint(self._local.root)
+        self._local = loader()
+        return self._local
 
     def _announce(self, client: redis.Redis, project: Project, how: str) -> None:
         old = publish(client, self._engine.keys, project, publisher(how))
@@ -224,7 +233,7 @@ class Reloader:
         self._viewed_s = 0.0
 
     def _switch(self, client: redis.Redis, wanted: str) -> None:
-        if self._failed == (wanted, self._local.ruleset):
+        if self._failed == (wanted, self._local.ruleset) and fingerprint(self._local.root) == self._files:
             raise ProjectBehind(self._behind or f"cannot load rule-set version {wanted}")
         self._wanted = wanted
         try:
@@ -244,8 +253,8 @@ class Reloader:
         if active is None or active.version != wanted:
             raise RulesetError(f"the active version changed while it was read (now {active and active.version})")
         missing = _workflow_mismatch(active, self._local)
-        if missing and self._loader is not None and self._failed is None:
-            self._local = self._loader()  # this engine's copy may have been updated without a watcher
+        if missing and self._loader is not None and fingerprint(self._local.root) != self._files:
+            self._load_local(self._loader)  # this engine's copy was updated, and no watcher said so (yet)
             missing = _workflow_mismatch(active, self._local)
         if missing:
             raise RulesetError("; ".join(missing) + ": deploy the same workflows to this engine (or run "
