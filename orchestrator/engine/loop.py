@@ -117,8 +117,8 @@ class Engine:
                 self._ride.ok(self._redis)
             except redis.RedisError as exc:  # away, OOM, READONLY, BUSY, contention...: back off, carry on
                 stop.wait(self._ride.failed(exc))
-            except ProjectBehind as exc:  # cannot load the active rule-set version: commit nothing, retry
-                stop.wait(self.reload.behind_wait_s(exc))
+            except ProjectBehind:  # cannot load the active rule-set version: hand back, read nothing, retry
+                self.reload.wait_until_current(stop)
         log.info("engine %s: stopped", self.consumer.consumer)
 
     def step(self, block: bool = True) -> int:

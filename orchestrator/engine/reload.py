@@ -18,8 +18,9 @@ How an engine keeps to the active version (`Reloader`):
                schedules) and `Engine._current` (the workflow specs) are replaced together
     behind     an engine that cannot load the active version (its copy lacks a workflow the rules name,
                or has another version of one) keeps its old version loaded but commits nothing: it
-               raises ProjectBehind, which the engine loop rides out, retrying each check; the batch it
-               holds stays pending (another engine takes it over after `engine_claim_idle_s`); it says
+               raises ProjectBehind; the engine loop then `wait_until_current`: the entries it holds
+               are handed back (marked idle, so an engine on the active version takes them over at
+               its next reclaim), it reads nothing and tries the switch again every check; it says
                so in its log, in `orch_project_reloads_total{result="behind"}` and in its view
     view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, and why not;
                what `orch reload --wait` and `orch_ruleset_info` show
@@ -45,6 +46,7 @@ from ..metrics import PROJECT_RELOADS, MetricsBatch
 from ..project import RULES_DIR, WORKFLOWS_DIR, Project, with_rules
 from ..project_files import fingerprint
 from ..settings import Settings
+from ..state.keys import ENGINE_GROUP
 from ..state.ruleset import (
     Active,
     EngineView,
@@ -123,14 +125,19 @@ class Reloader:
         import watchfiles
 
         folders = [root / RULES_DIR, root / WORKFLOWS_DIR]
+        watched = [f for f in folders if f.is_dir()] if all(f.is_dir() for f in folders) else [root]
+
         def wanted(_change: Any, path: str) -> bool:
             return path.endswith((".yaml", ".yml", ".py")) and any(Path(path).is_relative_to(f) for f in folders)
 
         quiet_ms = int(settings.engine_reload_debounce_s * 1000)
         log.info("engine: watching %s for rule and workflow changes", ", ".join(map(str, folders)))
-        for _ in watchfiles.watch(root, watch_filter=wanted, step=quiet_ms, debounce=max(10 * quiet_ms, 1600),
-                                  stop_event=stop, raise_interrupt=False):
-            self._changed.set()
+        try:
+            for _ in watchfiles.watch(*watched, watch_filter=wanted, step=quiet_ms,
+                                      debounce=max(10 * quiet_ms, 1600), stop_event=stop, raise_interrupt=False):
+                self._changed.set()
+        except Exception:  # noqa: BLE001 - e.g. out of inotify watches: the engine runs on, without watching
+            log.exception("engine: the project watcher stopped; changes are taken up by `orch reload` only")
 
     def changed(self) -> None:
         """Mark this engine's files as changed (what the watcher does): reload them at the next check."""
@@ -181,13 +188,35 @@ class Reloader:
         if raw is not None and raw.decode(errors="replace") != self.project.ruleset:
             raise Replan(raw)
 
-    def behind_wait_s(self, exc: ProjectBehind) -> float:
-        """The engine loop met ProjectBehind: how long to wait before trying again."""
-        try:
-            self._view(self._engine.client)
-        except redis.RedisError:
-            pass
-        return self._engine.settings.engine_reload_check_s
+    def wait_until_current(self, stop: threading.Event) -> None:
+        """The engine loop met ProjectBehind: hand back the entries this engine holds (so that an engine on
+        the active version takes them over), then try the switch again every check, reading nothing, until
+        it succeeds or `stop` is set."""
+        while True:
+            try:
+                self._release()
+                self._view(self._engine.client)
+            except redis.RedisError as exc:
+                log.warning("engine %s: cannot report that it is behind (%s)", self._name, exc)
+            if stop.wait(self._engine.settings.engine_reload_check_s):
+                return
+            try:
+                self.check()
+                return
+            except (ProjectBehind, redis.RedisError):
+                continue
+
+    def _release(self) -> None:
+        """Mark this engine's pending entries idle for `engine_claim_idle_s` (XCLAIM IDLE JUSTID: not one more
+        delivery), so other engines' reclaiming takes them over at once; forget the batch it holds."""
+        engine, client = self._engine, self._engine.client
+        me, idle_ms = engine.consumer.consumer, int(engine.settings.engine_claim_idle_s * 1000)
+        for stream in engine.consumer.streams:
+            held = client.xpending_range(stream, ENGINE_GROUP, "-", "+", engine.settings.engine_batch_size,
+                                         consumername=me)
+            if held:
+                client.xclaim(stream, ENGINE_GROUP, me, 0, [h["message_id"] for h in held], idle=idle_ms, justid=True)
+        engine._unfinished = []
 
     # -- steps -----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ..helpers import wait_for
@@ -94,6 +95,10 @@ def test_an_edited_project_is_taken_up_by_the_running_engine_and_its_workers(sta
     assert run["ruleset"] == new and [t["node"] for t in run["tasks"]] == ["pack", "label"]
     assert run["tasks"][1]["result"] == "labelled packed o-2"  # the worker re-imported the changed module
     assert stack.http().get(f"/runs/{run['id']}").json()["ruleset"] == new
+    with httpx.Client(base_url=stack.api, timeout=10) as browser:
+        browser.cookies.set("orch_session", stack.token, domain="127.0.0.1", path="/ui")
+        page = browser.get(f"/ui/runs/{run['id']}")
+    assert page.status_code == 200 and f"rule-set version <code>{new}</code>" in page.text
     shown = orch("runs", "show", run["id"], env=stack.env).stdout
     assert f"rule-set version {new}" in shown
     assert orch_json("runs", "show", first["id"], env=stack.env)["ruleset"] == old

@@ -7,6 +7,7 @@ is what the project watcher reports (`Reloader.changed()`); `check()` is the eng
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -215,18 +216,27 @@ def test_an_engine_that_cannot_load_the_active_version_commits_nothing_until_it_
 
     event = b.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
     with pytest.raises(ProjectBehind, match="workflow 'ship' is version"):
-        b.engine.step(block=False)
-    b.engine.reload.behind_wait_s(ProjectBehind("behind"))
-    assert r.zcard("orch:runs") == 0 and r.xpending("orch:events", "engine")["pending"] == 1
+        b.engine.step(block=False)  # b read the event, and finds at its commit that it cannot switch
+    stopped = threading.Event()
+    stopped.set()
+    b.engine.reload.wait_until_current(stopped)  # what its loop does next: hand back what it holds, report
+    assert r.zcard("orch:runs") == 0
     views = read_views(r, KEYS)
     assert (views["engine-b"].state, views["engine-b"].version, views["engine-b"].wanted) == ("behind", old, new)
     assert reloads(r) == {"ok": 1, "behind": 1}
     with pytest.raises(ProjectBehind):
-        b.engine.step(block=False)  # still behind: nothing committed, nothing counted twice
+        b.engine.reload.check()  # its next try: still behind, counted once
     assert reloads(r)["behind"] == 1
 
+    a.engine.maintain(force=True)  # the engine on the active version takes the event over at once
+    a.drain()
+    taken = a.run("ship-orders", "/shop", event)
+    assert taken.ruleset == new and taken.status is RunStatus.SUCCEEDED
+    assert r.xpending("orch:events", "engine")["pending"] == 0
+
     (tmp_path / "b" / "workflows" / "ship.py").write_text(TWO_TASKS)  # b's copy is deployed: it re-imports it
-    b.drain()  # (no watcher here: a behind engine also sees its files change when it tries again)  # its worker, which loaded the old copy, loads it again for the job of the new version
-    run = b.run("ship-orders", "/shop", event)
+    later = b.emit("order.paid", {"id": "o-2", "region": "eu"}, source="/shop")
+    b.drain()  # (no watcher here: a behind engine also sees its files change when it tries again)
+    run = b.run("ship-orders", "/shop", later)
     assert run.ruleset == new and list(run.tasks) == ["pack", "label"] and run.status is RunStatus.SUCCEEDED
     assert [n.name for n in b.engine._current["ship"].nodes] == ["pack", "label"]
