@@ -8,7 +8,8 @@
 |           | (steering requests), metrics counters, token last use  | task logs, rule decisions, |
 |           |                                                        | tokens, workers, engines'  |
 |           |                                                        | heartbeats, queues, jobs,  |
-|           |                                                        | catalogue, throughput      |
+|           |                                                        | catalogue, throughput,     |
+|           |                                                        | rule-set version and views |
 | engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
 |           | trims streams and hands back dead workers' jobs                                      |
 | worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |

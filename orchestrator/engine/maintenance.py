@@ -13,6 +13,8 @@
                                                       consumers idle for a day
     PublishCatalog   first pass, then every 60 s      write the project catalogue for `orch api`; then
     (catalog/, added by the engine)                   restore it only if it went missing
+    Reloader         every engine_reload_check_s      keep to the active rule-set version: publish this
+    (reload.py, added by the engine)                  engine's at start, reload its changed files, switch
 
 A pass comes every `engine_maintenance_interval_s` (`Maintenance.run_due`, called by the engine after each
 step; `force` runs every chore now). Every chore's work grows with the work in flight (attempts, running

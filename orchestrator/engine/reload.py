@@ -45,6 +45,7 @@ from ..errors import ConfigError, OrchestratorError
 from ..metrics import PROJECT_RELOADS, MetricsBatch
 from ..project import RULES_DIR, WORKFLOWS_DIR, Project, with_rules
 from ..project_files import fingerprint
+from ..rules.version import ruleset_version
 from ..settings import Settings
 from ..state.keys import ENGINE_GROUP
 from ..state.ruleset import (
@@ -90,6 +91,9 @@ class Reloader:
     """Keeps one engine on the active rule-set version (see the module docstring); a maintenance chore."""
 
     def __init__(self, engine: Engine, project: Project) -> None:
+        if not project.ruleset:  # a project put together by hand rather than loaded
+            project.ruleset = ruleset_version(project.rule_configs,
+                                              {n: w.spec.digest for n, w in project.workflows.items()})
         self._engine = engine
         self.project = project  # what the engine runs
         self._local = project  # the last good load of this engine's own copy (its workflows)
