@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from .metrics_gauges import QueueInspector, live_gauges
 from .state.keys import Keys
+from .state.ruleset import active_version, read_views
 
 __all__ = [
     "ALL_METRICS",
@@ -247,8 +248,6 @@ def ruleset_info(client: redis.Redis, keys: Keys) -> GaugeMetricFamily:
     """`orch_ruleset_info`: 1 per engine (seen in the last day), labelled with the rule-set version it runs,
     the active one and its state (ok, behind); the active version alone under engine "" when no engine
     reported yet."""
-    from .state.ruleset import active_version, read_views
-
     info = GaugeMetricFamily("orch_ruleset_info", "The rule-set version each engine runs (engine/reload.py) and the "
                              "active one; state behind: the engine cannot load the active version and commits "
                              "nothing.", labels=["engine", "version", "active", "state"])

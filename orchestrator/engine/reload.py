@@ -36,14 +36,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import redis
 
 from ..catalog import PublishCatalog
 from ..errors import ConfigError, OrchestratorError
 from ..metrics import PROJECT_RELOADS, MetricsBatch
-from ..project import RULES_DIR, WORKFLOWS_DIR, Project, with_rules
+from ..project import Project, with_rules
 from ..project_files import fingerprint
 from ..rules.version import ruleset_version
 from ..settings import Settings
@@ -59,6 +59,7 @@ from ..state.ruleset import (
     read_active,
     write_view,
 )
+from .watch import watch_project_files
 
 if TYPE_CHECKING:
     from .loop import Engine
@@ -118,30 +119,9 @@ class Reloader:
         self._loader = loader
 
     def watch(self, root: Path, settings: Settings, stop: threading.Event) -> threading.Thread:
-        """Watch the project's rules/ and workflows/ in a thread; a burst of changes marks one reload,
-        which the engine's thread makes at its next check. Ends when `stop` is set."""
-        thread = threading.Thread(target=self._watch, args=(root, settings, stop), name="orch-project-watch",
-                                  daemon=True)
-        thread.start()
-        return thread
-
-    def _watch(self, root: Path, settings: Settings, stop: threading.Event) -> None:
-        import watchfiles
-
-        folders = [root / RULES_DIR, root / WORKFLOWS_DIR]
-        watched = [f for f in folders if f.is_dir()] if all(f.is_dir() for f in folders) else [root]
-
-        def wanted(_change: Any, path: str) -> bool:
-            return path.endswith((".yaml", ".yml", ".py")) and any(Path(path).is_relative_to(f) for f in folders)
-
-        quiet_ms = int(settings.engine_reload_debounce_s * 1000)
-        log.info("engine: watching %s for rule and workflow changes", ", ".join(map(str, folders)))
-        try:
-            for _ in watchfiles.watch(*watched, watch_filter=wanted, step=quiet_ms,
-                                      debounce=max(10 * quiet_ms, 1600), stop_event=stop, raise_interrupt=False):
-                self._changed.set()
-        except Exception:  # noqa: BLE001 - e.g. out of inotify watches: the engine runs on, without watching
-            log.exception("engine: the project watcher stopped; changes are taken up by `orch reload` only")
+        """Watch the project's files (watch.py); a burst of changes marks one reload, which the engine's
+        thread makes at its next check. Ends when `stop` is set."""
+        return watch_project_files(root, settings, stop, self.changed)
 
     def changed(self) -> None:
         """Mark this engine's files as changed (what the watcher does): reload them at the next check."""
