@@ -49,7 +49,6 @@ from ..rules.version import ruleset_version
 from ..settings import Settings
 from ..state.keys import ENGINE_GROUP
 from ..state.ruleset import (
-    Active,
     EngineView,
     RulesetError,
     active_version,
@@ -57,6 +56,7 @@ from ..state.ruleset import (
     publish,
     publisher,
     read_active,
+    workflow_mismatch,
     write_view,
 )
 from .watch import watch_project_files
@@ -107,6 +107,7 @@ class Reloader:
         self._failed: tuple[str, str] | None = None  # (wanted, local version) that could not be loaded
         self._refused: str | None = None
         self._viewed_s = 0.0
+        self._forgot = False  # whether the views of engines silent for a day were removed yet
 
     @property
     def key(self) -> str:
@@ -217,7 +218,11 @@ class Reloader:
         try:
             loaded = self._load_local(self._loader)
         except ConfigError as exc:
-            self._refuse(client, exc)
+            self._refuse(client, describe_issues(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever a changed project does, the old version runs on
+            log.exception("engine %s: loading the changed project failed", self._name)
+            self._refuse(client, f"{type(exc).__name__}: {exc}")
             return
         self._refused, self._failed = None, None
         if loaded.ruleset != active_version(client, self._engine.keys):
@@ -238,8 +243,8 @@ class Reloader:
             log.info("engine %s: published rule-set version %s (%s; was %s)", self._name, project.ruleset, how,
                      old or "none")
 
-    def _refuse(self, client: redis.Redis, exc: ConfigError) -> None:
-        self._refused = describe_issues(exc)
+    def _refuse(self, client: redis.Redis, problems: str) -> None:
+        self._refused = problems
         log.error("engine %s: project change refused; still running rule-set version %s. Fix these and save "
                   "again (`orch validate` shows them):\n%s", self._name, self.project.ruleset, self._refused)
         self._count(client, "refused")
@@ -251,7 +256,11 @@ class Reloader:
         self._wanted = wanted
         try:
             candidate = self._candidate(client, wanted)
-        except (ConfigError, RulesetError) as exc:
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ConfigError, RulesetError, or a bug: this engine stays behind
+            if not isinstance(exc, ConfigError | RulesetError):
+                log.exception("engine %s: loading rule-set version %s failed", self._name, wanted)
             reason = describe_issues(exc) if isinstance(exc, ConfigError) else str(exc)
             self._fall_behind(client, wanted, reason)
             raise ProjectBehind(self._behind or reason) from None
@@ -265,10 +274,10 @@ class Reloader:
         active = read_active(client, self._engine.keys)
         if active is None or active.version != wanted:
             raise RulesetError(f"the active version changed while it was read (now {active and active.version})")
-        missing = _workflow_mismatch(active, self._local)
+        missing = workflow_mismatch(active, self._local)
         if missing and self._loader is not None and fingerprint(self._local.root) != self._files:
             self._load_local(self._loader)  # this engine's copy was updated, and no watcher said so (yet)
-            missing = _workflow_mismatch(active, self._local)
+            missing = workflow_mismatch(active, self._local)
         if missing:
             raise RulesetError("; ".join(missing) + ": deploy the same workflows to this engine (or run "
                                "`orch reload` from a copy this engine has)")
@@ -320,8 +329,9 @@ class Reloader:
         now_s = time.time()
         if now_s - self._viewed_s < VIEW_EVERY_S:
             return
-        if not self._viewed_s:
+        if not self._forgot:
             forget_views(client, self._engine.keys, now_s)
+            self._forgot = True
         self._viewed_s = now_s
         write_view(client, self._engine.keys, EngineView(
             self._name, self.project.ruleset, self._wanted, "behind" if self._behind else "ok", self._behind,
@@ -334,15 +344,3 @@ class Reloader:
             log.warning("engine: no rules in %s/rules: events will be acknowledged without starting runs "
                         "(is --project / ORCH_PROJECT right?)", project.root)
 
-
-def _workflow_mismatch(active: Active, local: Project) -> list[str]:
-    """How this engine's workflows differ from those the active version was made with."""
-    out = []
-    for name, digest in sorted(active.workflows.items()):
-        have = local.workflows.get(name)
-        if have is None:
-            out.append(f"workflow {name!r} is missing from this engine's project")
-        elif have.spec.digest != digest:
-            out.append(f"workflow {name!r} is version {have.spec.digest} here, {digest} in the active version")
-    out += [f"workflow {name!r} is not in the active version" for name in sorted(set(local.workflows) - set(active.workflows))]
-    return out

@@ -30,7 +30,7 @@ from ..project import Project
 from .keys import Keys
 
 __all__ = ["MAX_RULESET_BYTES", "Active", "EngineView", "RulesetError", "active_version", "forget_views", "publish",
-           "publisher", "read_active", "read_views", "write_view"]
+           "publisher", "read_active", "read_views", "workflow_mismatch", "write_view"]
 
 MAX_RULESET_BYTES = 64 * 1024 * 1024
 FORGET_VIEWS_AFTER_S = 86400.0
@@ -157,3 +157,16 @@ def _view(raw: bytes) -> EngineView | None:
         return None
     return EngineView(engine=data["engine"], version=data["version"], wanted=data["wanted"], state=data["state"],
                       error=data.get("error"), refused=data.get("refused"), at=float(data["at"]))
+
+
+def workflow_mismatch(active: Active, project: Project) -> list[str]:
+    """How `project`'s workflows differ from those `active` was made with (empty: its copy can load it)."""
+    out = []
+    for name, digest in sorted(active.workflows.items()):
+        have = project.workflows.get(name)
+        if have is None:
+            out.append(f"workflow {name!r} is missing from this engine's project")
+        elif have.spec.digest != digest:
+            out.append(f"workflow {name!r} is version {have.spec.digest} here, {digest} in the active version")
+    extra = sorted(set(project.workflows) - set(active.workflows))
+    return out + [f"workflow {name!r} is not in the active version" for name in extra]
