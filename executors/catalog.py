@@ -11,7 +11,8 @@ policy. So:
   `traceparent` / `tracestate` (the run's trace context) only ever parent the attempt's span, and a
   malformed one is ignored;
 - a workflow version this worker does not have is refused, never run (`UnknownWorkflowVersion`: the
-  engine and the workers must run the same project);
+  engine and the workers must run the same project), unless the worker's project changed on disk and,
+  loaded again (`refresh`, executors/refresh.py), has it: engines reload a changed project on their own;
 - values that do not fit the node's slots are refused (`SlotError`).
 
 A refused job is reported failed and final (`retryable=False`), without anything being run.
@@ -20,10 +21,11 @@ A refused job is reported failed and final (`retryable=False`), without anything
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.project import Project
 from orchestrator.tracing import TRACEPARENT, TRACESTATE, TraceContext, parse
 from orchestrator.workflows.commands import argument_injection
 from orchestrator.workflows.dsl import Task
@@ -115,8 +117,9 @@ class Catalog:
     """The workflows (by name and version) and tasks of the project a worker loaded."""
 
     def __init__(self, workflows: Iterable[WorkflowSpec], tasks: Mapping[str, Task[Any, Any]],
-                 default_timeout_s: float) -> None:
+                 default_timeout_s: float, refresh: Callable[[], Project | None] | None = None) -> None:
         self.specs = {(spec.name, spec.digest): spec for spec in workflows}
+        self._refresh = refresh  # the project loaded again when its files changed (None: they did not)
         self.versions = {name: digest for name, digest in self.specs}
         self.tasks = dict(tasks)
         self.default_timeout_s = default_timeout_s
@@ -140,6 +143,8 @@ class Catalog:
     def _check(self, payload: Any) -> Work:
         job = JobPayload.parse(payload)
         spec = self.specs.get((job.workflow, job.version))
+        if spec is None and self._refreshed():
+            spec = self.specs.get((job.workflow, job.version))
         if spec is None:
             raise UnknownWorkflowVersion(self._unknown(job))
         match = _ITEM.match(job.node)
@@ -160,6 +165,16 @@ class Catalog:
                 raise InvalidTaskOptions(refused)
         timeout_s = float(node.timeout_s) if node.timeout_s else self.default_timeout_s
         return Work(job, node, node.task, node.kind, timeout_s, args, kwargs)
+
+    def _refreshed(self) -> bool:
+        """Learn the workflows (and tasks) of the project loaded again, if its files changed; True if so."""
+        project = self._refresh() if self._refresh is not None else None
+        if project is None:
+            return False
+        for workflow in project.workflows.values():
+            self.add(workflow.spec)
+        self.tasks.update(project.tasks)  # tasks by name: old versions' jobs run the code loaded now, as after a restart
+        return True
 
     def describe(self, payload: Any) -> tuple[str, float]:
         """The job's task and time limit, for the worker's bookkeeping; for a payload the project does not

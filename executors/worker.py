@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -335,8 +335,11 @@ class OrchWorker(SimpleWorker):
 
 def run_worker(client: redis.Redis, settings: Settings, project: Project, queues: list[str], *,
                burst: bool = False, name: str | None = None, engine: str = "fast",
-               fork_queues: tuple[str, ...] = (), pool: str = "", prefetch: int = 0) -> bool:
-    """Serve `queues` until stopped (or, with `burst`, until they are empty). True if any job ran."""
+               fork_queues: tuple[str, ...] = (), pool: str = "", prefetch: int = 0,
+               refresh: Callable[[], Project | None] | None = None) -> bool:
+    """Serve `queues` until stopped (or, with `burst`, until they are empty). True if any job ran. With
+    `refresh` (executors/refresh.py), a job naming a workflow version this worker lacks loads the project
+    again when its files changed."""
     if engine not in ENGINES:
         raise OrchestratorError(f"unknown worker engine {engine!r} (engines: {', '.join(ENGINES)})")
     if fork_queues and engine != "fast":
@@ -346,7 +349,7 @@ def run_worker(client: redis.Redis, settings: Settings, project: Project, queues
     if not project.tasks:
         log.warning("worker %s: no tasks in %s/workflows: every job will fail (is --project / ORCH_PROJECT right?)",
                     name, project.root)
-    catalog = Catalog((w.spec for w in project.workflows.values()), project.tasks, settings.task_timeout_s)
+    catalog = Catalog((w.spec for w in project.workflows.values()), project.tasks, settings.task_timeout_s, refresh)
     if engine == "fast":
         worker = FastWorker(client, settings, queues, name, fork_queues=fork_queues, pool=pool, prefetch=prefetch)
         worker.context = PipelinedContext(client=client, keys=keys, catalog=catalog, worker=name,

@@ -24,10 +24,12 @@ from prometheus_client.registry import Collector
 
 from .metrics_gauges import QueueInspector, live_gauges
 from .state.keys import Keys
+from .state.ruleset import active_version, read_views
 
 __all__ = [
     "ALL_METRICS",
     "CHAINS_CUT",
+    "PROJECT_RELOADS",
     "EVENTS_DEAD_LETTERED",
     "EVENTS_RECEIVED",
     "EVENT_TO_RUN",
@@ -140,6 +142,10 @@ SLOT_EVENTS = CounterDef(
     "orch_slot_events_total", "What slot pools did to runs, by pool kind (rule, singleton, workflow), rule or "
     "workflow name and action: waited (created queued for a slot), skipped (singleton skip: no run), replaced "
     "(singleton cancel_previous), expired (a lease ran out).", ("kind", "name", "action"))
+PROJECT_RELOADS = CounterDef(
+    "orch_project_reloads_total", "Rule-set versions engines and `orch reload` tried to take up, by result: ok "
+    "(switched to it or published it), refused (the project is invalid: the old version keeps running), behind "
+    "(an engine cannot load the active version with its copy of the workflows).", ("result",))
 
 ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     EVENTS_RECEIVED, EVENTS_DEAD_LETTERED, RULE_EVALUATIONS, RUNS_STARTED, RUNS_FINISHED, RUN_DURATION,
@@ -148,6 +154,7 @@ ALL_METRICS: tuple[CounterDef | HistogramDef, ...] = (
     RULE_MISSES,
     FLOW_EVENTS, FLOW_RELEASES,
     SLOT_EVENTS,
+    PROJECT_RELOADS,
 )
 
 
@@ -205,7 +212,8 @@ class RedisCollector(Collector):
         up = GaugeMetricFamily("orch_redis_up", "1 when this scrape could read orch's state from Redis; 0 when it "
                                "could not (the other orch_ metrics are then missing from the scrape).")
         try:
-            families = [*self._stored(), *live_gauges(self._redis, self._keys, self._queues, self._version)]
+            families = [*self._stored(), *live_gauges(self._redis, self._keys, self._queues, self._version),
+                        ruleset_info(self._redis, self._keys)]
         except redis.RedisError as exc:
             if self._up:
                 log.warning("metrics: cannot read Redis (%s: %s); /metrics reports orch_redis_up 0 until it can",
@@ -267,3 +275,18 @@ def _cumulative(bounds: Sequence[float], parts: dict[str, str]) -> list[tuple[st
         buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
     return buckets
 
+
+def ruleset_info(client: redis.Redis, keys: Keys) -> GaugeMetricFamily:
+    """`orch_ruleset_info`: 1 per engine (seen in the last day), labelled with the rule-set version it runs,
+    the active one and its state (ok, behind); the active version alone under engine "" when no engine
+    reported yet."""
+    info = GaugeMetricFamily("orch_ruleset_info", "The rule-set version each engine runs (engine/reload.py) and the "
+                             "active one; state behind: the engine cannot load the active version and commits "
+                             "nothing.", labels=["engine", "version", "active", "state"])
+    active = active_version(client, keys) or ""
+    views = read_views(client, keys)
+    for view in views.values():
+        info.add_metric([view.engine, view.version, active, view.state], 1)
+    if not views and active:
+        info.add_metric(["", active, active, "ok"], 1)
+    return info

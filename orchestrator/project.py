@@ -17,7 +17,7 @@ import importlib
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,12 @@ from .rules.match import RuleIndex
 from .rules.model import Rule, RuleConfig
 from .rules.pattern import PatternError
 from .rules.templates import TemplateCompileError
+from .rules.version import canonical_config, ruleset_version
 from .workflows.dsl import Task, Workflow, collect
 from .workflows.yamlflows import YamlWorkflow, load_yaml_workflows
 from .yamlpos import YamlError, line_of, load_with_lines
 
-__all__ = ["Location", "Project", "Section", "load_project", "load_rules", "load_sections"]
+__all__ = ["Location", "Project", "Section", "load_project", "load_rules", "load_sections", "with_rules"]
 
 RULES_DIR = "rules"
 WORKFLOWS_DIR = "workflows"
@@ -67,6 +68,8 @@ class Project:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> item name -> config
     locations: dict[tuple[str, str], Location] = field(default_factory=dict)  # (section, item) -> where
     python_items: list[tuple[Path, Any]] = field(default_factory=list, repr=False)
+    rule_configs: list[dict[str, Any]] = field(default_factory=list, repr=False)  # each rule's, as JSON data
+    ruleset: str = ""  # the rule-set version (rules/version.py) every run it starts records
 
     @property
     def schedules(self) -> dict[str, Any]:
@@ -108,8 +111,27 @@ def load_project(root: Path | str, *, sections: Sequence[Section] = (),
         _cross_check(project, section, issues)
     if issues:
         raise ConfigError(issues)
-    project.index = RuleIndex(project.rules)
+    _finish(project)
     return project
+
+
+def with_rules(project: Project, configs: Sequence[Any], origin: str) -> Project:
+    """A copy of `project` whose rules are `configs` (rule configs as JSON data, such as another engine
+    published; `origin` names them in errors); its workflows and sections stay. ConfigError when a rule is
+    invalid or names a workflow or parameter this project does not have."""
+    issues: list[ConfigIssue] = []
+    other = replace(project, rules=[], rule_configs=[])
+    _check_rules(other, [(Path(origin), index, item, {}) for index, item in enumerate(configs)], issues)
+    if issues:
+        raise ConfigError(issues)
+    _finish(other)
+    return other
+
+
+def _finish(project: Project) -> None:
+    """Index the rules and stamp the rule-set version."""
+    project.index = RuleIndex(project.rules)
+    project.ruleset = ruleset_version(project.rule_configs, {n: w.spec.digest for n, w in project.workflows.items()})
 
 
 def load_sections(root: Path | str, sections: Sequence[Section],
@@ -338,6 +360,7 @@ def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssu
         project.locations[("rules", config.name)] = (path, line_of(lines, base))
         if _check_workflow(project, config, path, index, lines, issues):
             project.rules.append(rule)
+            project.rule_configs.append(canonical_config(config))
 
 
 def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int, lines: dict[Any, int],

@@ -11,6 +11,7 @@
 |           |                                                        | catalogue, throughput,     |
 |           |                                                        | holds pending (flow:due),  |
 |           |                                                        | slot pools                 |
+|           |                                                        | rule-set version and views |
 | engine    | everything of orch's (<p>:*) and RQ's (rq:*): it writes runs, dispatches jobs,   |
 |           | trims streams and hands back dead workers' jobs                                      |
 | worker    | RQ's keys (rq:*), its heartbeat and claimed list, the results stream (records),      |
@@ -64,7 +65,8 @@ def _p(pattern: str, prefix: str) -> str:
 ROLES = {
     "api": RoleAcl("api", rw=("<p>:events", "<p>:dedup:*", "<p>:results", "<p>:metrics:*", "<p>:tokens:used"),
                    ro=("<p>:run:*", "<p>:runs", "<p>:runs:*", "<p>:log:*", "<p>:decisions:*", "<p>:tokens", "<p>:token:*",
-                       "<p>:events:dead", "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:throughput:*",
+                       "<p>:events:dead", "<p>:workers", "<p>:worker:*", "<p>:engines", "<p>:catalog", "<p>:ruleset", "<p>:ruleset:*",
+                       "<p>:throughput:*",
                        "<p>:flow:due",
                        "<p>:slots", "<p>:slots:*",
                        "rq:queues", "rq:queue:*", "rq:wip:*", "rq:failed:*", "rq:job:*", "rq:workers", "rq:worker:*")),

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
                                       "hold keeps: a hold that reaches it starts its run at once.")
     flow_hold_max_bytes: int = Field(default=4 * MiB, ge=1024, description="Most bytes of events one hold keeps: a "
                                      "hold that reaches it starts its run at once.")
+    engine_watch_project: bool = Field(default=True, description="`orch engine` reloads rules and workflows when "
+                                       "the project's files change (and publishes them to every engine).")
+    engine_reload_check_s: float = Field(default=1.0, gt=0, description="How often an idle engine checks for a new "
+                                         "active rule-set version (a busy one checks at every commit).")
+    engine_reload_debounce_s: float = Field(default=0.3, gt=0, description="Quiet time after a burst of project "
+                                            "file changes before the engine reloads.")
 
     run_retention_s: float = Field(default=7 * DAY_S, gt=0, description="How long finished runs stay queryable.")
     explain_sample: float = Field(default=1.0, ge=0, le=1, description="Fraction (0..1) of events whose rules "

@@ -8,6 +8,7 @@ from datetime import datetime
 import redis
 
 from executors.dispatch import RQDispatcher
+from executors.refresh import ProjectRefresh
 from executors.worker import run_worker
 from orchestrator import Client
 from orchestrator.engine import Engine
@@ -25,6 +26,7 @@ class Stack:
         self.engine = Engine(r, settings, project, RQDispatcher(r, settings), consumer=consumer,
                              **({"clock": clock} if clock is not None else {}))
         self.engine.consumer.ensure_groups()
+        self.refresh: ProjectRefresh | None = None  # how its burst workers load the project again
 
     def emit(self, type: str, data: object, **attrs: object) -> str:
         with Client(settings=self.settings, connection=self.r) as client:
@@ -34,7 +36,8 @@ class Stack:
         """Alternate engine steps and worker bursts until neither has anything left to do."""
         for _ in range(rounds):
             read = self.engine.step(block=False)
-            worked = run_worker(self.r, self.settings, self.project, self.project.queues, burst=True)
+            project = self.refresh.latest or self.project if self.refresh else self.project
+            worked = run_worker(self.r, self.settings, project, project.queues, burst=True, refresh=self.refresh)
             if not read and not worked:
                 return
         raise AssertionError("the system did not settle")

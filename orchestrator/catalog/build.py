@@ -55,7 +55,7 @@ def build_catalog(project: Project, now: datetime) -> dict[str, Any]:
     watches = [w.model_copy(update={"rules": fed_rules(project.rules, w.events, w.source)})
                for w in _entries(project.watches.values(), WatchEntry)]
     catalog = Catalog(
-        written_at=now, project=ProjectRef(name=project.root.name, path=str(project.root)),
+        written_at=now, project=ProjectRef(name=project.root.name, path=str(project.root)), ruleset=project.ruleset or None,
         rules=[_rule(rule, project, schedules) for rule in project.rules],
         workflows=[_workflow(wf) for _, wf in sorted(project.workflows.items())],
         schedules=schedules, hooks=hooks, watches=watches)

@@ -6,7 +6,7 @@ newer than the API does not make the catalogue unreadable. Nothing here holds a 
 how they verify requests, never the names or values of their secrets; workflows show their graph, never
 their tasks' literal arguments (a command, a URL, a header may carry one).
 
-    {"format": 1, "written_at": ISO, "project": {"name", "path"},
+    {"format": 1, "written_at": ISO, "project": {"name", "path"}, "ruleset": version,
      "rules":     [{name, types, source, filter, workflow, params, enabled, schedules: [{name, overlap}],
                     concurrency}],
      "workflows": [{name, version, kind, params: [{name, required}], timeout_s, concurrency,
@@ -127,6 +127,7 @@ class Catalog(_Entry):
     format: Literal[1] = FORMAT
     written_at: AwareDatetime
     project: ProjectRef
+    ruleset: str | None = None  # the rule-set version the writing engine runs (rules/version.py)
     rules: list[RuleEntry] = []
     workflows: list[WorkflowEntry] = []
     schedules: list[ScheduleEntry] = []

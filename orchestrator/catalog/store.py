@@ -117,6 +117,10 @@ class PublishCatalog:
     def every_s(self, settings: Settings) -> float:
         return REPUBLISH_EVERY_S
 
+    def replace(self, project: Project) -> None:
+        """The engine switched to another version of the project: write its catalogue at the next turn."""
+        self._project, self._catalog, self._written = project, None, False
+
     def run(self, now_s: float, force: bool) -> None:
         if self._catalog is None:
             try:

@@ -54,6 +54,7 @@ def engine(project: str | None) -> None:
     from executors.dispatch import RQDispatcher
 
     from ..engine import Engine
+    from .reload_cmd import watch_project
     from .wiring import load_project
 
     settings = make_settings(project)
@@ -65,7 +66,9 @@ def engine(project: str | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Engine(client, settings, loaded, RQDispatcher(client, settings)).run(stop)
+    engine = Engine(client, settings, loaded, RQDispatcher(client, settings))
+    watch_project(engine, settings, stop)  # rules and workflows reload without a restart (reload_cmd.py)
+    engine.run(stop)
 
 
 @cli.command()
@@ -89,6 +92,7 @@ def engine(project: str | None) -> None:
 def worker(project: str | None, queues: str | None, burst: bool, name: str | None, concurrency: int | None,
            engine: str, fork_queues: str | None, kill_grace: float, prefetch: int, pool_name: str | None) -> None:
     """Run tasks from the project's queues (SIGTERM: finish the current task, then exit; twice: at once)."""
+    from executors.refresh import ProjectRefresh
     from executors.worker import ForcedStop, run_worker
 
     from .wiring import load_project
@@ -112,9 +116,10 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
         pool = Pool(connect(settings), settings, args, concurrency, grace_s=kill_grace, burst=burst, name=name or "")
         sys.exit(pool.run())
     tracing.configure("worker")  # not in a pool's supervisor: its worker processes run the tasks
+    refresh = ProjectRefresh(loaded.root, lambda: load_project(settings.project_dir, watch_roots=settings.watch_roots))
     try:
         run_worker(connect(settings), settings, loaded, names, burst=burst, name=name, engine=engine,
-                   fork_queues=forked, pool=pool_name or "", prefetch=prefetch)
+                   fork_queues=forked, pool=pool_name or "", prefetch=prefetch, refresh=refresh)
     except ForcedStop:
         sys.exit(1)
 
@@ -358,6 +363,7 @@ def _add_worker_commands() -> None:
     from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
     from .slot_cmds import slots
+    from .reload_cmd import reload
     from .token_cmds import tokens
     from .workers_cmd import workers
 
@@ -365,6 +371,7 @@ def _add_worker_commands() -> None:
     cli.add_command(catalog)
     cli.add_command(redis_acl)
     cli.add_command(slots)
+    cli.add_command(reload)
     cli.add_command(tokens)
     cli.add_command(workers)
     register_backtest(cli)  # on the `rules` group

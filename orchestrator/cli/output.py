@@ -84,7 +84,7 @@ def print_run(run: dict[str, Any], max_items: int = 10) -> None:
     """A run, its tasks (items of a mapped task summarised beyond `max_items`) and earlier attempts."""
     console.print(f"[bold]run[/] {run['id']}  {_status(run['status'])}")
     console.print(f"  workflow  {run['workflow']} (version {run['version']})")
-    console.print(f"  rule      {run['rule']}")
+    console.print(f"  rule      {run['rule']}" + (f" (rule-set version {run['ruleset']})" if run.get("ruleset") else ""))
     if run.get("rerun_of"):
         console.print(f"  rerun of  {run['rerun_of']}")
     console.print(Text(f"  event     {run['event']['type']} id={run['event']['id']} source={run['event']['source']}"))

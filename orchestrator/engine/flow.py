@@ -11,6 +11,7 @@ It also adds the release chore to the engine's maintenance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from ..errors import EventError, RuleError
@@ -34,13 +35,22 @@ class Host(maintenance.Host, Protocol):
 class FlowControl:
     """Hold-back controls (debounce, batch, throttle, rate_limit) for one engine and project."""
 
-    def __init__(self, host: Host, project: Project) -> None:
+    def __init__(self, host: Host, project: Callable[[], Project]) -> None:
         self._host = host
-        self._project = project
-        rules = {rule.name: rule for rule in project.rules if rule.hold is not None}
-        self._decider = Decider(host.client, host.keys, host.settings, rules) if rules else None
+        self._project = project  # the engine's current project: a reload swaps it (engine/reload.py)
+        self._built_for: Project | None = None
+        self._decider: Decider | None = None
         self.releases = ReleaseHolds(host)
         host.maintenance.add(self.releases)
+
+    def _current_decider(self) -> Decider | None:
+        """The decider of the current project's hold-back rules, built again after a reload."""
+        project = self._project()
+        if project is not self._built_for:
+            host, rules = self._host, {rule.name: rule for rule in project.rules if rule.hold is not None}
+            self._decider = Decider(host.client, host.keys, host.settings, rules) if rules else None
+            self._built_for = project
+        return self._decider
 
     def take_releases(self, batch: Batch, entries: list[Entry]) -> list[Entry]:
         """`entries` but the released holds, which are planned into `batch` as the runs they start."""
@@ -50,7 +60,7 @@ class FlowControl:
                 rest.append(entry)
                 continue
             try:
-                request = run_request(self._project, Released.from_fields(entry.fields))
+                request = run_request(self._project(), Released.from_fields(entry.fields))
             except (EventError, RuleError, ValueError, KeyError, TypeError) as exc:
                 dead_letter(self._host, entry, 1, f"hold release: {type(exc).__name__}: {exc}")
                 continue
@@ -59,6 +69,7 @@ class FlowControl:
 
     def hold(self, batch: Batch) -> Batch:
         """`batch` with its held-back requests decided (flow/decide.py)."""
-        if self._decider is not None:
-            self._decider.hold(batch, self._host.now())
+        decider = self._current_decider()
+        if decider is not None:
+            decider.hold(batch, self._host.now())
         return batch

@@ -50,6 +50,7 @@ from .chronicle import Chronicle, unheard
 from .flow import FlowControl
 from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
+from .reload import ProjectBehind, Reloader
 from .slots import RenewLeases, SlotBook
 from .waits import Waits
 
@@ -88,7 +89,9 @@ class Engine:
         self.maintenance = Maintenance(self)
         self.maintenance.add(RenewLeases(self, {name: spec.concurrency for name, spec in self._current.items()}))
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it
-        self._flow = FlowControl(self, project)  # debounce, batch, throttle, rate_limit (flow/)
+        self._flow = FlowControl(self, lambda: self._project)  # debounce, batch, throttle, rate_limit (flow/)
+        self.reload = Reloader(self, project)  # rules and workflows without a restart, as Redis says (reload.py)
+        self.maintenance.add(self.reload)
 
     # -- what maintenance chores use (maintenance.Host) ---------------------------------------------
 
@@ -112,11 +115,7 @@ class Engine:
     def run(self, stop: threading.Event) -> None:
         """Process until `stop` is set; a Redis outage pauses the loop instead of ending it."""
         self.consumer.ensure_groups()
-        log.info("engine %s: %d rules, %d workflows; reading %s", self.consumer.consumer,
-                 len(self._project.rules), len(self._project.workflows), ", ".join(self.consumer.streams))
-        if not self._project.rules:
-            log.warning("engine: no rules in %s/rules: events will be acknowledged without starting runs "
-                        "(is --project / ORCH_PROJECT right?)", self._project.root)
+        self.reload.check()  # publishes this engine's rule-set version (the last started wins) and logs it
         while not stop.is_set():
             try:
                 self.step()
@@ -124,6 +123,8 @@ class Engine:
                 self._ride.ok(self._redis)
             except redis.RedisError as exc:  # away, OOM, READONLY, BUSY, contention...: back off, carry on
                 stop.wait(self._ride.failed(exc))
+            except ProjectBehind:  # cannot load the active rule-set version: hand back, read nothing, retry
+                self.reload.wait_until_current(stop)
         log.info("engine %s: stopped", self.consumer.consumer)
 
     def step(self, block: bool = True) -> int:
@@ -155,18 +156,15 @@ class Engine:
 
     def process(self, entries: list[Entry], retried: bool = False, timers: list[Timer] | None = None) -> Outcome:
         """Plan and commit `entries` (freshly read, or reclaimed when `retried`) and due `timers`."""
-        batch = self._plan(entries)
-        batch.timers = timers or []
-        self._waits.plan(batch)
-        outcome = self._commit(batch, retried)
+        outcome = self.reload.consistently(lambda: self._commit(self._plan(entries, timers), retried))
         for change in outcome.changes:
             log_change(change)
         return outcome
 
     # -- plan ----------------------------------------------------------------------------------
 
-    def _plan(self, entries: list[Entry]) -> Batch:
-        batch = Batch()
+    def _plan(self, entries: list[Entry], timers: list[Timer] | None = None) -> Batch:
+        batch = Batch(timers=timers or [])
         events: list[tuple[Entry, Event]] = []
         for entry in self._flow.take_releases(batch, entries):
             try:
@@ -186,7 +184,9 @@ class Engine:
         depths = self._chronicle.run_depths([event for _, event in events])
         for entry, event in events:
             self._plan_event(batch, entry, event, event_depth(event, depths))
-        return self._flow.hold(batch)
+        batch = self._flow.hold(batch)
+        self._waits.plan(batch)  # the events that resume waiting steps
+        return batch
 
     def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
         settings = self._settings
@@ -219,6 +219,7 @@ class Engine:
         with self._redis.pipeline(transaction=True) as pipe:
             for attempt in range(1, 1000):
                 try:
+                    self.reload.guard(pipe)  # planned under the active rule-set version, which stays WATCHed
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
                     pools = self._slots.read(pipe, batch.claims(existing, self._current))
@@ -320,5 +321,6 @@ class Engine:
     def apply_records(self, records: list[TaskRecord]) -> None:
         """Commit records the engine made up itself (a lost attempt's failure) like a worker's; they
         acknowledge no stream entry."""
-        self._commit(Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records]),
-                     retried=False)
+        batch = Batch(records=[(Entry("", f"{r.run}/{r.node}/{r.attempt}", {}), r) for r in records])
+        self.reload.consistently(lambda: self._commit(batch, retried=False))
+

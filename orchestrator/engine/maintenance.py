@@ -15,6 +15,8 @@
     (catalog/, added by the engine)                   restore it only if it went missing
     RenewLeases      every pass, at most a third of   renew the slot leases of live runs; a lease that
     (slots.py, added by the engine)  slot_lease_s     ran out frees its slot for the next run in line
+    Reloader         every engine_reload_check_s      keep to the active rule-set version: publish this
+    (reload.py, added by the engine)                  engine's at start, reload its changed files, switch
 
 A pass comes every `engine_maintenance_interval_s` (`Maintenance.run_due`, called by the engine after each
 step; `force` runs every chore now). Every chore's work grows with the work in flight (attempts, running

@@ -76,7 +76,7 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
         run_id = derive_run_id(rule.name, event.source, event.id)
         if cut is not None:
             requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {cut}", trace=trace,
-                                       depth=depth, cut=True))
+                                       depth=depth, cut=True, ruleset=project.ruleset))
             outcomes.append((result, "matched"))
             continue
         try:
@@ -84,12 +84,14 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
             claim, note = (rule.controls.claim(rule.name, spec.name, spec.concurrency, context) if rule.controls
                            else (None, None))
         except (RuleError, WorkflowError) as exc:
-            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace, depth=depth))
+            requests.append(RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", trace=trace, depth=depth,
+                                       ruleset=project.ruleset))
             outcomes.append((result, "error"))
             continue
         guard = f"{schedule}/{rule.name}" if schedule and overlap != "allow" else None
         held = _held(raw, rule.name) if overlap == "queue-one" and raw is not None else None
         requests.append(RunRequest(run_id, rule.name, spec, ref, params, guard=guard, overlap=overlap,
-                                   raw=held, event_data=event.data, trace=trace, depth=depth, claim=claim, note=note))
+                                   raw=held, event_data=event.data, trace=trace, depth=depth, claim=claim, note=note,
+                                   ruleset=project.ruleset))
         outcomes.append((result, "matched"))
     return requests, outcomes

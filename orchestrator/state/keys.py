@@ -88,6 +88,15 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:catalog                      | string | engine                | permanent: JSON of the project's rules,    |
 |                                  |        |                       | workflows and triggers (catalog/), written |
 |                                  |        |                       | at start, restored if missing; API reads it|
+| <p>:ruleset                      | string | engine at start, its  | permanent: the active rule-set version     |
+|                                  |        | watcher, orch reload  | (rules/version.py); every engine runs it   |
+|                                  |        | (MULTI with :data)    | and WATCHes it when it commits a batch     |
+| <p>:ruleset:data                 | string | as <p>:ruleset        | permanent: JSON {version, rules (validated |
+|                                  |        |                       | configs), workflows (name -> digest), at,  |
+|                                  |        |                       | by}; never code (state/ruleset.py)         |
+| <p>:ruleset:engines              | hash   | each engine (its own  | consumer -> JSON of the version it runs,   |
+|                                  |        | field)                | the one it wants, why it cannot; fields    |
+|                                  |        |                       | silent for a day removed                   |
 | <p>:throughput:<queue>:<hour>    | hash   | workers               | epoch minute -> tasks finished in it; 2 h  |
 |                                  |        |                       | TTL, set by each worker's first count of   |
 |                                  |        |                       | the hour (hour: epoch hours)               |
@@ -246,6 +255,21 @@ class Keys:
     def catalog(self) -> str:
         """The project catalogue the engine writes (rules, workflows, triggers) for `orch api` to show."""
         return f"{self.prefix}:catalog"
+
+    @property
+    def ruleset(self) -> str:
+        """The active rule-set version: what every engine plans and commits under (engine/reload.py)."""
+        return f"{self.prefix}:ruleset"
+
+    @property
+    def ruleset_data(self) -> str:
+        """The active version's rule configs and workflow digests, written with `ruleset` (state/ruleset.py)."""
+        return f"{self.prefix}:ruleset:data"
+
+    @property
+    def ruleset_engines(self) -> str:
+        """Each engine's view of the rule set: the version it runs, the one it wants, and why it cannot."""
+        return f"{self.prefix}:ruleset:engines"
 
     def throughput(self, queue: str, hour: int) -> str:
         """Tasks of an orch queue finished per minute, within one hour (epoch hours)."""

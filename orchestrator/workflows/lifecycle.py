@@ -69,6 +69,7 @@ class RunRequest:
     events: list[dict[str, Any]] | None = None  # ... and the events it held (Run.events)
     claim: Claim | None = None  # the slot pool the rule's concurrency/singleton/priority asks for (pools.py)
     note: str | None = None  # why the claim's priority is 0 (its expression failed), for the decision record
+    ruleset: str | None = None  # the rule-set version that planned it (rules/version.py), kept with the run
 
     @property
     def pool_claim(self) -> Claim | None:
@@ -119,6 +120,7 @@ def create(request: RunRequest, now: datetime, resources: Resources, effects: Ef
                             request.trace)
         failed.run.depth, failed.cut = request.depth, request.cut
         failed.run.flow, failed.run.events = request.flow, request.events
+        failed.run.ruleset = request.ruleset
         return failed
     claim = request.pool_claim
     if claim is not None and claim.mode == "skip" and resources.full(claim):
@@ -139,6 +141,7 @@ def create(request: RunRequest, now: datetime, resources: Resources, effects: Ef
                      request.event_data, queued=not running, trace=request.trace, depth=request.depth)
     change.run.guard, change.run.slot = request.guard, claim
     change.run.flow, change.run.events = request.flow, request.events
+    change.run.ruleset = request.ruleset
     return change
 
 
@@ -299,6 +302,7 @@ def rerun(old: Run, new_id: str, now: datetime, resources: Resources, effects: E
         raise WorkflowError(f"run {old.id} has no task {from_node!r} (tasks: {', '.join(n.name for n in spec.nodes)})")
     run = skeleton(new_id, spec, old.rule, old.event, old.params, now, old.event_data, rerun_context(old.trace, new_id))
     run.rerun_of, run.depth, run.flow, run.events = old.id, old.depth, old.flow, old.events
+    run.ruleset = old.ruleset  # the rules that rendered its params
     change = Change(run, created=True)
     if from_node is not None:
         _reuse(old, run, _downstream(spec, from_node))

@@ -189,6 +189,7 @@ class Run:
     starts: int = 0  # how many times it started: 1, and one more for each retry (names its lifecycle events)
     flow: dict[str, Any] | None = None  # a run a hold released (flow/): control, hold, key, reason, events count
     events: list[dict[str, Any]] | None = None  # ... the held events (entry_id and the event), kept apart (`events`)
+    ruleset: str | None = None  # the rule-set version that started it (rules/version.py); None: before versions
     version: int = 0  # the hash's `v`: incremented by every write (the engine's cache checks it)
     _items: dict[str, list[TaskRun]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -233,7 +234,8 @@ class Run:
                 **({"trace": self.trace.record()} if self.trace else {}),
                 **({"depth": self.depth} if self.depth else {}),
                 **({"starts": self.starts} if self.starts else {}),
-                **({"flow": self.flow} if self.flow else {})}
+                **({"flow": self.flow} if self.flow else {}),
+                **({"ruleset": self.ruleset} if self.ruleset else {})}
 
     def to_fields(self, tasks: set[str] | None = None, *, meta: bool = True, spec: bool = False) -> dict[str, bytes]:
         """Hash fields to write: the meta, optionally the spec, and the given tasks (all if None)."""
@@ -272,6 +274,7 @@ class Run:
                    guard=meta.get("guard"), slot=Claim.from_record(meta.get("slot")), rerun_of=meta.get("rerun_of"), steering=_steering(meta.get("steering")),
                    trace=from_record(meta.get("trace")),
                    depth=_count(meta.get("depth")), starts=_count(meta.get("starts")),
+                   ruleset=_ruleset(meta.get("ruleset")),
                    event_data=loads(fields[b"event"]) if b"event" in fields else None,
                    flow=meta.get("flow") if isinstance(meta.get("flow"), dict) else None,
                    events=_held(fields.get(b"events")),
@@ -302,6 +305,13 @@ def _held(raw: bytes | None) -> list[dict[str, Any]] | None:
 def _count(value: Any) -> int:
     """A non-negative count read back from Redis (0 for anything else)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _ruleset(value: Any) -> str | None:
+    """A rule-set version read back from Redis: hex digits, else None."""
+    if isinstance(value, str) and 0 < len(value) <= 64 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return None
 
 
 def _steering(value: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,242 @@
+"""Reloading rules and workflows without a restart, on a real Redis with in-process engines (engine/reload.py).
+
+Each engine has its own copy of the project (its own directory, as on its own machine). A change to a copy
+is what the project watcher reports (`Reloader.changed()`); `check()` is the engine's periodic chore.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from executors.refresh import ProjectRefresh
+from orchestrator.catalog import read_catalog
+from orchestrator.cli.wiring import load_project
+from orchestrator.engine.batch import Batch
+from orchestrator.engine.reload import ProjectBehind
+from orchestrator.metrics import PROJECT_RELOADS
+from orchestrator.settings import Settings
+from orchestrator.state.keys import Keys
+from orchestrator.state.ruleset import active_version, read_views
+from orchestrator.workflows.runs import RunStatus
+
+from ..inproc import Stack
+from ..projects import make_project
+
+KEYS = Keys("orch")
+
+FLOW = '''\
+from orchestrator import task, workflow
+
+
+@task
+def pack(order_id: str) -> str:
+    return f"packed {{order_id}}"
+
+
+@task
+def label(packed: str) -> str:
+    return f"labelled {{packed}}"
+
+
+@workflow
+def ship(order_id: str):
+    {body}
+'''
+ONE_TASK = FLOW.format(body="pack(order_id)")
+TWO_TASKS = FLOW.format(body="label(pack(order_id))")
+
+RULES = """\
+rules:
+  - name: ship-orders
+    type: order.paid
+    match: {{data.region: {region}}}
+    workflow: ship
+    params: {{order_id: "{{{{ event.data.id }}}}"}}
+"""
+
+
+def write_rules(root: Path, region: str) -> None:
+    (root / "rules" / "rules.yaml").write_text(RULES.format(region=region))
+
+
+def copy_at(root: Path, region: str = "eu", flow: str = ONE_TASK) -> Path:
+    make_project(root, rules=RULES.format(region=region), workflows={"ship": flow})
+    return root
+
+
+def engine_on(r: redis.Redis, redis_url: str, root: Path, name: str) -> Stack:
+    """An in-process engine (and burst worker) on its own copy at `root`, able to load it again."""
+    stack = Stack(r, Settings(redis_url=redis_url, project=root), load_project(root), consumer=name)
+    stack.engine.reload.reload_from(lambda: load_project(root))
+    stack.refresh = ProjectRefresh(root, lambda: load_project(root))  # as `orch worker` does
+    stack.engine.reload.check()  # what `Engine.run` does first: publish its version (the last started wins)
+    return stack
+
+
+def reloads(r: redis.Redis) -> dict[str, int]:
+    raw = r.hgetall(KEYS.metric(PROJECT_RELOADS.name))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def runs_of(stack: Stack) -> list[Any]:
+    return [stack.engine.store.get(i.decode()) for i in stack.r.zrange("orch:runs", 0, -1)]
+
+
+def test_a_changed_rule_file_is_taken_up_and_events_after_the_switch_use_it(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    root = copy_at(tmp_path / "p")
+    stack = engine_on(r, redis_url, root, "engine-1")
+    old = stack.engine.reload.project.ruleset
+    assert active_version(r, KEYS) == old
+    before = stack.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
+    ignored = stack.emit("order.paid", {"id": "o-2", "region": "us"}, source="/shop")
+    stack.drain()
+
+    write_rules(root, "us")
+    stack.engine.reload.changed()
+    stack.engine.reload.check()
+    new = active_version(r, KEYS)
+    assert new is not None and new != old and stack.engine.reload.project.ruleset == new
+    after = stack.emit("order.paid", {"id": "o-3", "region": "us"}, source="/shop")
+    not_any_more = stack.emit("order.paid", {"id": "o-4", "region": "eu"}, source="/shop")
+    stack.drain()
+
+    assert stack.run("ship-orders", "/shop", before).ruleset == old
+    run = stack.run("ship-orders", "/shop", after)
+    assert run.ruleset == new and run.status is RunStatus.SUCCEEDED
+    assert run.to_dict()["ruleset"] == new
+    started = {r_.event.id for r_ in runs_of(stack)}
+    assert ignored not in started and not_any_more not in started
+    assert reloads(r) == {"ok": 1}
+    catalog = read_catalog(r, KEYS)
+    assert catalog is not None and catalog["ruleset"] == new and '"us"' in catalog["rules"][0]["filter"]
+    (view,) = read_views(r, KEYS).values()
+    assert (view.engine, view.version, view.state) == ("engine-1", new, "ok")
+
+
+def test_an_invalid_change_keeps_the_old_version_and_says_where(
+        r: redis.Redis, redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = copy_at(tmp_path / "p")
+    stack = engine_on(r, redis_url, root, "engine-1")
+    old = stack.engine.reload.project.ruleset
+    (root / "rules" / "rules.yaml").write_text(RULES.format(region="us").replace("workflow: ship", "workflow: shipp"))
+    stack.engine.reload.changed()
+    with caplog.at_level(logging.ERROR, logger="orchestrator.engine.reload"):
+        stack.engine.reload.check()
+
+    assert active_version(r, KEYS) == old and stack.engine.reload.project.ruleset == old
+    assert reloads(r) == {"refused": 1}
+    assert "rules.yaml:5: rules[0].workflow: unknown workflow 'shipp'" in caplog.text
+    assert f"still running rule-set version {old}" in caplog.text
+    (view,) = read_views(r, KEYS).values()
+    assert view.state == "ok" and view.refused is not None and "rules[0].workflow" in view.refused
+    event = stack.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
+    stack.drain()
+    assert stack.run("ship-orders", "/shop", event).ruleset == old
+
+
+def test_two_engines_with_their_own_copies_switch_to_the_same_version(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
+    b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
+    write_rules(tmp_path / "a", "us")  # only a's copy changes: rules travel through Redis as data
+    a.engine.reload.changed()
+    a.engine.reload.check()
+    b.engine.reload.check()
+    new = active_version(r, KEYS)
+    assert a.engine.reload.project.ruleset == b.engine.reload.project.ruleset == new
+    event = b.emit("order.paid", {"id": "o-1", "region": "us"}, source="/shop")
+    b.drain()
+    assert b.run("ship-orders", "/shop", event).ruleset == new
+    assert {v.engine: v.version for v in read_views(r, KEYS).values()} == {"engine-a": new, "engine-b": new}
+
+
+def test_a_batch_planned_under_a_replaced_version_is_planned_again_under_the_new_one(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
+    b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
+    old = b.engine.reload.project.ruleset
+    plans: list[str] = []
+    plan = b.engine._plan
+
+    def plan_then_publish(entries: list[Any], timers: Any = None) -> Batch:
+        batch = plan(entries, timers)
+        plans.append(b.engine.reload.project.ruleset)
+        if len(plans) == 1:  # another engine publishes a new version between this plan and its commit
+            write_rules(tmp_path / "a", "us")
+            a.engine.reload.changed()
+            a.engine.reload.check()
+        return batch
+
+    b.engine._plan = plan_then_publish  # type: ignore[method-assign]
+    event = b.emit("order.paid", {"id": "o-1", "region": "us"}, source="/shop")  # matches only the new rules
+    b.drain()
+    new = active_version(r, KEYS)
+    assert plans[:2] == [old, new]
+    assert b.run("ship-orders", "/shop", event).ruleset == new
+
+
+def test_a_version_published_during_the_commit_aborts_it_by_the_watch(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
+    b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
+    queue = b.engine._chronicle.queue
+    published: list[bool] = []
+
+    def publish_inside_the_transaction(*args: Any) -> None:
+        if not published:  # after the version was WATCHed and read, before EXEC
+            published.append(True)
+            write_rules(tmp_path / "a", "us")
+            a.engine.reload.changed()
+            a.engine.reload.check()
+        queue(*args)
+
+    b.engine._chronicle.queue = publish_inside_the_transaction  # type: ignore[method-assign]
+    event = b.emit("order.paid", {"id": "o-1", "region": "us"}, source="/shop")
+    b.drain()
+    assert published and b.run("ship-orders", "/shop", event).ruleset == active_version(r, KEYS)
+
+
+def test_an_engine_that_cannot_load_the_active_version_commits_nothing_until_it_can(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
+    b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
+    old = b.engine.reload.project.ruleset
+    (tmp_path / "a" / "workflows" / "ship.py").write_text(TWO_TASKS)  # a workflow b's copy does not have yet
+    a.engine.reload.changed()
+    a.engine.reload.check()
+    new = active_version(r, KEYS)
+    assert a.engine.reload.project.ruleset == new != old
+
+    event = b.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
+    with pytest.raises(ProjectBehind, match="workflow 'ship' is version"):
+        b.engine.step(block=False)  # b read the event, and finds at its commit that it cannot switch
+    stopped = threading.Event()
+    stopped.set()
+    b.engine.reload.wait_until_current(stopped)  # what its loop does next: hand back what it holds, report
+    assert r.zcard("orch:runs") == 0
+    views = read_views(r, KEYS)
+    assert (views["engine-b"].state, views["engine-b"].version, views["engine-b"].wanted) == ("behind", old, new)
+    assert reloads(r) == {"ok": 1, "behind": 1}
+    with pytest.raises(ProjectBehind):
+        b.engine.reload.check()  # its next try: still behind, counted once
+    assert reloads(r)["behind"] == 1
+
+    a.engine.maintain(force=True)  # the engine on the active version takes the event over at once
+    a.drain()
+    taken = a.run("ship-orders", "/shop", event)
+    assert taken.ruleset == new and taken.status is RunStatus.SUCCEEDED
+    assert r.xpending("orch:events", "engine")["pending"] == 0
+
+    (tmp_path / "b" / "workflows" / "ship.py").write_text(TWO_TASKS)  # b's copy is deployed: it re-imports it
+    later = b.emit("order.paid", {"id": "o-2", "region": "eu"}, source="/shop")
+    b.drain()  # (no watcher here: a behind engine also sees its files change when it tries again)
+    run = b.run("ship-orders", "/shop", later)
+    assert run.ruleset == new and list(run.tasks) == ["pack", "label"] and run.status is RunStatus.SUCCEEDED
+    assert [n.name for n in b.engine._current["ship"].nodes] == ["pack", "label"]
