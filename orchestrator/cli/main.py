@@ -362,8 +362,8 @@ def _add_worker_commands() -> None:
     from .backtest_cmd import register as register_backtest
     from .catalog_cmd import catalog
     from .redis_cmds import redis_acl
-    from .slot_cmds import slots
     from .reload_cmd import reload
+    from .slot_cmds import slots
     from .token_cmds import tokens
     from .workers_cmd import workers
 

@@ -104,7 +104,7 @@ def _check_event(where: str, config: Mapping[str, Any]) -> None:
         raise WorkflowError(f"{where}: a wait step needs the exact event type it waits for (event:, no glob)")
     try:
         _rule(event, json.dumps(config.get("match") or {}, sort_keys=True))
-    except (ValidationError, TypeError, ValueError) as exc:
+    except (ValidationError, RuleError, TypeError, ValueError) as exc:  # RuleError: a PatternError
         raise WorkflowError(f"{where}: match: {_pattern_message(exc)}") from None
     correlate = config.get("correlate")
     if correlate is not None:
