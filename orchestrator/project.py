@@ -24,12 +24,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ConfigError, ConfigIssue, OrchestratorError, did_you_mean, files_inside, pydantic_message
-from .rules.controls import workflow_conflicts
+from .project_rules import Item, check_rules
+from .project_rules import field_name as _field
 from .rules.match import RuleIndex
-from .rules.model import Rule, RuleConfig
-from .rules.pattern import PatternError
-from .rules.templates import TemplateCompileError
-from .rules.version import canonical_config, ruleset_version
+from .rules.model import Rule
+from .rules.version import ruleset_version
 from .workflows.dsl import Task, Workflow, collect
 from .workflows.yamlflows import YamlWorkflow, load_yaml_workflows
 from .yamlpos import YamlError, line_of, load_with_lines
@@ -39,7 +38,6 @@ __all__ = ["Location", "Project", "Section", "load_project", "load_rules", "load
 RULES_DIR = "rules"
 WORKFLOWS_DIR = "workflows"
 
-_Item = tuple[Path, int, Any, dict[Any, int]]
 Location = tuple[Path, int | None]  # (YAML file, line) of a declaration
 CrossCheck = Callable[[Mapping[str, Any]], list[tuple[str, str, str]]]
 
@@ -102,7 +100,7 @@ def load_project(root: Path | str, *, sections: Sequence[Section] = (),
     _load_python(project, sections, issues)
     _load_yaml_workflows(project, issues)
     found = _load_yaml_files(project, issues, sections)
-    _check_rules(project, found["rules"], issues)
+    check_rules(project, found["rules"], issues)
     full_context = {**(context or {}), "project_root": project.root}
     for section in sections:
         project.sections[section.name] = _check_section(section, found[section.name], full_context, issues,
@@ -121,7 +119,7 @@ def with_rules(project: Project, configs: Sequence[Any], origin: str) -> Project
     invalid or names a workflow or parameter this project does not have."""
     issues: list[ConfigIssue] = []
     other = replace(project, rules=[], rule_configs=[])
-    _check_rules(other, [(Path(origin), index, item, {}) for index, item in enumerate(configs)], issues)
+    check_rules(other, [(Path(origin), index, item, {}) for index, item in enumerate(configs)], issues)
     if issues:
         raise ConfigError(issues)
     _finish(other)
@@ -166,7 +164,7 @@ def load_rules(project: Project, folder: Path | str) -> list[Rule]:
     issues: list[ConfigIssue] = []
     found = _load_yaml_files(proposed, issues, (), folder=root)
     issues = [i for i in issues if i.field is None or i.field == "rules"]
-    _check_rules(proposed, found["rules"], issues)
+    check_rules(proposed, found["rules"], issues)
     if issues:
         raise ConfigError(issues)
     return proposed.rules
@@ -246,10 +244,10 @@ def _register(project: Project, objects: Any, path: Path, issues: list[ConfigIss
 
 
 def _load_yaml_files(project: Project, issues: list[ConfigIssue], sections: Sequence[Section],
-                     folder: Path | None = None) -> dict[str, list[_Item]]:
+                     folder: Path | None = None) -> dict[str, list[Item]]:
     names = ("rules", *(s.name for s in sections))
     folder = folder or project.root / RULES_DIR
-    found: dict[str, list[_Item]] = {name: [] for name in names}
+    found: dict[str, list[Item]] = {name: [] for name in names}
     if not folder.is_dir():
         return found
     base = project.root if folder.is_relative_to(project.root) else folder  # symlinks may not lead out of it
@@ -282,7 +280,7 @@ def _load_yaml_files(project: Project, issues: list[ConfigIssue], sections: Sequ
     return found
 
 
-def _check_section(spec: Section, items: list[_Item], context: dict[str, Any], issues: list[ConfigIssue],
+def _check_section(spec: Section, items: list[Item], context: dict[str, Any], issues: list[ConfigIssue],
                    where: dict[tuple[str, str], Location]) -> dict[str, Any]:
     """Validate the items of a section; names must be unique. `where` receives each item's file and line."""
     section, model = spec.name, spec.model
@@ -329,71 +327,3 @@ def _cross_check(project: Project, section: Section, issues: list[ConfigIssue]) 
     for name, field_name, message in section.check(project.sections[section.name]):
         path, line = project.locations.get((section.name, name), (None, None))
         issues.append(ConfigIssue(path, line, f"{section.name}.{name}.{field_name}", message))
-
-
-def _check_rules(project: Project, configs: list[_Item], issues: list[ConfigIssue]) -> None:
-    seen: dict[str, Path] = {}
-    for path, index, item, lines in configs:
-        base = ("rules", index)
-        try:
-            config = RuleConfig.model_validate(item)
-            rule = Rule.from_config(config)
-        except ValidationError as exc:
-            for error in exc.errors():
-                loc = tuple(str(p) for p in error["loc"])
-                field_name = _field(index, loc)
-                message = pydantic_message(error, loc, RuleConfig)
-                issues.append(ConfigIssue(path, line_of(lines, (*base, *loc)), field_name, message))
-            continue
-        except TemplateCompileError as exc:
-            parts = tuple(str(p) if isinstance(p, str) else p for p in exc.parts)
-            issues.append(ConfigIssue(path, line_of(lines, (*base, *parts)), f"rules[{index}].{exc.path}", str(exc)))
-            continue
-        except PatternError as exc:
-            where = f"rules[{index}].match" + (f".{exc.path}" if exc.path else "")
-            issues.append(ConfigIssue(path, line_of(lines, (*base, "match", *exc.parts)), where, exc.detail))
-            continue
-        if config.name in seen:
-            issues.append(ConfigIssue(path, line_of(lines, (*base, "name")), f"rules[{index}].name",
-                                      f"rule name {config.name!r} is already used in {seen[config.name]}"))
-        seen[config.name] = path
-        project.locations[("rules", config.name)] = (path, line_of(lines, base))
-        if _check_workflow(project, config, path, index, lines, issues):
-            project.rules.append(rule)
-            project.rule_configs.append(canonical_config(config))
-
-
-def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int, lines: dict[Any, int],
-                    issues: list[ConfigIssue]) -> bool:
-    base = ("rules", index)
-    workflow = project.workflows.get(config.workflow)
-    if workflow is None:
-        known = ", ".join(sorted(project.workflows)) or "none found in workflows/"
-        hint = did_you_mean(config.workflow, list(project.workflows))
-        issues.append(ConfigIssue(path, line_of(lines, (*base, "workflow")), f"rules[{index}].workflow",
-                                  f"unknown workflow {config.workflow!r}{hint} (workflows: {known})"))
-        return False
-    params = {p.name: p for p in workflow.spec.params}
-    ok = True
-    for name, message in workflow_conflicts(config.concurrency, config.singleton, config.priority, workflow.name,
-                                            workflow.spec.concurrency):
-        issues.append(ConfigIssue(path, line_of(lines, (*base, name)), f"rules[{index}].{name}", message))
-        ok = False
-    for name in config.params:
-        if name not in params:
-            hint = did_you_mean(name, list(params))
-            issues.append(ConfigIssue(path, line_of(lines, (*base, "params", name)), f"rules[{index}].params.{name}",
-                                      f"workflow {workflow.name!r} has no parameter {name!r}{hint} "
-                                      f"(parameters: {', '.join(params) or 'none'})"))
-            ok = False
-    missing = [p for p in params.values() if p.required and p.name not in config.params]
-    for param in missing:
-        issues.append(ConfigIssue(path, line_of(lines, (*base, "params")) or line_of(lines, base),
-                                  f"rules[{index}].params",
-                                  f"workflow {workflow.name!r} needs parameter {param.name!r}"))
-        ok = False
-    return ok
-
-
-def _field(index: int, loc: tuple[str, ...], section: str = "rules") -> str:
-    return f"{section}[{index}]" + "".join(f".{p}" for p in loc)
