@@ -15,13 +15,13 @@ written in the transaction that acknowledges the event, for as long as events ar
 
 and, for rules with flow control (FLOW_OUTCOMES; built with `flow_decision`), what the control did:
 
-    throttled          the run starts later (`detail.until`)
+    throttled          the run starts later (`detail.due`: when its throttle lets it start)
     debounced          the event is merged into a pending run of its key
     batched            the event is added to a pending batch
     rate_limited       the event is dropped: the key is over its rate
     waiting            the run waits for a slot of its key's concurrency limit
     singleton_skipped  the event is dropped: a run for its key is active
-    replaced           the run starts, cancelling the previous run for its key
+    replaced           the previous run(s) for its key are cancelled; the new run starts when the slot frees
 
 Besides `rule` and `outcome`, a decision may carry:
 
@@ -32,7 +32,7 @@ Besides `rule` and `outcome`, a decision may carry:
     seen          ... the value the event had there, summarized (events/summary.py); or, instead,
     missing       true: the event has no such field
     expected      ... what the rule asked for, as written, summarized
-    detail        of a flow decision: a small mapping (key, until, hold, ...), summarized
+    detail        of a flow decision: a small mapping (control, key, hold, due, ...), summarized
 
 A rule whose source glob does not match is left out, like rules that do not listen to the type: those are
 the many rules an event was never meant for. An event with nothing to record has no record at all.
@@ -139,7 +139,7 @@ def flow_decision(rule: str, outcome: str, *, run: str | None = None, reason: st
                   detail: Mapping[str, Any] | None = None) -> Decision:
     """The decision of a rule's flow control for one event: `outcome` one of FLOW_OUTCOMES, `run` the run it
     started, delayed or merged the event into (if any), `reason` a sentence for people, `detail` a small
-    mapping such as {"key": "c-42", "until": "2026-05-01T12:00:05Z"} (summarized when stored)."""
+    mapping such as {"key": "c-42", "due": "2026-05-01T12:00:05Z"} (summarized when stored)."""
     if outcome not in FLOW_OUTCOMES:
         raise ValueError(f"{outcome!r} is not a flow-control outcome (one of {', '.join(FLOW_OUTCOMES)})")
     return Decision(rule, outcome, run, reason, detail=dict(detail) if detail else None)
