@@ -228,13 +228,14 @@ class Waiter:
 
 @dataclass(frozen=True)
 class WaitHit:
-    """A waiting step resumed: by an event (`via` names it) or an approval, with the step's result."""
+    """A waiting step resumed by an event (`via` names it, `event` is it), with the step's result."""
 
     run: str
     node: str
     attempt: int
     result: Any
     via: dict[str, Any]
+    event: Event | None = None  # checked again against the run's own wait (resolve)
 
 
 def wait_config(run: Run, node: str) -> Mapping[str, Any]:

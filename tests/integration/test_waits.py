@@ -4,6 +4,7 @@ one from before the window is not), and a person's approval goes through the ste
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -216,6 +217,58 @@ def test_an_event_older_than_the_look_back_window_is_not_found(r: redis.Redis, s
     pay(stack, "o-1", amount=3, n=2)
     stack.drain()
     assert again(stack, run).status is RunStatus.SUCCEEDED
+
+
+def _noise(stack: Stack, n: int) -> None:
+    pipe = stack.r.pipeline(transaction=False)
+    for i in range(n):  # events of another type nobody waits for, straight into the stream
+        pipe.xadd("orch:events", {"e": json.dumps({"specversion": "1.0", "id": f"n-{i}", "source": "/noise",
+                                                   "type": "noise.tick", "data": {"i": i}})})
+    pipe.execute()
+
+
+def _started_then_paid(stack: Stack, noise_after: int = 0, payments: tuple[int, ...] = (7,)) -> Run:
+    """A run whose reserve is queued, then its payment(s) (early), then `noise_after` unrelated events."""
+    event_id = stack.emit("order.created", {"order_id": "o-1"}, source="/shop", id="order-o-1")
+    stack.engine.step(block=False)
+    run = stack.run("checkout", "/shop", event_id)
+    assert run.tasks["reserve"].state is TaskState.QUEUED
+    for n, amount in enumerate(payments, 1):
+        pay(stack, "o-1", amount=amount, n=n)
+    _noise(stack, noise_after)
+    stack.drain()
+    return again(stack, run)
+
+
+def test_an_early_event_on_a_busy_stream_is_found_newest_first(r: redis.Redis, settings: Settings, tmp_path: Path,
+                                                                clock: Clock) -> None:
+    """1,000 unrelated events in the window before the run, more than the budget: the look-back reads
+    from the newest entry back, so the payment that came just before the step waited is read first."""
+    stack = make_stack(r, settings, tmp_path, clock, wait_lookback_max_entries=600)
+    _noise(stack, 1000)
+    stack.drain()
+    run = _started_then_paid(stack)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["ship"].result == "shipped o-1, paid 7"
+
+
+def test_the_look_back_reads_at_most_its_budget_of_entries(r: redis.Redis, settings: Settings, tmp_path: Path,
+                                                           clock: Clock) -> None:
+    """The payment, then 700 unrelated events before the step waits: a budget of 600 does not reach it."""
+    stack = make_stack(r, settings, tmp_path, clock, wait_lookback_max_entries=600)
+    run = _started_then_paid(stack, noise_after=700)
+    assert run.tasks["payment"].state is TaskState.WAITING, "the payment lies beyond the look-back's budget"
+
+    r.flushdb()
+    stack = make_stack(r, settings, tmp_path / "again", clock, wait_lookback_max_entries=800)
+    run = _started_then_paid(stack, noise_after=700)
+    assert run.status is RunStatus.SUCCEEDED, "within a budget of 800 it is found"
+
+
+def test_of_several_early_events_the_earliest_resumes_the_step(stack: Stack) -> None:
+    """As if the step had been waiting: the first payment is the one it takes, though read last."""
+    run = _started_then_paid(stack, noise_after=3, payments=(7, 8, 9))
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["payment"].result["amount"] == 7
+    assert run.tasks["payment"].via is not None and run.tasks["payment"].via["event"] == "pay-o-1-1"
 
 
 def test_an_approval_resumes_the_run_and_records_who_approved(stack: Stack) -> None:
