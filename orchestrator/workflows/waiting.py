@@ -41,7 +41,7 @@ from ..errors import RuleError, WorkflowError
 from ..events.envelope import Event
 from ..jsonutil import JSONValueError, check_json
 from ..rules.expr import Expression, compile_expression
-from ..rules.match import match
+from ..rules.match import event_view, match
 from ..rules.model import Match, Rule, RuleConfig
 from .runs import Run, RunStatus, TaskRun, TaskState, iso_utc
 from .work import Timer
@@ -286,11 +286,25 @@ def _succeed(change: Change, task: TaskRun, result: Any, via: dict[str, Any], no
 
 
 def resolve(change: Change, hit: WaitHit, now: datetime) -> bool:
-    """Apply a hit; False when the step no longer waits for it (resolved already, timed out, cancelled)."""
+    """Apply a hit; False when the step no longer waits for it (resolved already, timed out, cancelled) or
+    never did: a hit comes from a waiter read back from Redis, so the step must be an event wait of the
+    hit's event type, and the event must match the run's own pattern and correlation (an approval step
+    is resolved by an approval only)."""
     task = _waiting(change, hit.node, hit.attempt)
     if task is None:
         return False
-    _succeed(change, task, hit.result, hit.via, now)
+    waiter = waiter_of(change.run, task)
+    event = hit.event
+    if waiter is None or event is None or event.type != waiter.event:
+        log.warning("run %s: step %s does not wait for a %s event; the hit is ignored", change.run.id, task.node,
+                    event.type if event is not None else "missing")
+        return False
+    view = event_view(event)
+    if not waiter.matches(event, view):
+        log.warning("run %s: event %s does not match step %s's own pattern and correlation; the hit is ignored",
+                    change.run.id, event.id, task.node)
+        return False
+    _succeed(change, task, view.get("data"), hit.via, now)
     return True
 
 

@@ -74,6 +74,12 @@ def payment(order_id: str, currency: str = "EUR", amount: int = 10) -> tuple[Eve
     return event, event_view(event)
 
 
+def paid(run: Run) -> WaitHit:
+    """The hit of a payment that matches `run`'s waiting payment step."""
+    event, view = payment(run.params["order_id"])
+    return WaitHit(run.id, "payment", 1, view["data"], {"event": event.id}, event)
+
+
 # -- options ---------------------------------------------------------------------------------------------------
 
 
@@ -254,7 +260,7 @@ def test_a_hit_resumes_the_step_with_the_event_data_and_the_next_step_waits() ->
     run = waiting_run()
     change = Change(run)
     event, view = payment("o-1")
-    hit = WaitHit(run.id, "payment", 1, view["data"], {"event": event.id})
+    hit = WaitHit(run.id, "payment", 1, view["data"], {"event": event.id}, event)
     assert resolve(change, hit, NOW)
     from orchestrator.workflows.advance import settle
 
@@ -266,9 +272,31 @@ def test_a_hit_resumes_the_step_with_the_event_data_and_the_next_step_waits() ->
     assert not resolve(Change(run), hit, NOW), "a second event finds the step resumed already"
 
 
+def test_a_hit_resumes_only_an_event_wait_of_its_type_that_the_event_matches() -> None:
+    """A hit comes from a waiter read back from Redis: the run's own wait decides (finding: any WAITING
+    step was resumed, an approval step included)."""
+    run = waiting_run()
+    other = Event(type="payment.refunded", source="/pay", id="x-1", data={"order_id": "o-1", "currency": "EUR"})
+    wrong_order, _ = payment("o-2")
+    usd, _ = payment("o-1", currency="USD")
+    for hit in (WaitHit(run.id, "payment", 1, {}, {}, other), WaitHit(run.id, "payment", 1, {}, {}, wrong_order),
+                WaitHit(run.id, "payment", 1, {}, {}, usd), WaitHit(run.id, "payment", 1, {}, {})):
+        assert not resolve(Change(run), hit, NOW), hit.event
+        assert run.tasks["payment"].state is TaskState.WAITING
+    resolve(Change(run), paid(run), NOW)
+    from orchestrator.workflows.advance import settle
+
+    settle(Change(run), NOW)
+    assert run.tasks["go"].state is TaskState.WAITING
+    event, _ = payment("o-1")
+    assert not resolve(Change(run), WaitHit(run.id, "go", 1, {}, {"event": event.id}, event), NOW), \
+        "an approval step is resumed by an approval only"
+    assert run.tasks["go"].state is TaskState.WAITING
+
+
 def test_a_hit_for_an_older_attempt_changes_nothing() -> None:
     run = waiting_run()
-    assert not resolve(Change(run), WaitHit(run.id, "payment", 0, {}, {}), NOW)
+    assert not resolve(Change(run), WaitHit(run.id, "payment", 0, {}, {}, payment("o-1")[0]), NOW)
     assert run.tasks["payment"].state is TaskState.WAITING
 
 
@@ -283,7 +311,7 @@ def test_a_timeout_fails_the_step_and_the_run() -> None:
 
 def test_a_timeout_with_a_default_succeeds_with_it() -> None:
     run = waiting_run()
-    resolve(Change(run), WaitHit(run.id, "payment", 1, {"amount": 1}, {}), NOW)
+    resolve(Change(run), paid(run), NOW)
     change = Change(run)
     from orchestrator.workflows.advance import settle
 
@@ -295,7 +323,7 @@ def test_a_timeout_with_a_default_succeeds_with_it() -> None:
 
 def test_a_stale_timeout_changes_nothing() -> None:
     run = waiting_run()
-    resolve(Change(run), WaitHit(run.id, "payment", 1, {}, {}), NOW)
+    resolve(Change(run), paid(run), NOW)
     assert not apply_timer(Change(run), Timer(run.id, "payment", 1, NOW), NOW)
 
 
@@ -304,7 +332,7 @@ def test_an_approval_resumes_only_an_approval_step_that_waits() -> None:
     change = Change(run)
     assert not approve(change, "payment", {}, "alice", NOW), "not an approval step"
     assert not approve(change, "go", {}, "alice", NOW), "not waiting yet"
-    resolve(change, WaitHit(run.id, "payment", 1, {}, {}), NOW)
+    resolve(change, paid(run), NOW)
     from orchestrator.workflows.advance import settle
 
     settle(change, NOW)
