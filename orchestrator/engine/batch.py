@@ -247,7 +247,7 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], ex
     elif record.action == "retry":
         done = lifecycle.retry(change, now, resources, effects)
     elif record.action == "approve":
-        done = waiting.approve(change, record.node, record.data, record.by, now)
+        done = waiting.approve(change, record.node, record.data, record.by, now, record.request)
         if done:
             settle(change, now)
     elif record.new_run and record.new_run not in changes and not existing.get(record.new_run):

@@ -308,12 +308,14 @@ def resolve(change: Change, hit: WaitHit, now: datetime) -> bool:
     return True
 
 
-def approve(change: Change, node: str | None, data: Any, by: str, now: datetime) -> bool:
-    """A person approved approval step `node`; False when it is not waiting for an approval."""
+def approve(change: Change, node: str | None, data: Any, by: str, now: datetime, request: str | None = None) -> bool:
+    """A person approved approval step `node`; False when it is not waiting for an approval. The step's
+    `via` names the approver and the approval request (`request`, its id) that resolved it."""
     task = _waiting(change, node or "")
     if task is None or not wait_config(change.run, task.node).get("approval"):
         return False
-    _succeed(change, task, {} if data is None else data, {"approved_by": by or "unknown", "at": iso_utc(now)}, now)
+    via = {"approved_by": by or "unknown", "at": iso_utc(now), **({"request": request} if request else {})}
+    _succeed(change, task, {} if data is None else data, via, now)
     return True
 
 

@@ -98,7 +98,8 @@ def test_the_approve_route_needs_runs_steer_and_records_the_tokens_name(stack: S
     answer = httpx.post(url, json={"data": {"by_policy": "under 50"}}, headers={"Authorization": f"Bearer {approver}"},
                         timeout=10)
     assert answer.status_code == 202, answer.text
-    assert answer.json() == {"action": "approve", "run": run_id, "task": "approve_refund"}
+    assert answer.json() == {"action": "approve", "run": run_id, "task": "approve_refund",
+                             "request": answer.json()["request"]}
     waiting(stack, run_id, "settled")
     emit(stack, "refund.settled", {"order_id": "F-3", "status": "paid"})
 

@@ -13,8 +13,9 @@ import redis
 
 from orchestrator.cli.wiring import load_project
 from orchestrator.settings import Settings
-from orchestrator.state.steer import SteeringError
+from orchestrator.state.steer import SteeringError, wait_for
 from orchestrator.state.steer import request as steer
+from orchestrator.workflows.records import ControlRecord
 from orchestrator.workflows.runs import Run, RunStatus, TaskState
 
 from ..inproc import Stack
@@ -282,18 +283,54 @@ def test_an_approval_resumes_the_run_and_records_who_approved(stack: Stack) -> N
             steer(stack.r, keys, store, "approve", run.id, node=node, by="alice")
         assert refused.value.status == status
     steered = steer(stack.r, keys, store, "approve", run.id, node="go", data={"note": "lgtm"}, by="alice")
-    assert steered.to_dict() == {"action": "approve", "run": run.id, "task": "go"}
+    assert steered.to_dict() == {"action": "approve", "run": run.id, "task": "go", "request": steered.request}
     stack.drain()
 
     run = again(stack, run)
     assert run.status is RunStatus.SUCCEEDED
     assert run.tasks["go"].result == {"note": "lgtm"} and run.tasks["go"].via is not None
-    assert run.tasks["go"].via["approved_by"] == "alice"
+    assert run.tasks["go"].via["approved_by"] == "alice" and run.tasks["go"].via["request"] == steered.request
     assert run.tasks["deploy_it"].result == "deployed api (lgtm)"
     assert [(s["action"], s["by"], s["task"]) for s in run.steering] == [("approve", "alice", "go")]
     with pytest.raises(SteeringError, match="not waiting") as twice:
         steer(stack.r, keys, store, "approve", run.id, node="go", by="bob")
     assert twice.value.status == 409
+
+
+def test_of_two_approvals_sent_together_the_second_learns_it_was_not_applied(stack: Stack) -> None:
+    """Both pass the check (the step still waits when each is sent); the engine applies the first only,
+    and the second sender is told so, with who approved (before: both were reported applied)."""
+    event_id = stack.emit("deploy.requested", {"service": "api"}, source="/ci")
+    stack.drain()
+    run = stack.run("approvals", "/ci", event_id)
+    keys, store = stack.engine.keys, stack.engine.store
+    first = steer(stack.r, keys, store, "approve", run.id, node="go", data={"note": "first"}, by="alice")
+    second = steer(stack.r, keys, store, "approve", run.id, node="go", data={"note": "second"}, by="alice")
+    assert first.request != second.request
+    stack.drain()
+
+    done = wait_for(store, first, timeout_s=5)
+    assert done is not None and done.tasks["go"].result == {"note": "first"}
+    with pytest.raises(SteeringError, match="not applied: task go of run .* was already approved by alice") as late:
+        wait_for(store, second, timeout_s=5)
+    assert late.value.status == 409
+    assert [s["action"] for s in again(stack, run).steering] == ["approve"], "the steering log has the applied one"
+
+
+def test_an_approval_that_comes_after_the_timeout_says_so(stack: Stack, clock: Clock) -> None:
+    event_id = stack.emit("deploy.requested", {"service": "api"}, source="/ci")
+    stack.drain()
+    run = stack.run("approvals", "/ci", event_id)
+    late = steer(stack.r, stack.engine.keys, stack.engine.store, "approve", run.id, node="go", by="bob")
+    stack.r.xdel("orch:results", stack.r.xrevrange("orch:results", count=1)[0][0])  # held up on its way...
+    clock.offset = timedelta(seconds=301)
+    stack.drain()  # ...while the step times out
+    record = ControlRecord(action="approve", run=run.id, at_s=0, by="bob", node="go", request=late.request)
+    stack.r.xadd("orch:results", record.to_fields())
+    stack.drain()
+    assert again(stack, run).tasks["go"].via == {"timed_out": True}
+    with pytest.raises(SteeringError, match="task go of run .* timed out before the approval reached the engine"):
+        wait_for(stack.engine.store, late, timeout_s=5)
 
 
 def test_cancelling_a_waiting_run_removes_its_waiter(stack: Stack, r: redis.Redis) -> None:
