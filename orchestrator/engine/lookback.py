@@ -18,6 +18,7 @@ entries inside its own window. Pure except for the reads of the stream (`scan`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -28,15 +29,19 @@ from ..jsonutil import loads
 from ..rules.match import event_view
 from ..workflows.waiting import Waiter, WaitHit
 
-__all__ = ["event_of", "hit_of", "scan"]
+__all__ = ["Errors", "event_of", "hit_of", "scan"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # stream entries per read
 
+Errors = Callable[[Waiter, Event, str], None]  # told of a waiter whose correlation failed to evaluate
 
-def scan(client: redis.Redis, stream: str, waiters: list[Waiter], window_ms: int, budget: int) -> list[WaitHit]:
-    """The hits of `waiters` (steps that have just started waiting) among the events already in `stream`."""
+
+def scan(client: redis.Redis, stream: str, waiters: list[Waiter], window_ms: int, budget: int,
+         errors: Errors | None = None) -> list[WaitHit]:
+    """The hits of `waiters` (steps that have just started waiting) among the events already in `stream`;
+    `errors` hears of the correlations that could not be evaluated."""
     if not waiters:
         return []
     starts = {w.member: max(0, w.since_ms - window_ms) for w in waiters}
@@ -49,7 +54,7 @@ def scan(client: redis.Redis, stream: str, waiters: list[Waiter], window_ms: int
         count = min(_CHUNK, budget - read)
         entries = client.xrevrange(stream, max=cursor, min=floor, count=count)
         for raw_id, fields in entries:
-            _match_entry(raw_id.decode(), fields, by_type, starts, found)
+            _match_entry(raw_id.decode(), fields, by_type, starts, found, errors)
         read += len(entries)
         if len(entries) < count:
             return list(found.values())
@@ -60,7 +65,7 @@ def scan(client: redis.Redis, stream: str, waiters: list[Waiter], window_ms: int
 
 
 def _match_entry(entry_id: str, fields: dict[bytes, bytes], by_type: dict[str, list[Waiter]],
-                 starts: dict[str, int], found: dict[str, WaitHit]) -> None:
+                 starts: dict[str, int], found: dict[str, WaitHit], errors: Errors | None) -> None:
     """Match one entry (read newest first) with the waiters of its type whose window holds it: a match
     replaces the one found before, which is newer."""
     try:
@@ -75,8 +80,11 @@ def _match_entry(entry_id: str, fields: dict[bytes, bytes], by_type: dict[str, l
     view = event_view(event)
     ms = _ms(entry_id)
     for waiter in candidates:
-        if ms >= starts[waiter.member] and waiter.matches(event, view):
+        outcome = waiter.test(event, view) if ms >= starts[waiter.member] else False
+        if outcome is True:
             found[waiter.member] = hit_of(waiter, event, view, entry_id)
+        elif isinstance(outcome, str) and errors is not None:
+            errors(waiter, event, outcome)
 
 
 def _ms(entry_id: str) -> int:

@@ -29,7 +29,9 @@ from typing import Any
 
 import redis
 
+from ..events.envelope import Event
 from ..jsonutil import dumps, loads
+from ..logsetup import about
 from ..rules.match import event_view
 from ..settings import Settings
 from ..state.keys import Keys
@@ -45,11 +47,14 @@ __all__ = ["Waits"]
 
 log = logging.getLogger(__name__)
 
+_SEEN_MAX = 10_000  # correlation errors remembered (so each is shown once); forgotten all at once past it
+
 class Waits:
     """Finds the events that resume waiting steps, and keeps the waiters in Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, store: RunStore) -> None:
         self._redis, self._keys, self._settings, self._store = client, keys, settings, store
+        self._seen: set[tuple[str, str]] = set()  # (waiter, correlation error) shown already
 
     def plan(self, batch: Batch) -> None:
         """Add to `batch` the hits of its events and of its due look-back timers."""
@@ -58,7 +63,7 @@ class Waits:
         try:
             batch.hits += lookback.scan(self._redis, self._keys.events, waiters,
                                         int(self._settings.wait_lookback_s * 1000),
-                                        self._settings.wait_lookback_max_entries)
+                                        self._settings.wait_lookback_max_entries, self._errors(batch))
         except redis.RedisError:
             raise
         except Exception:  # noqa: BLE001 - a broken look-back must not stop the engine
@@ -99,9 +104,24 @@ class Waits:
             waiters = [w for w in map(_waiter, fields.values()) if w is not None]
             for entry_id, body in by_type[event_type] if waiters else ():
                 try:
-                    batch.hits += _hits(waiters, body, entry_id)
+                    batch.hits += _hits(waiters, body, entry_id, self._errors(batch))
                 except Exception:  # noqa: BLE001 - one event that breaks matching must not stop the engine
                     log.exception("event at %s: cannot match it with the steps waiting for %s", entry_id, event_type)
+
+    def _errors(self, batch: Batch) -> lookback.Errors:
+        """What to do when a waiter's correlation cannot be evaluated for an event: the first time (for that
+        waiter and that message, in this engine) a warning, and the message shown on the step (its `error`,
+        in `orch runs show` and the UI): a correlation that always fails is seen, not silent."""
+        def note(waiter: Waiter, event: Event, why: str) -> None:
+            if (waiter.member, why) in self._seen:
+                return
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen.add((waiter.member, why))
+            log.warning("run %s: wait step %s cannot match event %s (%s): %s", waiter.run, waiter.node, event.id,
+                        event.type, why, extra=about(waiter.run, waiter.node, waiter.attempt))
+            batch.wait_errors.append((waiter.run, waiter.node, waiter.attempt, f"{why} (event {event.id})"))
+        return note
 
     # -- look-back -----------------------------------------------------------------------------------
 
@@ -120,12 +140,20 @@ class Waits:
         return waiter_of(run, task)
 
 
-def _hits(waiters: list[Waiter], body: dict[str, Any], entry_id: str) -> list[WaitHit]:
+def _hits(waiters: list[Waiter], body: dict[str, Any], entry_id: str,
+          errors: lookback.Errors) -> list[WaitHit]:
     event = event_of(body)
     if event is None:
         return []
     view = event_view(event)
-    return [hit_of(w, event, view, entry_id) for w in waiters if w.matches(event, view)]
+    hits = []
+    for waiter in waiters:
+        outcome = waiter.test(event, view)
+        if outcome is True:
+            hits.append(hit_of(waiter, event, view, entry_id))
+        elif isinstance(outcome, str):
+            errors(waiter, event, outcome)
+    return hits
 
 
 def _waiter(raw: bytes) -> Waiter | None:

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from .spec import NodeSpec
 
 __all__ = ["LOOKBACK", "WAIT_KEYS", "WAIT_KIND", "WaitHit", "Waiter", "approve", "begin", "check_wait",
-           "check_wait_node", "correlation_refs", "expire", "resolve", "wait_config", "wait_options", "waiter_of"]
+           "check_wait_node", "correlation_refs", "expire", "note_error", "resolve", "wait_config", "wait_options",
+           "waiter_of"]
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,11 @@ class Waiter:
     def matches(self, event: Event, view: Mapping[str, Any]) -> bool:
         """Whether `event` (with its rule view) resumes this step: its type, the pattern, the correlation.
         A correlation that cannot be evaluated (a missing field, a type mismatch) is no match."""
+        return self.test(event, view) is True
+
+    def test(self, event: Event, view: Mapping[str, Any]) -> bool | str:
+        """`matches`, saying why a pattern or correlation could not be evaluated: True, False, or that
+        message (the engine shows it on the step, engine/waits.py: a correlation that always fails)."""
         if event.type != self.event:
             return False
         try:
@@ -220,10 +226,13 @@ class Waiter:
                 return True
             activation = {"event": view, "data": view.get("data"), "params": self.params, "results": self.results,
                           "trigger": self.trigger}
-            return _expression(self.correlate).evaluate(activation) is True
+            value = _expression(self.correlate).evaluate(activation)
         except (RuleError, ValidationError, TypeError, ValueError) as exc:
             log.debug("waiter %s of run %s: event %s does not match: %s", self.node, self.run, event.id, exc)
-            return False
+            return f"correlate {self.correlate!r} could not be evaluated: {exc}"
+        if not isinstance(value, bool):
+            return f"correlate {self.correlate!r} gave {type(value).__name__}, not true or false"
+        return value
 
 
 @dataclass(frozen=True)
@@ -280,7 +289,7 @@ def _waiting(change: Change, node: str, attempt: int | None = None) -> TaskRun |
 
 
 def _succeed(change: Change, task: TaskRun, result: Any, via: dict[str, Any], now: datetime) -> None:
-    task.state, task.result, task.via, task.finished_at = TaskState.SUCCEEDED, result, via, now
+    task.state, task.result, task.via, task.finished_at, task.error = TaskState.SUCCEEDED, result, via, now, None
     change.tasks.add(task.node)
     change.finished_tasks.append(task)
 
@@ -305,6 +314,17 @@ def resolve(change: Change, hit: WaitHit, now: datetime) -> bool:
                     change.run.id, event.id, task.node)
         return False
     _succeed(change, task, view.get("data"), hit.via, now)
+    return True
+
+
+def note_error(change: Change, node: str, attempt: int, message: str) -> bool:
+    """Show on a waiting step why an event could not be matched with it (its correlation failed to
+    evaluate): the step goes on waiting, its `error` says why; False when it no longer waits."""
+    task = _waiting(change, node, attempt)
+    if task is None or task.error == message:
+        return False
+    task.error = message
+    change.tasks.add(task.node)
     return True
 
 

@@ -5,6 +5,7 @@ one from before the window is not), and a person's approval goes through the ste
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,10 @@ rules:
   - name: checkout
     type: order.created
     workflow: checkout
+    params: {order_id: "{{ event.data.order_id }}"}
+  - name: typo
+    type: order.typo
+    workflow: typo
     params: {order_id: "{{ event.data.order_id }}"}
   - name: approvals
     type: deploy.requested
@@ -54,6 +59,11 @@ WORKFLOWS = {"shop": """\
         paid = wait_for_event("payment", "payment.received", match={"data.currency": "EUR"},
                               correlate="data.order_id == params.order_id && data.sku == results.reserve.sku",
                               timeout_s=60, after=[reserved])
+        ship(order_id, paid)
+
+    @workflow
+    def typo(order_id: str):
+        paid = wait_for_event("payment", "payment.received", correlate="data.order_id == params.orderid")
         ship(order_id, paid)
 
     @workflow
@@ -331,6 +341,25 @@ def test_an_approval_that_comes_after_the_timeout_says_so(stack: Stack, clock: C
     assert again(stack, run).tasks["go"].via == {"timed_out": True}
     with pytest.raises(SteeringError, match="task go of run .* timed out before the approval reached the engine"):
         wait_for(stack.engine.store, late, timeout_s=5)
+
+
+def test_a_correlation_that_cannot_be_evaluated_is_shown_on_the_step_and_warned_once(
+        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    """`params.orderid` does not exist (a typo for order_id): every event fails the correlation. Before,
+    that was a debug line; now the step says so and the engine warns, once per step and message."""
+    event_id = stack.emit("order.typo", {"order_id": "o-1"}, source="/shop")
+    stack.drain()
+    run = stack.run("typo", "/shop", event_id)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.engine.waits"):
+        pay(stack, "o-1")
+        pay(stack, "o-1", n=2)
+        stack.drain()
+    task = again(stack, run).tasks["payment"]
+    assert task.state is TaskState.WAITING
+    assert task.error is not None and "correlate 'data.order_id == params.orderid' could not be evaluated" in task.error
+    assert "(event pay-o-1-1)" in task.error, "the first event that failed it"
+    warned = [r for r in caplog.records if "cannot match event" in r.getMessage()]
+    assert len(warned) == 1 and "orderid" in warned[0].getMessage()
 
 
 def test_cancelling_a_waiting_run_removes_its_waiter(stack: Stack, r: redis.Redis) -> None:

@@ -244,6 +244,8 @@ def test_a_waiter_matches_its_type_pattern_and_correlation_only() -> None:
     assert not waiter.matches(other, event_view(other))
     broken = Event(type="payment.received", source="/pay", id="y", data={"currency": "EUR"})
     assert not waiter.matches(broken, event_view(broken)), "a correlation that fails to evaluate is no match"
+    why = waiter.test(broken, event_view(broken))
+    assert isinstance(why, str) and why.startswith("correlate 'data.order_id == params.order_id' could not be")
 
 
 def test_a_waiter_survives_redis_and_junk_is_refused() -> None:
