@@ -1,13 +1,14 @@
 """⑧ The engine's side of wait steps (workflows/waiting.py): the events that resume them, and their waiters.
 
 A step that starts waiting for an event has a waiter: a field of `<p>:waits:<event type>` holding what
-it matches with (pattern, correlation, the run's params and results). It is written, and removed when the
+it matches with (pattern, correlation, the run's params and the results its correlation reads). It is written, and removed when the
 step stops waiting (matched, timed out, cancelled), in the same MULTI as the run (`queue`).
 
 What resumes a step (`plan`, before the batch is committed):
     events    for each event type among the batch's events, one HGETALL of its waiters (one pipelined
               round trip per batch that has events; a type nobody waits for costs the read of a missing
-              key); each waiter whose pattern and correlation match the event gets a `WaitHit`. One
+              key), decoded once and indexed by their correlation's value (waitindex.py); each waiter
+              whose pattern and correlation match the event gets a `WaitHit`. One
               event may resume several steps, of several runs: every one that matches.
     look-back a step's look-back timer, due as soon as it starts waiting: the events stream is read
               newest first, back to `wait_lookback_s` before the step started waiting, for at most
@@ -30,7 +31,7 @@ from typing import Any
 import redis
 
 from ..events.envelope import Event
-from ..jsonutil import dumps, loads
+from ..jsonutil import dumps
 from ..logsetup import about
 from ..rules.match import event_view
 from ..settings import Settings
@@ -42,6 +43,7 @@ from ..workflows.waiting import LOOKBACK, WAIT_KIND, Waiter, WaitHit, waiter_of
 from . import lookback
 from .batch import Batch, Outcome
 from .lookback import event_of, hit_of
+from .waitindex import Candidates, WaiterCache
 
 __all__ = ["Waits"]
 
@@ -55,6 +57,7 @@ class Waits:
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, store: RunStore) -> None:
         self._redis, self._keys, self._settings, self._store = client, keys, settings, store
         self._seen: set[tuple[str, str]] = set()  # (waiter, correlation error) shown already
+        self._cache = WaiterCache()  # the waiters read, decoded and indexed (waitindex.py)
 
     def plan(self, batch: Batch) -> None:
         """Add to `batch` the hits of its events and of its due look-back timers."""
@@ -101,8 +104,8 @@ class Waits:
         for event_type in types:
             pipe.hgetall(self._keys.waits(event_type))
         for event_type, fields in zip(types, pipe.execute(), strict=True):
-            waiters = [w for w in map(_waiter, fields.values()) if w is not None]
-            for entry_id, body in by_type[event_type] if waiters else ():
+            waiters = self._cache.candidates(event_type, fields)
+            for entry_id, body in by_type[event_type] if waiters.count else ():
                 try:
                     batch.hits += _hits(waiters, body, entry_id, self._errors(batch))
                 except Exception:  # noqa: BLE001 - one event that breaks matching must not stop the engine
@@ -140,14 +143,13 @@ class Waits:
         return waiter_of(run, task)
 
 
-def _hits(waiters: list[Waiter], body: dict[str, Any], entry_id: str,
-          errors: lookback.Errors) -> list[WaitHit]:
+def _hits(waiters: Candidates, body: dict[str, Any], entry_id: str, errors: lookback.Errors) -> list[WaitHit]:
     event = event_of(body)
     if event is None:
         return []
     view = event_view(event)
     hits = []
-    for waiter in waiters:
+    for waiter in waiters.for_event(view):
         outcome = waiter.test(event, view)
         if outcome is True:
             hits.append(hit_of(waiter, event, view, entry_id))
@@ -155,10 +157,3 @@ def _hits(waiters: list[Waiter], body: dict[str, Any], entry_id: str,
             errors(waiter, event, outcome)
     return hits
 
-
-def _waiter(raw: bytes) -> Waiter | None:
-    try:
-        return Waiter.from_dict(loads(raw))
-    except (KeyError, ValueError, TypeError) as exc:
-        log.warning("a waiter in Redis cannot be read (%s: %s); skipped", type(exc).__name__, exc)
-        return None

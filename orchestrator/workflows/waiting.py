@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from .spec import NodeSpec
 
 __all__ = ["LOOKBACK", "WAIT_KEYS", "WAIT_KIND", "WaitHit", "Waiter", "approve", "begin", "check_wait",
-           "check_wait_node", "correlation_refs", "expire", "note_error", "resolve", "wait_config", "wait_options",
+           "check_wait_node", "correlation_key", "correlation_refs", "expire", "index_value", "note_error",
+           "path_value", "resolve", "wait_config", "wait_options",
            "waiter_of"]
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,58 @@ def correlation_refs(text: str | None) -> set[str]:
     return {a or b for a, b in _RESULT_REF.findall(text or "")}
 
 
+_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_EQUALITY = re.compile(rf"^(data\.{_PATH})\s*==\s*((?:params|results)\.{_PATH})$")
+_EQUALITY_REVERSED = re.compile(rf"^((?:params|results)\.{_PATH})\s*==\s*(data\.{_PATH})$")
+_NOT_A_PLAIN_CONJUNCTION = frozenset("|?()!\"'[]")
+
+
+@functools.lru_cache(maxsize=1024)
+def correlation_key(text: str | None) -> tuple[str, str] | None:
+    """The equality a correlation requires, when it has one the engine can index waiters by: a
+    `data.<path> == params.<path>` (or `results.<task>.<path>`, either side first) that is the whole
+    expression or one of its top-level `&&` terms. (event path, waiter path), or None.
+
+    Sound because such an expression is never true unless that equality is: a waiter whose value differs
+    from the event's need not be evaluated. Anything with `||`, `?:`, parentheses, negation, quotes or
+    indexing is not split (None: every waiter is evaluated)."""
+    if not text or _NOT_A_PLAIN_CONJUNCTION & set(text):
+        return None
+    for term in (t.strip() for t in text.split("&&")):
+        found = _EQUALITY.match(term)
+        if found:
+            return found.group(1), found.group(2)
+        found = _EQUALITY_REVERSED.match(term)
+        if found:
+            return found.group(2), found.group(1)
+    return None
+
+
+_MISSING = object()
+
+
+def index_value(value: Any) -> tuple[Any, ...] | None:
+    """The key a scalar is indexed by: equal for values CEL's `==` finds equal (1 and 1.0), different
+    across types (True is not 1, "1" is not 1); None for what is not indexed (absent, a list or map)."""
+    if value is _MISSING or isinstance(value, list | dict):
+        return None
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", int(value) if isinstance(value, float) and value.is_integer() else value)
+    return ("s", value) if isinstance(value, str) else ("z",) if value is None else None
+
+
+def path_value(root: Mapping[str, Any], path: str) -> Any:
+    """The value at dotted `path` in `root` (`_MISSING` when there is none)."""
+    value: Any = root
+    for name in path.split("."):
+        if not isinstance(value, Mapping) or name not in value:
+            return _MISSING
+        value = value[name]
+    return value
+
+
 def wait_options(event: str | None, *, match: Mapping[str, Any] | None = None, correlate: str | None = None,
                  timeout_s: float | None = None, on_timeout: Any = "fail", approval: bool = False) -> dict[str, Any]:
     """A wait step's options as stored in its node, leaving out what is not set."""
@@ -186,6 +239,15 @@ class Waiter:
     @property
     def member(self) -> str:
         return f"{self.run}\x1f{self.node}\x1f{self.attempt}"
+
+    def index_key(self) -> tuple[str, tuple[Any, ...]] | None:
+        """(event path, key of the value it must equal) when the correlation has an indexable equality
+        (`correlation_key`) and this step's side of it has a scalar value; else None."""
+        key = correlation_key(self.correlate)
+        if key is None:
+            return None
+        value = index_value(path_value({"params": self.params, "results": self.results}, key[1]))
+        return (key[0], value) if value is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "node": self.node, "attempt": self.attempt, "event": self.event,
@@ -257,8 +319,9 @@ def waiter_of(run: Run, task: TaskRun) -> Waiter | None:
     config = wait_config(run, task.node)
     if config.get("approval") or not config.get("event"):
         return None
+    refs = correlation_refs(config.get("correlate"))  # only what the correlation reads: a waiter stays small
     results = {n: (t.result if t.state is TaskState.SUCCEEDED else None) for n, t in run.tasks.items()
-               if t.parent is None}
+               if t.parent is None and n in refs}
     trigger = {"id": run.event.id, "source": run.event.source, "type": run.event.type, "data": run.event_data}
     since = task.started_at or run.created_at
     return Waiter(run.id, task.node, task.attempt, config["event"], config.get("match") or {}, config.get("correlate"),
