@@ -32,6 +32,10 @@ rules:
     type: order.typo
     workflow: typo
     params: {order_id: "{{ event.data.order_id }}"}
+  - name: bounded
+    type: order.bounded
+    workflow: bounded
+    params: {order_id: "{{ event.data.order_id }}"}
   - name: approvals
     type: deploy.requested
     workflow: deploy
@@ -64,6 +68,11 @@ WORKFLOWS = {"shop": """\
     @workflow
     def typo(order_id: str):
         paid = wait_for_event("payment", "payment.received", correlate="data.order_id == params.orderid")
+        ship(order_id, paid)
+
+    @workflow(timeout_s=30)
+    def bounded(order_id: str):
+        paid = wait_for_event("payment", "payment.received", correlate="data.order_id == params.order_id")
         ship(order_id, paid)
 
     @workflow
@@ -368,6 +377,65 @@ def test_cancelling_a_waiting_run_removes_its_waiter(stack: Stack, r: redis.Redi
     stack.drain()
     assert again(stack, run).tasks["payment"].state is TaskState.CANCELLED
     assert r.hlen("orch:waits:payment.received") == 0
+
+
+WAITS = "orch:waits:payment.received"
+
+
+def test_the_runs_timeout_removes_the_waiter_and_a_later_event_changes_nothing(stack: Stack, clock: Clock,
+                                                                                r: redis.Redis) -> None:
+    event_id = stack.emit("order.bounded", {"order_id": "o-1"}, source="/shop")
+    stack.drain()
+    assert r.hlen(WAITS) == 1
+    clock.offset = timedelta(seconds=31)
+    stack.drain()
+    run = stack.run("bounded", "/shop", event_id)
+    assert run.status is RunStatus.FAILED and run.tasks["payment"].state is TaskState.CANCELLED
+    assert r.hlen(WAITS) == 0, "the run's timeout takes its waiter"
+
+    pay(stack, "o-1")
+    stack.drain()
+    run = again(stack, run)
+    assert run.status is RunStatus.FAILED and run.tasks["payment"].result is None
+
+
+def test_a_retried_wait_waits_again_with_a_new_attempt_and_only_that_one_resumes(stack: Stack, clock: Clock,
+                                                                                  r: redis.Redis) -> None:
+    run = order(stack, "o-1")
+    clock.offset = timedelta(seconds=61)
+    stack.drain()
+    assert again(stack, run).status is RunStatus.FAILED and r.hlen(WAITS) == 0
+
+    steer(stack.r, stack.engine.keys, stack.engine.store, "retry", run.id, by="ops")
+    stack.drain()
+    run = again(stack, run)
+    assert run.tasks["payment"].state is TaskState.WAITING and run.tasks["payment"].attempt == 2
+    assert [m.decode().split("\x1f") for m in r.hkeys(WAITS)] == [[run.id, "payment", "2"]]
+
+    pay(stack, "o-1")
+    stack.drain()
+    run = again(stack, run)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["payment"].attempt == 2 and r.hlen(WAITS) == 0
+
+
+def test_a_rerun_waits_in_the_new_run_only(stack: Stack, clock: Clock, r: redis.Redis) -> None:
+    old = order(stack, "o-1")
+    clock.offset = timedelta(seconds=61)
+    stack.drain()
+    assert again(stack, old).status is RunStatus.FAILED
+
+    steered = steer(stack.r, stack.engine.keys, stack.engine.store, "rerun", old.id, from_node="payment", by="ops")
+    stack.drain()
+    assert steered.new_run is not None
+    new = stack.engine.store.get(steered.new_run)
+    assert new is not None and new.tasks["payment"].state is TaskState.WAITING
+    assert [m.decode().split("\x1f")[0] for m in r.hkeys(WAITS)] == [new.id], "no waiter of the old run"
+
+    pay(stack, "o-1")
+    stack.drain()
+    assert again(stack, new).status is RunStatus.SUCCEEDED and r.hlen(WAITS) == 0
+    old = again(stack, old)
+    assert old.status is RunStatus.FAILED and old.tasks["payment"].state is TaskState.FAILED, "no stale resume"
 
 
 def test_an_event_read_by_an_engine_that_crashed_still_resumes_the_step_once(stack: Stack, r: redis.Redis) -> None:
