@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..jsonutil import loads
-from ..workflows.waiting import Waiter, index_value, path_value
+from ..workflows.waiter import Waiter, index_value, path_value
 
 __all__ = ["Candidates", "WaiterCache"]
 
