@@ -5,6 +5,8 @@ while the only worker goes on running other work."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,24 @@ def test_a_run_waits_for_its_payment_and_an_approval_without_holding_the_worker(
     assert again.returncode == 1 and "not waiting for an approval" in again.stderr
     bad = orch("runs", "approve", run_id, "--task", "release", "--data", "{nope", env=stack.env, check=False)
     assert bad.returncode != 0 and "--data is not JSON" in bad.stderr
+
+
+def test_of_two_approvals_at_once_exactly_one_reports_success(stack: Stack) -> None:
+    """Two people approve the same step at the same moment: one is applied; the other is told it was not
+    (refused at the check, or, when both passed it, "already approved by"), with exit code 1."""
+    run_id = run_of(stack, emit(stack, "order.placed", {"order_id": "F-3", "amount": 80}))
+    waiting(stack, run_id, "payment")
+    emit(stack, "payment.received", {"order_id": "F-3", "amount": 80, "currency": "EUR"})
+    waiting(stack, run_id, "release")
+
+    command = [sys.executable, "-m", "orchestrator", "runs", "approve", run_id, "--task", "release", "--wait"]
+    both = [subprocess.Popen(command, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outcomes = sorted((p.returncode, err) for p in both for _, err in [p.communicate(timeout=60)])
+    assert [code for code, _ in outcomes] == [0, 1], outcomes
+    assert "already approved by" in outcomes[1][1] or "not waiting for an approval" in outcomes[1][1]
+    run = finished(stack, run_id)
+    assert [s["action"] for s in run["steering"]] == ["approve"]
 
 
 def test_the_approve_route_needs_runs_steer_and_records_the_tokens_name(stack: Stack) -> None:
