@@ -86,7 +86,8 @@ class Settings(BaseSettings):
                                    "its type that entered the stream at most this long before are looked at too "
                                    "(an event that came early is not lost); 0 looks back at nothing.")
     wait_lookback_max_entries: int = Field(default=10_000, gt=0, description="Most stream entries one wait step's "
-                                           "look-back reads (oldest first) before it gives up.")
+                                           "look-back reads (newest first: on a busy stream, the oldest part of "
+                                           "the window goes unread).")
     task_timeout_s: int = Field(default=600, gt=0, description="Default hard time limit of one task execution.")
     task_log_max_lines: int = Field(default=TASK_LOG_MAX_LINES, ge=10, description="Lines kept of one task attempt's "
                                     "log: past it the oldest go, and a marker says how many.")

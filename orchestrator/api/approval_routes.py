@@ -3,6 +3,8 @@
 The body is optional: `{"data": <JSON>}` becomes the step's result (an empty object without it). The
 request is a steering request like cancel and retry (state/steer.py): checked here, applied by the
 engine; the approver recorded in the run's steering log and in the step's `via` is the token's name.
+The answer carries the request's id (`request`): once the step is resolved, its `via.request` says
+whether this approval was applied, or another one sent just before it (`via.approved_by` names who).
 """
 
 from __future__ import annotations

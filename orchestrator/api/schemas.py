@@ -67,7 +67,8 @@ class Steered(BaseModel):
     action: str
     run: str
     new_run: str | None = None
-    task: str | None = None  # of an approval: the approval step
+    task: str | None = None  # of an approval: the approval step ...
+    request: str | None = None  # ... and the request's id: the step's via.request once it is the one applied
 
 
 class Health(BaseModel):

@@ -33,7 +33,11 @@ def _steer(action: str, run_id: str, project: str | None, *, from_node: str | No
     if not as_json:
         click.echo(f"{action} of run {steered.run} requested" + (f": new run {target}" if steered.new_run else "")
                    + ("; waiting for it to finish..." if wait else "; waiting for the engine..."), err=True)
-    run = wait_for(store, steered, timeout_s, finished=wait)
+    try:
+        run = wait_for(store, steered, timeout_s, finished=wait)
+    except SteeringError as exc:  # another approval resolved the step first: this one was not applied
+        fail(str(exc))
+        return
     if run is None:
         _not_applied(steered, timeout_s)
         return

@@ -71,6 +71,8 @@ class Batch:
     decisions: list[EventDecisions] = field(default_factory=list)  # per event with candidate rules
     bodies: list[tuple[Entry, Any]] = field(default_factory=list)  # the events read, decoded (engine/waits.py)
     hits: list[WaitHit] = field(default_factory=list)  # waiting steps the events (or look-backs) resume
+    wait_errors: list[tuple[str, str, int, str]] = field(default_factory=list)  # (run, node, attempt, why):
+    #                                            waiting steps whose correlation could not be evaluated
     memos: list[str] = field(default_factory=list)  # flow-control decisions to forget once committed (flow/)
 
     def claims(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, Claim]:
@@ -105,6 +107,7 @@ class Batch:
         ids.update(r.new_run for _, r in self.records if isinstance(r, ControlRecord) and r.new_run)
         ids.update(t.run_id for t in self.timers)
         ids.update(h.run for h in self.hits)
+        ids.update(run for run, _, _, _ in self.wait_errors)
         return sorted(ids)
 
     def __len__(self) -> int:
@@ -198,6 +201,13 @@ def _apply_hits(batch: Batch, existing: dict[str, Run | Exception], changes: dic
             continue
         if change is not None and waiting.resolve(change, hit, now):
             touched[change.run.id] = change
+    for run_id, node, attempt, why in batch.wait_errors:  # after the hits: a resumed step needs no error
+        try:
+            change = _change(run_id, changes, existing)
+        except Exception:  # noqa: BLE001 - an error that cannot be shown is still in the engine's log
+            continue
+        if change is not None:
+            waiting.note_error(change, node, attempt, why)
 
 
 def _arrival(entry: Entry, now: datetime) -> tuple[int, int]:
@@ -247,7 +257,7 @@ def _steer(record: ControlRecord, change: Change, changes: dict[str, Change], ex
     elif record.action == "retry":
         done = lifecycle.retry(change, now, resources, effects)
     elif record.action == "approve":
-        done = waiting.approve(change, record.node, record.data, record.by, now)
+        done = waiting.approve(change, record.node, record.data, record.by, now, record.request)
         if done:
             settle(change, now)
     elif record.new_run and record.new_run not in changes and not existing.get(record.new_run):

@@ -1,17 +1,19 @@
 """⑧ The engine's side of wait steps (workflows/waiting.py): the events that resume them, and their waiters.
 
 A step that starts waiting for an event has a waiter: a field of `<p>:waits:<event type>` holding what
-it matches with (pattern, correlation, the run's params and results). It is written, and removed when the
+it matches with (pattern, correlation, the run's params and the results its correlation reads). It is written, and removed when the
 step stops waiting (matched, timed out, cancelled), in the same MULTI as the run (`queue`).
 
 What resumes a step (`plan`, before the batch is committed):
     events    for each event type among the batch's events, one HGETALL of its waiters (one pipelined
               round trip per batch that has events; a type nobody waits for costs the read of a missing
-              key); each waiter whose pattern and correlation match the event gets a `WaitHit`. One
+              key), decoded once and indexed by their correlation's value (waitindex.py); each waiter
+              whose pattern and correlation match the event gets a `WaitHit`. One
               event may resume several steps, of several runs: every one that matches.
-    look-back a step's look-back timer, due as soon as it starts waiting: the events stream is read from
-              `wait_lookback_s` before the step started waiting, oldest first, for at most
-              `wait_lookback_max_entries` entries; the first match is a hit.
+    look-back a step's look-back timer, due as soon as it starts waiting: the events stream is read
+              newest first, back to `wait_lookback_s` before the step started waiting, for at most
+              `wait_lookback_max_entries` entries; the earliest match read is the hit (lookback.py, one
+              scan for every look-back of the batch).
 Hits are applied by `apply_batch` to the runs read under WATCH, so a hit for a step that no longer waits
 (resolved by another event, timed out) changes nothing; they commit with the XACK of the batch.
 
@@ -28,9 +30,9 @@ from typing import Any
 
 import redis
 
-from ..errors import EventError
-from ..events.envelope import Event, event_from_mapping
-from ..jsonutil import dumps, loads
+from ..events.envelope import Event
+from ..jsonutil import dumps
+from ..logsetup import about
 from ..rules.match import event_view
 from ..settings import Settings
 from ..state.keys import Keys
@@ -38,35 +40,37 @@ from ..state.store import RunStore
 from ..workflows.advance import Timer
 from ..workflows.runs import TaskState
 from ..workflows.waiting import LOOKBACK, WAIT_KIND, Waiter, WaitHit, waiter_of
+from . import lookback
 from .batch import Batch, Outcome
+from .lookback import event_of, hit_of
+from .waitindex import Candidates, WaiterCache
 
 __all__ = ["Waits"]
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 500  # stream entries per look-back read
-
+_SEEN_MAX = 10_000  # correlation errors remembered (so each is shown once); forgotten all at once past it
 
 class Waits:
     """Finds the events that resume waiting steps, and keeps the waiters in Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, store: RunStore) -> None:
         self._redis, self._keys, self._settings, self._store = client, keys, settings, store
+        self._seen: set[tuple[str, str]] = set()  # (waiter, correlation error) shown already
+        self._cache = WaiterCache()  # the waiters read, decoded and indexed (waitindex.py)
 
     def plan(self, batch: Batch) -> None:
         """Add to `batch` the hits of its events and of its due look-back timers."""
         self._match_events(batch)
-        for timer in batch.timers:
-            if timer.node.endswith(LOOKBACK):
-                try:
-                    hit = self._look_back(timer)
-                except redis.RedisError:
-                    raise
-                except Exception:  # noqa: BLE001 - one broken look-back must not stop the engine
-                    log.exception("run %s: the look-back of step %s failed", timer.run_id, timer.node)
-                    continue
-                if hit is not None:
-                    batch.hits.append(hit)
+        waiters = [w for w in map(self._lookback_waiter, batch.timers) if w is not None]
+        try:
+            batch.hits += lookback.scan(self._redis, self._keys.events, waiters,
+                                        int(self._settings.wait_lookback_s * 1000),
+                                        self._settings.wait_lookback_max_entries, self._errors(batch))
+        except redis.RedisError:
+            raise
+        except Exception:  # noqa: BLE001 - a broken look-back must not stop the engine
+            log.exception("the look-back of steps %s failed", ", ".join(f"{w.run}/{w.node}" for w in waiters))
 
     def queue(self, pipe: Any, outcome: Outcome) -> None:
         """Write the waiters of steps that started waiting, remove those of steps that stopped."""
@@ -100,16 +104,34 @@ class Waits:
         for event_type in types:
             pipe.hgetall(self._keys.waits(event_type))
         for event_type, fields in zip(types, pipe.execute(), strict=True):
-            waiters = [w for w in map(_waiter, fields.values()) if w is not None]
-            for entry_id, body in by_type[event_type] if waiters else ():
+            waiters = self._cache.candidates(event_type, fields)
+            for entry_id, body in by_type[event_type] if waiters.count else ():
                 try:
-                    batch.hits += _hits(waiters, body, entry_id)
+                    batch.hits += _hits(waiters, body, entry_id, self._errors(batch))
                 except Exception:  # noqa: BLE001 - one event that breaks matching must not stop the engine
                     log.exception("event at %s: cannot match it with the steps waiting for %s", entry_id, event_type)
 
+    def _errors(self, batch: Batch) -> lookback.Errors:
+        """What to do when a waiter's correlation cannot be evaluated for an event: the first time (for that
+        waiter and that message, in this engine) a warning, and the message shown on the step (its `error`,
+        in `orch runs show` and the UI): a correlation that always fails is seen, not silent."""
+        def note(waiter: Waiter, event: Event, why: str) -> None:
+            if (waiter.member, why) in self._seen:
+                return
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen.add((waiter.member, why))
+            log.warning("run %s: wait step %s cannot match event %s (%s): %s", waiter.run, waiter.node, event.id,
+                        event.type, why, extra=about(waiter.run, waiter.node, waiter.attempt))
+            batch.wait_errors.append((waiter.run, waiter.node, waiter.attempt, f"{why} (event {event.id})"))
+        return note
+
     # -- look-back -----------------------------------------------------------------------------------
 
-    def _look_back(self, timer: Timer) -> WaitHit | None:
+    def _lookback_waiter(self, timer: Timer) -> Waiter | None:
+        """The waiter of the step whose look-back `timer` is due, if it still waits (that attempt)."""
+        if not timer.node.endswith(LOOKBACK):
+            return None
         try:
             run = self._store.get(timer.run_id)
         except (KeyError, ValueError, TypeError) as exc:
@@ -118,65 +140,20 @@ class Waits:
         task = run.tasks.get(timer.node.removesuffix(LOOKBACK)) if run is not None else None
         if run is None or task is None or task.state is not TaskState.WAITING or task.attempt != timer.attempt:
             return None
-        waiter = waiter_of(run, task)
-        if waiter is None:
-            return None
-        cursor = f"{max(0, waiter.since_ms - int(self._settings.wait_lookback_s * 1000))}-0"
-        budget = self._settings.wait_lookback_max_entries
-        while budget > 0:
-            entries = self._redis.xrange(self._keys.events, min=cursor, max="+", count=min(_CHUNK, budget))
-            for entry_id, fields in entries:
-                hit = _scan(waiter, entry_id.decode(), fields)
-                if hit is not None:
-                    log.info("run %s: step %s found event %s that came before it waited", run.id, task.node,
-                             hit.via["event"])
-                    return hit
-            if len(entries) < min(_CHUNK, budget):
-                return None
-            budget -= len(entries)
-            cursor = "(" + entries[-1][0].decode()
-        log.warning("run %s: step %s: look-back stopped after %d entries", run.id, task.node,
-                    self._settings.wait_lookback_max_entries)
-        return None
+        return waiter_of(run, task)
 
 
-def _hits(waiters: list[Waiter], body: dict[str, Any], entry_id: str) -> list[WaitHit]:
-    event = _event(body)
+def _hits(waiters: Candidates, body: dict[str, Any], entry_id: str, errors: lookback.Errors) -> list[WaitHit]:
+    event = event_of(body)
     if event is None:
         return []
     view = event_view(event)
-    return [_hit(w, event, view, entry_id) for w in waiters if w.matches(event, view)]
+    hits = []
+    for waiter in waiters.for_event(view):
+        outcome = waiter.test(event, view)
+        if outcome is True:
+            hits.append(hit_of(waiter, event, view, entry_id))
+        elif isinstance(outcome, str):
+            errors(waiter, event, outcome)
+    return hits
 
-
-def _scan(waiter: Waiter, entry_id: str, fields: dict[bytes, bytes]) -> WaitHit | None:
-    try:
-        body = loads(fields[b"e"])
-    except (KeyError, ValueError):
-        return None
-    if not isinstance(body, dict) or body.get("type") != waiter.event:
-        return None
-    event = _event(body)
-    if event is None:
-        return None
-    view = event_view(event)
-    return _hit(waiter, event, view, entry_id) if waiter.matches(event, view) else None
-
-
-def _waiter(raw: bytes) -> Waiter | None:
-    try:
-        return Waiter.from_dict(loads(raw))
-    except (KeyError, ValueError, TypeError) as exc:
-        log.warning("a waiter in Redis cannot be read (%s: %s); skipped", type(exc).__name__, exc)
-        return None
-
-
-def _event(body: dict[str, Any]) -> Event | None:
-    try:
-        return event_from_mapping(body)
-    except (EventError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _hit(waiter: Waiter, event: Event, view: dict[str, Any], entry_id: str) -> WaitHit:
-    via = {"event": event.id, "source": event.source, "type": event.type, "entry": entry_id}
-    return WaitHit(waiter.run, waiter.node, waiter.attempt, view.get("data"), via)

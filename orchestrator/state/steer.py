@@ -4,6 +4,11 @@ A request is a ControlRecord on the results stream, so the engine applies it in 
 as everything else that changes the run (the engine stays the only writer of runs). An approval
 (`approve`) resolves a run's approval step that is waiting (workflows/waiting.py). `request` checks
 that it makes sense now (clear errors for the caller) and returns what to wait for.
+
+Two approvals sent close together both pass the check (the step still waits); the engine applies the
+first and ignores the second. Each approval carries its own id (`request`), which the step's `via`
+keeps: `wait_for` compares it and tells the second sender that its request was not applied, and who
+approved the step (SteeringError, 409); an API caller compares `via.request` with the id it was given.
 """
 
 from __future__ import annotations
@@ -43,11 +48,12 @@ class Steered:
     run: str
     new_run: str | None = None
     finished_at: Any = None  # the run's end before the request: a retry has been applied once it changed
-    task: str | None = None  # of an approval: its step
+    task: str | None = None  # of an approval: its step ...
+    request: str | None = None  # ... and the request's id, kept in the step's via once applied
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "run": self.run, **({"new_run": self.new_run} if self.new_run else {}),
-                **({"task": self.task} if self.task else {})}
+                **({"task": self.task} if self.task else {}), **({"request": self.request} if self.request else {})}
 
 
 def _by() -> str:
@@ -69,10 +75,11 @@ def request(client: redis.Redis, keys: Keys, store: RunStore, action: str, run_i
     if action == "approve":
         _check_approval(run, node)
     new_run = rerun_id(run.id, uuid.uuid4().hex) if action == "rerun" else None
+    request_id = uuid.uuid4().hex if action == "approve" else None
     record = ControlRecord(action=action, run=run.id, at_s=time.time(), by=by if by is not None else _by(),
-                           new_run=new_run, from_node=from_node, node=node, data=data)
+                           new_run=new_run, from_node=from_node, node=node, data=data, request=request_id)
     client.xadd(keys.results, record.to_fields())
-    return Steered(action, run.id, new_run, run.finished_at, node)
+    return Steered(action, run.id, new_run, run.finished_at, node, request_id)
 
 
 def _check(action: str, run: Run, from_node: str | None) -> None:
@@ -105,7 +112,9 @@ def _check_approval(run: Run, node: str | None) -> None:
 
 
 def wait_for(store: RunStore, steered: Steered, timeout_s: float, finished: bool = False) -> Run | None:
-    """The run once the engine applied the request (or, with `finished`, once it ended); None on timeout."""
+    """The run once the engine applied the request (or, with `finished`, once it ended); None on timeout.
+    SteeringError when the engine did not apply it: an approval whose step another approval (or its
+    timeout, or the run's end) resolved first."""
     deadline = time.monotonic() + timeout_s
     target = steered.new_run or steered.run
     applied = False
@@ -125,5 +134,18 @@ def _applied(steered: Steered, run: Run) -> bool:
         return bool(run.finished_at != steered.finished_at)
     if steered.action == "approve":
         task = run.tasks.get(steered.task or "")
-        return task is None or task.state is not TaskState.WAITING
+        if task is not None and task.state is TaskState.WAITING:
+            return False
+        via = (task.via if task is not None else None) or {}
+        if steered.request is None or via.get("request") == steered.request:
+            return True
+        raise SteeringError(f"the approval was not applied: {_resolved_by(run, steered.task or '', via)}")
     return True  # rerun: the new run exists
+
+
+def _resolved_by(run: Run, node: str, via: dict[str, Any]) -> str:
+    if via.get("approved_by"):
+        return f"task {node} of run {run.id} was already approved by {via['approved_by']} at {via.get('at', '?')}"
+    task = run.tasks.get(node)
+    what = "timed out" if via.get("timed_out") else f"is {task.state if task else 'gone'}"
+    return f"task {node} of run {run.id} {what} before the approval reached the engine (the run is {run.status})"

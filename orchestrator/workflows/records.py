@@ -76,10 +76,12 @@ class ControlRecord:
     from_node: str | None = None
     node: str | None = None  # of an approval: the approval step (waiting.py) ...
     data: Any = None  # ... and the data the approver gave, its result
+    request: str | None = None  # the request's own id (an approval's: kept in the step's via, so its sender
+    #                             can tell whether it, or another approval before it, resolved the step)
 
     def to_fields(self) -> dict[str, bytes]:
         body = {"action": self.action, "run": self.run, "at_s": self.at_s, "by": self.by}
-        for name in ("new_run", "from_node", "node", "data"):
+        for name in ("new_run", "from_node", "node", "data", "request"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         return {"c": dumps(body)}
@@ -91,6 +93,8 @@ class ControlRecord:
             raise ValueError(f"unknown control action {body['action']!r}")
         if not isinstance(body.get("node"), str | None):
             raise ValueError("a control record's node is a task name")
+        if not isinstance(body.get("request"), str | None):
+            raise ValueError("a control record's request is an id")
         return cls(action=body["action"], run=body["run"], at_s=float(body["at_s"]), by=body.get("by", ""),
                    new_run=body.get("new_run"), from_node=body.get("from_node"), node=body.get("node"),
-                   data=body.get("data"))
+                   data=body.get("data"), request=body.get("request"))

@@ -20,13 +20,12 @@ How it ends:
     timed out  it fails (`on_timeout: fail`, the default) or succeeds with the default result
 The run's own timeout and cancellation cancel it like any unfinished task.
 
-Pure: the engine reads, these decide. The pattern is compiled by the rules' own matcher (a one-rule
-`Rule` through `rules.match.match`), so a wait understands every pattern a rule does.
+Pure: the engine reads, these decide. What a waiting step is matched with (its `Waiter`, the pattern
+compiled by the rules' own matcher, the correlation) is waiter.py's.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -40,10 +39,10 @@ from pydantic import ValidationError
 from ..errors import RuleError, WorkflowError
 from ..events.envelope import Event
 from ..jsonutil import JSONValueError, check_json
-from ..rules.expr import Expression, compile_expression
-from ..rules.match import match
-from ..rules.model import Match, Rule, RuleConfig
+from ..rules.expr import compile_expression
+from ..rules.match import event_view
 from .runs import Run, RunStatus, TaskRun, TaskState, iso_utc
+from .waiter import Waiter, correlation_key, index_value, path_value, wait_rule
 from .work import Timer
 
 if TYPE_CHECKING:
@@ -51,7 +50,8 @@ if TYPE_CHECKING:
     from .spec import NodeSpec
 
 __all__ = ["LOOKBACK", "WAIT_KEYS", "WAIT_KIND", "WaitHit", "Waiter", "approve", "begin", "check_wait",
-           "check_wait_node", "correlation_refs", "expire", "resolve", "wait_config", "wait_options", "waiter_of"]
+           "check_wait_node", "correlation_key", "correlation_refs", "expire", "index_value", "note_error",
+           "path_value", "resolve", "wait_config", "wait_options", "waiter_of"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _check_event(where: str, config: Mapping[str, Any]) -> None:
     if not isinstance(event, str) or not event or _GLOB & set(event):
         raise WorkflowError(f"{where}: a wait step needs the exact event type it waits for (event:, no glob)")
     try:
-        _rule(event, json.dumps(config.get("match") or {}, sort_keys=True))
+        wait_rule(event, json.dumps(config.get("match") or {}, sort_keys=True))
     except (ValidationError, RuleError, TypeError, ValueError) as exc:  # RuleError: a PatternError
         raise WorkflowError(f"{where}: match: {_pattern_message(exc)}") from None
     correlate = config.get("correlate")
@@ -152,89 +152,19 @@ def wait_options(event: str | None, *, match: Mapping[str, Any] | None = None, c
     return out
 
 
-@functools.lru_cache(maxsize=1024)
-def _rule(event_type: str, pattern: str) -> Rule:
-    """The wait's pattern as a one-rule Rule: compiled by whatever compiles a rule's `match:`."""
-    config = RuleConfig(name="wait", type=event_type, match=json.loads(pattern), workflow="-")
-    return Rule.from_config(config)
-
-
-@functools.lru_cache(maxsize=1024)
-def _expression(text: str) -> Expression:
-    return compile_expression(text)
-
-
-# -- what a waiting step is matched with -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Waiter:
-    """One waiting step, as registered in Redis (engine/waits.py) under its event type."""
-
-    run: str
-    node: str
-    attempt: int
-    event: str
-    pattern: Mapping[str, Any]
-    correlate: str | None
-    params: Mapping[str, Any]
-    results: Mapping[str, Any]
-    trigger: Mapping[str, Any]
-    since_ms: int
-
-    @property
-    def member(self) -> str:
-        return f"{self.run}\x1f{self.node}\x1f{self.attempt}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "node": self.node, "attempt": self.attempt, "event": self.event,
-                "match": dict(self.pattern), "correlate": self.correlate, "params": dict(self.params),
-                "results": dict(self.results), "trigger": dict(self.trigger), "since_ms": self.since_ms}
-
-    @classmethod
-    def from_dict(cls, body: Any) -> Waiter:
-        """A waiter read back from Redis (untrusted): ValueError when it is not one."""
-        if not isinstance(body, dict):
-            raise ValueError("a waiter is a JSON object")
-        out = cls(run=body["run"], node=body["node"], attempt=body["attempt"], event=body["event"],
-                  pattern=body.get("match") or {}, correlate=body.get("correlate"), params=body.get("params") or {},
-                  results=body.get("results") or {}, trigger=body.get("trigger") or {},
-                  since_ms=body.get("since_ms", 0))
-        texts = (out.run, out.node, out.event)
-        if not all(isinstance(t, str) for t in texts) or not isinstance(out.attempt, int) \
-                or not all(isinstance(m, dict) for m in (out.pattern, out.params, out.results, out.trigger)) \
-                or not isinstance(out.correlate, str | None):
-            raise ValueError("a waiter's fields have the wrong types")
-        return out
-
-    def matches(self, event: Event, view: Mapping[str, Any]) -> bool:
-        """Whether `event` (with its rule view) resumes this step: its type, the pattern, the correlation.
-        A correlation that cannot be evaluated (a missing field, a type mismatch) is no match."""
-        if event.type != self.event:
-            return False
-        try:
-            if match(_rule(self.event, json.dumps(self.pattern, sort_keys=True)), event, view).outcome \
-                    is not Match.FULL:
-                return False
-            if self.correlate is None:
-                return True
-            activation = {"event": view, "data": view.get("data"), "params": self.params, "results": self.results,
-                          "trigger": self.trigger}
-            return _expression(self.correlate).evaluate(activation) is True
-        except (RuleError, ValidationError, TypeError, ValueError) as exc:
-            log.debug("waiter %s of run %s: event %s does not match: %s", self.node, self.run, event.id, exc)
-            return False
+# -- a waiting step's waiter and hits (the Waiter itself: waiter.py) -------------------------------------------
 
 
 @dataclass(frozen=True)
 class WaitHit:
-    """A waiting step resumed: by an event (`via` names it) or an approval, with the step's result."""
+    """A waiting step resumed by an event (`via` names it, `event` is it), with the step's result."""
 
     run: str
     node: str
     attempt: int
     result: Any
     via: dict[str, Any]
+    event: Event | None = None  # checked again against the run's own wait (resolve)
 
 
 def wait_config(run: Run, node: str) -> Mapping[str, Any]:
@@ -247,8 +177,9 @@ def waiter_of(run: Run, task: TaskRun) -> Waiter | None:
     config = wait_config(run, task.node)
     if config.get("approval") or not config.get("event"):
         return None
+    refs = correlation_refs(config.get("correlate"))  # only what the correlation reads: a waiter stays small
     results = {n: (t.result if t.state is TaskState.SUCCEEDED else None) for n, t in run.tasks.items()
-               if t.parent is None}
+               if t.parent is None and n in refs}
     trigger = {"id": run.event.id, "source": run.event.source, "type": run.event.type, "data": run.event_data}
     since = task.started_at or run.created_at
     return Waiter(run.id, task.node, task.attempt, config["event"], config.get("match") or {}, config.get("correlate"),
@@ -279,26 +210,53 @@ def _waiting(change: Change, node: str, attempt: int | None = None) -> TaskRun |
 
 
 def _succeed(change: Change, task: TaskRun, result: Any, via: dict[str, Any], now: datetime) -> None:
-    task.state, task.result, task.via, task.finished_at = TaskState.SUCCEEDED, result, via, now
+    task.state, task.result, task.via, task.finished_at, task.error = TaskState.SUCCEEDED, result, via, now, None
     change.tasks.add(task.node)
     change.finished_tasks.append(task)
 
 
 def resolve(change: Change, hit: WaitHit, now: datetime) -> bool:
-    """Apply a hit; False when the step no longer waits for it (resolved already, timed out, cancelled)."""
+    """Apply a hit; False when the step no longer waits for it (resolved already, timed out, cancelled) or
+    never did: a hit comes from a waiter read back from Redis, so the step must be an event wait of the
+    hit's event type, and the event must match the run's own pattern and correlation (an approval step
+    is resolved by an approval only)."""
     task = _waiting(change, hit.node, hit.attempt)
     if task is None:
         return False
-    _succeed(change, task, hit.result, hit.via, now)
+    waiter = waiter_of(change.run, task)
+    event = hit.event
+    if waiter is None or event is None or event.type != waiter.event:
+        log.warning("run %s: step %s does not wait for a %s event; the hit is ignored", change.run.id, task.node,
+                    event.type if event is not None else "missing")
+        return False
+    view = event_view(event)
+    if not waiter.matches(event, view):
+        log.warning("run %s: event %s does not match step %s's own pattern and correlation; the hit is ignored",
+                    change.run.id, event.id, task.node)
+        return False
+    _succeed(change, task, view.get("data"), hit.via, now)
     return True
 
 
-def approve(change: Change, node: str | None, data: Any, by: str, now: datetime) -> bool:
-    """A person approved approval step `node`; False when it is not waiting for an approval."""
+def note_error(change: Change, node: str, attempt: int, message: str) -> bool:
+    """Show on a waiting step why an event could not be matched with it (its correlation failed to
+    evaluate): the step goes on waiting, its `error` says why; False when it no longer waits."""
+    task = _waiting(change, node, attempt)
+    if task is None or task.error == message:
+        return False
+    task.error = message
+    change.tasks.add(task.node)
+    return True
+
+
+def approve(change: Change, node: str | None, data: Any, by: str, now: datetime, request: str | None = None) -> bool:
+    """A person approved approval step `node`; False when it is not waiting for an approval. The step's
+    `via` names the approver and the approval request (`request`, its id) that resolved it."""
     task = _waiting(change, node or "")
     if task is None or not wait_config(change.run, task.node).get("approval"):
         return False
-    _succeed(change, task, {} if data is None else data, {"approved_by": by or "unknown", "at": iso_utc(now)}, now)
+    via = {"approved_by": by or "unknown", "at": iso_utc(now), **({"request": request} if request else {})}
+    _succeed(change, task, {} if data is None else data, via, now)
     return True
 
 

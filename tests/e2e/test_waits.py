@@ -5,6 +5,8 @@ while the only worker goes on running other work."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,24 @@ def test_a_run_waits_for_its_payment_and_an_approval_without_holding_the_worker(
     assert bad.returncode != 0 and "--data is not JSON" in bad.stderr
 
 
+def test_of_two_approvals_at_once_exactly_one_reports_success(stack: Stack) -> None:
+    """Two people approve the same step at the same moment: one is applied; the other is told it was not
+    (refused at the check, or, when both passed it, "already approved by"), with exit code 1."""
+    run_id = run_of(stack, emit(stack, "order.placed", {"order_id": "F-3", "amount": 80}))
+    waiting(stack, run_id, "payment")
+    emit(stack, "payment.received", {"order_id": "F-3", "amount": 80, "currency": "EUR"})
+    waiting(stack, run_id, "release")
+
+    command = [sys.executable, "-m", "orchestrator", "runs", "approve", run_id, "--task", "release", "--wait"]
+    both = [subprocess.Popen(command, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outcomes = sorted((p.returncode, err) for p in both for _, err in [p.communicate(timeout=60)])
+    assert [code for code, _ in outcomes] == [0, 1], outcomes
+    assert "already approved by" in outcomes[1][1] or "not waiting for an approval" in outcomes[1][1]
+    run = finished(stack, run_id)
+    assert [s["action"] for s in run["steering"]] == ["approve"]
+
+
 def test_the_approve_route_needs_runs_steer_and_records_the_tokens_name(stack: Stack) -> None:
     run_id = run_of(stack, emit(stack, "refund.requested", {"order_id": "F-3", "amount": 20}))
     waiting(stack, run_id, "approve_refund")
@@ -98,7 +118,8 @@ def test_the_approve_route_needs_runs_steer_and_records_the_tokens_name(stack: S
     answer = httpx.post(url, json={"data": {"by_policy": "under 50"}}, headers={"Authorization": f"Bearer {approver}"},
                         timeout=10)
     assert answer.status_code == 202, answer.text
-    assert answer.json() == {"action": "approve", "run": run_id, "task": "approve_refund"}
+    assert answer.json() == {"action": "approve", "run": run_id, "task": "approve_refund",
+                             "request": answer.json()["request"]}
     waiting(stack, run_id, "settled")
     emit(stack, "refund.settled", {"order_id": "F-3", "status": "paid"})
 

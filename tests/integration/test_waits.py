@@ -4,6 +4,8 @@ one from before the window is not), and a person's approval goes through the ste
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import redis
 
 from orchestrator.cli.wiring import load_project
 from orchestrator.settings import Settings
-from orchestrator.state.steer import SteeringError
+from orchestrator.state.steer import SteeringError, wait_for
 from orchestrator.state.steer import request as steer
+from orchestrator.workflows.records import ControlRecord
 from orchestrator.workflows.runs import Run, RunStatus, TaskState
 
 from ..inproc import Stack
@@ -24,6 +27,14 @@ rules:
   - name: checkout
     type: order.created
     workflow: checkout
+    params: {order_id: "{{ event.data.order_id }}"}
+  - name: typo
+    type: order.typo
+    workflow: typo
+    params: {order_id: "{{ event.data.order_id }}"}
+  - name: bounded
+    type: order.bounded
+    workflow: bounded
     params: {order_id: "{{ event.data.order_id }}"}
   - name: approvals
     type: deploy.requested
@@ -52,6 +63,16 @@ WORKFLOWS = {"shop": """\
         paid = wait_for_event("payment", "payment.received", match={"data.currency": "EUR"},
                               correlate="data.order_id == params.order_id && data.sku == results.reserve.sku",
                               timeout_s=60, after=[reserved])
+        ship(order_id, paid)
+
+    @workflow
+    def typo(order_id: str):
+        paid = wait_for_event("payment", "payment.received", correlate="data.order_id == params.orderid")
+        ship(order_id, paid)
+
+    @workflow(timeout_s=30)
+    def bounded(order_id: str):
+        paid = wait_for_event("payment", "payment.received", correlate="data.order_id == params.order_id")
         ship(order_id, paid)
 
     @workflow
@@ -218,6 +239,58 @@ def test_an_event_older_than_the_look_back_window_is_not_found(r: redis.Redis, s
     assert again(stack, run).status is RunStatus.SUCCEEDED
 
 
+def _noise(stack: Stack, n: int) -> None:
+    pipe = stack.r.pipeline(transaction=False)
+    for i in range(n):  # events of another type nobody waits for, straight into the stream
+        pipe.xadd("orch:events", {"e": json.dumps({"specversion": "1.0", "id": f"n-{i}", "source": "/noise",
+                                                   "type": "noise.tick", "data": {"i": i}})})
+    pipe.execute()
+
+
+def _started_then_paid(stack: Stack, noise_after: int = 0, payments: tuple[int, ...] = (7,)) -> Run:
+    """A run whose reserve is queued, then its payment(s) (early), then `noise_after` unrelated events."""
+    event_id = stack.emit("order.created", {"order_id": "o-1"}, source="/shop", id="order-o-1")
+    stack.engine.step(block=False)
+    run = stack.run("checkout", "/shop", event_id)
+    assert run.tasks["reserve"].state is TaskState.QUEUED
+    for n, amount in enumerate(payments, 1):
+        pay(stack, "o-1", amount=amount, n=n)
+    _noise(stack, noise_after)
+    stack.drain()
+    return again(stack, run)
+
+
+def test_an_early_event_on_a_busy_stream_is_found_newest_first(r: redis.Redis, settings: Settings, tmp_path: Path,
+                                                                clock: Clock) -> None:
+    """1,000 unrelated events in the window before the run, more than the budget: the look-back reads
+    from the newest entry back, so the payment that came just before the step waited is read first."""
+    stack = make_stack(r, settings, tmp_path, clock, wait_lookback_max_entries=600)
+    _noise(stack, 1000)
+    stack.drain()
+    run = _started_then_paid(stack)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["ship"].result == "shipped o-1, paid 7"
+
+
+def test_the_look_back_reads_at_most_its_budget_of_entries(r: redis.Redis, settings: Settings, tmp_path: Path,
+                                                           clock: Clock) -> None:
+    """The payment, then 700 unrelated events before the step waits: a budget of 600 does not reach it."""
+    stack = make_stack(r, settings, tmp_path, clock, wait_lookback_max_entries=600)
+    run = _started_then_paid(stack, noise_after=700)
+    assert run.tasks["payment"].state is TaskState.WAITING, "the payment lies beyond the look-back's budget"
+
+    r.flushdb()
+    stack = make_stack(r, settings, tmp_path / "again", clock, wait_lookback_max_entries=800)
+    run = _started_then_paid(stack, noise_after=700)
+    assert run.status is RunStatus.SUCCEEDED, "within a budget of 800 it is found"
+
+
+def test_of_several_early_events_the_earliest_resumes_the_step(stack: Stack) -> None:
+    """As if the step had been waiting: the first payment is the one it takes, though read last."""
+    run = _started_then_paid(stack, noise_after=3, payments=(7, 8, 9))
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["payment"].result["amount"] == 7
+    assert run.tasks["payment"].via is not None and run.tasks["payment"].via["event"] == "pay-o-1-1"
+
+
 def test_an_approval_resumes_the_run_and_records_who_approved(stack: Stack) -> None:
     event_id = stack.emit("deploy.requested", {"service": "api"}, source="/ci")
     stack.drain()
@@ -229,18 +302,73 @@ def test_an_approval_resumes_the_run_and_records_who_approved(stack: Stack) -> N
             steer(stack.r, keys, store, "approve", run.id, node=node, by="alice")
         assert refused.value.status == status
     steered = steer(stack.r, keys, store, "approve", run.id, node="go", data={"note": "lgtm"}, by="alice")
-    assert steered.to_dict() == {"action": "approve", "run": run.id, "task": "go"}
+    assert steered.to_dict() == {"action": "approve", "run": run.id, "task": "go", "request": steered.request}
     stack.drain()
 
     run = again(stack, run)
     assert run.status is RunStatus.SUCCEEDED
     assert run.tasks["go"].result == {"note": "lgtm"} and run.tasks["go"].via is not None
-    assert run.tasks["go"].via["approved_by"] == "alice"
+    assert run.tasks["go"].via["approved_by"] == "alice" and run.tasks["go"].via["request"] == steered.request
     assert run.tasks["deploy_it"].result == "deployed api (lgtm)"
     assert [(s["action"], s["by"], s["task"]) for s in run.steering] == [("approve", "alice", "go")]
     with pytest.raises(SteeringError, match="not waiting") as twice:
         steer(stack.r, keys, store, "approve", run.id, node="go", by="bob")
     assert twice.value.status == 409
+
+
+def test_of_two_approvals_sent_together_the_second_learns_it_was_not_applied(stack: Stack) -> None:
+    """Both pass the check (the step still waits when each is sent); the engine applies the first only,
+    and the second sender is told so, with who approved (before: both were reported applied)."""
+    event_id = stack.emit("deploy.requested", {"service": "api"}, source="/ci")
+    stack.drain()
+    run = stack.run("approvals", "/ci", event_id)
+    keys, store = stack.engine.keys, stack.engine.store
+    first = steer(stack.r, keys, store, "approve", run.id, node="go", data={"note": "first"}, by="alice")
+    second = steer(stack.r, keys, store, "approve", run.id, node="go", data={"note": "second"}, by="alice")
+    assert first.request != second.request
+    stack.drain()
+
+    done = wait_for(store, first, timeout_s=5)
+    assert done is not None and done.tasks["go"].result == {"note": "first"}
+    with pytest.raises(SteeringError, match="not applied: task go of run .* was already approved by alice") as late:
+        wait_for(store, second, timeout_s=5)
+    assert late.value.status == 409
+    assert [s["action"] for s in again(stack, run).steering] == ["approve"], "the steering log has the applied one"
+
+
+def test_an_approval_that_comes_after_the_timeout_says_so(stack: Stack, clock: Clock) -> None:
+    event_id = stack.emit("deploy.requested", {"service": "api"}, source="/ci")
+    stack.drain()
+    run = stack.run("approvals", "/ci", event_id)
+    late = steer(stack.r, stack.engine.keys, stack.engine.store, "approve", run.id, node="go", by="bob")
+    stack.r.xdel("orch:results", stack.r.xrevrange("orch:results", count=1)[0][0])  # held up on its way...
+    clock.offset = timedelta(seconds=301)
+    stack.drain()  # ...while the step times out
+    record = ControlRecord(action="approve", run=run.id, at_s=0, by="bob", node="go", request=late.request)
+    stack.r.xadd("orch:results", record.to_fields())
+    stack.drain()
+    assert again(stack, run).tasks["go"].via == {"timed_out": True}
+    with pytest.raises(SteeringError, match="task go of run .* timed out before the approval reached the engine"):
+        wait_for(stack.engine.store, late, timeout_s=5)
+
+
+def test_a_correlation_that_cannot_be_evaluated_is_shown_on_the_step_and_warned_once(
+        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    """`params.orderid` does not exist (a typo for order_id): every event fails the correlation. Before,
+    that was a debug line; now the step says so and the engine warns, once per step and message."""
+    event_id = stack.emit("order.typo", {"order_id": "o-1"}, source="/shop")
+    stack.drain()
+    run = stack.run("typo", "/shop", event_id)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.engine.waits"):
+        pay(stack, "o-1")
+        pay(stack, "o-1", n=2)
+        stack.drain()
+    task = again(stack, run).tasks["payment"]
+    assert task.state is TaskState.WAITING
+    assert task.error is not None and "correlate 'data.order_id == params.orderid' could not be evaluated" in task.error
+    assert "(event pay-o-1-1)" in task.error, "the first event that failed it"
+    warned = [r for r in caplog.records if "cannot match event" in r.getMessage()]
+    assert len(warned) == 1 and "orderid" in warned[0].getMessage()
 
 
 def test_cancelling_a_waiting_run_removes_its_waiter(stack: Stack, r: redis.Redis) -> None:
@@ -249,6 +377,65 @@ def test_cancelling_a_waiting_run_removes_its_waiter(stack: Stack, r: redis.Redi
     stack.drain()
     assert again(stack, run).tasks["payment"].state is TaskState.CANCELLED
     assert r.hlen("orch:waits:payment.received") == 0
+
+
+WAITS = "orch:waits:payment.received"
+
+
+def test_the_runs_timeout_removes_the_waiter_and_a_later_event_changes_nothing(stack: Stack, clock: Clock,
+                                                                                r: redis.Redis) -> None:
+    event_id = stack.emit("order.bounded", {"order_id": "o-1"}, source="/shop")
+    stack.drain()
+    assert r.hlen(WAITS) == 1
+    clock.offset = timedelta(seconds=31)
+    stack.drain()
+    run = stack.run("bounded", "/shop", event_id)
+    assert run.status is RunStatus.FAILED and run.tasks["payment"].state is TaskState.CANCELLED
+    assert r.hlen(WAITS) == 0, "the run's timeout takes its waiter"
+
+    pay(stack, "o-1")
+    stack.drain()
+    run = again(stack, run)
+    assert run.status is RunStatus.FAILED and run.tasks["payment"].result is None
+
+
+def test_a_retried_wait_waits_again_with_a_new_attempt_and_only_that_one_resumes(stack: Stack, clock: Clock,
+                                                                                  r: redis.Redis) -> None:
+    run = order(stack, "o-1")
+    clock.offset = timedelta(seconds=61)
+    stack.drain()
+    assert again(stack, run).status is RunStatus.FAILED and r.hlen(WAITS) == 0
+
+    steer(stack.r, stack.engine.keys, stack.engine.store, "retry", run.id, by="ops")
+    stack.drain()
+    run = again(stack, run)
+    assert run.tasks["payment"].state is TaskState.WAITING and run.tasks["payment"].attempt == 2
+    assert [m.decode().split("\x1f") for m in r.hkeys(WAITS)] == [[run.id, "payment", "2"]]
+
+    pay(stack, "o-1")
+    stack.drain()
+    run = again(stack, run)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["payment"].attempt == 2 and r.hlen(WAITS) == 0
+
+
+def test_a_rerun_waits_in_the_new_run_only(stack: Stack, clock: Clock, r: redis.Redis) -> None:
+    old = order(stack, "o-1")
+    clock.offset = timedelta(seconds=61)
+    stack.drain()
+    assert again(stack, old).status is RunStatus.FAILED
+
+    steered = steer(stack.r, stack.engine.keys, stack.engine.store, "rerun", old.id, from_node="payment", by="ops")
+    stack.drain()
+    assert steered.new_run is not None
+    new = stack.engine.store.get(steered.new_run)
+    assert new is not None and new.tasks["payment"].state is TaskState.WAITING
+    assert [m.decode().split("\x1f")[0] for m in r.hkeys(WAITS)] == [new.id], "no waiter of the old run"
+
+    pay(stack, "o-1")
+    stack.drain()
+    assert again(stack, new).status is RunStatus.SUCCEEDED and r.hlen(WAITS) == 0
+    old = again(stack, old)
+    assert old.status is RunStatus.FAILED and old.tasks["payment"].state is TaskState.FAILED, "no stale resume"
 
 
 def test_an_event_read_by_an_engine_that_crashed_still_resumes_the_step_once(stack: Stack, r: redis.Redis) -> None:

@@ -23,7 +23,9 @@ from orchestrator.workflows.waiting import (
     WaitHit,
     approve,
     check_wait,
+    correlation_key,
     correlation_refs,
+    index_value,
     resolve,
     waiter_of,
 )
@@ -72,6 +74,12 @@ def payment(order_id: str, currency: str = "EUR", amount: int = 10) -> tuple[Eve
     event = Event(type="payment.received", source="/pay", id=f"p-{order_id}-{currency}",
                   data={"order_id": order_id, "currency": currency, "amount": amount})
     return event, event_view(event)
+
+
+def paid(run: Run) -> WaitHit:
+    """The hit of a payment that matches `run`'s waiting payment step."""
+    event, view = payment(run.params["order_id"])
+    return WaitHit(run.id, "payment", 1, view["data"], {"event": event.id}, event)
 
 
 # -- options ---------------------------------------------------------------------------------------------------
@@ -238,23 +246,84 @@ def test_a_waiter_matches_its_type_pattern_and_correlation_only() -> None:
     assert not waiter.matches(other, event_view(other))
     broken = Event(type="payment.received", source="/pay", id="y", data={"currency": "EUR"})
     assert not waiter.matches(broken, event_view(broken)), "a correlation that fails to evaluate is no match"
+    why = waiter.test(broken, event_view(broken))
+    assert isinstance(why, str) and why.startswith("correlate 'data.order_id == params.order_id' could not be")
 
 
 def test_a_waiter_survives_redis_and_junk_is_refused() -> None:
     run = waiting_run()
     waiter = waiter_of(run, run.tasks["payment"])
     assert waiter is not None and Waiter.from_dict(waiter.to_dict()) == waiter
-    assert waiter.results["reserve"] == {"order_id": "o-1", "sku": "x"}
+    assert waiter.results == {}, "the correlation reads no result: the waiter holds none (it stays small)"
     for junk in ([], {"run": 1}, {**waiter.to_dict(), "attempt": "1"}, {**waiter.to_dict(), "params": ["x"]}):
         with pytest.raises((ValueError, KeyError, TypeError)):
             Waiter.from_dict(junk)
+
+
+def test_a_waiter_holds_only_the_results_its_correlation_reads() -> None:
+    @workflow
+    def by_sku(order_id: str) -> None:
+        reserved = reserve(order_id)
+        ship(order_id, reserved)
+        wait_for_event("payment", "payment.received", correlate="data.sku == results.reserve.sku")
+
+    run = new_run("r-2", by_sku.spec, "rule", EVENT, {"order_id": "o-1"}, NOW, {"order_id": "o-1"}).run
+    run.tasks["reserve"].state, run.tasks["reserve"].result = TaskState.SUCCEEDED, {"order_id": "o-1", "sku": "x"}
+    run.tasks["ship"].state, run.tasks["ship"].result = TaskState.SUCCEEDED, "x" * 10_000  # not read: not kept
+    waiter = waiter_of(run, run.tasks["payment"])
+    assert waiter is not None and waiter.results == {"reserve": {"order_id": "o-1", "sku": "x"}}
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("data.order_id == params.order_id", ("data.order_id", "params.order_id")),
+    ("params.order.id == data.order.id", ("data.order.id", "params.order.id")),
+    ("data.amount > 3 && data.sku == results.reserve.sku", ("data.sku", "results.reserve.sku")),
+    ("data.order_id == params.order_id || true", None),   # either side may decide: not indexable
+    ("!(data.order_id == params.order_id)", None),
+    ("data.order_id == 'o-1' && data.sku == params.sku", None),  # quotes: not split (a string may hold &&)
+    ("data.a == data.b", None), (None, None),
+])
+def test_the_correlations_the_engine_can_index_waiters_by(text: str | None, key: tuple[str, str] | None) -> None:
+    assert correlation_key(text) == key
+
+
+def test_index_values_are_equal_where_cel_equality_is() -> None:
+    assert index_value(1) == index_value(1.0) != index_value("1")
+    assert index_value(True) != index_value(1) and index_value(None) == ("z",)
+    assert index_value([1]) is None and index_value({"a": 1}) is None
+
+
+def test_the_index_gives_the_waiters_an_event_may_match_and_every_unindexed_one() -> None:
+    from orchestrator.engine.waitindex import Candidates
+
+    def waiter(run: str, correlate: str | None, order_id: Any) -> Waiter:
+        return Waiter(run, "payment", 1, "payment.received", {}, correlate, {"order_id": order_id}, {}, {}, 0)
+
+    same = "data.order_id == params.order_id"
+    waiters = [waiter("a", same, "o-1"), waiter("b", same, "o-2"), waiter("c", same, 1),
+               waiter("d", "data.order_id != params.order_id", "o-1"), waiter("e", same, ["o-1"]),
+               waiter("f", "data.order_id == params.missing", "o-1"), waiter("g", None, "o-1")]
+    index = Candidates([(w, w.index_key()) for w in waiters])
+
+    def runs(data: Any) -> set[str]:
+        event = Event(type="payment.received", source="/pay", id="p", data=data)
+        return {w.run for w in index.for_event(event_view(event))}
+
+    rest = {"d", "e", "f", "g"}  # not indexable: always candidates
+    assert runs({"order_id": "o-1"}) == {"a"} | rest
+    assert runs({"order_id": 1.0}) == {"c"} | rest
+    assert runs({"order_id": "o-3"}) == runs({"other": 1}) == runs({"order_id": ["o-1"]}) == rest
+    for data in ({"order_id": "o-1"}, {"order_id": 1.0}, {"order_id": "o-3"}, {"order_id": ["o-1"]}):
+        event = Event(type="payment.received", source="/pay", id="p", data=data)
+        matching = {w.run for w in waiters if w.matches(event, event_view(event))}
+        assert matching <= runs(data), "the index only narrows: every match is a candidate"
 
 
 def test_a_hit_resumes_the_step_with_the_event_data_and_the_next_step_waits() -> None:
     run = waiting_run()
     change = Change(run)
     event, view = payment("o-1")
-    hit = WaitHit(run.id, "payment", 1, view["data"], {"event": event.id})
+    hit = WaitHit(run.id, "payment", 1, view["data"], {"event": event.id}, event)
     assert resolve(change, hit, NOW)
     from orchestrator.workflows.advance import settle
 
@@ -266,9 +335,31 @@ def test_a_hit_resumes_the_step_with_the_event_data_and_the_next_step_waits() ->
     assert not resolve(Change(run), hit, NOW), "a second event finds the step resumed already"
 
 
+def test_a_hit_resumes_only_an_event_wait_of_its_type_that_the_event_matches() -> None:
+    """A hit comes from a waiter read back from Redis: the run's own wait decides (finding: any WAITING
+    step was resumed, an approval step included)."""
+    run = waiting_run()
+    other = Event(type="payment.refunded", source="/pay", id="x-1", data={"order_id": "o-1", "currency": "EUR"})
+    wrong_order, _ = payment("o-2")
+    usd, _ = payment("o-1", currency="USD")
+    for hit in (WaitHit(run.id, "payment", 1, {}, {}, other), WaitHit(run.id, "payment", 1, {}, {}, wrong_order),
+                WaitHit(run.id, "payment", 1, {}, {}, usd), WaitHit(run.id, "payment", 1, {}, {})):
+        assert not resolve(Change(run), hit, NOW), hit.event
+        assert run.tasks["payment"].state is TaskState.WAITING
+    resolve(Change(run), paid(run), NOW)
+    from orchestrator.workflows.advance import settle
+
+    settle(Change(run), NOW)
+    assert run.tasks["go"].state is TaskState.WAITING
+    event, _ = payment("o-1")
+    assert not resolve(Change(run), WaitHit(run.id, "go", 1, {}, {"event": event.id}, event), NOW), \
+        "an approval step is resumed by an approval only"
+    assert run.tasks["go"].state is TaskState.WAITING
+
+
 def test_a_hit_for_an_older_attempt_changes_nothing() -> None:
     run = waiting_run()
-    assert not resolve(Change(run), WaitHit(run.id, "payment", 0, {}, {}), NOW)
+    assert not resolve(Change(run), WaitHit(run.id, "payment", 0, {}, {}, payment("o-1")[0]), NOW)
     assert run.tasks["payment"].state is TaskState.WAITING
 
 
@@ -283,7 +374,7 @@ def test_a_timeout_fails_the_step_and_the_run() -> None:
 
 def test_a_timeout_with_a_default_succeeds_with_it() -> None:
     run = waiting_run()
-    resolve(Change(run), WaitHit(run.id, "payment", 1, {"amount": 1}, {}), NOW)
+    resolve(Change(run), paid(run), NOW)
     change = Change(run)
     from orchestrator.workflows.advance import settle
 
@@ -295,7 +386,7 @@ def test_a_timeout_with_a_default_succeeds_with_it() -> None:
 
 def test_a_stale_timeout_changes_nothing() -> None:
     run = waiting_run()
-    resolve(Change(run), WaitHit(run.id, "payment", 1, {}, {}), NOW)
+    resolve(Change(run), paid(run), NOW)
     assert not apply_timer(Change(run), Timer(run.id, "payment", 1, NOW), NOW)
 
 
@@ -304,7 +395,7 @@ def test_an_approval_resumes_only_an_approval_step_that_waits() -> None:
     change = Change(run)
     assert not approve(change, "payment", {}, "alice", NOW), "not an approval step"
     assert not approve(change, "go", {}, "alice", NOW), "not waiting yet"
-    resolve(change, WaitHit(run.id, "payment", 1, {}, {}), NOW)
+    resolve(change, paid(run), NOW)
     from orchestrator.workflows.advance import settle
 
     settle(change, NOW)
