@@ -25,7 +25,8 @@ router = APIRouter()
 
 MAX_BODY_BYTES = 256 * 1024
 _APPROVE_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
-    "type": "object", "properties": {"data": {"description": "any JSON: the approval step's result"}}}}}}}
+    "type": "object", "properties": {"data": {"description": "any JSON: the approval step's result"}},
+    "additionalProperties": False}}}}}
 
 
 @router.post("/runs/{run_id}/tasks/{task}/approve", status_code=202, tags=["runs"], response_model=Steered,
