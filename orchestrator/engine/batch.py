@@ -71,7 +71,7 @@ class Batch:
     decisions: list[EventDecisions] = field(default_factory=list)  # per event with candidate rules
     bodies: list[tuple[Entry, Any]] = field(default_factory=list)  # the events read, decoded (engine/waits.py)
     hits: list[WaitHit] = field(default_factory=list)  # waiting steps the events (or look-backs) resume
-    memos: list[str] = field(default_factory=list)  # flow-control decisions to forget once committed (flow/)
+    memos: list[str] = field(default_factory=list)  # flow-control decisions, kept a while past the commit (flow/)
 
     def claims(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, Claim]:
         """The slot pools (pools.py) this batch may take slots of: those of requested runs, of retried runs,

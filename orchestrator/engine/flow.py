@@ -3,8 +3,8 @@
     take_releases(batch, entries)   results entries of released holds become run requests (release.py)
     hold(batch) -> batch            after planning: the decide script for held-back requests (decide.py)
 
-The decisions' memos (`Batch.memos`) are deleted by the chronicle, with the decision records it writes in
-the commit's MULTI (chronicle.py).
+The decisions' memos (`Batch.memos`) are given their after-commit life (flow/decide.py memo_keep_s) by the
+chronicle, with the decision records it writes in the commit's MULTI (chronicle.py).
 
 It also adds the release chore to the engine's maintenance.
 """

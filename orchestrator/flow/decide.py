@@ -2,9 +2,12 @@
 
 After an engine batch is planned, every run request of a rule with `debounce`, `batch`, `throttle` or
 `rate_limit` (rules/flow_model.py) goes through flow_decide.lua, all of them in one pipelined round trip.
-The script decides once per (rule, event) and keeps its answer (the memo) until the transaction that
-acknowledges the event deletes it (`Batch.memos`, FlowControl.queue): an event delivered again after a
-crash between the decision and that transaction gets the same answer, and is held, merged or counted once.
+The script decides once per (rule, event) and keeps its answer (the memo): an event delivered again gets
+the same answer, and is held, merged or counted once. That holds before the transaction that acknowledges
+the event (a crash between the decision and the commit: up to MEMO_TTL_S) and after it (`memo_keep_s`,
+which that transaction sets, `Batch.memos`): a commit whose EXEC reply was lost is processed again
+(Engine._unfinished), and an engine that stalled past engine_claim_idle_s may decide for entries another
+engine reclaimed and committed meanwhile. Both find the memo, so neither merges the event a second time.
 
     start   the request stays: the run starts now, as without the control (decision `matched`)
     delay   throttle: the event is held; its run (same id as ever) starts at its GCRA time (`throttled`)
@@ -42,9 +45,11 @@ from ..workflows.runs import iso_utc
 if TYPE_CHECKING:
     from ..engine.batch import Batch
 
-__all__ = ["MEMO_TTL_S", "OUTCOMES", "Decider", "digest", "hold_run_id"]
+__all__ = ["MEMO_KEEP_MIN_S", "MEMO_TTL_S", "OUTCOMES", "Decider", "digest", "hold_run_id", "memo_keep_s"]
 
-MEMO_TTL_S = 7 * 86400  # a decision outlives any redelivery of its event (the commit deletes it sooner)
+MEMO_TTL_S = 7 * 86400  # a decision outlives any redelivery of its event (the commit shortens it: memo_keep_s)
+MEMO_KEEP_MIN_S = 600.0  # how long a memo outlives its commit, at least
+MEMO_KEEP_CLAIMS = 10  # ... and in claim idle times: well past any reclaim race or retried commit
 OUTCOMES = {"throttle": "throttled", "debounce": "debounced", "batch": "batched", "rate_limit": "rate_limited"}
 ACTIONS = {"start": "passed", "delay": "delayed", "merge": "merged", "drop": "dropped"}
 
@@ -120,6 +125,12 @@ class Decider:
                 for answer in pipe.execute(raise_on_error=False)]
 
 
+def memo_keep_s(settings: Settings) -> int:
+    """How long a decision's memo is kept once the event is acknowledged: an engine that planned the entry
+    before another committed it (a stall past engine_claim_idle_s, a lost EXEC reply) gets the same answer."""
+    return int(max(MEMO_KEEP_MIN_S, MEMO_KEEP_CLAIMS * settings.engine_claim_idle_s))
+
+
 def memo_key(keys: Keys, request: RunRequest) -> str:
     return keys.flow_memo(digest(request.rule, request.event.source, request.event.id))
 
@@ -127,7 +138,7 @@ def memo_key(keys: Keys, request: RunRequest) -> str:
 def apply_answers(batch: Batch, asked: list[Asked], answers: list[dict[str, Any] | Exception],
                   now: datetime) -> None:
     """Pure: the batch with the decisions made: held requests taken out (an entry left with none is only
-    acknowledged), each decision recorded and counted, and the memos to delete at commit. An entry whose
+    acknowledged), each decision recorded and counted, and the memos whose life the commit shortens. An entry whose
     decision failed (a script error) is not acknowledged: it is retried, and dead-lettered with the reason."""
     for one, answer in zip(asked, answers, strict=True):
         if isinstance(answer, Exception):

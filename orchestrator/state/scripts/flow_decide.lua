@@ -1,7 +1,7 @@
 --[[ flow_decide.lua: decide, once, what a rule's hold-back control does with one event; the engine calls
 it while planning, before the transaction that acknowledges the event. The decision is kept (the memo)
-until that transaction deletes it, so an event delivered again after a crash gets the same answer and is
-counted, held or merged once. The arithmetic mirrors orchestrator/flow/maths.py.
+for ARGV[3] ms, which that transaction shortens to a while past the commit (flow/decide.py memo_keep_s),
+so an event delivered or processed again gets the same answer and is counted, held or merged once. The arithmetic mirrors orchestrator/flow/maths.py.
 
 KEYS[1]  the memo of this (rule, event), <p>:flow:memo:<digest>
 KEYS[2]  the key's state, <p>:flow:state:<rule>:<key digest>: throttle, a hash (tat and last start in

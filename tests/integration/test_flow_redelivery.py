@@ -1,0 +1,49 @@
+"""Hold-back flow control when the same entries are processed again, or read back wrong: after a commit
+(its EXEC reply lost, a reclaim race), across a reload that drops the control, with a memo or key that is
+not what the engine wrote. Each event is still held, merged or counted once (promise 1), and a bad
+answer fails its entry, never the engine loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from executors.dispatch import RQDispatcher
+from orchestrator.engine import Engine
+from orchestrator.settings import Settings
+from tests.integration.test_flow_hold import Pair, carried
+
+
+@pytest.fixture
+def pair(r: redis.Redis, tmp_path: Path, redis_url: str) -> Pair:
+    return Pair(r, tmp_path, redis_url)
+
+
+def test_entries_processed_again_after_their_commit_are_merged_once(pair: Pair) -> None:
+    pair.emit("cust.logged", "k1", "b1")
+    pair.emit("cust.called", "x", "t1")
+    engine = pair.engines[0]
+    entries = engine.consumer.read(block=False)
+    engine.process(entries)  # committed: b1 merged into a batch hold, t1 passed; both acknowledged
+    engine.process(entries)  # what step() does with Engine._unfinished when the EXEC reply was lost
+    assert pair.release_at(10) == 1
+    assert [carried(run) for run in pair.by_rule("batched")] == [["b1"]]
+    assert len(pair.by_rule("throttled")) == 1
+
+
+def test_an_engine_that_stalled_past_a_reclaim_decides_as_the_one_that_committed(pair: Pair) -> None:
+    pair.emit("cust.updated", "c1", "d1")
+    stalled = Engine(pair.r, pair.settings, pair.project, RQDispatcher(pair.r, pair.settings), consumer="stalled",
+                     clock=pair.clock)
+    stalled.consumer.ensure_groups()
+    entries = stalled.consumer.read(block=False)  # read, then stalled past engine_claim_idle_s ...
+    survivor = pair.engines[0]
+    survivor._settings = Settings(**{**pair.settings.model_dump(), "engine_claim_idle_s": 0.0001})
+    survivor.maintain(force=True)  # ... so another engine reclaims the entry, decides and commits
+    pair.settle()
+    assert pair.r.xpending("orch:events", "engine")["pending"] == 0
+    stalled.process(entries)  # the stalled engine wakes up and plans the entry it read
+    assert pair.release_at(10) == 1
+    assert [carried(run) for run in pair.by_rule("debounced")] == [["d1"]]
