@@ -121,8 +121,23 @@ class Decider:
                                request.depth, request.rule, one.key, keys.flow_hold_prefix, control.period_ms,
                                control.max_wait_ms, control.limit, control.burst, settings.flow_hold_max_events,
                                settings.flow_hold_max_bytes], client=pipe)
-        return [answer if isinstance(answer, Exception) else loads(answer)
-                for answer in pipe.execute(raise_on_error=False)]
+        return [read_answer(answer) for answer in pipe.execute(raise_on_error=False)]
+
+
+def read_answer(raw: Any) -> dict[str, Any] | Exception:
+    """A decision as read back from Redis (untrusted: a memo may have been written by anyone): a dict whose
+    action is known, else the error that fails its entry (retried, then dead-lettered), never the loop."""
+    if isinstance(raw, Exception):
+        return raw
+    try:
+        answer = loads(raw)
+    except (ValueError, TypeError) as exc:
+        return ValueError(f"the decision is not JSON: {exc}")
+    if not isinstance(answer, dict) or answer.get("a") not in ACTIONS:
+        return ValueError(f"the decision is not one: {str(raw)[:120]}")
+    if answer["a"] in ("delay", "merge") and not isinstance(answer.get("hold"), str):
+        return ValueError(f"the decision names no hold: {str(raw)[:120]}")
+    return answer
 
 
 def memo_keep_s(settings: Settings) -> int:

@@ -12,7 +12,9 @@ import redis
 
 from executors.dispatch import RQDispatcher
 from orchestrator.engine import Engine
+from orchestrator.flow.decide import digest
 from orchestrator.settings import Settings
+from orchestrator.state.keys import Keys
 from tests.integration.test_flow_hold import Pair, carried
 
 
@@ -47,3 +49,16 @@ def test_an_engine_that_stalled_past_a_reclaim_decides_as_the_one_that_committed
     stalled.process(entries)  # the stalled engine wakes up and plans the entry it read
     assert pair.release_at(10) == 1
     assert [carried(run) for run in pair.by_rule("debounced")] == [["d1"]]
+
+
+@pytest.mark.parametrize("memo", ["[1]", "not json", '{"a": "explode"}', '{"a": "merge"}'])
+def test_a_memo_that_is_not_a_decision_fails_its_entry_not_the_engine(pair: Pair, memo: str) -> None:
+    pair.r.set(Keys().flow_memo(digest("batched", "/crm", "b1")), memo)
+    pair.emit("cust.logged", "k1", "b1")
+    pair.emit("cust.updated", "k2", "good")  # another rule's event in the same batch
+    pair.engines[0].step(block=False)
+    error = pair.r.hget("orch:engine:errors", pair.entries["b1"])
+    assert error is not None and error.decode().startswith("flow control of rule batched: ValueError")
+    assert pair.r.xpending("orch:events", "engine")["pending"] == 1  # b1: retried, then dead-lettered
+    assert pair.release_at(10) == 1
+    assert [carried(run) for run in pair.by_rule("debounced")] == [["good"]]
