@@ -34,7 +34,7 @@ from ..events.decisions import Decision
 from ..events.stream import Entry
 from ..jsonutil import loads
 from ..metrics import FLOW_EVENTS, FLOW_RELEASES
-from ..rules.flow_model import HoldControl
+from ..rules.flow_model import HoldControl, shown_key
 from ..rules.model import Rule
 from ..settings import Settings
 from ..state import lua
@@ -71,9 +71,13 @@ class Asked:
     entry: Entry
     request: RunRequest
     control: HoldControl
-    key: str
+    key: str  # whole: its state's key is a hash of all of it (`shown` is what records keep)
     key_error: str | None
     memo: str  # the key of its decision's memo
+
+    @property
+    def shown(self) -> str:
+        return shown_key(self.key)
 
 
 class Decider:
@@ -118,7 +122,7 @@ class Decider:
             self._script(keys=[one.memo, keys.flow_state(request.rule, digest(control.kind, one.key)), keys.flow_due,
                                keys.flow_seq, keys.results, keys.metric(FLOW_RELEASES.name)],
                          args=[control.kind, now_ms, MEMO_TTL_S * 1000, one.entry.fields[b"e"], one.entry.id,
-                               request.depth, request.rule, one.key, keys.flow_hold_prefix, control.period_ms,
+                               request.depth, request.rule, one.shown, keys.flow_hold_prefix, control.period_ms,
                                control.max_wait_ms, control.limit, control.burst, settings.flow_hold_max_events,
                                settings.flow_hold_max_bytes], client=pipe)
         return [read_answer(answer) for answer in pipe.execute(raise_on_error=False)]
@@ -190,10 +194,10 @@ def apply_answers(batch: Batch, asked: list[Asked], answers: list[dict[str, Any]
 def decide_record(one: Asked, answer: Mapping[str, Any], now: datetime) -> Decision:
     """The decision record of one answer: outcome, the run it starts (if any), why, and the detail."""
     control, request, action = one.control, one.request, answer.get("a")
-    detail: dict[str, Any] = {"control": control.kind, "key": one.key}
+    detail: dict[str, Any] = {"control": control.kind, "key": one.shown}
     if one.key_error:
         detail["key_error"] = one.key_error
-    key = f"key {one.key!r}" if control.key is not None else "the rule's only key"
+    key = f"key {one.shown!r}" if control.key is not None else "the rule's only key"
     if action == "start":
         return Decision(request.rule, "matched", request.run_id, detail=detail)
     if action == "drop":

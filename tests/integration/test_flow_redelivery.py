@@ -62,3 +62,12 @@ def test_a_memo_that_is_not_a_decision_fails_its_entry_not_the_engine(pair: Pair
     assert pair.r.xpending("orch:events", "engine")["pending"] == 1  # b1: retried, then dead-lettered
     assert pair.release_at(10) == 1
     assert [carried(run) for run in pair.by_rule("debounced")] == [["good"]]
+
+
+def test_keys_alike_in_their_first_200_characters_have_their_own_holds(pair: Pair) -> None:
+    stem = "c" * 250
+    for event_id, customer in [("d1", stem + "-a"), ("d2", stem + "-b"), ("d3", stem + "-a")]:
+        pair.emit("cust.updated", customer, event_id)
+    pair.settle()
+    assert pair.release_at(10) == 2
+    assert sorted(carried(run) for run in pair.by_rule("debounced")) == [["d1", "d3"], ["d2"]]
