@@ -22,6 +22,7 @@ Every decision is counted in orch_flow_events_total{rule, control, action} and r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class Asked:
     key: str  # whole: its state's key is a hash of all of it (`shown` is what records keep)
     key_error: str | None
     memo: str  # the key of its decision's memo
+    recalled: bool = False  # the rule has no such control now: an earlier rule-set version's decision stands
 
     @property
     def shown(self) -> str:
@@ -83,40 +85,55 @@ class Asked:
 class Decider:
     """Calls the decide script for the held-back requests of a batch and applies the answers to it."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, rules: Mapping[str, Rule]) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, rules: Mapping[str, Rule],
+                 recalled: frozenset[str] = frozenset()) -> None:
         self._client = client
         self._keys = keys
         self._settings = settings
         self._rules = rules
+        self._recalled = recalled  # rules without a control now whose memos may exist (FlowControl)
         self._script = lua.register(client, "flow_decide")
 
     def hold(self, batch: Batch, now: datetime) -> None:
-        """Decide for every held-back request of `batch`; take out those that do not start now."""
-        asked = self._asked(batch)
-        if asked:
-            answers = self._decide(asked, now)
-            apply_answers(batch, asked, answers, now)
+        """Decide for every held-back request of `batch`; take out those that do not start now. A request
+        of a rule that had a control under an earlier rule-set version keeps the decision made then."""
+        asked, recall = self._asked(batch)
+        if asked or recall:
+            answers, memos = self._decide(asked, recall, now)
+            found = [(one, memo) for one, memo in zip(recall, memos, strict=True) if memo is not None]
+            apply_answers(batch, asked + [recalled(one, memo) for one, memo in found],
+                          answers + [memo for _, memo in found], now)
 
-    def _asked(self, batch: Batch) -> list[Asked]:
+    def _asked(self, batch: Batch) -> tuple[list[Asked], list[Asked]]:
         out: list[Asked] = []
+        recall: list[Asked] = []
         for entry, requests in batch.requests:
             if entry.stream != self._keys.events:  # a released hold's run (release.py): decided already
                 continue
             body: Any = None
             for request in requests:
+                if request.error is not None or request.params is None:
+                    continue
                 rule = self._rules.get(request.rule)
-                if rule is None or rule.hold is None or request.error is not None or request.params is None:
+                if rule is None or rule.hold is None:
+                    if request.rule in self._recalled:
+                        recall.append(Asked(entry, request, UNKNOWN, "", None, memo_key(self._keys, request), True))
                     continue
                 if body is None:
                     body = loads(entry.fields[b"e"])
                 key, error = rule.hold.key_of(body)
                 out.append(Asked(entry, request, rule.hold, key, error, memo_key(self._keys, request)))
-        return out
+        return out, recall
 
-    def _decide(self, asked: list[Asked], now: datetime) -> list[dict[str, Any] | Exception]:
+    def _decide(self, asked: list[Asked], recall: list[Asked],
+                now: datetime) -> tuple[list[dict[str, Any] | Exception], list[dict[str, Any] | Exception | None]]:
+        """The script's answers for `asked`, and the memos of `recall` (None: none), in one round trip."""
         keys, settings = self._keys, self._settings
         now_ms = int(now.timestamp() * 1000)
         pipe = self._client.pipeline(transaction=False)
+        for rule in sorted({one.request.rule for one in asked}):  # its memos may outlive its control
+            pipe.set(keys.flow_ruled(rule), 1, ex=MEMO_TTL_S)
+        marked = len(pipe)
         for one in asked:
             request, control = one.request, one.control
             self._script(keys=[one.memo, keys.flow_state(request.rule, digest(control.kind, one.key)), keys.flow_due,
@@ -125,7 +142,24 @@ class Decider:
                                request.depth, request.rule, one.shown, keys.flow_hold_prefix, control.period_ms,
                                control.max_wait_ms, control.limit, control.burst, settings.flow_hold_max_events,
                                settings.flow_hold_max_bytes], client=pipe)
-        return [read_answer(answer) for answer in pipe.execute(raise_on_error=False)]
+        for one in recall:
+            pipe.get(one.memo)
+        replies = pipe.execute(raise_on_error=False)[marked:]
+        answers = [read_answer(answer) for answer in replies[:len(asked)]]
+        return answers, [None if raw is None else read_answer(raw) for raw in replies[len(asked):]]
+
+
+UNKNOWN = HoldControl("", None)  # a recalled request's control, until its memo says which it was
+KIND_OF = {"delay": "throttle", "drop": "rate_limit", "merge": "batch", "start": "throttle"}  # memos without `k`
+
+
+def recalled(one: Asked, memo: dict[str, Any] | Exception) -> Asked:
+    """A recalled request with the control and key its memo names."""
+    if isinstance(memo, Exception):
+        return one
+    kind, key = memo.get("k"), memo.get("key")
+    control = HoldControl(kind if kind in OUTCOMES else KIND_OF[memo["a"]], None)
+    return dataclasses.replace(one, control=control, key=key if isinstance(key, str) else "")
 
 
 def read_answer(raw: Any) -> dict[str, Any] | Exception:
@@ -173,7 +207,7 @@ def apply_answers(batch: Batch, asked: list[Asked], answers: list[dict[str, Any]
             held.add(id(one.request))
         planned = by_entry.get(one.entry.id)
         if planned is not None:
-            decision = decide_record(one, answer, now)
+            decision = recalled_record(one, answer, now) if one.recalled else decide_record(one, answer, now)
             planned.decisions[:] = [decision if d.rule == one.request.rule else d for d in planned.decisions]
     batch.memos.extend(one.memo for one in asked if one.entry not in batch.failed)  # retried ones keep theirs
     if not held and not batch.failed:
@@ -219,6 +253,23 @@ def decide_record(one: Asked, answer: Mapping[str, Any], now: datetime) -> Decis
              "timeout": "unless it fills first"}.get(str(answer.get("why")), "")
     return Decision(request.rule, outcome, run, f"{control.kind} of {key}: event {answer.get('n')} of hold {hold}; "
                     f"its run starts at {due} {until}".rstrip(), detail)
+
+
+def recalled_record(one: Asked, answer: Mapping[str, Any], now: datetime) -> Decision:
+    """The record of a decision made under an earlier rule-set version, which stands."""
+    request, kind, action = one.request, one.control.kind, answer.get("a")
+    detail: dict[str, Any] = {"control": kind, "key": one.shown, "recalled": True}
+    why = f"{kind} decided for this event under an earlier rule-set version, which stands"
+    if action == "start":
+        return Decision(request.rule, "matched", request.run_id, detail=detail)
+    if action == "drop":
+        return Decision(request.rule, "rate_limited", None, f"{why}: event dropped", detail)
+    hold, due = str(answer.get("hold")), _when(answer.get("due"), now)
+    detail.update(hold=hold, due=due)
+    if action == "delay":
+        return Decision(request.rule, "throttled", request.run_id, f"{why}: the run starts at {due}", detail)
+    return Decision(request.rule, OUTCOMES.get(kind, "batched"), hold_run_id(request.rule, hold),
+                    f"{why}: the event is in hold {hold}, due at {due}", detail)
 
 
 def _when(ms: Any, now: datetime) -> str:

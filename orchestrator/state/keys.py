@@ -51,6 +51,9 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:flow:hold:<id>:entries       | list   |                       | deleted when released to the results stream|
 | <p>:flow:due                     | zset   | engine (Lua)          | hold id -> due ms; removed when released   |
 | <p>:flow:seq                     | string | engine (Lua)          | permanent: the last hold id                |
+| <p>:flow:ruled:<rule>            | string | engine                | 7 days after the rule's last decision: its |
+|                                  |        |                       | memos may exist (looked up after a reload  |
+|                                  |        |                       | removes its control)                       |
 | <p>:metrics:<metric name>        | hash   | engine, publishers    | permanent (counters)                       |
 | <p>:tokens                       | hash   | orch tokens (CLI)     | permanent: token name -> token id          |
 | <p>:token:<id>                   | hash   | orch tokens (CLI)     | until revoked: name, scopes, SHA-256 of    |
@@ -279,6 +282,10 @@ class Keys:
     def flow_memo(self, digest: str) -> str:
         """A hold-back control's decision for one (rule, event), kept a while past its commit (flow/decide.py)."""
         return f"{self.prefix}:flow:memo:{digest}"
+
+    def flow_ruled(self, rule: str) -> str:
+        """Marks a rule whose hold-back control decided in the last 7 days (flow/decide.py)."""
+        return f"{self.prefix}:flow:ruled:{rule}"
 
     def flow_state(self, rule: str, digest: str) -> str:
         """The state of one key (its digest) of a rule's hold-back control: GCRA, window or open hold."""

@@ -34,7 +34,9 @@ class Scripts:
                   KEYS.results, KEYS.metric("released")],
             args=[kind, now, 60_000, raw, f"{self.n}-0", 0, "rule", "k", KEYS.flow_hold_prefix, period, wait, limit,
                   burst, max_events, max_bytes])
-        return dict(json.loads(reply))
+        answer = dict(json.loads(reply))
+        assert (answer.pop("k"), answer.pop("key")) == (kind, "k")  # what it was, for a later rule-set version
+        return answer
 
     def release(self, now: int) -> int:
         return int(self.release_script(keys=[KEYS.flow_due, KEYS.results, KEYS.metric("released")],

@@ -27,7 +27,7 @@ ARGV[13] throttle: burst
 ARGV[14] most events one hold keeps
 ARGV[15] most bytes of events one hold keeps
 
-Returns the decision, JSON:
+Returns the decision, JSON, each with "k" (the control) and "key" (ARGV[8]):
   {"a":"start"}                                          start the run now
   {"a":"drop","n":N}                                     rate_limit: N starts already in the window
   {"a":"delay","hold":H,"due":MS}                        throttle: held as hold H, starts at MS
@@ -123,6 +123,7 @@ else
   end
   answer = {a = 'merge', hold = id, due = due, n = n, why = why, released = released}
 end
+answer.k, answer.key = kind, ARGV[8]  -- what it was, for an engine whose rule no longer has the control
 local text = cjson.encode(answer)
 redis.call('SET', KEYS[1], text, 'PX', ARGV[3])
 return text
