@@ -322,3 +322,49 @@ def test_the_slots_an_older_orch_kept_per_workflow_are_adopted(r: redis.Redis, r
     assert _held(r, pool) == [holder.id] and r.zrange(KEYS.slots_waiting(pool), 0, -1) == [queued.id.encode()]
     two.drain()
     assert two.run(second).status is RunStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def _reload(two: Two, root: Path, controls: str) -> None:
+    """Both engines switch to the project with `controls` (published by the first, followed by the second)."""
+    _project(root, controls)
+    for engine in two.engines:
+        engine.reload.reload_from(lambda: load_project(root))
+    two.engines[0].reload.changed()
+    for engine in two.engines:
+        engine.reload.check()
+    two.project = two.engines[0].reload.project
+
+
+def test_a_limit_lowered_by_a_reload_holds_when_the_slots_free(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 2}"""))
+    for engine in two.engines:
+        engine.reload.reload_from(lambda: load_project(tmp_path))
+        engine.reload.check()
+    ids = [two.emit({"k": "x", "n": n}) for n in range(5)]
+    two.step_engines()
+    pool = pool_id("rule", "r", "x")
+    assert len(_held(r, pool)) == 2
+    _reload(two, tmp_path, "            concurrency: {key: data.k, limit: 1}")
+    assert two.engines[1].reload.project.rules[0].controls.limit == 1  # type: ignore[union-attr]
+    run_worker(r, two.settings, two.project, two.project.queues, burst=True)  # both holders end ...
+    two.step_engines()
+    running = [i for i in ids if two.run(i).status is RunStatus.RUNNING]  # type: ignore[union-attr]
+    assert len(_held(r, pool)) == 1 and len(running) == 1, "... and one run in line starts, not two (limit 1 now)"
+    two.drain()
+    assert all(two.run(i).status is RunStatus.SUCCEEDED for i in ids)  # type: ignore[union-attr]
+
+
+def test_a_limit_removed_by_a_reload_lets_the_line_drain_at_the_next_renewal(r: redis.Redis, redis_url: str,
+                                                                              tmp_path: Path) -> None:
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 1}"""))
+    for engine in two.engines:
+        engine.reload.reload_from(lambda: load_project(tmp_path))
+        engine.reload.check()
+    ids = [two.emit({"k": "x", "n": n}) for n in range(3)]
+    two.step_engines()
+    _reload(two, tmp_path, "")
+    assert RenewLeases(two.engines[0]).renew() == {"renewed": 1, "expired": 0, "started": 2}
+    two.step_engines()
+    assert all(two.run(i).status is RunStatus.RUNNING for i in ids)  # type: ignore[union-attr]
