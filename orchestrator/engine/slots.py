@@ -6,7 +6,10 @@ freed in the batch's transaction, and renew the leases of live holders.
               by another engine retries the batch
     queue     on the batch's MULTI: slots taken (ZADD with a lease), runs put in line, the pool index, cancel
               requests for the runs a singleton replaces, and slot_release.lua for each run that ended
-    RenewLeases   a maintenance chore: slot_renew.lua on every pool in the index, every third of the lease;
+    RenewLeases   a maintenance chore: slot_renew.lua on the pools of the index, every third of the lease,
+              RENEW_CHUNK pools per pipelined round trip (HSCAN page, then their scripts), at most
+              RENEW_MAX_POOLS per pass: a bigger index is covered over several passes, resuming where the
+              last stopped (a live holder keeps its slot meanwhile: only a dead one's lease makes it lapse);
               its first turn adopts the slots an older orch kept per workflow (`<p>:workflow:<name>:running`
               and `:queued`), so runs waiting across an upgrade still start
 
@@ -47,6 +50,8 @@ __all__ = ["UNLIMITED", "RenewLeases", "SlotBook", "adopt_legacy", "current_limi
 log = logging.getLogger(__name__)
 
 UNLIMITED = 1 << 30  # the limit of a pool whose limit is gone: its line drains
+RENEW_CHUNK = 200  # pools renewed per round trip
+RENEW_MAX_POOLS = 5000  # pools renewed per pass, at most
 
 
 def current_limit(project: Project | None, kind: str, name: str, recorded: int) -> int:
@@ -148,10 +153,13 @@ class _Reloader(Protocol):
 class RenewLeases:
     """Renew the leases of every pool's live holders; free the slots whose lease ran out (slot_renew.lua)."""
 
-    def __init__(self, host: Host, limits: Mapping[str, int | None] | None = None) -> None:
+    def __init__(self, host: Host, limits: Mapping[str, int | None] | None = None,
+                 max_pools: int = RENEW_MAX_POOLS) -> None:
         self._host = host
         self._renew = lua.register(host.client, "slot_renew")
         self._legacy = {name: limit for name, limit in (limits or {}).items() if limit is not None}
+        self._max_pools = max_pools
+        self._cursor = 0  # where the next pass resumes in the index (HSCAN)
 
     def every_s(self, settings: Settings) -> float:
         return min(settings.engine_maintenance_interval_s, settings.slot_lease_s / 3)
@@ -164,32 +172,45 @@ class RenewLeases:
         self.renew()
 
     def renew(self) -> dict[str, int]:
-        """One pass over the pool index; the totals of leases renewed, expired and runs started."""
+        """One pass over (at most max_pools of) the pool index; the totals of leases renewed, expired and runs
+        started."""
         host, keys = self._host, self._host.keys
         now = host.now()
-        until = lease_until_ms(now, host.settings.slot_lease_s)
-        totals = {"renewed": 0, "expired": 0, "started": 0}
-        metrics = MetricsBatch()
+        times = [int(now.timestamp() * 1000), now.timestamp(), lease_until_ms(now, host.settings.slot_lease_s)]
         reloader: _Reloader | None = getattr(host, "reload", None)  # the Engine's (reload.py): its current project
         project = reloader.project if reloader is not None else None
-        for pool, raw in host.client.hgetall(keys.slots).items():
-            entry = index_entry(raw)
-            if entry is None:
-                continue
-            name = pool.decode()
-            limit = current_limit(project, entry["kind"], entry["name"], entry["limit"])
-            renewed, expired, started = self._renew(
-                keys=[keys.slots_held(name), keys.slots_waiting(name), keys.results, keys.slots],
-                args=[name, limit, keys.run(""), int(now.timestamp() * 1000), now.timestamp(), until])
-            totals["renewed"] += renewed
-            totals["expired"] += expired
-            totals["started"] += started
-            if expired:
-                metrics.inc(SLOT_EVENTS, entry["kind"], entry["name"], "expired", n=expired)
-                log.warning("slots: %d lease(s) of %s %s (key %r) ran out (their run vanished); %d waiting run(s) "
-                            "started", expired, entry["kind"], entry["name"], entry["key"], started)
+        totals = {"renewed": 0, "expired": 0, "started": 0}
+        metrics = MetricsBatch()
+        seen = 0
+        while seen < self._max_pools:
+            self._cursor, page = host.client.hscan(keys.slots, self._cursor, count=RENEW_CHUNK)
+            pools = [(pool.decode(), entry) for pool, raw in page.items() if (entry := index_entry(raw)) is not None]
+            seen += max(1, len(page))
+            for entry, (renewed, expired, started) in self._renew_page(pools, project, times):
+                totals["renewed"] += renewed
+                totals["expired"] += expired
+                totals["started"] += started
+                if expired:
+                    metrics.inc(SLOT_EVENTS, entry["kind"], entry["name"], "expired", n=expired)
+                    log.warning("slots: %d lease(s) of %s %s (key %r) ran out (their run vanished); %d waiting run(s) "
+                                "started", expired, entry["kind"], entry["name"], entry["key"], started)
+            if self._cursor == 0:
+                break
         if metrics:
             pipe = host.client.pipeline(transaction=False)
             metrics.flush(pipe, keys)
             pipe.execute()
         return totals
+
+    def _renew_page(self, pools: list[tuple[str, dict[str, Any]]], project: Project | None,
+                    times: list[Any]) -> list[tuple[dict[str, Any], Any]]:
+        """slot_renew.lua on `pools`, in one pipelined round trip: each pool's entry with its reply."""
+        if not pools:
+            return []
+        keys = self._host.keys
+        pipe = self._host.client.pipeline(transaction=False)
+        for name, entry in pools:
+            limit = current_limit(project, entry["kind"], entry["name"], entry["limit"])
+            self._renew(keys=[keys.slots_held(name), keys.slots_waiting(name), keys.results, keys.slots],
+                        args=[name, limit, keys.run(""), *times], client=pipe)
+        return [(entry, reply) for (_, entry), reply in zip(pools, pipe.execute(), strict=True)]

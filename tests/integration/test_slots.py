@@ -368,3 +368,24 @@ def test_a_limit_removed_by_a_reload_lets_the_line_drain_at_the_next_renewal(r: 
     assert RenewLeases(two.engines[0]).renew() == {"renewed": 1, "expired": 0, "started": 2}
     two.step_engines()
     assert all(two.run(i).status is RunStatus.RUNNING for i in ids)  # type: ignore[union-attr]
+
+
+def test_lease_renewal_covers_a_big_index_in_bounded_passes(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    from orchestrator.state.slots import index_record
+    from orchestrator.workflows.pools import Claim
+
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 1}"""))
+    pipe = r.pipeline(transaction=False)
+    for n in range(700):  # 700 pools (past a listpack, so HSCAN pages), one live holder each
+        claim = Claim(pool_id("rule", "r", f"k{n}"), 1, "rule", "r", f"k{n}")
+        pipe.zadd(KEYS.slots_held(claim.pool), {f"run-{n}": 1})
+        pipe.hset(KEYS.slots, claim.pool, index_record(claim))
+        pipe.hset(KEYS.run(f"run-{n}"), "meta", '{"status": "running"}')
+    pipe.execute()
+    renew = RenewLeases(two.engines[0], max_pools=200)
+    passes = [renew.renew()["renewed"] for _ in range(4)]
+    assert passes[0] < 700 and sum(passes) >= 700, passes  # bounded, resumed where the last pass stopped
+    leases = [score for n in range(700) for _, score in r.zrange(KEYS.slots_held(pool_id("rule", "r", f"k{n}")),
+                                                                  0, -1, withscores=True)]
+    assert len(leases) == 700 and min(leases) > 1, "every live holder's lease was renewed"
