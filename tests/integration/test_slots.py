@@ -389,3 +389,26 @@ def test_lease_renewal_covers_a_big_index_in_bounded_passes(r: redis.Redis, redi
     leases = [score for n in range(700) for _, score in r.zrange(KEYS.slots_held(pool_id("rule", "r", f"k{n}")),
                                                                   0, -1, withscores=True)]
     assert len(leases) == 700 and min(leases) > 1, "every live holder's lease was renewed"
+
+
+def test_a_queued_holder_whose_start_record_was_lost_gets_another_when_its_lease_runs_out(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 1}"""), lease_s=30.0)
+    first, second = two.emit({"k": "x", "n": 1}), two.emit({"k": "x", "n": 2})
+    two.step_engines()
+    pool, queued = pool_id("rule", "r", "x"), two.run(second)
+    assert queued is not None and queued.status is RunStatus.QUEUED
+    # the holder ended and the slot went to `second`, whose `start` record was then dead-lettered:
+    r.zrem(KEYS.slots_held(pool), two.run(first).id)  # type: ignore[union-attr]
+    r.zrem(KEYS.slots_waiting(pool), queued.id)
+    until = int(two.clock.now.timestamp() * 1000) + 30_000
+    r.zadd(KEYS.slots_held(pool), {queued.id: until})
+    renew = RenewLeases(two.engines[0])
+    assert renew.renew() == {"renewed": 0, "expired": 0, "started": 0}, "within its lease: its record may come"
+    assert r.zscore(KEYS.slots_held(pool), queued.id) == until, "a queued holder's lease is not renewed"
+    two.clock.now += timedelta(seconds=31)
+    assert renew.renew() == {"renewed": 0, "expired": 0, "started": 1}, "its lease ran out: another start record"
+    two.step_engines()
+    assert two.run(second).status is RunStatus.RUNNING  # type: ignore[union-attr]
+    assert _held(r, pool) == [queued.id]
