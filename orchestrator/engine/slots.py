@@ -7,9 +7,9 @@ freed in the batch's transaction, and renew the leases of live holders.
     queue     on the batch's MULTI: slots taken (ZADD with a lease), runs put in line, the pool index, cancel
               requests for the runs a singleton replaces, and slot_release.lua for each run that ended
     RenewLeases   a maintenance chore: slot_renew.lua on the pools of the index, every third of the lease,
-              RENEW_CHUNK pools per pipelined round trip (HSCAN page, then their scripts), at most
-              RENEW_MAX_POOLS per pass: a bigger index is covered over several passes, resuming where the
-              last stopped (a live holder keeps its slot meanwhile: only a dead one's lease makes it lapse);
+              one HGETALL of the index, then RENEW_CHUNK pools' scripts per pipelined round trip, at most
+              RENEW_MAX_POOLS per pass: a bigger index is covered over several passes, each resuming where
+              the last stopped (a live holder keeps its slot meanwhile: only a dead one's lease lapses);
               its first turn adopts the slots an older orch kept per workflow (`<p>:workflow:<name>:running`
               and `:queued`), so runs waiting across an upgrade still start
 
@@ -159,7 +159,7 @@ class RenewLeases:
         self._renew = lua.register(host.client, "slot_renew")
         self._legacy = {name: limit for name, limit in (limits or {}).items() if limit is not None}
         self._max_pools = max_pools
-        self._cursor = 0  # where the next pass resumes in the index (HSCAN)
+        self._offset = 0  # where the next pass resumes in the index (pools in name order)
 
     def every_s(self, settings: Settings) -> float:
         return min(settings.engine_maintenance_interval_s, settings.slot_lease_s / 3)
@@ -181,21 +181,22 @@ class RenewLeases:
         project = reloader.project if reloader is not None else None
         totals = {"renewed": 0, "expired": 0, "started": 0}
         metrics = MetricsBatch()
-        seen = 0
-        while seen < self._max_pools:
-            self._cursor, page = host.client.hscan(keys.slots, self._cursor, count=RENEW_CHUNK)
-            pools = [(pool.decode(), entry) for pool, raw in page.items() if (entry := index_entry(raw)) is not None]
-            seen += max(1, len(page))
-            for entry, (renewed, expired, started) in self._renew_page(pools, project, times):
+        index = sorted(host.client.hgetall(keys.slots).items())
+        if self._offset >= len(index):
+            self._offset = 0
+        turn = index[self._offset:self._offset + self._max_pools]
+        self._offset += len(turn)
+        pools = [(pool.decode(), entry) for pool, raw in turn if (entry := index_entry(raw)) is not None]
+        for start in range(0, len(pools), RENEW_CHUNK):
+            for entry, (renewed, expired, started) in self._renew_page(pools[start:start + RENEW_CHUNK], project,
+                                                                       times):
                 totals["renewed"] += renewed
                 totals["expired"] += expired
                 totals["started"] += started
                 if expired:
                     metrics.inc(SLOT_EVENTS, entry["kind"], entry["name"], "expired", n=expired)
-                    log.warning("slots: %d lease(s) of %s %s (key %r) ran out (their run vanished); %d waiting run(s) "
-                                "started", expired, entry["kind"], entry["name"], entry["key"], started)
-            if self._cursor == 0:
-                break
+                    log.warning("slots: %d lease(s) of %s %s (key %r) ran out (their run vanished); %d waiting "
+                                "run(s) started", expired, entry["kind"], entry["name"], entry["key"], started)
         if metrics:
             pipe = host.client.pipeline(transaction=False)
             metrics.flush(pipe, keys)

@@ -373,6 +373,7 @@ def test_a_limit_removed_by_a_reload_lets_the_line_drain_at_the_next_renewal(r: 
 def test_lease_renewal_covers_a_big_index_in_bounded_passes(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
     from orchestrator.state.slots import index_record
     from orchestrator.workflows.pools import Claim
+    from tests.integration.test_maintenance import cost
 
     two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
             concurrency: {key: data.k, limit: 1}"""))
@@ -385,7 +386,9 @@ def test_lease_renewal_covers_a_big_index_in_bounded_passes(r: redis.Redis, redi
     pipe.execute()
     renew = RenewLeases(two.engines[0], max_pools=200)
     passes = [renew.renew()["renewed"] for _ in range(4)]
-    assert passes[0] < 700 and sum(passes) >= 700, passes  # bounded, resumed where the last pass stopped
+    assert passes == [200, 200, 200, 100], "bounded, each pass resuming where the last stopped"
+    whole = cost(r, RenewLeases(two.engines[0]).renew)
+    assert whole.calls["evalsha"] == 700 and whole.round_trips < 70, f"pipelined, not one per pool: {whole}"
     leases = [score for n in range(700) for _, score in r.zrange(KEYS.slots_held(pool_id("rule", "r", f"k{n}")),
                                                                   0, -1, withscores=True)]
     assert len(leases) == 700 and min(leases) > 1, "every live holder's lease was renewed"
