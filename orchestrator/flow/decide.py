@@ -101,7 +101,7 @@ class Decider:
         if asked or recall:
             answers, memos = self._decide(asked, recall, now)
             found = [(one, memo) for one, memo in zip(recall, memos, strict=True) if memo is not None]
-            apply_answers(batch, asked + [recalled(one, memo) for one, memo in found],
+            apply_answers(batch, asked + [as_recalled(one, memo) for one, memo in found],
                           answers + [memo for _, memo in found], now)
 
     def _asked(self, batch: Batch) -> tuple[list[Asked], list[Asked]]:
@@ -137,7 +137,7 @@ class Decider:
         for one in asked:
             request, control = one.request, one.control
             self._script(keys=[one.memo, keys.flow_state(request.rule, digest(control.kind, one.key)), keys.flow_due,
-                               keys.flow_seq, keys.results, keys.metric(FLOW_RELEASES.name)],
+                               keys.flow_seq, keys.results, keys.metric(FLOW_RELEASES.name), keys.run(request.run_id)],
                          args=[control.kind, now_ms, MEMO_TTL_S * 1000, one.entry.fields[b"e"], one.entry.id,
                                request.depth, request.rule, one.shown, keys.flow_hold_prefix, control.period_ms,
                                control.max_wait_ms, control.limit, control.burst, settings.flow_hold_max_events,
@@ -153,7 +153,7 @@ UNKNOWN = HoldControl("", None)  # a recalled request's control, until its memo 
 KIND_OF = {"delay": "throttle", "drop": "rate_limit", "merge": "batch", "start": "throttle"}  # memos without `k`
 
 
-def recalled(one: Asked, memo: dict[str, Any] | Exception) -> Asked:
+def as_recalled(one: Asked, memo: dict[str, Any] | Exception) -> Asked:
     """A recalled request with the control and key its memo names."""
     if isinstance(memo, Exception):
         return one

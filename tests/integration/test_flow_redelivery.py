@@ -11,11 +11,13 @@ import pytest
 import redis
 
 from executors.dispatch import RQDispatcher
+from orchestrator.cli.wiring import load_project
 from orchestrator.engine import Engine
 from orchestrator.flow.decide import digest
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
-from tests.integration.test_flow_hold import Pair, carried
+from tests.integration.test_flow_hold import RULES, WORKFLOWS, Pair, carried
+from tests.projects import make_project
 
 
 @pytest.fixture
@@ -71,3 +73,19 @@ def test_keys_alike_in_their_first_200_characters_have_their_own_holds(pair: Pai
     pair.settle()
     assert pair.release_at(10) == 2
     assert sorted(carried(run) for run in pair.by_rule("debounced")) == [["d1", "d3"], ["d2"]]
+
+
+def test_an_event_that_started_its_run_before_a_reload_added_the_control_is_not_held_again(
+        pair: Pair, tmp_path: Path) -> None:
+    without = RULES.replace("        debounce: {key: data.customer, period_s: 10, max_wait_s: 30}\n", "")
+    assert without != RULES
+    root = make_project(tmp_path / "without", rules=without, workflows=WORKFLOWS)
+    before = Engine(pair.r, pair.settings, load_project(root), RQDispatcher(pair.r, pair.settings), consumer="before",
+                    clock=pair.clock)
+    pair.emit("cust.updated", "c1", "d1")
+    entries = before.consumer.read(block=False)
+    before.process(entries)  # committed under the version without the debounce: d1's run started at once
+    pair.engines[0].process(entries)  # processed again (a lost EXEC reply) under the version with it
+    pair.settle()
+    assert pair.release_at(30) == 0, "the event joined no hold"
+    assert [run.event.id for run in pair.by_rule("debounced")] == ["d1"] and pair.by_rule("debounced")[0].flow is None

@@ -11,6 +11,9 @@ KEYS[3]  the due holds, <p>:flow:due (zset: hold id -> due ms)
 KEYS[4]  the hold id counter, <p>:flow:seq
 KEYS[5]  the results stream (a hold that fills is released at once)
 KEYS[6]  the metrics hash of orch_flow_holds_released_total
+KEYS[7]  the run the event starts without the control, <p>:run:<derived id>: when it exists (the event
+         was planned and committed under a rule-set version without the control, then processed again
+         under this one), the answer is `start`, which finds that run: no second run for the event
 ARGV[1]  the control: debounce, batch, throttle or rate_limit
 ARGV[2]  now, epoch ms
 ARGV[3]  how long the memo lives at most, ms
@@ -39,6 +42,11 @@ local memo = redis.call('GET', KEYS[1])
 if memo then return memo end
 
 local kind, now = ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  local text = cjson.encode({a = 'start', k = kind, key = ARGV[8]})
+  redis.call('SET', KEYS[1], text, 'PX', ARGV[3])
+  return text
+end
 local raw, entry, depth = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local prefix = ARGV[9]
 local period, wait, limit = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
