@@ -73,7 +73,7 @@ class Batch:
     hits: list[WaitHit] = field(default_factory=list)  # waiting steps the events (or look-backs) resume
     wait_errors: list[tuple[str, str, int, str]] = field(default_factory=list)  # (run, node, attempt, why):
     #                                            waiting steps whose correlation could not be evaluated
-    memos: list[str] = field(default_factory=list)  # flow-control decisions to forget once committed (flow/)
+    memos: list[str] = field(default_factory=list)  # flow-control decisions, kept a while past the commit (flow/)
 
     def claims(self, existing: Mapping[str, Run | Exception], current: Mapping[str, WorkflowSpec]) -> dict[str, Claim]:
         """The slot pools (pools.py) this batch may take slots of: those of requested runs, of retried runs,

@@ -5,7 +5,9 @@
                     on the MULTI: no round trip of their own, and never without the run change they announce
     decisions       per event, the rules it matched with their runs and why other candidates did not
                     (events/decisions.py), one SET with the events' retention; the memos of the flow-control
-                    decisions they record (flow/decide.py) are deleted with them, as the events are acknowledged
+                    decisions they record (flow/decide.py) are kept `memo_keep_s` more, not deleted: an
+                    engine that processes the entries again (a lost EXEC reply, a reclaim race) gets the
+                    same answers
     chain depths    before planning: the depth of each event (events/chains.py); an event a task emitted
                     takes its run's depth + 1, from the engine's cache or, for runs it does not hold, one
                     pipelined read of their meta
@@ -28,6 +30,7 @@ from ..events.chains import run_of
 from ..events.envelope import Event
 from ..events.publish import Planner
 from ..events.sources import RUNS
+from ..flow.decide import memo_keep_s
 from ..jsonutil import loads
 from ..rules.match import RuleIndex
 from ..settings import Settings
@@ -51,6 +54,7 @@ class Chronicle:
         self._cache = cache
         self._announce = settings.lifecycle_events
         self._retention_s = max(1, int(settings.events_retention_s))  # a record expires with its event
+        self._memo_keep_s = memo_keep_s(settings)
         self._planner = Planner(keys, dedup_window_s=settings.event_dedup_window_s, max_bytes=announce.MAX_BYTES,
                                 trigger="engine")
 
@@ -79,8 +83,8 @@ class Chronicle:
 
     def queue(self, pipe: Any, batch: Batch, outcome: Outcome, now: datetime) -> None:
         """Queue the batch's announcements and decision records on the engine's MULTI."""
-        if batch.memos:
-            pipe.delete(*batch.memos)
+        for memo in batch.memos:  # kept a while after the commit, never deleted (flow/decide.py)
+            pipe.expire(memo, self._memo_keep_s)
         if self._announce:
             events = announce.announcements(outcome.changes, now)
             if events:

@@ -85,7 +85,7 @@ class Engine:
         self._unfinished: list[Entry] = []
         self._release_guard = lua.register(client, "release_guard")
         self._waits = Waits(client, self.keys, settings, self.store)  # wait steps' events and waiters
-        self._slots = SlotBook(client, self.keys, settings)
+        self._slots = SlotBook(client, self.keys, settings, lambda: self._project)  # current limits
         self.maintenance = Maintenance(self)
         self.maintenance.add(RenewLeases(self, {name: spec.concurrency for name, spec in self._current.items()}))
         self.maintenance.add(PublishCatalog(client, self.keys, project, clock))  # what `orch api` shows of it

@@ -6,20 +6,29 @@ freed in the batch's transaction, and renew the leases of live holders.
               by another engine retries the batch
     queue     on the batch's MULTI: slots taken (ZADD with a lease), runs put in line, the pool index, cancel
               requests for the runs a singleton replaces, and slot_release.lua for each run that ended
-    RenewLeases   a maintenance chore: slot_renew.lua on every pool in the index, every third of the lease;
+    RenewLeases   a maintenance chore: slot_renew.lua on the pools of the index, every third of the lease,
+              one HGETALL of the index, then RENEW_CHUNK pools' scripts per pipelined round trip, at most
+              RENEW_MAX_POOLS per pass: a bigger index is covered over several passes, each resuming where
+              the last stopped (a live holder keeps its slot meanwhile: only a dead one's lease lapses);
               its first turn adopts the slots an older orch kept per workflow (`<p>:workflow:<name>:running`
               and `:queued`), so runs waiting across an upgrade still start
 
 A slot is leased: the holder's entry carries an expiry; it is renewed while the run lives, so only a run
 that vanished (its key gone) or ended without freeing its slot loses it, and the next run in line starts.
+
+How many runs a release or a renewal lets hold slots is the pool's limit in the engine's current project
+(`current_limit`), not the one the ended run (or the pool index) recorded: after a reload lowers a limit,
+holders above it run on but no run in line starts until the pool is under the new limit; a raised limit
+starts more at the next release or renewal; a limit that is gone (the rule's `concurrency`/`singleton`,
+the rule itself, or the workflow's `concurrency` removed) lets the line drain: every waiting run starts.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
@@ -33,20 +42,39 @@ from ..workflows.lifecycle import Effects
 from ..workflows.pools import Claim, lease_until_ms, workflow_claim
 
 if TYPE_CHECKING:
+    from ..project import Project
     from .maintenance import Host
 
-__all__ = ["RenewLeases", "SlotBook", "adopt_legacy"]
+__all__ = ["UNLIMITED", "RenewLeases", "SlotBook", "adopt_legacy", "current_limit"]
 
 log = logging.getLogger(__name__)
+
+UNLIMITED = 1 << 30  # the limit of a pool whose limit is gone: its line drains
+RENEW_CHUNK = 200  # pools renewed per round trip
+RENEW_MAX_POOLS = 5000  # pools renewed per pass, at most
+
+
+def current_limit(project: Project | None, kind: str, name: str, recorded: int) -> int:
+    """The limit of a pool of `kind` for `name` (a workflow's or a rule's) in `project`: see the module
+    docstring. `recorded` when there is no project, or its workflow is gone (its runs cannot be planned)."""
+    if project is None:
+        return recorded
+    if kind == "workflow":
+        workflow = project.workflows.get(name)
+        return recorded if workflow is None else workflow.spec.concurrency or UNLIMITED
+    controls = next((rule.controls for rule in project.rules if rule.name == name), None)
+    return controls.limit if controls is not None and controls.kind == kind else UNLIMITED
 
 
 class SlotBook:
     """Reads and writes the slot pools of one engine's batches."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings,
+                 project: Callable[[], Project] | None = None) -> None:
         self._keys = keys
         self._lease_s = settings.slot_lease_s
         self._release = lua.register(client, "slot_release")
+        self._project = project  # the engine's current project: its limits free the slots (current_limit)
 
     def read(self, pipe: redis.client.Pipeline, claims: dict[str, Claim]) -> dict[str, Any]:
         """Free slots per pool, and the runs holding and waiting where a claim may need them (WATCHed)."""
@@ -82,9 +110,11 @@ class SlotBook:
         for run_id, by in effects.cancel.items():
             body = {"action": "cancel", "run": run_id, "at_s": now.timestamp(), "by": by}
             pipe.xadd(keys.results, {"c": dumps(body)})
+        project = self._project() if self._project is not None and effects.vacate else None
         for claim, run_id in effects.vacate:
+            limit = current_limit(project, claim.kind, claim.name, claim.limit)
             self._release(keys=[keys.slots_held(claim.pool), keys.slots_waiting(claim.pool), keys.results, keys.slots],
-                          args=[run_id, claim.pool, claim.limit, keys.run(""), now.timestamp(), until], client=pipe)
+                          args=[run_id, claim.pool, limit, keys.run(""), now.timestamp(), until], client=pipe)
         metrics.flush(pipe, keys)
 
 
@@ -115,13 +145,21 @@ def adopt_legacy(client: redis.Redis, keys: Keys, limits: Mapping[str, int], now
     return moved
 
 
+class _Reloader(Protocol):
+    @property
+    def project(self) -> Project: ...
+
+
 class RenewLeases:
     """Renew the leases of every pool's live holders; free the slots whose lease ran out (slot_renew.lua)."""
 
-    def __init__(self, host: Host, limits: Mapping[str, int | None] | None = None) -> None:
+    def __init__(self, host: Host, limits: Mapping[str, int | None] | None = None,
+                 max_pools: int = RENEW_MAX_POOLS) -> None:
         self._host = host
         self._renew = lua.register(host.client, "slot_renew")
         self._legacy = {name: limit for name, limit in (limits or {}).items() if limit is not None}
+        self._max_pools = max_pools
+        self._offset = 0  # where the next pass resumes in the index (pools in name order)
 
     def every_s(self, settings: Settings) -> float:
         return min(settings.engine_maintenance_interval_s, settings.slot_lease_s / 3)
@@ -134,29 +172,46 @@ class RenewLeases:
         self.renew()
 
     def renew(self) -> dict[str, int]:
-        """One pass over the pool index; the totals of leases renewed, expired and runs started."""
+        """One pass over (at most max_pools of) the pool index; the totals of leases renewed, expired and runs
+        started."""
         host, keys = self._host, self._host.keys
         now = host.now()
-        until = lease_until_ms(now, host.settings.slot_lease_s)
+        times = [int(now.timestamp() * 1000), now.timestamp(), lease_until_ms(now, host.settings.slot_lease_s)]
+        reloader: _Reloader | None = getattr(host, "reload", None)  # the Engine's (reload.py): its current project
+        project = reloader.project if reloader is not None else None
         totals = {"renewed": 0, "expired": 0, "started": 0}
         metrics = MetricsBatch()
-        for pool, raw in host.client.hgetall(keys.slots).items():
-            entry = index_entry(raw)
-            if entry is None:
-                continue
-            name = pool.decode()
-            renewed, expired, started = self._renew(
-                keys=[keys.slots_held(name), keys.slots_waiting(name), keys.results, keys.slots],
-                args=[name, entry["limit"], keys.run(""), int(now.timestamp() * 1000), now.timestamp(), until])
-            totals["renewed"] += renewed
-            totals["expired"] += expired
-            totals["started"] += started
-            if expired:
-                metrics.inc(SLOT_EVENTS, entry["kind"], entry["name"], "expired", n=expired)
-                log.warning("slots: %d lease(s) of %s %s (key %r) ran out (their run vanished); %d waiting run(s) "
-                            "started", expired, entry["kind"], entry["name"], entry["key"], started)
+        index = sorted(host.client.hgetall(keys.slots).items())
+        if self._offset >= len(index):
+            self._offset = 0
+        turn = index[self._offset:self._offset + self._max_pools]
+        self._offset += len(turn)
+        pools = [(pool.decode(), entry) for pool, raw in turn if (entry := index_entry(raw)) is not None]
+        for start in range(0, len(pools), RENEW_CHUNK):
+            for entry, (renewed, expired, started) in self._renew_page(pools[start:start + RENEW_CHUNK], project,
+                                                                       times):
+                totals["renewed"] += renewed
+                totals["expired"] += expired
+                totals["started"] += started
+                if expired:
+                    metrics.inc(SLOT_EVENTS, entry["kind"], entry["name"], "expired", n=expired)
+                    log.warning("slots: %d lease(s) of %s %s (key %r) ran out (their run vanished); %d waiting "
+                                "run(s) started", expired, entry["kind"], entry["name"], entry["key"], started)
         if metrics:
             pipe = host.client.pipeline(transaction=False)
             metrics.flush(pipe, keys)
             pipe.execute()
         return totals
+
+    def _renew_page(self, pools: list[tuple[str, dict[str, Any]]], project: Project | None,
+                    times: list[Any]) -> list[tuple[dict[str, Any], Any]]:
+        """slot_renew.lua on `pools`, in one pipelined round trip: each pool's entry with its reply."""
+        if not pools:
+            return []
+        keys = self._host.keys
+        pipe = self._host.client.pipeline(transaction=False)
+        for name, entry in pools:
+            limit = current_limit(project, entry["kind"], entry["name"], entry["limit"])
+            self._renew(keys=[keys.slots_held(name), keys.slots_waiting(name), keys.results, keys.slots],
+                        args=[name, limit, keys.run(""), *times], client=pipe)
+        return [(entry, reply) for (_, entry), reply in zip(pools, pipe.execute(), strict=True)]

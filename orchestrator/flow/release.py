@@ -11,7 +11,10 @@
                      throttle          the event's own run (derive_run_id), started late
                    Parameters are rendered with `event`, `data` (the event's) and `events` (all of them);
                    the run keeps the events (Run.events) for its tasks' templates (`events`) and names
-                   them in `orch runs show`.
+                   them in `orch runs show`. The rule's `concurrency`, `singleton` and `priority` apply
+                   to the run as to a direct one, their key and priority taken from that same `event`
+                   (the last for debounce, the first for batch, the held event for throttle), under the
+                   rules of the current rule-set version, which the run records.
 
 A release entry is acknowledged in the transaction that creates its run, like any event: a redelivery
 finds the run there. An entry that cannot be read, or whose rule is gone, is dead-lettered with the reason.
@@ -95,12 +98,16 @@ def run_request(project: Project, released: Released) -> RunRequest:
             "events": len(views)}
     held = [{"entry_id": e, "event": v} for e, v in zip(released.entries, views, strict=True)]
     ref, trace = EventRef(chosen.id, chosen.source, chosen.type), of_event(chosen)
-    common: dict[str, Any] = {"trace": trace, "depth": released.depth, "flow": flow, "events": held}
+    common: dict[str, Any] = {"trace": trace, "depth": released.depth, "flow": flow, "events": held,
+                              "ruleset": project.ruleset}
+    context = {"event": view, "data": view.get("data"), "events": views}
     try:
-        params = spec.bind_params(rule.params.render({"event": view, "data": view.get("data"), "events": views}))
+        params = spec.bind_params(rule.params.render(context))
+        claim, note = (rule.controls.claim(rule.name, spec.name, spec.concurrency, context) if rule.controls
+                       else (None, None))
     except (RuleError, WorkflowError) as exc:
         return RunRequest(run_id, rule.name, spec, ref, None, f"rule {rule.name}: {exc}", **common)
-    return RunRequest(run_id, rule.name, spec, ref, params, event_data=chosen.data, **common)
+    return RunRequest(run_id, rule.name, spec, ref, params, event_data=chosen.data, claim=claim, note=note, **common)
 
 
 class Host(Protocol):

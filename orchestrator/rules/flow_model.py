@@ -30,7 +30,7 @@ from ..jsonutil import dumps
 from .expr import Expression, ExpressionError, compile_expression
 
 __all__ = ["CONTROLS", "BatchConfig", "DebounceConfig", "HoldControl", "RateLimitConfig", "ThrottleConfig",
-           "check_one", "compile_control"]
+           "check_one", "compile_control", "shown_key"]
 
 CONTROLS = ("debounce", "batch", "throttle", "rate_limit")
 WEEK_S = 7 * 86400.0
@@ -107,7 +107,9 @@ class HoldControl:
     config: dict[str, Any] = field(default_factory=dict, compare=False)  # as written, for messages
 
     def key_of(self, body: Mapping[str, Any]) -> tuple[str, str | None]:
-        """The key of one event (its stored body): (key, None), or ("", why) when it cannot be evaluated."""
+        """The key of one event (its stored body): (key, None), or ("", why) when it cannot be evaluated.
+        The key is whole: its state is found by a hash of all of it, so keys alike in their first
+        KEY_MAX_CHARS never share one; only what records and holds show of it is cut (`shown_key`)."""
         if self.key is None:
             return "", None
         activation = {**body, "event": body}
@@ -116,7 +118,12 @@ class HoldControl:
         except ExpressionError as exc:
             return "", str(exc)[:KEY_MAX_CHARS]
         text = value if isinstance(value, str) else dumps(value).decode()
-        return text[:KEY_MAX_CHARS], None
+        return text, None
+
+
+def shown_key(key: str) -> str:
+    """What a decision record, a hold and `orch runs show` keep of a key: its first KEY_MAX_CHARS."""
+    return key[:KEY_MAX_CHARS]
 
 
 def compile_control(config: Any) -> HoldControl | None:

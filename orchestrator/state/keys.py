@@ -38,8 +38,9 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:watch:<name>:files           | hash   | orch triggers (file   | permanent: path -> "size:mtime_ns" of the  |
 |                                  |        | watcher), after XADD  | files last seen; delete it to re-announce  |
 | <p>:flow:memo:<digest>           | string | engine (Lua)          | a hold-back control's decision for one     |
-|                                  |        |                       | (rule, event): deleted by the transaction  |
-|                                  |        |                       | that acknowledges the event; 7 days at most|
+|                                  |        |                       | (rule, event): 7 days until the transaction|
+|                                  |        |                       | that acknowledges the event, then          |
+|                                  |        |                       | max(600 s, 10 x engine_claim_idle_s)       |
 | <p>:flow:state:<rule>:<digest>   | hash / | engine (Lua)          | one key of a rule's control: throttle GCRA |
 |                                  | list / |                       | (hash; until its tat passed and nothing is |
 |                                  | string |                       | held), rate_limit window (list; period_s), |
@@ -50,6 +51,9 @@ RQ's; orch only chooses the queue names, `<prefix>.<queue>`.
 | <p>:flow:hold:<id>:entries       | list   |                       | deleted when released to the results stream|
 | <p>:flow:due                     | zset   | engine (Lua)          | hold id -> due ms; removed when released   |
 | <p>:flow:seq                     | string | engine (Lua)          | permanent: the last hold id                |
+| <p>:flow:ruled:<rule>            | string | engine                | 7 days after the rule's last decision: its |
+|                                  |        |                       | memos may exist (looked up after a reload  |
+|                                  |        |                       | removes its control)                       |
 | <p>:metrics:<metric name>        | hash   | engine, publishers    | permanent (counters)                       |
 | <p>:tokens                       | hash   | orch tokens (CLI)     | permanent: token name -> token id          |
 | <p>:token:<id>                   | hash   | orch tokens (CLI)     | until revoked: name, scopes, SHA-256 of    |
@@ -276,8 +280,12 @@ class Keys:
         return f"{self.prefix}:throughput:{queue}:{hour}"
 
     def flow_memo(self, digest: str) -> str:
-        """A hold-back control's decision for one (rule, event), until the event is acknowledged (flow/)."""
+        """A hold-back control's decision for one (rule, event), kept a while past its commit (flow/decide.py)."""
         return f"{self.prefix}:flow:memo:{digest}"
+
+    def flow_ruled(self, rule: str) -> str:
+        """Marks a rule whose hold-back control decided in the last 7 days (flow/decide.py)."""
+        return f"{self.prefix}:flow:ruled:{rule}"
 
     def flow_state(self, rule: str, digest: str) -> str:
         """The state of one key (its digest) of a rule's hold-back control: GCRA, window or open hold."""

@@ -69,7 +69,8 @@ def test_events_decided_before_a_crash_are_batched_once(tmp_path: Path) -> None:
             "each account's ten rows in one batch, none twice"
         assert r.hgetall("orch:metrics:orch_flow_events_total") == {b"bulk\x1fbatch\x1fmerged": b"30"}
         assert r.hgetall("orch:metrics:orch_flow_holds_released_total") == {b"bulk\x1fbatch\x1ffull": b"3"}
-        assert not r.keys("orch:flow:memo:*") and not r.keys("orch:flow:hold:*")
+        assert not r.keys("orch:flow:hold:*")
+        assert all(r.ttl(m) > 0 for m in r.keys("orch:flow:memo:*")), "memos outlive their commit, not forever"
         assert "reclaimed" in procs.log("engine-2")
     finally:
         r.close()

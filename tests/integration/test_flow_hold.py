@@ -14,7 +14,7 @@ from orchestrator import Client
 from orchestrator.cli.wiring import load_project
 from orchestrator.engine import Engine
 from orchestrator.events.decisions import event_decisions
-from orchestrator.flow.decide import hold_run_id
+from orchestrator.flow.decide import hold_run_id, memo_keep_s
 from orchestrator.metrics_gauges import live_gauges
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
@@ -177,7 +177,8 @@ def test_debounce_one_run_per_quiet_key_carrying_every_event(pair: Pair) -> None
     assert pair.counter("orch_flow_events_total") == {"debounced/debounce/merged": 7}
     assert pair.counter("orch_flow_holds_released_total") == {"debounced/debounce/quiet": 3}
     assert pair.r.zcard("orch:flow:due") == 0 and not pair.r.keys("orch:flow:hold:*")
-    assert not pair.r.keys("orch:flow:memo:*"), "every decision is forgotten once its event is acknowledged"
+    memos = pair.r.keys("orch:flow:memo:*")  # every decision outlives its commit, for memo_keep_s at most
+    assert len(memos) == 7 and all(0 < pair.r.ttl(m) <= memo_keep_s(pair.settings) for m in memos)
 
 
 def test_debounce_max_wait_caps_a_key_that_never_goes_quiet(pair: Pair) -> None:
@@ -285,7 +286,8 @@ def test_an_event_redelivered_after_a_crash_between_decide_and_commit_counts_onc
     assert [carried(run) for run in pair.by_rule("debounced")] == [["z1"]]
     throttled = pair.by_rule("throttled")
     assert [run.event.id for run in throttled][-1] == "z4" and len(throttled) == 3
-    assert not pair.r.keys("orch:flow:memo:*")
+    memos = pair.r.keys("orch:flow:memo:*")  # kept past the commit, for a while (flow/decide.py memo_keep_s)
+    assert len(memos) == 4 and all(0 < pair.r.ttl(m) <= memo_keep_s(pair.settings) for m in memos)
 
 
 def test_the_example_debounce_and_batch_rules_give_their_tasks_every_event(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:

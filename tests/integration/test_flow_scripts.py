@@ -31,10 +31,12 @@ class Scripts:
         raw = json.dumps({"n": self.n})
         reply = self.decide_script(
             keys=[KEYS.flow_memo(f"m{self.n}"), KEYS.flow_state("rule", "k"), KEYS.flow_due, KEYS.flow_seq,
-                  KEYS.results, KEYS.metric("released")],
+                  KEYS.results, KEYS.metric("released"), KEYS.run("none")],
             args=[kind, now, 60_000, raw, f"{self.n}-0", 0, "rule", "k", KEYS.flow_hold_prefix, period, wait, limit,
                   burst, max_events, max_bytes])
-        return dict(json.loads(reply))
+        answer = dict(json.loads(reply))
+        assert (answer.pop("k"), answer.pop("key")) == (kind, "k")  # what it was, for a later rule-set version
+        return answer
 
     def release(self, now: int) -> int:
         return int(self.release_script(keys=[KEYS.flow_due, KEYS.results, KEYS.metric("released")],
@@ -121,7 +123,7 @@ def test_the_memo_answers_a_second_call_without_counting_it(r: redis.Redis) -> N
     args = ["batch", T0, 60_000, '{"big": 12345678901234567890}', "1-0", 0, "rule", "k", KEYS.flow_hold_prefix, 0,
             5000, 2, 1, 1000, 1 << 20]
     keys = [KEYS.flow_memo("same"), KEYS.flow_state("rule", "k"), KEYS.flow_due, KEYS.flow_seq, KEYS.results,
-            KEYS.metric("released")]
+            KEYS.metric("released"), KEYS.run("none")]
     first = scripts.decide_script(keys=keys, args=args)
     assert scripts.decide_script(keys=keys, args=args) == first
     assert r.llen(KEYS.flow_hold_prefix + json.loads(first)["hold"] + ":events") == 1

@@ -322,3 +322,96 @@ def test_the_slots_an_older_orch_kept_per_workflow_are_adopted(r: redis.Redis, r
     assert _held(r, pool) == [holder.id] and r.zrange(KEYS.slots_waiting(pool), 0, -1) == [queued.id.encode()]
     two.drain()
     assert two.run(second).status is RunStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def _reload(two: Two, root: Path, controls: str) -> None:
+    """Both engines switch to the project with `controls` (published by the first, followed by the second)."""
+    _project(root, controls)
+    for engine in two.engines:
+        engine.reload.reload_from(lambda: load_project(root))
+    two.engines[0].reload.changed()
+    for engine in two.engines:
+        engine.reload.check()
+    two.project = two.engines[0].reload.project
+
+
+def test_a_limit_lowered_by_a_reload_holds_when_the_slots_free(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 2}"""))
+    for engine in two.engines:
+        engine.reload.reload_from(lambda: load_project(tmp_path))
+        engine.reload.check()
+    ids = [two.emit({"k": "x", "n": n}) for n in range(5)]
+    two.step_engines()
+    pool = pool_id("rule", "r", "x")
+    assert len(_held(r, pool)) == 2
+    _reload(two, tmp_path, "            concurrency: {key: data.k, limit: 1}")
+    assert two.engines[1].reload.project.rules[0].controls.limit == 1  # type: ignore[union-attr]
+    run_worker(r, two.settings, two.project, two.project.queues, burst=True)  # both holders end ...
+    two.step_engines()
+    running = [i for i in ids if two.run(i).status is RunStatus.RUNNING]  # type: ignore[union-attr]
+    assert len(_held(r, pool)) == 1 and len(running) == 1, "... and one run in line starts, not two (limit 1 now)"
+    two.drain()
+    assert all(two.run(i).status is RunStatus.SUCCEEDED for i in ids)  # type: ignore[union-attr]
+
+
+def test_a_limit_removed_by_a_reload_lets_the_line_drain_at_the_next_renewal(r: redis.Redis, redis_url: str,
+                                                                              tmp_path: Path) -> None:
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 1}"""))
+    for engine in two.engines:
+        engine.reload.reload_from(lambda: load_project(tmp_path))
+        engine.reload.check()
+    ids = [two.emit({"k": "x", "n": n}) for n in range(3)]
+    two.step_engines()
+    _reload(two, tmp_path, "")
+    assert RenewLeases(two.engines[0]).renew() == {"renewed": 1, "expired": 0, "started": 2}
+    two.step_engines()
+    assert all(two.run(i).status is RunStatus.RUNNING for i in ids)  # type: ignore[union-attr]
+
+
+def test_lease_renewal_covers_a_big_index_in_bounded_passes(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    from orchestrator.state.slots import index_record
+    from orchestrator.workflows.pools import Claim
+    from tests.integration.test_maintenance import cost
+
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 1}"""))
+    pipe = r.pipeline(transaction=False)
+    for n in range(700):  # 700 pools (past a listpack, so HSCAN pages), one live holder each
+        claim = Claim(pool_id("rule", "r", f"k{n}"), 1, "rule", "r", f"k{n}")
+        pipe.zadd(KEYS.slots_held(claim.pool), {f"run-{n}": 1})
+        pipe.hset(KEYS.slots, claim.pool, index_record(claim))
+        pipe.hset(KEYS.run(f"run-{n}"), "meta", '{"status": "running"}')
+    pipe.execute()
+    renew = RenewLeases(two.engines[0], max_pools=200)
+    passes = [renew.renew()["renewed"] for _ in range(4)]
+    assert passes == [200, 200, 200, 100], "bounded, each pass resuming where the last stopped"
+    whole = cost(r, RenewLeases(two.engines[0]).renew)
+    assert whole.calls["evalsha"] == 700 and whole.round_trips < 70, f"pipelined, not one per pool: {whole}"
+    leases = [score for n in range(700) for _, score in r.zrange(KEYS.slots_held(pool_id("rule", "r", f"k{n}")),
+                                                                  0, -1, withscores=True)]
+    assert len(leases) == 700 and min(leases) > 1, "every live holder's lease was renewed"
+
+
+def test_a_queued_holder_whose_start_record_was_lost_gets_another_when_its_lease_runs_out(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    two = Two(r, redis_url, tmp_path, _project(tmp_path, """\
+            concurrency: {key: data.k, limit: 1}"""), lease_s=30.0)
+    first, second = two.emit({"k": "x", "n": 1}), two.emit({"k": "x", "n": 2})
+    two.step_engines()
+    pool, queued = pool_id("rule", "r", "x"), two.run(second)
+    assert queued is not None and queued.status is RunStatus.QUEUED
+    # the holder ended and the slot went to `second`, whose `start` record was then dead-lettered:
+    r.zrem(KEYS.slots_held(pool), two.run(first).id)  # type: ignore[union-attr]
+    r.zrem(KEYS.slots_waiting(pool), queued.id)
+    until = int(two.clock.now.timestamp() * 1000) + 30_000
+    r.zadd(KEYS.slots_held(pool), {queued.id: until})
+    renew = RenewLeases(two.engines[0])
+    assert renew.renew() == {"renewed": 0, "expired": 0, "started": 0}, "within its lease: its record may come"
+    assert r.zscore(KEYS.slots_held(pool), queued.id) == until, "a queued holder's lease is not renewed"
+    two.clock.now += timedelta(seconds=31)
+    assert renew.renew() == {"renewed": 0, "expired": 0, "started": 1}, "its lease ran out: another start record"
+    two.step_engines()
+    assert two.run(second).status is RunStatus.RUNNING  # type: ignore[union-attr]
+    assert _held(r, pool) == [queued.id]

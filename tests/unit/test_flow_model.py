@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.rules.flow_model import compile_control
+from orchestrator.rules.flow_model import compile_control, shown_key
 from orchestrator.rules.model import RuleConfig
 
 from .test_project import HELLO, load_project, located, make_project, only_issue
@@ -105,3 +105,12 @@ def test_the_catalogue_shows_a_rules_control_as_written(tmp_path: Path) -> None:
     rule_with(tmp_path, "            throttle: {key: data.account, limit: 10, period_s: 60, burst: 3}", "flow_cat")
     catalog = build_catalog(load_project(tmp_path), datetime(2026, 1, 1, tzinfo=UTC))
     assert catalog["rules"][0]["hold"] == "throttle: key=data.account, limit=10, period_s=60.0, burst=3"
+
+
+def test_a_long_key_is_kept_whole_and_only_shown_cut() -> None:
+    control = compile_control(RuleConfig.model_validate({**BASE, "debounce": {"key": "data.customer_id",
+                                                                              "period_s": 1}}))
+    assert control is not None
+    long = "x" * 300 + "a"
+    assert control.key_of({"data": {"customer_id": long}}) == (long, None)
+    assert shown_key(long) == "x" * 200

@@ -11,7 +11,7 @@ from orchestrator.cli.output import _held_events
 from orchestrator.events.decisions import Decision, encode, read_record
 from orchestrator.events.envelope import EventError
 from orchestrator.events.summary import ITEMS_MAX, STR_MAX_CHARS
-from orchestrator.flow.decide import hold_run_id
+from orchestrator.flow.decide import hold_run_id, read_answer
 from orchestrator.flow.release import Released
 from orchestrator.jsonutil import dumps
 from orchestrator.workflows.advance import _results
@@ -81,3 +81,16 @@ def test_a_release_entry_is_checked_field_by_field() -> None:
         Released.from_fields({b"h": dumps({**meta, "rule": 3}), b"e": dumps([event])})
     with pytest.raises(EventError):
         Released.from_fields({b"h": dumps(meta), b"e": dumps([{"id": "no source"}])})
+
+
+@pytest.mark.parametrize("raw", [b"[1]", b"nope", b'{"a": "explode"}', b'{"a": "merge"}', b'{"a": "delay", "hold": 3}',
+                                 b"null", b'"start"'])
+def test_a_decision_read_back_that_is_not_one_is_an_error_not_a_crash(raw: bytes) -> None:
+    assert isinstance(read_answer(raw), ValueError)
+
+
+def test_a_decision_read_back_is_kept_as_written() -> None:
+    assert read_answer(b'{"a": "merge", "hold": "0001", "n": 2}') == {"a": "merge", "hold": "0001", "n": 2}
+    assert read_answer(b'{"a": "start"}') == {"a": "start"}
+    error = RuntimeError("script")
+    assert read_answer(error) is error

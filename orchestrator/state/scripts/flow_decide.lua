@@ -1,7 +1,7 @@
 --[[ flow_decide.lua: decide, once, what a rule's hold-back control does with one event; the engine calls
 it while planning, before the transaction that acknowledges the event. The decision is kept (the memo)
-until that transaction deletes it, so an event delivered again after a crash gets the same answer and is
-counted, held or merged once. The arithmetic mirrors orchestrator/flow/maths.py.
+for ARGV[3] ms, which that transaction shortens to a while past the commit (flow/decide.py memo_keep_s),
+so an event delivered or processed again gets the same answer and is counted, held or merged once. The arithmetic mirrors orchestrator/flow/maths.py.
 
 KEYS[1]  the memo of this (rule, event), <p>:flow:memo:<digest>
 KEYS[2]  the key's state, <p>:flow:state:<rule>:<key digest>: throttle, a hash (tat and last start in
@@ -11,6 +11,9 @@ KEYS[3]  the due holds, <p>:flow:due (zset: hold id -> due ms)
 KEYS[4]  the hold id counter, <p>:flow:seq
 KEYS[5]  the results stream (a hold that fills is released at once)
 KEYS[6]  the metrics hash of orch_flow_holds_released_total
+KEYS[7]  the run the event starts without the control, <p>:run:<derived id>: when it exists (the event
+         was planned and committed under a rule-set version without the control, then processed again
+         under this one), the answer is `start`, which finds that run: no second run for the event
 ARGV[1]  the control: debounce, batch, throttle or rate_limit
 ARGV[2]  now, epoch ms
 ARGV[3]  how long the memo lives at most, ms
@@ -27,7 +30,7 @@ ARGV[13] throttle: burst
 ARGV[14] most events one hold keeps
 ARGV[15] most bytes of events one hold keeps
 
-Returns the decision, JSON:
+Returns the decision, JSON, each with "k" (the control) and "key" (ARGV[8]):
   {"a":"start"}                                          start the run now
   {"a":"drop","n":N}                                     rate_limit: N starts already in the window
   {"a":"delay","hold":H,"due":MS}                        throttle: held as hold H, starts at MS
@@ -39,6 +42,11 @@ local memo = redis.call('GET', KEYS[1])
 if memo then return memo end
 
 local kind, now = ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  local text = cjson.encode({a = 'start', k = kind, key = ARGV[8]})
+  redis.call('SET', KEYS[1], text, 'PX', ARGV[3])
+  return text
+end
 local raw, entry, depth = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local prefix = ARGV[9]
 local period, wait, limit = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -123,6 +131,7 @@ else
   end
   answer = {a = 'merge', hold = id, due = due, n = n, why = why, released = released}
 end
+answer.k, answer.key = kind, ARGV[8]  -- what it was, for an engine whose rule no longer has the control
 local text = cjson.encode(answer)
 redis.call('SET', KEYS[1], text, 'PX', ARGV[3])
 return text
