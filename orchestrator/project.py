@@ -118,7 +118,8 @@ def with_rules(project: Project, configs: Sequence[Any], origin: str) -> Project
     published; `origin` names them in errors); its workflows and sections stay. ConfigError when a rule is
     invalid or names a workflow or parameter this project does not have."""
     issues: list[ConfigIssue] = []
-    other = replace(project, rules=[], rule_configs=[])
+    other = replace(project, rules=[], rule_configs=[], sections={k: dict(v) for k, v in project.sections.items()},
+                    locations={k: v for k, v in project.locations.items() if k[0] != "rules"})  # not shared
     check_rules(other, [(Path(origin), index, item, {}) for index, item in enumerate(configs)], issues)
     if issues:
         raise ConfigError(issues)
