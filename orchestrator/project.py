@@ -193,7 +193,7 @@ def _load_python(project: Project, sections: Sequence[Section], issues: list[Con
                 continue
             try:
                 module = importlib.import_module(f"{WORKFLOWS_DIR}.{path.stem}")
-            except Exception as exc:  # noqa: BLE001 - any error in user code becomes a located issue
+            except BaseException as exc:  # noqa: BLE001 - user code's error (even SystemExit) is a located issue
                 issues.append(_import_issue(path, exc))
                 continue
             _register(project, vars(module).values(), path, issues, sections)

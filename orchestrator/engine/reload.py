@@ -26,7 +26,9 @@ How an engine keeps to the active version (`Reloader`):
                what `orch reload --wait` and `orch_ruleset_info` show
 
 Workflow modules are Python: a reload loads the project again, which re-imports them (project.py forgets
-the `workflows` modules first).
+the `workflows` modules first). Whatever a module raises at import, SystemExit and KeyboardInterrupt too
+(the engine's signals set its stop event, so these come from the module's code), is a refused change; a
+module that blocks at import blocks the reload, and the engine's thread with it, until it returns.
 """
 
 from __future__ import annotations
@@ -220,7 +222,7 @@ class Reloader:
         except ConfigError as exc:
             self._refuse(client, describe_issues(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - whatever a changed project does, the old version runs on
+        except BaseException as exc:  # noqa: BLE001 - whatever a changed project does (even sys.exit), the old version runs on
             log.exception("engine %s: loading the changed project failed", self._name)
             self._refuse(client, f"{type(exc).__name__}: {exc}")
             return

@@ -141,6 +141,25 @@ def test_an_invalid_change_keeps_the_old_version_and_says_where(
     assert stack.run("ship-orders", "/shop", event).ruleset == old
 
 
+@pytest.mark.parametrize("raised", ["SystemExit(3)", "KeyboardInterrupt()"])
+def test_a_workflow_module_that_exits_at_import_is_a_refused_change_not_the_engines_end(
+        r: redis.Redis, redis_url: str, tmp_path: Path, raised: str) -> None:
+    root = copy_at(tmp_path / "p")
+    stack = engine_on(r, redis_url, root, "engine-1")
+    old = stack.engine.reload.project.ruleset
+    (root / "workflows" / "ship.py").write_text(f"raise {raised}\n" + TWO_TASKS)
+    stack.engine.reload.changed()
+    stack.engine.reload.check()  # before: SystemExit / KeyboardInterrupt out of the engine's thread
+
+    assert active_version(r, KEYS) == old and stack.engine.reload.project.ruleset == old
+    assert reloads(r) == {"refused": 1}
+    (view,) = read_views(r, KEYS).values()
+    assert view.refused is not None and "ship.py:1" in view.refused and raised.split("(")[0] in view.refused
+    event = stack.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
+    stack.drain()
+    assert stack.run("ship-orders", "/shop", event).ruleset == old
+
+
 def test_two_engines_with_their_own_copies_switch_to_the_same_version(
         r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
     a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
