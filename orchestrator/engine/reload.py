@@ -103,6 +103,7 @@ class Reloader:
         self._files = fingerprint(project.root)  # its files when they were last loaded
         self._loader: Callable[[], Project] | None = None
         self._changed = threading.Event()  # set by the watcher: this engine's files changed
+        self._watching = False  # whether its files are watched (then each check also compares their fingerprint)
         self._started = False
         self._wanted = project.ruleset
         self._behind: str | None = None
@@ -123,7 +124,9 @@ class Reloader:
 
     def watch(self, root: Path, settings: Settings, stop: threading.Event) -> threading.Thread:
         """Watch the project's files (watch.py); a burst of changes marks one reload, which the engine's
-        thread makes at its next check. Ends when `stop` is set."""
+        thread makes at its next check (which also compares the files' fingerprint, should the watcher miss a
+        change or stop). Ends when `stop` is set."""
+        self._watching = True
         return watch_project_files(root, settings, stop, self.changed)
 
     def changed(self) -> None:
@@ -144,7 +147,7 @@ class Reloader:
         client = self._engine.client
         if not self._started:
             self._start(client)
-        if self._changed.is_set():
+        if self._changed.is_set() or (self._watching and self._files_differ()):  # or the watcher missed it
             self._changed.clear()
             self._reload_local(client)
         active = active_version(client, self._engine.keys)
@@ -232,6 +235,10 @@ class Reloader:
         elif loaded.ruleset == self.project.ruleset:
             self._use(loaded, "its files changed")  # the same rules and graphs; schedules or code may differ
 
+    def _files_differ(self) -> bool:
+        """Whether this engine's files changed since they were last loaded: a few stat calls."""
+        return self._loader is not None and fingerprint(self._local.root) != self._files
+
     def _load_local(self, loader: Callable[[], Project]) -> Project:
         """This engine's own copy, loaded again (ConfigError: it does not load; the last good load stays).
         Each state of the files is tried once, whether it loads or not."""
@@ -277,7 +284,7 @@ class Reloader:
         if active is None or active.version != wanted:
             raise RulesetError(f"the active version changed while it was read (now {active and active.version})")
         missing = workflow_mismatch(active, self._local)
-        if missing and self._loader is not None and fingerprint(self._local.root) != self._files:
+        if missing and self._loader is not None and self._files_differ():
             self._load_local(self._loader)  # this engine's copy was updated, and no watcher said so (yet)
             missing = workflow_mismatch(active, self._local)
         if missing:

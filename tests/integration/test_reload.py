@@ -6,7 +6,9 @@ is what the project watcher reports (`Reloader.changed()`); `check()` is the eng
 
 from __future__ import annotations
 
+import itertools
 import logging
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,14 @@ from orchestrator.catalog import read_catalog
 from orchestrator.cli.wiring import load_project
 from orchestrator.engine.batch import Batch
 from orchestrator.engine.reload import ProjectBehind
+from orchestrator.engine.watch import watch_project_files
 from orchestrator.metrics import PROJECT_RELOADS
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.state.ruleset import active_version, read_views
 from orchestrator.workflows.runs import RunStatus
 
+from ..helpers import wait_for
 from ..inproc import Stack
 from ..projects import make_project
 
@@ -259,3 +263,54 @@ def test_an_engine_that_cannot_load_the_active_version_commits_nothing_until_it_
     run = b.run("ship-orders", "/shop", later)
     assert run.ruleset == new and list(run.tasks) == ["pack", "label"] and run.status is RunStatus.SUCCEEDED
     assert [n.name for n in b.engine._current["ship"].nodes] == ["pack", "label"]
+
+
+def heard_after_writes(folder: Path, hits: list[float], name: str) -> bool:
+    """Write a rule file once more (the watcher may not have started yet) and say whether it was heard."""
+    before = len(hits)
+    counter = next(WRITES)
+    (folder / name).write_text(f"rules: []  # {counter}\n")
+    return _heard(hits, before)
+
+
+WRITES = itertools.count()
+
+
+def _heard(hits: list[float], before: int) -> bool:
+    try:
+        wait_for(lambda: len(hits) > before, timeout_s=1.0, message="a change heard")
+    except AssertionError:
+        return False
+    return True
+
+
+def test_the_watcher_still_hears_rules_deleted_and_made_again(tmp_path: Path) -> None:
+    root = copy_at(tmp_path / "p")
+    hits: list[float] = []
+    stop = threading.Event()
+    settings = Settings(redis_url="redis://localhost:1/0", project=root, engine_reload_debounce_s=0.05)
+    thread = watch_project_files(root, settings, stop, lambda: hits.append(1.0))
+    try:
+        wait_for(lambda: heard_after_writes(root / "rules", hits, "a.yaml"), message="the watcher started")
+        for folder in (root / "rules", root / "workflows"):  # a git checkout, a directory swap
+            deleted = len(hits) + 1
+            shutil.rmtree(folder)
+            wait_for(lambda n=deleted: len(hits) >= n, message="the deletion heard")  # before it is made again
+            folder.mkdir()
+            wait_for(lambda f=folder: heard_after_writes(f, hits, "b.yaml"), message=f"{folder} made again")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_a_change_the_watcher_missed_is_found_by_the_check(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    root = copy_at(tmp_path / "p")
+    stack = engine_on(r, redis_url, root, "engine-1")
+    old = stack.engine.reload.project.ruleset
+    stopped = threading.Event()
+    stopped.set()  # a watcher that has stopped (out of inotify watches, say): it hears nothing
+    stack.engine.reload.watch(root, stack.engine.settings, stopped).join(5)
+    write_rules(root, "us")
+    stack.engine.reload.check()  # the fingerprint of the files differs from the one loaded: load them again
+    assert active_version(r, KEYS) != old and stack.engine.reload.project.ruleset == active_version(r, KEYS)
