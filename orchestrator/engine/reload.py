@@ -11,19 +11,23 @@ How an engine keeps to the active version (`Reloader`):
     check      a maintenance chore, every `engine_reload_check_s`: one GET of the version; when it
                changed, switch: the engine's own copy if it is that version, else the published rule
                configs over its own workflows, when their digests are the version's
-    guard      every commit WATCHes `<p>:ruleset` and reads it: a batch planned under a version that
-               is no longer active is never committed; it is planned again under the new one
-               (`consistently`), so a batch is planned and committed against exactly one version
+    guard      every commit of a batch with events WATCHes `<p>:ruleset` and reads it: such a batch
+               planned under a version that is no longer active is never committed; it is planned again
+               under the new one (`consistently`), so it is planned and committed against exactly one
+               version (a batch of records and timers needs no version: runs carry their spec)
     swap       between batches only, in the engine's thread: `Engine._project` (rules index, workflows,
                schedules) and `Engine._current` (the workflow specs) are replaced together
     behind     an engine that cannot load the active version (its copy lacks a workflow the rules name,
-               or has another version of one) keeps its old version loaded but commits nothing: it
-               raises ProjectBehind; the engine loop then `wait_until_current`: the entries it holds
-               are handed back (marked idle, so an engine on the active version takes them over at
-               its next reclaim), it reads nothing and tries the switch again every check; it says
-               so in its log, in `orch_project_reloads_total{result="behind"}` and in its view
-    view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, and why not;
-               what `orch reload --wait` and `orch_ruleset_info` show
+               or has another version of one) keeps its old version loaded and plans no event: it
+               raises ProjectBehind at a batch with events; the engine loop then hands back the events
+               it holds (marked idle, so an engine on the active version takes them over at its next
+               reclaim) and reads the results stream only: task and control records, timers and the
+               maintenance chores go on, as runs carry their own spec (engine/behind.py). It tries the
+               switch again every check, and says so in its log, in
+               `orch_project_reloads_total{result="behind"}` and in its view
+    view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, why not, and the
+               workflow digests of its own copy (what `orch reload` checks before publishing); what
+               `orch reload --wait` and `orch_ruleset_info` show
 
 Workflow modules are Python: a reload loads the project again, which re-imports them (project.py forgets
 the `workflows` modules first). Whatever a module raises at import, SystemExit and KeyboardInterrupt too
@@ -36,7 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -44,12 +48,12 @@ import redis
 
 from ..catalog import PublishCatalog
 from ..errors import ConfigError, OrchestratorError
+from ..events.stream import Entry
 from ..metrics import PROJECT_RELOADS, MetricsBatch
 from ..project import Project, with_rules
 from ..project_files import fingerprint
 from ..rules.version import ruleset_version
 from ..settings import Settings
-from ..state.keys import ENGINE_GROUP
 from ..state.ruleset import (
     EngineView,
     RulesetError,
@@ -61,6 +65,8 @@ from ..state.ruleset import (
     workflow_mismatch,
     write_view,
 )
+from .batch import Batch
+from .behind import batch_needs_rules, hand_back, needs_rules, read_results_only, split
 from .watch import watch_project_files
 
 if TYPE_CHECKING:
@@ -139,7 +145,10 @@ class Reloader:
         return settings.engine_reload_check_s
 
     def run(self, now_s: float, force: bool) -> None:
-        self.check()
+        try:
+            self.check()
+        except ProjectBehind:  # still behind (said when it fell behind): its view says so
+            self._view(self._engine.client)
 
     def check(self) -> None:
         """Publish this engine's version at its start, reload its files when they changed, and switch to
@@ -159,10 +168,11 @@ class Reloader:
 
     # -- batches ---------------------------------------------------------------------------------
 
-    def consistently(self, work: Callable[[], T]) -> T:
+    def consistently(self, work: Callable[[], T], entries: Iterable[Entry] = ()) -> T:
         """Plan and commit with `work` under one version: when the commit finds the version replaced, switch
-        and plan again. ProjectBehind when this engine cannot load the active version."""
-        if not self._started or self._behind:
+        and plan again. ProjectBehind when `entries` need the rules and this engine cannot load the active
+        version."""
+        if not self._started or (self._behind and any(needs_rules(e, self._engine.keys) for e in entries)):
             self.check()
         while True:
             try:
@@ -170,43 +180,38 @@ class Reloader:
             except Replan:
                 self.check()
 
-    def guard(self, pipe: redis.client.Pipeline) -> None:
-        """In a commit, before the transaction: WATCH the version, and Replan if it is not the one the batch
-        was planned under."""
+    def guard(self, pipe: redis.client.Pipeline, batch: Batch) -> None:
+        """In a commit of a batch with events, before the transaction: WATCH the version, and Replan if it is
+        not the one the batch was planned under."""
+        if not batch_needs_rules(batch):
+            return
         pipe.watch(self.key)
         raw = pipe.get(self.key)
         if raw is not None and raw.decode(errors="replace") != self.project.ruleset:
             raise Replan(raw)
 
-    def wait_until_current(self, stop: threading.Event) -> None:
-        """The engine loop met ProjectBehind: hand back the entries this engine holds (so that an engine on
-        the active version takes them over), then try the switch again every check, reading nothing, until
-        it succeeds or `stop` is set."""
-        while True:
-            try:
-                self._release()
-                self._view(self._engine.client)
-            except redis.RedisError as exc:
-                log.warning("engine %s: cannot report that it is behind (%s)", self._name, exc)
-            if stop.wait(self._engine.settings.engine_reload_check_s):
-                return
-            try:
-                self.check()
-                return
-            except (ProjectBehind, redis.RedisError):
-                continue
+    def keep(self, entries: list[Entry]) -> list[Entry]:
+        """`entries` but, while this engine is behind, those that need the rules: handed back."""
+        if not self._behind or not entries:
+            return entries
+        rules, rest = split(entries, self._engine.keys)
+        if rules:
+            self._hand_back(rules, scan=0)
+        return rest
 
-    def _release(self) -> None:
-        """Mark this engine's pending entries idle for `engine_claim_idle_s` (XCLAIM IDLE JUSTID: not one more
-        delivery), so other engines' reclaiming takes them over at once; forget the batch it holds."""
-        engine, client = self._engine, self._engine.client
-        me, idle_ms = engine.consumer.consumer, int(engine.settings.engine_claim_idle_s * 1000)
-        for stream in engine.consumer.streams:
-            held = client.xpending_range(stream, ENGINE_GROUP, "-", "+", engine.settings.engine_batch_size,
-                                         consumername=me)
-            if held:
-                client.xclaim(stream, ENGINE_GROUP, me, 0, [h["message_id"] for h in held], idle=idle_ms, justid=True)
-        engine._unfinished = []
+    def hand_back(self) -> None:
+        """The engine loop met ProjectBehind: hand back the entries of the batch it holds that need the rules
+        (so that an engine on the active version takes them over); the rest are processed next step."""
+        engine = self._engine
+        try:
+            engine._unfinished = self.keep(engine._unfinished)
+            self._view(engine.client)
+        except redis.RedisError as exc:
+            log.warning("engine %s: cannot hand back the events it holds (%s)", self._name, exc)
+
+    def _hand_back(self, entries: list[Entry], scan: int) -> None:
+        engine = self._engine
+        hand_back(engine.client, engine.consumer, engine.keys, entries, engine.settings.engine_claim_idle_s, scan)
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -274,6 +279,7 @@ class Reloader:
             self._fall_behind(client, wanted, reason)
             raise ProjectBehind(self._behind or reason) from None
         self._behind, self._failed = None, None
+        read_results_only(self._engine.consumer, self._engine.keys, False)
         self._use(candidate, f"the active version is {wanted}")
         self._count(client, "ok")
 
@@ -299,8 +305,10 @@ class Reloader:
     def _fall_behind(self, client: redis.Redis, wanted: str, reason: str) -> None:
         self._failed = (wanted, self._local.ruleset)
         self._behind = f"cannot load rule-set version {wanted}: {reason}"
-        log.error("engine %s: %s; it keeps version %s loaded and commits nothing until it can load %s",
-                  self._name, self._behind, self.project.ruleset, wanted)
+        log.error("engine %s: %s; it keeps version %s loaded and plans no event until it can load %s (task "
+                  "results, cancels and timers go on)", self._name, self._behind, self.project.ruleset, wanted)
+        read_results_only(self._engine.consumer, self._engine.keys, True)
+        self._hand_back([], scan=self._engine.settings.engine_batch_size)  # the events it holds
         self._count(client, "behind")
         self._viewed_s = 0.0
 

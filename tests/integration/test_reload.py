@@ -226,7 +226,7 @@ def test_a_version_published_during_the_commit_aborts_it_by_the_watch(
     assert published and b.run("ship-orders", "/shop", event).ruleset == active_version(r, KEYS)
 
 
-def test_an_engine_that_cannot_load_the_active_version_commits_nothing_until_it_can(
+def test_an_engine_that_cannot_load_the_active_version_plans_no_event_until_it_can(
         r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
     a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
     b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
@@ -240,10 +240,8 @@ def test_an_engine_that_cannot_load_the_active_version_commits_nothing_until_it_
     event = b.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
     with pytest.raises(ProjectBehind, match="workflow 'ship' is version"):
         b.engine.step(block=False)  # b read the event, and finds at its commit that it cannot switch
-    stopped = threading.Event()
-    stopped.set()
-    b.engine.reload.wait_until_current(stopped)  # what its loop does next: hand back what it holds, report
-    assert r.zcard("orch:runs") == 0
+    b.engine.reload.hand_back()  # what its loop does next: hand back the events it holds, report
+    assert r.zcard("orch:runs") == 0 and b.engine.consumer.streams == ["orch:results"]
     views = read_views(r, KEYS)
     assert (views["engine-b"].state, views["engine-b"].version, views["engine-b"].wanted) == ("behind", old, new)
     assert reloads(r) == {"ok": 1, "behind": 1}
@@ -258,11 +256,38 @@ def test_an_engine_that_cannot_load_the_active_version_commits_nothing_until_it_
     assert r.xpending("orch:events", "engine")["pending"] == 0
 
     (tmp_path / "b" / "workflows" / "ship.py").write_text(TWO_TASKS)  # b's copy is deployed: it re-imports it
+    b.engine.maintain(force=True)  # its next check (no watcher here: a behind engine sees its files changed)
+    assert b.engine.consumer.streams == ["orch:events", "orch:results"]
     later = b.emit("order.paid", {"id": "o-2", "region": "eu"}, source="/shop")
-    b.drain()  # (no watcher here: a behind engine also sees its files change when it tries again)
+    b.drain()
     run = b.run("ship-orders", "/shop", later)
     assert run.ruleset == new and list(run.tasks) == ["pack", "label"] and run.status is RunStatus.SUCCEEDED
     assert [n.name for n in b.engine._current["ship"].nodes] == ["pack", "label"]
+
+
+def test_a_behind_engine_still_applies_task_results_and_leaves_events_to_current_engines(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
+    b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
+    old = b.engine.reload.project.ruleset
+    first = b.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
+    b.engine.step(block=False)  # b starts the run and dispatches its task; no worker has run it yet
+    started = b.run("ship-orders", "/shop", first)
+    assert started.ruleset == old and started.status is RunStatus.RUNNING
+
+    (tmp_path / "a" / "workflows" / "ship.py").write_text(TWO_TASKS)  # a version b's copy cannot load
+    a.engine.reload.changed()
+    a.engine.reload.check()
+    b.engine.maintain(force=True)  # b's check: behind (its chore says so, and does not stop the loop)
+    assert read_views(r, KEYS)["engine-b"].state == "behind"
+
+    second = b.emit("order.paid", {"id": "o-2", "region": "eu"}, source="/shop")
+    b.drain()  # the worker runs the task; b, behind, applies its result (before: ProjectBehind, nothing read)
+    assert b.run("ship-orders", "/shop", first).status is RunStatus.SUCCEEDED
+    assert r.zcard("orch:runs") == 1  # the event was left to an engine on the active version
+    a.drain()
+    run = a.run("ship-orders", "/shop", second)
+    assert run.ruleset == active_version(r, KEYS) != old and run.status is RunStatus.SUCCEEDED
 
 
 def heard_after_writes(folder: Path, hits: list[float], name: str) -> bool:
