@@ -249,6 +249,7 @@ class Reloader:
         Each state of the files is tried once, whether it loads or not."""
         self._files = fingerprint(self._local.root)
         self._local = loader()
+        self._viewed_s = 0.0  # its view shows its copy's workflows: written at the next check
         return self._local
 
     def _announce(self, client: redis.Redis, project: Project, how: str) -> None:
@@ -352,7 +353,7 @@ class Reloader:
         self._viewed_s = now_s
         write_view(client, self._engine.keys, EngineView(
             self._name, self.project.ruleset, self._wanted, "behind" if self._behind else "ok", self._behind,
-            self._refused, now_s))
+            self._refused, now_s, {name: wf.spec.digest for name, wf in self._local.workflows.items()}))
 
     def _log_project(self, project: Project) -> None:
         log.info("engine %s: rule-set version %s: %d rules, %d workflows; reading %s", self._name, project.ruleset,
