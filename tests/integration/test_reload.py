@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from executors.refresh import ProjectRefresh
+from executors.worker import run_worker
 from orchestrator.catalog import read_catalog
 from orchestrator.cli.wiring import load_project
 from orchestrator.engine.batch import Batch
@@ -26,7 +27,7 @@ from orchestrator.metrics import PROJECT_RELOADS
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.state.ruleset import active_version, read_views
-from orchestrator.workflows.runs import RunStatus
+from orchestrator.workflows.runs import RunStatus, TaskState
 
 from ..helpers import wait_for
 from ..inproc import Stack
@@ -288,6 +289,32 @@ def test_a_behind_engine_still_applies_task_results_and_leaves_events_to_current
     a.drain()
     run = a.run("ship-orders", "/shop", second)
     assert run.ruleset == active_version(r, KEYS) != old and run.status is RunStatus.SUCCEEDED
+
+
+def test_a_worker_whose_files_lag_a_reload_retries_the_task_until_they_come(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
+    host = copy_at(tmp_path / "worker-host")  # the worker's copy: the old workflow, until it is deployed
+    a.project, a.refresh = load_project(host), ProjectRefresh(host, lambda: load_project(host))
+    (tmp_path / "a" / "workflows" / "ship.py").write_text(TWO_TASKS)
+    a.engine.reload.changed()
+    a.engine.reload.check()  # the engine runs the new version; the worker's files are not there yet
+    event = a.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
+    a.engine.step(block=False)
+    run_worker(r, a.settings, a.project, a.project.queues, burst=True, refresh=a.refresh)
+    a.engine.step(block=False)  # before: refused for good (UnknownWorkflowVersion, retryable=False): run failed
+
+    run = a.run("ship-orders", "/shop", event)
+    pack = run.tasks["pack"]
+    assert run.status is RunStatus.RUNNING and pack.state is TaskState.RETRYING, run.to_dict()
+    assert pack.history[-1]["error_type"] == "WorkflowNotDeployed"
+    (host / "workflows" / "ship.py").write_text(TWO_TASKS)  # deployed: the next attempt finds it
+
+    def finished() -> bool:
+        a.drain()
+        return a.run("ship-orders", "/shop", event).status is RunStatus.SUCCEEDED
+    wait_for(finished, message="the retried attempt to run once the worker has the workflow")
+    assert list(a.run("ship-orders", "/shop", event).tasks) == ["pack", "label"]
 
 
 def heard_after_writes(folder: Path, hits: list[float], name: str) -> bool:
