@@ -64,7 +64,8 @@ def split(entries: Iterable[Entry], keys: Keys) -> tuple[list[Entry], list[Entry
 def hand_back(client: redis.Redis, consumer: StreamConsumer, keys: Keys, entries: Sequence[Entry],
               idle_s: float, scan: int) -> int:
     """Mark `entries`, and the entries of the events stream this consumer holds (up to `scan`), idle for
-    `idle_s` without one more delivery, so that other engines' reclaiming takes them over at once; how many."""
+    `idle_s`, so that other engines' reclaiming takes them over at once; the delivery to this engine is not
+    counted (RETRYCOUNT one less), so entries that only behind engines see are not dead-lettered. How many."""
     by_stream: dict[str, set[str]] = {}
     for entry in entries:
         if entry.stream:
@@ -74,11 +75,21 @@ def hand_back(client: redis.Redis, consumer: StreamConsumer, keys: Keys, entries
         by_stream.setdefault(keys.events, set()).update(_text(h["message_id"]) for h in held)
     count = 0
     for stream, ids in by_stream.items():
-        if ids:
-            client.xclaim(stream, ENGINE_GROUP, consumer.consumer, 0, sorted(ids), idle=int(idle_s * 1000),
-                          justid=True)
-            count += len(ids)
+        for delivered, same in _by_deliveries(client, stream, consumer.consumer, ids).items():
+            client.xclaim(stream, ENGINE_GROUP, consumer.consumer, 0, same, idle=int(idle_s * 1000),
+                          retrycount=max(0, delivered - 1), justid=True)
+            count += len(same)
     return count
+
+
+def _by_deliveries(client: redis.Redis, stream: str, me: str, ids: Iterable[str]) -> dict[int, list[str]]:
+    """The entries among `ids` this consumer holds, by how many times each was delivered."""
+    out: dict[int, list[str]] = {}
+    for entry_id in sorted(ids):
+        rows = client.xpending_range(stream, ENGINE_GROUP, entry_id, entry_id, 1, consumername=me)
+        if rows:
+            out.setdefault(int(rows[0]["times_delivered"]), []).append(entry_id)
+    return out
 
 
 def read_results_only(consumer: StreamConsumer, keys: Keys, behind: bool) -> None:

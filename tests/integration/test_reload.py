@@ -27,6 +27,7 @@ from orchestrator.metrics import PROJECT_RELOADS
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.state.ruleset import active_version, read_views
+from orchestrator.state.steer import request as steer
 from orchestrator.workflows.runs import RunStatus, TaskState
 
 from ..helpers import wait_for
@@ -289,6 +290,33 @@ def test_a_behind_engine_still_applies_task_results_and_leaves_events_to_current
     a.drain()
     run = a.run("ship-orders", "/shop", second)
     assert run.ruleset == active_version(r, KEYS) != old and run.status is RunStatus.SUCCEEDED
+
+
+def test_a_rerun_only_behind_engines_see_is_kept_not_dead_lettered_and_runs_once_one_can(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
+    b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
+    first = b.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
+    b.drain()
+    done = b.run("ship-orders", "/shop", first)
+    (tmp_path / "a" / "workflows" / "ship.py").write_text(TWO_TASKS)
+    a.engine.reload.changed()
+    a.engine.reload.check()  # then engine a goes away: b, behind, is the only engine left
+    b.engine.maintain(force=True)
+    steer(r, KEYS, b.engine.store, "rerun", done.id)  # a rerun takes the workflow's current version: not b's
+    for _ in range(b.settings.engine_max_deliveries + 2):  # b reads it, hands it back, reclaims it, ...
+        b.engine.step(block=False)
+        b.engine.maintain(force=True)
+    assert r.xlen(KEYS.dead_letters) == 0 and r.xpending("orch:results", "engine")["pending"] == 1
+    assert r.zcard("orch:runs") == 1
+
+    (tmp_path / "b" / "workflows" / "ship.py").write_text(TWO_TASKS)
+    b.engine.maintain(force=True)  # b can load the active version now; its next reclaim takes the rerun
+    b.drain()
+    b.engine.maintain(force=True)
+    b.drain()
+    rerun = [run for run in runs_of(b) if run.id != done.id]
+    assert len(rerun) == 1 and list(rerun[0].tasks) == ["pack", "label"], [r_.to_dict() for r_ in rerun]
 
 
 def test_a_worker_whose_files_lag_a_reload_retries_the_task_until_they_come(
