@@ -190,5 +190,5 @@ def _print_engines(views: list[EngineView], version: str, done: bool, timeout_s:
     if not done:
         click.echo(f"timed out after {timeout_s:g}s waiting for the engines above", err=True)
     elif any(_row(v, version)["state"] == "behind" for v in views):
-        click.echo("some engines cannot load this version and commit nothing until they can: deploy the same "
+        click.echo("some engines cannot load this version and start no run until they can: deploy the same "
                    "workflows to them, or `orch reload` a version they have", err=True)

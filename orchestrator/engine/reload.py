@@ -86,7 +86,7 @@ class Replan(Exception):  # noqa: N818 - a signal between the commit and `consis
 
 
 class ProjectBehind(OrchestratorError):
-    """This engine cannot load the active rule-set version: it commits nothing until it can."""
+    """This engine cannot load the active rule-set version: it plans no event until it can."""
 
 
 def describe_issues(exc: ConfigError) -> str:

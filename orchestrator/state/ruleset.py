@@ -61,7 +61,7 @@ class EngineView:
     engine: str
     version: str
     wanted: str
-    state: str  # ok: it runs the active version; behind: it cannot load it, and commits nothing
+    state: str  # ok: it runs the active version; behind: it cannot load it, and plans no event
     error: str | None = None  # why it is behind
     refused: str | None = None  # the last change of its own project it refused (invalid), and why
     at: float = 0.0

@@ -267,13 +267,14 @@ def test_an_engine_that_cannot_load_the_active_version_plans_no_event_until_it_c
     assert [n.name for n in b.engine._current["ship"].nodes] == ["pack", "label"]
 
 
-def test_a_behind_engine_still_applies_task_results_and_leaves_events_to_current_engines(
+def test_a_behind_engine_still_applies_results_and_cancels_and_leaves_events_to_current_engines(
         r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
     a = engine_on(r, redis_url, copy_at(tmp_path / "a"), "engine-a")
     b = engine_on(r, redis_url, copy_at(tmp_path / "b"), "engine-b")
     old = b.engine.reload.project.ruleset
     first = b.emit("order.paid", {"id": "o-1", "region": "eu"}, source="/shop")
-    b.engine.step(block=False)  # b starts the run and dispatches its task; no worker has run it yet
+    doomed = b.emit("order.paid", {"id": "o-0", "region": "eu"}, source="/shop")
+    b.engine.step(block=False)  # b starts the runs and dispatches their tasks; no worker has run them yet
     started = b.run("ship-orders", "/shop", first)
     assert started.ruleset == old and started.status is RunStatus.RUNNING
 
@@ -284,9 +285,12 @@ def test_a_behind_engine_still_applies_task_results_and_leaves_events_to_current
     assert read_views(r, KEYS)["engine-b"].state == "behind"
 
     second = b.emit("order.paid", {"id": "o-2", "region": "eu"}, source="/shop")
-    b.drain()  # the worker runs the task; b, behind, applies its result (before: ProjectBehind, nothing read)
+    steer(r, KEYS, b.engine.store, "cancel", b.run("ship-orders", "/shop", doomed).id)
+    b.engine.step(block=False)  # b, behind, applies the cancel (before: ProjectBehind, nothing read)
+    assert b.run("ship-orders", "/shop", doomed).status is RunStatus.CANCELLED
+    b.drain()  # the worker runs the other task; b applies its result
     assert b.run("ship-orders", "/shop", first).status is RunStatus.SUCCEEDED
-    assert r.zcard("orch:runs") == 1  # the event was left to an engine on the active version
+    assert r.zcard("orch:runs") == 2  # the new event was left to an engine on the active version
     a.drain()
     run = a.run("ship-orders", "/shop", second)
     assert run.ruleset == active_version(r, KEYS) != old and run.status is RunStatus.SUCCEEDED
