@@ -17,18 +17,19 @@ already started go on to their end.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 from ..events.stream import Entry, StreamConsumer
 from ..flow.release import RELEASE_FIELD
 from ..jsonutil import loads
+from ..settings import Settings
 from ..state.keys import ENGINE_GROUP, Keys
 from ..workflows.records import ControlRecord
 from .batch import Batch
 
-__all__ = ["batch_needs_rules", "hand_back", "needs_rules", "read_results_only", "split"]
+__all__ = ["Host", "batch_needs_rules", "hand_back", "needs_rules", "read_results_only", "split"]
 
 
 def needs_rules(entry: Entry, keys: Keys) -> bool:
@@ -61,11 +62,24 @@ def split(entries: Iterable[Entry], keys: Keys) -> tuple[list[Entry], list[Entry
     return rules, rest
 
 
-def hand_back(client: redis.Redis, consumer: StreamConsumer, keys: Keys, entries: Sequence[Entry],
-              idle_s: float, scan: int) -> int:
+class Host(Protocol):
+    """What handing back uses of the engine."""
+
+    consumer: StreamConsumer
+    keys: Keys
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+
+def hand_back(host: Host, entries: Sequence[Entry], scan: int = 0) -> int:
     """Mark `entries`, and the entries of the events stream this consumer holds (up to `scan`), idle for
     `idle_s`, so that other engines' reclaiming takes them over at once; the delivery to this engine is not
     counted (RETRYCOUNT one less), so entries that only behind engines see are not dead-lettered. How many."""
+    client, consumer, keys, idle_s = host.client, host.consumer, host.keys, host.settings.engine_claim_idle_s
     by_stream: dict[str, set[str]] = {}
     for entry in entries:
         if entry.stream:

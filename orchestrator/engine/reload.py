@@ -18,13 +18,10 @@ How an engine keeps to the active version (`Reloader`):
     swap       between batches only, in the engine's thread: `Engine._project` (rules index, workflows,
                schedules) and `Engine._current` (the workflow specs) are replaced together
     behind     an engine that cannot load the active version (its copy lacks a workflow the rules name,
-               or has another version of one) keeps its old version loaded and plans no event: it
-               raises ProjectBehind at a batch with events; the engine loop then hands back the events
-               it holds (marked idle, so an engine on the active version takes them over at its next
-               reclaim) and reads the results stream only: task and control records, timers and the
-               maintenance chores go on, as runs carry their own spec (engine/behind.py). It tries the
-               switch again every check, and says so in its log, in
-               `orch_project_reloads_total{result="behind"}` and in its view
+               or has another version of one) keeps its old version and plans no event: ProjectBehind at
+               a batch with events; it hands back the events it holds and reads results only, while
+               records, timers and chores go on (engine/behind.py). It tries the switch again every
+               check, and says so in its log, `orch_project_reloads_total{result="behind"}`, its view
     view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, why not, and the
                workflow digests of its own copy (what `orch reload` checks before publishing); what
                `orch reload --wait` and `orch_ruleset_info` show
@@ -196,22 +193,16 @@ class Reloader:
             return entries
         rules, rest = split(entries, self._engine.keys)
         if rules:
-            self._hand_back(rules, scan=0)
+            hand_back(self._engine, rules)
         return rest
 
     def hand_back(self) -> None:
-        """The engine loop met ProjectBehind: hand back the entries of the batch it holds that need the rules
-        (so that an engine on the active version takes them over); the rest are processed next step."""
-        engine = self._engine
+        """The engine loop met ProjectBehind: hand back what it holds that needs the rules; the rest next step."""
         try:
-            engine._unfinished = self.keep(engine._unfinished)
-            self._view(engine.client)
+            self._engine._unfinished = self.keep(self._engine._unfinished)
+            self._view(self._engine.client)
         except redis.RedisError as exc:
             log.warning("engine %s: cannot hand back the events it holds (%s)", self._name, exc)
-
-    def _hand_back(self, entries: list[Entry], scan: int) -> None:
-        engine = self._engine
-        hand_back(engine.client, engine.consumer, engine.keys, entries, engine.settings.engine_claim_idle_s, scan)
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -309,7 +300,7 @@ class Reloader:
         log.error("engine %s: %s; it keeps version %s loaded and plans no event until it can load %s (task "
                   "results, cancels and timers go on)", self._name, self._behind, self.project.ruleset, wanted)
         read_results_only(self._engine.consumer, self._engine.keys, True)
-        self._hand_back([], scan=self._engine.settings.engine_batch_size)  # the events it holds
+        hand_back(self._engine, [], scan=self._engine.settings.engine_batch_size)  # the events it holds
         self._count(client, "behind")
         self._viewed_s = 0.0
 
