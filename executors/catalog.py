@@ -12,10 +12,14 @@ policy. So:
   malformed one is ignored;
 - a workflow version this worker does not have is refused, never run (`UnknownWorkflowVersion`: the
   engine and the workers must run the same project), unless the worker's project changed on disk and,
-  loaded again (`refresh`, executors/refresh.py), has it: engines reload a changed project on their own;
+  loaded again (`refresh`, executors/refresh.py), has it: engines reload a changed project on their own.
+  While that version is the active rule set's, published less than `worker_deploy_grace_s` ago
+  (`deploying`, executors/refresh.py), the files may be on their way: `WorkflowNotDeployed`, retryable,
+  and the engine dispatches the attempt again after a backoff, whatever the node's retry policy;
 - values that do not fit the node's slots are refused (`SlotError`).
 
-A refused job is reported failed and final (`retryable=False`), without anything being run.
+A refused job is reported failed, without anything being run: final (`retryable=False`), but for
+`WorkflowNotDeployed`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from orchestrator.workflows.work import OPTIONAL_PAYLOAD_FIELDS, PAYLOAD_FIELDS
 
 from .kinds.errors import InvalidTaskOptions, TaskFailure, UnknownTaskError
 
-__all__ = ["Catalog", "ForgedJob", "JobPayload", "Work", "UnknownWorkflowVersion"]
+__all__ = ["Catalog", "ForgedJob", "JobPayload", "UnknownWorkflowVersion", "Work", "WorkflowNotDeployed"]
 
 _ITEM = re.compile(r"^(?P<parent>.+)\[(?P<index>\d+)\]$")
 _FIELDS = frozenset(PAYLOAD_FIELDS)
@@ -53,6 +57,13 @@ class UnknownWorkflowVersion(TaskFailure):
     """The job's workflow version is not the one this worker loaded."""
 
     retryable = False
+
+
+class WorkflowNotDeployed(TaskFailure):
+    """The job's workflow version is the active rule set's, published moments ago, and this worker's files
+    do not have it yet (a reload its host has not got): the engine dispatches the attempt again later."""
+
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -117,9 +128,11 @@ class Catalog:
     """The workflows (by name and version) and tasks of the project a worker loaded."""
 
     def __init__(self, workflows: Iterable[WorkflowSpec], tasks: Mapping[str, Task[Any, Any]],
-                 default_timeout_s: float, refresh: Callable[[], Project | None] | None = None) -> None:
+                 default_timeout_s: float, refresh: Callable[[], Project | None] | None = None,
+                 deploying: Callable[[str, str], bool] | None = None) -> None:
         self.specs = {(spec.name, spec.digest): spec for spec in workflows}
         self._refresh = refresh  # the project loaded again when its files changed (None: they did not)
+        self._deploying = deploying  # (workflow, version) -> whether its files may still be on their way
         self.versions = {name: digest for name, digest in self.specs}
         self.tasks = dict(tasks)
         self.default_timeout_s = default_timeout_s
@@ -145,6 +158,9 @@ class Catalog:
         spec = self.specs.get((job.workflow, job.version))
         if spec is None and self._refreshed():
             spec = self.specs.get((job.workflow, job.version))
+        if spec is None and self._deploying is not None and self._deploying(job.workflow, job.version):
+            raise WorkflowNotDeployed(self._unknown(job) + "; it was published moments ago, so the attempt is "
+                                      "tried again until ORCH_WORKER_DEPLOY_GRACE_S is over")
         if spec is None:
             raise UnknownWorkflowVersion(self._unknown(job))
         match = _ITEM.match(job.node)

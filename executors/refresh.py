@@ -7,19 +7,28 @@ again (re-importing the workflow modules) and the catalogue learns the new versi
 stay known, so jobs of runs started before the change still run. Files that did not change are not
 loaded again, so a forged job naming a made-up version costs a few stat calls, never an import.
 A project that does not load is logged and the job is refused as before (UnknownWorkflowVersion).
+
+`deploying` says whether a version the worker still lacks may be on its way to its host: it is the
+active rule set's, published less than `worker_deploy_grace_s` ago (one read of `<p>:ruleset:data`,
+only for a job naming a version the worker lacks). Then the job is retried (catalog.WorkflowNotDeployed).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+import redis
 
 from orchestrator.errors import ConfigError
 from orchestrator.project import Project
 from orchestrator.project_files import fingerprint
+from orchestrator.state.keys import Keys
+from orchestrator.state.ruleset import RulesetError, read_active
 
-__all__ = ["ProjectRefresh"]
+__all__ = ["ProjectRefresh", "deploying"]
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +57,18 @@ class ProjectRefresh:
         log.info("worker: project loaded again (rule-set version %s): %d workflows", project.ruleset,
                  len(project.workflows))
         return project
+
+
+def deploying(client: redis.Redis, keys: Keys, grace_s: float) -> Callable[[str, str], bool]:
+    """Whether `workflow` at `version` is in the active rule-set version, published less than `grace_s` ago."""
+    def recent(workflow: str, version: str) -> bool:
+        if grace_s <= 0:
+            return False
+        try:
+            active = read_active(client, keys)
+        except (RulesetError, redis.RedisError) as exc:
+            log.warning("worker: cannot read the active rule-set version (%s): the job is refused", exc)
+            return False
+        return (active is not None and active.workflows.get(workflow) == version
+                and time.time() - active.at < grace_s)
+    return recent

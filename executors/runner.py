@@ -165,7 +165,7 @@ def _refused(payload: Any, context: WorkerContext, exc: TaskFailure) -> None:
         run, node, attempt = named
         context.report(TaskRecord(RecordKind.FAILED, run=run, node=node, attempt=attempt, at_s=time.time(),
                                   worker=context.worker, error=f"{type(exc).__name__}: {exc}", duration_s=0.0,
-                                  error_type=exc.error_type, retryable=False))
+                                  error_type=exc.error_type, retryable=exc.retryable is True))
 
 
 def run_task(payload: dict[str, Any]) -> Any:

@@ -49,6 +49,7 @@ from .heartbeat import Heartbeat, WorkerNameTaken, clone_client, default_name
 from .idle import IdleWait
 from .jobs import OrchJob
 from .recovery import LOST, release_worker, report_failed
+from .refresh import deploying
 from .runner import WorkerContext, install
 from .serializer import JSONSerializer
 
@@ -349,7 +350,8 @@ def run_worker(client: redis.Redis, settings: Settings, project: Project, queues
     if not project.tasks:
         log.warning("worker %s: no tasks in %s/workflows: every job will fail (is --project / ORCH_PROJECT right?)",
                     name, project.root)
-    catalog = Catalog((w.spec for w in project.workflows.values()), project.tasks, settings.task_timeout_s, refresh)
+    catalog = Catalog((w.spec for w in project.workflows.values()), project.tasks, settings.task_timeout_s, refresh,
+                      deploying(client, keys, settings.worker_deploy_grace_s))  # a reload on its way here
     if engine == "fast":
         worker = FastWorker(client, settings, queues, name, fork_queues=fork_queues, pool=pool, prefetch=prefetch)
         worker.context = PipelinedContext(client=client, keys=keys, catalog=catalog, worker=name,

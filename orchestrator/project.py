@@ -118,7 +118,8 @@ def with_rules(project: Project, configs: Sequence[Any], origin: str) -> Project
     published; `origin` names them in errors); its workflows and sections stay. ConfigError when a rule is
     invalid or names a workflow or parameter this project does not have."""
     issues: list[ConfigIssue] = []
-    other = replace(project, rules=[], rule_configs=[])
+    other = replace(project, rules=[], rule_configs=[], sections={k: dict(v) for k, v in project.sections.items()},
+                    locations={k: v for k, v in project.locations.items() if k[0] != "rules"})  # not shared
     check_rules(other, [(Path(origin), index, item, {}) for index, item in enumerate(configs)], issues)
     if issues:
         raise ConfigError(issues)
@@ -192,7 +193,7 @@ def _load_python(project: Project, sections: Sequence[Section], issues: list[Con
                 continue
             try:
                 module = importlib.import_module(f"{WORKFLOWS_DIR}.{path.stem}")
-            except Exception as exc:  # noqa: BLE001 - any error in user code becomes a located issue
+            except BaseException as exc:  # noqa: BLE001 - user code's error (even SystemExit) is a located issue
                 issues.append(_import_issue(path, exc))
                 continue
             _register(project, vars(module).values(), path, issues, sections)

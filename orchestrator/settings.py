@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(default=2.0, gt=0, description="How often a worker refreshes its heartbeat.")
     worker_heartbeat_ttl_s: float = Field(default=10.0, gt=0,
                                           description="A worker silent this long is dead: its tasks are retried.")
+    worker_deploy_grace_s: float = Field(default=120.0, ge=0, description="How long after a rule-set version is "
+                                         "published a worker whose files lack its workflow version has them "
+                                         "deployed: its jobs are retried (after 1, 2, 4 ... 10 s) until then, "
+                                         "refused for good after. 0: refused at once.")
 
     watch_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         default=(),

@@ -123,8 +123,8 @@ class Engine:
                 self._ride.ok(self._redis)
             except redis.RedisError as exc:  # away, OOM, READONLY, BUSY, contention...: back off, carry on
                 stop.wait(self._ride.failed(exc))
-            except ProjectBehind:  # cannot load the active rule-set version: hand back, read nothing, retry
-                self.reload.wait_until_current(stop)
+            except ProjectBehind:  # cannot load the active rule-set version: hand back its events (reload.py)
+                self.reload.hand_back()
         log.info("engine %s: stopped", self.consumer.consumer)
 
     def step(self, block: bool = True) -> int:
@@ -156,7 +156,8 @@ class Engine:
 
     def process(self, entries: list[Entry], retried: bool = False, timers: list[Timer] | None = None) -> Outcome:
         """Plan and commit `entries` (freshly read, or reclaimed when `retried`) and due `timers`."""
-        outcome = self.reload.consistently(lambda: self._commit(self._plan(entries, timers), retried))
+        entries = self.reload.keep(entries)  # while behind, those that need the rules are handed back (reload.py)
+        outcome = self.reload.consistently(lambda: self._commit(self._plan(entries, timers), retried), entries)
         for change in outcome.changes:
             log_change(change)
         return outcome
@@ -219,7 +220,7 @@ class Engine:
         with self._redis.pipeline(transaction=True) as pipe:
             for attempt in range(1, 1000):
                 try:
-                    self.reload.guard(pipe)  # planned under the active rule-set version, which stays WATCHed
+                    self.reload.guard(pipe, batch)  # events planned under the active rule-set version, WATCHed
                     existing = self._read_runs(pipe, run_ids, keys)
                     held = self._read_guards(pipe, guards)
                     pools = self._slots.read(pipe, batch.claims(existing, self._current))

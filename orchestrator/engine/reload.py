@@ -11,22 +11,25 @@ How an engine keeps to the active version (`Reloader`):
     check      a maintenance chore, every `engine_reload_check_s`: one GET of the version; when it
                changed, switch: the engine's own copy if it is that version, else the published rule
                configs over its own workflows, when their digests are the version's
-    guard      every commit WATCHes `<p>:ruleset` and reads it: a batch planned under a version that
-               is no longer active is never committed; it is planned again under the new one
-               (`consistently`), so a batch is planned and committed against exactly one version
+    guard      every commit of a batch with events WATCHes `<p>:ruleset` and reads it: such a batch
+               planned under a version that is no longer active is never committed; it is planned again
+               under the new one (`consistently`), so it is planned and committed against exactly one
+               version (a batch of records and timers needs no version: runs carry their spec)
     swap       between batches only, in the engine's thread: `Engine._project` (rules index, workflows,
                schedules) and `Engine._current` (the workflow specs) are replaced together
     behind     an engine that cannot load the active version (its copy lacks a workflow the rules name,
-               or has another version of one) keeps its old version loaded but commits nothing: it
-               raises ProjectBehind; the engine loop then `wait_until_current`: the entries it holds
-               are handed back (marked idle, so an engine on the active version takes them over at
-               its next reclaim), it reads nothing and tries the switch again every check; it says
-               so in its log, in `orch_project_reloads_total{result="behind"}` and in its view
-    view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, and why not;
-               what `orch reload --wait` and `orch_ruleset_info` show
+               or has another version of one) keeps its old version and plans no event: ProjectBehind at
+               a batch with events; it hands back the events it holds and reads results only, while
+               records, timers and chores go on (engine/behind.py). It tries the switch again every
+               check, and says so in its log, `orch_project_reloads_total{result="behind"}`, its view
+    view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, why not, and the
+               workflow digests of its own copy (what `orch reload` checks before publishing); what
+               `orch reload --wait` and `orch_ruleset_info` show
 
 Workflow modules are Python: a reload loads the project again, which re-imports them (project.py forgets
-the `workflows` modules first).
+the `workflows` modules first). Whatever a module raises at import, SystemExit and KeyboardInterrupt too
+(the engine's signals set its stop event, so these come from the module's code), is a refused change; a
+module that blocks at import blocks the reload, and the engine's thread with it, until it returns.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -42,12 +45,12 @@ import redis
 
 from ..catalog import PublishCatalog
 from ..errors import ConfigError, OrchestratorError
+from ..events.stream import Entry
 from ..metrics import PROJECT_RELOADS, MetricsBatch
 from ..project import Project, with_rules
 from ..project_files import fingerprint
 from ..rules.version import ruleset_version
 from ..settings import Settings
-from ..state.keys import ENGINE_GROUP
 from ..state.ruleset import (
     EngineView,
     RulesetError,
@@ -59,6 +62,8 @@ from ..state.ruleset import (
     workflow_mismatch,
     write_view,
 )
+from .batch import Batch
+from .behind import batch_needs_rules, hand_back, needs_rules, read_results_only, split
 from .watch import watch_project_files
 
 if TYPE_CHECKING:
@@ -78,7 +83,7 @@ class Replan(Exception):  # noqa: N818 - a signal between the commit and `consis
 
 
 class ProjectBehind(OrchestratorError):
-    """This engine cannot load the active rule-set version: it commits nothing until it can."""
+    """This engine cannot load the active rule-set version: it plans no event until it can."""
 
 
 def describe_issues(exc: ConfigError) -> str:
@@ -101,6 +106,7 @@ class Reloader:
         self._files = fingerprint(project.root)  # its files when they were last loaded
         self._loader: Callable[[], Project] | None = None
         self._changed = threading.Event()  # set by the watcher: this engine's files changed
+        self._watching = False  # whether its files are watched (then each check also compares their fingerprint)
         self._started = False
         self._wanted = project.ruleset
         self._behind: str | None = None
@@ -121,7 +127,9 @@ class Reloader:
 
     def watch(self, root: Path, settings: Settings, stop: threading.Event) -> threading.Thread:
         """Watch the project's files (watch.py); a burst of changes marks one reload, which the engine's
-        thread makes at its next check. Ends when `stop` is set."""
+        thread makes at its next check (which also compares the files' fingerprint, should the watcher miss a
+        change or stop). Ends when `stop` is set."""
+        self._watching = True
         return watch_project_files(root, settings, stop, self.changed)
 
     def changed(self) -> None:
@@ -134,7 +142,10 @@ class Reloader:
         return settings.engine_reload_check_s
 
     def run(self, now_s: float, force: bool) -> None:
-        self.check()
+        try:
+            self.check()
+        except ProjectBehind:  # still behind (said when it fell behind): its view says so
+            self._view(self._engine.client)
 
     def check(self) -> None:
         """Publish this engine's version at its start, reload its files when they changed, and switch to
@@ -142,7 +153,7 @@ class Reloader:
         client = self._engine.client
         if not self._started:
             self._start(client)
-        if self._changed.is_set():
+        if self._changed.is_set() or (self._watching and self._files_differ()):  # or the watcher missed it
             self._changed.clear()
             self._reload_local(client)
         active = active_version(client, self._engine.keys)
@@ -154,10 +165,11 @@ class Reloader:
 
     # -- batches ---------------------------------------------------------------------------------
 
-    def consistently(self, work: Callable[[], T]) -> T:
+    def consistently(self, work: Callable[[], T], entries: Iterable[Entry] = ()) -> T:
         """Plan and commit with `work` under one version: when the commit finds the version replaced, switch
-        and plan again. ProjectBehind when this engine cannot load the active version."""
-        if not self._started or self._behind:
+        and plan again. ProjectBehind when `entries` need the rules and this engine cannot load the active
+        version."""
+        if not self._started or (self._behind and any(needs_rules(e, self._engine.keys) for e in entries)):
             self.check()
         while True:
             try:
@@ -165,43 +177,32 @@ class Reloader:
             except Replan:
                 self.check()
 
-    def guard(self, pipe: redis.client.Pipeline) -> None:
-        """In a commit, before the transaction: WATCH the version, and Replan if it is not the one the batch
-        was planned under."""
+    def guard(self, pipe: redis.client.Pipeline, batch: Batch) -> None:
+        """In a commit of a batch with events, before the transaction: WATCH the version, and Replan if it is
+        not the one the batch was planned under."""
+        if not batch_needs_rules(batch):
+            return
         pipe.watch(self.key)
         raw = pipe.get(self.key)
         if raw is not None and raw.decode(errors="replace") != self.project.ruleset:
             raise Replan(raw)
 
-    def wait_until_current(self, stop: threading.Event) -> None:
-        """The engine loop met ProjectBehind: hand back the entries this engine holds (so that an engine on
-        the active version takes them over), then try the switch again every check, reading nothing, until
-        it succeeds or `stop` is set."""
-        while True:
-            try:
-                self._release()
-                self._view(self._engine.client)
-            except redis.RedisError as exc:
-                log.warning("engine %s: cannot report that it is behind (%s)", self._name, exc)
-            if stop.wait(self._engine.settings.engine_reload_check_s):
-                return
-            try:
-                self.check()
-                return
-            except (ProjectBehind, redis.RedisError):
-                continue
+    def keep(self, entries: list[Entry]) -> list[Entry]:
+        """`entries` but, while this engine is behind, those that need the rules: handed back."""
+        if not self._behind or not entries:
+            return entries
+        rules, rest = split(entries, self._engine.keys)
+        if rules:
+            hand_back(self._engine, rules)
+        return rest
 
-    def _release(self) -> None:
-        """Mark this engine's pending entries idle for `engine_claim_idle_s` (XCLAIM IDLE JUSTID: not one more
-        delivery), so other engines' reclaiming takes them over at once; forget the batch it holds."""
-        engine, client = self._engine, self._engine.client
-        me, idle_ms = engine.consumer.consumer, int(engine.settings.engine_claim_idle_s * 1000)
-        for stream in engine.consumer.streams:
-            held = client.xpending_range(stream, ENGINE_GROUP, "-", "+", engine.settings.engine_batch_size,
-                                         consumername=me)
-            if held:
-                client.xclaim(stream, ENGINE_GROUP, me, 0, [h["message_id"] for h in held], idle=idle_ms, justid=True)
-        engine._unfinished = []
+    def hand_back(self) -> None:
+        """The engine loop met ProjectBehind: hand back what it holds that needs the rules; the rest next step."""
+        try:
+            self._engine._unfinished = self.keep(self._engine._unfinished)
+            self._view(self._engine.client)
+        except redis.RedisError as exc:
+            log.warning("engine %s: cannot hand back the events it holds (%s)", self._name, exc)
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -220,7 +221,7 @@ class Reloader:
         except ConfigError as exc:
             self._refuse(client, describe_issues(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - whatever a changed project does, the old version runs on
+        except BaseException as exc:  # noqa: BLE001 - whatever a changed project does (even sys.exit), the old version runs on
             log.exception("engine %s: loading the changed project failed", self._name)
             self._refuse(client, f"{type(exc).__name__}: {exc}")
             return
@@ -230,11 +231,16 @@ class Reloader:
         elif loaded.ruleset == self.project.ruleset:
             self._use(loaded, "its files changed")  # the same rules and graphs; schedules or code may differ
 
+    def _files_differ(self) -> bool:
+        """Whether this engine's files changed since they were last loaded: a few stat calls."""
+        return self._loader is not None and fingerprint(self._local.root) != self._files
+
     def _load_local(self, loader: Callable[[], Project]) -> Project:
         """This engine's own copy, loaded again (ConfigError: it does not load; the last good load stays).
         Each state of the files is tried once, whether it loads or not."""
         self._files = fingerprint(self._local.root)
         self._local = loader()
+        self._viewed_s = 0.0  # its view shows its copy's workflows: written at the next check
         return self._local
 
     def _announce(self, client: redis.Redis, project: Project, how: str) -> None:
@@ -265,6 +271,7 @@ class Reloader:
             self._fall_behind(client, wanted, reason)
             raise ProjectBehind(self._behind or reason) from None
         self._behind, self._failed = None, None
+        read_results_only(self._engine.consumer, self._engine.keys, False)
         self._use(candidate, f"the active version is {wanted}")
         self._count(client, "ok")
 
@@ -275,7 +282,7 @@ class Reloader:
         if active is None or active.version != wanted:
             raise RulesetError(f"the active version changed while it was read (now {active and active.version})")
         missing = workflow_mismatch(active, self._local)
-        if missing and self._loader is not None and fingerprint(self._local.root) != self._files:
+        if missing and self._loader is not None and self._files_differ():
             self._load_local(self._loader)  # this engine's copy was updated, and no watcher said so (yet)
             missing = workflow_mismatch(active, self._local)
         if missing:
@@ -290,8 +297,10 @@ class Reloader:
     def _fall_behind(self, client: redis.Redis, wanted: str, reason: str) -> None:
         self._failed = (wanted, self._local.ruleset)
         self._behind = f"cannot load rule-set version {wanted}: {reason}"
-        log.error("engine %s: %s; it keeps version %s loaded and commits nothing until it can load %s",
-                  self._name, self._behind, self.project.ruleset, wanted)
+        log.error("engine %s: %s; it keeps version %s loaded and plans no event until it can load %s (task "
+                  "results, cancels and timers go on)", self._name, self._behind, self.project.ruleset, wanted)
+        read_results_only(self._engine.consumer, self._engine.keys, True)
+        hand_back(self._engine, [], scan=self._engine.settings.engine_batch_size)  # the events it holds
         self._count(client, "behind")
         self._viewed_s = 0.0
 
@@ -335,7 +344,7 @@ class Reloader:
         self._viewed_s = now_s
         write_view(client, self._engine.keys, EngineView(
             self._name, self.project.ruleset, self._wanted, "behind" if self._behind else "ok", self._behind,
-            self._refused, now_s))
+            self._refused, now_s, {name: wf.spec.digest for name, wf in self._local.workflows.items()}))
 
     def _log_project(self, project: Project) -> None:
         log.info("engine %s: rule-set version %s: %d rules, %d workflows; reading %s", self._name, project.ruleset,

@@ -2,7 +2,10 @@
 
 A burst of file events (an editor's save, a `git pull`) is one change once the folders have been quiet
 for `engine_reload_debounce_s`; only `.yaml`, `.yml` and `.py` files under rules/ and workflows/ count,
-so the project's `.orch/` state (an embedded Redis's data) never triggers a reload. The watcher only
+so the project's `.orch/` state (an embedded Redis's data) never triggers a reload. It watches the project
+root, so rules/ or workflows/ deleted and made again (a `git checkout`, a directory swap) are still seen;
+and should the watcher miss something or stop, the engine's check compares the files' fingerprint
+(project_files.py) every `engine_reload_check_s` as well. The watcher only
 says that something changed: the engine's own thread loads the project (engine/reload.py).
 """
 
@@ -35,16 +38,16 @@ def _watch(root: Path, settings: Settings, stop: threading.Event, changed: Calla
     import watchfiles
 
     folders = [root / RULES_DIR, root / WORKFLOWS_DIR]
-    watched = folders if all(f.is_dir() for f in folders) else [root]  # a folder made later is seen too
 
     def wanted(_change: Any, path: str) -> bool:
         return path.endswith((".yaml", ".yml", ".py")) and any(Path(path).is_relative_to(f) for f in folders)
 
     quiet_ms = int(settings.engine_reload_debounce_s * 1000)
     log.info("engine: watching %s for rule and workflow changes", ", ".join(map(str, folders)))
-    try:
-        for _ in watchfiles.watch(*watched, watch_filter=wanted, step=quiet_ms, debounce=max(10 * quiet_ms, 1600),
+    try:  # the root, not the folders: a folder deleted and made again (git checkout, a swap) stays watched
+        for _ in watchfiles.watch(root, watch_filter=wanted, step=quiet_ms, debounce=max(10 * quiet_ms, 1600),
                                   stop_event=stop, raise_interrupt=False):
             changed()
     except Exception:  # noqa: BLE001 - e.g. out of inotify watches: the engine runs on, without watching
-        log.exception("engine: the project watcher stopped; changes are taken up by `orch reload` only")
+        log.exception("engine: the project watcher stopped; the engine's check still compares the files' "
+                      "sizes and times every engine_reload_check_s, and `orch reload` publishes")

@@ -5,7 +5,8 @@
                                          digests); returns the version it replaced
     read_active(client, keys)            both, read in one MULTI (so never half of one publication)
     active_version(client, keys)         the version alone: the cheap read engines make every check
-    write_view / read_views              <p>:ruleset:engines: what each engine runs, wants, and why not
+    write_view / read_views              <p>:ruleset:engines: what each engine runs, wants, why not, and
+                                         its own copy's workflow digests
 
 Rules are data and travel through Redis; workflows are Python code and never do: an engine builds the
 active version from these rule configs and its own copy of the workflows, and the digests say whether
@@ -19,6 +20,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,7 +31,7 @@ from ..jsonutil import dumps, loads
 from ..project import Project
 from .keys import Keys
 
-__all__ = ["MAX_RULESET_BYTES", "Active", "EngineView", "RulesetError", "active_version", "forget_views", "publish",
+__all__ = ["MAX_RULESET_BYTES", "Active", "EngineView", "RulesetError", "active_version", "digest_mismatch", "forget_views", "publish",
            "publisher", "read_active", "read_views", "workflow_mismatch", "write_view"]
 
 MAX_RULESET_BYTES = 64 * 1024 * 1024
@@ -59,10 +61,11 @@ class EngineView:
     engine: str
     version: str
     wanted: str
-    state: str  # ok: it runs the active version; behind: it cannot load it, and commits nothing
+    state: str  # ok: it runs the active version; behind: it cannot load it, and plans no event
     error: str | None = None  # why it is behind
     refused: str | None = None  # the last change of its own project it refused (invalid), and why
     at: float = 0.0
+    workflows: dict[str, str] | None = None  # its own copy's workflows (name -> digest); None: not said
 
 
 def publisher(how: str) -> str:
@@ -155,18 +158,26 @@ def _view(raw: bytes) -> EngineView | None:
         return None
     if not all(data.get(k) is None or isinstance(data.get(k), str) for k in optional):
         return None
+    workflows = data.get("workflows")
+    if workflows is not None and not (isinstance(workflows, dict) and all(isinstance(v, str) for v in workflows.values())):
+        workflows = None  # not what an engine writes: unknown
     return EngineView(engine=data["engine"], version=data["version"], wanted=data["wanted"], state=data["state"],
-                      error=data.get("error"), refused=data.get("refused"), at=float(data["at"]))
+                      error=data.get("error"), refused=data.get("refused"), at=float(data["at"]), workflows=workflows)
 
 
 def workflow_mismatch(active: Active, project: Project) -> list[str]:
     """How `project`'s workflows differ from those `active` was made with (empty: its copy can load it)."""
+    return digest_mismatch(active.workflows, {name: wf.spec.digest for name, wf in project.workflows.items()},
+                           "this engine's project", "the active version")
+
+
+def digest_mismatch(wanted: Mapping[str, str], have: Mapping[str, str], here: str, there: str) -> list[str]:
+    """How the workflows `have` (name -> digest, `here`) differ from those `wanted` (`there`); empty: the same."""
     out = []
-    for name, digest in sorted(active.workflows.items()):
-        have = project.workflows.get(name)
-        if have is None:
-            out.append(f"workflow {name!r} is missing from this engine's project")
-        elif have.spec.digest != digest:
-            out.append(f"workflow {name!r} is version {have.spec.digest} here, {digest} in the active version")
-    extra = sorted(set(project.workflows) - set(active.workflows))
-    return out + [f"workflow {name!r} is not in the active version" for name in extra]
+    for name, digest in sorted(wanted.items()):
+        mine = have.get(name)
+        if mine is None:
+            out.append(f"workflow {name!r} is missing from {here}")
+        elif mine != digest:
+            out.append(f"workflow {name!r} is version {mine} in {here}, {digest} in {there}")
+    return out + [f"workflow {name!r} is not in {there}" for name in sorted(set(have) - set(wanted))]

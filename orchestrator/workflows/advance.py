@@ -36,7 +36,14 @@ from .slots import collect
 from .spec import NodeSpec, resolve
 from .work import RUN_TIMER, Dispatch, Timer, attempt_member
 
-__all__ = ["RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "settle"]
+__all__ = ["NOT_DEPLOYED", "RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "settle"]
+
+# A worker whose copy lacks a workflow version published moments ago (a reload its host has not got yet)
+# reports this error type, retryable (executors/catalog.py WorkflowNotDeployed): the attempt is dispatched
+# again after 1, 2, 4 ... NOT_DEPLOYED_MAX_DELAY_S seconds, whatever the node's retry policy, and is not
+# counted against it; the worker stops saying so once its grace (ORCH_WORKER_DEPLOY_GRACE_S) is over.
+NOT_DEPLOYED = "WorkflowNotDeployed"
+NOT_DEPLOYED_MAX_DELAY_S = 10.0
 
 
 @dataclass
@@ -125,11 +132,15 @@ def _failed_attempt(change: Change, task: TaskRun, retryable: bool | None, now: 
     run = change.run
     policy = node_of(run, task).retry
     task.state = TaskState.FAILED
-    if policy is None or not policy.should_retry(task.attempt, task.error_type, retryable):
+    lagging = sum(1 for h in task.history if h.get("error_type") == NOT_DEPLOYED)  # attempts not counted
+    if task.error_type == NOT_DEPLOYED and retryable is True:  # the worker bounds these (its deploy grace)
+        delay = min(NOT_DEPLOYED_MAX_DELAY_S, 2.0 ** lagging)
+    elif policy is None or not policy.should_retry(task.attempt - lagging, task.error_type, retryable):
         change.finished_tasks.append(task)
         return
+    else:
+        delay = policy.delay_s(task.attempt - lagging, f"{run.id}:{task.node}")
     task.history.append(task.attempt_summary())
-    delay = policy.delay_s(task.attempt, f"{run.id}:{task.node}")
     task.state, task.retry_at = TaskState.RETRYING, now + timedelta(seconds=delay)
     change.timers.append(Timer(run.id, task.node, task.attempt, task.retry_at))
     change.retried.append(task)

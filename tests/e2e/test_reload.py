@@ -158,3 +158,28 @@ def test_two_engines_with_their_own_copies_agree_and_wait_shows_which_switched(s
              "the second engine to switch once its copy has the workflow")
     code, after = reload_json(stack, "--wait", "--timeout", "20")
     assert code == 0 and {e["version"] for e in after["engines"]} == {result["version"]}, after
+
+
+def test_a_copy_no_engine_has_is_not_published_unless_forced(stack: Stack, tmp_path: Path) -> None:
+    code, before = reload_json(stack, "--wait", "--timeout", "20")  # every engine on the stack's own copy
+    assert code in (0, 1), before
+    copy = tmp_path / "laptop"
+    shutil.copytree(stack.project, copy, ignore=shutil.ignore_patterns(".orch", "__pycache__"))
+    (copy / "workflows" / "ship.py").write_text(FLOW.format(body="label(label(pack(order_id)))"))
+
+    refused = orch("reload", "--project", str(copy), env=stack.env, check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "no live engine has this copy's workflows" in refused.stderr and "--force" in refused.stderr
+    assert "workflow 'ship' is version" in refused.stderr and "engine" in refused.stderr
+    code, again = reload_json(stack)  # nothing was published: the stack's own copy is still the active one
+    assert code == 0 and again["previous"] == again["version"] == before["version"], again
+
+    forced = orch("reload", "--project", str(copy), "--force", "--json", env=stack.env, check=False)
+    published = json.loads(forced.stdout)
+    assert forced.returncode == 0 and published["version"] != before["version"] and published["lacking"], published
+    wait_for(lambda: "cannot load rule-set version " + published["version"] in stack.procs.log("engine"), 20,
+             "the engine to fall behind")
+    event = emit(stack, "us", "o-9")  # waits for an engine that can load the active version
+    code, restored = reload_json(stack, "--wait", "--timeout", "20")  # the stack's copy again: every engine has it
+    assert restored["version"] == before["version"], restored
+    assert finished_run(stack, event)["status"] == "succeeded"

@@ -215,7 +215,8 @@ def test_a_task_the_worker_does_not_know_fails_the_run(stack: Stack, r: redis.Re
     event_id = stack.emit("user.signup", {"email": "a@b", "plan": "pro"}, source="/accounts")
     stack.engine.step(block=False)
     stranger = make_project(tmp_path, workflows={"other": "from orchestrator import task\n\n@task\ndef other(): pass\n"})
-    run_worker(r, stack.settings, load_project(stranger), ["default"], burst=True)
+    no_grace = stack.settings.model_copy(update={"worker_deploy_grace_s": 0})  # else retried while it may be deployed
+    run_worker(r, no_grace, load_project(stranger), ["default"], burst=True)
     stack.drain()
 
     run = stack.run("welcome-paid-users", "/accounts", event_id)

@@ -143,3 +143,13 @@ def test_a_forged_version_read_back_from_redis_is_dropped() -> None:
         meta["ruleset"] = forged
         fields[b"meta"] = dumps(meta)
         assert Run.from_fields(fields).ruleset is None
+
+
+def test_rules_from_data_leave_the_local_project_as_it_was(tmp_path: Path) -> None:
+    project = load_project(project_at(tmp_path))
+    locations, sections = dict(project.locations), {k: dict(v) for k, v in project.sections.items()}
+    other = with_rules(project, project.rule_configs, "orch:ruleset:data")
+    other.sections.setdefault("schedules", {})["new"] = {}
+    assert project.locations == locations and project.sections == sections  # a copy, not the same dicts
+    assert other.locations is not project.locations and other.sections is not project.sections
+    assert other.locations[("rules", "ship-orders")][0] == Path("orch:ruleset:data")

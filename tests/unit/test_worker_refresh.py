@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from executors.catalog import Catalog, UnknownWorkflowVersion
+from executors.catalog import Catalog, UnknownWorkflowVersion, WorkflowNotDeployed
 from executors.refresh import ProjectRefresh
 from orchestrator.cli.wiring import load_project
 from orchestrator.project import Project
@@ -87,3 +87,18 @@ def test_a_change_that_does_not_load_keeps_the_workflows_and_refuses_the_job(roo
     with pytest.raises(UnknownWorkflowVersion):
         catalog.work({**payload(project.workflows["ship"].spec, "pack"), "version": "0123456789ab"})
     assert catalog.work(payload(project.workflows["ship"].spec, "pack")).task == "pack"
+
+
+def test_a_version_still_being_deployed_is_retryable_and_an_old_one_final(root: Path) -> None:
+    project = load_project(root)
+    asked: list[tuple[str, str]] = []
+    catalog = Catalog([w.spec for w in project.workflows.values()], project.tasks, 60.0, None,
+                      lambda workflow, version: asked.append((workflow, version)) or version == "0123456789ab")
+    spec = project.workflows["ship"].spec
+    with pytest.raises(WorkflowNotDeployed) as caught:
+        catalog.work({**payload(spec, "pack"), "version": "0123456789ab"})
+    assert caught.value.retryable is True and caught.value.error_type == "WorkflowNotDeployed"
+    with pytest.raises(UnknownWorkflowVersion) as final:
+        catalog.work({**payload(spec, "pack"), "version": "ba9876543210"})
+    assert final.value.retryable is False
+    assert catalog.work(payload(spec, "pack")).task == "pack" and len(asked) == 2  # known: not asked
