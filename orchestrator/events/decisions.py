@@ -37,8 +37,11 @@ Besides `rule` and `outcome`, a decision may carry:
 A rule whose source glob does not match is left out, like rules that do not listen to the type: those are
 the many rules an event was never meant for. An event with nothing to record has no record at all.
 Records are bounded: at most MAX_RULES rules (`omitted` counts the rest), reasons of REASON_MAX_CHARS,
-values summarized. With ORCH_EXPLAIN_SAMPLE below 1, only a sample of events (`sampled`: the same on
-every engine) records its not_matched decisions; every event records the others.
+values summarized. Only a sample of events (ORCH_EXPLAIN_SAMPLE, default all; `sampled`: the same on every
+engine) records not_matched decisions, and of those at most MAX_RULES: the engine takes the full matches from
+the rule index's fast path and explains at most MAX_RULES of the other rules (those the index could not rule
+out first: the near misses, then in load order; `omitted` counts the rest, which the miss metrics do not
+see either). Every event records its other decisions.
 
 Readers (the API's GET /events/{entry_id}, `orch events show`, the web UI):
 
@@ -208,11 +211,13 @@ def with_flow(decisions: Iterable[Decision], flows: Mapping[str, Decision]) -> l
     return out + [flow for rule, flow in flows.items() if rule not in used]
 
 
-def encode(decisions: Sequence[Decision], *, event: Mapping[str, str], depth: int, at: datetime) -> bytes:
-    """The record of one event's decisions as stored: bounded to MAX_RULES rules."""
+def encode(decisions: Sequence[Decision], *, event: Mapping[str, str], depth: int, at: datetime,
+           omitted: int = 0) -> bytes:
+    """The record of one event's decisions as stored: bounded to MAX_RULES rules; `omitted` counts the rules
+    left out, with the `omitted` ones planning never explained (plan.Outcomes.omitted)."""
     return dumps({"event": dict(event), "depth": depth, "decided_at": at.isoformat().replace("+00:00", "Z"),
                   "rules": [d.to_dict() for d in decisions[:MAX_RULES]],
-                  "omitted": max(0, len(decisions) - MAX_RULES)})
+                  "omitted": omitted + max(0, len(decisions) - MAX_RULES)})
 
 
 def read_record(raw: bytes | None) -> dict[str, Any] | None:

@@ -140,6 +140,8 @@ class AnchorIndex:
     event's values there do not satisfy."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
+        self.listening = list(rules)  # every rule of the type, disabled ones too: what `RuleIndex.explain` picks from
+        self.position = {id(rule): position for position, rule in enumerate(self.listening)}  # load order
         self.rules = [rule for rule in rules if rule.enabled]  # a disabled rule never matches fully
         paths: dict[tuple[str, ...], _PathIndex] = {}
         self._slot_rule: list[int] = []  # a slot's rule position
