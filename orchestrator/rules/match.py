@@ -82,6 +82,7 @@ class RuleIndex:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
+        self._order = {id(rule): position for position, rule in enumerate(self.rules)}  # load order
         self._exact: dict[str, list[Rule]] = {}
         self._globs: list[Rule] = []
         self._anchored: dict[str, AnchorIndex] = {}
@@ -97,8 +98,7 @@ class RuleIndex:
         found = list(self._exact.get(event_type, ()))
         found += [r for r in self._globs if _type_matches(r, event_type)]
         if len(found) > 1:
-            order = {id(r): i for i, r in enumerate(self.rules)}
-            found.sort(key=lambda r: order[id(r)])
+            found.sort(key=lambda r: self._order[id(r)])
         return found
 
     def evaluate(self, event: Event) -> list[tuple[Rule, MatchResult]]:
