@@ -13,7 +13,7 @@ from orchestrator.cli.wiring import load_project
 from orchestrator.engine.plan import plan_event
 from orchestrator.engine.trial import try_event
 from orchestrator.events import decisions
-from orchestrator.events.decisions import MAX_RULES
+from orchestrator.events.decisions import MAX_RULES, Decision
 from orchestrator.events.envelope import event_from_mapping
 from orchestrator.rules.match import RuleIndex
 
@@ -105,3 +105,28 @@ def test_orch_rules_test_still_explains_every_rule(many: Any) -> None:
     assert len(report) == RULE_COUNT
     assert all(item["reason"] for item in report)
 
+
+
+def test_a_record_keeps_the_matched_decision_whatever_precedes_it() -> None:
+    """The reviewer's case: 60 rules that did not match, loaded before the one that started the run."""
+    missed = [Decision(f"miss-{n}", "not_matched", reason="no", stopped_by="match") for n in range(60)]
+    started = [Decision("hit", "matched", "run-1"), Decision("slow", "throttled", "run-2")]
+    record = decisions.read_record(decisions.encode([*missed, *started], event={"id": "e", "source": "/s", "type": "t"},
+                                                    depth=0, at=datetime.now(UTC), omitted=3))
+
+    assert record is not None
+    kept = record["rules"]
+    assert [d["rule"] for d in kept[-2:]] == ["hit", "slow"], "every decision that is not a miss is kept"
+    assert len(kept) == MAX_RULES
+    assert [d["rule"] for d in kept[:-2]] == [f"miss-{n}" for n in range(MAX_RULES - 2)], "misses cut in order"
+    assert record["omitted"] == 3 + 60 - (MAX_RULES - 2)
+
+
+def test_a_record_of_many_started_runs_reads_back_whole_up_to_its_ceiling() -> None:
+    started = [Decision(f"hit-{n}", "matched", f"run-{n}") for n in range(decisions.MAX_RECORDED + 20)]
+    record = decisions.read_record(decisions.encode(started, event={"id": "e", "source": "/s", "type": "t"}, depth=0,
+                                                    at=datetime.now(UTC)))
+
+    assert record is not None
+    assert [d["rule"] for d in record["rules"]] == [f"hit-{n}" for n in range(decisions.MAX_RECORDED)]
+    assert record["omitted"] == 20
