@@ -191,6 +191,39 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("AWS-SEEN content_exists_false_NEG", {"detail": {"level1": {"level2": {"level3": {"level4": [{"exists": False}]}}}}},
      detail(level1={"level2": {"level3": {"level4": "l4 value"}}}), False),
     ("EB-OPS Exists: null is a value", {"ProductName": [{"exists": True}]}, {"ProductName": None}, True),
+    # exists: false in arrays (RULER-CODE: ACFinder.tryMustNotExistMatch and NameState.getNameTransitions: a field
+    # is absent when no field of that name is consistent with the array elements chosen so far; when no value has
+    # chosen an element, that is every element)
+    ("RULER-CODE exists false in an array: one element has the field", {"items": {"discount": [{"exists": False}]}},
+     {"items": [{"sku": 1, "discount": 5}, {"sku": 2}]}, False),
+    ("RULER-CODE exists false in an array: no element has it", {"items": {"discount": [{"exists": False}]}},
+     {"items": [{"sku": 1}, {"sku": 2}]}, True),
+    ("RULER-CODE exists false in an array: a scalar element has no fields, the object has it",
+     {"data": {"b": [{"exists": False}]}}, {"data": [1, {"b": "us"}]}, False),
+    ("RULER-CODE exists false in an array: a null element does not hide the object's field",
+     {"tags": {"x": [{"exists": False}]}}, {"tags": [{"x": 1}, None]}, False),
+    ("RULER-CODE exists false in an array: only scalars", {"tags": {"x": [{"exists": False}]}}, {"tags": [1, None]},
+     True),
+    ("RULER-CODE exists false after a value that chose the element (category < discount)",
+     {"items": {"category": ["book"], "discount": [{"exists": False}]}},
+     {"items": [{"category": "book", "discount": 5}, {"category": "book"}]}, True),
+    ("RULER-CODE exists false after a value that chose the element: the chosen one has it",
+     {"items": {"category": ["book"], "discount": [{"exists": False}]}},
+     {"items": [{"category": "book", "discount": 5}, {"category": "toy"}]}, False),
+    ("RULER-CODE exists false in a nested array no value chose: every nested element",
+     {"orders": {"id": [1], "lines": {"gift": [{"exists": False}]}}},
+     {"orders": [{"id": 1, "lines": [{"sku": "a"}, {"sku": "b", "gift": True}]}, {"id": 2, "lines": [{"sku": "c"}]}]},
+     False),
+    ("RULER-CODE exists false in a nested array no value chose: absent from the chosen order's lines",
+     {"orders": {"id": [2], "lines": {"gift": [{"exists": False}]}}},
+     {"orders": [{"id": 1, "lines": [{"sku": "a"}, {"sku": "b", "gift": True}]}, {"id": 2, "lines": [{"sku": "c"}]}]},
+     True),
+    ("RULER-CODE a value or absence: the value chose no element, absence needs every element",
+     {"users": {"email": [{"suffix": "@corp.test"}, {"exists": False}]}},
+     {"users": [{"email": "a@other.test"}, {"name": "b"}]}, False),
+    ("RULER-CODE a value or absence: a value in one element", {"users": {"email": [{"suffix": "@corp.test"},
+                                                                                   {"exists": False}]}},
+     {"users": [{"email": "a@corp.test"}, {"name": "b"}]}, True),
     # -- arrays ----------------------------------------------------------------------------------------------
     ("EB-ARRAYS the pattern matches if the event array and the pattern's values intersect",
      {"resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-b188560f",
@@ -282,6 +315,17 @@ def test_a_pattern_eventbridge_refuses_is_refused(source: str, pattern: dict[str
         compile_pattern(pattern)
 
     assert message in str(caught.value)
+
+
+def test_exists_false_is_tested_in_the_element_the_values_chose_whatever_the_key_order() -> None:
+    """A documented deviation (README, "Arrays in the event"): event-ruler walks a rule's fields in name order and
+    tests an absence against the elements chosen by the fields before it, so it refuses this pattern ("discount"
+    sorts before "sku": no element has been chosen yet, and one has a discount); orch tests every absence in the
+    element the values chose, whatever the names: an item with sku 2 and no discount."""
+    pattern = compile_pattern({"items": {"sku": [2], "discount": [{"exists": False}]}})
+
+    assert pattern.evaluate({"items": [{"sku": 1, "discount": 5}, {"sku": 2}]}) is None
+    assert pattern.evaluate({"items": [{"sku": 1}, {"sku": 2, "discount": 5}]}) is not None
 
 
 @pytest.mark.parametrize(("event", "holds"), [({}, True), ({"state": "running"}, True), ({"state": "init"}, False)])
