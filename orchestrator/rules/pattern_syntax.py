@@ -37,6 +37,7 @@ from .pattern_ops import (
 __all__ = ["MAX_BRANCHES", "compile_branches", "compile_operator"]
 
 MAX_BRANCHES = 64
+INT64 = 2**63  # integers in a pattern are 64-bit, as in JSON tools and event-ruler
 _FIELD = re.compile(r"^[^\s.$][^\s.]*$")
 _RANGE_OPS = frozenset({"=", "<", "<=", ">", ">="})
 
@@ -111,11 +112,21 @@ def _matchers(value: Any, parts: Parts) -> tuple[Matcher, ...]:
 
 
 def _scalar(value: Any, parts: Parts) -> Any:
-    if value is None or isinstance(value, bool | str | int):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _integer(value, parts)
+    if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, float) and math.isfinite(value):
         return value
     raise PatternError(parts, f"compare with a string, number, boolean or null, not {value!r} (quote it)")
+
+
+def _integer(value: int, parts: Parts) -> int:
+    """`value` if JSON tools (and event-ruler) can hold it: a 64-bit integer; PatternError otherwise."""
+    if not -INT64 <= value < INT64:
+        raise PatternError(parts, f"{value} is outside the 64-bit integer range (-2**63 .. 2**63-1): no JSON event "
+                                  "holds it exactly; quote it to compare a string, or use a smaller number")
+    return value
 
 
 def _branch(leaves: _Alt, index: int) -> Branch:
@@ -267,9 +278,11 @@ def _anything_but(arg: Any, parts: Parts) -> Matcher:
     if not values:
         raise PatternError(parts, "an empty list excludes nothing")
     for i, value in enumerate(values):
+        where = (*parts, i) if isinstance(arg, list) else parts
         if not (isinstance(value, str) or is_number(value)):
-            raise PatternError((*parts, i) if isinstance(arg, list) else parts,
-                               f"anything-but takes strings or numbers, not {_kind(value)}")
+            raise PatternError(where, f"anything-but takes strings or numbers, not {_kind(value)}")
+        if isinstance(value, int):
+            _integer(value, where)
     if len({isinstance(v, str) for v in values}) > 1:
         raise PatternError(parts, "an anything-but list holds only strings or only numbers, not both")
     return AnythingBut(tuple(Exact(v) for v in values), _show(arg))
