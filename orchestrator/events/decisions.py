@@ -38,7 +38,7 @@ A rule whose source glob does not match is left out, like rules that do not list
 the many rules an event was never meant for. An event with nothing to record has no record at all.
 Records are bounded (`bounded`): every decision that is not not_matched is kept (up to MAX_RECORDED), and
 not_matched ones, the first in load order, up to MAX_RULES in all (`omitted` counts the rest); reasons of REASON_MAX_CHARS,
-values summarized. Only a sample of events (ORCH_EXPLAIN_SAMPLE, default all; `sampled`: the same on every
+values summarized, rule names of RULE_MAX_CHARS and run ids of RUN_MAX_CHARS. Only a sample of events (ORCH_EXPLAIN_SAMPLE, default all; `sampled`: the same on every
 engine) records not_matched decisions, and of those at most MAX_RULES: the engine takes the full matches from
 the rule index's fast path and explains at most MAX_RULES of the other rules (those the index could not rule
 out first: the near misses, then in load order; `omitted` counts the rest, which the miss metrics do not
@@ -80,6 +80,8 @@ MAX_RULES = 50  # decisions a record keeps when some are not_matched (those are 
 MAX_RECORDED = 1000  # decisions a record ever keeps: an event that starts or holds back more runs loses the rest
 REASON_MAX_CHARS = 300
 PATH_MAX_CHARS = 200
+RULE_MAX_CHARS = 128  # rule names are shorter (rules.model): a longer one in Redis was not written by an engine
+RUN_MAX_CHARS = 200
 FLOW_OUTCOMES = ("throttled", "debounced", "batched", "rate_limited", "waiting", "singleton_skipped", "replaced")
 OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched", *FLOW_OUTCOMES)
 ENTRY_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # each part below 2**64, as Redis wants
@@ -106,9 +108,9 @@ class Decision:
     expected: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": self.rule, "outcome": self.outcome}
+        out: dict[str, Any] = {"rule": cut(self.rule, RULE_MAX_CHARS), "outcome": self.outcome}
         if self.run is not None:
-            out["run"] = self.run
+            out["run"] = cut(self.run, RUN_MAX_CHARS)
         if self.reason is not None:
             out["reason"] = cut(self.reason, REASON_MAX_CHARS)
         if self.stopped_by is not None:
