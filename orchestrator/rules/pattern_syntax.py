@@ -7,7 +7,6 @@ the problem inside `match:` (the caller reports file, line and field) when Event
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import math
 import re
@@ -31,6 +30,7 @@ from .pattern_ops import (
     Prefix,
     Suffix,
     Wildcard,
+    ip_value,
     is_number,
 )
 
@@ -250,13 +250,20 @@ def _exists(arg: Any, parts: Parts) -> Matcher:
 
 def _cidr(arg: Any, parts: Parts) -> Matcher:
     text = _string(arg, parts, "cidr")
-    if text.count("/") != 1:
-        raise PatternError(parts, f"{text!r} is not a network like 10.0.0.0/24 or 2001:db8::/32")
-    try:
-        network = ipaddress.ip_network(text, strict=False)
-    except ValueError as exc:
-        raise PatternError(parts, f"{text!r} is not a valid network: {exc}") from None
-    return Cidr(network, text)
+    address_text, _, bits_text = text.partition("/")
+    address = ip_value(address_text)
+    if "/" not in text:
+        raise PatternError(parts, f"{text!r} is not a network like 10.0.0.0/24 or 2001:db8::/32 (it needs its mask)")
+    if address is None or not bits_text.isdigit():
+        raise PatternError(parts, f"{text!r} is not a valid network like 10.0.0.0/24 or 2001:db8::/32 (no zone, "
+                                  "no IPv4 written inside an IPv6 address)")
+    width, bits = address.max_prefixlen, int(bits_text)
+    if bits >= width:  # event-ruler refuses /32 and /128 (and more)
+        mapped = " (an IPv4-mapped IPv6 address is read as its IPv4 address)" if ":" in address_text else ""
+        raise PatternError(parts, f"{text!r}: the mask of an IPv{address.version} network must be below {width} "
+                                  f"bits{mapped}; for one address, give it as an exact value")
+    low = int(address)
+    return Cidr(address.version, low, low | ((1 << (width - bits)) - 1), text)
 
 
 def _anything_but(arg: Any, parts: Parts) -> Matcher:
