@@ -15,6 +15,10 @@ event, and the cost per event at each size relative to 10 rules. The two must ag
 measured (checked). Timings: best of REPEATS passes over the same events, in CPU time of this
 process (time.process_time: what matching costs, whatever else the shared machine runs) and in wall-clock
 time (what this run got).
+
+It also measures the engine's own planning step, `plan_event` (engine/plan.py), on PLAN_EVENTS of the events:
+sampled (ORCH_EXPLAIN_SAMPLE=1, the default: the index's matches plus at most MAX_RULES of the other rules
+explained) and not sampled (the matches only), in CPU time; both plan the same runs (checked).
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from orchestrator import task, workflow
+from orchestrator.engine.plan import plan_event
 from orchestrator.events.envelope import Event
+from orchestrator.project import Project
 from orchestrator.rules.match import RuleIndex, event_view, match
 from orchestrator.rules.model import Match, Rule, RuleConfig
 
@@ -32,6 +40,7 @@ SIZES = (10, 1_000, 10_000)
 REPEATS = 3
 EVENTS = 4_000            # events per pass of the indexed path
 NAIVE_BUDGET_S = 1.5      # the naive loop gets at least 50 events and about this much time per pass
+PLAN_EVENTS = 1_000       # events per pass of the engine's planning step
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-south-1", "sa-east-1", "ca-central-1",
            "af-south-1"]
 CHANNELS = ["web", "app", "phone", "store", "partner", "test"]
@@ -126,7 +135,29 @@ def _naive(rules: list[Rule]) -> Callable[[Event], list[Rule]]:
     return run
 
 
-def _best_rates(step: Callable[[Event], list[Rule]], events: list[Event]) -> tuple[float, float]:
+@task
+def noted() -> None:
+    """The one task of the workflow every bench rule starts."""
+
+
+@workflow
+def w() -> None:
+    noted()
+
+
+def _plan_rates(rules: list[Rule], index: RuleIndex, events: list[Event]) -> dict[str, Any]:
+    """The engine's planning step, sampled and not, in events/s of CPU time; they must plan the same runs."""
+    project = Project(Path("."), rules=rules, workflows={"w": w}, index=index)
+    events = events[:PLAN_EVENTS]
+    for event in events[:200]:
+        if plan_event(project, event, sample=1.0)[0] != plan_event(project, event, sample=0.0)[0]:
+            raise RuntimeError(f"plan_event: sampled and unsampled plan different runs for event {event.id}")
+    sampled, _ = _best_rates(lambda e: plan_event(project, e, sample=1.0)[0], events)
+    fast, _ = _best_rates(lambda e: plan_event(project, e, sample=0.0)[0], events)
+    return {"plan_sampled_events_per_s": round(sampled), "plan_unsampled_events_per_s": round(fast)}
+
+
+def _best_rates(step: Callable[[Event], object], events: list[Event]) -> tuple[float, float]:
     """Events per second of CPU time and of wall-clock time, each the best of REPEATS passes."""
     cpu = wall = float("inf")
     for _ in range(REPEATS):
@@ -169,7 +200,7 @@ def measure_size(n_rules: int, hot: bool) -> dict[str, Any]:
             "indexed_events_per_s": round(indexed), "naive_events_per_s": round(naive_rate, 1),
             "indexed_events_per_s_wall": round(indexed_wall), "naive_events_per_s_wall": round(naive_wall, 1),
             "indexed_us_per_event": round(1e6 / indexed, 2), "naive_us_per_event": round(1e6 / naive_rate, 1),
-            "ratio": round(indexed / naive_rate, 1)}
+            "ratio": round(indexed / naive_rate, 1), **_plan_rates(rules, index, events)}
 
 
 def phase_matching(log: Callable[[str], None]) -> dict[str, Any]:
@@ -180,7 +211,8 @@ def phase_matching(log: Callable[[str], None]) -> dict[str, Any]:
         for n in SIZES:
             result = measure_size(n, hot=mix == "hot")
             log(f"matching ({mix}): {n:,} rules: indexed {result['indexed_events_per_s']:,} events/s of CPU time, "
-                f"naive {result['naive_events_per_s']:,} events/s ({result['ratio']:,}x)")
+                f"naive {result['naive_events_per_s']:,} events/s ({result['ratio']:,}x); plan_event sampled "
+                f"{result['plan_sampled_events_per_s']:,}, not sampled {result['plan_unsampled_events_per_s']:,}")
             sizes.append(result)
         base = sizes[0]["indexed_us_per_event"]
         for result in sizes:
@@ -208,6 +240,8 @@ def _mix_table(mix: str, sizes: list[dict[str, Any]], data: dict[str, Any]) -> l
             row("RuleIndex.matching, events/s (wall clock)", "indexed_events_per_s_wall"),
             row("naive loop, events/s (wall clock)", "naive_events_per_s_wall"),
             row("ratio indexed / naive", "ratio", "{:,}x"),
+            row("engine's plan_event, sampled (the default), events/s (CPU time)", "plan_sampled_events_per_s"),
+            row("engine's plan_event, not sampled, events/s (CPU time)", "plan_unsampled_events_per_s"),
             row("indexed, us of CPU per event", "indexed_us_per_event"),
             row("naive, us of CPU per event", "naive_us_per_event"),
             row("indexed cost per event vs 10 rules (flatness)", "indexed_cost_vs_smallest", "{:.2f}x"),

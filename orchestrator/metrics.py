@@ -85,7 +85,8 @@ EVENTS_DEAD_LETTERED = CounterDef(
     "orch_events_dead_lettered_total", "Stream entries moved to the dead-letter stream.", ("stream",))
 RULE_EVALUATIONS = CounterDef(
     "orch_rule_evaluations_total", "Rules evaluated against an event of a type they listen to, by result "
-    "(not_matched: of the events in the ORCH_EXPLAIN_SAMPLE sample).",
+    "(not_matched: of the events in the ORCH_EXPLAIN_SAMPLE sample, and of those only the rules explained: "
+    "at most 50 per event, near misses first).",
     ("rule", "result"))
 RUNS_STARTED = CounterDef("orch_workflow_runs_started_total", "Workflow runs created.", ("workflow",))
 RUNS_FINISHED = CounterDef("orch_workflow_runs_finished_total", "Workflow runs finished, by status.",
@@ -123,7 +124,8 @@ REDIS_ERRORS = CounterDef(
 MISS_REASONS = ("disabled", "source", "match", "if", "other")
 RULE_MISSES = CounterDef(
     "orch_rule_misses_total", "Rules that listen to an event's type but did not match it, by what stopped them "
-    "(disabled, source, match, if, other); with ORCH_EXPLAIN_SAMPLE below 1, of the sampled events only.",
+    "(disabled, source, match, if, other); of the events in the ORCH_EXPLAIN_SAMPLE sample only, and of those "
+    "only the rules explained: at most 50 per event, near misses first.",
     ("rule", "reason"))
 
 

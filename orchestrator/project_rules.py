@@ -52,6 +52,12 @@ def check_rules(project: Project, configs: Sequence[Item], issues: list[ConfigIs
             where = f"rules[{index}].match" + (f".{exc.path}" if exc.path else "")
             issues.append(ConfigIssue(path, line_of(lines, (*base, "match", *exc.parts)), where, exc.detail))
             continue
+        huge = _huge_integer(item, ())
+        if huge is not None:
+            issues.append(ConfigIssue(path, line_of(lines, (*base, *huge)), field_name(index, tuple(map(str, huge))),
+                                      "a number outside the 64-bit integer range (-2**63 .. 2**63-1): no JSON tool "
+                                      "holds it exactly; quote it, or use a smaller number"))
+            continue
         if config.name in seen:
             issues.append(ConfigIssue(path, line_of(lines, (*base, "name")), f"rules[{index}].name",
                                       f"rule name {config.name!r} is already used in {seen[config.name]}"))
@@ -92,6 +98,14 @@ def _check_workflow(project: Project, config: RuleConfig, path: Path, index: int
                                   f"workflow {workflow.name!r} needs parameter {param.name!r}"))
         ok = False
     return ok
+
+
+def _huge_integer(value: Any, at: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Where in a rule's YAML item an integer lies outside 64 bits (which JSON encoding refuses), if anywhere."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return at if not -2**63 <= value < 2**63 else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((found for key, item in items if (found := _huge_integer(item, (*at, key))) is not None), None)
 
 
 def field_name(index: int, loc: tuple[str, ...], section: str = "rules") -> str:

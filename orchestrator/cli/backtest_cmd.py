@@ -1,6 +1,11 @@
 """`orch rules backtest`: the recorded events run through the current rules and through a proposed rule set,
 with no side effects, and the difference in the runs they would start (engine/backtest.py).
 
+The current rules are the version the engines run: the active rule set in Redis (`orch reload`, or an
+engine's start, publishes it), built with this project's workflows as an engine builds it; the project's
+files only when Redis has none (said in a note). The proposed rules are --rules DIR, by default the
+project's rules/ as on disk: so without --rules, a backtest shows what publishing the edited files changes.
+
 `register(cli)` adds it to the CLI's `rules` group (`orch rules test` and others), or, with no such group,
 to a minimal one of its own.
 """
@@ -16,13 +21,15 @@ import click
 
 from ..connection import connect
 from ..engine.backtest import Backtest, starts, with_rules
-from ..errors import EventError
+from ..errors import ConfigError, EventError
 from ..events.envelope import event_from_mapping
 from ..events.history import read_window, trimmed_after
 from ..events.tail import SinceError, parse_since
 from ..jsonutil import dumps
 from ..project import Project, load_rules
+from ..project import with_rules as with_rule_configs
 from ..state.keys import Keys
+from ..state.ruleset import RulesetError, read_active, workflow_mismatch
 from .common import fail, handle_errors, make_settings, project_option
 
 __all__ = ["backtest", "current_rules", "register"]
@@ -30,10 +37,28 @@ __all__ = ["backtest", "current_rules", "register"]
 PROGRESS_EVERY = 10_000  # entries between two progress lines on stderr
 
 
-def current_rules(project: Project) -> tuple[Project, str]:
-    """The rule set the engines run, and how to name it. The project's rules as on disk: the one place to
-    read the active version from once engines reload rules (`orch reload`)."""
-    return project, f"the project's rules ({project.root / 'rules'})"
+def current_rules(project: Project, client: Any, keys: Keys) -> tuple[Project, dict[str, Any], list[str]]:
+    """The rule set the engines run (the active version in Redis, with `project`'s workflows), how to name it
+    ({rules, version}), and notes; the project's rules on disk, with a note saying why, when Redis has no
+    usable active version."""
+    on_disk = {"rules": f"the project's rules ({project.root / 'rules'})", "version": project.ruleset}
+    try:
+        active = read_active(client, keys)
+    except RulesetError as exc:
+        return project, on_disk, [f"the active rule set in Redis cannot be read ({exc}): current = the rules on disk"]
+    if active is None:
+        return project, on_disk, ["no rule set is active in Redis yet (`orch reload` or an engine's start publishes "
+                                  "one): current = the rules on disk"]
+    try:
+        current = with_rule_configs(project, active.rules, f"{keys.ruleset_data} (version {active.version})")
+    except ConfigError as exc:
+        return project, on_disk, [f"the active version {active.version} does not load with this project's "
+                                  f"workflows ({exc.issues[0].message if exc.issues else exc}): current = the rules "
+                                  "on disk"]
+    mismatch = workflow_mismatch(active, project)
+    notes = [f"{'; '.join(mismatch)}: the current runs are planned with this project's workflows"] if mismatch else []
+    return current, {"rules": f"the active rule set in Redis (version {active.version})",
+                     "version": active.version}, notes
 
 
 @click.command("backtest")
@@ -59,9 +84,10 @@ def backtest(rules_dir: Path | None, since: str, until: str | None, as_json: boo
     from .wiring import load_project
 
     settings = make_settings(project)
-    current, current_name = current_rules(load_project(settings.project_dir, watch_roots=settings.watch_roots))
-    proposed = with_rules(current, load_rules(current, rules_dir)) if rules_dir else current
+    local = load_project(settings.project_dir, watch_roots=settings.watch_roots)
     client, keys = connect(settings), Keys(settings.key_prefix)
+    current, current_name, notes = current_rules(local, client, keys)
+    proposed = with_rules(local, load_rules(local, rules_dir)) if rules_dir else local
     seconds, micros = client.time()
     now_s = int(seconds) + int(micros) / 1e6
     try:
@@ -76,10 +102,10 @@ def backtest(rules_dir: Path | None, since: str, until: str | None, as_json: boo
         return
     result = _compare(client, keys.events, start, end, current, proposed)
     report = {"window": {"since": start, "until": end, "trimmed_before": trimmed_after(client, keys.events, start)},
-              "current": {"rules": current_name, "count": len(current.rules)},
-              "proposed": {"rules": str(rules_dir.resolve()) if rules_dir else current_name,
-                           "count": len(proposed.rules)},
-              **result.report()}
+              "current": {**current_name, "count": len(current.rules)},
+              "proposed": {"rules": str(rules_dir.resolve()) if rules_dir else f"the project's rules "
+                           f"({local.root / 'rules'})", "count": len(proposed.rules)},
+              "notes": notes, **result.report()}
     print_json(report) if as_json else print_report(report)
 
 
@@ -138,6 +164,8 @@ def print_report(report: dict[str, Any]) -> None:
     if window["trimmed_before"]:
         console.print(Text(f"  note      the stream was trimmed past --since: it starts at {window['trimmed_before']}"
                            f" ({_when(window['trimmed_before'])}); older events are gone (ORCH_EVENTS_RETENTION_S)"))
+    for note in report["notes"]:
+        console.print(Text(f"  note      {note}"))
     if report["undecodable"]:
         console.print(Text(f"  note      {report['undecodable']} entries are not events and were skipped"))
     for caveat in report["caveats"]:

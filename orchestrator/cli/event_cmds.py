@@ -80,7 +80,7 @@ def print_event_decisions(found: dict[str, Any]) -> None:
                       Text(decision.get("run") or "-"), Text(why(decision)))
     console.print(table)
     if record.get("omitted"):
-        console.print(f"  ... and {record['omitted']} more rule(s), not recorded")
+        console.print(f"  ... and {record['omitted']} more rule(s) that did not match, not recorded")
 
 
 def why(decision: dict[str, Any]) -> str:

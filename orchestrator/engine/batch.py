@@ -56,6 +56,7 @@ class EventDecisions:
     event: dict[str, str]  # id, source, type
     depth: int
     decisions: list[Decision]
+    omitted: int = 0  # rules listening to the type that planning left unexplained (plan.Outcomes.omitted)
 
 
 @dataclass

@@ -99,7 +99,7 @@ class Chronicle:
         held.update(outcome.effects.slotted)  # a rule's pool: waiting, singleton_skipped, replaced
         for planned in batch.decisions:
             record = decisions.encode(decisions.held_back(planned.decisions, held), event=planned.event,
-                                      depth=planned.depth, at=now)
+                                      depth=planned.depth, at=now, omitted=planned.omitted)
             pipe.set(self._keys.decisions(planned.entry.id), record, ex=self._retention_s)
 
 

@@ -204,7 +204,7 @@ class Engine:
         decided = planned(outcomes, requests)
         if decided:
             ref = {"id": event.id, "source": event.source, "type": event.type}
-            batch.decisions.append(EventDecisions(entry, ref, depth, decided))
+            batch.decisions.append(EventDecisions(entry, ref, depth, decided, outcomes.omitted))
         batch.add_evaluations(event.id, outcomes)
         if requests:
             batch.requests.append((entry, requests))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import RuleError, WorkflowError
 from ..events.chains import over_limit
-from ..events.decisions import sampled
+from ..events.decisions import MAX_RULES, sampled
 from ..events.envelope import Event
 from ..jsonutil import dumps, loads
 from ..project import Project
@@ -14,7 +14,7 @@ from ..tracing import of_event
 from ..workflows.lifecycle import RunRequest
 from ..workflows.runs import EventRef, derive_run_id
 
-__all__ = ["RunRequest", "plan_event", "schedule_of"]
+__all__ = ["Outcomes", "RunRequest", "plan_event", "schedule_of"]
 
 
 HELD_FOR = "orchheldfor"  # extension of a tick queue-one held: the one rule it goes back to
@@ -44,21 +44,37 @@ def _matching(index: RuleIndex, event: Event) -> list[tuple[Rule, MatchResult]]:
     return [(rule, result) for rule, result in index.evaluate(event) if result.outcome is Match.FULL]
 
 
+class Outcomes(list[tuple[MatchResult, str]]):
+    """plan_event's evaluated rules, each with its metric result, and how many rules listening to the event's
+    type it left unexplained (`omitted`: they did not match, but no one asked why)."""
+
+    omitted: int = 0
+
+
 def plan_event(project: Project, event: Event, raw: bytes | None = None, *, depth: int = 0, max_depth: int | None = None,
-               sample: float = 1.0) -> tuple[list[RunRequest], list[tuple[MatchResult, str]]]:
+               sample: float = 1.0, explain_limit: int | None = MAX_RULES) -> tuple[list[RunRequest], Outcomes]:
     """The runs `event` starts, and each evaluated rule with its metric result (matched, not_matched, error).
 
     `depth` is the event's chain depth (events/chains.py): past `max_depth`, a matching rule's request is a
     record of the run not started (`cut`), whose error says why; its parameters are not rendered.
-    `sample` is ORCH_EXPLAIN_SAMPLE: an event outside the sample (decisions.sampled) is matched without
-    explaining the rules that did not match, so its outcomes hold matched and error results only."""
+    The full matches always come from the index's fast path. `sample` is ORCH_EXPLAIN_SAMPLE: an event in the
+    sample (decisions.sampled) also has up to `explain_limit` of the rules that did not match explained
+    (RuleIndex.explain; None: all of them, as `orch rules test` wants), the rest counted in `omitted`; an event
+    outside it has matched and error results only."""
     explain = sampled(event.source, event.id, sample)
-    evaluated = project.index.evaluate(event) if explain else _matching(project.index, event)
+    outcomes = Outcomes()
+    if not explain:
+        evaluated = _matching(project.index, event)
+    elif explain_limit is None:
+        evaluated = project.index.evaluate(event)
+    else:
+        evaluated, outcomes.omitted = project.index.explain(event, explain_limit)
     held_for = event.extensions.get(HELD_FOR) if schedule_of(project, event) else None
     if held_for is not None:  # a tick held by queue-one for one rule, back when its previous run ended
         evaluated = [(rule, result) for rule, result in evaluated if rule.name == held_for]
+        outcomes.omitted = 0
     if not evaluated:
-        return [], []
+        return [], outcomes
     view = event_view(event)
     context = {"event": view, "data": view.get("data"), "events": [view]}  # a hold's run gets all (flow/release.py)
     ref = EventRef(event.id, event.source, event.type)
@@ -66,7 +82,6 @@ def plan_event(project: Project, event: Event, raw: bytes | None = None, *, dept
     overlap = project.schedules[schedule].overlap if schedule else "allow"
     trace = of_event(event)  # the runs carry the event's trace context (tracing.match makes them its spans')
     requests: list[RunRequest] = []
-    outcomes: list[tuple[MatchResult, str]] = []
     cut = over_limit(depth, max_depth) if max_depth is not None else None
     for rule, result in evaluated:
         if result.outcome is not Match.FULL:

@@ -42,7 +42,7 @@ def try_event(project: Project, event: Event, rules: list[Rule] | None = None) -
     """Each rule listening to `event`'s type (of `rules`, default the project's) with its outcome."""
     if rules is not None:
         project = replace(project, rules=rules, index=RuleIndex(rules))
-    requests, outcomes = plan_event(project, event)
+    requests, outcomes = plan_event(project, event, explain_limit=None)  # offline: explain every rule
     by_rule = {request.rule: request for request in requests}
     workflows = {rule.name: rule.workflow for rule in project.rules}
     report = []

@@ -36,9 +36,13 @@ Besides `rule` and `outcome`, a decision may carry:
 
 A rule whose source glob does not match is left out, like rules that do not listen to the type: those are
 the many rules an event was never meant for. An event with nothing to record has no record at all.
-Records are bounded: at most MAX_RULES rules (`omitted` counts the rest), reasons of REASON_MAX_CHARS,
-values summarized. With ORCH_EXPLAIN_SAMPLE below 1, only a sample of events (`sampled`: the same on
-every engine) records its not_matched decisions; every event records the others.
+Records are bounded (`bounded`): every decision that is not not_matched is kept (up to MAX_RECORDED), and
+not_matched ones, the first in load order, up to MAX_RULES in all (`omitted` counts the rest); reasons of REASON_MAX_CHARS,
+values summarized, rule names of RULE_MAX_CHARS and run ids of RUN_MAX_CHARS. Only a sample of events (ORCH_EXPLAIN_SAMPLE, default all; `sampled`: the same on every
+engine) records not_matched decisions, and of those at most MAX_RULES: the engine takes the full matches from
+the rule index's fast path and explains at most MAX_RULES of the other rules (those the index could not rule
+out first: the near misses, then in load order; `omitted` counts the rest, which the miss metrics do not
+see either). Every event records its other decisions.
 
 Readers (the API's GET /events/{entry_id}, `orch events show`, the web UI):
 
@@ -69,12 +73,15 @@ if TYPE_CHECKING:
     from ..workflows.lifecycle import RunRequest
 
 __all__ = ["ENTRY_ID_PATTERN", "FLOW_OUTCOMES", "MAX_RULES", "OUTCOMES", "REASON_MAX_CHARS", "Decision",
-           "EntryIdError", "check_entry_id", "decisions_of", "encode", "event_decisions", "flow_decision",
+           "EntryIdError", "MAX_RECORDED", "bounded", "check_entry_id", "decisions_of", "encode", "event_decisions", "flow_decision",
            "held_back", "planned", "read_record", "sampled", "with_flow"]
 
-MAX_RULES = 50
+MAX_RULES = 50  # decisions a record keeps when some are not_matched (those are cut first)
+MAX_RECORDED = 1000  # decisions a record ever keeps: an event that starts or holds back more runs loses the rest
 REASON_MAX_CHARS = 300
 PATH_MAX_CHARS = 200
+RULE_MAX_CHARS = 128  # rule names are shorter (rules.model): a longer one in Redis was not written by an engine
+RUN_MAX_CHARS = 200
 FLOW_OUTCOMES = ("throttled", "debounced", "batched", "rate_limited", "waiting", "singleton_skipped", "replaced")
 OUTCOMES = ("matched", "queued", "error", "cut", "skipped", "held", "not_matched", *FLOW_OUTCOMES)
 ENTRY_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # each part below 2**64, as Redis wants
@@ -101,9 +108,9 @@ class Decision:
     expected: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": self.rule, "outcome": self.outcome}
+        out: dict[str, Any] = {"rule": cut(self.rule, RULE_MAX_CHARS), "outcome": self.outcome}
         if self.run is not None:
-            out["run"] = self.run
+            out["run"] = cut(self.run, RUN_MAX_CHARS)
         if self.reason is not None:
             out["reason"] = cut(self.reason, REASON_MAX_CHARS)
         if self.stopped_by is not None:
@@ -208,11 +215,27 @@ def with_flow(decisions: Iterable[Decision], flows: Mapping[str, Decision]) -> l
     return out + [flow for rule, flow in flows.items() if rule not in used]
 
 
-def encode(decisions: Sequence[Decision], *, event: Mapping[str, str], depth: int, at: datetime) -> bytes:
-    """The record of one event's decisions as stored: bounded to MAX_RULES rules."""
+def bounded(decisions: Sequence[Decision]) -> list[Decision]:
+    """The decisions a record keeps, in their order: every one that is not `not_matched` (what started, held
+    back or failed a run: up to MAX_RECORDED), and as many not_matched ones, the first, as fit in MAX_RULES."""
+    room = max(0, MAX_RULES - sum(1 for d in decisions if d.outcome != "not_matched"))
+    kept = []
+    for decision in decisions:
+        if decision.outcome != "not_matched":
+            kept.append(decision)
+        elif room:
+            kept.append(decision)
+            room -= 1
+    return kept[:MAX_RECORDED]
+
+
+def encode(decisions: Sequence[Decision], *, event: Mapping[str, str], depth: int, at: datetime,
+           omitted: int = 0) -> bytes:
+    """The record of one event's decisions as stored, `bounded`; `omitted` counts the rules left out, with the
+    `omitted` ones planning never explained (plan.Outcomes.omitted)."""
+    kept = bounded(decisions)
     return dumps({"event": dict(event), "depth": depth, "decided_at": at.isoformat().replace("+00:00", "Z"),
-                  "rules": [d.to_dict() for d in decisions[:MAX_RULES]],
-                  "omitted": max(0, len(decisions) - MAX_RULES)})
+                  "rules": [d.to_dict() for d in kept], "omitted": omitted + len(decisions) - len(kept)})
 
 
 def read_record(raw: bytes | None) -> dict[str, Any] | None:
@@ -226,7 +249,7 @@ def read_record(raw: bytes | None) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("rules"), list):
         return None
-    rules = [d.to_dict() for d in map(Decision.from_dict, value["rules"][:MAX_RULES]) if d is not None]
+    rules = [d.to_dict() for d in map(Decision.from_dict, value["rules"][:MAX_RECORDED]) if d is not None]
     depth, omitted = value.get("depth"), value.get("omitted")
     return {"rules": rules, "depth": depth if _count(depth) else 0, "omitted": omitted if _count(omitted) else 0,
             "decided_at": cut(value["decided_at"], 40) if isinstance(value.get("decided_at"), str) else None}

@@ -31,7 +31,7 @@ from typing import Any
 import cel
 
 from ..errors import RuleError
-from .exprcost import CostError, CostModel, cost_model, largest
+from .exprcost import CostError, CostModel, Sizes, cost_model, measure
 
 __all__ = ["Expression", "ExpressionError", "Scope", "compile_expression"]
 
@@ -50,13 +50,13 @@ class Scope:
     event's data), so a Scope converts each name once, when the first expression reads it, and every
     later expression over the same Scope reuses it. The values must not change while the Scope is used."""
 
-    __slots__ = ("_bound", "_context", "_longest", "values")
+    __slots__ = ("_bound", "_context", "_measured", "values")
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self.values = values
         self._context = cel.Context()
         self._bound: set[str] = set()
-        self._longest: dict[str, int] = {}
+        self._measured: dict[tuple[str, ...], tuple[int, int, int]] = {}  # path -> exprcost.measure of its value
 
     def context(self, names: Iterable[str]) -> Any:
         """The CEL context with `names` (those present) converted."""
@@ -66,14 +66,21 @@ class Scope:
                 self._bound.add(name)
         return self._context
 
-    def longest(self, names: Iterable[str]) -> int:
-        """The length of the longest list or map under `names` (for the cost limit)."""
-        longest = 0
-        for name in names:
-            if name not in self._longest:
-                self._longest[name] = largest([self.values.get(name)])
-            longest = max(longest, self._longest[name])
-        return longest
+    def sizes(self, names: Iterable[str], model: CostModel) -> Sizes:
+        """What the values under `names`, and under the field paths `model` prices, measure (for the cost
+        limit): each name or path measured once per Scope."""
+        whole = [self._measure((name,)) for name in names]
+        return Sizes(max((m[0] for m in whole), default=0), max((m[1] for m in whole), default=0),
+                     sum(m[2] for m in whole), tuple(self._measure(path)[1] for path in model.paths))
+
+    def _measure(self, path: tuple[str, ...]) -> tuple[int, int, int]:
+        found = self._measured.get(path)
+        if found is None:
+            value: Any = self.values
+            for part in path:
+                value = value.get(part) if isinstance(value, Mapping) else None
+            found = self._measured[path] = measure([value])
+        return found
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class Expression:
         names = [name for name in self._names if name in scope.values]
         try:
             if self._cost is not None:
-                self._cost.check(scope.longest(names), self.text)
+                self._cost.check(scope.sizes(names, self._cost), self.text)
             return self._program.execute(scope.context(names))
         except CostError as exc:
             raise ExpressionError(str(exc)) from None

@@ -10,7 +10,8 @@ back in load order and still have to pass the full test (`rules.match.match`): t
 rules that cannot match.
 
 Exact keys keep the pattern's equality: a boolean never equals a number, a string never equals a number,
-and numbers compare by value (1 and 1.0 are one key, as `pattern_ops.equal` has it).
+and numbers within -5e9 .. 5e9 compare as event-ruler does, to 6 decimal places (their `comparable` key),
+others by value (1e10 and 1e10 + 0.0 are one key), as `pattern_ops.equal` has it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from .model import Rule
 from .pattern import Leaf, leaves_at
-from .pattern_ops import Exact, Prefix, Suffix
+from .pattern_ops import Exact, Prefix, Suffix, comparable
 
 __all__ = ["AnchorIndex", "anchors_of", "exact_key"]
 
@@ -48,7 +49,8 @@ def exact_key(value: Any) -> tuple[str, Any] | None:
     if isinstance(value, str):
         return ("str", value)
     if isinstance(value, int | float):
-        return ("num", value)  # 1 == 1.0 and hash(1) == hash(1.0)
+        key = comparable(value)  # equal numbers (pattern_ops.equal: to 6 decimals within +-5e9) share a key
+        return ("num", key) if key is not None else ("big", value)  # by value beyond: 1 == 1.0, hash(1) == hash(1.0)
     return None
 
 
@@ -140,6 +142,8 @@ class AnchorIndex:
     event's values there do not satisfy."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
+        self.listening = list(rules)  # every rule of the type, disabled ones too: what `RuleIndex.explain` picks from
+        self.position = {id(rule): position for position, rule in enumerate(self.listening)}  # load order
         self.rules = [rule for rule in rules if rule.enabled]  # a disabled rule never matches fully
         paths: dict[tuple[str, ...], _PathIndex] = {}
         self._slot_rule: list[int] = []  # a slot's rule position

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
@@ -81,6 +82,7 @@ class RuleIndex:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
+        self._order = {id(rule): position for position, rule in enumerate(self.rules)}  # load order
         self._exact: dict[str, list[Rule]] = {}
         self._globs: list[Rule] = []
         self._anchored: dict[str, AnchorIndex] = {}
@@ -96,8 +98,7 @@ class RuleIndex:
         found = list(self._exact.get(event_type, ()))
         found += [r for r in self._globs if _type_matches(r, event_type)]
         if len(found) > 1:
-            order = {id(r): i for i, r in enumerate(self.rules)}
-            found.sort(key=lambda r: order[id(r)])
+            found.sort(key=lambda r: self._order[id(r)])
         return found
 
     def evaluate(self, event: Event) -> list[tuple[Rule, MatchResult]]:
@@ -117,6 +118,29 @@ class RuleIndex:
         view = event_view(event)
         return [rule for rule in index.candidates(view)
                 if match(rule, event, view, explain=False).outcome is Match.FULL]
+
+    def explain(self, event: Event, limit: int) -> tuple[list[tuple[Rule, MatchResult]], int]:
+        """The rules listening to the event's type that match it fully (as `matching` finds them) and, explained
+        (as `evaluate` has them), at most `limit` of the others; all in load order, with how many others were
+        left unexplained. The others explained first are the near misses: the rules the anchor index could not
+        rule out; then the rest in load order. Costs `matching` plus `limit` explanations, whatever the rule count."""
+        index = self._anchor_index(event.type)
+        listening = index.listening
+        if len(listening) <= limit:
+            return self.evaluate(event), 0
+        view = event_view(event)
+        full: list[Rule] = []
+        chosen: list[Rule] = []
+        for rule in index.candidates(view):
+            (full if match(rule, event, view, explain=False).outcome is Match.FULL else chosen).append(rule)
+        if len(chosen) < limit:
+            tested = {id(rule) for rule in full} | {id(rule) for rule in chosen}
+            rest = (rule for rule in listening if id(rule) not in tested)
+            chosen += itertools.islice(rest, limit - len(chosen))
+        del chosen[limit:]
+        found = [(rule, _plain(rule.name, True)) for rule in full] + [(r, match(r, event, view)) for r in chosen]
+        found.sort(key=lambda pair: index.position[id(pair[0])])
+        return found, len(listening) - len(full) - len(chosen)
 
     def _anchor_index(self, event_type: str) -> AnchorIndex:
         index = self._anchored.get(event_type)

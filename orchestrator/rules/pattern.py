@@ -16,6 +16,8 @@ Every field of the pattern must hold (and); a field holds if any of its values/o
 - **Arrays in the event**: a field holds if any element does. For arrays of objects the fields of one
   pattern object must hold within the same element (event-ruler's array consistency): {a: {x: [1], y: [2]}}
   does not match {a: [{x: 1}, {y: 2}]}.
+- **`exists: false` in arrays**: the field is absent from the element the values of the same pattern object
+  chose, or, when no value chose one, from every element (non-objects have no fields): see pattern_eval.
 - **Missing fields**: every operator but `exists: false` needs the field present with a leaf value, so
   `anything-but` does not match a missing field; a field holding an object or an empty list has no leaf
   value (it "does not exist", as EventBridge's exists matching says).

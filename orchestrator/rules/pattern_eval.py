@@ -2,7 +2,10 @@
 
 An alternative of a pattern (a Branch: its leaves, and the same leaves as a tree of objects) is checked
 leaf by leaf while no array is on the way; when one is, the tree is walked so that the fields of one
-pattern object hold within one element of the array (event-ruler's array consistency). See pattern.py.
+pattern object hold within one element of the array (event-ruler's array consistency). A field that holds by
+its absence (`exists: false`) chooses no element: it is absent from the element the other fields' values
+chose, or, when none chose one, from every element (event-ruler's NameState.getNameTransitions: absent means
+no field of that name consistent with the elements chosen so far). See pattern.py.
 """
 
 from __future__ import annotations
@@ -86,33 +89,51 @@ class Node:
     fields: tuple[tuple[str, Leaf | Node], ...]
 
     def check(self, value: Any) -> Failure | None:
-        if not isinstance(value, list):
-            return self._fields(self.fields, value)
-        fields = self.fields
-        if any(key.isdigit() for key, _ in fields):
-            for key, child in fields:
-                if key.isdigit():
-                    failure = child.check(value[int(key)] if int(key) < len(value) else ABSENT)
-                    if failure is not None:
-                        return failure
-            fields = tuple((key, child) for key, child in fields if not key.isdigit())
-        first: Failure | None = None
-        elements = list(_elements(value))
-        for element in elements:  # array consistency: the whole object holds within one element
-            failure = self._fields(fields, element)
-            if failure is None:
-                return None
-            first = first or failure
-        return first if elements else self._fields(fields, ABSENT)
+        return self._check(value)[0]
 
-    @staticmethod
-    def _fields(fields: tuple[tuple[str, Leaf | Node], ...], value: Any) -> Failure | None:
-        for key, child in fields:
-            sub = value.get(key, ABSENT) if isinstance(value, dict) else ABSENT
-            failure = child.check(sub)
+    def _check(self, value: Any) -> tuple[Failure | None, bool]:
+        """The first failure (None: the object holds), and whether a field held by a value rather than by its
+        absence (`exists: false`): only a value chooses an element of an array on the way."""
+        if not isinstance(value, list):
+            return _fields(self.fields, value)
+        fields, chose = self.fields, False
+        if any(key.isdigit() for key, _ in fields):
+            picked = tuple((key, child) for key, child in fields if key.isdigit())
+            failure, chose = _fields(picked, dict(enumerate(value)), positions=True)
             if failure is not None:
-                return failure
-        return None
+                return failure, False
+            fields = tuple((key, child) for key, child in fields if not key.isdigit())
+        elements = list(_elements(value))
+        if not elements:
+            failure, by_value = _fields(fields, ABSENT)
+            return failure, chose or by_value
+        first: Failure | None = None
+        for element in elements:  # array consistency: the whole object holds within one element ...
+            failure, by_value = _fields(fields, element)
+            if failure is None and by_value:
+                return None, True
+            first = first or failure
+        for element in elements:  # ... chosen by a value; else every field is absent from every element
+            failure, _ = _fields(fields, element)
+            if failure is not None:
+                return first or failure, False
+        return None, chose
+
+
+def _fields(fields: tuple[tuple[str, Leaf | Node], ...], value: Any, positions: bool = False) -> tuple[Failure | None, bool]:
+    """Whether every field holds in `value` (an object; anything else has no fields), as Node._check says."""
+    by_value = False
+    for key, child in fields:
+        sub = value.get(int(key) if positions else key, ABSENT) if isinstance(value, dict) else ABSENT
+        if isinstance(child, Leaf):
+            failure = child.check(sub)
+            held = failure is None and (type(sub) in _SCALARS or bool(_leaves(sub)))
+        else:
+            failure, held = child._check(sub)
+        if failure is not None:
+            return failure, False
+        by_value = by_value or held
+    return None, by_value
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import ipaddress
 import operator
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import RuleError
 
 __all__ = ["OPERATORS", "AnythingBut", "Cidr", "Exact", "Exists", "IgnoreCase", "Matcher", "Numeric", "PatternError",
-           "Prefix", "Suffix", "Wildcard", "equal", "is_number", "show_parts"]
+           "Prefix", "Suffix", "Wildcard", "comparable", "equal", "ip_value", "is_number", "show_parts"]
 
 OPERATORS = frozenset({"prefix", "suffix", "equals-ignore-case", "wildcard", "anything-but", "numeric", "exists",
                        "cidr"})
 NUMERIC_LIMIT = 5.0e9  # event-ruler's range for numeric matching: -5.0e9 to +5.0e9 inclusive
+_IPV4_TEXT = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")  # what event-ruler reads as an IP address (Constants)
+_IPV6_TEXT = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*")
 
 Parts = tuple[str | int, ...]
 
@@ -60,13 +63,39 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def comparable(value: float) -> int | None:
+    """A number as event-ruler compares it (ComparableNumber): (5e9 + value) * 1e6 in double arithmetic,
+    truncated, so precise to 6 decimal places (0.1 + 0.2 equals 0.3); None outside -5e9 .. 5e9."""
+    if not -NUMERIC_LIMIT <= value <= NUMERIC_LIMIT:
+        return None
+    return int(1e6 * (NUMERIC_LIMIT + float(value)))
+
+
 def equal(actual: Any, expected: Any) -> bool:
-    """Exact-value equality: YAML `true` never equals 1 (as Python's == would have it), "5" never equals 5."""
+    """Exact-value equality: YAML `true` never equals 1 (as Python's == would have it), "5" never equals 5;
+    numbers within -5e9 .. 5e9 compare as event-ruler does (`comparable`: to 6 decimal places), others by value."""
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual is expected
     if isinstance(actual, str) or isinstance(expected, str):
         return isinstance(actual, str) and isinstance(expected, str) and actual == expected
+    if is_number(actual) and is_number(expected):
+        left, right = comparable(actual), comparable(expected)
+        if left is not None and right is not None:
+            return left == right
     return bool(actual == expected)
+
+
+def ip_value(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address as event-ruler reads one (CIDR.java): dotted IPv4 or IPv6 of hex digits and colons (no
+    zone, no embedded dotted IPv4), an IPv4-mapped IPv6 address read as its IPv4 address; else None."""
+    if len(text) > 64 or not (_IPV4_TEXT.fullmatch(text) or _IPV6_TEXT.fullmatch(text)):
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return mapped or address
 
 
 @dataclass(frozen=True)
@@ -148,12 +177,19 @@ class Wildcard(Matcher):
 
 @dataclass(frozen=True)
 class Numeric(Matcher):
+    """A numeric range, compared as event-ruler does: to 6 decimal places (`comparable`)."""
+
     bounds: tuple[tuple[str, float], ...]  # e.g. ((">", 0), ("<=", 5))
+    keys: tuple[tuple[str, int], ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple((op, comparable(bound) or 0) for op, bound in self.bounds))
 
     def test(self, value: Any) -> bool:
-        if not is_number(value) or not -NUMERIC_LIMIT <= value <= NUMERIC_LIMIT:
+        key = comparable(value) if is_number(value) else None
+        if key is None:
             return False
-        return all(_COMPARE[op](value, bound) for op, bound in self.bounds)
+        return all(_COMPARE[op](key, bound) for op, bound in self.keys)
 
     def describe(self) -> str:
         return "a number " + " and ".join(f"{op} {bound!r}" for op, bound in self.bounds)
@@ -172,17 +208,17 @@ class Exists(Matcher):
 
 @dataclass(frozen=True)
 class Cidr(Matcher):
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    """IP addresses (`ip_value`) of one version from `low` to `high`: event-ruler's range, which starts at the
+    address as written (10.0.0.5/8 is 10.0.0.5 .. 10.255.255.255)."""
+
+    version: int
+    low: int
+    high: int
     text: str
 
     def test(self, value: Any) -> bool:
-        if not isinstance(value, str) or len(value) > 64:
-            return False
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            return False
-        return address.version == self.network.version and address in self.network
+        address = ip_value(value) if isinstance(value, str) else None
+        return address is not None and address.version == self.version and self.low <= int(address) <= self.high
 
     def describe(self) -> str:
         return f"an IP address in {self.text}"

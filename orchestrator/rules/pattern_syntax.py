@@ -7,7 +7,6 @@ the problem inside `match:` (the caller reports file, line and field) when Event
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import math
 import re
@@ -31,12 +30,14 @@ from .pattern_ops import (
     Prefix,
     Suffix,
     Wildcard,
+    ip_value,
     is_number,
 )
 
 __all__ = ["MAX_BRANCHES", "compile_branches", "compile_operator"]
 
 MAX_BRANCHES = 64
+INT64 = 2**63  # integers in a pattern are 64-bit, as in JSON tools and event-ruler
 _FIELD = re.compile(r"^[^\s.$][^\s.]*$")
 _RANGE_OPS = frozenset({"=", "<", "<=", ">", ">="})
 
@@ -111,11 +112,21 @@ def _matchers(value: Any, parts: Parts) -> tuple[Matcher, ...]:
 
 
 def _scalar(value: Any, parts: Parts) -> Any:
-    if value is None or isinstance(value, bool | str | int):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _integer(value, parts)
+    if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, float) and math.isfinite(value):
         return value
     raise PatternError(parts, f"compare with a string, number, boolean or null, not {value!r} (quote it)")
+
+
+def _integer(value: int, parts: Parts) -> int:
+    """`value` if JSON tools (and event-ruler) can hold it: a 64-bit integer; PatternError otherwise."""
+    if not -INT64 <= value < INT64:
+        raise PatternError(parts, f"{value} is outside the 64-bit integer range (-2**63 .. 2**63-1): no JSON event "
+                                  "holds it exactly; quote it to compare a string, or use a smaller number")
+    return value
 
 
 def _branch(leaves: _Alt, index: int) -> Branch:
@@ -239,13 +250,20 @@ def _exists(arg: Any, parts: Parts) -> Matcher:
 
 def _cidr(arg: Any, parts: Parts) -> Matcher:
     text = _string(arg, parts, "cidr")
-    if text.count("/") != 1:
-        raise PatternError(parts, f"{text!r} is not a network like 10.0.0.0/24 or 2001:db8::/32")
-    try:
-        network = ipaddress.ip_network(text, strict=False)
-    except ValueError as exc:
-        raise PatternError(parts, f"{text!r} is not a valid network: {exc}") from None
-    return Cidr(network, text)
+    address_text, _, bits_text = text.partition("/")
+    address = ip_value(address_text)
+    if "/" not in text:
+        raise PatternError(parts, f"{text!r} is not a network like 10.0.0.0/24 or 2001:db8::/32 (it needs its mask)")
+    if address is None or not bits_text.isdigit():
+        raise PatternError(parts, f"{text!r} is not a valid network like 10.0.0.0/24 or 2001:db8::/32 (no zone, "
+                                  "no IPv4 written inside an IPv6 address)")
+    width, bits = address.max_prefixlen, int(bits_text)
+    if bits >= width:  # event-ruler refuses /32 and /128 (and more)
+        mapped = " (an IPv4-mapped IPv6 address is read as its IPv4 address)" if ":" in address_text else ""
+        raise PatternError(parts, f"{text!r}: the mask of an IPv{address.version} network must be below {width} "
+                                  f"bits{mapped}; for one address, give it as an exact value")
+    low = int(address)
+    return Cidr(address.version, low, low | ((1 << (width - bits)) - 1), text)
 
 
 def _anything_but(arg: Any, parts: Parts) -> Matcher:
@@ -267,9 +285,11 @@ def _anything_but(arg: Any, parts: Parts) -> Matcher:
     if not values:
         raise PatternError(parts, "an empty list excludes nothing")
     for i, value in enumerate(values):
+        where = (*parts, i) if isinstance(arg, list) else parts
         if not (isinstance(value, str) or is_number(value)):
-            raise PatternError((*parts, i) if isinstance(arg, list) else parts,
-                               f"anything-but takes strings or numbers, not {_kind(value)}")
+            raise PatternError(where, f"anything-but takes strings or numbers, not {_kind(value)}")
+        if isinstance(value, int):
+            _integer(value, where)
     if len({isinstance(v, str) for v in values}) > 1:
         raise PatternError(parts, "an anything-but list holds only strings or only numbers, not both")
     return AnythingBut(tuple(Exact(v) for v in values), _show(arg))

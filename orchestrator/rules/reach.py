@@ -47,34 +47,38 @@ def rule_paths(rule: Rule) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def schema_has_path(schema: Any, parts: list[str], root: Any = None) -> bool:
-    """Whether data valid under `schema` (a JSON Schema) can hold a value at `parts`."""
+def schema_has_path(schema: Any, parts: list[str], root: Any = None,
+                    _seen: frozenset[tuple[int, int]] = frozenset()) -> bool:
+    """Whether data valid under `schema` (a JSON Schema) can hold a value at `parts`. A schema that refers back
+    to itself (`anyOf: [{$ref: "#"}]`, `items: {$ref: "#"}`) is followed once per remaining path: a second
+    visit of the same subschema for the same path can find nothing the first did not."""
     root = schema if root is None else root
     node = _resolve(schema, root)
     if not parts or node is True:
         return True
-    if not isinstance(node, Mapping):
+    if not isinstance(node, Mapping) or (id(node), len(parts)) in _seen:
         return False
+    seen = _seen | {(id(node), len(parts))}
     branches = [b for key in ("allOf", "anyOf", "oneOf") for b in node.get(key) or []]
-    if any(schema_has_path(branch, parts, root) for branch in branches):
+    if any(schema_has_path(branch, parts, root, seen) for branch in branches):
         return True
     head, rest = parts[0], parts[1:]
     if _is_array(node):
         items = node.get("prefixItems") or []
         if head.isdigit():
             item = items[int(head)] if int(head) < len(items) else node.get("items", True)
-            return schema_has_path(item, rest, root)
-        return any(schema_has_path(item, parts, root) for item in [*items, node.get("items", True)])
+            return schema_has_path(item, rest, root, seen)
+        return any(schema_has_path(item, parts, root, seen) for item in [*items, node.get("items", True)])
     properties = node.get("properties") or {}
     patterns = node.get("patternProperties") or {}
     if head in properties:
-        return schema_has_path(properties[head], rest, root)
+        return schema_has_path(properties[head], rest, root, seen)
     matching = [s for pattern, s in patterns.items() if _search(pattern, head)]
     if matching:
-        return any(schema_has_path(s, rest, root) for s in matching)
+        return any(schema_has_path(s, rest, root, seen) for s in matching)
     extra = node.get("additionalProperties")
     if extra is True or isinstance(extra, Mapping):
-        return schema_has_path(extra, rest, root)
+        return schema_has_path(extra, rest, root, seen)
     if not properties and not patterns and extra is None:
         return not _is_scalar(node) and not branches  # an open object, or an untyped schema
     return False

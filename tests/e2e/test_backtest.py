@@ -89,6 +89,36 @@ def test_without_proposed_rules_the_current_ones_are_counted_against_themselves(
 
     assert (report["new"], report["gone"], report["changed"]) == (0, 0, 0)
     assert report["current_runs"] == report["proposed_runs"] == 8
+    assert report["notes"] == ["no rule set is active in Redis yet (`orch reload` or an engine's start publishes one): "
+                               "current = the rules on disk"]
+
+
+def test_the_current_rules_are_the_active_version_not_the_files_edited_since(tmp_path: Path) -> None:
+    """Engines run the version published to Redis: after the files change, a backtest without --rules compares
+    that version with the edited files, which is what publishing them would change."""
+    server = RedisServer()
+    try:
+        project = make_project(tmp_path / "project", rules=RULES, workflows=FLOWS)
+        client = redis.Redis.from_url(server.url)
+        with Client(settings=Settings(redis_url=server.url), connection=client, source=SOURCE) as emitter:
+            for event_id, type_, data in EVENTS:
+                emitter.emit(type_, data, id=event_id)
+        env = orch_env(server.url, project)
+        published: Any = orch_json("reload", env=env)
+        (project / "rules" / "rules.yaml").write_text(textwrap.dedent(PROPOSED))
+
+        report: Any = orch_json("rules", "backtest", "--since", "1h", env=env)
+        text = orch("rules", "backtest", "--since", "1h", env=env).stdout
+
+        assert report["current"]["version"] == published["version"]
+        assert report["current"]["rules"] == f"the active rule set in Redis (version {published['version']})"
+        assert report["proposed"]["rules"] == f"the project's rules ({project / 'rules'})"
+        assert summary(report) == EXPECTED and (report["new"], report["gone"], report["changed"]) == (3, 1, 1)
+        assert report["notes"] == []
+        assert f"current   the active rule set in Redis (version {published['version']})" in text
+        client.close()
+    finally:
+        server.stop()
 
 
 def test_a_window_that_ends_before_the_last_events_leaves_them_out(

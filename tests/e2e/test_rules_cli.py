@@ -163,6 +163,44 @@ def test_validate_refuses_an_expression_that_could_blow_up(tmp_path: Path) -> No
     assert "nests comprehensions (all, exists, exists_one, map, filter) 3 deep" in issues[0]["message"]
 
 
+HUGE = "99999999999999999999"  # over 2**63: orjson, Redis and event-ruler cannot hold it exactly
+HUGE_RULES = f"""\
+    rules:
+      - name: counted
+        type: order.created
+        workflow: handle_order
+        params:
+          order_id: "{{{{ data.order_id }}}}"
+          amount: {HUGE}
+      - name: many
+        type: order.created
+        match:
+          data.count: [1, {HUGE}]
+        workflow: handle_order
+        params: {{order_id: x}}
+      - name: not-minus
+        type: order.created
+        match: {{data.n: {{anything-but: [-{HUGE}]}}}}
+        workflow: handle_order
+        params: {{order_id: x}}
+    """
+
+
+def test_validate_refuses_integers_no_json_tool_holds_with_the_file_line_and_field(tmp_path: Path) -> None:
+    project = _project(tmp_path, HUGE_RULES)
+
+    result = orch("validate", "--no-redis", "--json", env=_env(project), check=False)
+    text = orch("validate", "--no-redis", env=_env(project), check=False)
+
+    issues = json.loads(result.stdout)["issues"]
+    assert result.returncode == 1 and "Traceback" not in result.stderr + text.stderr
+    assert [(i["line"], i["field"]) for i in issues] == [(7, "rules[0].params.amount"),
+                                                         (11, "rules[1].match.data.count[1]"),
+                                                         (16, "rules[2].match.data.n.anything-but[0]")]
+    assert "outside the 64-bit integer range" in issues[1]["message"]
+    assert f"{project / 'rules' / 'rules.yaml'}:11: rules[1].match.data.count[1]" in text.stderr
+
+
 SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
           "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}}}
 

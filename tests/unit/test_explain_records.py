@@ -136,13 +136,16 @@ def test_a_stored_decision_with_a_field_of_the_wrong_shape_is_dropped(bad: dict[
 
 
 def test_a_stored_record_is_summarized_again_on_reading() -> None:
-    raw = dumps({"rules": [{"rule": "r", "outcome": "throttled", "path": "data.x", "seen": "s" * 5000,
-                            "expected": list(range(100)), "detail": {f"k{i}": "v" * 500 for i in range(100)}}],
+    raw = dumps({"rules": [{"rule": "r" * 100_000, "outcome": "throttled", "path": "data.x", "seen": "s" * 5000,
+                            "run": "u" * 100_000, "expected": list(range(100)),
+                            "detail": {f"k{i}": "v" * 500 for i in range(100)}}],
                  "decided_at": "2026" * 1000})
 
     record = decisions.read_record(raw)
 
-    assert record is not None and len(dumps(record)) < 1500
+    assert record is not None and len(dumps(record)) < 1900
+    assert (len(record["rules"][0]["rule"]), len(record["rules"][0]["run"])) == (decisions.RULE_MAX_CHARS,
+                                                                                 decisions.RUN_MAX_CHARS)
     (rule,) = record["rules"]
     assert len(rule["seen"]) == STR_MAX_CHARS and rule["expected"][-1] == "… 95 more"
     assert len(rule["detail"]) == ITEMS_MAX + 1 and rule["detail"]["…"] == "95 more keys"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.rules.expr import ExpressionError, Scope, compile_expression
-from orchestrator.rules.exprcost import MAX_COST_STEPS, cost_model, largest
+from orchestrator.rules.exprcost import KIB_STEPS, MAX_COST_STEPS, Sizes, cost_model, largest, measure
 
 
 def _steps(text: str, longest: int) -> int:
@@ -67,7 +67,7 @@ def test_nested_map_over_event_lists_is_stopped_before_it_runs_with_the_sizes_in
     assert expression.evaluate({"data": {"list": [1, 2]}}) == [[2, 3], [3, 4], [4, 5]]
     # 30,000 elements: this library's map would run for ~20 s; the limit refuses it at once
     with pytest.raises(ExpressionError, match=r"up to [\d,]+ steps \(limit 100,000; its longest list or map "
-                                              r"has 30,000 elements\)"):
+                                              r"has 30,000 elements, its longest string 4 characters\)"):
         expression.evaluate({"data": {"list": list(range(30_000))}})
 
 
@@ -105,3 +105,58 @@ def test_the_scan_reads_raw_strings_without_escapes() -> None:
     model = cost_model(r"""r'\' + string([1, 2].map(x, x)) + "\" .exists(" + '''a'b'''""")
     assert model is not None and [c.macro for c in model.comprehensions] == ["map"]
     assert compile_expression(r"""r'\' + string(size([1, 2].map(x, x)))""").evaluate({}) == "\\2"
+
+
+# -- string work inside a comprehension (the reviewer's expressions) ---------------------------------------------
+
+BIG = "a" * 800_000  # an 800 KB field, within the default 1 MiB event limit
+
+
+def test_a_string_function_on_a_long_field_repeated_per_element_is_refused_before_it_runs() -> None:
+    expression = compile_expression("data.tags.exists(t, data.description.contains(t))")
+    assert expression.evaluate({"data": {"tags": ["zz"] * 50, "description": "short text"}}) is False
+
+    with pytest.raises(ExpressionError, match=r"steps \(limit 100,000; .* its longest string 800,000 characters\)"):
+        expression.evaluate({"data": {"tags": ["zz"] * 5000, "description": BIG}})
+
+
+def test_the_price_of_string_work_grows_with_the_elements_and_the_kib_of_the_field_read() -> None:
+    model = cost_model("data.tags.exists(t, data.description.contains(t))")
+    assert model is not None and model.paths == (("data", "description"),)
+    small = model.steps(Sizes(10, 800_000, 800_000, (1_000,)))
+    large = model.steps(Sizes(10, 800_000, 800_000, (800_000,)))
+    assert large - small >= (10 + 14) * KIB_STEPS * (782 - 1), "per element, per KiB of data.description"
+
+
+def test_string_work_on_the_elements_themselves_is_priced_once_not_per_element() -> None:
+    expression = compile_expression("data.items.exists(i, i.qty > 2)")  # a long string elsewhere in the event
+    assert expression.evaluate({"data": {"items": [{"qty": 1}] * 1000, "attachment": BIG}}) is False
+    model = cost_model("data.items.exists(i, i.qty > 2)")
+    assert model is not None and model.comprehensions[0].reads == ()
+
+
+def test_a_field_read_through_an_enclosing_variable_is_priced_with_the_events_longest_string() -> None:
+    model = cost_model("data.orders.exists(o, o.lines.exists(l, o.note.contains(l)))")
+    assert model is not None and [c.reads_enclosing for c in model.comprehensions] == [False, True]
+    with pytest.raises(ExpressionError, match="steps"):
+        compile_expression("data.orders.exists(o, o.lines.exists(l, o.note.contains(l)))").evaluate(
+            {"data": {"orders": [{"note": BIG, "lines": ["x"] * 200}]}})
+
+
+@pytest.mark.parametrize("text", ["data.items.exists(x, data.s.matches(data.p))",
+                                  "data.patterns.exists(p, data.subject.matches(p))",
+                                  "data.items.exists(x, matches(data.s, data.p))",
+                                  "data.items.map(x, x.name.matches('^a' + data.p)).size() > 0"])
+def test_matches_with_a_pattern_from_the_event_inside_a_comprehension_is_refused_when_compiled(text: str) -> None:
+    with pytest.raises(ExpressionError, match=r"matches\(\) inside a comprehension .* not a string literal"):
+        compile_expression(text)
+
+
+def test_matches_with_a_literal_pattern_inside_a_comprehension_compiles() -> None:
+    expression = compile_expression("data.items.exists(x, x.matches('^gift-[0-9]+$'))")
+    assert expression.evaluate({"data": {"items": ["a", "gift-12"]}}) is True
+    assert compile_expression("data.s.matches(data.p)").evaluate({"data": {"s": "ab", "p": "^a"}}) is True
+
+
+def test_measure_finds_the_longest_string_and_every_strings_characters() -> None:
+    assert measure([{"ab": ["xyz", {"k": "q"}]}, "hello"]) == (2, 5, 2 + 3 + 1 + 1 + 5)

@@ -175,6 +175,30 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("RULER IP Address Matching, IPv6 outside", {"ip": [{"cidr": "2001:db8::/32"}]}, {"ip": "2001:db9::1"}, False),
     ("AWS-SEEN content_ip_address_bad_type_NEG: not a string", {"detail": {"sourceIPAddress": [{"cidr": "10.0.0.0/24"}]}},
      detail(sourceIPAddress=123), False),
+    # CIDR.java: the range starts at the address as written, only addresses its regexes accept are addresses,
+    # and an IPv4-mapped IPv6 address is read (by Java's InetAddress) as its IPv4 address
+    ("RULER-CODE cidr: the range starts at the address written (below it)", {"ip": [{"cidr": "10.0.0.5/8"}]},
+     {"ip": "10.0.0.1"}, False),
+    ("RULER-CODE cidr: the range starts at the address written (from it)", {"ip": [{"cidr": "10.0.0.5/8"}]},
+     {"ip": "10.0.0.5"}, True),
+    ("RULER-CODE cidr: the range ends with the mask's host bits set", {"ip": [{"cidr": "10.0.0.5/8"}]},
+     {"ip": "10.255.255.255"}, True),
+    ("RULER-CODE cidr: an IPv4-mapped IPv6 address is its IPv4 address", {"ip": [{"cidr": "10.0.0.0/8"}]},
+     {"ip": "::ffff:a00:1"}, True),
+    ("RULER-CODE cidr: dotted IPv4 inside IPv6 is not an address", {"ip": [{"cidr": "10.0.0.0/8"}]},
+     {"ip": "::ffff:10.0.0.1"}, False),
+    ("RULER-CODE cidr: an address with a zone is not an address", {"ip": [{"cidr": "fe80::/10"}]},
+     {"ip": "fe80::1%eth0"}, False),
+    ("RULER-CODE cidr: IPv6 hex digits in any case", {"ip": [{"cidr": "fe80::/10"}]}, {"ip": "FE80::1"}, True),
+    # ComparableNumber.java: numbers within -5e9 .. 5e9 compare to 6 decimal places, in numeric and (JsonRuleCompiler
+    # adds numericEquals to a number's exact match) exact values
+    ("RULER-CODE numeric = at 6 decimal places: 0.1 + 0.2 is 0.3", {"n": [{"numeric": ["=", 0.3]}]},
+     {"n": 0.1 + 0.2}, True),
+    ("RULER-CODE numeric > 0: 1e-7 is 0 at 6 decimal places", {"n": [{"numeric": [">", 0]}]}, {"n": 1e-7}, False),
+    ("RULER-CODE numeric > 0: 1e-6 is above", {"n": [{"numeric": [">", 0]}]}, {"n": 1e-6}, True),
+    ("RULER-CODE an exact number at 6 decimal places", {"n": [300]}, {"n": 300.0000001}, True),
+    ("RULER-CODE an exact number at 6 decimal places: 300.00001 differs", {"n": [300]}, {"n": 300.00001}, False),
+    ("RULER-CODE an exact number beyond 5e9 compares by value", {"n": [12345678901]}, {"n": 12345678901.0}, True),
     # -- exists ----------------------------------------------------------------------------------------------
     ("RULER Exists matching (true)", {"detail": {"c-count": [{"exists": True}]}}, EC2, True),
     ("RULER Exists matching (false): the field is there", {"detail": {"c-count": [{"exists": False}]}}, EC2, False),
@@ -191,6 +215,39 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("AWS-SEEN content_exists_false_NEG", {"detail": {"level1": {"level2": {"level3": {"level4": [{"exists": False}]}}}}},
      detail(level1={"level2": {"level3": {"level4": "l4 value"}}}), False),
     ("EB-OPS Exists: null is a value", {"ProductName": [{"exists": True}]}, {"ProductName": None}, True),
+    # exists: false in arrays (RULER-CODE: ACFinder.tryMustNotExistMatch and NameState.getNameTransitions: a field
+    # is absent when no field of that name is consistent with the array elements chosen so far; when no value has
+    # chosen an element, that is every element)
+    ("RULER-CODE exists false in an array: one element has the field", {"items": {"discount": [{"exists": False}]}},
+     {"items": [{"sku": 1, "discount": 5}, {"sku": 2}]}, False),
+    ("RULER-CODE exists false in an array: no element has it", {"items": {"discount": [{"exists": False}]}},
+     {"items": [{"sku": 1}, {"sku": 2}]}, True),
+    ("RULER-CODE exists false in an array: a scalar element has no fields, the object has it",
+     {"data": {"b": [{"exists": False}]}}, {"data": [1, {"b": "us"}]}, False),
+    ("RULER-CODE exists false in an array: a null element does not hide the object's field",
+     {"tags": {"x": [{"exists": False}]}}, {"tags": [{"x": 1}, None]}, False),
+    ("RULER-CODE exists false in an array: only scalars", {"tags": {"x": [{"exists": False}]}}, {"tags": [1, None]},
+     True),
+    ("RULER-CODE exists false after a value that chose the element (category < discount)",
+     {"items": {"category": ["book"], "discount": [{"exists": False}]}},
+     {"items": [{"category": "book", "discount": 5}, {"category": "book"}]}, True),
+    ("RULER-CODE exists false after a value that chose the element: the chosen one has it",
+     {"items": {"category": ["book"], "discount": [{"exists": False}]}},
+     {"items": [{"category": "book", "discount": 5}, {"category": "toy"}]}, False),
+    ("RULER-CODE exists false in a nested array no value chose: every nested element",
+     {"orders": {"id": [1], "lines": {"gift": [{"exists": False}]}}},
+     {"orders": [{"id": 1, "lines": [{"sku": "a"}, {"sku": "b", "gift": True}]}, {"id": 2, "lines": [{"sku": "c"}]}]},
+     False),
+    ("RULER-CODE exists false in a nested array no value chose: absent from the chosen order's lines",
+     {"orders": {"id": [2], "lines": {"gift": [{"exists": False}]}}},
+     {"orders": [{"id": 1, "lines": [{"sku": "a"}, {"sku": "b", "gift": True}]}, {"id": 2, "lines": [{"sku": "c"}]}]},
+     True),
+    ("RULER-CODE a value or absence: the value chose no element, absence needs every element",
+     {"users": {"email": [{"suffix": "@corp.test"}, {"exists": False}]}},
+     {"users": [{"email": "a@other.test"}, {"name": "b"}]}, False),
+    ("RULER-CODE a value or absence: a value in one element", {"users": {"email": [{"suffix": "@corp.test"},
+                                                                                   {"exists": False}]}},
+     {"users": [{"email": "a@corp.test"}, {"name": "b"}]}, True),
     # -- arrays ----------------------------------------------------------------------------------------------
     ("EB-ARRAYS the pattern matches if the event array and the pattern's values intersect",
      {"resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-b188560f",
@@ -265,6 +322,10 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("AWS-SEEN content_ip_address_EXC family: a network needs its mask", {"ip": [{"cidr": "10.0.0.0"}]},
      "is not a network"),
     ("AWS-SEEN content_ip_address_bad_ip_EXC", {"ip": [{"cidr": "10.0.0.300/24"}]}, "is not a valid network"),
+    ("RULER-CODE CIDR.java: IPv4 mask bits must be < 32", {"ip": [{"cidr": "10.0.0.1/32"}]}, "below 32 bits"),
+    ("RULER-CODE CIDR.java: IPv6 mask bits must be < 128", {"ip": [{"cidr": "2001:db8::1/128"}]}, "below 128 bits"),
+    ("RULER-CODE CIDR.java: a mapped address is IPv4", {"ip": [{"cidr": "::ffff:0:0/96"}]}, "IPv4-mapped"),
+    ("RULER-CODE CIDR.java: a zone is not an address", {"ip": [{"cidr": "fe80::1%eth0/64"}]}, "no zone"),
     ("AWS-SEEN arrays_empty_EXC: empty arrays are not allowed", {"resources": []}, "an empty list matches nothing"),
     ("RULER $or needs at least two objects", {"$or": [{"a": [1]}]}, "at least two"),
     ("RULER-CODE only one key allowed in a match expression", {"s": [{"prefix": "a", "suffix": "b"}]},
@@ -282,6 +343,17 @@ def test_a_pattern_eventbridge_refuses_is_refused(source: str, pattern: dict[str
         compile_pattern(pattern)
 
     assert message in str(caught.value)
+
+
+def test_exists_false_is_tested_in_the_element_the_values_chose_whatever_the_key_order() -> None:
+    """A documented deviation (README, "Arrays in the event"): event-ruler walks a rule's fields in name order and
+    tests an absence against the elements chosen by the fields before it, so it refuses this pattern ("discount"
+    sorts before "sku": no element has been chosen yet, and one has a discount); orch tests every absence in the
+    element the values chose, whatever the names: an item with sku 2 and no discount."""
+    pattern = compile_pattern({"items": {"sku": [2], "discount": [{"exists": False}]}})
+
+    assert pattern.evaluate({"items": [{"sku": 1, "discount": 5}, {"sku": 2}]}) is None
+    assert pattern.evaluate({"items": [{"sku": 1}, {"sku": 2, "discount": 5}]}) is not None
 
 
 @pytest.mark.parametrize(("event", "holds"), [({}, True), ({"state": "running"}, True), ({"state": "init"}, False)])

@@ -66,3 +66,19 @@ def test_unreachable_paths_from_recorded_events_of_the_rule_types() -> None:
     warnings = unreachable_paths(rules, {}, recorded)
     assert [(w.rule, w.message) for w in warnings] == [
         ("never", "data.plan is absent from all 2 recorded events of order.created")]
+
+
+@pytest.mark.parametrize(("path", "present"), [("name", True), ("child.name", True), ("child.child.child.name", True),
+                                               ("nope", False), ("child.nope", False), ("0.name", True)])
+def test_a_schema_that_refers_back_to_itself_is_followed_without_end(path: str, present: bool) -> None:
+    """The reviewer's case: a recursive schema through anyOf/allOf and items (RecursionError before)."""
+    tree = {"type": "object", "properties": {"name": {"type": "string"}, "child": {"$ref": "#"}},
+            "additionalProperties": False, "anyOf": [{"$ref": "#"}], "allOf": [{"$ref": "#/$defs/node"}],
+            "$defs": {"node": {"$ref": "#"}, "list": {"items": {"$ref": "#/$defs/list"}}}}
+    listed = {"anyOf": [{"$ref": "#"}, {"type": "array", "items": {"$ref": "#/$defs/again"}}],
+              "properties": {"name": {"type": "string"}, "child": {"$ref": "#"}}, "additionalProperties": False,
+              "$defs": {"again": {"$ref": "#"}}}
+
+    assert schema_has_path(tree, path.split(".")) is (present and not path.startswith("0"))
+    assert schema_has_path(listed, path.split(".")) is present
+    assert schema_has_path({"items": {"$ref": "#"}}, ["a"]) is False
