@@ -48,8 +48,9 @@ def needs_rules(entry: Entry, keys: Keys) -> bool:
 
 def batch_needs_rules(batch: Batch) -> bool:
     """Whether a planned batch depends on the rule-set version it was planned under: it has events
-    (planned, settled or resuming waits), run requests (released holds) or reruns."""
-    return bool(batch.bodies or batch.requests or batch.hits) or any(
+    (planned, settled or resuming waits), run requests (released holds) or reruns. A look-back's hits do
+    not: they resume a step by the run's own spec, so a behind engine fires look-back timers too."""
+    return bool(batch.bodies or batch.requests) or any(
         isinstance(record, ControlRecord) and record.action == "rerun" for _, record in batch.records)
 
 

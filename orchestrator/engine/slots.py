@@ -16,11 +16,14 @@ freed in the batch's transaction, and renew the leases of live holders.
 A slot is leased: the holder's entry carries an expiry; it is renewed while the run lives, so only a run
 that vanished (its key gone) or ended without freeing its slot loses it, and the next run in line starts.
 
-How many runs a release or a renewal lets hold slots is the pool's limit in the engine's current project
-(`current_limit`), not the one the ended run (or the pool index) recorded: after a reload lowers a limit,
-holders above it run on but no run in line starts until the pool is under the new limit; a raised limit
-starts more at the next release or renewal; a limit that is gone (the rule's `concurrency`/`singleton`,
-the rule itself, or the workflow's `concurrency` removed) lets the line drain: every waiting run starts.
+How many runs a release or a renewal lets hold slots follows the engine's current project
+(`current_limit`) where that is safe: a release (in a batch's commit) lets no more than the smaller of the
+limit the run (or the pool index) recorded and the project's, so a lowered limit holds at once (holders above
+it run on; no run in line starts until the pool is under it), and an engine that is behind, or has not yet
+taken up a new version, never lifts a limit it does not know. A raised limit, or one that is gone (the
+rule's `concurrency`/`singleton`, the rule itself, or the workflow's `concurrency` removed), takes effect at
+the next renewal by an engine on the active version (it checks the version first): the line then starts as
+the new limit allows, or drains.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ..metrics import SLOT_EVENTS, MetricsBatch
 from ..settings import Settings
 from ..state import lua
 from ..state.keys import Keys
+from ..state.ruleset import active_version
 from ..state.slots import index_entry, index_record
 from ..workflows.lifecycle import Effects
 from ..workflows.pools import Claim, lease_until_ms, workflow_claim
@@ -54,16 +58,19 @@ RENEW_CHUNK = 200  # pools renewed per round trip
 RENEW_MAX_POOLS = 5000  # pools renewed per pass, at most
 
 
-def current_limit(project: Project | None, kind: str, name: str, recorded: int) -> int:
-    """The limit of a pool of `kind` for `name` (a workflow's or a rule's) in `project`: see the module
-    docstring. `recorded` when there is no project, or its workflow is gone (its runs cannot be planned)."""
+def current_limit(project: Project | None, kind: str, name: str, recorded: int, *, lift: bool = False) -> int:
+    """The limit of a pool of `kind` for `name` (a workflow's or a rule's) in `project`, see the module
+    docstring: never above `recorded` unless `lift` (the project is the active version). `recorded` when there
+    is no project, or its workflow is gone (its runs cannot be planned)."""
     if project is None:
         return recorded
     if kind == "workflow":
         workflow = project.workflows.get(name)
-        return recorded if workflow is None else workflow.spec.concurrency or UNLIMITED
-    controls = next((rule.controls for rule in project.rules if rule.name == name), None)
-    return controls.limit if controls is not None and controls.kind == kind else UNLIMITED
+        limit = recorded if workflow is None else workflow.spec.concurrency or UNLIMITED
+    else:
+        controls = next((rule.controls for rule in project.rules if rule.name == name), None)
+        limit = controls.limit if controls is not None and controls.kind == kind else UNLIMITED
+    return limit if lift else min(limit, recorded)
 
 
 class SlotBook:
@@ -179,6 +186,7 @@ class RenewLeases:
         times = [int(now.timestamp() * 1000), now.timestamp(), lease_until_ms(now, host.settings.slot_lease_s)]
         reloader: _Reloader | None = getattr(host, "reload", None)  # the Engine's (reload.py): its current project
         project = reloader.project if reloader is not None else None
+        lift = project is not None and active_version(host.client, keys) == project.ruleset  # see current_limit
         totals = {"renewed": 0, "expired": 0, "started": 0}
         metrics = MetricsBatch()
         index = sorted(host.client.hgetall(keys.slots).items())
@@ -189,7 +197,7 @@ class RenewLeases:
         pools = [(pool.decode(), entry) for pool, raw in turn if (entry := index_entry(raw)) is not None]
         for start in range(0, len(pools), RENEW_CHUNK):
             for entry, (renewed, expired, started) in self._renew_page(pools[start:start + RENEW_CHUNK], project,
-                                                                       times):
+                                                                       lift, times):
                 totals["renewed"] += renewed
                 totals["expired"] += expired
                 totals["started"] += started
@@ -203,7 +211,7 @@ class RenewLeases:
             pipe.execute()
         return totals
 
-    def _renew_page(self, pools: list[tuple[str, dict[str, Any]]], project: Project | None,
+    def _renew_page(self, pools: list[tuple[str, dict[str, Any]]], project: Project | None, lift: bool,
                     times: list[Any]) -> list[tuple[dict[str, Any], Any]]:
         """slot_renew.lua on `pools`, in one pipelined round trip: each pool's entry with its reply."""
         if not pools:
@@ -211,7 +219,7 @@ class RenewLeases:
         keys = self._host.keys
         pipe = self._host.client.pipeline(transaction=False)
         for name, entry in pools:
-            limit = current_limit(project, entry["kind"], entry["name"], entry["limit"])
+            limit = current_limit(project, entry["kind"], entry["name"], entry["limit"], lift=lift)
             self._renew(keys=[keys.slots_held(name), keys.slots_waiting(name), keys.results, keys.slots],
                         args=[name, limit, keys.run(""), *times], client=pipe)
         return [(entry, reply) for (_, entry), reply in zip(pools, pipe.execute(), strict=True)]

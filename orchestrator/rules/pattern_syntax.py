@@ -248,13 +248,16 @@ def _exists(arg: Any, parts: Parts) -> Matcher:
     return Exists(arg)
 
 
+_MASK = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit takes '²' and '٣'
+
+
 def _cidr(arg: Any, parts: Parts) -> Matcher:
     text = _string(arg, parts, "cidr")
     address_text, _, bits_text = text.partition("/")
     address = ip_value(address_text)
     if "/" not in text:
         raise PatternError(parts, f"{text!r} is not a network like 10.0.0.0/24 or 2001:db8::/32 (it needs its mask)")
-    if address is None or not bits_text.isdigit():
+    if address is None or not _MASK.fullmatch(bits_text):
         raise PatternError(parts, f"{text!r} is not a valid network like 10.0.0.0/24 or 2001:db8::/32 (no zone, "
                                   "no IPv4 written inside an IPv6 address)")
     width, bits = address.max_prefixlen, int(bits_text)

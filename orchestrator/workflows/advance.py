@@ -36,14 +36,18 @@ from .slots import collect
 from .spec import NodeSpec, resolve
 from .work import RUN_TIMER, Dispatch, Timer, attempt_member
 
-__all__ = ["NOT_DEPLOYED", "RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "settle"]
+__all__ = ["NOT_DEPLOYED", "NOT_DEPLOYED_MAX_RETRIES", "RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "settle"]
 
 # A worker whose copy lacks a workflow version published moments ago (a reload its host has not got yet)
 # reports this error type, retryable (executors/catalog.py WorkflowNotDeployed): the attempt is dispatched
 # again after 1, 2, 4 ... NOT_DEPLOYED_MAX_DELAY_S seconds, whatever the node's retry policy, and is not
-# counted against it; the worker stops saying so once its grace (ORCH_WORKER_DEPLOY_GRACE_S) is over.
+# counted against it; the worker stops saying so once its grace (ORCH_WORKER_DEPLOY_GRACE_S) is over, and
+# the engine bounds them itself (NOT_DEPLOYED_MAX_RETRIES, about 5 minutes of retries): a record that says so
+# for longer (a worker that never gets the files, or a task raising an error of that name) is an ordinary
+# failure, under the node's retry policy.
 NOT_DEPLOYED = "WorkflowNotDeployed"
 NOT_DEPLOYED_MAX_DELAY_S = 10.0
+NOT_DEPLOYED_MAX_RETRIES = 32
 
 
 @dataclass
@@ -133,7 +137,7 @@ def _failed_attempt(change: Change, task: TaskRun, retryable: bool | None, now: 
     policy = node_of(run, task).retry
     task.state = TaskState.FAILED
     lagging = sum(1 for h in task.history if h.get("error_type") == NOT_DEPLOYED)  # attempts not counted
-    if task.error_type == NOT_DEPLOYED and retryable is True:  # the worker bounds these (its deploy grace)
+    if task.error_type == NOT_DEPLOYED and retryable is True and lagging < NOT_DEPLOYED_MAX_RETRIES:
         delay = min(NOT_DEPLOYED_MAX_DELAY_S, 2.0 ** lagging)
     elif policy is None or not policy.should_retry(task.attempt - lagging, task.error_type, retryable):
         change.finished_tasks.append(task)
