@@ -20,11 +20,14 @@ import jsonschema
 import pytest
 import yaml
 
+from orchestrator.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("example", "redis-scaler")
 K8S_VERSION = "1.33.0"
 KILL_GRACE_S = 10  # --kill-grace in base/worker-*.yaml
+DEFAULT_TASK_TIMEOUT_S = int(Settings.model_fields["task_timeout_s"].default)  # ORCH_TASK_TIMEOUT_S
 SECRETS = {"orch-redis", "orch-webhooks", "orch-keda"}  # made by `kubectl create secret`, never in git
 
 
@@ -213,7 +216,8 @@ def test_workers_are_autoscaled_and_drain_within_their_grace(rendered: tuple[str
         assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": down["policies"][0]["periodSeconds"]}]
         assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
         grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        assert grace >= timeouts[queue] + KILL_GRACE_S, f"{name}: {grace} s cannot finish a {timeouts[queue]} s task"
+        longest = max(timeouts[queue], DEFAULT_TASK_TIMEOUT_S)  # a task without timeout_s gets the default
+        assert grace >= longest + KILL_GRACE_S, f"{name}: {grace} s cannot finish a {longest} s task"
 
 
 def test_every_role_has_a_disruption_budget(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -232,3 +236,18 @@ def test_only_the_api_takes_traffic(rendered: tuple[str, list[dict[str, Any]]]) 
     ingress_to = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
                   for p in policies if p["spec"].get("ingress")}
     assert ingress_to == {"api-hooks", "api-operator"}
+
+
+def test_the_example_project_is_whole_valid_and_served() -> None:
+    objs = render(K8S / "overlays" / "example")
+    project = K8S / "overlays" / "example" / "project"
+    for folder in ("rules", "workflows"):  # every file of the folder is in its ConfigMap (a generator lists them)
+        maps = [c for c in of_kind(objs, "ConfigMap") if c["metadata"]["name"].startswith(f"orch-project-{folder}-")]
+        assert len(maps) == 1 and set(maps[0]["data"]) == {p.name for p in (project / folder).iterdir()}
+    served = {d["spec"]["template"]["spec"]["containers"][0]["args"][2]
+              for name, d in _deployments(objs).items() if name.startswith("orch-worker-")}
+    assert served == set(_max_timeout_by_queue(project)), "a queue of the project has no worker Deployment"
+    orch = Path(sys.executable).parent / "orch"
+    out = subprocess.run([str(orch), "validate", "--no-redis", "--project", str(project)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
