@@ -1,6 +1,7 @@
 """The capacity plan of deploy/CAPACITY.md, computed from the figures `bench/run.py --only capacity` measured.
 
     .venv/bin/python bench/capacity_model.py bench/results/<stamp>.json [--task-s 1] [--tasks-per-run 1]
+    .venv/bin/python bench/capacity_model.py --fill deploy/CAPACITY.md    rewrite the document's plan tables
 
 Pure functions (no I/O but `main`): `plan` turns the per-item figures (the `figures` of a result file's
 `orch.capacity`) into Redis memory, Redis CPU, engine and worker counts for one rate of runs; `plan_table`
@@ -16,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
+import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,7 +162,25 @@ def render(args: argparse.Namespace, data: dict[str, Any]) -> list[str]:
     return [source, "", *plan_table(figures, shapes, retention, args.budget_gb * 1e9)]
 
 
+PLAN_BLOCK = re.compile(r"<!-- capacity-plan: (.*?) -->\n.*?<!-- /capacity-plan -->", re.S)
+
+
+def fill_document(text: str, load: Callable[[Path], dict[str, Any]]) -> str:
+    """`text` with each `<!-- capacity-plan: ARGS -->` ... `<!-- /capacity-plan -->` block holding what this
+    script prints for ARGS (`load` reads a result file)."""
+    def block(match: re.Match[str]) -> str:
+        args = parse_args(shlex.split(match.group(1)))
+        return "\n".join([f"<!-- capacity-plan: {match.group(1)} -->", *render(args, load(args.result)),
+                          "<!-- /capacity-plan -->"])
+    return PLAN_BLOCK.sub(block, text)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--fill"] and len(argv) == 2:
+        doc = Path(argv[1])
+        doc.write_text(fill_document(doc.read_text(), lambda path: dict(json.loads(path.read_text()))))
+        return 0
     args = parse_args(argv)
     print("\n".join(render(args, json.loads(args.result.read_text()))))
     return 0
