@@ -12,6 +12,7 @@
     .venv/bin/python bench/run.py --only fanout --engines fast --fanout 10000 --profile   the fan-out alone
     .venv/bin/python bench/run.py --only maintenance   the engine's maintenance pass alone (~1 minute)
     .venv/bin/python bench/run.py --only matching      rule matching alone: indexed vs naive, 10/1k/10k rules (~1 min)
+    .venv/bin/python bench/run.py --only capacity      Redis memory per event, dedup key, run, task, queued job (~30 s)
 
 Everything runs against a redis-server started here on a free loopback port, in a temporary
 directory, without persistence (like the peers), and stopped at the end: no other Redis is touched.
@@ -52,6 +53,11 @@ Phases, in order:
                  rule) with 10, 1,000 and 10,000 rules of a realistic mix, on CloudEvents with nested data
                  and arrays: events/s (CPU and wall clock), the ratio, and the cost per event at each size
                  (flatness). See bench/matching.py.
+  3e. capacity   Redis memory per event, dedup key, queued job, run (by what it leaves: stream entries,
+                 decisions, dedup keys, logs, the run's hash and indexes) and task, as INFO used_memory deltas
+                 over 10,000 items through `orch engine` and 2 fast workers; Redis commands, Redis CPU and the
+                 engine's and workers' CPU per run and per fan-out item. See bench/capacity.py; the figures
+                 deploy/CAPACITY.md plans with (bench/capacity_model.py).
   4. peers       ../shared/peers/run.sh (ORCH_BENCH_PEERS to use another script), same N, for the
                  ratios: all four by default, RQ SimpleWorker only with --quick.
 
@@ -105,7 +111,8 @@ from orchestrator.workflows.runs import EventRef, Run, RunStatus, TaskState, der
 from orchestrator.workflows.spec import WorkflowSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matching import matching_table, phase_matching  # noqa: E402 - bench/ is not a package on the path
+import capacity  # noqa: E402 - bench/ is not a package on the path
+from matching import matching_table, phase_matching  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "bench" / "project"
@@ -972,6 +979,29 @@ def phase_maintenance(stack: Stack, sizes: dict[str, int]) -> dict[str, Any]:
             "memory_ratio": round(large["used_memory"] / small["used_memory"], 1)}
 
 
+# -- phase 3e: capacity ------------------------------------------------------------------------------------
+
+
+def phase_capacity(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """The capacity figures (bench/capacity.py), with `orch engine` and the fast workers on a flushed Redis."""
+    admin = redis.Redis.from_url(stack.url)
+    admin.flushall()
+    probe = Probe(stack.url)
+    stack.tag = "capacity-"
+    with Client(settings=Settings(redis_url=stack.url, key_prefix=PREFIX), source=SOURCE) as client:
+        workers = start_orch(stack, "fast", args, probe, client)
+        runner = capacity.Runner(stack, probe, client, admin, stats, commands_between, log)
+        try:
+            out = capacity.measure(runner, load_project(PROJECT), capacity.QUICK_SIZES if args.quick else
+                                   capacity.SIZES, (RULE, EVENT_TYPE), (FANOUT_RULE, FANOUT_EVENT), "bench_one")
+        except capacity.CapacityError as exc:
+            raise BenchError(str(exc)) from exc
+    stack.stop_orch()
+    probe.redis.close()
+    admin.close()
+    return {"workers": workers, **out}
+
+
 # -- peers ------------------------------------------------------------------------------------------------
 
 
@@ -1328,7 +1358,8 @@ def table(results: dict[str, Any]) -> str:
     orch = results["orch"]
     extra = maintenance_table(results) if "maintenance" in orch else []
     extra += matching_table(orch["matching"]) if "matching" in orch else []
-    if not any(engine in orch for engine in ENGINES):  # --only webhook, --only maintenance, --only matching
+    extra += capacity.capacity_table(orch["capacity"]) if "capacity" in orch else []
+    if not any(engine in orch for engine in ENGINES):  # --only webhook, maintenance, matching, capacity
         hook = orch.get("webhook")
         lines = ["| metric | orch | target |", "|---|---:|---|", f"| {' | '.join(_webhook_row(hook)[:3])} |",
                  "", _webhook_note(hook)] if hook else []
@@ -1368,11 +1399,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
     ap.add_argument("--hook-connections", type=int, default=16,
                     help="webhook: concurrent keep-alive connections (default 16)")
-    ap.add_argument("--only", choices=["webhook", "orch", "fanout", "maintenance", "matching"], default=None,
+    ap.add_argument("--only", choices=["webhook", "orch", "fanout", "maintenance", "matching", "capacity"], default=None,
                     help="run some phases only: webhook (orch api alone, signed requests/s), orch (the engine "
                          "and worker phases, no ingest or webhook), fanout (the fan-out phase alone), "
                          "maintenance (one engine maintenance pass, few vs many dedup keys and finished runs), "
-                         "matching (rule matching, indexed vs naive, in this process)")
+                         "matching (rule matching, indexed vs naive, in this process), capacity (Redis memory, "
+                         "commands and CPU per event, run, task and queued job: deploy/CAPACITY.md)")
     ap.add_argument("--maintenance-dedup", type=int,
                     help="maintenance: dedup keys of the large size (default 1,000,000; quick 100,000)")
     ap.add_argument("--maintenance-runs", type=int,
@@ -1421,6 +1453,8 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
         return {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections)}
     if args.only == "maintenance":
         return {"maintenance": phase_maintenance(stack, sizes)}
+    if args.only == "capacity":
+        return {"capacity": phase_capacity(stack, args)}
     out: dict[str, Any] = {}
     if args.only is None:
         out["ingest"] = phase_ingest(stack, sizes["events"], args.chunk)
@@ -1432,6 +1466,7 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
     if args.only is None:
         out["maintenance"] = phase_maintenance(stack, sizes)
         out["matching"] = phase_matching(log)
+        out["capacity"] = phase_capacity(stack, args)
     return out
 
 
@@ -1463,7 +1498,7 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         stack.close(keep_logs=args.keep_logs or failed)
         if args.keep_logs or failed:
             log(f"bench: process logs kept in {stack.tmp}")
-    if args.skip_peers or args.only in ("webhook", "fanout", "maintenance"):
+    if args.skip_peers or args.only in ("webhook", "fanout", "maintenance", "capacity"):
         return
     peers = args.peers or ("rq-simple" if args.quick else "all")
     only = ALL_PEERS if peers == "all" else peers
