@@ -13,13 +13,13 @@ import re
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import psutil
 import redis
 import redis.asyncio
 
-from .errors import RedisUnavailableError
+from .errors import ConfigError, RedisUnavailableError
 from .settings import Settings
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "server_check",
     "unreachable_error",
     "warn_about_eviction",
+    "with_password",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def resolve_redis_url(settings: Settings) -> str:
-    """`ORCH_REDIS_URL` if set, else the Redis that a running `orch dev` started for the same project."""
+    """`ORCH_REDIS_URL` if set (with the password of `ORCH_REDIS_PASSWORD_FILE`, if set), else the Redis
+    that a running `orch dev` started for the same project."""
+    if settings.redis_password_file is not None:
+        return with_password(settings.redis_url, _read_password(settings.redis_password_file))
     if settings.redis_url:
         return settings.redis_url
     record = read_address_file(address_file(settings))
@@ -76,6 +80,36 @@ def resolve_redis_url(settings: Settings) -> str:
         f"`orch dev --project {settings.project}` (it starts its own Redis), "
         "or set ORCH_REDIS_URL=redis://HOST:6379/0"
     )
+
+
+def _read_password(path: Path) -> str:
+    """The password in a secret file: its first line, stripped; ConfigError naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"ORCH_REDIS_PASSWORD_FILE {path}: cannot read it: {reason}") from exc
+    lines = text.splitlines()
+    password = lines[0].strip() if lines else ""
+    if not password or any(line.strip() for line in lines[1:]):
+        raise ConfigError(f"ORCH_REDIS_PASSWORD_FILE {path}: expected the password alone on one line")
+    return password
+
+
+def with_password(url: str | None, password: str) -> str:
+    """`url` with `password` put in (URL-quoted); ConfigError if there is no URL or it names a password."""
+    if not url:
+        raise ConfigError("ORCH_REDIS_PASSWORD_FILE is set but ORCH_REDIS_URL is not: set the URL too, e.g. "
+                          "redis://orch-engine@redis:6379/0 (an ACL user name, without its password)")
+    parts = urlsplit(url)
+    user, has_creds, host = parts.netloc.rpartition("@")
+    if not has_creds:
+        user, host = "", parts.netloc
+    if ":" in user or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
+        raise ConfigError("ORCH_REDIS_URL names a password and ORCH_REDIS_PASSWORD_FILE gives one too: "
+                          "keep the password in the file only")
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def redact_url(url: str) -> str:

@@ -32,6 +32,7 @@ the server's secrets (masterauth, TLS key passphrases).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 __all__ = ["ROLES", "RoleAcl", "acl_for", "acl_file"]
@@ -85,9 +86,14 @@ def acl_for(role: str, prefix: str = "orch", read_only: bool = True) -> str:
 
 
 def acl_file(passwords: dict[str, str], prefix: str = "orch", user_prefix: str = "orch-",
-             read_only: bool = True) -> str:
-    """An aclfile with one user per role in `passwords` (role -> password), e.g. `user orch-api on >pw ...`."""
-    lines = []
+             read_only: bool = True, *, hashed: bool = False) -> str:
+    """An aclfile with one user per role in `passwords` (role -> password), e.g. `user orch-api on >pw ...`.
+
+    `hashed`: the file holds each password's SHA-256 (`#<hex>`), not the password, and turns the `default`
+    user off (a client that does not authenticate can do nothing): the form a deployment mounts as a secret.
+    """
+    lines = ["user default off resetkeys resetchannels -@all"] if hashed else []
     for role, password in passwords.items():
-        lines.append(f"user {user_prefix}{role} on >{password} {acl_for(role, prefix, read_only)}")
+        secret = f"#{hashlib.sha256(password.encode()).hexdigest()}" if hashed else f">{password}"
+        lines.append(f"user {user_prefix}{role} on {secret} {acl_for(role, prefix, read_only)}")
     return "\n".join(lines) + "\n"

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         default=None,
         description="Redis to use, e.g. redis://127.0.0.1:6379/0. Unset: the Redis `orch dev` started for the project.",
     )
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the Redis password (one line; a mounted secret, e.g. /run/secrets/redis_password): "
+        "it is put into ORCH_REDIS_URL, which must then name no password itself (a user name, for an ACL user, it may).",
+    )
     project: Path = Field(default=Path("."), description="Directory of the automation project (rules/, workflows/).")
     key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every Redis key.")
     api_host: str = "127.0.0.1"
