@@ -28,6 +28,7 @@ from types import FrameType
 
 import redis
 
+from orchestrator import health
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.state.lua import Scripts
@@ -80,6 +81,7 @@ class Pool:
             signal.signal(sig, self._on_signal)
         log.info("pool %s: starting %d worker process(es)", self.name, len(self._slots))
         while True:
+            health.tick("pool", TICK_S)  # liveness of `orch worker --concurrency N` (orchestrator/health.py)
             now = time.monotonic()
             for slot in self._slots:
                 self._reap(slot, now)
