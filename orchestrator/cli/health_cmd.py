@@ -22,6 +22,7 @@ import click
 import redis
 
 from .. import health as health_state
+from ..errors import OrchestratorError
 from ..health_http import HealthServer, ask
 from ..settings import Settings
 from .common import handle_errors, make_settings, project_option
@@ -47,7 +48,13 @@ def start_health(role: str, client: redis.Redis, settings: Settings, port: int |
     for name, check in conditions.items():
         health_state.require(name, check)
     port = settings.health_port if port is None else port
-    return HealthServer(role, client, settings, port).start() if port else None
+    if not port:
+        return None
+    try:
+        return HealthServer(role, client, settings, port).start()
+    except OSError as exc:
+        raise OrchestratorError(f"{role}: the health listener cannot listen on {settings.health_host}:{port}: "
+                                f"{exc.strerror or exc} (--health-port / ORCH_HEALTH_PORT)") from None
 
 
 @click.command()

@@ -73,6 +73,7 @@ def test_each_role_is_live_and_ready_and_without_redis_live_but_not_ready(setup:
         assert get(port, "/livez")[0] == 200
     assert get(ports["engine"], "/readyz")[1]["conditions"] == {"ruleset": "ok"}
     assert get(ports["worker"], "/readyz")[1]["conditions"] == {"heartbeat": "ok"}
+    assert get(ports["pool"], "/readyz")[1]["conditions"] == {"workers": "ok"}
     assert set(get(ports["pool"], "/livez")[1]["loops_age_s"]) == {"pool"}
     assert get(ports["engine"], "/nope")[0] == 404
 
@@ -90,6 +91,8 @@ def test_each_role_is_live_and_ready_and_without_redis_live_but_not_ready(setup:
     assert not_ready.returncode == 1 and '"ok": false' in not_ready.stdout
     live = probe(procs.env, "--role", "triggers", "--port", str(ports["triggers"]), "--live")
     assert live.returncode == 0, live.stdout + live.stderr
+    for name in list(procs.running):  # how they stop without Redis is another test's business (test_redis_trouble)
+        procs.stop(name, signal.SIGKILL)
 
 
 def test_a_stuck_engine_loop_fails_liveness(setup: Any) -> None:
@@ -104,6 +107,9 @@ def test_a_stuck_engine_loop_fails_liveness(setup: Any) -> None:
     assert stuck.returncode == 1 and stuck.stdout.startswith("engine not live: engine loop stuck"), stuck.stdout
     nobody = probe(procs.env, "--role", "engine", "--port", str(free_port()))
     assert nobody.returncode == 1 and "no answer" in nobody.stdout
+    taken = procs.start("second", "engine", "--health-port", str(port))
+    assert taken.wait(30) == 1
+    assert f"the health listener cannot listen on 127.0.0.1:{port}" in procs.log("second")
     procs.stop("engine", signal.SIGKILL)  # a stuck loop does not heed SIGTERM: that is what liveness is for
 
 
