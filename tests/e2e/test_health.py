@@ -66,6 +66,8 @@ def test_each_role_is_live_and_ready_and_without_redis_live_but_not_ready(setup:
     procs.start("worker", "worker", "--health-port", str(ports["worker"]))
     procs.start("pool", "worker", "--concurrency", "2", "--health-port", str(ports["pool"]))
     procs.start("triggers", "triggers", "--health-port", str(ports["triggers"]))
+    api_port = free_port()
+    procs.start("api", "api", "--port", str(api_port), "--role", "hooks")
     for role, port in ports.items():
         status, body = wait_for(lambda p=port: (answer := get(p, "/readyz"))[0] == 200 and answer, 30,
                                 f"{role} to be ready")
@@ -79,6 +81,9 @@ def test_each_role_is_live_and_ready_and_without_redis_live_but_not_ready(setup:
 
     ok = probe(procs.env, "--role", "engine", "--port", str(ports["engine"]))
     assert ok.returncode == 0 and ok.stdout.strip() == "engine ready: ready", ok.stdout + ok.stderr
+    api = wait_for(lambda: (p := probe(procs.env, "--role", "api", "--port", str(api_port))).returncode == 0 and p,
+                   30, "the API to answer /healthz")
+    assert api.stdout.strip() == "api ready: HTTP 200, Redis ok"
 
     server.process.kill()  # Redis gone
     server.process.wait()
@@ -91,6 +96,9 @@ def test_each_role_is_live_and_ready_and_without_redis_live_but_not_ready(setup:
     assert not_ready.returncode == 1 and '"ok": false' in not_ready.stdout
     live = probe(procs.env, "--role", "triggers", "--port", str(ports["triggers"]), "--live")
     assert live.returncode == 0, live.stdout + live.stderr
+    api_down = probe(procs.env, "--role", "api", "--port", str(api_port))
+    assert api_down.returncode == 1 and api_down.stdout.startswith("api not ready: HTTP 503, Redis unreachable")
+    assert probe(procs.env, "--role", "api", "--port", str(api_port), "--live").returncode == 0, "it answers"
     for name in list(procs.running):  # how they stop without Redis is another test's business (test_redis_trouble)
         procs.stop(name, signal.SIGKILL)
 
