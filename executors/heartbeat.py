@@ -33,6 +33,7 @@ from rq.version import VERSION as RQ_VERSION
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
+from orchestrator import health
 from orchestrator.backoff import Backoff, RideOut
 from orchestrator.errors import OrchestratorError
 from orchestrator.settings import Settings
@@ -97,6 +98,12 @@ class Activity:
         if self.state == "busy":
             self.state = "idle"
 
+    def remaining_s(self) -> float:
+        """What is left of the running task's timeout (0 when idle): the main loop may be silent that long."""
+        if self.state != "busy" or not self.job_started_at:
+            return 0.0
+        return max(0.0, self.job_started_at + self.job_timeout_s - time.time())
+
     def fields(self) -> dict[str, Any]:
         return {"state": self.state, "job": self.job, "run": self.run, "node": self.node, "task": self.task,
                 "attempt": self.attempt, "job_started_at": self.job_started_at,
@@ -157,6 +164,7 @@ class Heartbeat:
                 pipe.sadd(WORKERS_BY_QUEUE_KEY % rq_queue, rq_key)
             pipe.execute()
         self.beat()
+        health.require("heartbeat", self.lapse)  # readiness of this process (orchestrator/health.py)
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{self._name}", daemon=True)
         self._thread.start()
 
@@ -192,6 +200,10 @@ class Heartbeat:
     def needs_resync(self) -> bool:
         """True when the worker may have been presumed dead: it must hand back what it holds before going on."""
         return self.lapsed or time.monotonic() - self._last_ok > self._stale_s
+
+    def lapse(self) -> str | None:
+        """Why this worker may have been presumed dead (a readiness condition), or None."""
+        return "heartbeat lapsed or not accepted lately: handing back its jobs" if self.needs_resync() else None
 
     def resynced(self) -> None:
         self.beat()

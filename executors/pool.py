@@ -28,6 +28,7 @@ from types import FrameType
 
 import redis
 
+from orchestrator import health
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.state.lua import Scripts
@@ -79,7 +80,9 @@ class Pool:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         log.info("pool %s: starting %d worker process(es)", self.name, len(self._slots))
+        health.require("workers", self._running)  # readiness: at least one worker process runs
         while True:
+            health.tick("pool", TICK_S)  # liveness of `orch worker --concurrency N` (orchestrator/health.py)
             now = time.monotonic()
             for slot in self._slots:
                 self._reap(slot, now)
@@ -94,6 +97,10 @@ class Pool:
         codes = [slot.exit_code for slot in self._slots]
         log.info("pool %s: stopped (worker exit codes %s)", self.name, codes)
         return 0 if all(code == 0 for code in codes) else 1
+
+    def _running(self) -> str | None:
+        alive = sum(slot.process is not None and slot.process.returncode is None for slot in self._slots)
+        return None if alive else "no worker process running"
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1

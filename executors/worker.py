@@ -31,6 +31,7 @@ from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 
+from orchestrator import health
 from orchestrator.backoff import Backoff, RideOut
 from orchestrator.catalog.fleet import FinishedCounter
 from orchestrator.errors import OrchestratorError
@@ -109,6 +110,7 @@ class FastWorker:
         try:
             with self._signals():
                 while not self._stopping:
+                    health.tick("worker", 1.0, self.heartbeat.activity.remaining_s)  # orchestrator/health.py
                     try:
                         ran = self._step(burst)
                         if ran is None:
@@ -253,6 +255,7 @@ class FastWorker:
         """Wait until Redis takes the worker's bookkeeping again, handing back what it held."""
         delay_s = self._ride.failed(exc)
         while not self._stopping:
+            health.tick("worker", delay_s)  # riding out Redis is progress (orchestrator/health.py)
             time.sleep(delay_s)
             try:
                 self._resync()

@@ -109,6 +109,17 @@ class Settings(BaseSettings):
                                          "deployed: its jobs are retried (after 1, 2, 4 ... 10 s) until then, "
                                          "refused for good after. 0: refused at once.")
 
+    health_port: int = Field(default=0, ge=0, le=65535, description="`orch engine|worker|triggers` serve GET "
+                             "/livez and /readyz on this port (`--health-port`); 0: no health listener.")
+    health_host: str = Field(default="127.0.0.1", description="Interface of the health listener; 0.0.0.0 for a "
+                             "Kubernetes httpGet probe (the kubelet calls the pod's IP).")
+    health_stuck_after_s: float = Field(default=60.0, gt=0, description="A loop whose last iteration is older than "
+                                        "this (and than 3 of its periods; for a worker running a task, plus what "
+                                        "is left of its timeout) fails liveness. Keep it above the longest Redis "
+                                        "back-off (30 s).")
+    health_redis_timeout_s: float = Field(default=2.0, gt=0, description="Readiness fails when Redis does not "
+                                          "answer PING within this time.")
+
     watch_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         default=(),
         description="Directories file watches may watch besides the project directory: a list separated like "

@@ -25,6 +25,7 @@ from .common import (
     reader_gone,
     setup_logging,
 )
+from .health_cmd import health_port_option, start_health
 
 __all__ = ["cli", "main"]
 
@@ -46,8 +47,9 @@ def cli() -> None:
 
 @cli.command()
 @project_option
+@health_port_option
 @handle_errors
-def engine(project: str | None) -> None:
+def engine(project: str | None, health_port: int | None) -> None:
     """Match events to rules, start runs, and advance them as tasks finish."""
     from executors.dispatch import RQDispatcher
 
@@ -66,6 +68,7 @@ def engine(project: str | None) -> None:
         signal.signal(sig, lambda *_: stop.set())
     engine = Engine(client, settings, loaded, RQDispatcher(client, settings))
     watch_project(engine, settings, stop)  # rules and workflows reload without a restart (reload_cmd.py)
+    start_health("engine", client, settings, health_port, ruleset=engine.reload.behind)  # /livez, /readyz
     engine.run(stop)
 
 
@@ -86,9 +89,11 @@ def engine(project: str | None) -> None:
 @click.option("--prefetch", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Jobs the fast engine claims at a time; 0: adaptive (about 50 ms of work, at most 32).")
 @click.option("--pool-name", default=None, hidden=True, help="Internal: set by a pool for its worker processes.")
+@health_port_option
 @handle_errors
 def worker(project: str | None, queues: str | None, burst: bool, name: str | None, concurrency: int | None,
-           engine: str, fork_queues: str | None, kill_grace: float, prefetch: int, pool_name: str | None) -> None:
+           engine: str, fork_queues: str | None, kill_grace: float, prefetch: int, pool_name: str | None,
+           health_port: int | None) -> None:
     """Run tasks from the project's queues (SIGTERM: finish the current task, then exit; twice: at once)."""
     from executors.refresh import ProjectRefresh
     from executors.worker import ForcedStop, run_worker
@@ -110,13 +115,16 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
 
         args = ["--project", str(settings.project_dir), "--queues", ",".join(names), "--engine", engine,
                 "--prefetch", str(prefetch), *(["--fork-queues", ",".join(forked)] if forked else []),
-                *(["--burst"] if burst else [])]
-        pool = Pool(connect(settings), settings, args, concurrency, grace_s=kill_grace, burst=burst, name=name or "")
+                *(["--burst"] if burst else []), "--health-port", "0"]  # the pool's listener answers for them
+        pool = Pool(client := connect(settings), settings, args, concurrency, grace_s=kill_grace, burst=burst,
+                    name=name or "")
+        start_health("worker", client, settings, health_port)
         sys.exit(pool.run())
     tracing.configure("worker")  # not in a pool's supervisor: its worker processes run the tasks
     refresh = ProjectRefresh(loaded.root, lambda: load_project(settings.project_dir, watch_roots=settings.watch_roots))
     try:
-        run_worker(connect(settings), settings, loaded, names, burst=burst, name=name, engine=engine,
+        start_health("worker", client := connect(settings), settings, health_port)
+        run_worker(client, settings, loaded, names, burst=burst, name=name, engine=engine,
                    fork_queues=forked, pool=pool_name or "", prefetch=prefetch, refresh=refresh)
     except ForcedStop:
         sys.exit(1)
@@ -312,6 +320,7 @@ def _add_worker_commands() -> None:
     from .api_cmd import api
     from .backtest_cmd import register as register_backtest
     from .catalog_cmd import catalog
+    from .health_cmd import health
     from .redis_cmds import redis_acl
     from .reload_cmd import reload
     from .slot_cmds import slots
@@ -320,6 +329,7 @@ def _add_worker_commands() -> None:
 
     cli.add_command(api)
     cli.add_command(catalog)
+    cli.add_command(health)
     cli.add_command(redis_acl)
     cli.add_command(slots)
     cli.add_command(reload)

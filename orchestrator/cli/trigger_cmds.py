@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import tracing
+from .. import health, tracing
 from ..connection import connect
 from ..state.keys import Keys
 from .common import die_with_parent, fail, handle_errors, make_settings, project_option, setup_logging
+from .health_cmd import health_port_option, start_health
 
 if TYPE_CHECKING:
     from triggers.cron import ScheduleConfig
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @project_option
+@health_port_option
 @handle_errors
-def triggers(project: str | None) -> None:
+def triggers(project: str | None, health_port: int | None) -> None:
     """Fire the project's cron schedules and watch its directories (safe to run several replicas).
 
     Each tick of a schedule becomes exactly one event however many replicas run; file changes
@@ -57,7 +59,9 @@ def triggers(project: str | None) -> None:
         threads.append(threading.Thread(target=watcher.run, args=(stop,), name="files", daemon=True))
     for thread in threads:
         thread.start()
+    start_health("triggers", client, settings, health_port)  # /livez: this loop and cron's progress
     while not stop.wait(1.0):
+        health.tick("triggers", 1.0)
         dead = [t.name for t in threads if not t.is_alive()]
         if dead:  # never fire nothing while looking alive: exit, so a supervisor restarts us
             log.error("orch triggers: the %s thread stopped unexpectedly; exiting", ", ".join(dead))

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from .. import faults, tracing
+from .. import faults, health, tracing
 from ..backoff import RideOut
 from ..catalog import PublishCatalog
 from ..errors import EventError
@@ -117,6 +117,7 @@ class Engine:
         self.consumer.ensure_groups()
         self.reload.check()  # publishes this engine's rule-set version (the last started wins) and logs it
         while not stop.is_set():
+            health.tick("engine", self._settings.engine_block_s)  # liveness: the loop progresses (health.py)
             try:
                 self.step()
                 self.maintain()

@@ -121,6 +121,10 @@ class Reloader:
 
     # -- wiring ----------------------------------------------------------------------------------
 
+    def behind(self) -> str | None:
+        """Why this engine is not on the active rule-set version, or None (a readiness condition)."""
+        return self._behind
+
     def reload_from(self, loader: Callable[[], Project]) -> None:
         """How to load this engine's own copy of the project again (with the trigger sections)."""
         self._loader = loader

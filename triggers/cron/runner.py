@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from orchestrator import health
 from orchestrator.backoff import RideOut
 from orchestrator.cron import Tick
 from orchestrator.events.envelope import Event
@@ -137,6 +138,7 @@ class CronRunner:
                  ", ".join(f"{s.name} ({s.cron} {s.timezone})" for s in self.schedules))
         ride = RideOut("cron", log, self._keys)
         while not stop.is_set():
+            health.tick("cron", MAX_WAIT_S)  # liveness of `orch triggers` (orchestrator/health.py)
             try:
                 wait = self.step()
                 ride.ok(self._redis)
