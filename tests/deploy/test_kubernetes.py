@@ -164,8 +164,9 @@ def test_every_container_is_hardened_limited_and_probed(rendered: tuple[str, lis
                 if name.startswith("orch-api-"):
                     assert spec["httpGet"]["path"] == "/healthz", name
                 else:
-                    role = "worker" if name.startswith("orch-worker-") else name.removeprefix("orch-")
-                    assert spec["exec"]["command"] == ["orch", "health", "--role", role], name
+                    path = "/livez" if probe == "livenessProbe" else "/readyz"
+                    assert spec["httpGet"] == {"path": path, "port": "health"}, name
+                    assert {"name": "health", "containerPort": 8081} in container["ports"], name
 
 
 def test_secrets_are_referenced_never_shipped(rendered: tuple[str, list[dict[str, Any]]]) -> None:
