@@ -1,0 +1,120 @@
+"""Engines replicated: three `orch engine` processes share the work, two are SIGKILLed at random moments,
+and the live ones take over the dead ones' pending entries through their missing heartbeats (the
+idle-based reclaim is set to an hour, so only the takeover can finish the work here). A ledger counts
+every execution of every task by its idempotency key: 0 lost, one run per (rule, event), at most one
+duplicate execution per kill.
+
+CI runs 600 tasks; the issue's full ledger (5,000 tasks) is the same test with ORCH_LEDGER_TASKS=5000:
+    ORCH_LEDGER_TASKS=5000 .venv/bin/pytest tests/e2e/test_engine_failover.py -s -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator import Client
+from orchestrator.settings import Settings
+from orchestrator.workflows.runs import derive_run_id
+
+from ..helpers import RedisServer, wait_for
+from ..projects import make_project
+from .conftest import Processes, orch_env
+
+pytestmark = pytest.mark.e2e
+
+TASKS = int(os.environ.get("ORCH_LEDGER_TASKS", "600"))
+ENGINES, KILLS = 3, 2
+SOURCE = "/e2e/ledger"
+FAILOVER = {"ORCH_ENGINE_CLAIM_IDLE_S": "3600", "ORCH_ENGINE_BEAT_S": "0.2", "ORCH_ENGINE_DEAD_AFTER_S": "1",
+            "ORCH_ENGINE_MAINTENANCE_INTERVAL_S": "0.2", "ORCH_ENGINE_BATCH_SIZE": "50",
+            "ORCH_LIFECYCLE_EVENTS": "false"}
+RULES = """
+    rules:
+      - {name: one, type: test.one, workflow: one, params: {n: "{{ data.n }}"}}
+"""
+WORKFLOWS = {"ledger": """
+    import os
+
+    import redis
+
+    from orchestrator import task, workflow
+    from orchestrator.context import current
+
+    _redis = redis.Redis.from_url(os.environ["ORCH_REDIS_URL"])
+
+
+    @task
+    def record(n: int) -> int:
+        _redis.hincrby("test:ledger", current().key, 1)  # every execution, duplicates included
+        return n
+
+
+    @workflow
+    def one(n: int):
+        record(n)
+"""}
+
+
+def consumer_name(process: subprocess.Popen[bytes]) -> str:
+    return f"engine-{socket.gethostname()}-{process.pid}"
+
+
+def holding(r: redis.Redis, names: list[str]) -> list[str]:
+    """The engines among `names` holding pending entries right now."""
+    pending = {c["name"].decode(): int(c["pending"]) for c in r.xinfo_consumers("orch:events", "engine")}
+    return [name for name in names if pending.get(name, 0) > 0]
+
+
+def test_three_engines_two_killed_lose_nothing_and_start_one_run_per_event(tmp_path: Path) -> None:
+    server = RedisServer()
+    project = make_project(tmp_path / "project", rules=RULES, workflows=WORKFLOWS)
+    procs = Processes(orch_env(server.url, project, **FAILOVER), tmp_path)
+    r = server.client()
+    rng = random.Random()
+    try:
+        engines = {f"engine-{i}": procs.start(f"engine-{i}", "engine") for i in range(ENGINES)}
+        procs.start("workers", "worker", "--concurrency", "2")
+        wait_for(lambda: r.zcard("orch:engines") == ENGINES, 30, "three engines beating")
+        with Client(settings=Settings(redis_url=server.url), source=SOURCE) as client:
+            ids = client.emit_many([{"type": "test.one", "id": f"e-{i}", "data": {"n": i}} for i in range(TASKS)])
+
+        killed, taken_over = [], 0
+        for at in sorted(rng.uniform(0.1, 0.6) for _ in range(KILLS)):  # random moments, by progress
+            wait_for(lambda at=at: r.zcard("orch:runs") >= at * TASKS, 120, f"{at:.0%} of the runs started")
+            live = {consumer_name(p): name for name, p in engines.items() if name not in killed}
+            busy = holding(r, list(live))
+            victim = live[rng.choice(busy or list(live))]
+            taken_over += bool(busy)
+            os.kill(engines[victim].pid, signal.SIGKILL)
+            assert engines[victim].wait(10) == -signal.SIGKILL
+            procs.running.pop(victim)
+            killed.append(victim)
+
+        wait_for(lambda: r.zcard("orch:runs:status:succeeded") == TASKS, 120, f"{TASKS} runs to succeed",
+                 interval_s=0.2)
+        wait_for(lambda: r.xpending("orch:events", "engine")["pending"] == 0, 30, "every event acknowledged")
+        ledger = {k.decode(): int(v) for k, v in r.hgetall("test:ledger").items()}
+        runs = {m.decode() for m in r.zrange("orch:runs", 0, -1)}
+        survivors = "".join(procs.log(name) for name in engines if name not in killed)
+    finally:
+        r.close()
+        procs.stop_all()
+        server.stop()
+
+    duplicates = sum(n - 1 for n in ledger.values())
+    print(f"\nengine failover ledger: {TASKS} tasks, {ENGINES} engines, {len(killed)} SIGKILLs "
+          f"({taken_over} while holding entries), {TASKS - len(ledger)} lost, {duplicates} duplicate executions, "
+          f"{len(runs)} runs for {TASKS} events")
+    assert runs == {derive_run_id("one", SOURCE, event_id) for event_id in ids}, "one run per (rule, event)"
+    assert len(ledger) == TASKS, "no task lost"
+    assert duplicates <= len(killed), "at most one duplicate execution per kill"
+    if taken_over:
+        assert "took over" in survivors, "a live engine took over the dead one's entries"
