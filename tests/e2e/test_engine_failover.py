@@ -118,3 +118,34 @@ def test_three_engines_two_killed_lose_nothing_and_start_one_run_per_event(tmp_p
     assert duplicates <= len(killed), "at most one duplicate execution per kill"
     if taken_over:
         assert "took over" in survivors, "a live engine took over the dead one's entries"
+
+
+def test_an_engine_killed_holding_a_batch_is_taken_over_through_its_missing_heartbeat(tmp_path: Path) -> None:
+    events = 60
+    server = RedisServer()
+    project = make_project(tmp_path / "project", rules=RULES, workflows=WORKFLOWS)
+    procs = Processes(orch_env(server.url, project, **{**FAILOVER, "ORCH_ENGINE_BATCH_SIZE": "25"}), tmp_path)
+    r = server.client()
+    try:
+        crashing = procs.start("engine-1", "engine", ORCH_FAULTPOINT="engine.before_commit:1")
+        with Client(settings=Settings(redis_url=server.url), source=SOURCE) as client:
+            ids = client.emit_many([{"type": "test.one", "id": f"k-{i}", "data": {"n": i}} for i in range(events)])
+        assert crashing.wait(30) == 137, procs.log("engine-1")
+        procs.running.pop("engine-1")
+        dead = consumer_name(crashing)
+        assert holding(r, [dead]) == [dead], "the dead engine holds a batch it never committed"
+
+        procs.start("engine-2", "engine")  # the idle reclaim waits an hour: only the takeover can do it
+        wait_for(lambda: r.zcard("orch:runs") == events, 60, f"{events} runs")
+        wait_for(lambda: dead not in {c["name"].decode() for c in r.xinfo_consumers("orch:events", "engine")},
+                 30, "the dead consumer to leave the group")
+        runs = {m.decode() for m in r.zrange("orch:runs", 0, -1)}
+        log = procs.log("engine-2")
+    finally:
+        r.close()
+        procs.stop_all()
+        server.stop()
+
+    assert runs == {derive_run_id("one", SOURCE, event_id) for event_id in ids}
+    assert f"took over 25 entries of engine {dead}" in log
+    assert "reclaimed" not in log
