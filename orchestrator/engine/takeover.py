@@ -119,9 +119,12 @@ class Takeover:
         pipe.zrange(host.keys.engines, 0, -1, withscores=True)
         for stream in host.consumer.streams:
             pipe.xinfo_consumers(stream, host.consumer.group)
+        # "now" is read before the beats (with the clock they are written with): should this engine pause in
+        # between, the beats only look fresher than they are, never older
+        now_ms = self._clock() * 1000
         reply = pipe.execute()
         beats = {_text(name): float(score) for name, score in reply[0]}
-        return beats, merge_consumers(reply[1:]), self._clock() * 1000  # the clock the beats are written with
+        return beats, merge_consumers(reply[1:]), now_ms
 
     def _claim(self, name: str) -> list[Entry]:
         """Up to one batch of `name`'s pending entries per stream, now this engine's."""
