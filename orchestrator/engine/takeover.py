@@ -9,7 +9,9 @@ consumers (XINFO CONSUMERS, per stream) and finds the dead ones (`dead_consumers
     never this engine itself; never an engine whose beat is fresh, however long its entries wait.
 
 For each, it lists that consumer's pending entries (XPENDING ... <consumer>; XAUTOCLAIM has no consumer
-filter), claims them with XCLAIM min-idle 0 and processes them as reclaimed entries; once the consumer
+filter), claims them with XCLAIM min-idle 0 and processes them as reclaimed entries (not those already
+delivered `engine_max_deliveries` times: a poison entry that kills each engine in turn is left to the
+dead-letter step, which waits for `engine_claim_idle_s`); once the consumer
 holds none it is deleted from the group (forget_consumer.lua: checked and deleted in one step, so an
 engine wrongly thought dead that reads in between loses nothing). So a dead engine's batch waits about
 `engine_dead_after_s` plus one maintenance interval, not a minute. The idle-based reclaim stays as the
@@ -133,7 +135,9 @@ class Takeover:
         entries: list[Entry] = []
         for stream in host.consumer.streams:
             rows = host.client.xpending_range(stream, group, "-", "+", count, consumername=name)
-            ids = [row["message_id"] for row in rows]
+            # an entry delivered engine_max_deliveries times may be what kills engines: it is left to the
+            # dead-letter step (after engine_claim_idle_s), not handed from engine to engine for ever
+            ids = [row["message_id"] for row in rows if int(row["times_delivered"]) < host.settings.engine_max_deliveries]
             if not ids:
                 continue
             # deleted (trimmed) entries are dropped from the pending list by XCLAIM and not returned

@@ -90,3 +90,16 @@ def test_a_consumer_is_forgotten_only_when_it_holds_no_entry(stack: Stack, r: re
              r.xpending_range("orch:events", "engine", "-", "+", 10, consumername="holder")])
     assert forget(keys=["orch:events"], args=["engine", "holder"]) == 1
     assert "holder" not in consumers(r, "orch:events")
+
+
+def test_an_entry_delivered_too_often_is_left_to_the_dead_letters_not_handed_on(stack: Stack, r: redis.Redis) -> None:
+    stack.emit("order.created", {"order_id": "T-6", "amount": 5}, source="/shop")
+    other_engine_reads(stack, "poisoned", beat_age_s=30.0)
+    ids = [e["message_id"] for e in r.xpending_range("orch:events", "engine", "-", "+", 10, consumername="poisoned")]
+    r.xclaim("orch:events", "engine", "poisoned", 0, ids, retrycount=stack.settings.engine_max_deliveries)
+
+    stack.engine.maintain(force=True)
+
+    assert len(r.xpending_range("orch:events", "engine", "-", "+", 10, consumername="poisoned")) == 1
+    assert r.zcard("orch:runs") == 0
+    assert "poisoned" in consumers(r, "orch:events"), "kept while it holds the entry"
