@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     engine_block_s: float = Field(default=1.0, gt=0, description="How long one engine read waits for new entries.")
     engine_claim_idle_s: float = Field(default=60.0, gt=0, description="Idle time after which a pending entry is reclaimed.")
     engine_maintenance_interval_s: float = Field(default=5.0, gt=0, description="Period of reclaim and trim passes.")
+    engine_beat_s: float = Field(default=5.0, gt=0, description="How often an engine writes its heartbeat.")
+    engine_dead_after_s: float = Field(default=15.0, gt=0, description="An engine whose heartbeat is older than "
+                                       "this (at least twice engine_beat_s) is dead: live engines take over its "
+                                       "pending entries at once, without waiting for engine_claim_idle_s.")
     slot_lease_s: float = Field(default=60.0, ge=1, description="How long a run's slot of a concurrency pool is "
                                 "held without renewal; the engine renews live runs' leases every third of it.")
     engine_max_deliveries: int = Field(default=5, gt=0, description="Deliveries before an entry is dead-lettered.")

@@ -1,10 +1,11 @@
-"""The engine's heartbeat: a maintenance chore that says, every BEAT_EVERY_S, that this engine is alive.
+"""The engine's heartbeat: a maintenance chore that says, every `engine_beat_s`, that this engine is alive.
 
 It writes `<p>:engines` (consumer name -> epoch ms of its last beat) and drops members silent for a day
 in the same round trip, so the zset holds the engines of the last day and never grows beyond them.
 `orch api` exports the newest beat as `orch_engine_last_seen_timestamp_seconds`, which the "no engine
 heartbeat" alert watches. A beat is written after a step and the other chores, so an engine stuck in
-one step, or cut off from Redis, stops beating.
+one step, or cut off from Redis, stops beating. Other engines read the beats to take over the pending
+entries of an engine silent for `engine_dead_after_s` (takeover.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BEAT_EVERY_S", "FORGET_ENGINES_AFTER_S", "EngineBeat"]
 
-BEAT_EVERY_S = 5.0
+BEAT_EVERY_S = 5.0  # the default of engine_beat_s
 FORGET_ENGINES_AFTER_S = 86400.0
 
 
@@ -32,7 +33,7 @@ class EngineBeat:
         self._clock = clock
 
     def every_s(self, settings: Settings) -> float:
-        return BEAT_EVERY_S
+        return settings.engine_beat_s
 
     def run(self, now_s: float, force: bool) -> None:
         now_ms = int(self._clock() * 1000)

@@ -4,10 +4,12 @@
     Sweep            every pass                       fail the attempts whose worker died; hand back to
                      + its stall scan every 60 s      their queues the jobs dead workers had taken; with
                                                       the scan, fail the attempts whose job vanished
-    PendingEntries   every pass                       dead-letter entries delivered too often, then
+    PendingEntries   every pass                       dead-letter entries delivered too often, take
+                                                      over (takeover.py) the entries of engines whose
+                                                      heartbeat is older than engine_dead_after_s, then
                                                       reclaim (XAUTOCLAIM) and process entries left
-                                                      pending by stopped consumers
-    EngineBeat       every 5 s                        say this engine is alive (beat.py)
+                                                      pending engine_claim_idle_s by stopped consumers
+    EngineBeat       engine_beat_s (5 s)              say this engine is alive (beat.py)
     Trim             every 60 s                       trim the streams below what every group still
                                                       needs, drop expired runs from the indexes, forget
                                                       consumers idle for a day
@@ -51,6 +53,7 @@ from ..workflows.work import attempt_member
 from .batch import Outcome
 from .beat import EngineBeat
 from .sweeper import lost_attempts, stalled_attempts
+from .takeover import Takeover
 
 __all__ = ["Chore", "Host", "Maintenance", "PendingEntries", "Sweep", "Trim", "dead_letter"]
 
@@ -185,17 +188,20 @@ class Sweep:
 
 class PendingEntries:
     """Entries delivered to the engine and never acknowledged: dead-letter those delivered
-    `engine_max_deliveries` times, then take over the others idle for `engine_claim_idle_s` (their
-    consumer stopped) and process them again."""
+    `engine_max_deliveries` times, take over at once those of dead engines (takeover.py), then, as the
+    fallback, the others idle for `engine_claim_idle_s` (their consumer stopped or is stuck), and
+    process them again."""
 
     def __init__(self, host: Host) -> None:
         self._host = host
+        self.takeover = Takeover(host)
 
     def every_s(self, settings: Settings) -> float:
         return settings.engine_maintenance_interval_s
 
     def run(self, now_s: float, force: bool) -> None:
         self.dead_letter_over_delivered()
+        self.takeover.run()
         self.reclaim()
 
     def dead_letter_over_delivered(self) -> None:

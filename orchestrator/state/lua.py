@@ -14,6 +14,7 @@
     read_log.lua       attempt logs' lines after the ones a reader has, with what was dropped
     flow_decide.lua    a hold-back control decides once what becomes of one event (start, hold, merge, drop)
     flow_release.lua   due holds of hold-back controls go to the results stream, one entry each
+    forget_consumer.lua  delete a dead engine's consumer from the group, only once it holds no entry
 
 Each starts with a header stating its KEYS, ARGV and what it returns (a test checks). A line
 `--@include NAME` inserts `scripts/lib/NAME.lua`, a snippet defining local functions: the publish step
@@ -44,7 +45,8 @@ from redis.exceptions import NoScriptError, ResponseError
 __all__ = ["NAMES", "Scripts", "call_read_only", "register", "source"]
 
 NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release",
-         "slot_renew", "claim", "release", "append_log", "read_log", "flow_decide", "flow_release")
+         "slot_renew", "claim", "release", "append_log", "read_log", "flow_decide", "flow_release",
+         "forget_consumer")
 _INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
 
 
