@@ -4,9 +4,13 @@ Every engine beats into `<p>:engines` (consumer name -> epoch ms, beat.py) every
 each reclaim pass (maintenance.py, PendingEntries) a live engine reads the beats and the group's
 consumers (XINFO CONSUMERS, per stream) and finds the dead ones (`dead_consumers`, pure):
 
-    a consumer whose beat is older than `engine_dead_after_s`, or, never having beaten (or forgotten after
-    a day), one that has not read for as long;
-    never this engine itself; never an engine whose beat is fresh, however long its entries wait.
+    a consumer whose beat is older than `engine_dead_after_s` and that has not read for as long either
+    (Redis's idle time: a live engine reads every `engine_block_s`, so a clock that runs behind on the
+    engine's machine cannot make it look dead), or, never having beaten (or forgotten after a day), one
+    that has not read for as long;
+    never this engine itself; never an engine whose beat is fresh, however long its entries wait;
+    and nobody while this engine's own beat is stale, nor for `engine_dead_after_s` after: after a Redis
+    outage (or a pause of this engine) every beat is old, and the others need as long to beat again.
 
 For each, it lists that consumer's pending entries (XPENDING ... <consumer>; XAUTOCLAIM has no consumer
 filter), claims them with XCLAIM min-idle 0 and processes them as reclaimed entries (not those already
@@ -66,7 +70,7 @@ def dead_consumers(consumers: Iterable[Consumer], beats: Mapping[str, float], no
         if consumer.name == me:
             continue
         beat = beats.get(consumer.name)
-        silent_ms = now_ms - beat if beat is not None else consumer.idle_ms
+        silent_ms = min(now_ms - beat, consumer.idle_ms) if beat is not None else consumer.idle_ms
         if silent_ms > silence_ms:
             dead.append(consumer.name)
     return sorted(dead)
@@ -97,12 +101,15 @@ class Takeover:
         self._host = host
         self._clock = clock
         self._forget = lua.register(host.client, "forget_consumer")
+        self._quiet_until_ms = 0.0
 
     def run(self) -> int:
         """One pass; the number of entries taken over."""
         host, settings = self._host, self._host.settings
         beats, consumers, now_ms = self._read()
         silence = dead_after_ms(settings.engine_dead_after_s, settings.engine_beat_s)
+        if not self._may_judge(beats.get(host.consumer.consumer), now_ms, silence):
+            return 0
         taken = 0
         for name in dead_consumers(consumers, beats, now_ms, silence, host.consumer.consumer):
             entries = self._claim(name)
@@ -114,6 +121,13 @@ class Takeover:
                 taken += len(entries)
             self._forget_if_empty(name)
         return taken
+
+    def _may_judge(self, my_beat: float | None, now_ms: float, silence_ms: int) -> bool:
+        """Whether this engine may call others dead: not while its own beat is stale (a Redis outage or a pause
+        silenced everybody), nor until `silence_ms` after it was last found so."""
+        if my_beat is not None and now_ms - my_beat > silence_ms:  # no beat yet: a fresh start, no outage
+            self._quiet_until_ms = now_ms + silence_ms
+        return now_ms >= self._quiet_until_ms
 
     def _read(self) -> tuple[dict[str, float], list[Consumer], float]:
         host = self._host

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -33,8 +34,11 @@ class Entry:
 
 
 def default_consumer_name(role: str) -> str:
-    """A consumer name unique to this process: `<role>-<host>-<pid>`."""
-    return f"{role}-{socket.gethostname()}-{os.getpid()}"
+    """A consumer name unique to this process and this start: `<role>-<host>-<pid>-<4 hex>`. A container
+    restarted under the same host name runs orch as the same pid: without the suffix the new engine would
+    inherit the dead one's name, and with it the pending entries its fresh heartbeat would then shield from
+    a takeover (engine/takeover.py)."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 def _decode(value: Any) -> str:

@@ -9,9 +9,14 @@ SILENCE_MS = 15_000
 
 
 def test_an_engine_whose_beat_is_older_than_the_silence_is_dead() -> None:
-    consumers = [Consumer("old", 3, 0), Consumer("fresh", 3, 999_999)]
+    consumers = [Consumer("old", 3, 15_001), Consumer("fresh", 3, 999_999)]
     beats = {"old": NOW_MS - 15_001, "fresh": NOW_MS - 14_999}
     assert dead_consumers(consumers, beats, NOW_MS, SILENCE_MS, "me") == ["old"]
+
+
+def test_an_engine_that_still_reads_is_alive_whatever_its_clock_says() -> None:
+    # its machine's clock runs 20 s behind: its beats look old, but Redis saw it read a moment ago
+    assert dead_consumers([Consumer("behind", 3, 800)], {"behind": NOW_MS - 20_000}, NOW_MS, SILENCE_MS, "me") == []
 
 
 def test_a_fresh_beat_protects_an_engine_however_long_its_entries_wait() -> None:
