@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-import redis
 
-from ..connection import check_server, redact_url
+from ..connection import check_server, client_from_url, redact_url
 from ..embedded_redis import EmbeddedRedis, start_embedded_redis
 from ..errors import OrchestratorError
 from ..jsonutil import dumps, loads
@@ -109,7 +108,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _redis(settings: Settings) -> tuple[EmbeddedRedis | None, str]:
     if settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = client_from_url(settings.redis_url)
         version = ".".join(map(str, check_server(client, settings.redis_url)))
         client.close()
         _step(f"using Redis {version} at {redact_url(settings.redis_url)} (ORCH_REDIS_URL)")
