@@ -65,6 +65,8 @@ def parse_sentinel_url(url: str) -> SentinelSpec:
         raise ConfigError("a Sentinel URL names its service after the hosts: "
                           "redis+sentinel://host1:26379,host2:26379/mymaster[/db]")
     service, db = segments[0], segments[1] if len(segments) == 2 else "0"
+    if not db.isdigit():
+        raise ConfigError(f"the Sentinel URL's database must be a number, not {db!r}: .../{service}/0")
     options = parse_qsl(query, keep_blank_values=True)
     on_sentinels = {k: v for k, v in options if k in SENTINEL_OPTIONS}
     node_query = urlencode([(k, v) for k, v in options if k not in SENTINEL_OPTIONS])
