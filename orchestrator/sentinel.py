@@ -105,18 +105,34 @@ def _sentinel_kwargs(node: dict[str, Any], given: dict[str, str], tls: bool) -> 
     return kwargs
 
 
+class _PrimaryClient(redis.Redis):  # type: ignore[misc]  # redis-py is untyped here
+    """The primary's client; closing it also closes its connections to the sentinels."""
+
+    def close(self) -> None:
+        super().close()
+        self.connection_pool.sentinel_manager.close()
+
+
+class _AsyncPrimaryClient(redis.asyncio.Redis):  # type: ignore[misc]
+    """`_PrimaryClient` for asyncio."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        await self.connection_pool.sentinel_manager.aclose()
+
+
 def sentinel_client(url: str, **options: Any) -> redis.Redis:
     """A blocking client for the primary of the Sentinel URL's service (`options`: more Redis() options)."""
     spec = parse_sentinel_url(url)
     manager = redis.sentinel.Sentinel(spec.sentinels, sentinel_kwargs=spec.sentinel_kwargs)
-    return manager.master_for(spec.service, **{**spec.node_kwargs, **options})
+    return manager.master_for(spec.service, redis_class=_PrimaryClient, **{**spec.node_kwargs, **options})
 
 
 def async_sentinel_client(url: str, **options: Any) -> redis.asyncio.Redis:
     """`sentinel_client` for asyncio."""
     spec = parse_sentinel_url(url)
     manager = redis.asyncio.sentinel.Sentinel(spec.sentinels, sentinel_kwargs=spec.sentinel_kwargs)
-    return manager.master_for(spec.service, **{**spec.node_kwargs, **options})
+    return manager.master_for(spec.service, redis_class=_AsyncPrimaryClient, **{**spec.node_kwargs, **options})
 
 
 def clone_sentinel_pool(pool: redis.sentinel.SentinelConnectionPool, **overrides: Any) -> redis.ConnectionPool:

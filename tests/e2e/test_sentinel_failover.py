@@ -8,6 +8,7 @@ READONLY or a dropped connection, rode it out, and asked the sentinels again).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator import Client
+from orchestrator import AsyncClient, Client
 from orchestrator.connection import client_from_url
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
@@ -68,6 +69,13 @@ class Topology:
         with Client(settings=self.settings, source=SOURCE) as client:
             return client.emit("t.x", {"n": n})
 
+    def emit_async(self, numbers: range) -> list[str]:
+        """Through AsyncClient: the asyncio Sentinel client (as `orch api` uses) finds the primary too."""
+        async def emit() -> list[str]:
+            async with AsyncClient(settings=self.settings, source=SOURCE) as client:
+                return [await client.emit("t.x", {"n": n}) for n in numbers]
+        return asyncio.run(emit())
+
     def statuses(self, events: list[str]) -> dict[str, str]:
         client = client_from_url(self.sentinels.url)
         try:
@@ -112,7 +120,7 @@ def test_runs_complete_across_a_sentinel_failover(topology: Topology) -> None:
     # loses them when it resyncs from the new one: deploy/REDIS.md, "What a failover loses".
     wait_for(lambda: topology.sentinels.primary_port() == topology.replica.port and demoted(topology.primary), 60,
              "the failover to end: every sentinel names the new primary, the old one is its replica")
-    after = [topology.emit(n) for n in range(5, 10)]  # through the sentinels: to the new primary
+    after = [topology.emit(n) for n in range(5, 8)] + topology.emit_async(range(8, 10))  # to the new primary
     topology.gate.touch()  # the held tasks, started on the old primary, finish on the new one
 
     try:
