@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import redis.asyncio.sentinel
 import redis.sentinel
 
-from orchestrator.connection import client_from_url, redact_url
+from orchestrator.api.app import _state
+from orchestrator.connection import async_client_from_url, client_from_url, redact_url
 from orchestrator.errors import ConfigError
 from orchestrator.sentinel import clone_sentinel_pool, is_sentinel_url, parse_sentinel_url
+from orchestrator.settings import Settings
 
 
 def test_hosts_service_db_and_the_default_port() -> None:
@@ -65,3 +68,12 @@ def test_both_passwords_are_redacted() -> None:
     shown = redact_url("redis+sentinel://orch:secret@s1:26379,s2:26379/svc/0?sentinel_password=other")
     assert "secret" not in shown and "other" not in shown
     assert shown.startswith("redis+sentinel://orch:***@s1:26379,s2:26379/svc/0")
+
+
+def test_the_api_and_async_clients_use_the_sentinels_too() -> None:
+    state = _state(Settings(redis_url="redis+sentinel://127.0.0.1:1/svc/0"), None)
+    assert isinstance(state.redis.connection_pool, redis.sentinel.SentinelConnectionPool)
+    assert isinstance(state.aredis.connection_pool, redis.asyncio.sentinel.SentinelConnectionPool)
+    pool = async_client_from_url("rediss+sentinel://s1/svc/1?ssl_ca_certs=/ca.pem").connection_pool
+    assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool) and pool.connection_kwargs["db"] == 1
+    assert issubclass(pool.connection_class, redis.asyncio.sentinel.SentinelManagedSSLConnection)
