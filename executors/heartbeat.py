@@ -29,6 +29,7 @@ from typing import Any
 
 import psutil
 import redis
+from redis.sentinel import SentinelConnectionPool
 from rq.version import VERSION as RQ_VERSION
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
@@ -36,6 +37,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from orchestrator import health
 from orchestrator.backoff import Backoff, RideOut
 from orchestrator.errors import OrchestratorError
+from orchestrator.sentinel import clone_sentinel_pool
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
 from orchestrator.workflows.lifecycle import cancels
@@ -58,8 +60,11 @@ def default_name() -> str:
 def clone_client(client: redis.Redis, **overrides: Any) -> redis.Redis:
     """A client to the same server with a pool of its own (for another thread, or after a fork)."""
     pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, **overrides}
-    clone = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+    if isinstance(pool, SentinelConnectionPool):
+        clone = redis.Redis(connection_pool=clone_sentinel_pool(pool, **overrides))
+    else:
+        kwargs = {**pool.connection_kwargs, **overrides}
+        clone = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
     clone.auto_close_connection_pool = True  # the pool is the clone's own: close() disconnects it
     return clone
 

@@ -20,15 +20,18 @@ import redis
 import redis.asyncio
 
 from .errors import ConfigError, RedisUnavailableError
+from .sentinel import async_sentinel_client, is_sentinel_url, sentinel_client
 from .settings import Settings
 
 __all__ = [
     "MIN_REDIS_VERSION",
     "Command",
     "address_file",
+    "async_client_from_url",
     "check_info",
     "check_server",
     "check_server_async",
+    "client_from_url",
     "connect",
     "read_address_file",
     "redact_url",
@@ -116,7 +119,7 @@ def redact_url(url: str) -> str:
     """The URL with any password (before the @ or as ?password=) replaced by `***`, safe to print."""
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if "@" not in parts.netloc and not any(k.lower() == "password" for k, _ in pairs):
+    if "@" not in parts.netloc and not any(_secret(k) for k, _ in pairs):
         return url
     netloc = parts.netloc
     if "@" in netloc:
@@ -124,15 +127,33 @@ def redact_url(url: str) -> str:
         user = creds.split(":", 1)[0]
         netloc = f"{user}:***@{host}"
     query = "&".join(
-        f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in pairs
+        f"{k}=***" if _secret(k) else f"{k}={v}" for k, v in pairs
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secret(option: str) -> bool:
+    return option.lower() in ("password", "sentinel_password")
+
+
+def client_from_url(url: str, **options: Any) -> redis.Redis:
+    """A blocking client for `url`: redis://, rediss://, unix://, or the primary of a redis+sentinel:// service."""
+    if is_sentinel_url(url):
+        return sentinel_client(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def async_client_from_url(url: str, **options: Any) -> redis.asyncio.Redis:
+    """`client_from_url` for asyncio."""
+    if is_sentinel_url(url):
+        return async_sentinel_client(url, **options)
+    return redis.asyncio.Redis.from_url(url, **options)
 
 
 def connect(settings: Settings, *, check: bool = True) -> redis.Redis:
     """A Redis client for `settings` (bytes responses, as RQ requires); checks the server unless told not to."""
     url = resolve_redis_url(settings)
-    client = redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    client = client_from_url(url, health_check_interval=30, socket_keepalive=True)
     if check:
         check_server(client, url)
     return client

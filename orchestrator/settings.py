@@ -29,7 +29,8 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         default=None,
-        description="Redis to use, e.g. redis://127.0.0.1:6379/0. Unset: the Redis `orch dev` started for the project.",
+        description="Redis to use, e.g. redis://127.0.0.1:6379/0, or through Sentinel "
+                    "redis+sentinel://h1:26379,h2:26379/SERVICE/0. Unset: the Redis `orch dev` started for the project.",
     )
     redis_password_file: Path | None = Field(
         default=None,

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-import redis
 
-from ..connection import check_server, redact_url
+from ..connection import check_server, client_from_url, redact_url, resolve_redis_url
 from ..embedded_redis import EmbeddedRedis, start_embedded_redis
 from ..errors import OrchestratorError
 from ..jsonutil import dumps, loads
@@ -67,7 +66,8 @@ def run_dev(settings: Settings, *, workers: int) -> int:
     check_auth_mode(settings)
     _check_port_free(settings.api_host, settings.api_port)
     embedded, url = _redis(settings)
-    token = dev_token(settings, url) if settings.api_auth == "token" else None
+    token = (dev_token(settings, resolve_redis_url(settings) if settings.redis_url else url)
+             if settings.api_auth == "token" else None)
     children = [Child("api", _argv("api")), Child("engine", _argv("engine"))]
     children.append(Child("worker", [*_argv("worker"), "--concurrency", str(workers)]))  # a supervised pool
     if project.schedules or project.watches:
@@ -109,7 +109,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _redis(settings: Settings) -> tuple[EmbeddedRedis | None, str]:
     if settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = client_from_url(resolve_redis_url(settings))  # with ORCH_REDIS_PASSWORD_FILE's password
         version = ".".join(map(str, check_server(client, settings.redis_url)))
         client.close()
         _step(f"using Redis {version} at {redact_url(settings.redis_url)} (ORCH_REDIS_URL)")

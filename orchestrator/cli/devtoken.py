@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import redis
-
+from ..connection import client_from_url
 from ..private_files import read_private, write_private
 from ..settings import Settings
 from ..state.keys import Keys
@@ -32,7 +31,7 @@ def project_token(settings: Settings) -> str | None:
 
 def dev_token(settings: Settings, url: str) -> str:
     """An admin token for the project: the one in `.orch/token` if Redis still knows it, else a new one."""
-    client = redis.Redis.from_url(url)
+    client = client_from_url(url)
     try:
         store = TokenStore(client, Keys(settings.key_prefix))
         kept = project_token(settings)
