@@ -77,6 +77,7 @@ class HealthServer:
 class _Handler(BaseHTTPRequestHandler):
     server_ref: HealthServer
     protocol_version = "HTTP/1.1"
+    timeout = 5  # seconds a connection may sit idle or slow: a probe is one request, not a thread held open
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         status, body = self.server_ref.answer(self.path.split("?", 1)[0])
@@ -92,10 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("health: " + format, *args)
 
 
+# No proxy: http_proxy and friends (which Docker passes into containers) must not reroute a probe of 127.0.0.1.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def ask(url: str, timeout_s: float) -> tuple[int | None, dict[str, Any]]:
     """GET a health URL: (HTTP status, body); (None, the reason) when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - a local http URL we built
+        with _DIRECT.open(url, timeout=timeout_s) as response:
             return int(response.status), _body(response.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), _body(exc.read())

@@ -58,6 +58,9 @@ def write_secrets(directory: Path, passwords: dict[str, str], prefix: str, user_
     if taken:
         raise click.ClickException(f"{directory} already holds {', '.join(taken)}: remove them first to make "
                                    "new passwords (then restart Redis and every orch service)")
+    if directory.exists() and any(directory.iterdir()):
+        raise click.ClickException(f"{directory} is not empty: give a new or empty directory (it is what keeps "
+                                   "the password files from other users: orch makes it 0700)")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
     contents = {"users.acl": acl_file(passwords, prefix, user_prefix, read_only, hashed=True)}

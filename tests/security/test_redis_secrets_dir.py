@@ -92,3 +92,12 @@ def test_each_role_connects_with_its_password_file_and_no_one_else_gets_in(
                      redis_password_file=secrets_dir / "redis-password-engine")
     with pytest.raises(RedisUnavailableError, match="invalid username-password"):
         connect(wrong)
+
+
+def test_a_directory_holding_other_files_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    shared = tmp_path / "compose"
+    shared.mkdir(mode=0o755)
+    (shared / "compose.yaml").write_text("services: {}\n")
+    result = CliRunner().invoke(cli, ["redis-acl", "--secrets-dir", str(shared)])
+    assert result.exit_code != 0 and "not empty" in result.output
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755 and [p.name for p in shared.iterdir()] == ["compose.yaml"]
