@@ -117,6 +117,10 @@ def with_password(url: str | None, password: str) -> str:
 
 def redact_url(url: str) -> str:
     """The URL with any password (before the @ or as ?password=) replaced by `***`, safe to print."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:  # a password with a raw / ? or # in it would hide the @ from urlsplit
+        creds, _, host = rest.rpartition("@")
+        url = f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     if "@" not in parts.netloc and not any(_secret(k) for k, _ in pairs):

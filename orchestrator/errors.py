@@ -34,6 +34,7 @@ __all__ = [
     "WorkflowError",
     "did_you_mean",
     "files_inside",
+    "hidden",
     "pydantic_message",
 ]
 
@@ -142,3 +143,10 @@ def files_inside(root: Path, candidates: Iterable[Path]) -> tuple[list[Path], li
             issues.append(ConfigIssue(path, None, None, f"is a symlink to {real}, outside the project {real_root}: "
                                       "orch only reads project files inside it; copy the file into the project"))
     return inside, issues
+
+
+def hidden(path: Path, folder: Path) -> bool:
+    """Whether `path` lies in a hidden part of `folder` (a name starting with a dot). A Kubernetes ConfigMap
+    volume keeps every file twice: the visible link and the real file in `..<timestamp>/`; only the first
+    is the project's."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 from . import faults
+from .sentinel import clone_sentinel_pool
 
 __all__ = ["Beat", "Verdict", "liveness", "ping", "readiness", "require", "reset", "state", "tick"]
 
@@ -140,7 +142,9 @@ def ping(client: redis.Redis) -> str | None:
 def probe_client(client: redis.Redis, timeout_s: float) -> redis.Redis:
     """A client to the same server with its own connections and a short timeout, for PING."""
     pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
-              "retry_on_timeout": False}
+    short = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, "retry_on_timeout": False}
+    if isinstance(pool, SentinelConnectionPool):  # the primary of a Sentinel service, found the same way
+        return redis.Redis(connection_pool=clone_sentinel_pool(pool, **short))
+    kwargs = {**pool.connection_kwargs, **short}
     kwargs.pop("retry", None)
     return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))

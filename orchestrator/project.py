@@ -23,7 +23,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, ConfigIssue, OrchestratorError, did_you_mean, files_inside, pydantic_message
+from .errors import (
+    ConfigError,
+    ConfigIssue,
+    OrchestratorError,
+    did_you_mean,
+    files_inside,
+    hidden,
+    pydantic_message,
+)
 from .project_rules import Item, check_rules
 from .project_rules import field_name as _field
 from .rules.match import RuleIndex
@@ -253,7 +261,7 @@ def _load_yaml_files(project: Project, issues: list[ConfigIssue], sections: Sequ
         return found
     base = project.root if folder.is_relative_to(project.root) else folder  # symlinks may not lead out of it
     files, outside = files_inside(base, sorted(
-        p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file() and not hidden(p, folder)))
     issues.extend(outside)
     for path in files:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import hidden
 from .project import RULES_DIR, WORKFLOWS_DIR
 
 __all__ = ["Fingerprint", "fingerprint"]
@@ -18,7 +19,7 @@ def fingerprint(root: Path) -> Fingerprint:
         if not folder.is_dir():
             continue
         for path in folder.rglob("*"):
-            if path.suffix in (".yaml", ".yml", ".py") and path.is_file():
+            if path.suffix in (".yaml", ".yml", ".py") and path.is_file() and not hidden(path, folder):
                 stat = path.stat()
                 found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
     return tuple(sorted(found))

@@ -161,7 +161,9 @@ def test_every_container_is_hardened_limited_and_probed(rendered: tuple[str, lis
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
             for probe in ("livenessProbe", "readinessProbe"):
                 spec = container[probe]
-                if name.startswith("orch-api-"):
+                if name.startswith("orch-api-") and probe == "livenessProbe":
+                    assert spec["tcpSocket"] == {"port": "http"}, name  # not Redis: an outage restarts nothing
+                elif name.startswith("orch-api-"):
                     assert spec["httpGet"]["path"] == "/healthz", name
                 else:
                     path = "/livez" if probe == "livenessProbe" else "/readyz"
@@ -212,7 +214,8 @@ def test_workers_are_autoscaled_and_drain_within_their_grace(rendered: tuple[str
             assert trigger["metricType"] == "Value" and trigger["metadata"]["threshold"] == "1"
             assert trigger["metadata"]["authModes"] == "bearer"
         else:
-            assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == f"rq:queue:{queue}"
+            assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == f"rq:queue:orch.{queue}"
+            assert scaled[name]["metadata"]["namespace"] == deployment["metadata"]["namespace"]
         down = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
         assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": down["policies"][0]["periodSeconds"]}]
         assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]

@@ -433,3 +433,20 @@ def test_rule_controls_that_cannot_apply_are_located(tmp_path: Path) -> None:
     assert "has its own concurrency limit (2)" in issues[0].message
     assert "give the rule a `concurrency`" in issues[1].message
     assert "not a valid CEL expression" in issues[2].message
+
+
+def test_a_project_mounted_from_a_configmap_loads_each_file_once(tmp_path: Path) -> None:
+    """A ConfigMap volume keeps each file in a hidden `..<timestamp>/` folder and links it from the top."""
+    import shutil
+
+    root = tmp_path / "project"
+    for folder in ("rules", "workflows"):
+        real = root / folder / "..2026_11_30_07_00_00.1"
+        shutil.copytree(EXAMPLES / folder, real)
+        (root / folder / "..data").symlink_to(real.name)
+        for path in real.iterdir():
+            (root / folder / path.name).symlink_to(Path("..data") / path.name)
+
+    project = load_project(root)
+
+    assert sorted(r.name for r in project.rules) == sorted(r.name for r in load_project(EXAMPLES).rules)

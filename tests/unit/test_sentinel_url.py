@@ -77,3 +77,17 @@ def test_the_api_and_async_clients_use_the_sentinels_too() -> None:
     pool = async_client_from_url("rediss+sentinel://s1/svc/1?ssl_ca_certs=/ca.pem").connection_pool
     assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool) and pool.connection_kwargs["db"] == 1
     assert issubclass(pool.connection_class, redis.asyncio.sentinel.SentinelManagedSSLConnection)
+
+
+def test_the_health_probe_client_finds_the_primary_through_the_sentinels() -> None:
+    from orchestrator.health import probe_client
+
+    probe = probe_client(client_from_url("redis+sentinel://h1:26379,h2:26379/mymaster/0"), 2.0)
+
+    assert isinstance(probe.connection_pool, redis.sentinel.SentinelConnectionPool)
+    assert probe.connection_pool.connection_kwargs["socket_timeout"] == 2.0
+
+
+def test_a_password_with_a_slash_is_redacted_whole() -> None:
+    for url in ("redis+sentinel://u:SE/CRET@h1/svc", "redis://:p?x#y@h:6379/0"):
+        assert "SE/CRET" not in redact_url(url) and "p?x#y" not in redact_url(url) and ":***@" in redact_url(url)
