@@ -69,6 +69,7 @@ class Engine:
     def __init__(self, client: redis.Redis, settings: Settings, project: Project, dispatcher: Dispatcher, *,
                  consumer: str | None = None, clock: Callable[[], datetime] = _utcnow) -> None:
         self._redis = client
+        self.redis_failed_at_s = 0.0  # when the loop last met a Redis error (takeover.py)
         self._settings = settings
         self._project = project
         self._dispatcher = dispatcher
@@ -123,6 +124,7 @@ class Engine:
                 self.maintain()
                 self._ride.ok(self._redis)
             except redis.RedisError as exc:  # away, OOM, READONLY, BUSY, contention...: back off, carry on
+                self.redis_failed_at_s = time.time()  # takeover.py waits before judging other engines dead
                 stop.wait(self._ride.failed(exc))
             except ProjectBehind:  # cannot load the active rule-set version: hand back its events (reload.py)
                 self.reload.hand_back()

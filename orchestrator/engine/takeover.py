@@ -9,8 +9,9 @@ consumers (XINFO CONSUMERS, per stream) and finds the dead ones (`dead_consumers
     engine's machine cannot make it look dead), or, never having beaten (or forgotten after a day), one
     that has not read for as long;
     never this engine itself; never an engine whose beat is fresh, however long its entries wait;
-    and nobody while this engine's own beat is stale, nor for `engine_dead_after_s` after: after a Redis
-    outage (or a pause of this engine) every beat is old, and the others need as long to beat again.
+    silences are measured beyond this engine's own (a busy or paused engine sees every beat older by as
+    much as its own is), and nobody is judged within `engine_dead_after_s` (plus the longest backoff) of a
+    Redis error this engine met: after an outage every beat is old, and the others need as long to beat again.
 
 For each, it lists that consumer's pending entries (XPENDING ... <consumer>; XAUTOCLAIM has no consumer
 filter), claims them with XCLAIM min-idle 0 and processes them as reclaimed entries (not those already
@@ -45,6 +46,8 @@ __all__ = ["Consumer", "Takeover", "dead_after_ms", "dead_consumers"]
 
 log = logging.getLogger(__name__)
 
+OUTAGE_BACKOFF_S = 10.0  # the longest an engine backs off from Redis errors (backoff.py): time to beat again
+
 
 @dataclass(frozen=True)
 class Consumer:
@@ -63,8 +66,10 @@ def dead_after_ms(dead_after_s: float, beat_s: float) -> int:
 
 def dead_consumers(consumers: Iterable[Consumer], beats: Mapping[str, float], now_ms: float, silence_ms: int,
                    me: str) -> list[str]:
-    """Names of the consumers that are not `me` and are dead: beat older than `silence_ms`, or no beat and
-    no read for as long."""
+    """Names of the consumers that are not `me` and are dead: beat older than `silence_ms` (beyond `me`'s own
+    beat's age) and no read for as long, or no beat and no read for as long."""
+    mine = beats.get(me)
+    silence_ms += int(max(0.0, now_ms - mine)) if mine is not None else 0
     dead = []
     for consumer in consumers:
         if consumer.name == me:
@@ -101,14 +106,14 @@ class Takeover:
         self._host = host
         self._clock = clock
         self._forget = lua.register(host.client, "forget_consumer")
-        self._quiet_until_ms = 0.0
 
     def run(self) -> int:
         """One pass; the number of entries taken over."""
         host, settings = self._host, self._host.settings
         beats, consumers, now_ms = self._read()
         silence = dead_after_ms(settings.engine_dead_after_s, settings.engine_beat_s)
-        if not self._may_judge(beats.get(host.consumer.consumer), now_ms, silence):
+        failed_s = getattr(host, "redis_failed_at_s", 0.0)  # the engine loop's last Redis error (loop.py)
+        if now_ms < (failed_s + settings.engine_dead_after_s + OUTAGE_BACKOFF_S) * 1000:
             return 0
         taken = 0
         for name in dead_consumers(consumers, beats, now_ms, silence, host.consumer.consumer):
@@ -121,13 +126,6 @@ class Takeover:
                 taken += len(entries)
             self._forget_if_empty(name)
         return taken
-
-    def _may_judge(self, my_beat: float | None, now_ms: float, silence_ms: int) -> bool:
-        """Whether this engine may call others dead: not while its own beat is stale (a Redis outage or a pause
-        silenced everybody), nor until `silence_ms` after it was last found so."""
-        if my_beat is not None and now_ms - my_beat > silence_ms:  # no beat yet: a fresh start, no outage
-            self._quiet_until_ms = now_ms + silence_ms
-        return now_ms >= self._quiet_until_ms
 
     def _read(self) -> tuple[dict[str, float], list[Consumer], float]:
         host = self._host

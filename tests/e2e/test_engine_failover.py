@@ -64,8 +64,14 @@ WORKFLOWS = {"ledger": """
 """}
 
 
-def consumer_name(process: subprocess.Popen[bytes]) -> str:
-    return f"engine-{socket.gethostname()}-{process.pid}"
+def consumer_name(r: redis.Redis, process: subprocess.Popen[bytes]) -> str:
+    """The consumer name of the engine `process` (`engine-<host>-<pid>-<per-start suffix>`)."""
+    prefix = f"engine-{socket.gethostname()}-{process.pid}-"
+    seen = {m.decode() for m in r.zrange("orch:engines", 0, -1)}
+    seen |= {c["name"].decode() for c in r.xinfo_consumers("orch:events", "engine")}
+    names = [name for name in seen if name.startswith(prefix)]
+    assert len(names) == 1, f"{prefix}*: {names}"
+    return names[0]
 
 
 def started(r: redis.Redis, count: float) -> bool:
@@ -88,6 +94,7 @@ def test_three_engines_two_killed_lose_nothing_and_start_one_run_per_event(tmp_p
         engines = {f"engine-{i}": procs.start(f"engine-{i}", "engine") for i in range(ENGINES)}
         procs.start("workers", "worker", "--concurrency", "2")
         wait_for(lambda: r.zcard("orch:engines") == ENGINES, 30, "three engines beating")
+        names = {name: consumer_name(r, p) for name, p in engines.items()}
         with Client(settings=Settings(redis_url=server.url), source=SOURCE) as client:
             ids = client.emit_many([{"type": "test.one", "id": f"e-{i}", "data": {"n": i}} for i in range(TASKS)])
 
@@ -95,7 +102,7 @@ def test_three_engines_two_killed_lose_nothing_and_start_one_run_per_event(tmp_p
         busy_kills = 0
         for at in sorted(rng.uniform(0.1, 0.6) for _ in range(KILLS)):  # random moments, by progress
             wait_for(functools.partial(started, r, at * TASKS), 120, f"{at:.0%} of the runs started")
-            live = {consumer_name(p): name for name, p in engines.items() if name not in killed}
+            live = {names[name]: name for name in engines if name not in killed}
             busy = holding(r, list(live))
             victim = live[rng.choice(busy or list(live))]
             busy_kills += bool(busy)
@@ -107,7 +114,7 @@ def test_three_engines_two_killed_lose_nothing_and_start_one_run_per_event(tmp_p
         wait_for(lambda: r.zcard("orch:runs:status:succeeded") == TASKS, 120, f"{TASKS} runs to succeed",
                  interval_s=0.2)
         wait_for(lambda: r.xpending("orch:events", "engine")["pending"] == 0, 30, "every event acknowledged")
-        dead = {consumer_name(engines[name]) for name in killed}
+        dead = {names[name] for name in killed}
         wait_for(lambda: not dead & {c["name"].decode() for c in r.xinfo_consumers("orch:events", "engine")}, 30,
                  "the killed engines to leave the consumer group")
         ledger = {k.decode(): int(v) for k, v in r.hgetall("test:ledger").items()}
@@ -139,7 +146,7 @@ def test_an_engine_killed_holding_a_batch_is_taken_over_through_its_missing_hear
             ids = client.emit_many([{"type": "test.one", "id": f"k-{i}", "data": {"n": i}} for i in range(events)])
         assert crashing.wait(30) == 137, procs.log("engine-1")
         procs.running.pop("engine-1")
-        dead = consumer_name(crashing)
+        dead = consumer_name(r, crashing)
         assert holding(r, [dead]) == [dead], "the dead engine holds a batch it never committed"
 
         procs.start("engine-2", "engine")  # the idle reclaim waits an hour: only the takeover can do it
