@@ -133,7 +133,10 @@ def test_a_pools_workers_are_its_capacity_and_the_load_is_work_per_slot(setup: A
     assert samples[("orch_queue_jobs", frozenset({("queue", "default"), ("state", "started")}))] == 2
     r.close()
     pool.send_signal(signal.SIGTERM)  # the second SIGTERM (procs.stop) stops the naps at once
-    wait_for(lambda: "finishing their tasks" in procs.log("pool"), 10, "the pool to take the first SIGTERM")
+    # both workers must have taken the first SIGTERM before the second comes: two signals sent to a process
+    # before its handler runs arrive as one
+    wait_for(lambda: procs.log("pool").count("finishing the current task") == 2, 10,
+             "both workers to take the first SIGTERM")
     procs.stop("pool")
 
 
