@@ -31,21 +31,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..workflows.pools import KEY_SHOWN_CHARS, Claim, clamp_priority, key_text, pool_id, workflow_claim
-from .expr import Expression, ExpressionError, compile_expression
+from .expr import Expression, ExpressionError, compile_expression, valid_expression
 
 __all__ = ["ConcurrencyConfig", "RunControls", "SingletonConfig", "check_controls", "check_priority",
            "workflow_conflicts"]
 
 MAX_LIMIT = 100_000
-
-
-def _expression(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            compile_expression(value)
-        except ExpressionError as exc:
-            raise ValueError(str(exc)) from None
-    return value
 
 
 class ConcurrencyConfig(BaseModel):
@@ -56,7 +47,7 @@ class ConcurrencyConfig(BaseModel):
     key: str | None = Field(default=None, description="CEL expression over the event; none: one limit for the rule")
     limit: int = Field(ge=1, le=MAX_LIMIT)
 
-    _key = field_validator("key")(_expression)
+    _key = field_validator("key")(valid_expression)
 
 
 class SingletonConfig(BaseModel):
@@ -67,13 +58,13 @@ class SingletonConfig(BaseModel):
     key: str | None = Field(default=None, description="CEL expression over the event; none: one for the rule")
     mode: Literal["skip", "cancel_previous"]
 
-    _key = field_validator("key")(_expression)
+    _key = field_validator("key")(valid_expression)
 
 
 def check_priority(value: int | str | None) -> int | str | None:
     """A rule's `priority:` as written: a whole number of seconds, or an expression that compiles."""
     if isinstance(value, str):
-        return _expression(value)
+        return valid_expression(value)
     if value is not None:
         clamp_priority(value)
     return value

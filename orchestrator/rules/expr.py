@@ -143,3 +143,13 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return f"no such key: {exc.args[0]!r}" if exc.args else "no such key"
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def valid_expression(value: str | None) -> str | None:
+    """A pydantic field validator: `value` unchanged if it compiles (or is None), else ValueError saying why."""
+    if value is not None:
+        try:
+            compile_expression(value)
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from None
+    return value

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..jsonutil import dumps
-from .expr import Expression, ExpressionError, compile_expression
+from .expr import Expression, ExpressionError, compile_expression, valid_expression
 
 __all__ = ["CONTROLS", "BatchConfig", "DebounceConfig", "HoldControl", "RateLimitConfig", "ThrottleConfig",
            "check_one", "compile_control", "shown_key"]
@@ -45,15 +45,7 @@ class _Keyed(BaseModel):
     key: str | None = Field(default=None, description="Expression over the event (data.customer_id); "
                             "each value has its own state. None: one for the whole rule.")
 
-    @field_validator("key")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compile_expression(value)
-            except ExpressionError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    _compiles = field_validator("key")(valid_expression)
 
 
 class DebounceConfig(_Keyed):

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 from .controls import ConcurrencyConfig, RunControls, SingletonConfig, check_controls, check_priority
-from .expr import Expression, ExpressionError, compile_expression
+from .expr import Expression, compile_expression, valid_expression
 from .flow_model import (
     BatchConfig,
     DebounceConfig,
@@ -74,15 +74,7 @@ class RuleConfig(BaseModel):
     # `if:` (a Python keyword, hence the alias): a CEL test over `event` and `data`, after the conditions.
     if_: str | None = Field(default=None, alias="if", description="CEL expression that must be true.")
 
-    @field_validator("if_")
-    @classmethod
-    def _if_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compile_expression(value)
-            except ExpressionError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    _if_compiles = field_validator("if_")(valid_expression)
 
     # -- controls on the rule's runs (rules/controls.py): keyed concurrency, priority, singleton
     concurrency: ConcurrencyConfig | None = None
