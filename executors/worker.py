@@ -140,11 +140,13 @@ class FastWorker:
         self.heartbeat.activity.state = "stopping"
         self._idle.close()  # the waiters stop claiming before the claimed list is released
         self._buffer.clear()
-        self.heartbeat.stop()
         client = clone_client(self._client, socket_timeout=5) if forced else self._client
         reason = f"worker {self._name} was stopped at once while running this task"
         try:
-            self.ledger.send(client=client)  # the last finish and record (a fresh connection if interrupted)
+            try:  # the last finish and record (a fresh connection if interrupted), written while still alive
+                self.ledger.send(client=client)
+            finally:
+                self.heartbeat.stop()  # before the release, which removes the heartbeat key for good
             requeued = release_worker(client, self._keys, self._scripts, self._name, reason, error_type=LOST)
             if requeued:
                 log.info("worker %s: %d claimed job(s) back in their queues", self._name, len(requeued))

@@ -40,11 +40,11 @@ from typing import Protocol
 
 import redis
 
-from ..events.stream import Entry, StreamConsumer, safe_trim
+from ..events.stream import Entry, StreamConsumer, safe_trim, settled_through
 from ..logsetup import about
 from ..metrics import EVENTS_DEAD_LETTERED, MetricsBatch
 from ..settings import Settings
-from ..state.keys import DEAD_LETTER_MAXLEN, Keys
+from ..state.keys import DEAD_LETTER_MAXLEN, ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
 from ..workflows.advance import Timer
@@ -52,7 +52,7 @@ from ..workflows.records import TaskRecord
 from ..workflows.work import attempt_member
 from .batch import Outcome
 from .beat import EngineBeat
-from .sweeper import lost_attempts, stalled_attempts
+from .sweeper import Suspects, lost_attempts, stalled_attempts
 from .takeover import Takeover
 
 __all__ = ["Chore", "Host", "Maintenance", "PendingEntries", "Sweep", "Trim", "dead_letter"]
@@ -133,6 +133,7 @@ class Sweep:
     def __init__(self, host: Host) -> None:
         self._host = host
         self._next_scan_s = 0.0
+        self.suspects = Suspects()
 
     def every_s(self, settings: Settings) -> float:
         return settings.engine_maintenance_interval_s
@@ -158,13 +159,24 @@ class Sweep:
         return len(records)
 
     def _lost(self, inflight: dict[str, str], now: datetime) -> list[TaskRecord]:
-        """In-flight attempts whose worker's heartbeat is gone: one pipelined EXISTS per worker."""
+        """In-flight attempts whose worker's heartbeat is gone (one EXISTS per worker, in the transaction
+        that reads the results stream's end), failed once every record written before is applied."""
+        host = self._host
+        if not inflight:
+            self.suspects.clear()  # every suspect's result came
+            return []
         workers = sorted(set(inflight.values()))
-        pipe = self._host.client.pipeline(transaction=False)
+        pipe = host.client.pipeline(transaction=True)  # heartbeats and the stream's end seen at one instant
         for worker in workers:
-            pipe.exists(self._host.keys.worker(worker))
-        alive = {w for w, exists in zip(workers, pipe.execute(), strict=True) if exists}
-        return lost_attempts(inflight, alive, now, self._host.settings.worker_heartbeat_ttl_s)
+            pipe.exists(host.keys.worker(worker))
+        pipe.xrevrange(host.keys.results, count=1)
+        *exists, last = pipe.execute()
+        alive = {w for w, found in zip(workers, exists, strict=True) if found}
+        horizon = last[0][0].decode() if last else "0-0"
+        mono = time.monotonic()
+        self.suspects.note(lost_attempts(inflight, alive, now, host.settings.worker_heartbeat_ttl_s), horizon, mono)
+        return self.suspects.due(inflight, lambda h: settled_through(host.client, host.keys.results, ENGINE_GROUP, h),
+                                 mono, host.settings.engine_stall_s)
 
     def _stalled(self, inflight: dict[str, str], now: datetime) -> list[TaskRecord]:
         """Attempts of the oldest running runs queued too long whose job is gone: the runs are read in a

@@ -13,13 +13,14 @@ the task's retry policy decides whether it runs again, so no run stays `running`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..workflows.records import RecordKind, TaskRecord
 from ..workflows.runs import Run, TaskState, job_id
 from ..workflows.work import attempt_member
 
-__all__ = ["lost_attempts", "stalled_attempts"]
+__all__ = ["Suspects", "lost_attempts", "stalled_attempts"]
 
 
 def lost_attempts(inflight: Mapping[str, str], alive: set[str], now: datetime,
@@ -35,6 +36,49 @@ def lost_attempts(inflight: Mapping[str, str], alive: set[str], now: datetime,
         out.append(TaskRecord(RecordKind.FAILED, run_id, node, int(attempt), now.timestamp(), worker=worker,
                               error=error, error_type="WorkerLost"))
     return out
+
+
+@dataclass(frozen=True)
+class _Suspect:
+    record: TaskRecord
+    horizon: str     # the results stream's last entry id when the worker's heartbeat was seen gone
+    since_s: float   # monotonic
+
+
+class Suspects:
+    """Attempts whose worker's heartbeat was seen gone, held until every record their worker could have
+    written before is applied: all results-stream entries up to the horizon seen with the heartbeat (a
+    worker writes its result before it deregisters, and cannot beat once its key is gone). An attempt
+    whose result was applied meanwhile leaves the in-flight hash and is dropped; the others are due, and
+    fail as WorkerLost. `patience_s` bounds the wait should the stream never settle."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, _Suspect] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def clear(self) -> None:
+        self._held.clear()
+
+    def note(self, records: Iterable[TaskRecord], horizon: str, now_s: float) -> None:
+        for record in records:
+            self._held.setdefault(attempt_member(record.run, record.node, record.attempt),
+                                  _Suspect(record, horizon, now_s))
+
+    def due(self, inflight: Mapping[str, str], settled: Callable[[str], bool], now_s: float,
+            patience_s: float) -> list[TaskRecord]:
+        """The suspects to fail now; those no longer in flight are forgotten (their result came)."""
+        self._held = {m: s for m, s in self._held.items() if inflight.get(m) == s.record.worker}
+        verdicts: dict[str, bool] = {}
+
+        def applied(horizon: str) -> bool:
+            if horizon not in verdicts:
+                verdicts[horizon] = settled(horizon)
+            return verdicts[horizon]
+
+        ready = [m for m, s in self._held.items() if now_s - s.since_s >= patience_s or applied(s.horizon)]
+        return [self._held.pop(m).record for m in ready]
 
 
 def stalled_attempts(runs: Iterable[Run], now: datetime, stall_s: float, inflight: Mapping[str, str],

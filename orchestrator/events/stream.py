@@ -19,7 +19,8 @@ from typing import Any
 
 import redis
 
-__all__ = ["Entry", "StreamConsumer", "compare_ids", "default_consumer_name", "safe_trim", "trim_bound"]
+__all__ = ["Entry", "StreamConsumer", "compare_ids", "default_consumer_name", "safe_trim", "settled_through",
+           "trim_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -157,20 +158,34 @@ def _entries(reply: Any) -> list[Entry]:
     return entries
 
 
+def _first_needed(client: redis.Redis, stream: str, group: dict[str, Any]) -> str:
+    """The lowest id `group` still needs: its oldest pending entry, or the first it was not delivered."""
+    summary = client.xpending(stream, _decode(group["name"]))
+    if int(summary["pending"]) > 0:
+        return _decode(summary["min"])
+    ms, seq = _id_tuple(_decode(group["last-delivered-id"]))
+    return f"{ms}-{seq + 1}"
+
+
 def trim_bound(client: redis.Redis, stream: str) -> str | None:
     """The lowest id every group still needs (oldest pending, or first undelivered), or None if no group."""
     bound: str | None = None
     for group in client.xinfo_groups(stream):
-        name = _decode(group["name"])
-        summary = client.xpending(stream, name)
-        if int(summary["pending"]) > 0:
-            candidate = _decode(summary["min"])
-        else:
-            ms, seq = _id_tuple(_decode(group["last-delivered-id"]))
-            candidate = f"{ms}-{seq + 1}"
+        candidate = _first_needed(client, stream, group)
         if bound is None or compare_ids(candidate, bound) < 0:
             bound = candidate
     return bound
+
+
+def settled_through(client: redis.Redis, stream: str, group: str, entry_id: str) -> bool:
+    """Whether `group` was delivered, and acknowledged, every entry of `stream` up to `entry_id`: with
+    acknowledgements committed with their effects, every one of them has had its effect."""
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:  # no such stream: nothing was ever written to it
+        return True
+    info = next((g for g in groups if _decode(g["name"]) == group), None)
+    return info is not None and compare_ids(_first_needed(client, stream, info), entry_id) > 0
 
 
 def safe_trim(client: redis.Redis, stream: str, retention_s: float, now_s: float | None = None) -> int:

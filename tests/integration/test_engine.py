@@ -21,6 +21,7 @@ from orchestrator.engine.maintenance import Sweep
 from orchestrator.metrics import EVENTS_DEAD_LETTERED
 from orchestrator.project import Project
 from orchestrator.settings import Settings
+from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import RunStatus, TaskState, derive_run_id
 
 from ..helpers import EXAMPLES
@@ -257,6 +258,62 @@ def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.
     task = run.tasks["only"]
     assert run.status is RunStatus.SUCCEEDED and task.attempt == 2
     assert task.history[0]["error_type"] == "JobLost"
+
+
+def test_a_worker_that_wrote_its_result_then_left_is_not_taken_for_lost(r: redis.Redis, redis_url: str,
+                                                                        tmp_path: Path) -> None:
+    """A scale-in: the worker finishes its task, writes the result and deregisters (its heartbeat key is
+    gone) before the engine has read the result. The sweep must wait for that result, not fail the
+    attempt as WorkerLost and run the task a second time."""
+    project = load_project(make_project(tmp_path, rules="""\
+        rules:
+          - {name: r, type: t.x, workflow: one}
+        """, workflows={"one": """\
+        from orchestrator import task, workflow
+
+        @task(retries={"max_retries": 3, "backoff_s": 0})
+        def only() -> str:
+            return "done"
+
+        @workflow
+        def one():
+            only()
+        """}))
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
+    event_id = stack.emit("t.x", None)
+    stack.engine.step(block=False)
+    run_id = derive_run_id("r", "/orch/client", event_id)
+    keys = stack.engine.keys
+
+    def report(kind: RecordKind) -> None:
+        r.xadd(keys.results, TaskRecord(kind, run_id, "only", 1, time.time(), worker="leaver", result="done").to_fields())
+
+    report(RecordKind.STARTED)
+    stack.engine.step(block=False)  # the start is applied: the attempt is in flight on "leaver"
+    assert r.hget(keys.inflight, f"{run_id}\x1fonly\x1f1") == b"leaver"
+    report(RecordKind.SUCCEEDED)  # ... its result is written; "leaver" never had (or no longer has) a heartbeat
+    sweep = Sweep(stack.engine)
+    assert sweep.sweep() == 0 and len(sweep.suspects) == 1, "held until the result written before is applied"
+    stack.engine.step(block=False)
+    assert sweep.sweep() == 0 and len(sweep.suspects) == 0
+
+    run = stack.run("r", "/orch/client", event_id)
+    assert run.status is RunStatus.SUCCEEDED and run.tasks["only"].attempt == 1
+
+
+def test_an_attempt_whose_worker_died_silently_fails_as_soon_as_the_stream_is_applied(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), load_project(EXAMPLES))
+    event_id = stack.emit("user.signup", {"email": "a@b", "plan": "pro"}, source="/accounts")
+    stack.engine.step(block=False)
+    run_id = derive_run_id("welcome-paid-users", "/accounts", event_id)
+    node = next(iter(stack.run("welcome-paid-users", "/accounts", event_id).tasks))
+    r.xadd(stack.engine.keys.results, TaskRecord(RecordKind.STARTED, run_id, node, 1, time.time(),
+                                                 worker="ghost").to_fields())
+    stack.engine.step(block=False)
+    assert Sweep(stack.engine).sweep() == 1  # nothing of "ghost" is left unapplied: lost at once
+    task = stack.run("welcome-paid-users", "/accounts", event_id).tasks[node]
+    assert "WorkerLost" in [task.error_type, *(h.get("error_type") for h in task.history)]
 
 
 def _one_at_a_time(root: Path) -> Project:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from orchestrator import task, workflow
-from orchestrator.engine.sweeper import lost_attempts, stalled_attempts
+from orchestrator.engine.sweeper import Suspects, lost_attempts, stalled_attempts
 from orchestrator.workflows.lifecycle import new_run
 from orchestrator.workflows.runs import EventRef
 
@@ -43,3 +43,37 @@ def test_attempts_queued_too_long_whose_job_vanished_fail_as_job_lost() -> None:
     assert [(r.node, r.error_type) for r in records] == [("a", "JobLost")]
     assert stalled_attempts([run], NOW - timedelta(seconds=400), 300, {}, missing) == []  # not stalled yet
     assert stalled_attempts([run], NOW, 300, {"r\x1fa\x1f1": "w", "r\x1fb\x1f1": "w"}, missing) == []  # running
+
+
+def test_a_lost_attempt_is_only_a_suspect_until_the_results_written_before_are_applied() -> None:
+    suspects = Suspects()
+    lost = lost_attempts({"r\x1fa\x1f1": "w1", "r\x1fb\x1f1": "w1"}, set(), NOW, 10)
+    suspects.note(lost, "5-0", now_s=100.0)
+    settled: list[str] = []
+
+    def not_yet(horizon: str) -> bool:
+        settled.append(horizon)
+        return False
+
+    inflight = {"r\x1fa\x1f1": "w1", "r\x1fb\x1f1": "w1"}
+    assert suspects.due(inflight, not_yet, now_s=101.0, patience_s=300) == []
+    assert settled == ["5-0"], "asked once per horizon, not once per attempt"
+    suspects.note(lost, "9-0", now_s=102.0)  # seen again later: still judged by the first horizon
+    del inflight["r\x1fa\x1f1"]  # its result (written before the worker left) was applied: not lost
+    assert [(r.node, r.error_type) for r in suspects.due(inflight, lambda h: h == "5-0", 103.0, 300)] == [
+        ("b", "WorkerLost")]
+    assert len(suspects) == 0
+
+
+def test_a_suspect_is_failed_after_the_patience_even_if_the_stream_never_settles() -> None:
+    suspects = Suspects()
+    suspects.note(lost_attempts({"r\x1fa\x1f1": "w1"}, set(), NOW, 10), "5-0", now_s=100.0)
+    assert suspects.due({"r\x1fa\x1f1": "w1"}, lambda h: False, 399.0, patience_s=300) == []
+    assert len(suspects.due({"r\x1fa\x1f1": "w1"}, lambda h: False, 400.0, patience_s=300)) == 1
+
+
+def test_a_suspect_whose_attempt_moved_to_another_worker_is_dropped() -> None:
+    suspects = Suspects()
+    suspects.note(lost_attempts({"r\x1fa\x1f1": "w1"}, set(), NOW, 10), "5-0", now_s=100.0)
+    assert suspects.due({"r\x1fa\x1f1": "w2"}, lambda h: True, 101.0, patience_s=300) == []
+    assert len(suspects) == 0
