@@ -32,6 +32,7 @@ __all__ = [
     "check_server",
     "check_server_async",
     "client_from_url",
+    "client_options",
     "connect",
     "read_address_file",
     "redact_url",
@@ -45,6 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_REDIS_VERSION = (6, 2, 0)
+LONGEST_OWN_BLOCK_S = 2.0  # the longest blocking read orch sends besides the engine's (`orch events tail`)
 
 
 def address_file(settings: Settings) -> Path:
@@ -154,10 +156,23 @@ def async_client_from_url(url: str, **options: Any) -> redis.asyncio.Redis:
     return redis.asyncio.Redis.from_url(url, **options)
 
 
+def client_options(settings: Settings) -> dict[str, Any]:
+    """The options of every client orch keeps open, blocking or asyncio. Without a socket timeout a
+    connection left half-open (a primary gone without a reset, a dropped NAT entry) blocks its loop forever,
+    until liveness restarts the process. With one, the command fails with a TimeoutError and its connection
+    is dropped; it is not retried blindly (Redis may have run it), the loop rides the error out and goes on
+    on a new connection. The timeout covers the longest blocking read's own wait; a URL's `?socket_timeout=`
+    overrides it."""
+    wait_s = max(settings.engine_block_s, LONGEST_OWN_BLOCK_S)
+    return {"health_check_interval": 30, "socket_keepalive": True,
+            "socket_connect_timeout": settings.redis_socket_timeout_s,
+            "socket_timeout": settings.redis_socket_timeout_s + wait_s}
+
+
 def connect(settings: Settings, *, check: bool = True) -> redis.Redis:
     """A Redis client for `settings` (bytes responses, as RQ requires); checks the server unless told not to."""
     url = resolve_redis_url(settings)
-    client = client_from_url(url, health_check_interval=30, socket_keepalive=True)
+    client = client_from_url(url, **client_options(settings))
     if check:
         check_server(client, url)
     return client

@@ -124,15 +124,22 @@ class _AsyncPrimaryClient(redis.asyncio.Redis):  # type: ignore[misc]
 def sentinel_client(url: str, **options: Any) -> redis.Redis:
     """A blocking client for the primary of the Sentinel URL's service (`options`: more Redis() options)."""
     spec = parse_sentinel_url(url)
-    manager = redis.sentinel.Sentinel(spec.sentinels, sentinel_kwargs=spec.sentinel_kwargs)
-    return manager.master_for(spec.service, redis_class=_PrimaryClient, **{**spec.node_kwargs, **options})
+    manager = redis.sentinel.Sentinel(spec.sentinels, sentinel_kwargs=_on_sentinels(spec, options))
+    return manager.master_for(spec.service, redis_class=_PrimaryClient, **{**options, **spec.node_kwargs})
 
 
 def async_sentinel_client(url: str, **options: Any) -> redis.asyncio.Redis:
     """`sentinel_client` for asyncio."""
     spec = parse_sentinel_url(url)
-    manager = redis.asyncio.sentinel.Sentinel(spec.sentinels, sentinel_kwargs=spec.sentinel_kwargs)
-    return manager.master_for(spec.service, redis_class=_AsyncPrimaryClient, **{**spec.node_kwargs, **options})
+    manager = redis.asyncio.sentinel.Sentinel(spec.sentinels, sentinel_kwargs=_on_sentinels(spec, options))
+    return manager.master_for(spec.service, redis_class=_AsyncPrimaryClient, **{**options, **spec.node_kwargs})
+
+
+def _on_sentinels(spec: SentinelSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """The Sentinels' connection options: the URL's, and the caller's timeouts where the URL sets none (a
+    Sentinel that hangs must not stall finding the primary either). As with redis://, the URL wins."""
+    timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout", "socket_keepalive")}
+    return {**timeouts, **spec.sentinel_kwargs}
 
 
 def clone_sentinel_pool(pool: redis.sentinel.SentinelConnectionPool, **overrides: Any) -> redis.ConnectionPool:

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         description="A file holding the Redis password (one line; a mounted secret, e.g. /run/secrets/redis_password): "
         "it is put into ORCH_REDIS_URL, which must then name no password itself (a user name, for an ACL user, it may).",
     )
+    redis_socket_timeout_s: float = Field(default=15.0, gt=0, description="A Redis command (beyond a blocking "
+                                          "read's own wait) or connection attempt that gets no answer within this "
+                                          "time fails and is retried on a new connection: a connection a failover "
+                                          "or a network fault left hanging cannot stall a loop.")
     project: Path = Field(default=Path("."), description="Directory of the automation project (rules/, workflows/).")
     key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every Redis key.")
     api_host: str = "127.0.0.1"

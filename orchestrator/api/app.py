@@ -39,7 +39,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from .. import __version__
-from ..connection import async_client_from_url, client_from_url, resolve_redis_url
+from ..connection import async_client_from_url, client_from_url, client_options, resolve_redis_url
 from ..errors import EventError
 from ..events.publish import AsyncPublisher
 from ..metrics import QueueInspector, RedisCollector
@@ -152,8 +152,8 @@ def _allowed(routes: Iterable[Any], path: str) -> list[str]:
 def _state(settings: Settings, queues: QueueInspector | None) -> ApiState:
     url = resolve_redis_url(settings)
     keys = Keys(settings.key_prefix)
-    sync_redis = client_from_url(url, health_check_interval=30)
-    async_redis = async_client_from_url(url, health_check_interval=30)
+    sync_redis = client_from_url(url, **client_options(settings))
+    async_redis = async_client_from_url(url, **client_options(settings))
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     registry.register(RedisCollector(sync_redis, keys, queues, version=__version__))

@@ -32,7 +32,7 @@ from typing import Any, TypedDict
 import redis
 import redis.asyncio
 
-from ..connection import async_client_from_url, check_server_async, connect, resolve_redis_url
+from ..connection import async_client_from_url, check_server_async, client_options, connect, resolve_redis_url
 from ..errors import EventError
 from ..settings import Settings
 from ..state.keys import Keys
@@ -184,7 +184,7 @@ class AsyncClient(_ClientCore):
         super().__init__(redis_url, settings, source=source, owns_connection=connection is None)
         self._url = resolve_redis_url(self.settings) if connection is None else ""
         self._redis = connection if connection is not None else async_client_from_url(
-            self._url, health_check_interval=30, socket_keepalive=True)
+            self._url, **client_options(self.settings))
         self._checked = connection is not None
         self._publisher = AsyncPublisher(self._redis, **self._publisher_options())
 
