@@ -35,6 +35,12 @@ LABEL org.opencontainers.image.title="orch" \
 RUN groupadd --system --gid 10001 orch \
  && useradd --system --uid 10001 --gid orch --create-home --home-dir /home/orch --shell /usr/sbin/nologin orch
 
+# tini as PID 1 (Kubernetes has no `init: true`): it passes SIGTERM on to orch, and reaps the zombies a
+# task's own child processes leave when they outlive it (orch reaps only the children it forked itself).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+ && rm -rf /var/lib/apt/lists/*
+
 # The wheels come through a bind mount of the build stage: none of them stays in a layer.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --disable-pip-version-check --no-index --find-links=/wheels /wheels/orch-*.whl
@@ -54,5 +60,5 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 USER 10001:10001
 WORKDIR /project
 EXPOSE 8000
-ENTRYPOINT ["orch"]
+ENTRYPOINT ["/usr/bin/tini", "--", "orch"]
 CMD ["--help"]

@@ -90,13 +90,13 @@ def test_the_build_copies_exactly_the_packages_the_wheel_holds() -> None:
     assert copied == allowed, ".dockerignore lets in exactly what the build copies"
 
 
-def test_runs_as_a_numeric_non_root_user_with_orch_as_entrypoint() -> None:
+def test_runs_as_a_numeric_non_root_user_with_orch_under_tini_as_entrypoint() -> None:
     runtime = stages(IMAGE)[-1]
     user = [i["value"] for i in runtime if i["instruction"] == "USER"][-1]
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, user
     entry = [i["value"] for i in runtime if i["instruction"] == "ENTRYPOINT"][-1]
-    assert entry.replace(" ", "") == '["orch"]'
+    assert entry.replace(" ", "") == '["/usr/bin/tini","--","orch"]', "tini as PID 1, then orch"
 
 
 def test_the_oci_labels_come_from_build_args_and_the_version_is_the_package_version() -> None:
