@@ -7,7 +7,7 @@ survives a Redis that is away or refuses for a while, instead of exiting:
     oom          OOM: maxmemory reached under noeviction      readonly  READONLY: a replica after a failover
     busy         BUSY: a long script is running               loading   LOADING: Redis is loading its data
     noperm       NOPERM: an ACL forbids a command or key      contention the engine could not commit a batch
-    other        any other error reply
+    noreplicas   NOREPLICAS: min-replicas-to-write unmet      other     any other error reply
 
 `RideOut.failed(exc)` logs (a warning when trouble starts, then at each retry), counts the error in
 `orch_redis_errors_total{role,error}` and returns how long to wait: exponential backoff with jitter. The
@@ -28,7 +28,7 @@ import redis
 from .metrics import REDIS_ERRORS, MetricsBatch
 from .state.keys import Keys
 
-__all__ = ["Backoff", "RideOut", "classify"]
+__all__ = ["PASSING", "Backoff", "RideOut", "classify"]
 
 # redis-py turns most error prefixes into classes (and drops the prefix from the message); order matters:
 # BusyLoadingError is a ConnectionError, and comes first.
@@ -40,7 +40,10 @@ _CLASS_LABELS: tuple[tuple[type[BaseException], str], ...] = (
     (redis.exceptions.TryAgainError, "busy"))
 # Replies redis-py leaves as a plain ResponseError keep their prefix in the message.
 _REPLY_LABELS = (("OOM", "oom"), ("READONLY", "readonly"), ("BUSY", "busy"), ("LOADING", "loading"),
-                 ("NOPERM", "noperm"), ("MASTERDOWN", "connection"), ("TRYAGAIN", "busy"))
+                 ("NOPERM", "noperm"), ("MASTERDOWN", "connection"), ("TRYAGAIN", "busy"),
+                 ("NOREPLICAS", "noreplicas"))
+# What waiting fixes: a Redis away, loading, failing over or briefly overloaded (not an ACL or a bug).
+PASSING = frozenset({"connection", "timeout", "loading", "readonly", "busy", "oom", "noreplicas", "contention"})
 
 
 def classify(exc: BaseException) -> str:

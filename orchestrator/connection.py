@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Generator, Mapping
+import time
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -19,6 +20,7 @@ import psutil
 import redis
 import redis.asyncio
 
+from .backoff import PASSING, Backoff, classify
 from .errors import ConfigError, RedisUnavailableError
 from .sentinel import async_sentinel_client, is_sentinel_url, sentinel_client
 from .settings import Settings
@@ -39,6 +41,7 @@ __all__ = [
     "resolve_redis_url",
     "server_check",
     "unreachable_error",
+    "wait_for_server",
     "warn_about_eviction",
     "with_password",
 ]
@@ -169,13 +172,36 @@ def client_options(settings: Settings) -> dict[str, Any]:
             "socket_timeout": settings.redis_socket_timeout_s + wait_s}
 
 
-def connect(settings: Settings, *, check: bool = True) -> redis.Redis:
-    """A Redis client for `settings` (bytes responses, as RQ requires); checks the server unless told not to."""
+def connect(settings: Settings, *, check: bool = True, wait: bool = False) -> redis.Redis:
+    """A Redis client for `settings` (bytes responses, as RQ requires); checks the server unless told not to,
+    and with `wait` (a long-running role starting) waits up to ORCH_REDIS_START_WAIT_S for it to come."""
     url = resolve_redis_url(settings)
     client = client_from_url(url, **client_options(settings))
-    if check:
+    if check and wait:
+        wait_for_server(client, url, settings.redis_start_wait_s)
+    elif check:
         check_server(client, url)
     return client
+
+
+def wait_for_server(client: redis.Redis, url: str, wait_s: float, *, sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic) -> tuple[int, ...]:
+    """`check_server`, tried again while Redis is away, loading or failing over, for up to `wait_s`: a role
+    started before its Redis (pods and Compose services start together) waits, saying why, as Celery's
+    workers wait for their broker, instead of exiting into a restart loop. What waiting cannot fix (a
+    Redis too old, an ACL that forbids INFO) is raised at once."""
+    backoff, deadline = Backoff(initial_s=0.5, max_s=5.0), clock() + wait_s
+    while True:
+        try:
+            return check_server(client, url)
+        except (RedisUnavailableError, redis.RedisError) as exc:
+            cause = exc.__cause__ if isinstance(exc, RedisUnavailableError) else exc
+            if not isinstance(cause, redis.RedisError) or classify(cause) not in PASSING or clock() >= deadline:
+                raise
+            delay = min(backoff.next_s(), max(0.0, deadline - clock()))
+            log.warning("waiting for Redis: %s; trying again in %.1fs (for up to %gs: ORCH_REDIS_START_WAIT_S)",
+                        str(cause).strip() or type(cause).__name__, delay, wait_s)
+            sleep(delay)
 
 
 Command = tuple[str, ...]  # a Redis command and its arguments, as `execute_command` takes them

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
                                           "read's own wait) or connection attempt that gets no answer within this "
                                           "time fails and is retried on a new connection: a connection a failover "
                                           "or a network fault left hanging cannot stall a loop.")
+    redis_start_wait_s: float = Field(default=120.0, ge=0, description="How long `orch engine|worker|triggers|api` "
+                                      "wait at start for a Redis that is away, loading or failing over, retrying "
+                                      "and saying why, before giving up (0: not at all).")
     project: Path = Field(default=Path("."), description="Directory of the automation project (rules/, workflows/).")
     key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every Redis key.")
     api_host: str = "127.0.0.1"

@@ -56,12 +56,13 @@ class RedisServer:
     """A redis-server of our own on a free loopback port, in a temporary directory.
 
     `password`: the default user's (requirepass, or set in an aclfile passed in `extra`); `tls`: the server
-    speaks only TLS, with a certificate for 127.0.0.1 made here (`ca` is its file), and `url` is rediss://.
+    speaks only TLS, with a certificate for 127.0.0.1 made here (`ca` is its file), and `url` is rediss://;
+    `port`: a port chosen beforehand (processes were told of it before the server started).
     """
 
-    def __init__(self, *extra: str, password: str | None = None, tls: bool = False) -> None:
+    def __init__(self, *extra: str, password: str | None = None, tls: bool = False, port: int = 0) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="orch-test-redis-"))
-        self.port = free_port()
+        self.port = port or free_port()
         self.password = password
         self.ca: Path | None = None
         binary, _ = find_redis_binary()

@@ -70,7 +70,7 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
         hooks, locations = load_hooks(settings.project_dir)
         secrets = resolve_all(hooks, os.environ, project_root=settings.project_dir, locations=locations)
         hooks_router, lines = (create_router(hooks, secrets) if hooks else None), describe(hooks)
-    client = connect(settings)
+    client = connect(settings, wait=True)
     app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), role=role,
                      hooks=hooks_router)
     auth = "no authentication (ORCH_API_AUTH=none)" if settings.api_auth == "none" else "tokens required"

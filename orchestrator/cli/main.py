@@ -62,7 +62,7 @@ def engine(project: str | None, health_port: int | None) -> None:
     tracing.configure("engine")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
-    client = connect(settings)
+    client = connect(settings, wait=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -116,14 +116,14 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
         args = ["--project", str(settings.project_dir), "--queues", ",".join(names), "--engine", engine,
                 "--prefetch", str(prefetch), *(["--fork-queues", ",".join(forked)] if forked else []),
                 *(["--burst"] if burst else []), "--health-port", "0"]  # the pool's listener answers for them
-        pool = Pool(client := connect(settings), settings, args, concurrency, grace_s=kill_grace, burst=burst,
+        pool = Pool(client := connect(settings, wait=True), settings, args, concurrency, grace_s=kill_grace, burst=burst,
                     name=name or "")
         start_health("worker", client, settings, health_port)
         sys.exit(pool.run())
     tracing.configure("worker")  # not in a pool's supervisor: its worker processes run the tasks
     refresh = ProjectRefresh(loaded.root, lambda: load_project(settings.project_dir, watch_roots=settings.watch_roots))
     try:
-        start_health("worker", client := connect(settings), settings, health_port)
+        start_health("worker", client := connect(settings, wait=True), settings, health_port)
         run_worker(client, settings, loaded, names, burst=burst, name=name, engine=engine,
                    fork_queues=forked, pool=pool_name or "", prefetch=prefetch, refresh=refresh)
     except ForcedStop:

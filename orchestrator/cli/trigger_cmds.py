@@ -44,7 +44,7 @@ def triggers(project: str | None, health_port: int | None) -> None:
     tracing.configure("triggers")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots, check_watch_paths=True)
-    client = connect(settings)
+    client = connect(settings, wait=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

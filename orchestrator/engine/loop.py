@@ -114,12 +114,16 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Process until `stop` is set; a Redis outage pauses the loop instead of ending it."""
-        self.consumer.ensure_groups()
-        self.reload.check()  # publishes this engine's rule-set version (the last started wins) and logs it
+        """Process until `stop` is set; a Redis outage pauses the loop instead of ending it, and so does one
+        at start (a failover, LOADING, NOREPLICAS: the start-up writes are ridden out the same way)."""
+        started = False
         while not stop.is_set():
             health.tick("engine", self._settings.engine_block_s)  # liveness: the loop progresses (health.py)
             try:
+                if not started:
+                    self.consumer.ensure_groups()
+                    started = True  # should the check fail, the reload chore runs it again (maintenance.py)
+                    self.reload.check()  # publishes this engine's rule-set version (the last started wins)
                 self.step()
                 self.maintain()
                 self._ride.ok(self._redis)

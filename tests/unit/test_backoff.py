@@ -24,6 +24,7 @@ REPLIES = {
     "NOPERM User worker has no permissions to run the 'flushall' command": "noperm",
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.": "connection",
     "TRYAGAIN Multiple keys request during rehashing of slot": "busy",
+    "NOREPLICAS Not enough good replicas to write.": "noreplicas",
     "ERR unknown command 'FOO'": "other",
     "WRONGTYPE Operation against a key holding the wrong kind of value": "other",
 }
