@@ -5,6 +5,7 @@
     runner.py      ⑥ run_task: the entry point; looks the task up by registered name and runs it
                    ⑦ reports started / succeeded / failed records to the results stream
     worker.py         `orch worker`: the fast loop (default) or RQ's SimpleWorker; graceful on SIGTERM
+    rqworker.py       `orch worker --engine rq`: RQ's SimpleWorker with orch's job class and heartbeat
     fastpath.py       the fast loop's Redis side: claim (reliable queue, claim.lua), start, finish, release
     idle.py           waiting for jobs with BLMOVE (a waiter thread per queue for several queues)
     heartbeat.py      `<p>:worker:<name>` heartbeats and RQ's worker registry, from a thread

@@ -88,6 +88,13 @@ def cancel_running(run_id: str, reason: str, node: str | None = None, attempt_no
     return first
 
 
+def stop_cancelled(run_id: str, node: str, attempt_no: int) -> None:
+    """The heartbeat's `on_cancel`, in either worker engine: it saw this attempt's run cancelled; stop the
+    attempt, if it is still the one running."""
+    if cancel_running(run_id, "its run was cancelled or timed out", node, attempt_no):
+        log.info("run %s was cancelled: stopping its running task", run_id)
+
+
 _capturing: ContextVar[LogBuffer | None] = ContextVar("orch_log_capture", default=None)
 
 

@@ -10,6 +10,8 @@ back at the front of their queues, deregisters and returns; a second one stops a
 interrupted (a forked child is killed), reported failed (WorkerLost) and its job marked failed in RQ,
 so the engine retries it. SIGALRM only ever stops the running task (its time limit or cancel, see
 alarm.py); at any other moment the fast worker ignores it.
+
+The "rq" engine (`OrchWorker`, `run_rq`) lives in rqworker.py; `run_worker` here picks the engine.
 """
 
 from __future__ import annotations
@@ -27,9 +29,6 @@ from types import FrameType
 from typing import Any
 
 import redis
-from rq import SimpleWorker
-from rq.job import Job, JobStatus
-from rq.queue import Queue
 
 from orchestrator import health
 from orchestrator.backoff import Backoff, RideOut
@@ -43,7 +42,7 @@ from orchestrator.workflows.records import RecordKind, TaskRecord
 
 from . import forking
 from .alarm import handling_alarms
-from .attempt import cancel_running
+from .attempt import stop_cancelled
 from .catalog import Catalog, JobPayload
 from .fastpath import ClaimedJob, Ledger, queue_key
 from .heartbeat import Heartbeat, WorkerNameTaken, clone_client, default_name
@@ -51,8 +50,8 @@ from .idle import IdleWait
 from .jobs import OrchJob
 from .recovery import LOST, release_worker, report_failed
 from .refresh import deploying
+from .rqworker import OrchWorker, run_rq
 from .runner import WorkerContext, install
-from .serializer import JSONSerializer
 
 __all__ = ["ENGINES", "FastWorker", "ForcedStop", "OrchWorker", "PipelinedContext", "run_worker"]
 
@@ -86,7 +85,7 @@ class FastWorker:
                              result_ttl_s=settings.job_result_ttl_s, failure_ttl_s=settings.job_failure_ttl_s,
                              counter=FinishedCounter(keys))
         self.heartbeat = Heartbeat(client, keys, settings, name, queues, engine="fast", pool=pool,
-                                   on_cancel=_stop_cancelled)
+                                   on_cancel=stop_cancelled)
         self.context: PipelinedContext | None = None  # the runner's, installed by run_worker
         self._buffer: deque[ClaimedJob] = deque()
         self._ride = RideOut("worker", log, keys, Backoff(max_s=30.0))
@@ -306,39 +305,6 @@ class PipelinedContext(WorkerContext):
         self.ledger.report(self.keys.results, record.to_fields(), now=record.kind is RecordKind.STARTED)
 
 
-class OrchWorker(SimpleWorker):
-    """RQ's in-process worker with orch's job class (`--engine rq`), reporting its current job to a heartbeat."""
-
-    job_class = OrchJob
-    heartbeat_: Heartbeat | None = None
-    catalog: Catalog | None = None
-    counter: FinishedCounter | None = None
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        payload = job.payload if isinstance(job, OrchJob) else {}
-        if self.heartbeat_ is not None and self.catalog is not None:
-            task, timeout_s = self.catalog.describe(payload)
-            self.heartbeat_.activity.begin(job.id, payload, task, timeout_s)
-        try:
-            super().execute_job(job, queue)
-        finally:
-            if self.heartbeat_ is not None:
-                self.heartbeat_.activity.end(job.get_status(refresh=False) == JobStatus.FINISHED)
-            self._count_finished(queue)
-
-    def _count_finished(self, queue: Queue) -> None:
-        """One round trip more per job (RQ's own worker spends dozens): best effort, it only feeds a view."""
-        if self.counter is None:
-            return
-        pipe = self.connection.pipeline(transaction=False)
-        for command in self.counter.commands(queue.name, time.time()):
-            pipe.execute_command(*command)
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            log.debug("worker %s: could not count a finished task: %s", self.name, exc)
-
-
 def run_worker(client: redis.Redis, settings: Settings, project: Project, queues: list[str], *,
                burst: bool = False, name: str | None = None, engine: str = "fast",
                fork_queues: tuple[str, ...] = (), pool: str = "", prefetch: int = 0,
@@ -364,39 +330,4 @@ def run_worker(client: redis.Redis, settings: Settings, project: Project, queues
         install(worker.context)
         return worker.run(burst=burst)
     install(WorkerContext(client=client, keys=keys, catalog=catalog, worker=name, settings=settings))
-    return _run_rq(client, settings, keys, queues, name, burst, pool, catalog)
-
-
-def _run_rq(client: redis.Redis, settings: Settings, keys: Keys, queues: list[str], name: str, burst: bool,
-            pool: str, catalog: Catalog) -> bool:
-    heartbeat = Heartbeat(client, keys, settings, name, queues, engine="rq", pool=pool, rq_registration=False,
-                          on_cancel=_stop_cancelled)
-    worker = OrchWorker(
-        [keys.queue_name(q) for q in queues],
-        connection=client,
-        name=name,
-        serializer=JSONSerializer,
-        job_class=OrchJob,
-        default_result_ttl=settings.job_result_ttl_s,
-        maintenance_interval=settings.worker_maintenance_interval_s,
-    )
-    worker.heartbeat_ = heartbeat
-    worker.catalog = catalog
-    worker.counter = FinishedCounter(keys)
-    log.info("worker %s: serving queues %s (RQ SimpleWorker)", name, ", ".join(queues))
-    heartbeat.start()
-    # RQ logs several lines per job at INFO; orch's engine logs each run instead.
-    rq_level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
-    try:
-        worked = worker.work(burst=burst, logging_level=rq_level, with_scheduler=False)
-    finally:
-        heartbeat.stop()
-        release_worker(client, keys, Scripts(client), name, f"worker {name} stopped while running this task")
-    log.info("worker %s: stopped", name)
-    return bool(worked)
-
-
-def _stop_cancelled(run_id: str, node: str, attempt: int) -> None:
-    """The heartbeat saw this attempt's run cancelled: stop it, if it is still the one running."""
-    if cancel_running(run_id, "its run was cancelled or timed out", node, attempt):
-        log.info("run %s was cancelled: stopping its running task", run_id)
+    return run_rq(client, settings, keys, queues, name, burst, pool, catalog)

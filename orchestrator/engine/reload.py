@@ -24,7 +24,7 @@ How an engine keeps to the active version (`Reloader`):
                check, and says so in its log, `orch_project_reloads_total{result="behind"}`, its view
     view       `<p>:ruleset:engines`: the version each engine runs, the one it wants, why not, and the
                workflow digests of its own copy (what `orch reload` checks before publishing); what
-               `orch reload --wait` and `orch_ruleset_info` show
+               `orch reload --wait` and `orch_ruleset_info` show; written by reloadview.py
 
 Workflow modules are Python: a reload loads the project again, which re-imports them (project.py forgets
 the `workflows` modules first). Whatever a module raises at import, SystemExit and KeyboardInterrupt too
@@ -46,24 +46,14 @@ import redis
 from ..catalog import PublishCatalog
 from ..errors import ConfigError, OrchestratorError
 from ..events.stream import Entry
-from ..metrics import PROJECT_RELOADS, MetricsBatch
 from ..project import Project, with_rules
 from ..project_files import fingerprint
 from ..rules.version import ruleset_version
 from ..settings import Settings
-from ..state.ruleset import (
-    EngineView,
-    RulesetError,
-    active_version,
-    forget_views,
-    publish,
-    publisher,
-    read_active,
-    workflow_mismatch,
-    write_view,
-)
+from ..state.ruleset import RulesetError, active_version, publish, publisher, read_active, workflow_mismatch
 from .batch import Batch
 from .behind import batch_needs_rules, hand_back, needs_rules, read_results_only, split
+from .reloadview import VersionView
 from .watch import watch_project_files
 
 if TYPE_CHECKING:
@@ -74,7 +64,6 @@ __all__ = ["ProjectBehind", "Reloader", "Replan", "describe_issues"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-VIEW_EVERY_S = 5.0
 ISSUES_SHOWN = 10
 
 
@@ -112,8 +101,7 @@ class Reloader:
         self._behind: str | None = None
         self._failed: tuple[str, str] | None = None  # (wanted, local version) that could not be loaded
         self._refused: str | None = None
-        self._viewed_s = 0.0
-        self._forgot = False  # whether the views of engines silent for a day were removed yet
+        self._report = VersionView(engine)  # its view of the versions, and its reload counter (reloadview.py)
 
     @property
     def key(self) -> str:
@@ -244,7 +232,7 @@ class Reloader:
         Each state of the files is tried once, whether it loads or not."""
         self._files = fingerprint(self._local.root)
         self._local = loader()
-        self._viewed_s = 0.0  # its view shows its copy's workflows: written at the next check
+        self._report.soon()  # its view shows its copy's workflows: written at the next check
         return self._local
 
     def _announce(self, client: redis.Redis, project: Project, how: str) -> None:
@@ -257,8 +245,8 @@ class Reloader:
         self._refused = problems
         log.error("engine %s: project change refused; still running rule-set version %s. Fix these and save "
                   "again (`orch validate` shows them):\n%s", self._name, self.project.ruleset, self._refused)
-        self._count(client, "refused")
-        self._viewed_s = 0.0
+        self._report.count(client, "refused")
+        self._report.soon()
 
     def _switch(self, client: redis.Redis, wanted: str) -> None:
         if self._failed == (wanted, self._local.ruleset) and fingerprint(self._local.root) == self._files:
@@ -277,7 +265,7 @@ class Reloader:
         self._behind, self._failed = None, None
         read_results_only(self._engine.consumer, self._engine.keys, False)
         self._use(candidate, f"the active version is {wanted}")
-        self._count(client, "ok")
+        self._report.count(client, "ok")
 
     def _candidate(self, client: redis.Redis, wanted: str) -> Project:
         if self._local.ruleset == wanted:
@@ -305,15 +293,15 @@ class Reloader:
                   "results, cancels and timers go on)", self._name, self._behind, self.project.ruleset, wanted)
         read_results_only(self._engine.consumer, self._engine.keys, True)
         hand_back(self._engine, [], scan=self._engine.settings.engine_batch_size)  # the events it holds
-        self._count(client, "behind")
-        self._viewed_s = 0.0
+        self._report.count(client, "behind")
+        self._report.soon()
 
     def _use(self, project: Project, why: str) -> None:
         """Swap the engine's project: between batches, in the engine's thread."""
         old, self.project = self.project, project
         self._engine._project = project
         self._engine._current = {name: wf.spec for name, wf in project.workflows.items()}
-        self._viewed_s = 0.0
+        self._report.soon()
         if old.ruleset == project.ruleset:
             log.info("engine %s: project loaded again (%s); rule-set version %s unchanged", self._name, why,
                      project.ruleset)
@@ -331,24 +319,8 @@ class Reloader:
     def _name(self) -> str:
         return self._engine.consumer.consumer
 
-    def _count(self, client: redis.Redis, result: str) -> None:
-        metrics = MetricsBatch()
-        metrics.inc(PROJECT_RELOADS, result)
-        pipe = client.pipeline(transaction=False)
-        metrics.flush(pipe, self._engine.keys)
-        pipe.execute()
-
     def _view(self, client: redis.Redis) -> None:
-        now_s = time.time()
-        if now_s - self._viewed_s < VIEW_EVERY_S:
-            return
-        if not self._forgot:
-            forget_views(client, self._engine.keys, now_s)
-            self._forgot = True
-        self._viewed_s = now_s
-        write_view(client, self._engine.keys, EngineView(
-            self._name, self.project.ruleset, self._wanted, "behind" if self._behind else "ok", self._behind,
-            self._refused, now_s, {name: wf.spec.digest for name, wf in self._local.workflows.items()}))
+        self._report.write(client, self.project.ruleset, self._wanted, self._behind, self._refused, self._local)
 
     def _log_project(self, project: Project) -> None:
         log.info("engine %s: rule-set version %s: %d rules, %d workflows; reading %s", self._name, project.ruleset,
