@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from orchestrator import health
-from orchestrator.backoff import Backoff, RideOut
+from orchestrator.backoff import PASSING, Backoff, RideOut, classify
 from orchestrator.catalog.fleet import FinishedCounter
 from orchestrator.errors import OrchestratorError
 from orchestrator.project import Project
@@ -104,7 +104,7 @@ class FastWorker:
             return self._serve(burst)
 
     def _serve(self, burst: bool) -> bool:
-        self._register()
+        self._register_riding_out()
         worked = forced = False
         try:
             with self._signals():
@@ -124,6 +124,19 @@ class FastWorker:
         finally:
             self._leave(forced)
         return worked
+
+    def _register_riding_out(self) -> None:
+        """Register, riding out what passes (a failover, LOADING, NOREPLICAS) as the loop would: a worker
+        started with its Redis must not exit into a restart loop. Nothing is held yet, so a stop signal
+        meanwhile simply ends the process."""
+        while True:
+            try:
+                self._register()
+                return
+            except redis.RedisError as exc:
+                if classify(exc) not in PASSING:
+                    raise
+                time.sleep(self._ride.failed(exc))
 
     def _register(self) -> None:
         if self.heartbeat.previous_owner_alive():
