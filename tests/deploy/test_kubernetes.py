@@ -171,6 +171,27 @@ def test_every_container_is_hardened_limited_and_probed(rendered: tuple[str, lis
                     assert {"name": "health", "containerPort": 8081} in container["ports"], name
 
 
+def _quantity_bytes(text: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(text[:-2]) * units[text[-2:]] if text[-2:] in units else int(text)
+
+
+def test_workers_can_write_scratch_files_and_home_within_their_storage_limit(
+        rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """The root filesystem is read-only, so a task's tools (pip, git, a CLI's cache) need a writable HOME
+    (the image's /home/orch) and /tmp, both emptyDirs that fit in the container's ephemeral-storage limit."""
+    for name, deployment in _deployments(rendered[1]).items():
+        if not name.startswith("orch-worker-"):
+            continue
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        empty = {v["name"]: v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v}
+        assert {"/tmp", "/home/orch"} <= set(mounts) and {mounts["/tmp"], mounts["/home/orch"]} <= set(empty), name
+        sized = sum(_quantity_bytes(empty[mounts[p]]["sizeLimit"]) for p in ("/tmp", "/home/orch"))
+        assert sized <= _quantity_bytes(container["resources"]["limits"]["ephemeral-storage"]), name
+
+
 def test_secrets_are_referenced_never_shipped(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     objs = rendered[1]
     assert not of_kind(objs, "Secret"), "a Secret in the rendered manifests: secrets must not be in git"
