@@ -42,6 +42,9 @@ class IdleWait:
         self._closed = threading.Event()
         self._handoff: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []  # started on the first wait, for several queues
+        # a waiter's BLMOVE failed: Redis may have moved a job whose id never came back, so the worker must
+        # hand back its claimed list (Worker._resync) or that job would wait there until the worker stops
+        self.lost_reply = False
 
     def wait(self) -> list[str]:
         """Wait up to `block_s` for a job; the ids of the jobs that arrived (often one, possibly none)."""
@@ -99,6 +102,7 @@ class IdleWait:
                         self._deliver(client, key, job_id.decode())
                     ride.ok(client)
                 except redis.RedisError as exc:
+                    self.lost_reply = True
                     self._closed.wait(ride.failed(exc))
         finally:
             client.close()

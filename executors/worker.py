@@ -173,7 +173,7 @@ class FastWorker:
 
     def _step(self, burst: bool) -> bool | None:
         """Run the next job: True if one ran, False if none came, None when the queues are empty in burst mode."""
-        if self.heartbeat.needs_resync():
+        if self.heartbeat.needs_resync() or self._idle.lost_reply:
             self._resync()
         claimed = self._next(burst)
         if claimed is None:
@@ -259,6 +259,7 @@ class FastWorker:
         """Presumed dead (heartbeat lapsed) or back from a Redis outage: hand back all held jobs, beat again."""
         self.ledger.send()
         self._idle.pause()
+        self._idle.lost_reply = False  # what it lost is handed back below; a later loss is seen again
         self._buffer.clear()
         requeued, _ = self.ledger.release(self._keys, "own")
         self.heartbeat.resynced()

@@ -7,7 +7,8 @@ survives a Redis that is away or refuses for a while, instead of exiting:
     oom          OOM: maxmemory reached under noeviction      readonly  READONLY: a replica after a failover
     busy         BUSY: a long script is running               loading   LOADING: Redis is loading its data
     noperm       NOPERM: an ACL forbids a command or key      contention the engine could not commit a batch
-    noreplicas   NOREPLICAS: min-replicas-to-write unmet      other     any other error reply
+    noreplicas   NOREPLICAS: min-replicas-to-write unmet      auth      a wrong user name or password
+    other        any other error reply
 
 `RideOut.failed(exc)` logs (a warning when trouble starts, then at each retry), counts the error in
 `orch_redis_errors_total{role,error}` and returns how long to wait: exponential backoff with jitter. The
@@ -34,6 +35,7 @@ __all__ = ["PASSING", "Backoff", "RideOut", "classify"]
 # BusyLoadingError is a ConnectionError, and comes first.
 _CLASS_LABELS: tuple[tuple[type[BaseException], str], ...] = (
     (redis.WatchError, "contention"), (redis.TimeoutError, "timeout"),
+    (redis.AuthenticationError, "auth"),  # a ConnectionError, but a wrong password does not pass
     (redis.exceptions.BusyLoadingError, "loading"), (redis.exceptions.MasterDownError, "connection"),
     (redis.ConnectionError, "connection"), (redis.exceptions.OutOfMemoryError, "oom"),
     (redis.exceptions.ReadOnlyError, "readonly"), (redis.exceptions.NoPermissionError, "noperm"),

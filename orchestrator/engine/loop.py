@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from .. import faults, health, tracing
-from ..backoff import RideOut
+from ..backoff import PASSING, RideOut, classify
 from ..catalog import PublishCatalog
 from ..errors import EventError
 from ..events.chains import event_depth
@@ -122,12 +122,14 @@ class Engine:
             try:
                 if not started:
                     self.consumer.ensure_groups()
-                    started = True  # should the check fail, the reload chore runs it again (maintenance.py)
                     self.reload.check()  # publishes this engine's rule-set version (the last started wins)
+                    started = True
                 self.step()
                 self.maintain()
                 self._ride.ok(self._redis)
             except redis.RedisError as exc:  # away, OOM, READONLY, BUSY, contention...: back off, carry on
+                if not started and classify(exc) not in PASSING:
+                    raise  # at start, an ACL or a wrong key type is a configuration to fix, not to wait out
                 self.redis_failed_at_s = time.time()  # takeover.py waits before judging other engines dead
                 stop.wait(self._ride.failed(exc))
             except ProjectBehind:  # cannot load the active rule-set version: hand back its events (reload.py)

@@ -40,7 +40,7 @@ from typing import Protocol
 
 import redis
 
-from ..events.stream import Entry, StreamConsumer, safe_trim, settled_through
+from ..events.stream import Entry, StreamConsumer, safe_trim, settled_below, settled_through
 from ..logsetup import about
 from ..metrics import EVENTS_DEAD_LETTERED, MetricsBatch
 from ..settings import Settings
@@ -175,8 +175,17 @@ class Sweep:
         horizon = last[0][0].decode() if last else "0-0"
         mono = time.monotonic()
         self.suspects.note(lost_attempts(inflight, alive, now, host.settings.worker_heartbeat_ttl_s), horizon, mono)
-        return self.suspects.due(inflight, lambda h: settled_through(host.client, host.keys.results, ENGINE_GROUP, h),
-                                 mono, host.settings.engine_stall_s)
+        return self.suspects.due(inflight, self._settled(), mono, host.settings.engine_stall_s)
+
+    def _settled(self) -> Callable[[str], bool]:
+        """Whether the engines applied every results entry up to an id: asked of Redis once per pass."""
+        bound: list[str | None] = []
+
+        def settled(entry_id: str) -> bool:
+            if not bound:
+                bound.append(settled_below(self._host.client, self._host.keys.results, ENGINE_GROUP))
+            return settled_through(bound[0], entry_id)
+        return settled
 
     def _stalled(self, inflight: dict[str, str], now: datetime) -> list[TaskRecord]:
         """Attempts of the oldest running runs queued too long whose job is gone: the runs are read in a
@@ -193,6 +202,7 @@ class Sweep:
         if not records:
             return
         self._host.apply_records(records)
+        self.suspects.forget(records)
         lost = [attempt_member(r.run, r.node, r.attempt) for r in records if r.error_type == "WorkerLost"]
         if lost:
             self._host.client.hdel(self._host.keys.inflight, *lost)  # also those their runs no longer knew

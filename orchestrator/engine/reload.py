@@ -199,9 +199,12 @@ class Reloader:
     # -- steps -----------------------------------------------------------------------------------
 
     def _start(self, client: redis.Redis) -> None:
-        self._started = True
+        """Publish this engine's version (the last started wins). Marked started only once that went
+        through: a Redis error here is ridden out and the start tried again, never skipped, or a new
+        engine would switch to the old version it found."""
         if active_version(client, self._engine.keys) != self.project.ruleset:
             self._announce(client, self.project, "engine start")
+        self._started = True
         self._log_project(self.project)
 
     def _reload_local(self, client: redis.Redis) -> None:

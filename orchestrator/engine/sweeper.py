@@ -68,17 +68,15 @@ class Suspects:
 
     def due(self, inflight: Mapping[str, str], settled: Callable[[str], bool], now_s: float,
             patience_s: float) -> list[TaskRecord]:
-        """The suspects to fail now; those no longer in flight are forgotten (their result came)."""
+        """The suspects to fail now (kept until `forget`: a failed commit leaves them due); those no longer
+        in flight are forgotten (their result came)."""
         self._held = {m: s for m, s in self._held.items() if inflight.get(m) == s.record.worker}
-        verdicts: dict[str, bool] = {}
+        return [s.record for s in self._held.values() if now_s - s.since_s >= patience_s or settled(s.horizon)]
 
-        def applied(horizon: str) -> bool:
-            if horizon not in verdicts:
-                verdicts[horizon] = settled(horizon)
-            return verdicts[horizon]
-
-        ready = [m for m, s in self._held.items() if now_s - s.since_s >= patience_s or applied(s.horizon)]
-        return [self._held.pop(m).record for m in ready]
+    def forget(self, records: Iterable[TaskRecord]) -> None:
+        """Failed, and committed: no longer suspects."""
+        for record in records:
+            self._held.pop(attempt_member(record.run, record.node, record.attempt), None)
 
 
 def stalled_attempts(runs: Iterable[Run], now: datetime, stall_s: float, inflight: Mapping[str, str],

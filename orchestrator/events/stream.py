@@ -19,8 +19,8 @@ from typing import Any
 
 import redis
 
-__all__ = ["Entry", "StreamConsumer", "compare_ids", "default_consumer_name", "safe_trim", "settled_through",
-           "trim_bound"]
+__all__ = ["Entry", "StreamConsumer", "compare_ids", "default_consumer_name", "safe_trim", "settled_below",
+           "settled_through", "trim_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -177,15 +177,24 @@ def trim_bound(client: redis.Redis, stream: str) -> str | None:
     return bound
 
 
-def settled_through(client: redis.Redis, stream: str, group: str, entry_id: str) -> bool:
-    """Whether `group` was delivered, and acknowledged, every entry of `stream` up to `entry_id`: with
-    acknowledgements committed with their effects, every one of them has had its effect."""
+def settled_below(client: redis.Redis, stream: str, group: str) -> str | None:
+    """The lowest id of `stream` that `group` still needs (its oldest pending entry, or the first it was
+    not delivered): every entry below it was delivered and acknowledged, and with acknowledgements
+    committed with their effects, has had its effect. "0-0" when the group does not exist (it needs every
+    entry); None when the stream does not exist (nothing was ever written to it)."""
     try:
         groups = client.xinfo_groups(stream)
-    except redis.ResponseError:  # no such stream: nothing was ever written to it
-        return True
+    except redis.ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return None
+        raise
     info = next((g for g in groups if _decode(g["name"]) == group), None)
-    return info is not None and compare_ids(_first_needed(client, stream, info), entry_id) > 0
+    return _first_needed(client, stream, info) if info is not None else "0-0"
+
+
+def settled_through(bound: str | None, entry_id: str) -> bool:
+    """Whether every entry up to `entry_id` lies below `bound` (from `settled_below`)."""
+    return bound is None or compare_ids(bound, entry_id) > 0
 
 
 def safe_trim(client: redis.Redis, stream: str, retention_s: float, now_s: float | None = None) -> int:

@@ -28,6 +28,7 @@ OVERLAYS = ("example", "redis-scaler")
 K8S_VERSION = "1.33.0"
 KILL_GRACE_S = 10  # --kill-grace in base/worker-*.yaml
 DEFAULT_TASK_TIMEOUT_S = int(Settings.model_fields["task_timeout_s"].default)  # ORCH_TASK_TIMEOUT_S
+START_WAIT_S = float(Settings.model_fields["redis_start_wait_s"].default)  # ORCH_REDIS_START_WAIT_S
 SECRETS = {"orch-redis", "orch-webhooks", "orch-keda"}  # made by `kubectl create secret`, never in git
 
 
@@ -159,14 +160,16 @@ def test_every_container_is_hardened_limited_and_probed(rendered: tuple[str, lis
             assert sc["capabilities"]["drop"] == ["ALL"], name
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
-            for probe in ("livenessProbe", "readinessProbe"):
+            startup = container["startupProbe"]  # liveness waits while the role waits for its Redis
+            assert startup["periodSeconds"] * startup["failureThreshold"] > START_WAIT_S, name
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 spec = container[probe]
-                if name.startswith("orch-api-") and probe == "livenessProbe":
+                if name.startswith("orch-api-") and probe in ("startupProbe", "livenessProbe"):
                     assert spec["tcpSocket"] == {"port": "http"}, name  # not Redis: an outage restarts nothing
                 elif name.startswith("orch-api-"):
                     assert spec["httpGet"]["path"] == "/healthz", name
                 else:
-                    path = "/livez" if probe == "livenessProbe" else "/readyz"
+                    path = "/readyz" if probe == "readinessProbe" else "/livez"
                     assert spec["httpGet"] == {"path": path, "port": "health"}, name
                     assert {"name": "health", "containerPort": 8081} in container["ports"], name
 

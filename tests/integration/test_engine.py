@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
 import zlib
 from datetime import UTC, datetime
@@ -399,3 +400,23 @@ def test_a_retry_or_rerun_waits_for_a_slot_like_a_new_run(r: redis.Redis, redis_
     assert done is not None and str(done.status) == "succeeded"
     assert done.tasks["step"].queued_at >= stack.run("r", "/orch/client", second).finished_at  # type: ignore[operator]
     assert r.zcard("orch:slots:workflow/one_at_a_time:held") == 0
+
+
+def test_an_engine_stops_at_start_on_what_waiting_cannot_fix(stack: Stack, r: redis.Redis) -> None:
+    """A Redis away, loading or failing over is waited out; a key of the wrong type (another program's,
+    under orch's prefix) or an ACL that forbids a command is a configuration to fix: the engine says so
+    and stops, instead of looking alive while doing nothing."""
+    r.delete(stack.engine.keys.events)
+    r.set(stack.engine.keys.events, "not a stream")
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stack.engine.run(threading.Event())
+        except redis.RedisError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)  # a hang guard: without the check, the start is retried for ever
+    assert len(outcome) == 1 and "WRONGTYPE" in str(outcome[0])

@@ -398,3 +398,40 @@ def test_a_change_the_watcher_missed_is_found_by_the_check(r: redis.Redis, redis
     write_rules(root, "us")
     stack.engine.reload.check()  # the fingerprint of the files differs from the one loaded: load them again
     assert active_version(r, KEYS) != old and stack.engine.reload.project.ruleset == active_version(r, KEYS)
+
+
+def _one_publish_fails(client: redis.Redis) -> redis.Redis:
+    """`client`, except that its first transaction writing the active version fails as a failover would
+    (the connection lost mid-way): a Redis fault, injected at the client since a real one cannot be aimed."""
+    real, failed = client.pipeline, []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        execute = pipe.execute
+
+        def once(*eargs: Any, **ekwargs: Any) -> Any:
+            if not failed and any(cmd[:2] == ("SET", KEYS.ruleset) for cmd, _ in pipe.command_stack):
+                failed.append(True)
+                pipe.reset()
+                raise redis.ConnectionError("Connection closed by server (a failover)")
+            return execute(*eargs, **ekwargs)
+
+        pipe.execute = once
+        return pipe
+
+    client.pipeline = pipeline  # type: ignore[method-assign]
+    return client
+
+
+def test_an_engine_whose_start_meets_a_redis_error_publishes_its_version_once_redis_is_back(
+        r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    engine_on(r, redis_url, copy_at(tmp_path / "old", "eu"), "engine-old")
+    old = active_version(r, KEYS)
+    root = copy_at(tmp_path / "new", "us")
+    flaky = _one_publish_fails(redis.Redis.from_url(redis_url))
+    stack = Stack(flaky, Settings(redis_url=redis_url, project=root), load_project(root), consumer="engine-new")
+    with pytest.raises(redis.ConnectionError):
+        stack.engine.reload.check()  # the start's publish fails: Engine.run rides it out and checks again
+    stack.engine.reload.check()
+    new = active_version(r, KEYS)
+    assert new != old and new == stack.engine.reload.project.ruleset, "the start was tried again, not skipped"

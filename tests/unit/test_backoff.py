@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis._parsers.base import BaseParser
 
-from orchestrator.backoff import Backoff, RideOut, classify
+from orchestrator.backoff import PASSING, Backoff, RideOut, classify
 from orchestrator.state.keys import Keys
 
 REPLIES = {
@@ -25,6 +25,7 @@ REPLIES = {
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.": "connection",
     "TRYAGAIN Multiple keys request during rehashing of slot": "busy",
     "NOREPLICAS Not enough good replicas to write.": "noreplicas",
+    "WRONGPASS invalid username-password pair or user is disabled.": "auth",
     "ERR unknown command 'FOO'": "other",
     "WRONGTYPE Operation against a key holding the wrong kind of value": "other",
 }
@@ -49,6 +50,12 @@ def test_the_label_survives_redis_py_annotating_a_pipeline_error(reply: str, lab
 ])
 def test_client_side_errors(exc: redis.RedisError, label: str) -> None:
     assert classify(exc) == label
+
+
+def test_what_waiting_fixes_and_what_it_does_not() -> None:
+    """Start-up waits ride out only PASSING errors: a wrong password or an ACL is for the operator to fix."""
+    assert {"connection", "timeout", "loading", "readonly", "noreplicas"} <= PASSING
+    assert not {"auth", "noperm", "other"} & PASSING
 
 
 def test_backoff_grows_to_its_ceiling_with_jitter_and_resets() -> None:

@@ -49,19 +49,14 @@ def test_a_lost_attempt_is_only_a_suspect_until_the_results_written_before_are_a
     suspects = Suspects()
     lost = lost_attempts({"r\x1fa\x1f1": "w1", "r\x1fb\x1f1": "w1"}, set(), NOW, 10)
     suspects.note(lost, "5-0", now_s=100.0)
-    settled: list[str] = []
-
-    def not_yet(horizon: str) -> bool:
-        settled.append(horizon)
-        return False
-
     inflight = {"r\x1fa\x1f1": "w1", "r\x1fb\x1f1": "w1"}
-    assert suspects.due(inflight, not_yet, now_s=101.0, patience_s=300) == []
-    assert settled == ["5-0"], "asked once per horizon, not once per attempt"
+    assert suspects.due(inflight, lambda h: False, now_s=101.0, patience_s=300) == []
     suspects.note(lost, "9-0", now_s=102.0)  # seen again later: still judged by the first horizon
     del inflight["r\x1fa\x1f1"]  # its result (written before the worker left) was applied: not lost
-    assert [(r.node, r.error_type) for r in suspects.due(inflight, lambda h: h == "5-0", 103.0, 300)] == [
-        ("b", "WorkerLost")]
+    due = suspects.due(inflight, lambda h: h == "5-0", 103.0, 300)
+    assert [(r.node, r.error_type) for r in due] == [("b", "WorkerLost")]
+    assert len(suspects) == 1, "kept until its failure is committed"
+    suspects.forget(due)
     assert len(suspects) == 0
 
 
