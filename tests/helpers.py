@@ -55,12 +55,14 @@ def wait_for(predicate: Callable[[], T], timeout_s: float = 10.0, message: str =
 class RedisServer:
     """A redis-server of our own on a free loopback port, in a temporary directory.
 
-    `password`: the default user's (requirepass, or set in an aclfile passed in `extra`); `tls`: the server
-    speaks only TLS, with a certificate for 127.0.0.1 made here (`ca` is its file), and `url` is rediss://;
-    `port`: a port chosen beforehand (processes were told of it before the server started).
+    `password`: the default user's (requirepass), or `user`'s in an aclfile passed in `extra` (`url` and
+    `client()` authenticate as them); `tls`: the server speaks only TLS, with a certificate for 127.0.0.1
+    made here, or the one given (servers that replicate must trust each other's), `ca` is its CA file and
+    `url` is rediss://; `port`: a port chosen beforehand (processes were told of it before it started).
     """
 
-    def __init__(self, *extra: str, password: str | None = None, tls: bool = False, port: int = 0) -> None:
+    def __init__(self, *extra: str, password: str | None = None, user: str = "", tls: bool | Certificate = False,
+                 port: int = 0) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="orch-test-redis-"))
         self.port = port or free_port()
         self.password = password
@@ -68,7 +70,7 @@ class RedisServer:
         binary, _ = find_redis_binary()
         ports = ["--port", str(self.port)]
         if tls:
-            tls_files = tls_certificate(self.dir, "127.0.0.1", "localhost")
+            tls_files = tls if isinstance(tls, Certificate) else tls_certificate(self.dir, "127.0.0.1", "localhost")
             self.ca = tls_files.ca
             ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(tls_files.cert),
                      "--tls-key-file", str(tls_files.key), "--tls-ca-cert-file", str(tls_files.ca),
@@ -78,7 +80,7 @@ class RedisServer:
             [binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.dir), "--logfile", "redis.log", *auth, *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.url = self.url_for("", password)
+        self.url = self.url_for(user, password)
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), 10, "redis-server to start")
         client.close()

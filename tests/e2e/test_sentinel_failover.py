@@ -25,7 +25,7 @@ from orchestrator.workflows.runs import derive_run_id
 
 from ..helpers import RedisServer, wait_for
 from ..projects import make_project
-from ..sentinel_topology import Sentinels, replica_in_sync
+from ..sentinel_topology import Sentinels, demoted, replica_in_sync
 from .conftest import Processes, orch_env
 
 pytestmark = pytest.mark.e2e
@@ -134,13 +134,3 @@ def test_runs_complete_across_a_sentinel_failover(topology: Topology) -> None:
         assert process.poll() is None, f"{name} exited:\n{topology.procs.log(name)}"
     assert topology.sentinels.primary_port() != old_primary
 
-
-def demoted(server: RedisServer) -> bool:
-    client = server.client()
-    try:
-        info = client.info("replication")
-        return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
