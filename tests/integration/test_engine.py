@@ -227,15 +227,15 @@ def test_a_task_the_worker_does_not_know_fails_the_run(stack: Stack, r: redis.Re
     assert "deploy the same project to workers and engine; nothing was run" in (run.error or "")
 
 
-def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.Redis, redis_url: str,
-                                                                       tmp_path: Path) -> None:
-    project = load_project(make_project(tmp_path, rules="""\
+def _one_task_retried(root: Path, max_retries: int) -> Project:
+    """A project whose `t.x` events run one task, `only`, retried `max_retries` times at once."""
+    return load_project(make_project(root, rules="""\
         rules:
           - {name: r, type: t.x, workflow: one}
-        """, workflows={"one": """\
+        """, workflows={"one": f"""\
         from orchestrator import task, workflow
 
-        @task(retries={"max_retries": 1, "backoff_s": 0})
+        @task(retries={{"max_retries": {max_retries}, "backoff_s": 0}})
         def only() -> str:
             return "done"
 
@@ -243,6 +243,11 @@ def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.
         def one():
             only()
         """}))
+
+
+def test_a_task_whose_job_vanished_is_found_by_the_sweeper_and_retried(r: redis.Redis, redis_url: str,
+                                                                       tmp_path: Path) -> None:
+    project = _one_task_retried(tmp_path, 1)
     settings = Settings(redis_url=redis_url, project=tmp_path, engine_stall_s=0.01)
     stack = Stack(r, settings, project)
     event_id = stack.emit("t.x", None)
@@ -266,20 +271,7 @@ def test_a_worker_that_wrote_its_result_then_left_is_not_taken_for_lost(r: redis
     """A scale-in: the worker finishes its task, writes the result and deregisters (its heartbeat key is
     gone) before the engine has read the result. The sweep must wait for that result, not fail the
     attempt as WorkerLost and run the task a second time."""
-    project = load_project(make_project(tmp_path, rules="""\
-        rules:
-          - {name: r, type: t.x, workflow: one}
-        """, workflows={"one": """\
-        from orchestrator import task, workflow
-
-        @task(retries={"max_retries": 3, "backoff_s": 0})
-        def only() -> str:
-            return "done"
-
-        @workflow
-        def one():
-            only()
-        """}))
+    project = _one_task_retried(tmp_path, 3)
     stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
     event_id = stack.emit("t.x", None)
     stack.engine.step(block=False)
