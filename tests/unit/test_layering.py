@@ -12,7 +12,7 @@ import pytest
 from ..helpers import ROOT
 
 PACKAGES = ("orchestrator", "triggers", "executors")
-MAX_LINES = 400
+MAX_LINES = 350  # STYLE: modules under about 350 lines, one reason to change each
 UNSAFE_MODULES = {"pickle", "cPickle", "cloudpickle", "dill", "marshal", "shelve"}
 UNSAFE_YAML = {"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load", "full_load_all"}
 
