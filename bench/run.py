@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py --peers rq-simple   one peer (default: all = RQ simple and fork, Celery, Dramatiq)
     .venv/bin/python bench/run.py --engines fast  orch's fast worker path only (default: fast,rq)
     .venv/bin/python bench/run.py --profile       engine and workers under cProfile (slower; for where time goes)
+    .venv/bin/python bench/run.py --only ingest   the ingest phase alone (~10 s)
     .venv/bin/python bench/run.py --only webhook  the webhook phase alone (~10 s)
     .venv/bin/python bench/run.py --only orch     the engine and worker phases, no ingest or webhook
     .venv/bin/python bench/run.py --only fanout --engines fast --fanout 10000 --profile   the fan-out alone
@@ -1359,10 +1360,11 @@ def table(results: dict[str, Any]) -> str:
     extra = maintenance_table(results) if "maintenance" in orch else []
     extra += matching_table(orch["matching"]) if "matching" in orch else []
     extra += capacity.capacity_table(orch["capacity"]) if "capacity" in orch else []
-    if not any(engine in orch for engine in ENGINES):  # --only webhook, maintenance, matching, capacity
+    if not any(engine in orch for engine in ENGINES):  # --only ingest, webhook, maintenance, matching, capacity
         hook = orch.get("webhook")
         lines = ["| metric | orch | target |", "|---|---:|---|", f"| {' | '.join(_webhook_row(hook)[:3])} |",
                  "", _webhook_note(hook)] if hook else []
+        lines += ingest_table(results) if "ingest" in orch else []
         return "\n".join(lines + extra).strip("\n")
     lines = main_table(results) + peers_note(results) + limits_table(results) + notes(results)
     return "\n".join(lines + (ingest_table(results) if "ingest" in orch else []) + extra)
@@ -1399,8 +1401,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
     ap.add_argument("--hook-connections", type=int, default=16,
                     help="webhook: concurrent keep-alive connections (default 16)")
-    ap.add_argument("--only", choices=["webhook", "orch", "fanout", "maintenance", "matching", "capacity"], default=None,
-                    help="run some phases only: webhook (orch api alone, signed requests/s), orch (the engine "
+    ap.add_argument("--only", choices=["ingest", "webhook", "orch", "fanout", "maintenance", "matching", "capacity"], default=None,
+                    help="run some phases only: ingest (Client.emit_many alone, events/s), webhook (orch api alone, signed requests/s), orch (the engine "
                          "and worker phases, no ingest or webhook), fanout (the fan-out phase alone), "
                          "maintenance (one engine maintenance pass, few vs many dedup keys and finished runs), "
                          "matching (rule matching, indexed vs naive, in this process), capacity (Redis memory, "
@@ -1451,6 +1453,8 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
     """The phases `--only` asks for (every one by default), in order; their results by phase."""
     if args.only == "webhook":
         return {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections)}
+    if args.only == "ingest":
+        return {"ingest": phase_ingest(stack, sizes["events"], args.chunk)}
     if args.only == "maintenance":
         return {"maintenance": phase_maintenance(stack, sizes)}
     if args.only == "capacity":
@@ -1498,7 +1502,7 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         stack.close(keep_logs=args.keep_logs or failed)
         if args.keep_logs or failed:
             log(f"bench: process logs kept in {stack.tmp}")
-    if args.skip_peers or args.only in ("webhook", "fanout", "maintenance", "capacity"):
+    if args.skip_peers or args.only in ("ingest", "webhook", "fanout", "maintenance", "capacity"):
         return
     peers = args.peers or ("rq-simple" if args.quick else "all")
     only = ALL_PEERS if peers == "all" else peers

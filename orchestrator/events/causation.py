@@ -31,11 +31,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Literal
 
 from ..tracing import TRACEPARENT, TraceContext, parse
 
 __all__ = ["CAUSE_ATTRIBUTES", "RUN_ATTRIBUTE", "TASK_ATTRIBUTE", "Cause", "caused_by", "current_cause",
-           "env_cause", "with_cause"]
+           "emitting_cause", "env_cause", "with_cause"]
 
 RUN_ATTRIBUTE = "orchrun"
 TASK_ATTRIBUTE = "orchtask"
@@ -91,7 +92,14 @@ def env_cause(environ: Mapping[str, str]) -> Cause | None:
     return Cause(run_id, node, parse(environ.get("TRACEPARENT"), environ.get("TRACESTATE")))
 
 
-def with_cause(attributes: Mapping[str, object], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def emitting_cause(environ: Mapping[str, str] | None = None) -> Cause | None:
+    """The cause events emitted now carry: the current one (`caused_by`), else the one in `environ`
+    (default: `os.environ`; see `env_cause`). A batch asks once, not once per event."""
+    return _current.get() or env_cause(os.environ if environ is None else environ)
+
+
+def with_cause(attributes: Mapping[str, object], environ: Mapping[str, str] | None = None, *,
+               cause: Cause | None | Literal[False] = False) -> dict[str, str]:
     """The causation attributes to add to an event whose other attributes are `attributes`.
 
     The cause is the current one (`caused_by`), else the one in `environ` (default: `os.environ`; see
@@ -99,7 +107,8 @@ def with_cause(attributes: Mapping[str, object], environ: Mapping[str, str] | No
     `attributes["extensions"]`), neither is added: an explicit value always wins, and the pair is never
     mixed; the same goes for a `traceparent` the caller set, with its `tracestate`.
     """
-    cause = _current.get() or env_cause(os.environ if environ is None else environ)
+    if cause is False:
+        cause = emitting_cause(environ)
     if cause is None:
         return {}
     nested = attributes.get("extensions")

