@@ -416,16 +416,18 @@ async def _hook_load(port: int, requests: list[bytes], connections: int) -> tupl
     return latencies, statuses
 
 
-def phase_webhook(stack: Stack, requests: int, connections: int = 16) -> dict[str, Any]:
-    """`orch api` alone with one github-verified endpoint: signed requests/s until each is in the stream."""
+def phase_webhook(stack: Stack, requests: int, connections: int = 16, api_workers: int = 2) -> dict[str, Any]:
+    """`orch api --workers N` alone with one github-verified endpoint: signed requests/s until each is in the
+    stream."""
     project = stack.tmp / "hooks-project"
     shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns(".orch", "__pycache__"))
     (project / "rules" / "hooks.yaml").write_text(
         f"hooks:\n  - {{name: github, verify: github, secret_env: {HOOK_SECRET_ENV}}}\n")
     secret = uuid.uuid4().hex
     port = _free_port()
-    stack.start_orch("api", env_overrides={"ORCH_PROJECT": str(project), "ORCH_KEY_PREFIX": HOOK_PREFIX,
-                                           "ORCH_API_PORT": str(port), HOOK_SECRET_ENV: secret})
+    stack.start_orch("api", "--workers", str(api_workers),
+                     env_overrides={"ORCH_PROJECT": str(project), "ORCH_KEY_PREFIX": HOOK_PREFIX,
+                                    "ORCH_API_PORT": str(port), HOOK_SECRET_ENV: secret})
     deadline = time.monotonic() + 60
     while True:
         stack.check_alive()
@@ -445,14 +447,14 @@ def phase_webhook(stack: Stack, requests: int, connections: int = 16) -> dict[st
     warm = [signed() for _ in range(300)]
     timed = [signed() for _ in range(requests)]
     log(f"webhook: {requests:,} signed github-style requests ({len(body)} B bodies) over {connections} "
-        "keep-alive connections to `orch api`")
+        f"keep-alive connections to `orch api --workers {api_workers}`")
     asyncio.run(_hook_load(port, warm, connections))
-    api_pid = stack.orch[-1][1].pid
-    cpu_before = psutil.Process(api_pid).cpu_times()
+    api = psutil.Process(stack.orch[-1][1].pid)
+    cpu_before = _tree_cpu_s(api)
     t0 = time.perf_counter()
     latencies, statuses = asyncio.run(_hook_load(port, timed, connections))
     elapsed = time.perf_counter() - t0
-    cpu_after = psutil.Process(api_pid).cpu_times()
+    api_cpu = _tree_cpu_s(api) - cpu_before
     admin = redis.Redis.from_url(stack.url)
     in_stream = admin.xlen(Keys(HOOK_PREFIX).events)
     _drop_prefix(admin, HOOK_PREFIX)
@@ -462,13 +464,22 @@ def phase_webhook(stack: Stack, requests: int, connections: int = 16) -> dict[st
     if bad or in_stream != requests + len(warm):
         raise BenchError(f"webhook: {len(bad)} non-202 answers ({sorted(set(bad))}); "
                          f"{in_stream:,} of {requests + len(warm):,} events in the stream")
-    api_cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     log(f"webhook: {requests / elapsed:,.0f} requests/s")
     return {"requests": requests, "connections": connections, "body_bytes": len(body),
             "seconds": round(elapsed, 3), "requests_per_s": round(requests / elapsed, 1),
             "latency_ms_p50": round(pct(latencies, 0.5), 3), "latency_ms_p99": round(pct(latencies, 0.99), 3),
-            "api_cpu_cores_busy": round(api_cpu / elapsed, 2),
+            "api_cpu_cores_busy": round(api_cpu / elapsed, 2), "api_workers": api_workers,
             "api_cpu_us_per_request": round(api_cpu * 1e6 / requests, 1)}
+
+
+def _tree_cpu_s(process: psutil.Process) -> float:
+    """User + system CPU seconds of `process` and its children (`orch api --workers`' copies)."""
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 # -- phases 2 to 5: engine and workers, once per worker engine ---------------------------------------------
@@ -1098,7 +1109,8 @@ def _target(ok: bool | None, text: str) -> str:
 
 
 def _webhook_row(hook: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (f"webhook, signed github-style POST /hooks/{{name}} to 202 ({hook['connections']} connections; requests/s)",
+    return (f"webhook, signed github-style POST /hooks/{{name}} to 202 (`orch api --workers "
+            f"{hook.get('api_workers', 1)}`, {hook['connections']} connections; requests/s)",
             _num(hook["requests_per_s"]), "reported", "")
 
 
@@ -1401,6 +1413,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
     ap.add_argument("--hook-connections", type=int, default=16,
                     help="webhook: concurrent keep-alive connections (default 16)")
+    ap.add_argument("--api-workers", type=int, default=2,
+                    help="webhook: `orch api --workers N`, API processes sharing the port (default 2: both cores)")
     ap.add_argument("--only", choices=["ingest", "webhook", "orch", "fanout", "maintenance", "matching", "capacity"], default=None,
                     help="run some phases only: ingest (Client.emit_many alone, events/s), webhook (orch api alone, signed requests/s), orch (the engine "
                          "and worker phases, no ingest or webhook), fanout (the fan-out phase alone), "
@@ -1452,7 +1466,7 @@ def show_profile(path: Path, top: int = 25) -> None:
 def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], engines: list[str]) -> dict[str, Any]:
     """The phases `--only` asks for (every one by default), in order; their results by phase."""
     if args.only == "webhook":
-        return {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections)}
+        return {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections, args.api_workers)}
     if args.only == "ingest":
         return {"ingest": phase_ingest(stack, sizes["events"], args.chunk)}
     if args.only == "maintenance":
@@ -1462,7 +1476,7 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
     out: dict[str, Any] = {}
     if args.only is None:
         out["ingest"] = phase_ingest(stack, sizes["events"], args.chunk)
-        out["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections)
+        out["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections, args.api_workers)
     for engine in engines:
         stack.tag = f"{engine}-"
         out[engine] = phase_orch(stack, args, sizes, engine)

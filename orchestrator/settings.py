@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every Redis key.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64, description="`orch api` processes sharing the port (one "
+                             "core each); a supervisor restarts one that exits.")
     api_header_timeout_s: float = Field(default=10.0, gt=0, description="A client must send a request's head "
                                         "within this time (of connecting, or of its first byte): slow clients "
                                         "get 408 and are cut off.")

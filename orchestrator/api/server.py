@@ -26,6 +26,7 @@ against a real server.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar, Literal, cast
@@ -51,13 +52,16 @@ class Limits:
 
 def serve(app: ASGIApp, *, host: str, port: int, log_level: str, header_timeout_s: float = 10.0,
           body_timeout_s: float = 30.0, max_head_bytes: int = 64 * 1024,
-          http: Literal["auto", "httptools", "h11"] = "auto", **uvicorn_options: Any) -> None:
-    """Run `app` under uvicorn until it is told to stop, enforcing the limits above on every connection."""
+          http: Literal["auto", "httptools", "h11"] = "auto", sock: socket.socket | None = None,
+          **uvicorn_options: Any) -> None:
+    """Run `app` under uvicorn until it is told to stop, enforcing the limits above on every connection;
+    on `sock` (already listening, shared by `orch api --workers` copies) instead of binding host:port."""
     limits = Limits(header_timeout_s, body_timeout_s, max_head_bytes)
     options: dict[str, Any] = {"log_config": None, "access_log": False, "timeout_graceful_shutdown": 10}
     options.update(uvicorn_options)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, http=_protocol_class(http, limits),
-                h11_max_incomplete_event_size=max_head_bytes, **options)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=_protocol_class(http, limits),
+                            h11_max_incomplete_event_size=max_head_bytes, **options)
+    uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
 
 
 def _protocol_class(http: str, limits: Limits) -> type[asyncio.Protocol]:

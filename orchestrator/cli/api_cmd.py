@@ -44,8 +44,13 @@ def check_auth_mode(settings: Settings) -> None:
 @click.option("--role", type=click.Choice(["all", "operator", "hooks"]), default="all", show_default=True,
               help="all: every route; operator: all but /hooks; hooks: only /hooks/{name} and /healthz "
                    "(to expose webhooks without the operator API).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="API processes sharing the port, one core each (a supervisor restarts one that exits). "
+                   "Env: ORCH_API_WORKERS (default 1).")
+@click.option("--reuse-port", is_flag=True, hidden=True)  # a copy started by --workers
 @handle_errors
-def api(project: str | None, host: str | None, port: int | None, role: str) -> None:
+def api(project: str | None, host: str | None, port: int | None, role: str, workers: int | None,
+        reuse_port: bool) -> None:
     """Serve the HTTP API: POST /events, POST /hooks/{name}, GET /runs, /healthz, /metrics.
 
     Every route but /healthz and /hooks/* needs `Authorization: Bearer <token>` with the route's scope
@@ -59,10 +64,10 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
 
     from ..api.app import create_app
     from ..api.server import serve
+    from ..api.workers import port_socket, supervise
 
-    settings = make_settings(project, api_host=host, api_port=port)
+    settings = make_settings(project, api_host=host, api_port=port, api_workers=workers)
     setup_logging(settings.log_level, settings.log_format)
-    tracing.configure("api")
     check_auth_mode(settings)
     die_with_parent()
     hooks_router, lines = None, []
@@ -70,6 +75,11 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
         hooks, locations = load_hooks(settings.project_dir)
         secrets = resolve_all(hooks, os.environ, project_root=settings.project_dir, locations=locations)
         hooks_router, lines = (create_router(hooks, secrets) if hooks else None), describe(hooks)
+    if not reuse_port and settings.api_workers > 1:  # checked above once, not by each copy in turn
+        argv = ["api", "--role", role, "--host", settings.api_host, "--port", str(settings.api_port)]
+        raise SystemExit(supervise([*argv, *(["--project", project] if project else [])], settings.api_host,
+                                   settings.api_port, settings.api_workers))
+    tracing.configure("api")
     client = connect(settings, wait=True)
     app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), role=role,
                      hooks=hooks_router)
@@ -78,4 +88,5 @@ def api(project: str | None, host: str | None, port: int | None, role: str) -> N
     for line in lines:
         log.info("  %s", line)
     serve(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower(),
-          header_timeout_s=settings.api_header_timeout_s, body_timeout_s=settings.api_body_timeout_s)
+          header_timeout_s=settings.api_header_timeout_s, body_timeout_s=settings.api_body_timeout_s,
+          sock=port_socket(settings.api_host, settings.api_port, listen=True) if reuse_port else None)
