@@ -34,7 +34,7 @@ from .runs import (
 )
 from .slots import collect
 from .spec import NodeSpec, resolve
-from .work import RUN_TIMER, Dispatch, Timer, attempt_member
+from .work import MORE_ITEMS, RUN_TIMER, Dispatch, Timer, attempt_member
 
 __all__ = ["NOT_DEPLOYED", "NOT_DEPLOYED_MAX_RETRIES", "RUN_TIMER", "Change", "Dispatch", "Timer", "apply_record", "apply_timer", "settle"]
 
@@ -48,6 +48,9 @@ __all__ = ["NOT_DEPLOYED", "NOT_DEPLOYED_MAX_RETRIES", "RUN_TIMER", "Change", "D
 NOT_DEPLOYED = "WorkflowNotDeployed"
 NOT_DEPLOYED_MAX_DELAY_S = 10.0
 NOT_DEPLOYED_MAX_RETRIES = 32
+# Items of a mapped task dispatched per commit: the first start while the engine queues the rest, instead
+# of after one commit that queues every item (10,000 took 1.2 s).
+DISPATCH_CHUNK = 256
 
 
 @dataclass
@@ -151,15 +154,18 @@ def _failed_attempt(change: Change, task: TaskRun, retryable: bool | None, now: 
 
 
 def apply_timer(change: Change, timer: Timer, now: datetime, *, settle_now: bool = True) -> bool:
-    """Fire a retry timer (dispatch the attempt it waits for) or a wait step's timeout. False when it is
-    stale. (A run's timeout timer, node RUN_TIMER, is lifecycle.timeout's.)"""
+    """Fire a retry timer (dispatch the attempt it waits for), a wait step's timeout, or a mapped task's
+    next items. False when it is stale. (A run's timeout timer, node RUN_TIMER, is lifecycle.timeout's.)"""
     run = change.run
     if run.status is not RunStatus.RUNNING or timer.node == RUN_TIMER:
         return False
-    task = run.tasks.get(timer.node)
-    if task is None or task.state not in (TaskState.RETRYING, TaskState.WAITING) or task.attempt != timer.attempt:
+    task = run.tasks.get(timer.node.removesuffix(MORE_ITEMS))
+    if timer.node.endswith(MORE_ITEMS):  # a mapped task's next items: settle dispatches them
+        if task is None or task.state is not TaskState.RUNNING or task.items is None:
+            return False
+    elif task is None or task.state not in (TaskState.RETRYING, TaskState.WAITING) or task.attempt != timer.attempt:
         return False
-    if task.state is TaskState.WAITING:  # a wait step's timeout (waiting.py)
+    elif task.state is TaskState.WAITING:  # a wait step's timeout (waiting.py)
         waiting.expire(change, task, now)
     else:
         _dispatch(change, task, now)
@@ -285,8 +291,10 @@ def _advance_map(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -
             items, results = [], {}
             for child in pending[:room]:
                 _fail_now(change, child, f"cannot build the task's arguments: {exc}", now)
-        for child in pending[:room] if items else []:
+        for child in pending[:min(room, DISPATCH_CHUNK)] if items else []:
             _dispatch(change, child, now, {**results, "$item": items[child.index or 0]})
+        if items and min(room, len(pending)) > DISPATCH_CHUNK:  # the rest from the next commit on
+            change.timers.append(Timer(run.id, node.name + MORE_ITEMS, len(children) - len(pending), now))
     if not all(c.state in TERMINAL_STATES for c in children):
         return False
     task.finished_at = now

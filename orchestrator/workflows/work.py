@@ -8,9 +8,11 @@ from typing import Any
 
 from ..tracing import TRACEPARENT, TRACESTATE, TraceContext
 
-__all__ = ["OPTIONAL_PAYLOAD_FIELDS", "PAYLOAD_FIELDS", "RUN_TIMER", "Dispatch", "Timer", "attempt_member"]
+__all__ = ["MORE_ITEMS", "OPTIONAL_PAYLOAD_FIELDS", "PAYLOAD_FIELDS", "RUN_TIMER", "Dispatch", "Timer",
+           "attempt_member"]
 
 RUN_TIMER = "*"  # the node name of a run's timeout timer
+MORE_ITEMS = "@more"  # suffix of the node name of a mapped task's "dispatch the next items" timer
 
 
 PAYLOAD_FIELDS = ("workflow", "version", "node", "run", "attempt", "args")
@@ -41,7 +43,8 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Timer:
-    """Something the engine does later: dispatch a retry, or time a run out (node RUN_TIMER)."""
+    """Something the engine does later: dispatch a retry, time a run out (node RUN_TIMER), or dispatch a
+    mapped task's next items (node `<name>@more`, its `attempt` the items dispatched so far)."""
 
     run_id: str
     node: str

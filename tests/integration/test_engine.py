@@ -22,6 +22,7 @@ from orchestrator.engine.maintenance import Sweep
 from orchestrator.metrics import EVENTS_DEAD_LETTERED
 from orchestrator.project import Project
 from orchestrator.settings import Settings
+from orchestrator.workflows.advance import DISPATCH_CHUNK
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import RunStatus, TaskState, derive_run_id
 
@@ -412,3 +413,41 @@ def test_an_engine_stops_at_start_on_what_waiting_cannot_fix(stack: Stack, r: re
     thread.start()
     thread.join(60)  # a hang guard: without the check, the start is retried for ever
     assert len(outcome) == 1 and "WRONGTYPE" in str(outcome[0])
+
+
+def test_a_map_longer_than_a_dispatch_chunk_runs_every_item_once_in_order(r: redis.Redis, redis_url: str,
+                                                                         tmp_path: Path) -> None:
+    """Items go out a chunk per commit (the first start while the rest are queued), the rest through a
+    timer due at once: a real engine and worker run all of them, once each, and fan in in order."""
+    n = DISPATCH_CHUNK * 2 + 7
+    project = load_project(make_project(tmp_path, rules="""\
+        rules:
+          - {name: r, type: t.x, workflow: wide}
+        """, workflows={"wide": f"""\
+        from orchestrator import task, workflow
+
+        @task
+        def listing() -> list[int]:
+            return list(range({n}))
+
+        @task
+        def square(item: int) -> int:
+            return item * item
+
+        @task
+        def total(values: list[int]) -> int:
+            return sum(values)
+
+        @workflow
+        def wide():
+            total(square.map(listing()))
+        """}))
+    stack = Stack(r, Settings(redis_url=redis_url, project=tmp_path), project)
+    event_id = stack.emit("t.x", None)
+    stack.drain(rounds=40)
+    run = stack.run("r", "/orch/client", event_id)
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.tasks["square"].result == [i * i for i in range(n)]
+    assert run.tasks["total"].result == sum(i * i for i in range(n))
+    assert all(run.tasks[f"square[{i}]"].attempt == 1 for i in range(n))
+    assert r.zcard(stack.engine.keys.timers) == 0, "no continuation left behind"

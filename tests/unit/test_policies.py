@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from orchestrator import WorkflowError, task, workflow
-from orchestrator.workflows.advance import Change, Timer, apply_record, apply_timer
+from orchestrator.workflows.advance import DISPATCH_CHUNK, Change, Timer, apply_record, apply_timer
 from orchestrator.workflows.lifecycle import new_run
 from orchestrator.workflows.policy import RetryPolicy
 from orchestrator.workflows.records import RecordKind, TaskRecord
 from orchestrator.workflows.runs import EventRef, Run, RunStatus, TaskState
 from orchestrator.workflows.spec import WorkflowSpec
+from orchestrator.workflows.work import MORE_ITEMS
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 EVENT = EventRef(id="e-1", source="/test", type="test")
@@ -246,3 +247,35 @@ def test_a_stored_run_keeps_the_items_of_a_mapped_task_in_order() -> None:
     run_ok(change, "listing", [5, 6])
     stored = Run.from_fields({k.encode(): v for k, v in change.run.to_fields(spec=True).items()})
     assert list(stored.tasks) == ["listing", "double", "double[0]", "double[1]", "total"]
+
+
+@workflow
+def wide(n: int) -> None:
+    total(double.map(listing(n)))
+
+
+def test_a_long_map_is_dispatched_a_chunk_per_commit_the_rest_by_a_timer_due_at_once() -> None:
+    """The first items start while the engine queues the rest, not after one commit that queues them all."""
+    change = start(wide.spec, n=DISPATCH_CHUNK * 2 + 10)
+    run_ok(change, "listing", list(range(DISPATCH_CHUNK * 2 + 10)))
+    items = [d.node for d in change.dispatches if d.node.startswith("double[")]
+    assert items == [f"double[{i}]" for i in range(DISPATCH_CHUNK)]
+    [more] = change.timers
+    assert (more.node, more.attempt, more.due) == ("double" + MORE_ITEMS, 0, at(1))  # due now: the next commit
+
+    later = Change(change.run)
+    assert apply_timer(later, more, at(1))
+    assert [d.node for d in later.dispatches] == [f"double[{i}]" for i in range(DISPATCH_CHUNK, 2 * DISPATCH_CHUNK)]
+    [again] = later.timers
+    assert again.attempt == DISPATCH_CHUNK  # a member of its own: firing one never removes the next
+    last = Change(change.run)
+    assert apply_timer(last, again, at(1)) and len(last.dispatches) == 10 and last.timers == []
+    stale = Change(change.run)
+    apply_timer(stale, again, at(1))
+    assert stale.dispatches == [], "nothing is dispatched twice"
+
+
+def test_a_long_map_under_max_parallel_needs_no_timer() -> None:
+    change = start(fan.spec, n=DISPATCH_CHUNK * 2)
+    run_ok(change, "listing", list(range(DISPATCH_CHUNK * 2)))
+    assert len([d for d in change.dispatches if d.node.startswith("double[")]) == 2 and change.timers == []
