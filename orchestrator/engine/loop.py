@@ -229,8 +229,8 @@ class Engine:
         with self._redis.pipeline(transaction=True) as pipe:
             for attempt in range(1, 1000):
                 try:
-                    self.reload.guard(pipe, batch)  # events planned under the active rule-set version, WATCHed
-                    existing = self._read_runs(pipe, run_ids, keys)
+                    # the runs, and the rule-set version events were planned under: one WATCH, one script
+                    existing = self._read_runs(pipe, run_ids, keys, self.reload.guard_key(batch))
                     held = self._read_guards(pipe, guards)
                     pools = self._slots.read(pipe, batch.claims(existing, self._current))
                     now = self._clock()
@@ -255,13 +255,18 @@ class Engine:
         raise redis.WatchError("engine: could not commit a batch after 999 attempts (other engines kept "
                                "changing its runs); it is retried")
 
-    def _read_runs(self, pipe: redis.client.Pipeline, run_ids: list[str],
-                   keys: list[str]) -> dict[str, Run | Exception]:
-        if not keys:
+    def _read_runs(self, pipe: redis.client.Pipeline, run_ids: list[str], keys: list[str],
+                   version_key: str | None) -> dict[str, Run | Exception]:
+        """The batch's runs under WATCH; with `version_key`, also the rule-set version (Replan if replaced)."""
+        watched = [*keys, *([version_key] if version_key else [])]
+        if not watched:
             return {}
-        pipe.watch(*keys)
-        replies = pipe.execute_command("EVAL", lua.source("read_runs"), len(keys), *keys, *self._cache.versions(run_ids))
-        return self._cache.resolve(run_ids, replies)
+        pipe.watch(*watched)
+        replies = pipe.execute_command("EVAL", lua.source("read_runs"), len(watched), *watched,
+                                       len(keys), *self._cache.versions(run_ids))
+        if version_key:
+            self.reload.verify(replies[-1] or None)
+        return self._cache.resolve(run_ids, replies[:len(keys)])
 
     def _read_guards(self, pipe: redis.client.Pipeline, guards: list[str]) -> dict[str, Guard]:
         if not guards:

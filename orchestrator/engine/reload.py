@@ -169,13 +169,14 @@ class Reloader:
             except Replan:
                 self.check()
 
-    def guard(self, pipe: redis.client.Pipeline, batch: Batch) -> None:
-        """In a commit of a batch with events, before the transaction: WATCH the version, and Replan if it is
-        not the one the batch was planned under."""
-        if not batch_needs_rules(batch):
-            return
-        pipe.watch(self.key)
-        raw = pipe.get(self.key)
+    def guard_key(self, batch: Batch) -> str | None:
+        """The key a commit of `batch` must WATCH and read with its runs (a batch with events: the version
+        it was planned under), or None."""
+        return self.key if batch_needs_rules(batch) else None
+
+    def verify(self, raw: bytes | None) -> None:
+        """Replan unless `raw`, the version read under WATCH in the commit, is the one the batch was planned
+        under (none published yet counts as this one)."""
         if raw is not None and raw.decode(errors="replace") != self.project.ruleset:
             raise Replan(raw)
 
