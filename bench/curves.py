@@ -261,8 +261,9 @@ def add_args(ap: Any) -> None:
                     help="curves: engine counts for the throughput curve (default 1,2,3)")
     ap.add_argument("--curves-events", type=int, default=2000,
                     help="curves: events emitted at once per throughput measurement (default 2,000)")
-    ap.add_argument("--curves-requests", type=int, default=50,
-                    help="curves: timed GET /runs requests (and RunStore.list calls) per size (default 50)")
+    ap.add_argument("--curves-requests", type=int, default=200,
+                    help="curves: timed GET /runs requests (and RunStore.list calls) per size (default 200: p99 "
+                         "is then the second slowest, not the slowest, which one scheduling hiccup sets)")
     ap.add_argument("--curves-cli-calls", type=int, default=5,
                     help="curves: timed `orch runs list --json` subprocesses per size (default 5)")
 
@@ -304,5 +305,6 @@ def curves_table(data: dict[str, Any]) -> list[str]:
               "runs are bench_one runs written cumulatively as the engine leaves them (hash with TTL, run "
               "indexes); `orch runs list` is mostly interpreter start-up (RunStore.list is its read). For the "
               "engines curve, flat means more engines add no throughput: on 2 cores the workers, Redis and the "
-              "engines share the same CPUs."]
+              "engines share the same CPUs; runs per engine commit counts the engines' plain EVALs, one per commit "
+              "attempt (a WATCH conflict between engines retries with another)."]
     return lines

@@ -1,6 +1,6 @@
 """orch benchmarks, side by side with peers measured in the same run (`make bench`).
 
-    .venv/bin/python bench/run.py                 full run (about 3 minutes on 2 cores, peers included)
+    .venv/bin/python bench/run.py                 full run (about 5 minutes on 2 cores, peers and curves included)
     .venv/bin/python bench/run.py --quick         short smoke run (~40 s; peers: RQ SimpleWorker only)
     .venv/bin/python bench/run.py --json          JSON on stdout (the table goes to stderr)
     .venv/bin/python bench/run.py --skip-peers    orch only
