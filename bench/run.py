@@ -1,6 +1,6 @@
 """orch benchmarks, side by side with peers measured in the same run (`make bench`).
 
-    .venv/bin/python bench/run.py                 full run (about 3 minutes on 2 cores, peers included)
+    .venv/bin/python bench/run.py                 full run (about 5 minutes on 2 cores, peers and curves included)
     .venv/bin/python bench/run.py --quick         short smoke run (~40 s; peers: RQ SimpleWorker only)
     .venv/bin/python bench/run.py --json          JSON on stdout (the table goes to stderr)
     .venv/bin/python bench/run.py --skip-peers    orch only
@@ -14,6 +14,7 @@
     .venv/bin/python bench/run.py --only maintenance   the engine's maintenance pass alone (~1 minute)
     .venv/bin/python bench/run.py --only matching      rule matching alone: indexed vs naive, 10/1k/10k rules (~1 min)
     .venv/bin/python bench/run.py --only capacity      Redis memory per event, dedup key, run, task, queued job (~30 s)
+    .venv/bin/python bench/run.py --only curves        flat costs at 3 sizes: GET /runs, memory per run, engines (~2 min)
 
 Everything runs against a redis-server started here on a free loopback port, in a temporary
 directory, without persistence (like the peers), and stopped at the end: no other Redis is touched.
@@ -59,6 +60,11 @@ Phases, in order:
                  over 10,000 items through `orch engine` and 2 fast workers; Redis commands, Redis CPU and the
                  engine's and workers' CPU per run and per fan-out item. See bench/capacity.py; the figures
                  deploy/CAPACITY.md plans with (bench/capacity_model.py).
+  3f. curves     costs that must stay flat as the work grows, at three sizes each, with a verdict (largest /
+                 smallest <= 1.5x): `GET /runs` (one `orch api`), `orch runs list --json` and Redis memory per
+                 retained run with 1k / 100k / 1M finished runs (--curves-runs; written by replaying what
+                 RunStore.write_change queues), and sustained one-task runs/s with 1 / 2 / 3 `orch engine`
+                 processes and the same workers (--curves-engines). See bench/curves.py.
   4. peers       ../shared/peers/run.sh (ORCH_BENCH_PEERS to use another script), same N, for the
                  ratios: all four by default, RQ SimpleWorker only with --quick.
 
@@ -113,6 +119,7 @@ from orchestrator.workflows.spec import WorkflowSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import capacity  # noqa: E402 - bench/ is not a package on the path
+import curves  # noqa: E402
 from matching import matching_table, phase_matching  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1014,6 +1021,15 @@ def phase_capacity(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return {"workers": workers, **out}
 
 
+def phase_curves(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """The flatness curves (bench/curves.py), lent this script's process and measurement helpers."""
+    deps = curves.Deps(stack, start_orch, Probe, phase_sustained, pct, log, load_project(PROJECT), PROJECT, PREFIX)
+    try:
+        return curves.phase_curves(deps, args, capacity.used_memory)
+    except curves.CurveError as exc:
+        raise BenchError(str(exc)) from exc
+
+
 # -- peers ------------------------------------------------------------------------------------------------
 
 
@@ -1372,7 +1388,8 @@ def table(results: dict[str, Any]) -> str:
     extra = maintenance_table(results) if "maintenance" in orch else []
     extra += matching_table(orch["matching"]) if "matching" in orch else []
     extra += capacity.capacity_table(orch["capacity"]) if "capacity" in orch else []
-    if not any(engine in orch for engine in ENGINES):  # --only ingest, webhook, maintenance, matching, capacity
+    extra += curves.curves_table(orch["curves"]) if "curves" in orch else []
+    if not any(engine in orch for engine in ENGINES):  # --only ingest, webhook, maintenance, matching, capacity, curves
         hook = orch.get("webhook")
         lines = ["| metric | orch | target |", "|---|---:|---|", f"| {' | '.join(_webhook_row(hook)[:3])} |",
                  "", _webhook_note(hook)] if hook else []
@@ -1415,12 +1432,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="webhook: concurrent keep-alive connections (default 16)")
     ap.add_argument("--api-workers", type=int, default=2,
                     help="webhook: `orch api --workers N`, API processes sharing the port (default 2: both cores)")
-    ap.add_argument("--only", choices=["ingest", "webhook", "orch", "fanout", "maintenance", "matching", "capacity"], default=None,
+    ap.add_argument("--only", choices=["ingest", "webhook", "orch", "fanout", "maintenance", "matching", "capacity",
+                                           "curves"], default=None,
                     help="run some phases only: ingest (Client.emit_many alone, events/s), webhook (orch api alone, signed requests/s), orch (the engine "
                          "and worker phases, no ingest or webhook), fanout (the fan-out phase alone), "
                          "maintenance (one engine maintenance pass, few vs many dedup keys and finished runs), "
                          "matching (rule matching, indexed vs naive, in this process), capacity (Redis memory, "
-                         "commands and CPU per event, run, task and queued job: deploy/CAPACITY.md)")
+                         "commands and CPU per event, run, task and queued job: deploy/CAPACITY.md), curves "
+                         "(flat costs at three sizes: bench/curves.py)")
+    curves.add_args(ap)
     ap.add_argument("--maintenance-dedup", type=int,
                     help="maintenance: dedup keys of the large size (default 1,000,000; quick 100,000)")
     ap.add_argument("--maintenance-runs", type=int,
@@ -1473,6 +1493,8 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
         return {"maintenance": phase_maintenance(stack, sizes)}
     if args.only == "capacity":
         return {"capacity": phase_capacity(stack, args)}
+    if args.only == "curves":
+        return {"curves": phase_curves(stack, args)}
     out: dict[str, Any] = {}
     if args.only is None:
         out["ingest"] = phase_ingest(stack, sizes["events"], args.chunk)
@@ -1485,6 +1507,7 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
         out["maintenance"] = phase_maintenance(stack, sizes)
         out["matching"] = phase_matching(log)
         out["capacity"] = phase_capacity(stack, args)
+        out["curves"] = phase_curves(stack, args)
     return out
 
 
@@ -1516,7 +1539,7 @@ def measure(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, 
         stack.close(keep_logs=args.keep_logs or failed)
         if args.keep_logs or failed:
             log(f"bench: process logs kept in {stack.tmp}")
-    if args.skip_peers or args.only in ("ingest", "webhook", "fanout", "maintenance", "capacity"):
+    if args.skip_peers or args.only in ("ingest", "webhook", "fanout", "maintenance", "capacity", "curves"):
         return
     peers = args.peers or ("rq-simple" if args.quick else "all")
     only = ALL_PEERS if peers == "all" else peers
