@@ -10,10 +10,15 @@ bench's keep-alive connections and the other none.) The supervisor:
 
 - restarts a copy that exits while the API is running, after a backoff that doubles (0.5 s up to
   30 s) while copies keep dying young;
-- forwards SIGTERM / SIGINT to every copy (each finishes its requests, uvicorn's graceful shutdown)
-  and exits 0 when all did;
+- on SIGTERM or SIGINT sends SIGTERM to every copy (each finishes its requests, uvicorn's graceful
+  shutdown), SIGKILLs those still running after 15 s or on a second signal, and exits 0 when all
+  stopped cleanly;
 - holds the port meanwhile (bound, not listening: the kernel gives it no connection), so no other
-  program takes it while a copy restarts.
+  program takes it while a copy restarts, and refuses to start on a port anything else holds.
+
+Each copy keeps its own in-process metrics (request and ingest latency histograms, process_*): a
+scrape of `/metrics` reads one copy. The Redis-backed metrics are whole. A copy killed outright loses
+the connections waiting in its accept queue (Linux moves them only with net.ipv4.tcp_migrate_req).
 
 The copies are subprocesses, not forks: nothing (Redis connections, threads, the event loop) is shared
 by accident. Each is in its own session and dies with the supervisor (`cli.common.die_with_parent`, as
@@ -42,19 +47,30 @@ log = logging.getLogger(__name__)
 
 HEALTHY_AFTER_S = 30.0  # a copy that lived this long resets the restart backoff
 TICK_S = 0.1
+STOP_GRACE_S = 15.0  # uvicorn's graceful shutdown (10 s, api/server.py) and a margin
 
 
-def port_socket(host: str, port: int, *, listen: bool) -> socket.socket:
+def port_socket(host: str, port: int, *, listen: bool, exclusive_check: bool = False) -> socket.socket:
     """A TCP socket bound to (host, port) with SO_REUSEPORT, listening when `listen` (a copy's) or only
-    holding the port (the supervisor's); OrchestratorError when the port is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holding the port (the supervisor's); OrchestratorError when the port is taken. With `exclusive_check`
+    it first binds without SO_REUSEPORT, which fails if anything holds the port: another `orch api
+    --workers` would otherwise join the same SO_REUSEPORT group and take half the connections."""
+    family, _, _, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
     try:
-        sock.bind((host.strip("[]"), port))
+        if exclusive_check:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
     except OSError as exc:
-        sock.close()
         raise OrchestratorError(f"orch api cannot listen on {host}:{port}: {exc.strerror or exc}; is another "
                                 "process using the port? Choose another with --port or ORCH_API_PORT") from exc
     if listen:
@@ -76,6 +92,7 @@ class _Supervisor:
         self._copies = [_Copy(i) for i in range(workers)]
         self._backoff = Backoff(initial_s=0.5, max_s=30.0, jitter=0.0)
         self._stopping: int | None = None  # the signal that stops the API
+        self._force = False  # a second signal: no grace
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,25 +118,35 @@ class _Supervisor:
             copy.started = now
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping is not None:  # a second signal: stop the copies at once
+            self._force = True
         self._stopping = signum
 
     def _stop(self) -> int:
+        """SIGTERM to every copy (each finishes its requests; Ctrl-C included, so that a clean stop exits 0),
+        SIGKILL to those still running after the grace, or at once on a second signal."""
         running = [c.process for c in self._copies if c.process is not None and c.process.poll() is None]
         log.info("orch api: %s: stopping %d worker(s)", signal.Signals(self._stopping or signal.SIGTERM).name,
                  len(running))
-        sig = self._stopping or signal.SIGTERM
         for process in running:
-            process.send_signal(sig)
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while any(p.poll() is None for p in running) and time.monotonic() < deadline and not self._force:
+            time.sleep(TICK_S)
+        for process in running:
+            if process.poll() is None:
+                process.kill()
         codes = [process.wait() for process in running]
-        return 0 if all(code in (0, -sig) for code in codes) else 1  # uvicorn re-raises the signal it handled
+        return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1  # uvicorn re-raises SIGTERM
 
 
 def supervise(argv: Sequence[str], host: str, port: int, workers: int) -> int:
-    """Run `workers` copies of `orch api <argv> --reuse-port` on host:port until stopped; the exit code."""
-    held = port_socket(host, port, listen=False)
+    """Run `workers` copies of `orch api <argv> --host H --port P --reuse-port` until stopped; the exit code.
+    Port 0 is resolved once here, so every copy listens on the same port."""
+    held = port_socket(host, port, listen=False, exclusive_check=True)
     try:
+        port = held.getsockname()[1]
         log.info("orch api: %d worker processes on %s:%d", workers, host, port)
-        return _Supervisor(argv, workers).run()
+        return _Supervisor([*argv, "--host", host, "--port", str(port)], workers).run()
     finally:
         held.close()
-

@@ -76,9 +76,8 @@ def api(project: str | None, host: str | None, port: int | None, role: str, work
         secrets = resolve_all(hooks, os.environ, project_root=settings.project_dir, locations=locations)
         hooks_router, lines = (create_router(hooks, secrets) if hooks else None), describe(hooks)
     if not reuse_port and settings.api_workers > 1:  # checked above once, not by each copy in turn
-        argv = ["api", "--role", role, "--host", settings.api_host, "--port", str(settings.api_port)]
-        raise SystemExit(supervise([*argv, *(["--project", project] if project else [])], settings.api_host,
-                                   settings.api_port, settings.api_workers))
+        argv = ["api", "--role", role, *(["--project", project] if project else [])]
+        raise SystemExit(supervise(argv, settings.api_host, settings.api_port, settings.api_workers))
     tracing.configure("api")
     client = connect(settings, wait=True)
     app = create_app(settings, queues=RQQueueInspector(client, Keys(settings.key_prefix)), role=role,

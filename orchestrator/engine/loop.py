@@ -309,10 +309,10 @@ class Engine:
     def _queue_bookkeeping(self, pipe: redis.client.Pipeline, outcome: Outcome) -> None:
         """Timers, the in-flight attempts the sweeper watches, and cancel markers."""
         timers = {t.member: int(t.due.timestamp() * 1000) for c in outcome.changes for t in c.timers}
+        if outcome.fired:  # first: a timer set again by the batch that fired it stays set
+            pipe.zrem(self.keys.timers, *outcome.fired)
         if timers:
             pipe.zadd(self.keys.timers, timers)
-        if outcome.fired:
-            pipe.zrem(self.keys.timers, *outcome.fired)
         running = {m: w for c in outcome.changes for m, w in c.running.items()}
         done = [m for c in outcome.changes for m in c.done if m not in running]
         if running:

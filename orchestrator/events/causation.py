@@ -36,7 +36,7 @@ from typing import Literal
 from ..tracing import TRACEPARENT, TraceContext, parse
 
 __all__ = ["CAUSE_ATTRIBUTES", "RUN_ATTRIBUTE", "TASK_ATTRIBUTE", "Cause", "caused_by", "current_cause",
-           "emitting_cause", "env_cause", "with_cause"]
+           "env_cause", "environment_cause", "with_cause"]
 
 RUN_ATTRIBUTE = "orchrun"
 TASK_ATTRIBUTE = "orchtask"
@@ -92,14 +92,15 @@ def env_cause(environ: Mapping[str, str]) -> Cause | None:
     return Cause(run_id, node, parse(environ.get("TRACEPARENT"), environ.get("TRACESTATE")))
 
 
-def emitting_cause(environ: Mapping[str, str] | None = None) -> Cause | None:
-    """The cause events emitted now carry: the current one (`caused_by`), else the one in `environ`
-    (default: `os.environ`; see `env_cause`). A batch asks once, not once per event."""
-    return _current.get() or env_cause(os.environ if environ is None else environ)
+def environment_cause(environ: Mapping[str, str] | None = None) -> Cause | None:
+    """The cause in `environ` (default: `os.environ`; see `env_cause`): a batch reads it once, not once per
+    event (the environment does not change while a batch is built; the current cause may, and is read per
+    event)."""
+    return env_cause(os.environ if environ is None else environ)
 
 
 def with_cause(attributes: Mapping[str, object], environ: Mapping[str, str] | None = None, *,
-               cause: Cause | None | Literal[False] = False) -> dict[str, str]:
+               from_env: Cause | None | Literal[False] = False) -> dict[str, str]:
     """The causation attributes to add to an event whose other attributes are `attributes`.
 
     The cause is the current one (`caused_by`), else the one in `environ` (default: `os.environ`; see
@@ -107,8 +108,7 @@ def with_cause(attributes: Mapping[str, object], environ: Mapping[str, str] | No
     `attributes["extensions"]`), neither is added: an explicit value always wins, and the pair is never
     mixed; the same goes for a `traceparent` the caller set, with its `tracestate`.
     """
-    if cause is False:
-        cause = emitting_cause(environ)
+    cause = _current.get() or (environment_cause(environ) if from_env is False else from_env)
     if cause is None:
         return {}
     nested = attributes.get("extensions")

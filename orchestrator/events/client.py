@@ -36,7 +36,7 @@ from ..connection import async_client_from_url, check_server_async, client_optio
 from ..errors import EventError
 from ..settings import Settings
 from ..state.keys import Keys
-from .causation import Cause, emitting_cause, with_cause
+from .causation import Cause, environment_cause, with_cause
 from .envelope import Event, event_from_mapping, new_event_id
 from .publish import AsyncPublisher, Published, Publisher
 from .sources import check_custom_source
@@ -64,8 +64,8 @@ class _EventFactory:
         return event
 
     def _events(self, items: Iterable[EventLike]) -> list[Event]:
-        cause = emitting_cause()  # once per batch: it cannot change while the batch is built
-        now = datetime.now(UTC)  # the time of the events emitted together that name none
+        cause = environment_cause()  # once per batch (the current cause, `caused_by`, is read per event)
+        now = datetime.now(UTC)  # the events of one call that name no time share it
         events = [self._complete(item, i, cause, now) for i, item in enumerate(items)]
         checked: set[str] = set()
         for index, event in enumerate(events):
@@ -74,9 +74,9 @@ class _EventFactory:
                 checked.add(event.source)
         return events
 
-    def _complete(self, item: EventLike, index: int, emitting: Cause | None, now: datetime) -> Event:
+    def _complete(self, item: EventLike, index: int, from_env: Cause | None, now: datetime) -> Event:
         if isinstance(item, Event):
-            cause = with_cause(item.extensions, cause=emitting)
+            cause = with_cause(item.extensions, from_env=from_env)
             return item.model_copy(update={"extensions": {**item.extensions, **cause}}) if cause else item
         if not isinstance(item, Mapping):
             raise EventError(f"events[{index}]: expected an Event or a mapping, got {type(item).__name__}")
@@ -84,7 +84,7 @@ class _EventFactory:
         values.setdefault("id", new_event_id())
         values.setdefault("source", self.source)
         values.setdefault("time", now)
-        cause = with_cause(values, cause=emitting)
+        cause = with_cause(values, from_env=from_env)
         nested = values.get("extensions")
         if cause and (nested is None or isinstance(nested, Mapping)):
             values["extensions"] = {**(nested or {}), **cause}

@@ -8,6 +8,7 @@ answering; SIGTERM stops every copy and the supervisor exits 0.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from ..helpers import EXAMPLES, RedisServer, free_port, wait_for
-from .conftest import Processes, create_token, orch_env
+from .conftest import Processes, create_token, orch, orch_env
 
 pytestmark = pytest.mark.e2e
 
@@ -68,9 +69,27 @@ def test_two_api_processes_share_the_port_are_replaced_when_they_die_and_stop_to
         wait_for(replaced, 60, "the dead copy to be replaced")
         assert _answers(base) and "exited (-9)" in procs.log("api")
 
+        rival = orch("api", "--workers", "2", env=procs.env, check=False, timeout=60)  # the same port
+        assert rival.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in rival.stderr, rival.stderr
+
         copies = _copies(supervisor.pid, port)
-        assert procs.stop("api", signal.SIGTERM) == 0, procs.log("api")
+        assert procs.stop("api", signal.SIGINT) == 0, procs.log("api")  # Ctrl-C: a clean stop
         assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in copies)
+    finally:
+        procs.stop_all()
+        server.stop()
+
+
+def test_port_zero_is_chosen_once_for_every_copy(tmp_path: Path) -> None:
+    server = RedisServer()
+    procs = Processes(orch_env(server.url, EXAMPLES, ORCH_API_PORT="0"), tmp_path)
+    try:
+        supervisor = procs.start("api", "api", "--workers", "2")
+        found = wait_for(lambda: re.search(r"worker processes on 127\.0\.0\.1:(\d+)", procs.log("api")), 60,
+                         "the supervisor to say its port")
+        port = int(found.group(1))
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}") and len(_copies(supervisor.pid, port)) == 2, 60,
+                 "both copies on the port the supervisor chose")
     finally:
         procs.stop_all()
         server.stop()

@@ -90,6 +90,18 @@ def test_events_built_inside_a_cause_carry_it_in_every_form() -> None:
     assert outside.extensions == {}
 
 
+def test_a_generator_of_events_gets_the_cause_current_as_each_event_is_made() -> None:
+    """emit_many reads the environment's cause once per call, but the current one (`caused_by`) per event:
+    a generator may yield some events inside a task's cause and some outside it."""
+    def items():  # type: ignore[no-untyped-def]
+        yield {"type": "outside"}
+        with caused_by("run-1", "charge"):
+            yield {"type": "inside"}
+
+    events = _client()._events(items())
+    assert [e.extensions for e in events] == [{}, {"orchrun": "run-1", "orchtask": "charge"}]
+
+
 def test_both_clients_build_the_same_events_and_name_the_bad_field() -> None:
     sync, other = _client(), AsyncClient(NOWHERE, source="/app")
     items = [{"type": "a", "id": "1", "time": "2024-01-01T00:00:00Z", "data": {"x": 1}}]
