@@ -56,12 +56,13 @@ class CurveError(RuntimeError):
 
 @dataclass(frozen=True)
 class Deps:
-    """What run.py lends this phase (it cannot be imported from here: it is __main__)."""
+    """What bench/orchphases.py lends this phase (importing it from here would be a cycle: it imports this
+    module)."""
 
-    stack: Any                                   # run.Stack: url, tmp, start_orch, stop_orch, check_alive
-    start_orch: Callable[..., str]               # run.start_orch(stack, engine, args, probe, client)
-    probe: Callable[[str], Any]                  # run.Probe(url)
-    sustained: Callable[..., dict[str, Any]]     # run.phase_sustained(stack, probe, client, admin, n, label)
+    stack: Any                                   # stack.Stack: url, tmp, start_orch, stop_orch, check_alive
+    start_orch: Callable[..., str]               # probe.start_orch(stack, engine, args, probe, client)
+    probe: Callable[[str], Any]                  # probe.Probe(url)
+    sustained: Callable[..., dict[str, Any]]     # orchphases.phase_sustained(stack, probe, client, admin, n, label)
     pct: Callable[[list[float], float], float]
     log: Callable[[str], None]
     project: Project

@@ -6,7 +6,7 @@ pipeline's command stack, with the run id, the event id and the created ms turne
 replayed by a Lua loop, WRITE_BATCH runs per EVAL: each run gets its own ids (run ids of 24 hex digits, as
 derive_run_id gives) and created ms, so it has the hash (with its retention TTL) and every index entry the
 engine would have written. About 15 us per run in Redis, none in Python: 1,000,000 runs in well under a
-minute, where building each run in Python (bench/run.py phase_maintenance) takes a few times longer.
+minute, where building each run in Python (bench/maintenance.py) takes a few times longer.
 check_written reads some back through RunStore to make sure the replay stays what the engine writes.
 """
 
