@@ -40,8 +40,11 @@ from typing import Any
 
 import redis
 
-from orchestrator import Client, Settings
-from orchestrator.embedded_redis import find_redis_binary
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` importable however this is started
+
+from bench.common import free_port  # noqa: E402
+from orchestrator import Client, Settings  # noqa: E402
+from orchestrator.embedded_redis import find_redis_binary  # noqa: E402
 
 CONFIGS: dict[str, dict[str, str]] = {
     "default": {},  # beat 5 s, dead after 15 s, maintenance every 5 s, claim idle 60 s
@@ -52,12 +55,6 @@ RULES = 'rules:\n  - {name: one, type: bench.one, workflow: one, params: {n: "{{
 FLOWS = ("from orchestrator import task, workflow\n\n\n@task\ndef noop(n: int) -> int:\n    return n\n\n\n"
          "@workflow\ndef one(n: int):\n    noop(n)\n")
 BURST = 500
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.005) -> Any:
@@ -103,6 +100,11 @@ class Trial:
         self.engines.append(process)
         return process
 
+    def consumer_of(self, pid: int) -> str:
+        """The engine consumer name of process `pid`: `engine-<host>-<pid>-<4 hex>` (events.stream)."""
+        prefix = f"engine-{socket.gethostname()}-{pid}-"
+        return next(m.decode() for m in self.r.zrange("orch:engines", 0, -1) if m.decode().startswith(prefix))
+
     def pending_of(self, consumer: str) -> list[bytes]:
         rows = self.r.xpending_range("orch:events", "engine", "-", "+", 100_000, consumername=consumer)
         return [row["message_id"] for row in rows]
@@ -113,8 +115,8 @@ class Trial:
 
     def run(self) -> dict[str, float]:
         victim, survivor = self.engine("victim"), self.engine("survivor")
-        name = f"engine-{socket.gethostname()}-{victim.pid}"
         wait(lambda: self.r.zcard("orch:engines") == 2, 30, "two engines beating", 0.05)
+        name = self.consumer_of(victim.pid)
         # the survivor is paused (SIGSTOP) while the events go in, so that the victim reads them, and resumed
         # as the victim is killed: a few milliseconds, far under a beat, so it is never thought dead itself
         os.kill(survivor.pid, signal.SIGSTOP)
