@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -61,8 +64,15 @@ def reader_gone() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+ORPHAN_GRACE_S = 10.0  # how long a process whose supervisor died may take to stop on its own
+
+
 def die_with_parent() -> None:
-    """When `orch dev` started this process, exit with it even if it is killed (Linux)."""
+    """When a supervisor (`orch dev`, a worker pool, `orch api --workers`) started this process, stop with
+    it even if it is killed (Linux): its death sends us SIGTERM, the graceful stop. Should that stop hang
+    (a task that will not finish, a wait on a Redis that is going away with it), a watchdog ends the
+    process ORPHAN_GRACE_S later: nothing may outlive its supervisor for long, and whatever it held is
+    handed back by recover() as after any crash."""
     parent = os.environ.get("ORCH_DEV_PARENT_PID")
     if not parent:
         return
@@ -74,3 +84,13 @@ def die_with_parent() -> None:
         return
     if os.getppid() != int(parent):  # the parent died before prctl took effect
         raise SystemExit(0)
+    threading.Thread(target=_orphan_watchdog, args=(int(parent),), name="orphan-watchdog", daemon=True).start()
+
+
+def _orphan_watchdog(parent: int, poll_s: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    time.sleep(ORPHAN_GRACE_S)
+    logging.getLogger(__name__).error("the supervising process %d died and this process did not stop within "
+                                      "%.0f s of it; exiting at once", parent, ORPHAN_GRACE_S)
+    os._exit(1)

@@ -115,10 +115,12 @@ def test_a_killed_orch_dev_takes_its_children_along_and_the_next_start_works(tmp
     dev = _start_dev(project, port, tmp_path / "dev1.log", bare_path)
     wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 60, "orch dev to serve /healthz")
     processes = _tree(dev.pid)
+    roles = {p.pid: " ".join(p.cmdline()[2:4]) for p in processes}  # e.g. "orchestrator worker"
     os.kill(dev.pid, signal.SIGKILL)
     dev.wait()
     alive = psutil.wait_procs(processes[1:], timeout=15)[1]
-    assert not alive, f"children outlived a killed orch dev: {alive}"
+    assert not alive, (f"children outlived a killed orch dev: {[(p.pid, roles[p.pid]) for p in alive]}\n"
+                       f"{(tmp_path / 'dev1.log').read_text()[-4000:]}")
 
     again = _start_dev(project, port, tmp_path / "dev2.log", bare_path)
     try:
