@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from ..settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["die_with_parent", "fail", "handle_errors", "make_settings", "project_option", "setup_logging"]
+__all__ = ["die_with_parent", "fail", "freeze_heap", "handle_errors", "make_settings", "project_option", "setup_logging"]
 
 
 def project_option(fn: F) -> F:
@@ -94,3 +95,12 @@ def _orphan_watchdog(parent: int, poll_s: float = 0.5) -> None:
     logging.getLogger(__name__).error("the supervising process %d died and this process did not stop within "
                                       "%.0f s of it; exiting at once", parent, ORPHAN_GRACE_S)
     os._exit(1)
+
+
+def freeze_heap() -> None:
+    """Put what a long-running role has loaded by now (modules, the project, its clients) out of the cyclic
+    garbage collector's reach, just before its loop starts. Otherwise every full collection walks that
+    whole heap again: the engine spent a fifth of its CPU per run there, and the commit that expands a
+    10,000-item fan-out 40% of its time (the first item waits for it)."""
+    gc.collect()
+    gc.freeze()

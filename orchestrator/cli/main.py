@@ -19,6 +19,7 @@ from ..state.keys import Keys
 from .common import (
     die_with_parent,
     fail,
+    freeze_heap,
     handle_errors,
     make_settings,
     project_option,
@@ -69,6 +70,7 @@ def engine(project: str | None, health_port: int | None) -> None:
     engine = Engine(client, settings, loaded, RQDispatcher(client, settings))
     watch_project(engine, settings, stop)  # rules and workflows reload without a restart (reload_cmd.py)
     start_health("engine", client, settings, health_port, ruleset=engine.reload.behind)  # /livez, /readyz
+    freeze_heap()
     engine.run(stop)
 
 
@@ -124,6 +126,7 @@ def worker(project: str | None, queues: str | None, burst: bool, name: str | Non
     refresh = ProjectRefresh(loaded.root, lambda: load_project(settings.project_dir, watch_roots=settings.watch_roots))
     try:
         start_health("worker", client := connect(settings, wait=True), settings, health_port)
+        freeze_heap()
         run_worker(client, settings, loaded, names, burst=burst, name=name, engine=engine,
                    fork_queues=forked, pool=pool_name or "", prefetch=prefetch, refresh=refresh)
     except ForcedStop:
