@@ -155,6 +155,29 @@ class TaskRun:
                    via=data["via"] if isinstance(data.get("via"), dict) else None)
 
 
+def task_json(task: TaskRun) -> bytes:
+    """`dumps(task.to_dict())`. A fan-out's item not yet dispatched, which a large map writes by the
+    thousand in the commit that expands it, comes from a template instead: the same bytes, several
+    times faster (the first item of a 10,000-item map waits for that commit)."""
+    if (task.state is not TaskState.PENDING or task.index is None or task.parent is None or task.attempt
+            or task.history or task.items is not None or any(v is not None for v in _later_fields(task))):
+        return dumps(task.to_dict())
+    return _item_template(task.task, task.queue, task.parent) % (dumps(task.node), task.index)
+
+
+def _later_fields(task: TaskRun) -> tuple[Any, ...]:  # what a dispatched or finished task has set
+    return (task.queued_at, task.started_at, task.finished_at, task.worker, task.result, task.error,
+            task.error_type, task.retry_at, task.logs, task.via)
+
+
+@functools.lru_cache(maxsize=256)
+def _item_template(task: str, queue: str, parent: str) -> bytes:
+    """to_dict of a fresh item as JSON, with %b for its node name (JSON text) and %d for its index."""
+    fresh = TaskRun(node="", task=task, queue=queue, parent=parent, index=0)
+    head, tail = dumps(fresh.to_dict()).split(b'"node":"",', 1)
+    return head.replace(b"%", b"%%") + b'"node":%b,' + tail.replace(b"%", b"%%").removesuffix(b'"index":0}') + b'"index":%d}'
+
+
 @dataclass(frozen=True)
 class EventRef:
     """The event that started a run."""
@@ -248,7 +271,7 @@ class Run:
             if self.events is not None:
                 out["events"] = dumps(self.events)
         for name in self.tasks if tasks is None else tasks:
-            out[f"t:{name}"] = dumps(self.tasks[name].to_dict())
+            out[f"t:{name}"] = task_json(self.tasks[name])
         return out
 
     @classmethod
