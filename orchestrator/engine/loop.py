@@ -261,9 +261,7 @@ class Engine:
         watched = [*keys, *([version_key] if version_key else [])]
         if not watched:
             return {}
-        pipe.watch(*watched)
-        replies = pipe.execute_command("EVAL", lua.source("read_runs"), len(watched), *watched,
-                                       len(keys), *self._cache.versions(run_ids))
+        replies = lua.watch_and_read(pipe, watched, "read_runs", watched, [len(keys), *self._cache.versions(run_ids)])
         if version_key:
             self.reload.verify(replies[-1] or None)
         return self._cache.resolve(run_ids, replies[:len(keys)])
@@ -272,8 +270,7 @@ class Engine:
         if not guards:
             return {}
         keys = [k for g in guards for k in (self.keys.schedule_active(g), self.keys.schedule_queued(g))]
-        pipe.watch(*keys)
-        replies = pipe.execute_command("EVAL", lua.source("read_guards"), len(keys), *keys, self.keys.run(""))
+        replies = lua.watch_and_read(pipe, keys, "read_guards", keys, [self.keys.run("")])
         out = {}
         for guard, (holder, meta, queued) in zip(guards, replies, strict=True):
             running = bool(holder) and bool(meta) and loads(meta).get("status") == "running"

@@ -91,8 +91,8 @@ class SlotBook:
         what = ["all" if c.mode == "cancel_previous" else "holders" if c.kind == "singleton" else "count"
                 for c in claims.values()]
         # who holds a slot decides every claim; who waits, only cancel_previous (it cancels them)
-        pipe.watch(*keys[0::2], *[k for k, w in zip(keys[1::2], what, strict=True) if w == "all"])
-        replies = pipe.execute_command("EVAL", lua.source("read_slots"), len(keys), *keys, *what)
+        watched = [*keys[0::2], *[k for k, w in zip(keys[1::2], what, strict=True) if w == "all"]]
+        replies = lua.watch_and_read(pipe, watched, "read_slots", keys, what)
         free, holders, waiters = {}, {}, {}
         for (pool, claim), (count, held, waiting) in zip(claims.items(), replies, strict=True):
             free[pool] = claim.limit - int(count)

@@ -24,7 +24,8 @@ free slots to the runs in line, in lib/promote.lua, used by slot_release.lua and
 How to call them:
     register(client, name)   a redis-py Script for a sync or asyncio client: EVALSHA, loading the script
                              on NOSCRIPT; queued on a pipeline, it is loaded before the pipeline runs
-    source(name)             the text, for EVAL under WATCH (before MULTI), which never meets NOSCRIPT
+    source(name)             the text, for EVAL inside MULTI, where NOSCRIPT would not undo the rest
+    watch_and_read(pipe, watched, name, keys, args)   WATCH, then a read script, in one round trip
     call_read_only(client, name, keys, args)   a script that only reads, as EVALSHA_RO (read-only ACLs)
     Scripts(client)          SHAs loaded once per client, for callers that send raw EVALSHA commands in
                              their own pipelines (the worker's Ledger), with `forget()` after NOSCRIPT
@@ -40,9 +41,10 @@ from importlib import resources
 from typing import Any
 
 import redis
+import redis.client
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["NAMES", "Scripts", "call_read_only", "register", "source"]
+__all__ = ["NAMES", "Scripts", "call_read_only", "register", "source", "watch_and_read"]
 
 NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release",
          "slot_renew", "claim", "release", "append_log", "read_log", "flow_decide", "flow_release",
@@ -114,3 +116,38 @@ class Scripts:
         except NoScriptError:
             self.forget()
             return self._client.evalsha(self.sha(name), len(keys), *keys, *args)
+
+
+def watch_and_read(pipe: redis.client.Pipeline, watched: Sequence[str], name: str, keys: Sequence[str],
+                   args: Sequence[Any]) -> Any:
+    """WATCH `watched`, then run script `name` (a read) on the same connection: both commands are written
+    at once and their replies read in order, one round trip where `pipe.watch` and a call would take two
+    (the engine's idle latency is mostly round trips). EVALSHA, then EVAL with the text after NOSCRIPT,
+    which is harmless here: still under WATCH, before MULTI. A connection error drops the connection and
+    the watch with it, as `pipe.watch` would, and is raised."""
+    conn = pipe.connection
+    if conn is None:
+        conn = pipe.connection = pipe.connection_pool.get_connection()
+    call = ("EVALSHA", _sha(name), len(keys), *keys, *args)
+    try:
+        conn.send_packed_command(conn.pack_commands([("WATCH", *watched), call]))
+        watch_reply, reply = _reply(pipe, conn, "WATCH"), _reply(pipe, conn, "EVALSHA")
+    except (redis.ConnectionError, redis.TimeoutError):
+        conn.disconnect()
+        raise
+    if isinstance(watch_reply, Exception):
+        raise watch_reply
+    pipe.watching = True
+    if isinstance(reply, NoScriptError):
+        return pipe.execute_command("EVAL", source(name), len(keys), *keys, *args)
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _reply(pipe: redis.client.Pipeline, conn: Any, command: str) -> Any:
+    """The next reply on `conn`, or the error Redis answered with (read, so the next reply stays in step)."""
+    try:
+        return pipe.parse_response(conn, command)
+    except ResponseError as exc:
+        return exc
