@@ -9,11 +9,14 @@ release.lua can write the record of an attempt whose worker died in the same ste
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from rq import Queue
+from rq.utils import now as utcnow
+from rq.utils import utcformat
 
 from orchestrator.settings import Settings
 from orchestrator.state.keys import Keys
@@ -22,12 +25,24 @@ from orchestrator.workflows.advance import Dispatch
 from .jobs import ENTRYPOINT, OrchJob
 from .serializer import JSONSerializer
 
-__all__ = ["RQDispatcher", "make_queue"]
+__all__ = ["RQDispatcher", "job_fields", "make_queue"]
 
 
 def make_queue(client: redis.Redis, name: str) -> Queue:
     """An RQ queue using orch's job class and JSON serializer."""
     return Queue(name, connection=client, job_class=OrchJob, serializer=JSONSerializer)
+
+
+def job_fields(origin: str, args: list[Any], now: str, *, timeout: int, result_ttl: int, failure_ttl: int,
+               description: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The hash of a queued job calling ENTRYPOINT(*args), field for field what RQ's Job.to_dict gives one
+    that Queue.enqueue_job has prepared (a test compares them on the installed RQ); `now` is RQ's time text."""
+    return {"created_at": now, "data": zlib.compress(JSONSerializer.dumps((ENTRYPOINT, None, args, {}))),
+            "success_callback_name": "", "failure_callback_name": "", "stopped_callback_name": "",
+            "started_at": "", "ended_at": "", "last_heartbeat": "", "worker_name": "", "group_id": "",
+            "origin": origin, "description": description, "enqueued_at": now, "timeout": timeout,
+            "result_ttl": result_ttl, "failure_ttl": failure_ttl, "status": "queued",
+            "meta": JSONSerializer.dumps(meta)}
 
 
 class RQDispatcher:
@@ -47,20 +62,24 @@ class RQDispatcher:
         return queue
 
     def dispatch(self, pipe: Any, dispatches: Sequence[Dispatch]) -> None:
+        """Queue each attempt as an RQ job: the hash RQ's `enqueue_job` writes (`job_fields`), then one
+        RPUSH per queue for the batch, in order. RQ's own path (create_job + enqueue_job) cost a tenth of
+        the engine's CPU per run and two commands more per job (HSET status, SADD rq:queues)."""
+        now = utcformat(utcnow())
+        pushed: dict[str, list[str]] = {}
         for item in dispatches:
             queue = self._queue(item.queue)
             timeout = item.timeout_s or self._settings.task_timeout_s
-            job = queue.create_job(
-                ENTRYPOINT,
-                args=[item.payload()],
-                job_id=item.job_id,
+            pipe.hset(OrchJob.key_for(item.job_id), mapping=job_fields(
+                queue.name, [item.payload()], now,
                 timeout=int(timeout) + 30,  # the runner stops the task at timeout_s; RQ's limit is a backstop
-                result_ttl=self._settings.job_result_ttl_s,
-                failure_ttl=self._settings.job_failure_ttl_s,
+                result_ttl=self._settings.job_result_ttl_s, failure_ttl=self._settings.job_failure_ttl_s,
                 description=f"{item.workflow}.{item.node} (run {item.run_id}, attempt {item.attempt})",
-                meta={"run": item.run_id, "node": item.node, "attempt": item.attempt},
-            )
-            queue.enqueue_job(job, pipeline=pipe)
+                meta={"run": item.run_id, "node": item.node, "attempt": item.attempt}))
+            pushed.setdefault(queue.key, []).append(item.job_id)
+        for key, job_ids in pushed.items():
+            pipe.sadd(Queue.redis_queues_keys, key)  # what `rq info` lists queues by
+            pipe.rpush(key, *job_ids)
 
     def withdraw(self, pipe: Any, jobs: Sequence[tuple[str, str]]) -> None:
         """Take (queue, job id) jobs of a cancelled run off their queues before a worker starts them."""

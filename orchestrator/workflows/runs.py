@@ -157,17 +157,13 @@ class TaskRun:
 
 def task_json(task: TaskRun) -> bytes:
     """`dumps(task.to_dict())`. A fan-out's item not yet dispatched, which a large map writes by the
-    thousand in the commit that expands it, comes from a template instead: the same bytes, several
-    times faster (the first item of a 10,000-item map waits for that commit)."""
+    thousand in the commit that expands it, comes from a template instead: the same bytes, faster."""
+    later = (task.queued_at, task.started_at, task.finished_at, task.worker, task.result, task.error,
+             task.error_type, task.retry_at, task.logs, task.via, task.items)  # set once dispatched or mapped
     if (task.state is not TaskState.PENDING or task.index is None or task.parent is None or task.attempt
-            or task.history or task.items is not None or any(v is not None for v in _later_fields(task))):
+            or task.history or any(v is not None for v in later)):
         return dumps(task.to_dict())
     return _item_template(task.task, task.queue, task.parent) % (dumps(task.node), task.index)
-
-
-def _later_fields(task: TaskRun) -> tuple[Any, ...]:  # what a dispatched or finished task has set
-    return (task.queued_at, task.started_at, task.finished_at, task.worker, task.result, task.error,
-            task.error_type, task.retry_at, task.logs, task.via)
 
 
 @functools.lru_cache(maxsize=256)
