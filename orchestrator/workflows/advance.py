@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import RuleError, TaskError
 from ..rules.templates import compile_condition
 from . import waiting
+from .census import census
 from .policy import upstream_ready
 from .records import RecordKind, TaskRecord
 from .runs import (
@@ -276,26 +277,25 @@ def _advance_map(change: Change, node: NodeSpec, task: TaskRun, now: datetime) -
     """Dispatch more items (up to max_parallel); finish the mapped task when every item has. True if done."""
     run = change.run
     children = run.items_of(node.name)
-    failed = next((c for c in children if c.state is TaskState.FAILED), None)
-    pending = [c for c in children if c.state is TaskState.PENDING]
+    failed, pending, active, terminal = census(children)  # one pass over the items (census.py)
+    touched: list[TaskRun] = []
     if failed is not None:
-        for child in pending:  # fail fast: no new items once one failed
+        for child in (touched := pending):  # fail fast: no new items once one failed
             _skip(change, child, f"item {failed.index} failed", now)
     elif pending:
-        active = sum(1 for c in children if c.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRYING))
         room = len(pending) if node.max_parallel is None else max(0, node.max_parallel - active)
         results = _results(run)  # once for all the items dispatched now, not once per item
         try:
             items = resolve(node.map_over, run.params, results)
         except TaskError as exc:
             items, results = [], {}
-            for child in pending[:room]:
+            for child in (touched := pending[:room]):
                 _fail_now(change, child, f"cannot build the task's arguments: {exc}", now)
-        for child in pending[:min(room, DISPATCH_CHUNK)] if items else []:
+        for child in (touched := pending[:min(room, DISPATCH_CHUNK)]) if items else []:
             _dispatch(change, child, now, {**results, "$item": items[child.index or 0]})
         if items and min(room, len(pending)) > DISPATCH_CHUNK:  # the rest from the next commit on
             change.timers.append(Timer(run.id, node.name + MORE_ITEMS, len(children) - len(pending), now))
-    if not all(c.state in TERMINAL_STATES for c in children):
+    if terminal + sum(1 for c in touched if c.state in TERMINAL_STATES) < len(children):
         return False
     task.finished_at = now
     if failed is not None:
