@@ -39,6 +39,7 @@ from rq.results import Result
 from rq.utils import now, utcformat
 
 from orchestrator.catalog.fleet import FinishedCounter
+from orchestrator.state import pipeline
 from orchestrator.state.keys import Keys
 from orchestrator.state.lua import Scripts
 from orchestrator.state.rq_keys import RQ_PREFIX, job_key, queue_key, registry_key
@@ -137,10 +138,7 @@ class Ledger:
                              Job.redis_job_namespace_prefix))
         if not commands:
             return []
-        pipe = (client or self._client).pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        replies = pipe.execute(raise_on_error=False)
+        replies = pipeline.send(client or self._client, commands)
         sent, skip = len(self._pending), len(self._pending) + len(counts)
         self._pending = [c for c, r in zip(self._pending, replies[:sent], strict=True) if isinstance(r, Exception)]
         for reply in [*replies[:sent], *replies[skip:]]:

@@ -1,0 +1,34 @@
+"""state.pipeline.send: replies in order, parsed as the client parses them, an error reply in its place
+without disturbing the ones after it, and a dead connection raised (never retried)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from orchestrator.state import pipeline
+
+
+def test_replies_come_back_in_order_parsed_as_the_client_would(r: redis.Redis) -> None:
+    replies = pipeline.send(r, [("HSET", "rp:h", "a", "1", "b", 2), ("HGETALL", "rp:h"), ("INCRBY", "rp:n", 3),
+                                ("ZADD", "rp:z", 1.5, "m"), ("ZSCORE", "rp:z", "m")])
+    via_client = r.pipeline(transaction=False).hgetall("rp:h").zscore("rp:z", "m").execute()
+    assert replies == [2, via_client[0], 3, 1, via_client[1]]
+    r.delete("rp:h", "rp:n", "rp:z")
+
+
+def test_a_refused_command_has_its_error_as_reply_and_the_rest_still_run(r: redis.Redis) -> None:
+    r.set("rp:s", "text")
+    replies = pipeline.send(r, [("INCR", "rp:s"), ("SET", "rp:after", "1"), ("GET", "rp:after")])
+    assert isinstance(replies[0], redis.ResponseError) and replies[1:] == [True, b"1"]
+    assert r.ping()  # the pooled connection is in step for whoever takes it next
+    r.delete("rp:s", "rp:after")
+
+
+def test_a_connection_lost_midway_is_raised_and_the_next_send_reconnects(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    [own_id] = pipeline.send(client, [("CLIENT", "ID")])
+    with pytest.raises(redis.ConnectionError):  # Redis closes it after the kill: the last reply never comes
+        pipeline.send(client, [("PING",), ("CLIENT", "KILL", "ID", own_id, "SKIPME", "no"), ("PING",)])
+    assert pipeline.send(client, [("PING",)]) == [True]
+    client.close()
