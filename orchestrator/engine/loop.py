@@ -35,7 +35,7 @@ from ..jsonutil import loads
 from ..metrics import SCHEDULE_OVERLAPS, counter_field
 from ..project import Project
 from ..settings import Settings
-from ..state import lua
+from ..state import lua, pipeline
 from ..state.keys import ENGINE_GROUP, Keys
 from ..state.store import RunStore
 from ..types import Dispatcher
@@ -226,7 +226,7 @@ class Engine:
         run_ids = batch.run_ids
         keys = [self.keys.run(run_id) for run_id in run_ids]
         guards = batch.guards
-        with self._redis.pipeline(transaction=True) as pipe:
+        with pipeline.transaction(self._redis) as pipe:  # EXEC packed by hiredis (state/pipeline.py)
             for attempt in range(1, 1000):
                 try:
                     # the runs, and the rule-set version events were planned under: one WATCH, one script

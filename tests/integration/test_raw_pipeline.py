@@ -32,3 +32,38 @@ def test_a_connection_lost_midway_is_raised_and_the_next_send_reconnects(redis_u
         pipeline.send(client, [("PING",), ("CLIENT", "KILL", "ID", own_id, "SKIPME", "no"), ("PING",)])
     assert pipeline.send(client, [("PING",)]) == [True]
     client.close()
+
+
+def test_a_transaction_commits_and_a_watched_change_aborts_it(r: redis.Redis) -> None:
+    with pipeline.transaction(r) as pipe:
+        pipe.watch("rp:w")
+        pipe.multi()
+        pipe.set("rp:w", "mine")
+        pipe.hset("rp:wh", mapping={"a": 1})
+        assert pipe.execute() == [b"OK", 1]  # as Redis sent them: no reply callbacks
+    with pipeline.transaction(r) as pipe:
+        pipe.watch("rp:w")
+        r.set("rp:w", "theirs")  # another client, between the read and the commit
+        pipe.multi()
+        pipe.set("rp:w", "mine again")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert r.get("rp:w") == b"theirs"
+    r.delete("rp:w", "rp:wh")
+
+
+def test_a_command_refused_inside_exec_is_raised_and_the_connection_stays_in_step(r: redis.Redis) -> None:
+    r.set("rp:str", "x")
+    with pipeline.transaction(r) as pipe:
+        pipe.hset("rp:str", "f", "v")  # WRONGTYPE, at EXEC
+        pipe.set("rp:ok", "1")
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            pipe.execute()
+    assert r.get("rp:ok") == b"1"  # Redis ran the rest of the transaction, as it always does
+    with pipeline.transaction(r) as pipe:
+        pipe.execute_command("NOSUCHCOMMAND")  # refused when queued: EXECABORT, nothing runs
+        pipe.set("rp:never", "1")
+        with pytest.raises(redis.ResponseError):
+            pipe.execute()
+    assert r.get("rp:never") is None and r.ping()
+    r.delete("rp:str", "rp:ok")
