@@ -58,7 +58,6 @@ class RQDispatcher:
         queue = self._queues.get(name)
         if queue is None:
             queue = self._queues[name] = make_queue(self._redis, self._keys.queue_name(name))
-            queue.get_redis_server_version()  # cached; RQ would otherwise ask while building the transaction
         return queue
 
     def dispatch(self, pipe: Any, dispatches: Sequence[Dispatch]) -> None:

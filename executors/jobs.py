@@ -5,7 +5,8 @@ callbacks the same way; anyone able to write a job hash could make a worker impo
 `OrchJob` refuses every function but `ENTRYPOINT` and every callback, so the task is looked up by its
 registered name inside the entry point instead. A job hash RQ cannot even read (a timeout that is not a
 number, dates that are not dates) is dropped, rather than ending RQ's worker loop: its task is then a
-task whose job vanished, which the engine fails as JobLost and retries per its policy.
+task whose job vanished, which the engine fails as JobLost and retries per its policy. (The fast worker
+does not parse a job's dates, which it never reads: there a bad date is ignored, not a reason to drop.)
 """
 
 from __future__ import annotations

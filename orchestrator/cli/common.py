@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
-import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -65,15 +66,16 @@ def reader_gone() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-ORPHAN_GRACE_S = 10.0  # how long a process whose supervisor died may take to stop on its own
+ORPHAN_GRACE_S = 10.0  # how long a process may outlive the `orch dev` that started it (or its pool)
 
 
 def die_with_parent() -> None:
     """When a supervisor (`orch dev`, a worker pool, `orch api --workers`) started this process, stop with
-    it even if it is killed (Linux): its death sends us SIGTERM, the graceful stop. Should that stop hang
-    (a task that will not finish, a wait on a Redis that is going away with it), a watchdog ends the
-    process ORPHAN_GRACE_S later: nothing may outlive its supervisor for long, and whatever it held is
-    handed back by recover() as after any crash."""
+    it even if it is killed (Linux): its death sends us SIGTERM, the graceful stop. Under `orch dev`
+    (ORCH_DEV_ROOT_PID, inherited by grandchildren such as a pool's workers) a watchdog also ends the
+    process ORPHAN_GRACE_S after `orch dev` itself died, should that stop hang: nothing it started may
+    outlive it for long. A pool or API supervisor run on its own keeps the graceful stop alone, so a
+    worker whose pool crashed still finishes its task."""
     parent = os.environ.get("ORCH_DEV_PARENT_PID")
     if not parent:
         return
@@ -85,15 +87,25 @@ def die_with_parent() -> None:
         return
     if os.getppid() != int(parent):  # the parent died before prctl took effect
         raise SystemExit(0)
-    threading.Thread(target=_orphan_watchdog, args=(int(parent),), name="orphan-watchdog", daemon=True).start()
+    root = os.environ.get("ORCH_DEV_ROOT_PID", "")
+    if root.isdigit():
+        threading.Thread(target=_orphan_watchdog, args=(int(root),), name="orphan-watchdog", daemon=True).start()
 
 
-def _orphan_watchdog(parent: int, poll_s: float = 0.5) -> None:
-    while os.getppid() == parent:
-        time.sleep(poll_s)
+def _orphan_watchdog(root: int) -> None:
+    try:
+        handle = os.pidfd_open(root)  # a handle on that very process: no pid reuse can fool it
+    except ProcessLookupError:
+        handle = None  # already gone
+    except OSError:
+        return  # no pidfd (Linux < 5.3): SIGTERM from the parent is all there is
+    if handle is not None:
+        select.select([handle], [], [])  # readable once the process has exited
+        os.close(handle)
     time.sleep(ORPHAN_GRACE_S)
-    logging.getLogger(__name__).error("the supervising process %d died and this process did not stop within "
-                                      "%.0f s of it; exiting at once", parent, ORPHAN_GRACE_S)
+    with contextlib.suppress(OSError):  # not logging: its lock may be held by a thread stuck writing
+        os.write(2, f"orch dev (pid {root}) died and this process did not stop within {ORPHAN_GRACE_S:.0f} s; "
+                    "exiting at once\n".encode())
     os._exit(1)
 
 

@@ -74,7 +74,8 @@ def run_dev(settings: Settings, *, workers: int) -> int:
         children.append(Child("triggers", _argv("triggers")))
     env = {**os.environ, "ORCH_REDIS_URL": url, "ORCH_PROJECT": str(settings.project_dir),
            "ORCH_API_HOST": settings.api_host, "ORCH_API_PORT": str(settings.api_port),
-           "ORCH_DEV_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1", "ORCH_HEALTH_PORT": "0"}
+           "ORCH_DEV_PARENT_PID": str(os.getpid()), "ORCH_DEV_ROOT_PID": str(os.getpid()),  # cli.common
+           "PYTHONUNBUFFERED": "1", "ORCH_HEALTH_PORT": "0"}
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

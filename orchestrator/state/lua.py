@@ -124,15 +124,22 @@ def watch_and_read(pipe: redis.client.Pipeline, watched: Sequence[str], name: st
     at once and their replies read in order, one round trip where `pipe.watch` and a call would take two
     (the engine's idle latency is mostly round trips). EVALSHA, then EVAL with the text after NOSCRIPT,
     which is harmless here: still under WATCH, before MULTI. A connection error drops the connection and
-    the watch with it, as `pipe.watch` would, and is raised."""
+    the watch with it, as `pipe.watch` would: raised, or as a WatchError (retry the commit) when keys were
+    already watched."""
     conn = pipe.connection
     if conn is None:
         conn = pipe.connection = pipe.connection_pool.get_connection()
     call = ("EVALSHA", _sha(name), len(keys), *keys, *args)
+    watching = pipe.watching
     try:
         conn.send_packed_command(conn.pack_commands([("WATCH", *watched), call]))
         watch_reply, reply = _reply(pipe, conn, "WATCH"), _reply(pipe, conn, "EVALSHA")
-    except (redis.ConnectionError, redis.TimeoutError):
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        conn.disconnect()
+        if watching:  # what it watched before is lost with the connection: retry, as pipe.watch would say
+            raise redis.WatchError(f"a connection error occurred while watching keys: {exc}") from exc
+        raise
+    except BaseException:  # interrupted between the two replies: out of step for good
         conn.disconnect()
         raise
     if isinstance(watch_reply, Exception):

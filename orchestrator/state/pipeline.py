@@ -14,15 +14,15 @@ for the engine's commit, which reads no reply (12% less engine CPU per run).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import hiredis
 import redis
 import redis.client
-from redis.exceptions import ExecAbortError, ResponseError, WatchError
+from redis.exceptions import DataError, ExecAbortError, ResponseError, WatchError
 
-__all__ = ["send", "transaction"]
+__all__ = ["pack", "send", "transaction"]
 
 
 def send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -30,16 +30,26 @@ def send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     (as `execute(raise_on_error=False)` gives). Arguments: str, bytes, int or float."""
     if not commands:
         return []
+    payload = pack(commands)
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        conn.send_packed_command([b"".join(map(hiredis.pack_command, commands))])
+        conn.send_packed_command([payload])
         return [_reply(client, conn, str(command[0])) for command in commands]
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    except BaseException:  # lost, timed out, or interrupted between two replies (a second SIGTERM)
         conn.disconnect()  # replies may still be on their way: this connection is out of step for good
         raise
     finally:
         pool.release(conn)
+
+
+def pack(commands: Iterable[tuple[Any, ...]]) -> bytes:
+    """The commands as RESP, packed by hiredis. A command name is one word ("XGROUP", "CREATE", ...), and an
+    argument that is not str, bytes, int or float is a DataError, as redis-py would say."""
+    try:
+        return b"".join(map(hiredis.pack_command, commands))
+    except TypeError as exc:
+        raise DataError(f"cannot send {exc}: arguments are str, bytes, int or float") from exc
 
 
 def _reply(client: redis.Redis, conn: Any, command: str) -> Any:
@@ -53,8 +63,17 @@ class _Transaction(redis.client.Pipeline):  # type: ignore[misc]
     """redis-py's transaction pipeline, but for how EXEC is sent and its replies returned (unparsed)."""
 
     def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> list[Any]:
-        sent = [("MULTI",), *(args for args, _ in commands), ("EXEC",)]
-        connection.send_packed_command([b"".join(map(hiredis.pack_command, sent))])
+        payload = pack([("MULTI",), *(args for args, _ in commands), ("EXEC",)])
+        try:
+            return self._exec(connection, payload, commands, raise_on_error)
+        except (ResponseError, WatchError):
+            raise  # every reply was read: the connection is in step
+        except BaseException:
+            connection.disconnect()  # interrupted between replies: out of step for good
+            raise
+
+    def _exec(self, connection: Any, payload: bytes, commands: Any, raise_on_error: bool) -> list[Any]:
+        connection.send_packed_command([payload])
         errors: list[tuple[int, Exception]] = []
         for index, (args, _) in enumerate([(("MULTI",), {}), *commands]):  # +OK, then +QUEUED or a refusal
             try:

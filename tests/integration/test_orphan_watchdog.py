@@ -1,5 +1,6 @@
-"""A process started by a supervisor stops with it even when its graceful stop hangs (cli.common.die_with_parent):
-the supervisor's death sends SIGTERM, and the watchdog ends the process ORPHAN_GRACE_S later if that did not."""
+"""A process started by `orch dev` stops with it even when its graceful stop hangs (cli.common.die_with_parent):
+the death of `orch dev` sends SIGTERM, and the watchdog ends the process ORPHAN_GRACE_S later if that did not.
+The supervisor here plays `orch dev` (it sets ORCH_DEV_PARENT_PID and ORCH_DEV_ROOT_PID as `orch dev` does)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..helpers import wait_for
 # a supervisor that starts one child with ORCH_DEV_PARENT_PID set to itself, says its pid, and waits
 _SUPERVISOR = textwrap.dedent("""
     import os, subprocess, sys, time
-    env = {**os.environ, "ORCH_DEV_PARENT_PID": str(os.getpid())}
+    env = {**os.environ, "ORCH_DEV_PARENT_PID": str(os.getpid()), "ORCH_DEV_ROOT_PID": str(os.getpid())}
     child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=env)
     print(child.pid, flush=True)
     time.sleep(600)

@@ -67,3 +67,9 @@ def test_a_command_refused_inside_exec_is_raised_and_the_connection_stays_in_ste
             pipe.execute()
     assert r.get("rp:never") is None and r.ping()
     r.delete("rp:str", "rp:ok")
+
+
+def test_an_argument_redis_cannot_take_is_a_data_error_before_anything_is_sent(r: redis.Redis) -> None:
+    with pytest.raises(redis.DataError):
+        pipeline.send(r, [("SET", "rp:none", None)])
+    assert r.exists("rp:none") == 0 and r.ping()

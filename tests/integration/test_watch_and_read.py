@@ -42,3 +42,12 @@ def test_an_error_reply_is_raised_and_the_connection_stays_in_step(r: redis.Redi
             lua.watch_and_read(pipe, ["wr:string"], "read_runs", ["wr:string"], [1, ""])
         assert pipe.execute_command("PING") is True  # the next reply is PING's, not a leftover
     r.delete("wr:string")
+
+
+def test_a_connection_lost_after_an_earlier_watch_asks_for_a_retry(r: redis.Redis) -> None:
+    with r.pipeline(transaction=True) as pipe:
+        pipe.watch("wr:first")  # the runs, watched before the guards or slots are read
+        own_id = pipe.execute_command("CLIENT", "ID")
+        r.client_kill_filter(_id=own_id)
+        with pytest.raises(redis.WatchError):  # that watch is gone: the commit must start again
+            lua.watch_and_read(pipe, ["wr:second"], "read_runs", ["wr:second"], [1, ""])
