@@ -306,6 +306,6 @@ def curves_table(data: dict[str, Any]) -> list[str]:
               "runs are bench_one runs written cumulatively as the engine leaves them (hash with TTL, run "
               "indexes); `orch runs list` is mostly interpreter start-up (RunStore.list is its read). For the "
               "engines curve, flat means more engines add no throughput: on 2 cores the workers, Redis and the "
-              "engines share the same CPUs; runs per engine commit counts the engines' plain EVALs, one per commit "
+              "engines share the same CPUs; runs per engine commit counts the engines' WATCHes, one per commit "
               "attempt (a WATCH conflict between engines retries with another)."]
     return lines

@@ -30,7 +30,7 @@ from bench.common import (
     pct,
 )
 from bench.probe import Probe, emit_one, start_orch, wait_run
-from bench.stack import Stack, commands_between, per, stats, usec_per, usec_per_call
+from bench.stack import Stack, commands_between, per, stats, usec_per
 from orchestrator import Client, Settings
 from orchestrator.cli.wiring import load_project
 from orchestrator.workflows.runs import RunStatus, derive_run_id
@@ -108,9 +108,10 @@ def _cpu_report(cpu_before: dict[str, float], cpu_after: dict[str, float], elaps
 
 
 def _engine_commits(delta: dict[str, int]) -> int:
-    """The engine's commits in a `commands_between` delta: each reads its runs with one plain EVAL (the
-    workers, RQ and the client call their scripts by EVALSHA; RQ also WATCHes, so WATCH would not do)."""
-    return delta.get("eval", 0)
+    """The engine's commit attempts in a `commands_between` delta: each WATCHes what it reads (its runs, the
+    rule-set version) once (lua.watch_and_read). orch's fast workers never WATCH; RQ's own worker does, so
+    for `--engine rq` this counts RQ's transactions too."""
+    return delta.get("watch", 0)
 
 
 def phase_sustained(stack: Stack, probe: Probe, client: Client, admin: redis.Redis, n: int,
@@ -193,7 +194,7 @@ def phase_fanout(stack: Stack, probe: Probe, client: Client, admin: redis.Redis,
         if now >= next_report:
             cur, cur_cpu, cur_t = stats(admin), stack.cpu_seconds(), time.time()
             probe.own["info"] = probe.own.get("info", 0) + 1
-            commits = cur["by_command"].get("eval", 0) - snap["by_command"].get("eval", 0)
+            commits = cur["by_command"].get("watch", 0) - snap["by_command"].get("watch", 0)
             span_s = max(1e-6, cur_t - snap_t)
             busy = {r: (cur_cpu.get(r, 0.0) - snap_cpu.get(r, 0.0)) / span_s for r in cur_cpu}
             busy["other"] = max(0.0, busy.get("machine", 0.0) - sum(v for r, v in busy.items() if r != "machine"))
@@ -269,7 +270,6 @@ def phase_fanout(stack: Stack, probe: Probe, client: Client, admin: redis.Redis,
         "records_per_engine_commit": round(records / commits, 1) if commits else None,
         "engine_ms_per_commit_wall": round(elapsed * 1000 / commits, 1) if commits else None,
         "engine_cpu_ms_per_commit": round(engine_cpu * 1000 / commits, 1) if commits else None,
-        "redis_usec_per_read_runs_eval": usec_per_call(before, after, "eval"),
         "max_results_not_yet_read": max_lag, "max_jobs_queued": max_queued,
         **cpu, "timeline": timeline,
     }

@@ -233,7 +233,7 @@ def _fanout_notes(fan: dict[str, Any]) -> list[str]:
         f"- fan-out engine: {fan['engine_commits']:,} commits for {fan['results_records']:,} results records "
         f"({fan['records_per_item']:.1f} per item, {fan['records_per_engine_commit'] or 0:,.0f} per commit); "
         f"{fan['engine_ms_per_commit_wall'] or 0:,.1f} ms per commit (wall), {fan['engine_cpu_ms_per_commit'] or 0:,.1f} "
-        f"ms engine CPU per commit; redis time per run-read EVAL {_num(fan['redis_usec_per_read_runs_eval'], 0)} us; "
+        f"ms engine CPU per commit; "
         f"at most {fan['max_results_not_yet_read']:,} records written but not yet read by the engine, "
         f"{fan['max_jobs_queued']:,} jobs queued.",
         "- fan-out commands per item: " + ", ".join(f"{k} {v}" for k, v in fan["commands_per_item_by_command"].items())

@@ -169,12 +169,6 @@ def usec_per(before: dict[str, Any], after: dict[str, Any], n: int, top: int = 6
     return {name: round(usec / n, 2) for name, usec in ranked}
 
 
-def usec_per_call(before: dict[str, Any], after: dict[str, Any], name: str) -> float | None:
-    calls = after["by_command"].get(name, 0) - before["by_command"].get(name, 0)
-    usec = after["usec_by_command"].get(name, 0) - before["usec_by_command"].get(name, 0)
-    return round(usec / calls, 1) if calls > 0 else None
-
-
 def commands_between(before: dict[str, Any], after: dict[str, Any], own: dict[str, int]) -> dict[str, int]:
     """Commands per name between two `stats` snapshots, less our own (the first INFO, polls)."""
     own = {"info": 1, **own}
