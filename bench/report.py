@@ -60,7 +60,7 @@ def _target(ok: bool | None, text: str) -> str:
 def _webhook_row(hook: dict[str, Any]) -> tuple[str, str, str, str]:
     return (f"webhook, signed github-style POST /hooks/{{name}} to 202 (`orch api --workers "
             f"{hook.get('api_workers', 1)}`, {hook['connections']} connections; requests/s)",
-            _num(hook["requests_per_s"]), "reported", "")
+            _num(hook["requests_per_s"]), _target(hook["requests_per_s"] >= 3000, ">= 3,000/s"), "")
 
 
 def _webhook_note(hook: dict[str, Any]) -> str:
