@@ -44,6 +44,8 @@ import redis
 import redis.client
 from redis.exceptions import NoScriptError, ResponseError
 
+from . import pipeline
+
 __all__ = ["NAMES", "Scripts", "call_read_only", "register", "source", "watch_and_read"]
 
 NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release",
@@ -132,15 +134,13 @@ def watch_and_read(pipe: redis.client.Pipeline, watched: Sequence[str], name: st
     call = ("EVALSHA", _sha(name), len(keys), *keys, *args)
     watching = pipe.watching
     try:
-        conn.send_packed_command(conn.pack_commands([("WATCH", *watched), call]))
-        watch_reply, reply = _reply(pipe, conn, "WATCH"), _reply(pipe, conn, "EVALSHA")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        conn.send_packed_command([pipeline.pack([("WATCH", *watched), call])])
+        watch_reply, reply = pipeline.reply(pipe, conn, "WATCH"), pipeline.reply(pipe, conn, "EVALSHA")
+    except BaseException as exc:  # lost, or interrupted between the two replies: out of step for good
         conn.disconnect()
-        if watching:  # what it watched before is lost with the connection: retry, as pipe.watch would say
+        if watching and isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            # what it watched before is lost with the connection: retry, as pipe.watch would say
             raise redis.WatchError(f"a connection error occurred while watching keys: {exc}") from exc
-        raise
-    except BaseException:  # interrupted between the two replies: out of step for good
-        conn.disconnect()
         raise
     if isinstance(watch_reply, Exception):
         raise watch_reply
@@ -150,11 +150,3 @@ def watch_and_read(pipe: redis.client.Pipeline, watched: Sequence[str], name: st
     if isinstance(reply, Exception):
         raise reply
     return reply
-
-
-def _reply(pipe: redis.client.Pipeline, conn: Any, command: str) -> Any:
-    """The next reply on `conn`, or the error Redis answered with (read, so the next reply stays in step)."""
-    try:
-        return pipe.parse_response(conn, command)
-    except ResponseError as exc:
-        return exc

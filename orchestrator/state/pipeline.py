@@ -2,8 +2,9 @@
 
 `client.pipeline(transaction=False)` costs several microseconds of Python per command (queueing, encoding
 argument by argument, the reply loop) beside what hiredis needs to pack it; the fast worker sends about
-ten commands per task, and going without that bookkeeping took 15-20% off its CPU per task. `send` packs each command with hiredis in one call, writes
-them at once and reads the replies in order, each through the client's own reply parsing (RESP2 or 3).
+ten commands per task, and going without that bookkeeping took 15-20% off its CPU per task. `send` packs
+each command with hiredis in one call, writes them at once and reads the replies in order, each through
+the client's own reply parsing (RESP2 or 3).
 It never retries: a connection error is raised and the caller decides what to send again, as the
 worker's Ledger does (its commands are idempotent but for counters that are best effort).
 
@@ -22,7 +23,7 @@ import redis
 import redis.client
 from redis.exceptions import DataError, ExecAbortError, ResponseError, WatchError
 
-__all__ = ["pack", "send", "transaction"]
+__all__ = ["pack", "reply", "send", "transaction"]
 
 
 def send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -35,7 +36,7 @@ def send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     conn = pool.get_connection()
     try:
         conn.send_packed_command([payload])
-        return [_reply(client, conn, str(command[0])) for command in commands]
+        return [reply(client, conn, str(command[0])) for command in commands]
     except BaseException:  # lost, timed out, or interrupted between two replies (a second SIGTERM)
         conn.disconnect()  # replies may still be on their way: this connection is out of step for good
         raise
@@ -52,9 +53,11 @@ def pack(commands: Iterable[tuple[Any, ...]]) -> bytes:
         raise DataError(f"cannot send {exc}: arguments are str, bytes, int or float") from exc
 
 
-def _reply(client: redis.Redis, conn: Any, command: str) -> Any:
+def reply(parser: redis.Redis | redis.client.Pipeline, conn: Any, command: str) -> Any:
+    """The next reply on `conn`, parsed by `parser` (a client or a pipeline) as a reply to `command`, or the
+    error Redis answered with: read either way, so the replies after it stay in step."""
     try:
-        return client.parse_response(conn, command)
+        return parser.parse_response(conn, command)
     except ResponseError as exc:
         return exc
 
