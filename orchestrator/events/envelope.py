@@ -37,7 +37,7 @@ CORE_ATTRIBUTES = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64"}
 )
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"  # checked by pydantic-core, in Rust: no Python call per attribute
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the CloudEvents Integer type
 
 
@@ -62,54 +62,43 @@ def new_event_id() -> str:
     return os.urandom(16).hex()
 
 
+class _Problem(ValueError):
+    """What the model's Python check found wrong, with the attribute it belongs to (`field`).
+
+    `framed` problems read "attribute '<field>': <text>"; the others are whole sentences that name the
+    attribute themselves (those of `extension_problem`)."""
+
+    def __init__(self, field: str, text: str, *, framed: bool = True) -> None:
+        super().__init__(text)
+        self.field, self.text, self.framed = field, text, framed
+
+    def message(self, prefix: str) -> str:
+        return f"attribute '{prefix}{self.field}': {self.text}" if self.framed else f"{prefix}{self.text}"
+
+
 class Event(BaseModel):
     """A CloudEvents 1.0 event. Build one with `Event.new(...)` or `event_from_mapping(...)`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1, max_length=256)
-    source: str = Field(min_length=1, max_length=1024)
-    type: str = Field(min_length=1, max_length=256)
-    subject: str | None = Field(default=None, min_length=1, max_length=1024)
+    id: str = Field(min_length=1, max_length=256, pattern=_NO_CONTROL)
+    source: str = Field(min_length=1, max_length=1024, pattern=_NO_CONTROL)
+    type: str = Field(min_length=1, max_length=256, pattern=_NO_CONTROL)
+    subject: str | None = Field(default=None, min_length=1, max_length=1024, pattern=_NO_CONTROL)
     time: AwareDatetime | None = None
-    datacontenttype: str | None = Field(default=None, min_length=1, max_length=256)
-    dataschema: str | None = Field(default=None, min_length=1, max_length=1024)
+    datacontenttype: str | None = Field(default=None, min_length=1, max_length=256, pattern=_NO_CONTROL)
+    dataschema: str | None = Field(default=None, min_length=1, max_length=1024, pattern=_NO_CONTROL)
     data: Any = None
     data_base64: str | None = None
     extensions: dict[str, str | int | bool] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
-    def _collect_extensions(cls, values: Any) -> Any:
-        if not isinstance(values, Mapping):
-            return values
-        unknown = [key for key in values if key not in CORE_ATTRIBUTES and key != "extensions"]
-        if not unknown:
-            return values
-        extensions = dict(values.get("extensions") or {})
-        core = {}
-        for key, value in values.items():
-            if key in unknown:
-                extensions[key] = value
-            elif key != "extensions":
-                core[key] = value
-        core["extensions"] = extensions
-        return core
-
-    @field_validator("id", "source", "type", "subject", "datacontenttype", "dataschema")
-    @classmethod
-    def _no_control_characters(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL.search(value):
-            raise ValueError("must not contain control characters")
-        return value
-
-    @field_validator("time", mode="before")
-    @classmethod
-    def _timestamp(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str | datetime):
-            raise ValueError("must be an RFC 3339 timestamp such as 2026-05-01T12:00:00Z")
-        return value
+    def _checked(cls, values: Any) -> Any:
+        """Every check pydantic-core cannot make, in one Python call per event (each call from the
+        validator costs as much as a simple check): see `_checked_attributes`."""
+        return _checked_attributes(values) if isinstance(values, Mapping) else values
 
     @field_validator("time")
     @classmethod
@@ -118,15 +107,6 @@ class Event(BaseModel):
             return value.astimezone(UTC) if value is not None else None
         except OverflowError:  # 0001-01-01T00:00:00+01:00 is valid RFC 3339, but in UTC it falls in year 0
             return value  # kept with its own offset
-
-    @field_validator("data")
-    @classmethod
-    def _json_data(cls, value: Any) -> Any:
-        try:
-            check_json(value, "data")
-        except JSONValueError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @field_validator("data_base64")
     @classmethod
@@ -137,23 +117,6 @@ class Event(BaseModel):
             except (binascii.Error, ValueError):
                 raise ValueError("is not valid base64") from None
         return value
-
-    @field_validator("extensions", mode="before")
-    @classmethod
-    def _extension_names(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping):
-            return value
-        for name, item in value.items():
-            problem = extension_problem(name, item)
-            if problem:
-                raise ValueError(problem)
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind_of_data(self) -> Event:
-        if self.data is not None and self.data_base64 is not None:
-            raise ValueError("an event carries either data or data_base64, not both")
-        return self
 
     @classmethod
     def new(
@@ -204,28 +167,67 @@ class Event(BaseModel):
 def event_from_mapping(values: Any, where: str = "") -> Event:
     """Validate one CloudEvent given as a mapping; EventError names the first bad attribute.
 
-    `where` prefixes the attribute in messages, e.g. "events[3]" for a batch.
+    `where` prefixes the attribute in messages, e.g. "events[3]" for a batch. A core attribute given as
+    None counts as absent.
     """
     if not isinstance(values, Mapping):
         raise EventError(f"{where or 'event'}: a CloudEvent must be a JSON object, got {type(values).__name__}")
-    prefix = f"{where}." if where else ""
-    extensions = {k: v for k, v in values.items() if k not in CORE_ATTRIBUTES and k != "extensions"}
-    extensions.update(values.get("extensions") or {})
-    for name, value in extensions.items():
-        problem = extension_problem(name, value)
-        if problem:
-            raise EventError(f"{prefix}{problem}" if where else problem, field=str(name))
-    if values.get("data") is not None and values.get("data_base64") is not None:
-        raise EventError(f"attribute '{prefix}data_base64': an event carries either data or data_base64, not both",
-                         field="data_base64")
     try:
-        return Event.model_validate({k: v for k, v in values.items() if v is not None or k == "data"})
+        return Event.model_validate(values)
     except ValidationError as exc:
         raise _event_error(exc, where) from None
 
 
+def _checked_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with the unknown attributes moved into `extensions` and core attributes given as None
+    dropped, after the checks pydantic-core cannot make: extension names and values, `time` given as
+    text or a datetime (never a number), `data` as plain JSON, and not both kinds of data. Raises
+    _Problem."""
+    core: dict[str, Any] = {}
+    extensions: dict[str, Any] = {}
+    nested: Any = None
+    for key, value in values.items():
+        if key in CORE_ATTRIBUTES:
+            if value is not None or key == "data":
+                core[key] = value
+        elif key == "extensions":
+            nested = value
+        else:
+            extensions[key] = value
+    if nested is not None:
+        if not isinstance(nested, Mapping):
+            raise _Problem("extensions", "must be an object of extension attributes")
+        extensions.update(nested)
+    for name, value in extensions.items():
+        problem = extension_problem(name, value)
+        if problem:
+            raise _Problem(str(name), problem, framed=False)
+    core["extensions"] = extensions
+    _check_time_and_data(core)
+    return core
+
+
+def _check_time_and_data(core: dict[str, Any]) -> None:
+    time = core.get("time")
+    if time is not None and not isinstance(time, str | datetime):
+        raise _Problem("time", "must be an RFC 3339 timestamp such as 2026-05-01T12:00:00Z")
+    data = core.get("data")
+    if data is None:
+        return
+    if core.get("data_base64") is not None:
+        raise _Problem("data_base64", "an event carries either data or data_base64, not both")
+    try:
+        check_json(data, "data")
+    except JSONValueError as exc:
+        raise _Problem("data", str(exc)) from None
+
+
 def _event_error(exc: ValidationError, where: str) -> EventError:
     first = exc.errors()[0]
+    prefix = f"{where}." if where else ""
+    problem = (first.get("ctx") or {}).get("error")
+    if isinstance(problem, _Problem):
+        return EventError(problem.message(prefix), field=problem.field)
     loc = [str(part) for part in first["loc"]]
     if loc[:1] == ["extensions"] and len(loc) == 1:
         field = "extensions"
@@ -233,13 +235,14 @@ def _event_error(exc: ValidationError, where: str) -> EventError:
         field = loc[1]
     else:
         field = loc[0] if loc else "event"
-    prefix = f"{where}." if where else ""
     if first["type"] == "missing":
         message = f"missing required attribute '{prefix}{field}'"
     elif first["type"] == "extra_forbidden":
         message = f"unknown attribute '{prefix}{field}'"
+    elif first["type"] == "string_pattern_mismatch":
+        message = f"attribute '{prefix}{field}': must not contain control characters"
+    elif first["type"] == "literal_error" and field == "specversion":
+        message = f"attribute '{prefix}specversion' must be \"1.0\" (got {first.get('input')!r})"
     else:
-        message = f"attribute '{prefix}{field}': {first['msg']}"
-        if first["type"] == "literal_error" and field == "specversion":
-            message = f"attribute '{prefix}specversion' must be \"1.0\" (got {first.get('input')!r})"
+        message = f"attribute '{prefix}{field}': {first['msg'].removeprefix('Value error, ')}"
     return EventError(message, field=field)

@@ -25,6 +25,23 @@ def test_an_event_is_published_once_per_source_and_id(settings: Settings, r: red
     assert stored["data"] == {"order_id": "A-1"}, "the first accepted event is kept, the duplicate is not"
 
 
+def test_an_event_repeated_within_one_call_is_published_once(settings: Settings, r: redis.Redis) -> None:
+    # publish.lua reads every dedup key of a call with one MGET, before it writes any: a repeat inside the
+    # call must still count as a duplicate of its first, as must an event accepted by an earlier call.
+    with Client(settings=settings) as client:
+        earlier = client.emit("x.y", {"n": 0}, source="/s", id="e0")
+        out = client.publish([{"type": "x.y", "id": "e1", "source": "/s", "data": {"n": 1}},
+                              {"type": "x.y", "id": earlier, "source": "/s", "data": {"n": 2}},
+                              {"type": "x.y", "id": "e1", "source": "/s", "data": {"n": 3}},
+                              {"type": "x.y", "id": "e2", "source": "/s", "data": {"n": 4}}])
+
+    assert [p.duplicate for p in out] == [False, True, True, False]
+    assert out[2].entry_id == out[0].entry_id, "a repeat names the entry of the first"
+    assert [loads(fields[b"e"])["data"]["n"] for _, fields in r.xrange(STREAM)] == [0, 1, 4]
+    counts = r.hgetall("orch:metrics:orch_events_received_total")
+    assert counts == {b"custom\x1faccepted": b"3", b"custom\x1fduplicate": b"2"}
+
+
 def test_the_same_id_from_another_source_is_another_event(settings: Settings, r: redis.Redis) -> None:
     with Client(settings=settings) as client:
         client.emit("order.created", {}, source="/shop", id="1")

@@ -100,7 +100,7 @@ def test_control_characters_are_rejected(attribute: str) -> None:
     error = rejected({**MINIMAL, attribute: "bad\nvalue"})
 
     assert error.field == attribute
-    assert str(error) == f"attribute '{attribute}': Value error, must not contain control characters"
+    assert str(error) == f"attribute '{attribute}': must not contain control characters"
 
 
 def test_unknown_attributes_become_extensions() -> None:
@@ -170,7 +170,7 @@ def test_data_base64_must_be_valid_base64() -> None:
     error = rejected({**MINIMAL, "data_base64": "not base64!"})
 
     assert error.field == "data_base64"
-    assert str(error) == "attribute 'data_base64': Value error, is not valid base64"
+    assert str(error) == "attribute 'data_base64': is not valid base64"
 
 
 def test_event_new_fills_in_an_id_and_the_time() -> None:

@@ -30,7 +30,7 @@ local missed = tonumber(ARGV[7])
 if missed > 0 then redis.call('HINCRBY', KEYS[5], ARGV[5] .. '\31missed', missed) end
 redis.call('HINCRBY', KEYS[5], ARGV[5] .. '\31' .. ARGV[6], 1)
 if ARGV[6] == 'missed' then return {1, ''} end
-local entry = publish_one(KEYS[1], KEYS[4], ARGV[3], ARGV[8])
+local entry = publish_one(KEYS[1], KEYS[4], ARGV[3], ARGV[8], redis.call('GET', KEYS[4]))
 if string.sub(entry, 1, 1) == '=' then
   redis.call('HINCRBY', KEYS[6], 'cron\31duplicate', 1)
   return {1, string.sub(entry, 2)}

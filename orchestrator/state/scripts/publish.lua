@@ -7,17 +7,25 @@ ARGV[1]    dedup window in seconds
 ARGV[2]    the trigger label of these events (e.g. "custom")
 ARGV[3..]  one JSON CloudEvent per event
 
-Returns, per event, the new stream entry id, or "=" .. the entry id of the earlier event with the same
-(source, id) (see lib/publish_one.lua).
+Returns, per event, the new stream entry id, or "=" before the entry id of the earlier event with the same
+(source, id) (see lib/publish_one.lua). The dedup keys are read with one MGET, not one GET per event (a
+third of the script's time per event); an event repeated within the call is a duplicate of its first.
 ]]
 --@include publish_one
-local accepted, duplicates = 0, 0
+local seen = redis.call('MGET', unpack(KEYS, 3))
+local fresh = {}
+local accepted = 0
 local out = {}
-for i = 3, #ARGV do
-  local entry = publish_one(KEYS[1], KEYS[i], ARGV[1], ARGV[i])
-  out[#out + 1] = entry
-  if string.sub(entry, 1, 1) == '=' then duplicates = duplicates + 1 else accepted = accepted + 1 end
+for i = 3, #KEYS do
+  local key = KEYS[i]
+  local entry = publish_one(KEYS[1], key, ARGV[1], ARGV[i], fresh[key] or seen[i - 2])
+  if fresh[key] == nil and not seen[i - 2] then
+    fresh[key] = entry
+    accepted = accepted + 1
+  end
+  out[i - 2] = entry
 end
+local duplicates = #KEYS - 2 - accepted
 if accepted > 0 then redis.call('HINCRBY', KEYS[2], ARGV[2] .. '\31accepted', accepted) end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[2], ARGV[2] .. '\31duplicate', duplicates) end
 return out
