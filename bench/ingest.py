@@ -18,6 +18,7 @@ import psutil
 import redis
 
 from bench.common import EVENT_TYPE, PROJECT, SOURCE, BenchError, free_port, log, pct
+from bench.ingest_procs import emit_from_processes
 from bench.stack import Stack, commands_between, per, stats
 from orchestrator import Client, Event, Settings
 from orchestrator.jsonutil import dumps
@@ -36,7 +37,22 @@ def _drop_prefix(client: redis.Redis, prefix: str) -> None:
         client.unlink(key)
 
 
-def phase_ingest(stack: Stack, events: int, chunk: int) -> dict[str, Any]:
+def phase_ingest(stack: Stack, events: int, chunk: int, processes: int = 2) -> dict[str, Any]:
+    """`events` from one process, then from `processes` at once (bench/ingest_procs.py)."""
+    one = _ingest_one_process(stack, events, chunk)
+    redis_before = stack.cpu_seconds()["redis"]
+    parallel = emit_from_processes(stack.url, INGEST_PREFIX, processes, events, chunk, _drop_prefix)
+    parallel["redis_cpu_us_per_event"] = round((stack.cpu_seconds()["redis"] - redis_before) * 1e6
+                                               / parallel["events"], 1)
+    admin = redis.Redis.from_url(stack.url)
+    _drop_prefix(admin, INGEST_PREFIX)
+    admin.close()
+    log(f"ingest: {one['events_per_s']:,.0f} events/s from one process, {parallel['events_per_s']:,.0f} from "
+        f"{processes}")
+    return {**one, "parallel": parallel}
+
+
+def _ingest_one_process(stack: Stack, events: int, chunk: int) -> dict[str, Any]:
     admin = redis.Redis.from_url(stack.url)
     settings = Settings(redis_url=stack.url, key_prefix=INGEST_PREFIX)
     with Client(settings=settings, source=SOURCE) as client:
@@ -112,16 +128,17 @@ async def _hook_load(port: int, requests: list[bytes], connections: int) -> tupl
     return latencies, statuses
 
 
-def phase_webhook(stack: Stack, requests: int, connections: int = 16, api_workers: int = 2) -> dict[str, Any]:
-    """`orch api --workers N` alone with one github-verified endpoint: signed requests/s until each is in the
-    stream."""
+def phase_webhook(stack: Stack, requests: int, connections: int = 16, api_workers: int = 2,
+                  api_role: str = "hooks") -> dict[str, Any]:
+    """`orch api --role hooks --workers N` alone with one github-verified endpoint: signed requests/s until each
+    is in the stream. The hooks role is the listener deploy/ exposes to the internet (no operator routes, no UI)."""
     project = stack.tmp / "hooks-project"
     shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns(".orch", "__pycache__"))
     (project / "rules" / "hooks.yaml").write_text(
         f"hooks:\n  - {{name: github, verify: github, secret_env: {HOOK_SECRET_ENV}}}\n")
     secret = uuid.uuid4().hex
     port = free_port()
-    stack.start_orch("api", "--workers", str(api_workers),
+    stack.start_orch("api", "--role", api_role, "--workers", str(api_workers),
                      env_overrides={"ORCH_PROJECT": str(project), "ORCH_KEY_PREFIX": HOOK_PREFIX,
                                     "ORCH_API_PORT": str(port), HOOK_SECRET_ENV: secret})
     deadline = time.monotonic() + 60
@@ -143,7 +160,7 @@ def phase_webhook(stack: Stack, requests: int, connections: int = 16, api_worker
     warm = [signed() for _ in range(300)]
     timed = [signed() for _ in range(requests)]
     log(f"webhook: {requests:,} signed github-style requests ({len(body)} B bodies) over {connections} "
-        f"keep-alive connections to `orch api --workers {api_workers}`")
+        f"keep-alive connections to `orch api --role {api_role} --workers {api_workers}`")
     asyncio.run(_hook_load(port, warm, connections))
     api = psutil.Process(stack.orch[-1][1].pid)
     cpu_before = _tree_cpu_s(api)
@@ -164,7 +181,7 @@ def phase_webhook(stack: Stack, requests: int, connections: int = 16, api_worker
     return {"requests": requests, "connections": connections, "body_bytes": len(body),
             "seconds": round(elapsed, 3), "requests_per_s": round(requests / elapsed, 1),
             "latency_ms_p50": round(pct(latencies, 0.5), 3), "latency_ms_p99": round(pct(latencies, 0.99), 3),
-            "api_cpu_cores_busy": round(api_cpu / elapsed, 2), "api_workers": api_workers,
+            "api_cpu_cores_busy": round(api_cpu / elapsed, 2), "api_workers": api_workers, "api_role": api_role,
             "api_cpu_us_per_request": round(api_cpu * 1e6 / requests, 1)}
 
 

@@ -22,8 +22,9 @@ Phases, in order:
 
   1. ingest      `Client.emit_many` in calls of --chunk events, no engine running: events/s, Redis
                  memory per retained event (INFO used_memory delta: stream entry + dedup key), Redis
-                 commands per event, CPU per event of the client and of redis-server.
-  1b. webhook    `orch api` alone, one `verify: github` endpoint: --hook-requests signed requests
+                 commands per event, CPU per event of the client and of redis-server; then the same
+                 from --ingest-processes processes at once (bench/ingest_procs.py), as applications emit.
+  1b. webhook    `orch api --role hooks` alone (--api-role), one `verify: github` endpoint: --hook-requests signed requests
                  (distinct bodies) over --hook-connections keep-alive connections from a
                  minimal asyncio client; requests/s answered 202 (each event in the stream), latency
                  p50/p99, API CPU per request. Its keys use their own prefix and are dropped after.
@@ -41,7 +42,7 @@ Phases, in order:
   3b. fan-out    one bench_fanout run, items -> work.map(items) -> fan_in over --fanout no-op items
                  (--fanout-rq with --engine rq): item task runs/s from the first item queued to the
                  fan-in started, the run's duration, Redis commands and CPU per item, engine commits
-                 (one plain EVAL each) and a 2 s timeline of engine progress and CPU. A run not done
+                 (one WATCH each) and a 2 s timeline of engine progress and CPU. A run not done
                  within --fanout-limit seconds is reported as skipped.
   Then, every orch process stopped:
   3c. maintenance  `Engine.maintain(force=True)` in this process (the whole pass: sweep with its stall
@@ -135,12 +136,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "--quick) or a comma-separated list")
     ap.add_argument("--events", type=int, help="ingest: events to emit (default 100,000; quick 10,000)")
     ap.add_argument("--chunk", type=int, default=5000, help="ingest: events per emit_many call (default 5,000)")
+    ap.add_argument("--ingest-processes", type=int, default=2,
+                    help="ingest: processes emitting at once after the one-process run (default 2: both cores)")
     ap.add_argument("--hook-requests", type=int,
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
     ap.add_argument("--hook-connections", type=int, default=16,
                     help="webhook: concurrent keep-alive connections (default 16)")
     ap.add_argument("--api-workers", type=int, default=2,
                     help="webhook: `orch api --workers N`, API processes sharing the port (default 2: both cores)")
+    ap.add_argument("--api-role", choices=["hooks", "all"], default="hooks",
+                    help="webhook: `orch api --role R` (default hooks: the listener deploy/ exposes, without the "
+                         "operator routes and the UI)")
     ap.add_argument("--only", choices=["ingest", "webhook", "orch", "fanout", "maintenance", "matching", "capacity",
                                            "curves"], default=None,
                     help="run some phases only: ingest (Client.emit_many alone, events/s), webhook (orch api alone, signed requests/s), orch (the engine "
@@ -195,9 +201,10 @@ def show_profile(path: Path, top: int = 25) -> None:
 def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], engines: list[str]) -> dict[str, Any]:
     """The phases `--only` asks for (every one by default), in order; their results by phase."""
     if args.only == "webhook":
-        return {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections, args.api_workers)}
+        return {"webhook": phase_webhook(stack, sizes["hook_requests"], args.hook_connections, args.api_workers,
+                                         args.api_role)}
     if args.only == "ingest":
-        return {"ingest": phase_ingest(stack, sizes["events"], args.chunk)}
+        return {"ingest": phase_ingest(stack, sizes["events"], args.chunk, args.ingest_processes)}
     if args.only == "maintenance":
         return {"maintenance": phase_maintenance(stack, sizes)}
     if args.only == "capacity":
@@ -206,8 +213,9 @@ def run_phases(stack: Stack, args: argparse.Namespace, sizes: dict[str, int], en
         return {"curves": phase_curves(stack, args)}
     out: dict[str, Any] = {}
     if args.only is None:
-        out["ingest"] = phase_ingest(stack, sizes["events"], args.chunk)
-        out["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections, args.api_workers)
+        out["ingest"] = phase_ingest(stack, sizes["events"], args.chunk, args.ingest_processes)
+        out["webhook"] = phase_webhook(stack, sizes["hook_requests"], args.hook_connections, args.api_workers,
+                                       args.api_role)
     for engine in engines:
         stack.tag = f"{engine}-"
         out[engine] = phase_orch(stack, args, sizes, engine)
