@@ -9,6 +9,7 @@ each a fresh interpreter (spawn) with its own Client, warmed before the clock st
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from multiprocessing.synchronize import Barrier
 from typing import Any
@@ -42,8 +43,9 @@ def _emitter(url: str, prefix: str, index: int, events: int, chunk: int, barrier
 
 def emit_from_processes(url: str, prefix: str, processes: int, events: int, chunk: int,
                         drop: Any) -> dict[str, Any]:
-    """`events` spread over `processes` emitters; `drop(client, prefix)` removes the keys under the prefix (the
-    warm-up events)."""
+    """`events` spread over `processes` emitters (at most one per event); `drop(client, prefix)` removes the
+    keys under the prefix (the warm-up events)."""
+    processes = max(1, min(processes, events))
     context = multiprocessing.get_context("spawn")
     barrier, cpu = context.Barrier(processes + 1), context.Queue()
     share = events // processes
@@ -54,9 +56,13 @@ def emit_from_processes(url: str, prefix: str, processes: int, events: int, chun
     admin = redis.Redis.from_url(url)
     stream = Keys(prefix).events
     try:
-        barrier.wait(_START_TIMEOUT_S)
-        drop(admin, prefix)
-        barrier.wait(_START_TIMEOUT_S)
+        try:
+            barrier.wait(_START_TIMEOUT_S)
+            drop(admin, prefix)
+            barrier.wait(_START_TIMEOUT_S)
+        except threading.BrokenBarrierError:  # an emitter died or hung before the start
+            raise BenchError(f"ingest, {processes} processes: an emitter did not start (exit codes "
+                             f"{[child.exitcode for child in children]})") from None
         t0 = time.monotonic()
         while any(child.is_alive() for child in children):
             time.sleep(1.0)

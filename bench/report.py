@@ -276,9 +276,10 @@ def ingest_table(results: dict[str, Any]) -> list[str]:
               "Redis commands per event: "
               + ", ".join(f"{k} {v}" for k, v in ingest["commands_per_event_by_command"].items()) + "."]
     if parallel:
-        lines += [f"Ingest from {parallel['processes']} processes: client CPU {parallel['client_cpu_us_per_event']:.1f} us "
-                  f"per event (all of them), redis-server {parallel['redis_cpu_us_per_event']:.1f} us."]
-    lines += [_webhook_note(orch["webhook"])] if "webhook" in orch else []
+        lines += ["", f"Ingest from {parallel['processes']} processes: client CPU per event "
+                  f"{parallel['client_cpu_us_per_event']:.1f} us (summed over the processes), redis-server "
+                  f"{parallel['redis_cpu_us_per_event']:.1f} us."]
+    lines += ["", _webhook_note(orch["webhook"])] if "webhook" in orch else []
     return lines
 
 

@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "--quick) or a comma-separated list")
     ap.add_argument("--events", type=int, help="ingest: events to emit (default 100,000; quick 10,000)")
     ap.add_argument("--chunk", type=int, default=5000, help="ingest: events per emit_many call (default 5,000)")
-    ap.add_argument("--ingest-processes", type=int, default=2,
+    ap.add_argument("--ingest-processes", type=_at_least_one, default=2,
                     help="ingest: processes emitting at once after the one-process run (default 2: both cores)")
     ap.add_argument("--hook-requests", type=int,
                     help="webhook: signed requests to POST /hooks/github (default 20,000; quick 3,000)")
@@ -178,6 +178,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="run the engine and workers under cProfile; .prof files in bench/results/profile-<time>/")
     ap.add_argument("--keep-logs", action="store_true", help="keep the temporary directory with the process logs")
     return ap.parse_args(argv)
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _interrupt(signum: int, _frame: Any) -> None:

@@ -149,14 +149,22 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
     """A blocking client for `url`: redis://, rediss://, unix://, or the primary of a redis+sentinel:// service."""
     if is_sentinel_url(url):
         return sentinel_client(url, **options)
-    return redis.Redis.from_url(url, **options)
+    return redis.Redis.from_url(url, **_for_scheme(url, options))
 
 
 def async_client_from_url(url: str, **options: Any) -> redis.asyncio.Redis:
     """`client_from_url` for asyncio."""
     if is_sentinel_url(url):
         return async_sentinel_client(url, **options)
-    return redis.asyncio.Redis.from_url(url, **options)
+    return redis.asyncio.Redis.from_url(url, **_for_scheme(url, options))
+
+
+def _for_scheme(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` without the TCP-only ones for a unix:// URL: redis-py's unix-socket connections refuse
+    `socket_keepalive` (TypeError at the first command)."""
+    if not url.startswith("unix:"):
+        return options
+    return {k: v for k, v in options.items() if k not in ("socket_keepalive", "socket_keepalive_options")}
 
 
 def client_options(settings: Settings) -> dict[str, Any]:

@@ -37,7 +37,9 @@ CORE_ATTRIBUTES = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64"}
 )
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"  # checked by pydantic-core, in Rust: no Python call per attribute
+# Checked by pydantic-core's Rust regex (pinned in Event's config): no Python call per attribute. Under
+# Python's `re`, `$` would also match before a final newline; under Rust's it is the end of the text only.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the CloudEvents Integer type
 
 
@@ -79,7 +81,7 @@ class _Problem(ValueError):
 class Event(BaseModel):
     """A CloudEvents 1.0 event. Build one with `Event.new(...)` or `event_from_mapping(...)`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="rust-regex")
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=256, pattern=_NO_CONTROL)
@@ -168,7 +170,9 @@ def event_from_mapping(values: Any, where: str = "") -> Event:
     """Validate one CloudEvent given as a mapping; EventError names the first bad attribute.
 
     `where` prefixes the attribute in messages, e.g. "events[3]" for a batch. A core attribute given as
-    None counts as absent.
+    None counts as absent. With several problems, the one named is the first found: the checks of
+    `_checked_attributes` (extensions, time's type, data) come before pydantic's own (required attributes,
+    lengths, control characters).
     """
     if not isinstance(values, Mapping):
         raise EventError(f"{where or 'event'}: a CloudEvent must be a JSON object, got {type(values).__name__}")
@@ -179,10 +183,10 @@ def event_from_mapping(values: Any, where: str = "") -> Event:
 
 
 def _checked_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` with the unknown attributes moved into `extensions` and core attributes given as None
-    dropped, after the checks pydantic-core cannot make: extension names and values, `time` given as
-    text or a datetime (never a number), `data` as plain JSON, and not both kinds of data. Raises
-    _Problem."""
+    """`values` with the unknown attributes moved into `extensions` (a top-level one wins over the same name
+    in `extensions`) and core attributes given as None dropped, after the checks pydantic-core cannot
+    make: extension names and values, `time` given as text or a datetime (never a number), `data` as
+    plain JSON, and not both kinds of data. Raises _Problem."""
     core: dict[str, Any] = {}
     extensions: dict[str, Any] = {}
     nested: Any = None
@@ -197,7 +201,7 @@ def _checked_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     if nested is not None:
         if not isinstance(nested, Mapping):
             raise _Problem("extensions", "must be an object of extension attributes")
-        extensions.update(nested)
+        extensions = {**nested, **extensions}
     for name, value in extensions.items():
         problem = extension_problem(name, value)
         if problem:
@@ -239,7 +243,7 @@ def _event_error(exc: ValidationError, where: str) -> EventError:
         message = f"missing required attribute '{prefix}{field}'"
     elif first["type"] == "extra_forbidden":
         message = f"unknown attribute '{prefix}{field}'"
-    elif first["type"] == "string_pattern_mismatch":
+    elif first["type"] == "string_pattern_mismatch":  # the only pattern of Event is _NO_CONTROL
         message = f"attribute '{prefix}{field}': must not contain control characters"
     elif first["type"] == "literal_error" and field == "specversion":
         message = f"attribute '{prefix}specversion' must be \"1.0\" (got {first.get('input')!r})"

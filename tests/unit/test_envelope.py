@@ -95,12 +95,41 @@ def test_a_time_with_an_offset_is_kept_in_utc() -> None:
     assert event.to_dict()["time"] == "2024-05-01T12:00:00Z"
 
 
-@pytest.mark.parametrize("attribute", ["id", "source", "type", "subject"])
-def test_control_characters_are_rejected(attribute: str) -> None:
-    error = rejected({**MINIMAL, attribute: "bad\nvalue"})
+@pytest.mark.parametrize("value", ["bad\nvalue", "value\n", "tab\there", "del\x7f"])
+@pytest.mark.parametrize("attribute", ["id", "source", "type", "subject", "datacontenttype", "dataschema"])
+def test_control_characters_are_rejected(attribute: str, value: str) -> None:
+    error = rejected({**MINIMAL, attribute: value})
 
     assert error.field == attribute
     assert str(error) == f"attribute '{attribute}': must not contain control characters"
+
+
+def test_text_beyond_ascii_is_not_a_control_character() -> None:
+    event = event_from_mapping({**MINIMAL, "subject": "café \u2028 \u0085 日本"})
+
+    assert event.subject == "café \u2028 \u0085 日本"
+
+
+def test_a_top_level_extension_wins_over_the_same_name_in_extensions() -> None:
+    event = event_from_mapping({**MINIMAL, "tenant": "top", "extensions": {"tenant": "nested", "other": 1}})
+
+    assert event.extensions == {"tenant": "top", "other": 1}
+
+
+@pytest.mark.parametrize("value", ["abc", 5, ["a"]])
+def test_extensions_must_be_an_object(value: Any) -> None:
+    error = rejected({**MINIMAL, "extensions": value}, where="events[2]")
+
+    assert error.field == "extensions"
+    assert str(error) == "attribute 'events[2].extensions': must be an object of extension attributes"
+
+
+@pytest.mark.parametrize("value", [1714564800, 1714564800.5, True, ["2024-05-01T12:00:00Z"]])
+def test_a_time_that_is_not_text_is_rejected(value: Any) -> None:
+    error = rejected({**MINIMAL, "time": value})
+
+    assert error.field == "time"
+    assert str(error) == "attribute 'time': must be an RFC 3339 timestamp such as 2026-05-01T12:00:00Z"
 
 
 def test_unknown_attributes_become_extensions() -> None:
