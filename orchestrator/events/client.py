@@ -78,12 +78,11 @@ class _EventFactory:
         if isinstance(item, Event):
             cause = with_cause(item.extensions, from_env=from_env)
             return item.model_copy(update={"extensions": {**item.extensions, **cause}}) if cause else item
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):  # a dict skips the ABC's check
             raise EventError(f"events[{index}]: expected an Event or a mapping, got {type(item).__name__}")
-        values = dict(item)
-        values.setdefault("id", new_event_id())
-        values.setdefault("source", self.source)
-        values.setdefault("time", now)
+        values = {"source": self.source, "time": now, **item}
+        if "id" not in values:
+            values["id"] = new_event_id()
         cause = with_cause(values, from_env=from_env)
         nested = values.get("extensions")
         if cause and (nested is None or isinstance(nested, Mapping)):

@@ -254,3 +254,16 @@ def test_binary_data_round_trips_through_to_dict() -> None:
 
     assert wire["data_base64"] == "AAEC" and "data" not in wire
     assert event_from_mapping(wire) == event
+
+
+def test_the_time_text_is_remembered_only_for_the_same_object() -> None:
+    from orchestrator.events.envelope import _rfc3339
+
+    paris = timezone(timedelta(hours=2))
+    utc = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    same_instant = datetime(2024, 5, 1, 14, 0, tzinfo=paris)  # equal to `utc`, another text
+
+    assert _rfc3339(utc) == "2024-05-01T12:00:00Z"
+    assert _rfc3339(utc) == "2024-05-01T12:00:00Z"
+    assert _rfc3339(same_instant) == "2024-05-01T14:00:00+02:00"
+    assert _rfc3339(datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=UTC)) == "2024-05-01T12:00:00.000005Z"
