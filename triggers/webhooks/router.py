@@ -2,7 +2,8 @@
 
 Per request: unknown or disabled endpoint -> 404 (listing the endpoints); body read under the endpoint's
 limit -> 413; signature checked on the raw bytes -> 401; body parsed and mapped -> 400/415/422; then one
-publish script (dedup on (source, id) + XADD) -> 202 once the event is in the stream, with
+publish script (dedup on (source, id) + XADD; concurrent requests' events in one call, see
+events/coalesce.py) -> 202 once the event is in the stream, with
 `"duplicate": true` for a delivery seen within the dedup window; Redis down -> 503 with Retry-After (the
 app's handler). Each outcome counts in `orch_webhook_requests_total{hook,result}`, a Redis hash like every
 other orch counter, so one scrape of any `orch api` sees every API process (`unavailable` is counted
@@ -28,6 +29,7 @@ from orchestrator.api.auth import SIGNATURE, scoped
 from orchestrator.api.routes import read_body
 from orchestrator.api.schemas import Problem, WebhookAccepted, errors
 from orchestrator.errors import EventError
+from orchestrator.events.coalesce import Coalescer
 from orchestrator.events.publish import AsyncPublisher
 from orchestrator.metrics import WEBHOOK_REQUESTS, MetricsBatch
 
@@ -58,7 +60,7 @@ class _Hooks:
             raise ValueError(f"no secrets resolved for webhook endpoint(s) {', '.join(missing)}")
         self.keys = {name: secrets[name].keys for name in self.configs}
         self.clock = clock
-        self.publishers: dict[str, AsyncPublisher] = {}
+        self.publishers: dict[str, Coalescer] = {}  # concurrent requests' events go out together
         self._state: ApiState | None = None
         self._pending = MetricsBatch()  # request counts not yet written to Redis
         self._flusher: asyncio.Task[None] | None = None
@@ -69,9 +71,9 @@ class _Hooks:
             return
         default_window = state.settings.event_dedup_window_s
         self.publishers = {
-            name: AsyncPublisher(state.aredis, state.keys, dedup_window_s=config.dedup_window(default_window),
-                                 max_bytes=max(state.settings.event_max_bytes, config.max_body_bytes + ENVELOPE_BYTES),
-                                 trigger=TRIGGER)
+            name: Coalescer(AsyncPublisher(
+                state.aredis, state.keys, dedup_window_s=config.dedup_window(default_window),
+                max_bytes=max(state.settings.event_max_bytes, config.max_body_bytes + ENVELOPE_BYTES), trigger=TRIGGER))
             for name, config in self.configs.items()
         }
         self._state = state
@@ -182,7 +184,7 @@ async def _handle(state: _Hooks, config: HookConfig, request: Request) -> JSONRe
         await state.count(name, "challenge")
         return JSONResponse(outcome.response, status_code=200)
     try:
-        (published,) = await state.publishers[name].publish([outcome])
+        published = await state.publishers[name].publish(outcome)
     except EventError as exc:  # the event with its envelope is over the size limit
         await state.count(name, "too_large" if exc.status_code == 413 else "invalid")
         return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status_code)
