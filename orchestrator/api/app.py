@@ -41,6 +41,7 @@ from starlette.responses import Response
 from .. import __version__
 from ..connection import async_client_from_url, client_from_url, client_options, resolve_redis_url
 from ..errors import EventError
+from ..events.coalesce import Coalescer
 from ..events.publish import AsyncPublisher
 from ..metrics import QueueInspector, RedisCollector
 from ..settings import Settings
@@ -65,6 +66,7 @@ class ApiState:
     redis: redis.Redis
     aredis: redis.asyncio.Redis
     publisher: AsyncPublisher
+    coalescer: Coalescer  # the same publisher, for one-event requests (events/coalesce.py)
     runs: RunStore
     registry: CollectorRegistry
     ingest_seconds: Histogram
@@ -157,10 +159,11 @@ def _state(settings: Settings, queues: QueueInspector | None) -> ApiState:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     registry.register(RedisCollector(sync_redis, keys, queues, version=__version__))
+    publisher = AsyncPublisher(async_redis, keys, dedup_window_s=settings.event_dedup_window_s,
+                               max_bytes=settings.event_max_bytes)
     return ApiState(
-        settings=settings, keys=keys, redis=sync_redis, aredis=async_redis,
-        publisher=AsyncPublisher(async_redis, keys, dedup_window_s=settings.event_dedup_window_s,
-                                 max_bytes=settings.event_max_bytes),
+        settings=settings, keys=keys, redis=sync_redis, aredis=async_redis, publisher=publisher,
+        coalescer=Coalescer(publisher),
         runs=RunStore(sync_redis, keys, retention_s=settings.run_retention_s), registry=registry,
         ingest_seconds=Histogram("orch_event_ingest_duration_seconds",
                                  "Time to accept events over HTTP, from request to durable XADD.", ["trigger"],
