@@ -79,7 +79,7 @@ async def post_events(request: Request) -> JSONResponse:
         await _count_rejected(state)
         raise
     if len(events) == 1:  # with the other requests' single events (events/coalesce.py)
-        published = [await state.coalescer.publish(events[0])]
+        published = [await state.coalescer.publish(events[0], len(body))]
     else:
         published = await state.publisher.publish(events)
     state.ingest_seconds.labels("custom").observe(time.perf_counter() - start)

@@ -100,7 +100,7 @@ class Event(BaseModel):
     def _checked(cls, values: Any) -> Any:
         """Every check pydantic-core cannot make, in one Python call per event (each call from the
         validator costs as much as a simple check): see `_checked_attributes`."""
-        return _checked_attributes(values) if isinstance(values, dict | Mapping) else values
+        return _checked_attributes(values) if isinstance(values, (dict, Mapping)) else values
 
     @field_validator("time")
     @classmethod
@@ -190,7 +190,7 @@ def event_from_mapping(values: Any, where: str = "") -> Event:
     `_checked_attributes` (extensions, time's type, data) come before pydantic's own (required attributes,
     lengths, control characters).
     """
-    if not isinstance(values, dict | Mapping):  # dict first: a plain type check, before the ABC's
+    if not isinstance(values, (dict, Mapping)):  # dict first: a plain type check, before the ABC's
         raise EventError(f"{where or 'event'}: a CloudEvent must be a JSON object, got {type(values).__name__}")
     try:
         return Event.model_validate(values)

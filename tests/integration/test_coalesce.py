@@ -12,7 +12,7 @@ import redis.asyncio
 
 from orchestrator import Event
 from orchestrator.errors import EventTooLargeError
-from orchestrator.events.coalesce import Coalescer
+from orchestrator.events.coalesce import GROUP_BYTES, Coalescer
 from orchestrator.events.publish import AsyncPublisher
 from orchestrator.jsonutil import loads
 from orchestrator.settings import Settings
@@ -91,14 +91,18 @@ def test_a_redis_error_reaches_every_caller_of_the_call() -> None:
     assert all(isinstance(e, redis.ConnectionError) for e in errors)
 
 
-def test_a_caller_that_leaves_does_not_cancel_the_others(settings: Settings, r: redis.Redis) -> None:
+def test_a_caller_that_leaves_does_not_cancel_the_call_in_flight(settings: Settings, r: redis.Redis) -> None:
     async def body(coalescer: Coalescer) -> Any:
-        leaving = asyncio.ensure_future(coalescer.publish(_event(0)))
-        staying = asyncio.ensure_future(coalescer.publish(_event(1)))
-        await asyncio.sleep(0)
-        leaving.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await leaving
+        r.client_pause(5000, all=False)  # writes wait: the call below stays in flight
+        try:
+            leaving = asyncio.ensure_future(coalescer.publish(_event(0)))
+            staying = asyncio.ensure_future(coalescer.publish(_event(1)))
+            await _in_flight(r)
+            leaving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await leaving
+        finally:
+            r.client_unpause()
         return await staying
 
     outcome = _run(settings.redis_url or "", body)
@@ -106,3 +110,45 @@ def test_a_caller_that_leaves_does_not_cancel_the_others(settings: Settings, r: 
     assert outcome.event_id == "d-1"
     assert sorted(loads(fields[b"e"])["id"] for _, fields in r.xrange(STREAM)) == ["d-0", "d-1"], \
         "the event of the caller that left was in flight: it is published all the same"
+
+
+def test_when_the_server_stops_every_waiting_caller_is_told_to_send_again(settings: Settings,
+                                                                          r: redis.Redis) -> None:
+    async def body(coalescer: Coalescer) -> list[Any]:
+        r.client_pause(5000, all=False)
+        try:
+            first = asyncio.ensure_future(coalescer.publish(_event(0)))
+            await _in_flight(r)
+            queued = [asyncio.ensure_future(coalescer.publish(_event(n))) for n in (1, 2)]
+            await asyncio.sleep(0)
+            assert coalescer._sender is not None
+            coalescer._sender.cancel()  # what the event loop does to its tasks when `orch api` stops
+            return list(await asyncio.gather(first, *queued, return_exceptions=True))
+        finally:
+            r.client_unpause()
+
+    answers = _run(settings.redis_url or "", body)
+
+    assert all(isinstance(a, redis.ConnectionError) and "send it again" in str(a) for a in answers), answers
+
+
+def test_a_call_carries_at_most_group_bytes_of_requests(settings: Settings, r: redis.Redis) -> None:
+    r.config_resetstat()
+    third = GROUP_BYTES // 3
+
+    async def body(coalescer: Coalescer) -> list[Any]:
+        return list(await asyncio.gather(*(coalescer.publish(_event(n), third) for n in range(10))))
+
+    outcomes = _run(settings.redis_url or "", body)
+
+    assert len(outcomes) == 10 and r.xlen(STREAM) == 10
+    assert _script_calls(r) == 4, "three requests of a third of GROUP_BYTES per call: 3 + 3 + 3 + 1"
+
+
+async def _in_flight(r: redis.Redis) -> None:
+    """Until Redis holds a client blocked by the pause (the coalescer's call)."""
+    for _ in range(500):
+        if int(r.info("clients").get("blocked_clients", 0)) or int(r.info("clients").get("paused_clients", 0) or 0):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the coalescer's call never reached Redis")

@@ -60,7 +60,7 @@ class _Hooks:
             raise ValueError(f"no secrets resolved for webhook endpoint(s) {', '.join(missing)}")
         self.keys = {name: secrets[name].keys for name in self.configs}
         self.clock = clock
-        self.publishers: dict[str, Coalescer] = {}  # concurrent requests' events go out together
+        self.coalescers: dict[str, Coalescer] = {}  # concurrent requests' events go out together
         self._state: ApiState | None = None
         self._pending = MetricsBatch()  # request counts not yet written to Redis
         self._flusher: asyncio.Task[None] | None = None
@@ -70,7 +70,7 @@ class _Hooks:
         if self._state is state:
             return
         default_window = state.settings.event_dedup_window_s
-        self.publishers = {
+        self.coalescers = {
             name: Coalescer(AsyncPublisher(
                 state.aredis, state.keys, dedup_window_s=config.dedup_window(default_window),
                 max_bytes=max(state.settings.event_max_bytes, config.max_body_bytes + ENVELOPE_BYTES), trigger=TRIGGER))
@@ -184,7 +184,7 @@ async def _handle(state: _Hooks, config: HookConfig, request: Request) -> JSONRe
         await state.count(name, "challenge")
         return JSONResponse(outcome.response, status_code=200)
     try:
-        published = await state.publishers[name].publish(outcome)
+        published = await state.coalescers[name].publish(outcome, len(body))
     except EventError as exc:  # the event with its envelope is over the size limit
         await state.count(name, "too_large" if exc.status_code == 413 else "invalid")
         return JSONResponse({"error": str(exc), "field": exc.field, "hook": name}, status_code=exc.status_code)
