@@ -47,6 +47,7 @@ QUICK_RUNS = (1_000, 10_000, 100_000)
 ENGINES = (1, 2, 3)
 FLAT_RATIO = 1.5
 CURVE_REPEATS = 3         # sustained measurements per engine count (median)
+FLUSH_TIMEOUT_S = 300       # redis-py waits 5 s by default; dropping a million retained runs takes longer
 ORCH = Path(sys.executable).parent / "orch"
 
 
@@ -161,7 +162,7 @@ def store_latency(deps: Deps, store: RunStore, calls: int) -> dict[str, Any]:
 def measure_runs(deps: Deps, sizes: list[int], requests: int, cli_calls: int,
                  used_memory: Callable[[redis.Redis], int]) -> list[dict[str, Any]]:
     """Every retained-runs figure at each size, on a flushed Redis, the sizes written cumulatively."""
-    client = redis.Redis.from_url(deps.stack.url)
+    client = redis.Redis.from_url(deps.stack.url, socket_timeout=FLUSH_TIMEOUT_S)  # FLUSHALL of 1M runs: > 5 s
     client.flushall()
     settings = Settings(redis_url=deps.stack.url, key_prefix=deps.prefix)
     store = RunStore(client, Keys(deps.prefix), retention_s=settings.run_retention_s)
