@@ -78,7 +78,7 @@ class _EventFactory:
         if isinstance(item, Event):
             cause = with_cause(item.extensions, from_env=from_env)
             return item.model_copy(update={"extensions": {**item.extensions, **cause}}) if cause else item
-        if type(item) is not dict and not isinstance(item, Mapping):  # a dict skips the ABC's check
+        if not isinstance(item, (dict, Mapping)):  # dict first: a plain type check, before the ABC's
             raise EventError(f"events[{index}]: expected an Event or a mapping, got {type(item).__name__}")
         values = {"source": self.source, "time": now, **item}
         if "id" not in values:

@@ -248,17 +248,9 @@ def _event_error(exc: ValidationError, where: str) -> EventError:
     problem = (first.get("ctx") or {}).get("error")
     if isinstance(problem, _Problem):
         return EventError(problem.message(prefix), field=problem.field)
-    loc = [str(part) for part in first["loc"]]
-    if loc[:1] == ["extensions"] and len(loc) == 1:
-        field = "extensions"
-    elif loc[:1] == ["extensions"]:
-        field = loc[1]
-    else:
-        field = loc[0] if loc else "event"
+    field = str(first["loc"][0]) if first["loc"] else "event"  # extensions are checked by _checked_attributes
     if first["type"] == "missing":
         message = f"missing required attribute '{prefix}{field}'"
-    elif first["type"] == "extra_forbidden":
-        message = f"unknown attribute '{prefix}{field}'"
     elif first["type"] == "string_pattern_mismatch":  # the only pattern of Event is _NO_CONTROL
         message = f"attribute '{prefix}{field}': must not contain control characters"
     elif first["type"] == "literal_error" and field == "specversion":

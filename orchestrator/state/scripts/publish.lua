@@ -20,8 +20,9 @@ local accepted = 0
 local out = {}
 for i = 3, #KEYS do
   local key = KEYS[i]
-  local entry = publish_one(KEYS[1], key, ARGV[1], ARGV[i], fresh[key] or seen[i - 2])
-  if fresh[key] == nil and not seen[i - 2] then
+  local prior = fresh[key] or seen[i - 2]
+  local entry = publish_one(KEYS[1], key, ARGV[1], ARGV[i], prior)
+  if not prior then
     fresh[key] = entry
     accepted = accepted + 1
   end
