@@ -58,6 +58,31 @@ def _env() -> BoundedSandbox:
 class _Expr:
     source: str
     fn: Any
+    path: tuple[str, ...] | None = None  # a plain name path (`event.data.total`): looked up without Jinja
+
+
+_NAME_PATH = re.compile(r"^\s*[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\s*$")
+_LITERALS = frozenset(("true", "false", "none", "True", "False", "None"))
+_MISSING = object()
+
+
+def _name_path(expr: str) -> tuple[str, ...] | None:
+    """The names of `expr` when it is only names joined by dots, whose value a lookup finds as Jinja would."""
+    if not _NAME_PATH.match(expr):
+        return None
+    path = tuple(expr.strip().split("."))
+    return None if path[0] in _LITERALS else path
+
+
+def _lookup(path: tuple[str, ...], context: Mapping[str, Any]) -> Any:
+    """The value at `path` when every step is a key of a plain dict that is not also a dict attribute (where
+    Jinja's sandbox finds the item too); else _MISSING, and Jinja evaluates it (its errors, its rules)."""
+    value = context.get(path[0], _MISSING)
+    for name in path[1:]:
+        if type(value) is not dict or name not in value or hasattr(dict, name):
+            return _MISSING
+        value = value[name]
+    return value
 
 
 @dataclass(frozen=True)
@@ -72,7 +97,8 @@ def _compile(value: Any, path: Path) -> Any:
         try:
             single = _SINGLE_EXPRESSION.match(value)
             if single and "{{" not in single["expr"] and "{%" not in single["expr"]:
-                return _Expr(value, env.compile_expression(single["expr"], undefined_to_none=False))
+                return _Expr(value, env.compile_expression(single["expr"], undefined_to_none=False),
+                             _name_path(single["expr"]))
             return _Text(value, env.from_string(value))
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateCompileError(path, f"template error: {exc.message}") from None
@@ -106,7 +132,9 @@ def _evaluate(value: _Expr | _Text, context: Mapping[str, Any], where: str) -> A
     # Templates are the rule author's code running on event data: any error they raise is the rule's.
     with render_budget():
         try:
-            out = value.fn(**context) if isinstance(value, _Expr) else _render_text(value.template, context)
+            out = _lookup(value.path, context) if isinstance(value, _Expr) and value.path else _MISSING
+            if out is _MISSING:
+                out = value.fn(**context) if isinstance(value, _Expr) else _render_text(value.template, context)
         except RuleError as exc:  # a limit of the sandbox: say which template hit it
             raise RuleError(f"{where}: {exc}") from None
         except jinja2.TemplateError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -241,7 +241,7 @@ class Run:
                 and all(t.state is TaskState.SKIPPED for t in self.tasks.values()))
 
     def meta_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "workflow": self.workflow, "rule": self.rule, "event": asdict(self.event),
+        return {"id": self.id, "workflow": self.workflow, "rule": self.rule, "event": {"id": self.event.id, "source": self.event.source, "type": self.event.type},
                 "params": self.params, "status": str(self.status), "created_at": iso_utc(self.created_at),
                 "finished_at": iso_utc(self.finished_at), "error": self.error, "version": self.spec.digest,
                 "tasks_total": len(self.tasks),
@@ -262,7 +262,7 @@ class Run:
         if meta:
             out["meta"] = dumps(self.meta_dict())
         if spec:
-            out["spec"] = dumps(self.spec.to_dict())
+            out["spec"] = self.spec.json
             out["event"] = dumps(self.event_data)
             if self.events is not None:
                 out["events"] = dumps(self.events)

@@ -178,9 +178,14 @@ class WorkflowSpec:
                    timeout_s=data.get("timeout_s"), concurrency=data.get("concurrency"))
 
     @functools.cached_property
+    def json(self) -> bytes:
+        """`to_dict` as JSON, made once: every run of this version stores it."""
+        return dumps(self.to_dict())
+
+    @functools.cached_property
     def digest(self) -> str:
         """A short fingerprint of the graph, to tell versions of a workflow apart."""
-        return hashlib.blake2b(dumps(self.to_dict()), digest_size=6).hexdigest()
+        return hashlib.blake2b(self.json, digest_size=6).hexdigest()
 
     def bind_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The run's parameters: `given` plus defaults; WorkflowError names unknown or missing ones."""

@@ -178,3 +178,29 @@ def test_rendering_twice_gives_the_same_result() -> None:
 
     assert template.render(context) == template.render(context) == {"id": "A-1", "n": 42}
     assert template.source == {"id": "{{ data.order_id }}", "n": "{{ data.total }}"}
+
+
+@pytest.mark.parametrize("expr", ["event.data.total", "data.customer.name", "data.customer", "event.type",
+                                  "data.items", "data.keys", "data.get", "data.skus", "data.missing",
+                                  "data.customer.name.upper", "data.skus.0", "events", "none", "true", "nothing",
+                                  "data.__class__", "data._hidden", "data.n.m"])
+def test_a_plain_name_path_renders_as_jinja_evaluates_it(expr: str) -> None:
+    # name paths are looked up without Jinja where every step is a dict key; the rest is Jinja's: compare
+    from orchestrator.rules import templates
+
+    data = {**DATA, "items": [1], "_hidden": 7, "n": 3}
+    event = {"type": "order.created", "source": "/shop", "data": data}
+    context = {"event": event, "data": data}
+
+    def both(compiled: Any) -> Any:
+        try:
+            return ("ok", templates._render(compiled, context, ("p",)))
+        except RuleError as exc:
+            return ("error", str(exc))
+
+    fast = templates._compile("{{ " + expr + " }}", ())
+    jinja = templates._Expr(fast.source, fast.fn)  # the same expression without its path
+
+    assert both(fast) == both(jinja)
+    if expr in ("event.data.total", "data.customer.name", "data._hidden"):
+        assert fast.path is not None and templates._lookup(fast.path, context) is not templates._MISSING
