@@ -73,3 +73,26 @@ def test_an_argument_redis_cannot_take_is_a_data_error_before_anything_is_sent(r
     with pytest.raises(redis.DataError):
         pipeline.send(r, [("SET", "rp:none", None)])
     assert r.exists("rp:none") == 0 and r.ping()
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_replies_and_refusals_read_alike_with_either_reply_parser(redis_url: str, parser: str) -> None:
+    # raw_replies reads hiredis's reader directly; redis-py's pure-Python parser goes reply by reply
+    from redis._parsers import _HiredisParser, _RESP3Parser
+
+    client = redis.Redis.from_url(redis_url, parser_class=_HiredisParser if parser == "hiredis" else _RESP3Parser)
+    client.set("rp:p:s", "text")
+    replies = pipeline.send(client, [("INCR", "rp:p:s"), ("HSET", "rp:p:h", "a", 1), ("HGETALL", "rp:p:h"),
+                                     ("EVALSHA", "0" * 40, 0)])
+    assert isinstance(replies[0], redis.ResponseError) and replies[1:3] == [1, {b"a": b"1"}]
+    assert isinstance(replies[3], redis.exceptions.NoScriptError)  # the client's own error classes
+    with pipeline.transaction(client) as pipe:
+        pipe.watch("rp:p:h")
+        pipe.multi()
+        pipe.hset("rp:p:h", "b", 2)
+        pipe.execute_command("INCR", "rp:p:s")  # refused when run, inside EXEC
+        out = pipe.execute(raise_on_error=False)
+    assert out[0] == 1 and isinstance(out[1], redis.ResponseError)
+    assert pipeline.send(client, [("PING",)]) == [True]  # in step
+    client.delete("rp:p:s", "rp:p:h")
+    client.close()
