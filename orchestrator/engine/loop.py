@@ -52,7 +52,7 @@ from .maintenance import Maintenance, dead_letter
 from .plan import plan_event
 from .reload import ProjectBehind, Reloader
 from .slots import RenewLeases, SlotBook
-from .waits import Waits
+from .waits import NO_WAITS, Waits
 
 __all__ = ["Engine"]
 
@@ -195,7 +195,7 @@ class Engine:
         for entry, event in events:
             self._plan_event(batch, entry, event, event_depth(event, depths))
         batch = self._flow.hold(batch)
-        self._waits.plan(batch)  # the events that resume waiting steps
+        self._waits.plan(batch)  # the look-backs of waiting steps (the events' hits: in the commit)
         return batch
 
     def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
@@ -224,13 +224,17 @@ class Engine:
 
     def _commit(self, batch: Batch, retried: bool) -> Outcome:
         run_ids = batch.run_ids
-        keys = [self.keys.run(run_id) for run_id in run_ids]
+        waits = self._waits.reads(batch)  # the waiters of its events' types, read in the first round trip
         guards = batch.guards
         with pipeline.transaction(self._redis) as pipe:  # EXEC packed by hiredis (state/pipeline.py)
             for attempt in range(1, 1000):
                 try:
                     # the runs, and the rule-set version events were planned under: one WATCH, one script
-                    existing = self._read_runs(pipe, run_ids, keys, self.reload.guard_key(batch))
+                    existing, found = self._read_runs(pipe, run_ids, self.reload.guard_key(batch), waits.commands)
+                    if waits.commands:  # the steps its events resume; their runs not read yet, read now
+                        self._waits.match(batch, waits, found)
+                        waits, read, run_ids = NO_WAITS, set(run_ids), batch.run_ids
+                        existing.update(self._read_runs(pipe, [r for r in run_ids if r not in read], None)[0])
                     held = self._read_guards(pipe, guards)
                     pools = self._slots.read(pipe, batch.claims(existing, self._current))
                     now = self._clock()
@@ -255,16 +259,19 @@ class Engine:
         raise redis.WatchError("engine: could not commit a batch after 999 attempts (other engines kept "
                                "changing its runs); it is retried")
 
-    def _read_runs(self, pipe: redis.client.Pipeline, run_ids: list[str], keys: list[str],
-                   version_key: str | None) -> dict[str, Run | Exception]:
-        """The batch's runs under WATCH; with `version_key`, also the rule-set version (Replan if replaced)."""
+    def _read_runs(self, pipe: redis.client.Pipeline, run_ids: list[str], version_key: str | None,
+                   before: list[tuple[Any, ...]] | None = None) -> tuple[dict[str, Run | Exception], list[Any]]:
+        """The batch's runs under WATCH; with `version_key`, also the rule-set version (Replan if replaced);
+        the replies of the reads `before`, sent ahead in the same round trip."""
+        keys = [self.keys.run(run_id) for run_id in run_ids]
         watched = [*keys, *([version_key] if version_key else [])]
-        if not watched:
-            return {}
-        replies = lua.watch_and_read(pipe, watched, "read_runs", watched, [len(keys), *self._cache.versions(run_ids)])
+        if not watched:  # reads `before` come with events, and a batch with events watches the rule-set version
+            return {}, []
+        found, replies = lua.read_watch_and_read(pipe, before or [], watched, "read_runs", watched,
+                                                 [len(keys), *self._cache.versions(run_ids)])
         if version_key:
             self.reload.verify(replies[-1] or None)
-        return self._cache.resolve(run_ids, replies[:len(keys)])
+        return self._cache.resolve(run_ids, replies[:len(keys)]), found
 
     def _read_guards(self, pipe: redis.client.Pipeline, guards: list[str]) -> dict[str, Guard]:
         if not guards:

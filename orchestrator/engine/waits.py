@@ -4,16 +4,17 @@ A step that starts waiting for an event has a waiter: a field of `<p>:waits:<eve
 it matches with (pattern, correlation, the run's params and the results its correlation reads). It is written, and removed when the
 step stops waiting (matched, timed out, cancelled), in the same MULTI as the run (`queue`).
 
-What resumes a step (`plan`, before the batch is committed):
-    events    for each event type among the batch's events, one HGETALL of its waiters (one pipelined
-              round trip per batch that has events; a type nobody waits for costs the read of a missing
-              key), decoded once and indexed by their correlation's value (waitindex.py); each waiter
-              whose pattern and correlation match the event gets a `WaitHit`. One
+What resumes a step:
+    events    for each event type among the batch's events, one HGETALL of its waiters (`reads`), sent in
+              the commit's first round trip ahead of the WATCH and read of its runs (a type nobody waits
+              for costs the read of a missing key); decoded once and indexed by their correlation's value
+              (waitindex.py), each waiter whose pattern and correlation match the event gets a `WaitHit`
+              (`match`), and a hit's run the batch had not read is read next, under the same WATCH. One
               event may resume several steps, of several runs: every one that matches.
-    look-back a step's look-back timer, due as soon as it starts waiting: the events stream is read
-              newest first, back to `wait_lookback_s` before the step started waiting, for at most
-              `wait_lookback_max_entries` entries; the earliest match read is the hit (lookback.py, one
-              scan for every look-back of the batch).
+    look-back a step's look-back timer (`plan`, before the commit), due as soon as it starts waiting: the
+              events stream is read newest first, back to `wait_lookback_s` before the step started
+              waiting, for at most `wait_lookback_max_entries` entries; the earliest match read is the hit
+              (lookback.py, one scan for every look-back of the batch).
 Hits are applied by `apply_batch` to the runs read under WATCH, so a hit for a step that no longer waits
 (resolved by another event, timed out) changes nothing; they commit with the XACK of the batch.
 
@@ -26,6 +27,7 @@ the timer stays in its zset until a commit fires it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -45,11 +47,23 @@ from .batch import Batch, Outcome
 from .lookback import event_of, hit_of
 from .waitindex import Candidates, WaiterCache
 
-__all__ = ["Waits"]
+__all__ = ["NO_WAITS", "EventWaits", "Waits"]
 
 log = logging.getLogger(__name__)
 
 _SEEN_MAX = 10_000  # correlation errors remembered (so each is shown once); forgotten all at once past it
+
+
+@dataclass(frozen=True)
+class EventWaits:
+    """The batch's events by type, and the reads of their types' waiters."""
+
+    by_type: dict[str, list[tuple[str, dict[str, Any]]]]
+    commands: list[tuple[Any, ...]]
+
+
+NO_WAITS = EventWaits({}, [])
+
 
 class Waits:
     """Finds the events that resume waiting steps, and keeps the waiters in Redis."""
@@ -60,8 +74,7 @@ class Waits:
         self._cache = WaiterCache()  # the waiters read, decoded and indexed (waitindex.py)
 
     def plan(self, batch: Batch) -> None:
-        """Add to `batch` the hits of its events and of its due look-back timers."""
-        self._match_events(batch)
+        """Add to `batch` the hits of its due look-back timers (its events' come in the commit: `reads`, `match`)."""
         waiters = [w for w in map(self._lookback_waiter, batch.timers) if w is not None]
         try:
             batch.hits += lookback.scan(self._redis, self._keys.events, waiters,
@@ -92,20 +105,21 @@ class Waits:
 
     # -- events of the batch -------------------------------------------------------------------------
 
-    def _match_events(self, batch: Batch) -> None:
+    def reads(self, batch: Batch) -> EventWaits:
+        """What to read for the batch's events: the waiters of each of their types, one HGETALL per type, sent
+        in the commit's first round trip, with the runs' read (a type nobody waits for reads a missing key)."""
         by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for entry, body in batch.bodies:
             if isinstance(body, dict) and isinstance(body.get("type"), str):
                 by_type.setdefault(body["type"], []).append((entry.id, body))
-        if not by_type:
-            return
         types = sorted(by_type)
-        pipe = self._redis.pipeline(transaction=False)
-        for event_type in types:
-            pipe.hgetall(self._keys.waits(event_type))
-        for event_type, fields in zip(types, pipe.execute(), strict=True):
+        return EventWaits(by_type, [("HGETALL", self._keys.waits(t)) for t in types])
+
+    def match(self, batch: Batch, read: EventWaits, replies: list[Any]) -> None:
+        """Add to `batch` the hits of its events, from the waiters `read` found (`replies`)."""
+        for event_type, fields in zip(sorted(read.by_type), replies, strict=True):
             waiters = self._cache.candidates(event_type, fields)
-            for entry_id, body in by_type[event_type] if waiters.count else ():
+            for entry_id, body in read.by_type[event_type] if waiters.count else ():
                 try:
                     batch.hits += _hits(waiters, body, entry_id, self._errors(batch))
                 except Exception:  # noqa: BLE001 - one event that breaks matching must not stop the engine

@@ -26,6 +26,7 @@ How to call them:
                              on NOSCRIPT; queued on a pipeline, it is loaded before the pipeline runs
     source(name)             the text, for EVAL inside MULTI, where NOSCRIPT would not undo the rest
     watch_and_read(pipe, watched, name, keys, args)   WATCH, then a read script, in one round trip
+    read_watch_and_read(pipe, before, ...)   the same, after other reads, still one round trip
     call_read_only(client, name, keys, args)   a script that only reads, as EVALSHA_RO (read-only ACLs)
     Scripts(client)          SHAs loaded once per client, for callers that send raw EVALSHA commands in
                              their own pipelines (the worker's Ledger), with `forget()` after NOSCRIPT
@@ -46,7 +47,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from . import pipeline
 
-__all__ = ["NAMES", "Scripts", "call_read_only", "register", "source", "watch_and_read"]
+__all__ = ["NAMES", "Scripts", "call_read_only", "read_watch_and_read", "register", "source", "watch_and_read"]
 
 NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release",
          "slot_renew", "claim", "release", "append_log", "read_log", "flow_decide", "flow_release",
@@ -128,13 +129,21 @@ def watch_and_read(pipe: redis.client.Pipeline, watched: Sequence[str], name: st
     which is harmless here: still under WATCH, before MULTI. A connection error drops the connection and
     the watch with it, as `pipe.watch` would: raised, or as a WatchError (retry the commit) when keys were
     already watched."""
+    return read_watch_and_read(pipe, (), watched, name, keys, args)[1]
+
+
+def read_watch_and_read(pipe: redis.client.Pipeline, before: Sequence[tuple[Any, ...]], watched: Sequence[str],
+                        name: str, keys: Sequence[str], args: Sequence[Any]) -> tuple[list[Any], Any]:
+    """`watch_and_read` with the read commands `before` written ahead of the WATCH, in the same round trip:
+    (their replies, parsed as the client would, a refusal raised; the script's reply)."""
     conn = pipe.connection
     if conn is None:
         conn = pipe.connection = pipe.connection_pool.get_connection()
     call = ("EVALSHA", _sha(name), len(keys), *keys, *args)
     watching = pipe.watching
     try:
-        conn.send_packed_command([pipeline.pack([("WATCH", *watched), call])])
+        conn.send_packed_command([pipeline.pack([*before, ("WATCH", *watched), call])])
+        first = [pipeline.reply(pipe, conn, str(command[0])) for command in before]
         watch_reply, reply = pipeline.reply(pipe, conn, "WATCH"), pipeline.reply(pipe, conn, "EVALSHA")
     except BaseException as exc:  # lost, or interrupted between the two replies: out of step for good
         conn.disconnect()
@@ -144,9 +153,12 @@ def watch_and_read(pipe: redis.client.Pipeline, watched: Sequence[str], name: st
         raise
     if isinstance(watch_reply, Exception):
         raise watch_reply
-    pipe.watching = True
+    pipe.watching = True  # before raising a refused read: the pipeline's reset then unwatches
+    for answer in first:
+        if isinstance(answer, Exception):
+            raise answer
     if isinstance(reply, NoScriptError):
-        return pipe.execute_command("EVAL", source(name), len(keys), *keys, *args)
+        return first, pipe.execute_command("EVAL", source(name), len(keys), *keys, *args)
     if isinstance(reply, Exception):
         raise reply
-    return reply
+    return first, reply

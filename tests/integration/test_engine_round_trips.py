@@ -1,0 +1,46 @@
+"""③ The engine's round trips for one event, counted by Redis itself (INFO `total_reads_processed`): the
+idle latency from an event to its task being queued is mostly round trips, so each one is accounted for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from executors.dispatch import RQDispatcher
+from orchestrator import Client
+from orchestrator.cli.wiring import load_project
+from orchestrator.engine import Engine
+from orchestrator.settings import Settings
+
+from ..projects import make_project
+from .test_maintenance import CHAIN, cost
+
+
+@pytest.fixture
+def engine(r: redis.Redis, redis_url: str, tmp_path: Path) -> Engine:
+    project = load_project(make_project(tmp_path, rules="rules:\n  - {name: r, type: t.x, workflow: chain}\n",
+                                        workflows=CHAIN))
+    settings = Settings(redis_url=redis_url, project=project.root)
+    engine = Engine(r, settings, project, RQDispatcher(r, settings), consumer="engine-rt")
+    engine.consumer.ensure_groups()
+    engine.reload.check()
+    return engine
+
+
+def test_an_event_is_read_planned_and_committed_in_four_round_trips(engine: Engine, r: redis.Redis,
+        redis_url: str) -> None:
+    with Client(settings=Settings(redis_url=redis_url)) as client:
+        client.emit("t.x", {"value": 1}, source="/rt")  # the first: scripts loaded, first-time writes
+        while engine.step(block=False):
+            pass
+        client.emit("t.x", {"value": 2}, source="/rt")
+        step = cost(r, lambda: engine.step(block=False))
+        # 1 the due timers; 2 the read of the streams; 3 the waiters of its type, ahead of the WATCH and the
+        # read of its run and the rule-set version; 4 MULTI ... EXEC (the run, its job, the XACK, an announcement)
+        assert step.round_trips == 4, step
+        assert step.calls.get("exec") == 1 and step.calls.get("watch") == 1, step.calls
+        announced = cost(r, lambda: engine.step(block=False))  # its orch.run.started, which no rule hears
+        assert announced.round_trips == 4, announced
+        assert r.zcard(engine.keys.runs) == 2
