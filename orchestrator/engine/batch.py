@@ -88,6 +88,14 @@ class Batch:
         return {c.pool: c for c in reversed(claims) if c is not None}  # the first claim of a pool wins
 
     @property
+    def only_settled(self) -> bool:
+        """Whether committing it would only acknowledge its entries: no runs, records, timers, decisions,
+        counts, look-backs or flow-control memos (announcements no rule hears, events no rule is for)."""
+        return bool(self.settled) and not (self.requests or self.records or self.timers or self.failed
+                                           or self.decisions or self.hits or self.wait_errors or self.memos
+                                           or self.evaluations)
+
+    @property
     def guards(self) -> list[str]:
         """The schedule overlap guards the requested runs need."""
         return sorted({r.guard for _, requests in self.requests for r in requests if r.guard})

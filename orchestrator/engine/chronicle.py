@@ -13,7 +13,10 @@
                     pipelined read of their meta
 
 An announcement no rule listens to (`unheard`) is acknowledged as read, without being validated into an
-Event: the engine reads back every announcement it makes, and most concern nobody.
+Event: the engine reads back every announcement it makes, and most concern nobody. A batch of nothing
+else (or of events no rule is a candidate for) is acknowledged by one script call (`ack_settled`), not the
+whole commit: at idle the engine reads its own `orch.run.started` just as a worker picks the run's task up,
+and the two share the CPUs.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from ..flow.decide import memo_keep_s
 from ..jsonutil import loads
 from ..rules.match import RuleIndex
 from ..settings import Settings
-from ..state.keys import Keys
+from ..state import lua
+from ..state.keys import ENGINE_GROUP, Keys
 from ..workflows import announce
 from ..workflows.runs import RunStatus
 from .batch import Batch, Outcome
@@ -57,6 +61,7 @@ class Chronicle:
         self._memo_keep_s = memo_keep_s(settings)
         self._planner = Planner(keys, dedup_window_s=settings.event_dedup_window_s, max_bytes=announce.MAX_BYTES,
                                 trigger="engine")
+        self._ack_settled = lua.register(client, "ack_settled")
 
     # -- before planning -------------------------------------------------------------------------------------
 
@@ -78,6 +83,17 @@ class Chronicle:
             for run_id, meta in zip(missing, pipe.execute(), strict=True):
                 depths[run_id] = _depth_of(meta)
         return depths
+
+    def ack_settled(self, batch: Batch, version: str) -> bool:
+        """Acknowledge a batch that concerns nobody (`Batch.only_settled`, all of the events stream) in one
+        script call, as its commit would: unless the rule-set version is no longer `version` (the one it was
+        planned under) or a step waits for one of its types. False: nothing done, commit it the whole way."""
+        if not batch.only_settled or any(entry.stream != self._keys.events for entry in batch.settled):
+            return False
+        types = sorted({body["type"] for _, body in batch.bodies if isinstance(body, dict)
+                        and isinstance(body.get("type"), str)})
+        keys = [self._keys.ruleset, self._keys.events, *(self._keys.waits(t) for t in types)]
+        return int(self._ack_settled(keys=keys, args=[version, ENGINE_GROUP, *(e.id for e in batch.settled)])) >= 0
 
     # -- in the transaction ----------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from ..events.decisions import planned
 from ..events.envelope import Event, event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name
 from ..jsonutil import loads
-from ..metrics import SCHEDULE_OVERLAPS, counter_field
+from ..metrics import SCHEDULE_OVERLAPS, MetricsBatch, counter_field
 from ..project import Project
 from ..settings import Settings
 from ..state import lua, pipeline
@@ -223,6 +223,8 @@ class Engine:
     # -- commit --------------------------------------------------------------------------------
 
     def _commit(self, batch: Batch, retried: bool) -> Outcome:
+        if not retried and self._chronicle.ack_settled(batch, self.reload.project.ruleset):  # concerns nobody
+            return Outcome([], list(batch.settled), {}, MetricsBatch())
         run_ids = batch.run_ids
         waits = self._waits.reads(batch)  # the waiters of its events' types, read in the first round trip
         guards = batch.guards

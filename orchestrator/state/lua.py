@@ -51,7 +51,7 @@ __all__ = ["NAMES", "Scripts", "call_read_only", "read_watch_and_read", "registe
 
 NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release",
          "slot_renew", "claim", "release", "append_log", "read_log", "flow_decide", "flow_release",
-         "forget_consumer")
+         "forget_consumer", "ack_settled")
 _INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
 
 

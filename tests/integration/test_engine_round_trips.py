@@ -13,6 +13,7 @@ from orchestrator import Client
 from orchestrator.cli.wiring import load_project
 from orchestrator.engine import Engine
 from orchestrator.settings import Settings
+from orchestrator.state import lua
 
 from ..projects import make_project
 from .test_maintenance import CHAIN, cost
@@ -42,5 +43,36 @@ def test_an_event_is_read_planned_and_committed_in_four_round_trips(engine: Engi
         assert step.round_trips == 4, step
         assert step.calls.get("exec") == 1 and step.calls.get("watch") == 1, step.calls
         announced = cost(r, lambda: engine.step(block=False))  # its orch.run.started, which no rule hears
-        assert announced.round_trips == 4, announced
+        # the timers, the read, and one script call that acknowledges it (no WATCH, no MULTI)
+        assert announced.round_trips == 3 and "exec" not in announced.calls, announced
         assert r.zcard(engine.keys.runs) == 2
+        assert r.xpending(engine.keys.events, "engine")["pending"] == 0
+
+
+def test_an_announcement_a_step_waits_for_gets_the_whole_commit(engine: Engine, r: redis.Redis,
+        redis_url: str) -> None:
+    with Client(settings=Settings(redis_url=redis_url)) as client:
+        client.emit("t.x", {"value": 1}, source="/rt")
+    engine.step(block=False)  # the run; its orch.run.started is next in the stream
+    r.hset(engine.keys.waits("orch.run.started"), "another-run/w/1", "{}")  # a waiter of that type
+    announced = cost(r, lambda: engine.step(block=False))
+    assert announced.calls.get("exec") == 1 and announced.calls.get("watch") == 1, announced.calls
+    assert r.xpending(engine.keys.events, "engine")["pending"] == 0
+
+
+def test_the_acknowledging_script_does_nothing_when_the_rules_changed_or_a_step_waits(r: redis.Redis) -> None:
+    ack = lua.register(r, "ack_settled")
+    r.xgroup_create("as:events", "engine", id="0", mkstream=True)
+    ids = [r.xadd("as:events", {"e": "{}"}).decode() for _ in range(3)]
+    r.xreadgroup("engine", "c", {"as:events": ">"})
+    keys = ["as:ruleset", "as:events", "as:waits:t"]
+    r.set("as:ruleset", "v2")
+    assert ack(keys=keys, args=["v1", "engine", *ids]) == -1  # planned under v1: the commit replans
+    r.set("as:ruleset", "v1")
+    r.hset("as:waits:t", "run/w/1", "{}")
+    assert ack(keys=keys, args=["v1", "engine", *ids]) == -1  # a step waits for the type: the commit matches
+    assert r.xpending("as:events", "engine")["pending"] == 3
+    r.delete("as:waits:t", "as:ruleset")  # no version published yet counts as this one, as the commit's check
+    assert ack(keys=keys, args=["v1", "engine", *ids]) == 3
+    assert r.xpending("as:events", "engine")["pending"] == 0
+    r.delete("as:events")
