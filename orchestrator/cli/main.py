@@ -15,6 +15,7 @@ from .. import __version__, tracing
 from ..connection import connect
 from ..errors import EventError
 from ..jsonutil import loads
+from ..logsetup import lean_records
 from ..state.keys import Keys
 from .common import (
     die_with_parent,
@@ -60,6 +61,7 @@ def engine(project: str | None, health_port: int | None) -> None:
 
     settings = make_settings(project)
     setup_logging(settings.log_level, settings.log_format)
+    lean_records()  # a line or two per run (engine/changelog.py)
     tracing.configure("engine")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)

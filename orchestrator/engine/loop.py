@@ -32,6 +32,7 @@ from ..events.decisions import planned
 from ..events.envelope import Event, event_from_mapping
 from ..events.stream import Entry, StreamConsumer, default_consumer_name
 from ..jsonutil import loads
+from ..logsetup import one_write
 from ..metrics import SCHEDULE_OVERLAPS, MetricsBatch, counter_field
 from ..project import Project
 from ..settings import Settings
@@ -167,8 +168,9 @@ class Engine:
         """Plan and commit `entries` (freshly read, or reclaimed when `retried`) and due `timers`."""
         entries = self.reload.keep(entries)  # while behind, those that need the rules are handed back (reload.py)
         outcome = self.reload.consistently(lambda: self._commit(self._plan(entries, timers), retried), entries)
-        for change in outcome.changes:
-            log_change(change)
+        with one_write():  # a line or two per run: one write for the batch
+            for change in outcome.changes:
+                log_change(change)
         return outcome
 
     # -- plan ----------------------------------------------------------------------------------

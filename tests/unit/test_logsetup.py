@@ -1,0 +1,62 @@
+"""How orch processes log: text lines keep their format, and `one_write` puts a loop's lines out in one write."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.logsetup import TextLines, about, one_write
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def stream() -> Iterator[CountingStream]:
+    out = CountingStream()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextLines())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level, root.level = root.level, logging.INFO
+    yield out
+    root.removeHandler(handler)
+    root.level = old_level
+
+
+def test_a_text_line_has_the_time_level_logger_and_message(stream: CountingStream) -> None:
+    logging.getLogger("orchestrator.engine.loop").info("run %s started", "r1", extra=about("r1"))
+    logging.getLogger("orchestrator.engine.loop").warning("second")
+
+    lines = stream.getvalue().splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO  orchestrator.engine.loop: run r1 started", lines[0]), lines
+    assert re.fullmatch(r"\d\d:\d\d:\d\d WARNING orchestrator.engine.loop: second", lines[1]), lines
+
+
+def test_one_write_puts_every_line_out_in_order_once_at_the_end(stream: CountingStream) -> None:
+    log = logging.getLogger("orchestrator.engine.loop")
+    with one_write():
+        for i in range(100):
+            log.info("run %d", i)
+        thread = threading.Thread(target=lambda: log.info("from another thread"))
+        thread.start()
+        thread.join()
+        assert stream.getvalue() == ""  # nothing yet
+
+    lines = stream.getvalue().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [f"run {i}" for i in range(100)] + ["from another thread"]
+    assert stream.writes == 1
+    log.info("after")
+    assert stream.getvalue().endswith(": after\n") and stream.writes == 2  # the handler writes as before
