@@ -12,6 +12,8 @@ Nothing here touches Redis or a registry at import time.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -165,6 +167,16 @@ def counter_field(*labels: str) -> str:
     return LABEL_SEP.join(labels)
 
 
+@functools.lru_cache(maxsize=4096)
+def _histogram_keys(name: str, buckets: int, labels: tuple[str, ...]) -> tuple[list[tuple[str, str]], tuple[str, str],
+                                                                          tuple[str, str]]:
+    """The (name, field) keys of one label combination of histogram `name`: per bucket (and past the last),
+    its count and its sum."""
+    base = counter_field(*labels)
+    return ([(name, f"{base}{BUCKET_SEP}{i}") for i in range(buckets + 1)], (name, f"{base}{BUCKET_SEP}count"),
+            (name, f"{base}{BUCKET_SEP}sum"))
+
+
 class MetricsBatch:
     """Increments gathered while a batch is planned, written with the batch's transaction."""
 
@@ -176,11 +188,12 @@ class MetricsBatch:
         self._ints[(counter.name, counter_field(*labels))] += n
 
     def observe(self, histogram: HistogramDef, value_s: float, *labels: str) -> None:
-        base = counter_field(*labels)
-        index = next((i for i, bound in enumerate(histogram.buckets) if value_s <= bound), len(histogram.buckets))
-        self._ints[(histogram.name, f"{base}{BUCKET_SEP}{index}")] += 1
-        self._ints[(histogram.name, f"{base}{BUCKET_SEP}count")] += 1
-        self._floats[(histogram.name, f"{base}{BUCKET_SEP}sum")] += max(value_s, 0.0)
+        buckets, count, total = _histogram_keys(histogram.name, len(histogram.buckets), labels)
+        bounds = histogram.buckets  # the first bound >= value_s (none: the last, +Inf, field), as a scan would
+        index = bisect.bisect_left(bounds, value_s) if value_s == value_s else len(bounds)  # NaN: in none
+        self._ints[buckets[index]] += 1
+        self._ints[count] += 1
+        self._floats[total] += max(value_s, 0.0)
 
     def flush(self, pipe: Any, keys: Keys) -> None:
         """Queue the increments on `pipe` (a pipeline or transaction)."""
