@@ -116,7 +116,7 @@ class Chronicle:
         for planned in batch.decisions:
             record = decisions.encode(decisions.held_back(planned.decisions, held), event=planned.event,
                                       depth=planned.depth, at=now, omitted=planned.omitted)
-            pipe.set(self._keys.decisions(planned.entry.id), record, ex=self._retention_s)
+            pipe.execute_command("SET", self._keys.decisions(planned.entry.id), record, "EX", self._retention_s)
 
 
 def unheard(index: RuleIndex, body: Any) -> bool:

@@ -30,6 +30,10 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _flat(fields: dict[str, Any]) -> list[Any]:
+    return [item for pair in fields.items() for item in pair]
+
+
 def pairs_to_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     """A flat HGETALL reply from Lua as a dict."""
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
@@ -46,32 +50,35 @@ class RunStore:
     # -- writes (queued on the engine's transaction) ---------------------------------------------
 
     def write_change(self, pipe: Any, change: Change) -> None:
-        run, key = change.run, self.keys.run(change.run.id)
+        """Queue the change's writes on `pipe` (raw commands: redis-py's methods cost more per run than the
+        rest of this)."""
+        run, key, send = change.run, self.keys.run(change.run.id), pipe.execute_command
         created = _ms(run.created_at)
         if change.created:
-            pipe.hset(key, mapping={**run.to_fields(spec=True), "v": 1})
-            pipe.zadd(self.keys.runs, {run.id: created})
-            pipe.zadd(self.keys.runs_by_workflow(run.workflow), {run.id: created})
-            pipe.sadd(self.keys.run_workflows, run.workflow)
+            send("HSET", key, *_flat({**run.to_fields(spec=True), "v": 1}))
+            send("ZADD", self.keys.runs, created, run.id)
+            send("ZADD", self.keys.runs_by_workflow(run.workflow), created, run.id)
+            send("SADD", self.keys.run_workflows, run.workflow)
         elif change.dirty:
-            pipe.hset(key, mapping=run.to_fields(change.tasks))
-            pipe.hincrby(key, "v", 1)
+            send("HSET", key, *_flat(run.to_fields(change.tasks)))
+            send("HINCRBY", key, "v", 1)
         if change.was is not run.status:
             self._move(pipe, run, change.was, created)
 
     def _move(self, pipe: Any, run: Run, was: RunStatus | None, created_ms: int) -> None:
         """The run's status changed (or it is new): move it between the status indexes; a run that
         finished expires after the retention, with its attempts' logs; one running again (a retry) is kept."""
+        send = pipe.execute_command
         if was is not None:
-            pipe.zrem(self.keys.runs_by_status(was), run.id)
-            pipe.zrem(self.keys.runs_by_workflow_status(run.workflow, was), run.id)
-        pipe.zadd(self.keys.runs_by_status(run.status), {run.id: created_ms})
-        pipe.zadd(self.keys.runs_by_workflow_status(run.workflow, run.status), {run.id: created_ms})
+            send("ZREM", self.keys.runs_by_status(was), run.id)
+            send("ZREM", self.keys.runs_by_workflow_status(run.workflow, was), run.id)
+        send("ZADD", self.keys.runs_by_status(run.status), created_ms, run.id)
+        send("ZADD", self.keys.runs_by_workflow_status(run.workflow, run.status), created_ms, run.id)
         for key in (self.keys.run(run.id), *attempt_log_keys(self.keys, run)):  # its attempts' logs go with it
             if run.status in _TERMINAL_STATUSES:
-                pipe.expire(key, int(self._retention_s))
+                send("EXPIRE", key, int(self._retention_s))
             elif was in _TERMINAL_STATUSES:
-                pipe.persist(key)
+                send("PERSIST", key)
 
     # -- reads ---------------------------------------------------------------------------------
 
