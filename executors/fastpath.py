@@ -121,7 +121,7 @@ class Ledger:
             self._pending += [*staged, command]
 
     def send(self, extra: Iterable[tuple[Any, ...]] = (), claim: tuple[Sequence[str], int] | None = None, *,
-             client: redis.Redis | None = None) -> list[Any]:
+             client: redis.Redis | None = None, waited: bool = False) -> list[Any]:
         """Send pending finishes, then `extra` commands, then (optionally) a claim; the replies after the finishes.
 
         Pending finishes that Redis did not apply stay pending for the next call: all of them on a
@@ -135,7 +135,7 @@ class Ledger:
             queues, count = claim
             keys = [self._claimed, *queues]
             commands.append(("EVALSHA", self._scripts.sha("claim"), len(keys), *keys, count,
-                             Job.redis_job_namespace_prefix))
+                             Job.redis_job_namespace_prefix, *(["1"] if waited else [])))
         if not commands:
             return []
         replies = pipeline.send(client or self._client, commands)
@@ -144,7 +144,7 @@ class Ledger:
         for reply in [*replies[:sent], *replies[skip:]]:
             if isinstance(reply, NoScriptError):  # only the claim can be: the rest was applied, idempotent
                 self._scripts.forget()
-                return [*replies[skip:-1], *self.send(claim=claim)]
+                return [*replies[skip:-1], *self.send(claim=claim, waited=waited)]
             if isinstance(reply, Exception):
                 raise reply
         return list(replies[skip:])
@@ -162,6 +162,18 @@ class Ledger:
             self._client.lrem(self._claimed, -1, job_id)
         first = [(job_id, [i for pair in fields.items() for i in pair])] if fields else []
         return self._claimed_jobs([*first, *(replies[1] if top_up > 0 else [])])
+
+    def wait(self, queue: str, block_s: float, queues: Sequence[str], top_up: int) -> list[ClaimedJob]:
+        """Wait up to `block_s` for a job in `queue` (BLMOVE into the claimed list), and in the same round trip
+        read its hash and claim up to `top_up` more: claim.lua, written after the BLMOVE, runs as it returns.
+        The job comes first; an idle worker's pickup has no round trip of its own."""
+        moved, reply = self.send([("BLMOVE", queue, self._claimed, "LEFT", "RIGHT", block_s)],
+                                 claim=(queues, max(0, top_up)), waited=True)
+        job_id = _text(moved) if moved is not None else None
+        head, rest = (reply[0], reply[1:]) if reply else (None, [])
+        if job_id is not None and not (head and _text(head[0]) == job_id):  # the list changed in between
+            return [*self.fetch(job_id), *self._claimed_jobs(rest)]
+        return self._claimed_jobs([head, *rest] if job_id is not None else rest)
 
     def _claimed_jobs(self, reply: Any) -> list[ClaimedJob]:
         jobs = []

@@ -1,6 +1,7 @@
 """Waiting for work without polling: BLMOVE from the queues into the worker's claimed list.
 
-BLMOVE blocks on one list. A worker of one queue blocks in its main thread. A worker of several queues
+BLMOVE blocks on one list. A worker of one queue blocks in its main thread, its job's hash read in the same
+round trip (fastpath.Ledger.wait: claim.lua written after the BLMOVE). A worker of several queues
 runs one waiter thread per queue (each with its own connection), armed only while the worker is idle:
 the first job to arrive wakes it, and a job a waiter takes after the worker found other work goes back
 to the front of its queue at once (LREM + LPUSH in one MULTI), so an idle wait never hoards jobs.
@@ -46,11 +47,13 @@ class IdleWait:
         # hand back its claimed list (Worker._resync) or that job would wait there until the worker stops
         self.lost_reply = False
 
+    @property
+    def block_s(self) -> float:
+        return self._block_s
+
     def wait(self) -> list[str]:
-        """Wait up to `block_s` for a job; the ids of the jobs that arrived (often one, possibly none)."""
-        if len(self._queues) == 1:
-            job_id = self._client.blmove(self._queues[0], self._claimed, self._block_s, "LEFT", "RIGHT")
-            return [job_id.decode()] if job_id is not None else []
+        """Wait up to `block_s` for a job; the ids of the jobs that arrived (often one, possibly none). A worker
+        of one queue waits in its own round trip instead (Ledger.wait)."""
         if not self._threads:
             for key in self._queues:
                 thread = threading.Thread(target=self._waiter, args=(key,), name=f"wait-{key}", daemon=True)

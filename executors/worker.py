@@ -9,9 +9,8 @@ Signals: the first SIGTERM or SIGINT finishes the current task, puts the jobs cl
 back at the front of their queues, deregisters and returns; a second one stops at once: the task is
 interrupted (a forked child is killed), reported failed (WorkerLost) and its job marked failed in RQ,
 so the engine retries it. SIGALRM only ever stops the running task (its time limit or cancel, see
-alarm.py); at any other moment the fast worker ignores it.
-
-The "rq" engine (`OrchWorker`, `run_rq`) lives in rqworker.py; `run_worker` here picks the engine.
+alarm.py); at any other moment the fast worker ignores it. The "rq" engine (`OrchWorker`, `run_rq`) lives
+in rqworker.py; `run_worker` here picks the engine.
 """
 
 from __future__ import annotations
@@ -190,15 +189,19 @@ class FastWorker:
                 break  # else all it claimed was failed unread: claim again before calling the queues empty
         if not self._buffer and not burst:
             self.heartbeat.activity.state = "idle"
-            self._hold(self._idle.wait())
+            if len(self._queue_keys) == 1:  # BLMOVE, its job's hash and a top-up: one round trip
+                self._buffer.extend(self.ledger.wait(self._queue_keys[0], self._idle.block_s, self._queue_keys,
+                                                     self._batch_size() - 1))
+            else:
+                self._hold(self._idle.wait())
         if self._buffer:
             self._hold(self._idle.pause())
             return self._buffer.popleft()
         return None
 
     def _hold(self, job_ids: list[str]) -> None:
-        """Take the jobs an idle wait delivered; after the first, top up the buffer in the same round trip."""
-        for job_id in job_ids:
+        """Take the jobs an idle wait delivered; after the last, top up the buffer in the same round trip."""
+        for job_id in job_ids:  # (several queues: their waiter threads deliver ids)
             top_up = self._batch_size() - 1 - len(self._buffer) if job_id == job_ids[-1] else 0
             self._buffer.extend(self.ledger.fetch(job_id, self._queue_keys, max(0, top_up)))
 

@@ -1,0 +1,75 @@
+"""An idle worker of one queue picks a job up in one round trip (Ledger.wait): BLMOVE into its claimed list,
+then claim.lua, written after it, reads that job's hash and tops up; Redis counts the round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from executors.fastpath import Ledger, job_key, queue_key
+from orchestrator.cli.wiring import load_project
+from orchestrator.settings import Settings
+from orchestrator.state.lua import Scripts
+from orchestrator.workflows.runs import job_id
+
+from ..projects import make_project
+from .test_maintenance import cost
+from .test_worker_fastpath import KEYS, WORKFLOWS, dispatch
+
+QUEUE = queue_key("orch.default")
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_url, project=load_project(make_project(tmp_path / "p", workflows=WORKFLOWS)).root)
+
+
+@pytest.fixture
+def ledger(r: redis.Redis) -> Ledger:
+    return Ledger(r, Scripts(r), "w-test", KEYS.worker_claimed("w-test"), result_ttl_s=60, failure_ttl_s=60)
+
+
+def test_a_waiting_worker_gets_the_job_its_hash_and_a_top_up_in_one_round_trip(
+        r: redis.Redis, settings: Settings, ledger: Ledger) -> None:
+    ledger.claim([QUEUE], 0)  # the script loaded
+    dispatch(r, settings, [("noop", [i]) for i in range(3)])
+
+    taken = cost(r, lambda: ledger.wait(QUEUE, 1.0, [QUEUE], 1))
+    assert taken.round_trips == 1, taken
+    assert taken.calls.get("blmove") == 1 and taken.calls.get("evalsha") == 1, taken.calls
+    claimed = r.lrange(KEYS.worker_claimed("w-test"), 0, -1)
+    assert claimed == [job_id(f"run{i:04d}", "noop", 1).encode() for i in range(2)]
+    assert r.lrange(QUEUE, 0, -1) == [job_id("run0002", "noop", 1).encode()]
+
+
+def test_the_job_comes_first_with_its_payload_and_the_top_up_after(r: redis.Redis, settings: Settings,
+        ledger: Ledger) -> None:
+    dispatch(r, settings, [("noop", [i]) for i in range(3)])
+    jobs = ledger.wait(QUEUE, 1.0, [QUEUE], 5)
+    assert [j.id for j in jobs] == [job_id(f"run{i:04d}", "noop", 1) for i in range(3)]
+    assert jobs[0].payload["run"] == "run0000" and jobs[0].origin == "orch.default"
+
+
+def test_a_wait_that_times_out_returns_nothing_and_never_an_id_already_in_the_claimed_list(
+        r: redis.Redis, settings: Settings, ledger: Ledger) -> None:
+    [held] = dispatch(r, settings, [("noop", [1])])
+    r.lmove(QUEUE, KEYS.worker_claimed("w-test"))  # claimed earlier (its finish not sent yet, say)
+    assert ledger.wait(QUEUE, 0.1, [QUEUE], 3) == []
+    assert r.lrange(KEYS.worker_claimed("w-test"), 0, -1) == [held.job_id.encode()]
+
+
+def test_a_job_whose_hash_is_gone_is_dropped(r: redis.Redis, settings: Settings, ledger: Ledger) -> None:
+    [gone] = dispatch(r, settings, [("noop", [1])])
+    r.delete(job_key(gone.job_id))
+    assert ledger.wait(QUEUE, 1.0, [QUEUE], 0) == []
+    assert r.llen(KEYS.worker_claimed("w-test")) == 0
+
+
+def test_after_a_script_flush_the_wait_still_delivers_the_job(r: redis.Redis, settings: Settings,
+        ledger: Ledger) -> None:
+    ledger.claim([QUEUE], 0)
+    r.script_flush()
+    dispatch(r, settings, [("noop", [1])])
+    assert [j.id for j in ledger.wait(QUEUE, 1.0, [QUEUE], 0)] == [job_id("run0000", "noop", 1)]
