@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ConfigError, OrchestratorError
-from ..logsetup import setup_logging
+from ..logsetup import lean_records, setup_logging
 from ..settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["die_with_parent", "fail", "freeze_heap", "handle_errors", "make_settings", "project_option", "setup_logging"]
+__all__ = ["die_with_parent", "fail", "freeze_heap", "handle_errors", "make_settings", "project_option", "setup_logging", "tune_engine"]
 
 
 def project_option(fn: F) -> F:
@@ -116,12 +116,17 @@ def freeze_heap() -> None:
     """Put what a long-running role has loaded by now (modules, the project, its clients) out of the cyclic
     garbage collector's reach, just before its loop starts. Otherwise every full collection walks that
     whole heap again: the engine spent a fifth of its CPU per run there, and the commit that expands a
-    10,000-item fan-out 40% of its time (the first item waits for it).
-
-    Then collect less often (GC_THRESHOLDS): a batch of 500 runs makes and drops hundreds of thousands of
-    objects, nearly all freed by their reference counts, but at Python's 700 the collector walked the ones
-    still alive over 500 times per 3,000 runs: 6% of the engine's CPU per run, 0.6% at 50,000. Cycles are
-    still collected, a few MB of allocations later."""
+    10,000-item fan-out 40% of its time (the first item waits for it)."""
     gc.collect()
     gc.freeze()
+
+
+def tune_engine() -> None:
+    """What the engine's process does differently: lean log records (logsetup.lean_records: a line or two per
+    run), and garbage collection less often (GC_THRESHOLDS): a batch of 500 runs makes and drops
+    hundreds of thousands of objects, nearly all freed by their reference counts, but at Python's 700 the
+    collector walked the ones still alive over 500 times per 3,000 runs: 6% of the engine's CPU per run,
+    0.6% at 50,000. Cycles are still collected, a few MB of allocations later. Not in workers: their tasks'
+    cycles (tracebacks, frames holding large buffers) are freed at Python's pace."""
+    lean_records()
     gc.set_threshold(*GC_THRESHOLDS)

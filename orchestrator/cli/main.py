@@ -15,7 +15,6 @@ from .. import __version__, tracing
 from ..connection import connect
 from ..errors import EventError
 from ..jsonutil import loads
-from ..logsetup import lean_records
 from ..state.keys import Keys
 from .common import (
     die_with_parent,
@@ -26,6 +25,7 @@ from .common import (
     project_option,
     reader_gone,
     setup_logging,
+    tune_engine,
 )
 from .health_cmd import health_port_option, start_health
 
@@ -61,7 +61,6 @@ def engine(project: str | None, health_port: int | None) -> None:
 
     settings = make_settings(project)
     setup_logging(settings.log_level, settings.log_format)
-    lean_records()  # a line or two per run (engine/changelog.py)
     tracing.configure("engine")
     die_with_parent()
     loaded = load_project(settings.project_dir, watch_roots=settings.watch_roots)
@@ -73,6 +72,7 @@ def engine(project: str | None, health_port: int | None) -> None:
     watch_project(engine, settings, stop)  # rules and workflows reload without a restart (reload_cmd.py)
     start_health("engine", client, settings, health_port, ruleset=engine.reload.behind)  # /livez, /readyz
     freeze_heap()
+    tune_engine()
     engine.run(stop)
 
 

@@ -7,6 +7,7 @@ One step:
              run writes + job dispatches + XACK + metrics, EXEC; retried on a concurrent change
 Because the acknowledgement is in the same transaction as the runs and jobs it caused, a crash at any
 point either commits all of it or none of it; a redelivered entry finds its run and does nothing twice.
+A batch that concerns nobody is acknowledged by one script instead (chronicle.py, `ack_settled`).
 
 Maintenance, after each step (`maintain`): the chores of maintenance.py, each when its time has come:
 the sweep of lost attempts, dead letters and reclaiming, trimming. The engine is their `Host`.

@@ -72,7 +72,7 @@ def raw_replies(conn: Any, count: int) -> list[Any]:
     while len(out) < count:
         raw = reader.gets()
         if raw is _NOT_ENOUGH_DATA:
-            parser.read_from_socket()
+            _read_more(parser)
         elif isinstance(raw, redis.ConnectionError):
             raise raw
         elif push is not None and isinstance(raw, push):
@@ -80,6 +80,19 @@ def raw_replies(conn: Any, count: int) -> list[Any]:
         else:
             out.append(raw)
     return out
+
+
+def _read_more(parser: Any) -> None:
+    """Feed the reader from the socket; a reset or broken connection (an OSError, an SSL error) is a
+    redis.ConnectionError, as redis-py's own read makes it, so callers ride it out like any lost connection."""
+    try:
+        parser.read_from_socket()
+    except redis.RedisError:
+        raise
+    except TimeoutError as exc:
+        raise redis.TimeoutError(f"Timeout reading from socket: {exc.args}") from exc
+    except OSError as exc:
+        raise redis.ConnectionError(f"Error while reading from socket: {exc.args}") from exc
 
 
 def _read(conn: Any) -> Any:

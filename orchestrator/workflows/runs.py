@@ -241,7 +241,8 @@ class Run:
                 and all(t.state is TaskState.SKIPPED for t in self.tasks.values()))
 
     def meta_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "workflow": self.workflow, "rule": self.rule, "event": {"id": self.event.id, "source": self.event.source, "type": self.event.type},
+        event = {"id": self.event.id, "source": self.event.source, "type": self.event.type}
+        return {"id": self.id, "workflow": self.workflow, "rule": self.rule, "event": event,
                 "params": self.params, "status": str(self.status), "created_at": iso_utc(self.created_at),
                 "finished_at": iso_utc(self.finished_at), "error": self.error, "version": self.spec.digest,
                 "tasks_total": len(self.tasks),

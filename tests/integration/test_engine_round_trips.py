@@ -76,3 +76,17 @@ def test_the_acknowledging_script_does_nothing_when_the_rules_changed_or_a_step_
     assert ack(keys=keys, args=["v1", "engine", *ids]) == 3
     assert r.xpending("as:events", "engine")["pending"] == 0
     r.delete("as:events")
+
+
+def test_the_acknowledging_script_takes_more_ids_than_lua_can_unpack_at_once(r: redis.Redis) -> None:
+    # engine_batch_size has no upper bound; Lua's unpack stops near 8,000 values
+    ack = lua.register(r, "ack_settled")
+    r.xgroup_create("as:big", "engine", id="0", mkstream=True)
+    pipe = r.pipeline(transaction=False)
+    for _ in range(8500):
+        pipe.xadd("as:big", {"e": "{}"})
+    ids = [i.decode() for i in pipe.execute()]
+    r.xreadgroup("engine", "c", {"as:big": ">"}, count=9000)
+    assert ack(keys=["as:ruleset-none", "as:big"], args=["v1", "engine", *ids]) == 8500
+    assert r.xpending("as:big", "engine")["pending"] == 0
+    r.delete("as:big")

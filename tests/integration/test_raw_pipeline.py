@@ -3,6 +3,12 @@ without disturbing the ones after it, and a dead connection raised (never retrie
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
+import threading
+from urllib.parse import urlparse
+
 import pytest
 import redis
 
@@ -96,3 +102,70 @@ def test_replies_and_refusals_read_alike_with_either_reply_parser(redis_url: str
     assert pipeline.send(client, [("PING",)]) == [True]  # in step
     client.delete("rp:p:s", "rp:p:h")
     client.close()
+
+
+class ResettingProxy:
+    """A TCP proxy to Redis that resets the client's connection (RST) once it sees `marker` in a request."""
+
+    def __init__(self, redis_url: str, marker: bytes) -> None:
+        target = urlparse(redis_url)
+        self._target, self._marker = (str(target.hostname), int(target.port or 6379)), marker
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}/0"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._forward, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+    def _forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if self._marker in data:
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    client.close()
+                    upstream.close()
+                    return
+                upstream.sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.parametrize("how", ["send", "transaction"])
+def test_a_connection_reset_midway_is_a_redis_connection_error(redis_url: str, how: str) -> None:
+    # callers (the engine's loop, the worker's) ride out redis.ConnectionError; a bare OSError would end them
+    proxy = ResettingProxy(redis_url, b"RESET-ME")
+    client = redis.Redis.from_url(proxy.url)
+    try:
+        assert pipeline.send(client, [("PING",)]) == [True]
+        with pytest.raises(redis.ConnectionError):
+            if how == "send":
+                pipeline.send(client, [("ECHO", "RESET-ME")])
+            else:
+                with pipeline.transaction(client) as pipe:
+                    pipe.multi()
+                    pipe.execute_command("ECHO", "RESET-ME")
+                    pipe.execute()
+    finally:
+        client.close()
+        proxy.close()
+
+
+def test_a_reply_larger_than_one_read_comes_back_whole(r: redis.Redis) -> None:
+    big = b"x" * 300_000  # several socket reads for the reader to assemble
+    replies = pipeline.send(r, [("SET", "rp:big", big), ("GET", "rp:big"), ("STRLEN", "rp:big")])
+    assert replies == [True, big, 300_000]
+    r.delete("rp:big")

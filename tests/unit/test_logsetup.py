@@ -30,10 +30,11 @@ def stream() -> Iterator[CountingStream]:
     handler.setFormatter(TextLines())
     root = logging.getLogger()
     root.addHandler(handler)
-    old_level, root.level = root.level, logging.INFO
+    old_level = root.level
+    root.setLevel(logging.INFO)  # (setLevel, not .level: loggers cache whether a level is enabled)
     yield out
     root.removeHandler(handler)
-    root.level = old_level
+    root.setLevel(old_level)
 
 
 def test_a_text_line_has_the_time_level_logger_and_message(stream: CountingStream) -> None:

@@ -16,4 +16,8 @@ if version and version ~= ARGV[1] then return -1 end
 for i = 3, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then return -1 end
 end
-return redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
+local acked = 0
+for first = 3, #ARGV, 1000 do  -- in chunks: unpack has a stack limit (about 8,000 values)
+  acked = acked + redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+return acked
