@@ -171,9 +171,9 @@ class Ledger:
                                  claim=(queues, max(0, top_up)), waited=True)
         job_id = _text(moved) if moved is not None else None
         head, rest = (reply[0], reply[1:]) if reply else (None, [])
-        if job_id is not None and not (head and _text(head[0]) == job_id):  # the list changed in between
-            return [*self.fetch(job_id), *self._claimed_jobs(rest)]
-        return self._claimed_jobs([head, *rest] if job_id is not None else rest)
+        if job_id is not None and not (head and _text(head[0]) == job_id):
+            head = None  # not last in the list any more: its hash was gone (dropped), or a recovery took it back
+        return self._claimed_jobs([head, *rest] if job_id is not None and head else rest)
 
     def _claimed_jobs(self, reply: Any) -> list[ClaimedJob]:
         jobs = []

@@ -22,7 +22,7 @@ import hiredis
 import redis
 import redis.client
 from redis._parsers import hiredis as _hiredis_parser
-from redis.exceptions import DataError, ExecAbortError, ResponseError, WatchError
+from redis.exceptions import DataError, ExecAbortError, ReadOnlyError, ResponseError, WatchError
 
 __all__ = ["pack", "raw_replies", "reply", "send", "transaction"]
 
@@ -77,6 +77,9 @@ def raw_replies(conn: Any, count: int) -> list[Any]:
             raise raw
         elif push is not None and isinstance(raw, push):
             parser.handle_push_response(raw)
+        elif isinstance(raw, ReadOnlyError) and getattr(getattr(conn, "connection_pool", None), "is_master", False):
+            conn.disconnect()  # a demoted primary: ask the Sentinels again, as their connections' own read does
+            raise redis.ConnectionError("The previous master is now a replica")
         else:
             out.append(raw)
     return out

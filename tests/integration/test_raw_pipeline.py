@@ -7,12 +7,15 @@ import contextlib
 import socket
 import struct
 import threading
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import pytest
 import redis
 
 from orchestrator.state import pipeline
+
+from ..helpers import RedisServer
 
 
 def test_replies_come_back_in_order_parsed_as_the_client_would(r: redis.Redis) -> None:
@@ -136,11 +139,14 @@ class ResettingProxy:
                 if self._marker in data:
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     client.close()
+                    upstream.shutdown(socket.SHUT_RDWR)  # its pump thread ends, Redis sees it go
                     upstream.close()
                     return
                 upstream.sendall(data)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # accept() returns: its thread ends
         self._listener.close()
 
 
@@ -169,3 +175,23 @@ def test_a_reply_larger_than_one_read_comes_back_whole(r: redis.Redis) -> None:
     replies = pipeline.send(r, [("SET", "rp:big", big), ("GET", "rp:big"), ("STRLEN", "rp:big")])
     assert replies == [True, big, 300_000]
     r.delete("rp:big")
+
+
+def test_a_readonly_reply_on_a_sentinel_master_connection_drops_it_as_redis_py_does(redis_server: RedisServer) -> None:
+    # a demoted primary answers READONLY; redis-py's Sentinel connections (those with a master pool) then
+    # disconnect, so the next connect asks the Sentinels again, and raise ConnectionError, which the engine
+    # and the workers ride out
+    replica = RedisServer("--replicaof", "127.0.0.1", str(redis_server.port))
+    client = redis.Redis.from_url(replica.url, max_connections=1)
+    try:
+        [refused] = pipeline.send(client, [("SET", "rp:ro", "1")])  # a plain connection: the refusal is the reply
+        assert isinstance(refused, redis.exceptions.ReadOnlyError)
+        conn = client.connection_pool.get_connection()
+        conn.connection_pool = SimpleNamespace(is_master=True)  # what a SentinelManagedConnection holds
+        client.connection_pool.release(conn)
+        with pytest.raises(redis.ConnectionError):
+            pipeline.send(client, [("SET", "rp:ro", "1")])
+        assert conn._sock is None  # dropped: the next command connects again
+    finally:
+        client.close()
+        replica.stop()
