@@ -3,10 +3,6 @@ without disturbing the ones after it, and a dead connection raised (never retrie
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import struct
-import threading
 from types import SimpleNamespace
 from urllib.parse import urlparse
 
@@ -16,6 +12,7 @@ import redis
 from orchestrator.state import pipeline
 
 from ..helpers import RedisServer
+from ..netproxy import RedisProxy
 
 
 def test_replies_come_back_in_order_parsed_as_the_client_would(r: redis.Redis) -> None:
@@ -107,54 +104,12 @@ def test_replies_and_refusals_read_alike_with_either_reply_parser(redis_url: str
     client.close()
 
 
-class ResettingProxy:
-    """A TCP proxy to Redis that resets the client's connection (RST) once it sees `marker` in a request."""
-
-    def __init__(self, redis_url: str, marker: bytes) -> None:
-        target = urlparse(redis_url)
-        self._target, self._marker = (str(target.hostname), int(target.port or 6379)), marker
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}/0"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._forward, args=(client, upstream), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-
-    def _forward(self, client: socket.socket, upstream: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                if self._marker in data:
-                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    client.close()
-                    upstream.shutdown(socket.SHUT_RDWR)  # its pump thread ends, Redis sees it go
-                    upstream.close()
-                    return
-                upstream.sendall(data)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # accept() returns: its thread ends
-        self._listener.close()
-
-
 @pytest.mark.parametrize("how", ["send", "transaction"])
 def test_a_connection_reset_midway_is_a_redis_connection_error(redis_url: str, how: str) -> None:
     # callers (the engine's loop, the worker's) ride out redis.ConnectionError; a bare OSError would end them
-    proxy = ResettingProxy(redis_url, b"RESET-ME")
-    client = redis.Redis.from_url(proxy.url)
+    target = urlparse(redis_url)
+    proxy = RedisProxy((str(target.hostname), int(target.port or 6379)), reset_on=b"RESET-ME")
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
     try:
         assert pipeline.send(client, [("PING",)]) == [True]
         with pytest.raises(redis.ConnectionError):

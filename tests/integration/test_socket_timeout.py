@@ -5,15 +5,14 @@ next one goes out on a new connection. It is not retried blindly, since Redis ma
 8 sets a 5 s timeout of its own, 5 to 7 none; orch sets one for every supported version, long enough for
 the engine's blocking read however long ORCH_ENGINE_BLOCK_S makes it.)
 
-A TCP proxy between the client and a real redis-server plays the network: `hang()` makes every
-connection open at that moment swallow what Redis answers, as a half-open connection does; connections
-opened later work. Without a socket timeout the command below would wait forever, which the threads'
+A TCP proxy between the client and a real redis-server plays the network (tests/netproxy.py): `hang()`
+makes every connection open at that moment swallow what Redis answers, as a half-open connection does;
+connections opened later work. Without a socket timeout the command below would wait forever, which the threads'
 generous join guards against (it is a hang guard, not a timing assertion)."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
@@ -26,69 +25,20 @@ from orchestrator.events.client import AsyncClient
 from orchestrator.events.stream import StreamConsumer
 from orchestrator.settings import Settings
 
+from ..netproxy import RedisProxy
+
 HANG_GUARD_S = 120.0  # far beyond the timeout below: only a client without one gets there
 
 
-class HangingProxy:
-    """Forwards TCP to Redis; `hang()` silences the connections open now, for good."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self._target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._open: list[threading.Event] = []
-        self._sockets: list[socket.socket] = []
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def hang(self) -> None:
-        with self._lock:
-            for silenced in self._open:
-                silenced.set()
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            silenced = threading.Event()
-            with self._lock:
-                self._open.append(silenced)
-                self._sockets += [client, upstream]
-                self.accepted += 1
-            threading.Thread(target=_pump, args=(client, upstream, threading.Event()), daemon=True).start()
-            threading.Thread(target=_pump, args=(upstream, client, silenced), daemon=True).start()
-
-
-def _pump(source: socket.socket, sink: socket.socket, silenced: threading.Event) -> None:
-    """Copy bytes from `source` to `sink`; once `silenced`, read and drop them (the peer hears nothing)."""
-    try:
-        while data := source.recv(65536):
-            if not silenced.is_set():
-                sink.sendall(data)
-        sink.shutdown(socket.SHUT_WR)  # pass the close on
-    except OSError:
-        pass
-
-
 @pytest.fixture
-def proxy(redis_url: str) -> Iterator[HangingProxy]:
+def proxy(redis_url: str) -> Iterator[RedisProxy]:
     parts = urlsplit(redis_url)
-    hanging = HangingProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+    hanging = RedisProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
     yield hanging
     hanging.close()
 
 
-def _settings(proxy: HangingProxy) -> Settings:
+def _settings(proxy: RedisProxy) -> Settings:
     return Settings(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_socket_timeout_s=0.5, engine_block_s=0.1)
 
 
@@ -122,7 +72,7 @@ def _in_thread(call: Callable[[], object]) -> list[object]:
     return outcome
 
 
-def test_a_command_on_a_hanging_connection_times_out_and_the_next_uses_a_new_one(proxy: HangingProxy,
+def test_a_command_on_a_hanging_connection_times_out_and_the_next_uses_a_new_one(proxy: RedisProxy,
                                                                                 r: redis.Redis) -> None:
     r.set("timeout:k", "v")
     client = connect(_settings(proxy))
@@ -135,7 +85,7 @@ def test_a_command_on_a_hanging_connection_times_out_and_the_next_uses_a_new_one
     client.close()
 
 
-def test_the_asyncio_client_does_the_same(proxy: HangingProxy) -> None:
+def test_the_asyncio_client_does_the_same(proxy: RedisProxy) -> None:
     async def emit_hang_emit() -> list[object]:
         async with AsyncClient(settings=_settings(proxy)) as client:
             outcomes: list[object] = [await client.emit("t.x", {"n": 1})]
