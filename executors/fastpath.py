@@ -112,7 +112,7 @@ class Ledger:
     def report(self, stream: str, fields: dict[str, Any], *, now: bool) -> None:
         """A runner's record (XADD to `stream`): sent at once with what is pending and staged when `now`
         (a `started` record must be in Redis before the task runs), else queued for the next send."""
-        command = ("XADD", stream, "*", *(item for pair in fields.items() for item in pair))
+        command = ("XADD", stream, "*", *pipeline.flat(fields))
         staged, self._staged = self._staged, []
         if now:
             self.send([*staged, command])
@@ -160,7 +160,7 @@ class Ledger:
         fields = replies[0]
         if not fields:
             self._client.lrem(self._claimed, -1, job_id)
-        first = [(job_id, [i for pair in fields.items() for i in pair])] if fields else []
+        first = [(job_id, pipeline.flat(fields))] if fields else []
         return self._claimed_jobs([*first, *(replies[1] if top_up > 0 else [])])
 
     def wait(self, queue: str, block_s: float, queues: Sequence[str], top_up: int) -> list[ClaimedJob]:
@@ -229,7 +229,7 @@ class Ledger:
         """RQ's result stream entry for a failure (job.latest_result(), rq-dashboard); successes get none."""
         result = Result(claimed.id, Result.Type.FAILED, self._client, exc_string=error, worker_name=self._worker,
                         serializer=JSONSerializer)
-        fields = [item for pair in result.serialize().items() for item in pair]
+        fields = pipeline.flat(result.serialize())
         stream = f"{RQ_PREFIX}results:{claimed.id}"  # Result.get_key
         self._pending.append(("XADD", stream, "MAXLEN", 10, "*", *fields))
         self._pending.append(("PERSIST", stream) if ttl < 0 else ("EXPIRE", stream, max(ttl, 1)))

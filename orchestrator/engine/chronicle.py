@@ -22,7 +22,7 @@ and the two share the CPUs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -84,14 +84,13 @@ class Chronicle:
                 depths[run_id] = _depth_of(meta)
         return depths
 
-    def ack_settled(self, batch: Batch, version: str) -> bool:
+    def ack_settled(self, batch: Batch, version: str, types: Iterable[str]) -> bool:
         """Acknowledge a batch that concerns nobody (`Batch.only_settled`, all of the events stream) in one
         script call, as its commit would: unless the rule-set version is no longer `version` (the one it was
-        planned under) or a step waits for one of its types. False: nothing done, commit it the whole way."""
+        planned under) or a step waits for one of its event `types`. False: nothing done, commit it the whole
+        way."""
         if not batch.only_settled or any(entry.stream != self._keys.events for entry in batch.settled):
             return False
-        types = sorted({body["type"] for _, body in batch.bodies if isinstance(body, dict)
-                        and isinstance(body.get("type"), str)})
         keys = [self._keys.ruleset, self._keys.events, *(self._keys.waits(t) for t in types)]
         return int(self._ack_settled(keys=keys, args=[version, ENGINE_GROUP, *(e.id for e in batch.settled)])) >= 0
 

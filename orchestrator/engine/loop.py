@@ -226,10 +226,10 @@ class Engine:
     # -- commit --------------------------------------------------------------------------------
 
     def _commit(self, batch: Batch, retried: bool) -> Outcome:
-        if not retried and self._chronicle.ack_settled(batch, self.reload.project.ruleset):  # concerns nobody
-            return Outcome([], list(batch.settled), {}, MetricsBatch())
-        run_ids = batch.run_ids
         waits = self._waits.reads(batch)  # the waiters of its events' types, read in the first round trip
+        if not retried and self._chronicle.ack_settled(batch, self.reload.project.ruleset, waits.by_type):
+            return Outcome([], list(batch.settled), {}, MetricsBatch())  # it concerns nobody
+        run_ids = batch.run_ids
         guards = batch.guards
         with pipeline.transaction(self._redis) as pipe:  # EXEC packed by hiredis (state/pipeline.py)
             for attempt in range(1, 1000):

@@ -15,7 +15,7 @@ for the engine's commit, which reads no reply (12% less engine CPU per run).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import hiredis
@@ -24,7 +24,7 @@ import redis.client
 from redis._parsers import hiredis as _hiredis_parser
 from redis.exceptions import DataError, ExecAbortError, ReadOnlyError, ResponseError, WatchError
 
-__all__ = ["pack", "raw_replies", "reply", "send", "transaction"]
+__all__ = ["flat", "pack", "raw_replies", "reply", "send", "transaction"]
 
 _NOT_ENOUGH_DATA = getattr(_hiredis_parser, "NOT_ENOUGH_DATA", False)  # what hiredis's reader says (redis-py's choice)
 
@@ -47,6 +47,11 @@ def send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         raise
     finally:
         pool.release(conn)
+
+
+def flat(fields: Mapping[Any, Any]) -> list[Any]:
+    """A mapping as a command's field, value, ... arguments (HSET, XADD)."""
+    return [item for pair in fields.items() for item in pair]
 
 
 def pack(commands: Iterable[tuple[Any, ...]]) -> bytes:

@@ -18,6 +18,7 @@ from ..workflows.advance import Change
 from ..workflows.runs import Run, RunStatus
 from .keys import Keys
 from .logs import attempt_log_keys
+from .pipeline import flat
 
 __all__ = ["RunStore", "pairs_to_fields"]
 
@@ -28,10 +29,6 @@ _TERMINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED
 
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
-
-
-def _flat(fields: dict[str, Any]) -> list[Any]:
-    return [item for pair in fields.items() for item in pair]
 
 
 def pairs_to_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -55,12 +52,12 @@ class RunStore:
         run, key, send = change.run, self.keys.run(change.run.id), pipe.execute_command
         created = _ms(run.created_at)
         if change.created:
-            send("HSET", key, *_flat({**run.to_fields(spec=True), "v": 1}))
+            send("HSET", key, *flat({**run.to_fields(spec=True), "v": 1}))
             send("ZADD", self.keys.runs, created, run.id)
             send("ZADD", self.keys.runs_by_workflow(run.workflow), created, run.id)
             send("SADD", self.keys.run_workflows, run.workflow)
         elif change.dirty:
-            send("HSET", key, *_flat(run.to_fields(change.tasks)))
+            send("HSET", key, *flat(run.to_fields(change.tasks)))
             send("HINCRBY", key, "v", 1)
         if change.was is not run.status:
             self._move(pipe, run, change.was, created)
