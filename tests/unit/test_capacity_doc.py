@@ -11,7 +11,7 @@ from bench.capacity_model import PLAN_BLOCK, fill_document
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "deploy" / "CAPACITY.md"
-MAIN_RESULT = ROOT / "deploy" / "capacity" / "20261130-064521.json"
+MAIN_RESULT = ROOT / "deploy" / "capacity" / "20261130-211148.json"
 
 
 def _load(path: Path) -> dict[str, Any]:
