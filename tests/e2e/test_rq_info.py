@@ -4,6 +4,7 @@ rq-dashboard reads, count the started, finished and failed jobs."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_rq_info_and_rqs_registries_show_the_fast_paths_queues_worker_and_counts
     dispatch(r, settings, [("noop", [i]) for i in range(3)] + [("boom", [])], prefix="done")
     wait_for(lambda: len(records(r)) == 4 and all(len(x) == 2 for x in records(r).values()), 30,
              "three runs done and one failed")
-    dispatch(r, settings, [("nap", [3])], prefix="busy")
+    dispatch(r, settings, [("nap", [60])], prefix="busy")
     wait_for(lambda: alive(r)[name].get("task") == "nap", 30, "the worker to start the long task")
     dispatch(r, settings, [("noop", [i]) for i in range(2)], queue="elsewhere", prefix="wait")
 
@@ -77,3 +78,4 @@ def test_rq_info_and_rqs_registries_show_the_fast_paths_queues_worker_and_counts
     assert default.failed_job_registry.count == 1
     assert default.started_job_registry.count == 1
     assert Queue("orch.elsewhere", connection=r).count == 2
+    procs.stop("worker", signal.SIGKILL)  # not worth waiting for the nap
