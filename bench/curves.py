@@ -263,9 +263,10 @@ def add_args(ap: Any) -> None:
                     help="curves: engine counts for the throughput curve (default 1,2,3)")
     ap.add_argument("--curves-events", type=int, default=2000,
                     help="curves: events emitted at once per throughput measurement (default 2,000)")
-    ap.add_argument("--curves-requests", type=int, default=200,
-                    help="curves: timed GET /runs requests (and RunStore.list calls) per size (default 200: p99 "
-                         "is then the second slowest, not the slowest, which one scheduling hiccup sets)")
+    ap.add_argument("--curves-requests", type=int, default=1000,
+                    help="curves: timed GET /runs requests (and RunStore.list calls) per size (default 1,000: p99 "
+                         "is then the tenth slowest; with 200 it was the second, and two scheduling hiccups at "
+                         "one size made the curve look 2.4x 'not flat')")
     ap.add_argument("--curves-cli-calls", type=int, default=5,
                     help="curves: timed `orch runs list --json` subprocesses per size (default 5)")
 
