@@ -38,6 +38,7 @@ from rq.job import Job
 from rq.results import Result
 from rq.utils import now, utcformat
 
+from orchestrator.backoff import PASSING, classify
 from orchestrator.catalog.fleet import FinishedCounter
 from orchestrator.state import pipeline
 from orchestrator.state.keys import Keys
@@ -125,9 +126,11 @@ class Ledger:
         """Send pending finishes, then `extra` commands, then (optionally) a claim; the replies after the finishes.
 
         Pending finishes that Redis did not apply stay pending for the next call: all of them on a
-        connection error, the refused ones on error replies (OOM, READONLY; they are idempotent, so
-        sending them again is safe, and a result record is never dropped). `extra` and the claim do not
-        stay (the caller hands back what it holds, see FastWorker._resync). The finished-task counts go
+        connection error, the refused ones on refusals that pass (OOM, READONLY, an ACL being fixed; they are
+        idempotent, so sending them again is safe, and a result record is not dropped for a passing
+        refusal). A refusal that never passes (an EXPIRE of a forged TTL, a key of the wrong type) drops its
+        command, with an error in the log: kept, it would stop the worker for good. `extra` and the claim do
+        not stay (the caller hands back what it holds, see FastWorker._resync). The finished-task counts go
         with the finishes once, best effort: an increment is not idempotent, and it only feeds a view."""
         counts, self._counts = self._counts, []
         commands = [*self._pending, *counts, *extra]
@@ -140,8 +143,13 @@ class Ledger:
             return []
         replies = pipeline.send(client or self._client, commands)
         sent, skip = len(self._pending), len(self._pending) + len(counts)
-        self._pending = [c for c, r in zip(self._pending, replies[:sent], strict=True) if isinstance(r, Exception)]
-        for reply in [*replies[:sent], *replies[skip:]]:
+        refused = [(c, r) for c, r in zip(self._pending, replies[:sent], strict=True) if isinstance(r, Exception)]
+        self._pending = [c for c, r in refused if _passes(r)]
+        for command, reply in refused:
+            if not _passes(reply):
+                log.error("worker %s: Redis refused %s %s for good (%s); dropped", self._worker, command[0],
+                          _text(command[1]), reply)
+        for reply in [*(r for _, r in refused if _passes(r)), *replies[skip:]]:
             if isinstance(reply, NoScriptError):  # only the claim can be: the rest was applied, idempotent
                 self._scripts.forget()
                 return [*replies[skip:-1], *self.send(claim=claim, waited=waited)]
@@ -181,13 +189,16 @@ class Ledger:
         for raw_id, fields in reply or []:
             job_id = _text(raw_id)
             try:
+                if isinstance(raw_id, bytes):
+                    raw_id.decode()  # an id that is not UTF-8 is no orch job (a forgery): dropped below
                 jobs.append(ClaimedJob.from_hash(self._client, job_id, fields))
             except Exception as exc:  # a hash RQ could not read either: drop it rather than fail the worker
                 log.warning("job %s cannot be read (%s); dropped: the engine retries its task as JobLost",
                             job_id, exc)
                 self.unreadable += 1
-                self._pending.append(("DEL", job_key(job_id)))
-                self._pending.append(("LREM", self._claimed, -1, job_id))
+                raw = raw_id if isinstance(raw_id, bytes) else job_id.encode()
+                self._pending.append(("DEL", job_key("").encode() + raw))
+                self._pending.append(("LREM", self._claimed, -1, raw))
         return jobs
 
     def start_commands(self, claimed: ClaimedJob, timeout_s: float) -> list[tuple[Any, ...]]:
@@ -260,5 +271,12 @@ def release(client: redis.Redis, scripts: Scripts, keys: Keys, worker: str, mode
 
 
 
+def _passes(refusal: Exception) -> bool:
+    """Whether waiting can fix a refusal: Redis away, loading, full or read-only for a while, or an ACL."""
+    label = classify(refusal)
+    return label in PASSING or label == "noperm"
+
+
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """An id or key for messages and results (bytes that are not UTF-8 are shown escaped, never raised on)."""
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else str(value)

@@ -73,3 +73,16 @@ def test_after_a_script_flush_the_wait_still_delivers_the_job(r: redis.Redis, se
     r.script_flush()
     dispatch(r, settings, [("noop", [1])])
     assert [j.id for j in ledger.wait(QUEUE, 1.0, [QUEUE], 0)] == [job_id("run0000", "noop", 1)]
+
+
+def test_an_id_that_is_not_utf8_is_dropped_with_its_hash_and_the_next_job_still_comes(
+        r: redis.Redis, settings: Settings, ledger: Ledger) -> None:
+    forged = b"\xff\xfe"
+    r.hset(job_key("").encode() + forged, mapping={"data": b"x", "origin": "orch.default"})
+    r.rpush(QUEUE, forged)
+    [real] = dispatch(r, settings, [("noop", [1])])
+    assert ledger.wait(QUEUE, 1.0, [QUEUE], 0) == [], "the forged id, dropped (it ended the worker)"
+    ledger.send()  # the drop goes out with the next round trip
+    assert not r.exists(job_key("").encode() + forged)
+    assert r.lrange(KEYS.worker_claimed("w-test"), 0, -1) == []
+    assert [j.id for j in ledger.wait(QUEUE, 1.0, [QUEUE], 0)] == [real.job_id]

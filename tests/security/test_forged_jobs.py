@@ -190,6 +190,30 @@ def test_malformed_jobs_fail_one_by_one_and_the_worker_goes_on(stack: Stack, tmp
     assert stack.r.llen(queue_key("orch.default")) == 0
 
 
+def test_the_fast_worker_goes_on_past_ttls_redis_refuses_and_ids_that_are_not_utf8(stack: Stack,
+                                                                                   tmp_path: Path) -> None:
+    """A forged job whose TTLs are integers Redis refuses as an EXPIRE: the finish is refused for good, so it
+    is dropped, not sent again for ever (which stopped the worker with the next job stuck in its claimed
+    list). An id that is not UTF-8 is no orch job: dropped with its hash, where it ended the worker. (RQ's
+    own SimpleWorker, `--engine rq`, quits on both, as stock RQ does.)"""
+    fields = queued_job(stack, "stamp.requested", {})
+    huge = b"99999999999999999"
+    stack.r.hset(job_key("ttls"), mapping={**fields, b"result_ttl": huge, b"failure_ttl": huge, b"status": b"queued"})
+    stack.r.rpush(queue_key("orch.default"), "ttls")
+    not_utf8 = b"\xff\xfe-forged"
+    stack.r.hset(job_key("").encode() + not_utf8, mapping={**fields, b"status": b"queued"})
+    stack.r.rpush(queue_key("orch.default"), not_utf8)
+    enqueue(stack.r, fields, "the-real-one")
+
+    run_worker(stack.r, stack.settings, stack.project, ["default"], burst=True)
+
+    assert stack.r.hget(job_key("ttls"), "status") == b"finished"
+    assert stack.r.hget(job_key("the-real-one"), "status") == b"finished", "the job after them ran"
+    assert not stack.r.exists(job_key("").encode() + not_utf8)
+    assert stack.r.llen(queue_key("orch.default")) == 0
+    assert not stack.r.keys("orch:worker:*:claimed"), "nothing left claimed"
+
+
 class _Recorder(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self.server.hits.append((self.path, self.headers.get("authorization")))  # type: ignore[attr-defined]
