@@ -4,7 +4,9 @@ BLMOVE blocks on one list. A worker of one queue blocks in its main thread, its 
 round trip (fastpath.Ledger.wait: claim.lua written after the BLMOVE). A worker of several queues
 runs one waiter thread per queue (each with its own connection), armed only while the worker is idle:
 the first job to arrive wakes it, and a job a waiter takes after the worker found other work goes back
-to the front of its queue at once (LREM + LPUSH in one MULTI), so an idle wait never hoards jobs.
+to the front of its queue at once (give_back.lua: only if the worker still holds it, since a resync may
+have handed it back already), so an idle wait never hoards jobs. An id that is not UTF-8 is no orch job:
+it is dropped with its hash, as a hash RQ cannot read is.
 Either way the id is in the claimed list from the moment it leaves the queue (the reliable-queue
 pattern): a worker that dies while waiting leaves nothing that recover() cannot find.
 """
@@ -15,11 +17,14 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 
 from orchestrator.backoff import RideOut
 from orchestrator.state.keys import Keys
+from orchestrator.state.lua import register
+from orchestrator.state.rq_keys import job_key
 
 from .heartbeat import clone_client
 
@@ -94,15 +99,16 @@ class IdleWait:
 
     def _waiter(self, key: str) -> None:
         client = clone_client(self._client)
+        give_back = register(client, "give_back")
         ride = RideOut("worker", log, self._keys)  # the main thread's errors reach the worker loop instead
         try:
             while not self._closed.is_set():
                 if not self._armed.wait(timeout=self._block_s):
                     continue
                 try:
-                    job_id = client.blmove(key, self._claimed, self._block_s, "LEFT", "RIGHT")
-                    if job_id is not None:
-                        self._deliver(client, key, job_id.decode())
+                    moved = client.blmove(key, self._claimed, self._block_s, "LEFT", "RIGHT")
+                    if moved is not None:
+                        self._deliver(client, give_back, key, moved)
                     ride.ok(client)
                 except redis.RedisError as exc:
                     self.lost_reply = True
@@ -110,12 +116,16 @@ class IdleWait:
         finally:
             client.close()
 
-    def _deliver(self, client: redis.Redis, key: str, job_id: str) -> None:
+    def _deliver(self, client: redis.Redis, give_back: Any, key: str, moved: bytes) -> None:
+        try:
+            job_id = moved.decode()
+        except UnicodeDecodeError:
+            log.warning("queue %s held %r, not a job id (not UTF-8); dropped with its hash", key, moved)
+            client.pipeline().lrem(self._claimed, -1, moved).delete(job_key("").encode() + moved).execute()
+            return
         with self._lock:
             if self._armed.is_set() and not self._closed.is_set():
                 self._handoff.put(job_id)
                 return
-        pipe = client.pipeline()  # the worker is busy or leaving: the job goes back to the front of its queue
-        pipe.lrem(self._claimed, -1, job_id)
-        pipe.lpush(key, job_id)
-        pipe.execute()
+        # the worker is busy or leaving: the job goes back to the front of its queue, if the worker still holds it
+        give_back(keys=[self._claimed, key], args=[job_id], client=client)

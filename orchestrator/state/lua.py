@@ -15,6 +15,8 @@
     flow_decide.lua    a hold-back control decides once what becomes of one event (start, hold, merge, drop)
     flow_release.lua   due holds of hold-back controls go to the results stream, one entry each
     forget_consumer.lua  delete a dead engine's consumer from the group, only once it holds no entry
+    ack_settled.lua    the engine acknowledges a batch that only settles entries, if no step waits for them
+    give_back.lua      a job an idle waiter took goes back to its queue, if its worker still holds it
 
 Each starts with a header stating its KEYS, ARGV and what it returns (a test checks). A line
 `--@include NAME` inserts `scripts/lib/NAME.lua`, a snippet defining local functions: the publish step
@@ -51,7 +53,7 @@ __all__ = ["NAMES", "Scripts", "call_read_only", "read_watch_and_read", "registe
 
 NAMES = ("publish", "fire_tick", "read_runs", "read_guards", "read_slots", "release_guard", "slot_release",
          "slot_renew", "claim", "release", "append_log", "read_log", "flow_decide", "flow_release",
-         "forget_consumer", "ack_settled")
+         "forget_consumer", "ack_settled", "give_back")
 _INCLUDE = re.compile(r"^--@include (?P<name>[a-z_]+)$", re.MULTILINE)
 
 
