@@ -42,8 +42,8 @@ class RQQueueInspector:
         and the newest heartbeat of any registered worker."""
         entries = self._redis.zrevrange(self._keys.workers, 0, limit - 1, withscores=True)
         pipe = self._redis.pipeline(transaction=False)
-        for raw, _ in entries:
-            pipe.hmget(self._keys.worker(raw.decode()), ["state", "job", "queues"])
+        for raw, _ in entries:  # a name that is not UTF-8 is no worker's (the engine removes it): a dead one
+            pipe.hmget(self._keys.worker(raw.decode(errors="replace")), ["state", "job", "queues"])
         live = []
         for state, job, queues in pipe.execute():
             if state is None:  # expired: presumed dead

@@ -42,7 +42,13 @@ LOST = "WorkerLost"  # error_type of attempts whose worker died under them
 
 def recover_dead_workers(client: redis.Redis, keys: Keys, scripts: Scripts) -> list[str]:
     """Release every registered worker whose heartbeat is gone; the ids of the jobs put back in queues."""
-    names = [n.decode() for n in client.zrange(keys.workers, 0, -1)]
+    names = []
+    for raw in client.zrange(keys.workers, 0, -1):
+        try:
+            names.append(raw.decode())
+        except UnicodeDecodeError:  # no worker registers such a name (a forgery): gone, or it would end the engine
+            log.warning("%r in %s is not a worker name (not UTF-8); removed", raw, keys.workers)
+            client.zrem(keys.workers, raw)
     if not names:
         return []
     pipe = client.pipeline(transaction=False)
