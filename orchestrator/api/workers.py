@@ -14,7 +14,10 @@ bench's keep-alive connections and the other none.) The supervisor:
   shutdown), SIGKILLs those still running after 15 s or on a second signal, and exits 0 when all
   stopped cleanly;
 - holds the port meanwhile (bound, not listening: the kernel gives it no connection), so no other
-  program takes it while a copy restarts, and refuses to start on a port anything else holds.
+  program takes it while a copy restarts, and refuses to start on a port anything else holds. Two
+  supervisors' held sockets can both bind one port while neither has a copy listening yet (both set
+  SO_REUSEADDR), so on Linux a supervisor also holds an abstract Unix socket named after the address,
+  which only one process can bind and the kernel frees when it dies.
 
 Each copy keeps its own in-process metrics (request and ingest latency histograms, process_*): a
 scrape of `/metrics` reads one copy. The Redis-backed metrics are whole. A copy killed outright loses
@@ -41,7 +44,7 @@ from types import FrameType
 from ..backoff import Backoff
 from ..errors import OrchestratorError
 
-__all__ = ["port_socket", "supervise"]
+__all__ = ["hold_port", "port_socket", "supervise"]
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +143,33 @@ class _Supervisor:
         return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1  # uvicorn re-raises SIGTERM
 
 
+def hold_port(host: str, port: int) -> tuple[socket.socket, socket.socket | None]:
+    """The supervisor's hold on (host, port): its bound socket (port 0 resolved), and on Linux the lock
+    only one supervisor of that address can have; OrchestratorError when the port is taken."""
+    held = port_socket(host, port, listen=False, exclusive_check=True)
+    if not sys.platform.startswith("linux"):
+        return held, None
+    ip, bound_port = held.getsockname()[:2]
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lock.bind(f"\0orch-api-workers:{ip}:{bound_port}")
+    except OSError as exc:
+        lock.close()
+        held.close()
+        raise OrchestratorError(f"orch api cannot listen on {host}:{bound_port}: another `orch api --workers` "
+                                "holds it; stop it, or choose another port with --port or ORCH_API_PORT") from exc
+    return held, lock
+
+
 def supervise(argv: Sequence[str], host: str, port: int, workers: int) -> int:
     """Run `workers` copies of `orch api <argv> --host H --port P --reuse-port` until stopped; the exit code.
     Port 0 is resolved once here, so every copy listens on the same port."""
-    held = port_socket(host, port, listen=False, exclusive_check=True)
+    held, lock = hold_port(host, port)
     try:
         port = held.getsockname()[1]
         log.info("orch api: %d worker processes on %s:%d", workers, host, port)
         return _Supervisor([*argv, "--host", host, "--port", str(port)], workers).run()
     finally:
         held.close()
+        if lock is not None:
+            lock.close()
