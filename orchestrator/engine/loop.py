@@ -9,8 +9,8 @@ Because the acknowledgement is in the same transaction as the runs and jobs it c
 point either commits all of it or none of it; a redelivered entry finds its run and does nothing twice.
 A batch that concerns nobody is acknowledged by one script instead (chronicle.py, `ack_settled`).
 
-Maintenance, after each step (`maintain`): the chores of maintenance.py, each when its time has come:
-the sweep of lost attempts, dead letters and reclaiming, trimming. The engine is their `Host`.
+Maintenance, after each step (`maintain`), each chore of maintenance.py when its time has come: the sweep of lost
+attempts, dead letters and reclaiming, trimming. The engine is their `Host`.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class Engine:
                 self.redis_failed_at_s = time.time()  # takeover.py waits before judging other engines dead
                 stop.wait(self._ride.failed(exc))
             except ProjectBehind:  # cannot load the active rule-set version: hand back its events (reload.py)
+                started = True  # its groups exist and its start went out: it steps, as a behind engine
                 self.reload.hand_back()
         log.info("engine %s: stopped", self.consumer.consumer)
 
@@ -202,11 +203,10 @@ class Engine:
         return batch
 
     def _plan_event(self, batch: Batch, entry: Entry, event: Event, depth: int) -> None:
-        settings = self._settings
         try:
             def plan() -> tuple[list[RunRequest], Any]:
                 return plan_event(self._project, event, entry.fields[b"e"], depth=depth,
-                                  max_depth=settings.chain_max_depth, sample=settings.explain_sample)
+                                  max_depth=self._settings.chain_max_depth, sample=self._settings.explain_sample)
 
             requests, outcomes = tracing.match(event, plan) if tracing.active else plan()
         except Exception as exc:  # noqa: BLE001 - left pending: retried, then dead-lettered with this reason

@@ -6,6 +6,7 @@ And the engine bounds the retries of a "workflow not deployed" refusal itself (w
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from orchestrator.state.ruleset import read_views
 from orchestrator.workflows.advance import NOT_DEPLOYED_MAX_RETRIES
 from orchestrator.workflows.runs import RunStatus
 
+from ..helpers import wait_for
 from ..inproc import Stack
 from ..projects import make_project
-from .test_reload import KEYS, ONE_TASK, copy_at, engine_on, runs_of
+from .test_reload import KEYS, ONE_TASK, TWO_TASKS, copy_at, engine_on, runs_of
 from .test_waits import RULES, WORKFLOWS, Clock, pay
 
 LIMITED = ONE_TASK.replace("@workflow", "@workflow(concurrency=1)")
@@ -125,3 +127,29 @@ def test_not_deployed_refusals_are_retried_a_bounded_number_of_times(r: redis.Re
     run = stack.run("go", "/x", event)
     assert run is not None and run.status is RunStatus.FAILED
     assert run.tasks["boom"].attempt == NOT_DEPLOYED_MAX_RETRIES + 1
+
+
+def test_an_engine_behind_from_its_start_steps_instead_of_trying_its_start_again(r: redis.Redis, redis_url: str,
+                                                                                 tmp_path: Path) -> None:
+    """A started (its version published), then B, with another workflow graph A cannot load, a moment later:
+    a rolling deploy. A's loop then finds itself behind at its start-up check. It must step as a behind
+    engine (task results, cancels, timers), not retry its start in a tight loop that never steps."""
+    a = engine_on(r, redis_url, copy_at(tmp_path / "a", flow=ONE_TASK), "engine-a")
+    engine_on(r, redis_url, copy_at(tmp_path / "b", flow=TWO_TASKS), "engine-b")
+    steps: list[int] = []
+    step = a.engine.step
+
+    def counted(block: bool = True) -> int:
+        steps.append(step(block))
+        return steps[-1]
+
+    a.engine.step = counted  # type: ignore[method-assign]
+    stop = threading.Event()
+    loop = threading.Thread(target=a.engine.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        wait_for(lambda: steps, 30, "the behind engine to step")
+        assert a.engine.reload.behind()
+    finally:
+        stop.set()
+        loop.join(30)
