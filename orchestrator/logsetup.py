@@ -19,6 +19,7 @@ import contextlib
 import io
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,7 +102,24 @@ def one_write() -> Iterator[None]:
     """The records logged inside go out in one write to each stream handler's stream at the end, not one
     write (and flush) each: for a loop that logs a line per item, like the engine's per run it changed.
     Records other threads log meanwhile go out with them. A stream that cannot be flushed or written is
-    left alone, as a handler's own error handling would; one caller at a time (the engine's thread)."""
+    left alone, as a handler's own error handling would. One caller batches at a time: another thread's
+    `one_write` meanwhile (two engines in one process) logs into the same buffer, or as usual once it is out;
+    swapping streams in both could leave the handler writing into a buffer nobody empties."""
+    if not _BATCHING.acquire(blocking=False):
+        yield
+        return
+    try:
+        with _buffered():
+            yield
+    finally:
+        _BATCHING.release()
+
+
+_BATCHING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _buffered() -> Iterator[None]:
     held = []
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:

@@ -61,3 +61,32 @@ def test_one_write_puts_every_line_out_in_order_once_at_the_end(stream: Counting
     assert stream.writes == 1
     log.info("after")
     assert stream.getvalue().endswith(": after\n") and stream.writes == 2  # the handler writes as before
+
+
+def test_two_threads_batching_at_once_leave_the_handler_on_its_stream(stream: CountingStream) -> None:
+    """Two engines in one process: the second `one_write` starts inside the first and ends after it. Both
+    swapping the stream would leave the handler writing into the first's buffer for good."""
+    log = logging.getLogger("orchestrator.engine.loop")
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with one_write():
+            first_in.set()
+            second_in.wait(10)
+            log.info("first")
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with one_write():
+            second_in.set()
+            first_out.wait(10)
+            log.info("second")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    log.info("later")
+    assert [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()] == ["first", "second", "later"]
