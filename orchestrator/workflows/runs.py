@@ -160,8 +160,9 @@ def task_json(task: TaskRun) -> bytes:
     thousand in the commit that expands it, comes from a template instead: the same bytes, faster."""
     later = (task.queued_at, task.started_at, task.finished_at, task.worker, task.result, task.error,
              task.error_type, task.retry_at, task.logs, task.via, task.items)  # set once dispatched or mapped
-    if (task.state is not TaskState.PENDING or task.index is None or task.parent is None or task.attempt
-            or task.history or any(v is not None for v in later)):
+    plain = type(task.index) is int and all(type(v) is str for v in (task.task, task.queue, task.parent))
+    if (not plain or task.state is not TaskState.PENDING or task.attempt or task.history  # read back from Redis
+            or any(v is not None for v in later)):
         return dumps(task.to_dict())
     return _item_template(task.task, task.queue, task.parent) % (dumps(task.node), task.index)
 

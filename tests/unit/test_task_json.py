@@ -34,6 +34,12 @@ def test_a_fresh_item_is_written_exactly_as_to_dict_would(task: str, queue: str,
     {"via": {"event": "x"}},
     {"items": 3},
     {"parent": None, "index": None},
+    # read back from a run hash someone edited: not the template's %d (2.5 -> 2), nor an unhashable cache key
+    {"index": 2.5},
+    {"index": "3"},
+    {"index": True},
+    {"parent": ["work"]},
+    {"queue": {"q": 1}},
 ])
 def test_any_other_task_is_written_by_to_dict(change: dict) -> None:
     task = TaskRun(node="work[3]", task="work", queue="default", parent="work", index=3)
