@@ -38,7 +38,6 @@ from rq.job import Job
 from rq.results import Result
 from rq.utils import now, utcformat
 
-from orchestrator.backoff import PASSING, classify
 from orchestrator.catalog.fleet import FinishedCounter
 from orchestrator.state import pipeline
 from orchestrator.state.keys import Keys
@@ -126,9 +125,9 @@ class Ledger:
         """Send pending finishes, then `extra` commands, then (optionally) a claim; the replies after the finishes.
 
         Pending finishes that Redis did not apply stay pending for the next call: all of them on a
-        connection error, the refused ones on refusals that pass (OOM, READONLY, an ACL being fixed; they are
-        idempotent, so sending them again is safe, and a result record is not dropped for a passing
-        refusal). A refusal that never passes (an EXPIRE of a forged TTL, a key of the wrong type) drops its
+        connection error, the refused ones on refusals that may pass (OOM, READONLY, MISCONF, an ACL being
+        fixed; they are idempotent, so sending them again is safe, and a result record is not dropped for
+        them). A final refusal (ERR, such as an EXPIRE of a forged TTL, or WRONGTYPE, see _passes) drops its
         command, with an error in the log: kept, it would stop the worker for good. `extra` and the claim do
         not stay (the caller hands back what it holds, see FastWorker._resync). The finished-task counts go
         with the finishes once, best effort: an increment is not idempotent, and it only feeds a view."""
@@ -272,9 +271,10 @@ def release(client: redis.Redis, scripts: Scripts, keys: Keys, worker: str, mode
 
 
 def _passes(refusal: Exception) -> bool:
-    """Whether waiting can fix a refusal: Redis away, loading, full or read-only for a while, or an ACL."""
-    label = classify(refusal)
-    return label in PASSING or label == "noperm"
+    """Whether a refused command may go through later. Only the refusals that a command's own arguments or
+    keys cause are final: ERR (an invalid EXPIRE time, a bad argument) and WRONGTYPE. Any other (OOM,
+    READONLY, MISCONF, NOREPLICAS, an ACL, a code a proxy or a managed Redis sends) is waited out."""
+    return not (getattr(refusal, "status_code", None) == "ERR" or str(refusal).startswith("WRONGTYPE"))
 
 
 def _text(value: Any) -> str:

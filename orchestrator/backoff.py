@@ -8,7 +8,7 @@ survives a Redis that is away or refuses for a while, instead of exiting:
     busy         BUSY: a long script is running               loading   LOADING: Redis is loading its data
     noperm       NOPERM: an ACL forbids a command or key      contention the engine could not commit a batch
     noreplicas   NOREPLICAS: min-replicas-to-write unmet      auth      a wrong user name or password
-    other        any other error reply
+    misconf      MISCONF: Redis cannot persist (a full disk)  other     any other error reply
 
 `RideOut.failed(exc)` logs (a warning when trouble starts, then at each retry), counts the error in
 `orch_redis_errors_total{role,error}` and returns how long to wait: exponential backoff with jitter. The
@@ -43,9 +43,10 @@ _CLASS_LABELS: tuple[tuple[type[BaseException], str], ...] = (
 # Replies redis-py leaves as a plain ResponseError keep their prefix in the message.
 _REPLY_LABELS = (("OOM", "oom"), ("READONLY", "readonly"), ("BUSY", "busy"), ("LOADING", "loading"),
                  ("NOPERM", "noperm"), ("MASTERDOWN", "connection"), ("TRYAGAIN", "busy"),
-                 ("NOREPLICAS", "noreplicas"))
+                 ("NOREPLICAS", "noreplicas"), ("MISCONF", "misconf"))
 # What waiting fixes: a Redis away, loading, failing over or briefly overloaded (not an ACL or a bug).
-PASSING = frozenset({"connection", "timeout", "loading", "readonly", "busy", "oom", "noreplicas", "contention"})
+PASSING = frozenset({"connection", "timeout", "loading", "readonly", "busy", "oom", "noreplicas", "misconf",
+                     "contention"})
 
 
 def classify(exc: BaseException) -> str:

@@ -120,7 +120,7 @@ WEBHOOK_REQUESTS = CounterDef(
 
 REDIS_ERRORS = CounterDef(
     "orch_redis_errors_total", "Redis errors a long-running process rode out (it backed off and carried on), by "
-    "role and error (connection, timeout, oom, readonly, busy, loading, noperm, noreplicas, auth, contention, other).",
+    "role and error (connection, timeout, oom, readonly, busy, loading, noperm, noreplicas, misconf, auth, contention, other).",
     ("role", "error"))
 
 MISS_REASONS = ("disabled", "source", "match", "if", "other")

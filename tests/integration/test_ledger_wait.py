@@ -3,6 +3,7 @@ then claim.lua, written after it, reads that job's hash and tops up; Redis count
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from orchestrator.settings import Settings
 from orchestrator.state.lua import Scripts
 from orchestrator.workflows.runs import job_id
 
+from ..helpers import RedisServer, wait_for
 from ..projects import make_project
 from .test_maintenance import cost
 from .test_worker_fastpath import KEYS, WORKFLOWS, dispatch
@@ -86,3 +88,24 @@ def test_an_id_that_is_not_utf8_is_dropped_with_its_hash_and_the_next_job_still_
     assert not r.exists(job_key("").encode() + forged)
     assert r.lrange(KEYS.worker_claimed("w-test"), 0, -1) == []
     assert [j.id for j in ledger.wait(QUEUE, 1.0, [QUEUE], 0)] == [real.job_id]
+
+
+def test_a_finish_refused_while_redis_cannot_persist_stays_pending_and_goes_out_after() -> None:
+    """MISCONF (a full disk: a failed BGSAVE stops writes) passes: the task's results record and its job's end
+    are kept and sent again once Redis writes, never dropped (the job would then run again)."""
+    server = RedisServer()
+    try:
+        r = server.client()
+        ledger = Ledger(r, Scripts(r), "w-test", KEYS.worker_claimed("w-test"), result_ttl_s=60, failure_ttl_s=60)
+        r.config_set("save", "3600 1")
+        shutil.rmtree(server.dir)  # the next BGSAVE cannot write its file
+        r.bgsave()
+        wait_for(lambda: r.info("persistence")["rdb_last_bgsave_status"] == "err", 30, "the BGSAVE to fail")
+        ledger.report(KEYS.results, {"r": "succeeded"}, now=False)
+        with pytest.raises(redis.ResponseError, match="MISCONF"):
+            ledger.send()
+        r.config_set("stop-writes-on-bgsave-error", "no")  # the operator freed the disk, say
+        ledger.send()
+        assert r.xlen(KEYS.results) == 1
+    finally:
+        server.stop()

@@ -25,6 +25,7 @@ REPLIES = {
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.": "connection",
     "TRYAGAIN Multiple keys request during rehashing of slot": "busy",
     "NOREPLICAS Not enough good replicas to write.": "noreplicas",
+    "MISCONF Redis is configured to save RDB snapshots, but it is currently not able to persist on disk.": "misconf",
     "WRONGPASS invalid username-password pair or user is disabled.": "auth",
     "ERR unknown command 'FOO'": "other",
     "WRONGTYPE Operation against a key holding the wrong kind of value": "other",
@@ -54,7 +55,7 @@ def test_client_side_errors(exc: redis.RedisError, label: str) -> None:
 
 def test_what_waiting_fixes_and_what_it_does_not() -> None:
     """Start-up waits ride out only PASSING errors: a wrong password or an ACL is for the operator to fix."""
-    assert {"connection", "timeout", "loading", "readonly", "noreplicas"} <= PASSING
+    assert {"connection", "timeout", "loading", "readonly", "noreplicas", "misconf"} <= PASSING
     assert not {"auth", "noperm", "other"} & PASSING
 
 
