@@ -123,9 +123,9 @@ class IdleWait:
             log.warning("queue %s held %r, not a job id (not UTF-8); dropped with its hash", key, moved)
             client.pipeline().lrem(self._claimed, -1, moved).delete(job_key("").encode() + moved).execute()
             return
-        with self._lock:
+        with self._lock:  # held while giving back too: the worker's resync (pause, then release) waits for it
             if self._armed.is_set() and not self._closed.is_set():
                 self._handoff.put(job_id)
                 return
-        # the worker is busy or leaving: the job goes back to the front of its queue, if the worker still holds it
-        give_back(keys=[self._claimed, key], args=[job_id], client=client)
+            # the worker is busy or leaving: the job goes back to the front of its queue, if it still holds it
+            give_back(keys=[self._claimed, key], args=[job_id], client=client)

@@ -16,7 +16,7 @@ bench's keep-alive connections and the other none.) The supervisor:
 - holds the port meanwhile (bound, not listening: the kernel gives it no connection), so no other
   program takes it while a copy restarts, and refuses to start on a port anything else holds. Two
   supervisors' held sockets can both bind one port while neither has a copy listening yet (both set
-  SO_REUSEADDR), so on Linux a supervisor also holds an abstract Unix socket named after the address,
+  SO_REUSEADDR), so on Linux a supervisor also holds an abstract Unix socket named after the port,
   which only one process can bind and the kernel frees when it dies.
 
 Each copy keeps its own in-process metrics (request and ingest latency histograms, process_*): a
@@ -145,14 +145,14 @@ class _Supervisor:
 
 def hold_port(host: str, port: int) -> tuple[socket.socket, socket.socket | None]:
     """The supervisor's hold on (host, port): its bound socket (port 0 resolved), and on Linux the lock
-    only one supervisor of that address can have; OrchestratorError when the port is taken."""
+    only one supervisor of that port can have, whatever its address; OrchestratorError when it is taken."""
     held = port_socket(host, port, listen=False, exclusive_check=True)
     if not sys.platform.startswith("linux"):
         return held, None
-    ip, bound_port = held.getsockname()[:2]
+    bound_port = held.getsockname()[1]
     lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        lock.bind(f"\0orch-api-workers:{ip}:{bound_port}")
+    try:  # by port, not address: copies on 0.0.0.0:P and 127.0.0.1:P would share connections too
+        lock.bind(f"\0orch-api-workers:{bound_port}")
     except OSError as exc:
         lock.close()
         held.close()

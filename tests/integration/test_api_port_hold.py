@@ -20,6 +20,8 @@ def test_a_second_supervisor_is_refused_while_the_first_holds_the_port_and_welco
     try:
         with pytest.raises(OrchestratorError, match=f"cannot listen on 127.0.0.1:{port}: another `orch api"):
             hold_port("127.0.0.1", port)
+        with pytest.raises(OrchestratorError, match="another `orch api"):  # its copies would share connections too
+            hold_port("0.0.0.0", port)  # noqa: S104
     finally:
         held.close()
         assert lock is not None
