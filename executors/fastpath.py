@@ -142,13 +142,15 @@ class Ledger:
             return []
         replies = pipeline.send(client or self._client, commands)
         sent, skip = len(self._pending), len(self._pending) + len(counts)
-        refused = [(c, r) for c, r in zip(self._pending, replies[:sent], strict=True) if isinstance(r, Exception)]
-        self._pending = [c for c, r in refused if _passes(r)]
-        for command, reply in refused:
-            if not _passes(reply):
+        kept: list[tuple[Any, Exception]] = []
+        for command, reply in zip(self._pending, replies[:sent], strict=True):
+            if isinstance(reply, Exception) and _passes(reply):
+                kept.append((command, reply))
+            elif isinstance(reply, Exception):
                 log.error("worker %s: Redis refused %s %s for good (%s); dropped", self._worker, command[0],
                           _text(command[1]), reply)
-        for reply in [*(r for _, r in refused if _passes(r)), *replies[skip:]]:
+        self._pending = [c for c, _ in kept]
+        for reply in [*(r for _, r in kept), *replies[skip:]]:
             if isinstance(reply, NoScriptError):  # only the claim can be: the rest was applied, idempotent
                 self._scripts.forget()
                 return [*replies[skip:-1], *self.send(claim=claim, waited=waited)]
